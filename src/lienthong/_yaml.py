@@ -1,0 +1,100 @@
+"""YAML loading that remembers where each value came from, so errors can name the line.
+
+PyYAML's safe loader builds plain values and forgets positions; its node graph keeps them. We compose the
+node graph once, construct the values from it, and walk it again for the line of every path.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from lienthong.errors import ConfigError, ConfigIssue
+
+PathKey = tuple[str | int, ...]
+_ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+@dataclass(frozen=True)
+class LocatedDocument:
+    """A parsed YAML document and the 1-based line of each path in it."""
+
+    data: Any
+    lines: dict[PathKey, int]
+    file: str
+
+    def line_of(self, path: PathKey) -> int | None:
+        """The line of ``path``, or of its nearest ancestor that has one."""
+        for end in range(len(path), -1, -1):
+            line = self.lines.get(path[:end])
+            if line is not None:
+                return line
+        return None
+
+    def issue(self, path: PathKey, message: str) -> ConfigIssue:
+        return ConfigIssue(path=format_path(path), message=message, file=self.file, line=self.line_of(path))
+
+
+def format_path(path: PathKey) -> str:
+    """``("routes", 2, "deliver", 0, "to")`` → ``routes[2].deliver[0].to``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def load_located(text: str, file: str) -> LocatedDocument:
+    """Parse one YAML document. Raises ConfigError naming the file and line of a syntax error."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(
+            [ConfigIssue(path="", message=f"invalid YAML: {problem}", file=file, line=line)]
+        ) from exc
+    lines: dict[PathKey, int] = {}
+    if node is not None:
+        _collect_lines(node, (), lines)
+    return LocatedDocument(data=data, lines=lines, file=file)
+
+
+def _collect_lines(node: yaml.Node, path: PathKey, lines: dict[PathKey, int]) -> None:
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = (*path, str(key_node.value))
+            lines[key] = key_node.start_mark.line + 1
+            _collect_lines(value_node, key, lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _collect_lines(item, (*path, index), lines)
+
+
+def substitute_env(doc: LocatedDocument, env: Mapping[str, str]) -> Any:
+    """Replace every string that is exactly ``${NAME}`` with ``env[NAME]``; secrets stay out of files."""
+    issues: list[ConfigIssue] = []
+
+    def walk(value: Any, path: PathKey) -> Any:
+        if isinstance(value, dict):
+            return {k: walk(v, (*path, str(k))) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v, (*path, i)) for i, v in enumerate(value)]
+        if isinstance(value, str) and (match := _ENV_REF.match(value)):
+            name = match.group(1)
+            if name not in env:
+                issues.append(doc.issue(path, f"environment variable {name} is not set"))
+                return value
+            return env[name]
+        return value
+
+    result = walk(doc.data, ())
+    if issues:
+        raise ConfigError(issues)
+    return result

@@ -1,0 +1,64 @@
+"""EMC adapter: reports each dossier event with ``TrackingMCDT``.
+
+Contract (DESIGN §4): a JSON POST per event, identified by ``SiteId``. The reply shape is assumed to follow
+the portal's (``error_code`` 0 on success); authentication is none or a Bearer token from the LGSP.
+"""
+
+from __future__ import annotations
+
+import httpx
+import orjson
+
+from lienthong.adapters.base import Receipt, json_body, map_transport_errors, raise_for_status
+from lienthong.adapters.translate import emc_tracking
+from lienthong.bus.store import ClaimedDelivery
+from lienthong.errors import PermanentError
+
+SUCCESS_CODES = frozenset({"0", "00"})
+
+
+class EmcAdapter:
+    operations = ("TrackingMCDT",)
+
+    def __init__(
+        self,
+        name: str,
+        client: httpx.AsyncClient,
+        *,
+        site_id: str,
+        province_code: str,
+        tracking_path: str = "/api/TrackingMCDT",
+        bearer_token: str | None = None,
+    ) -> None:
+        self.name = name
+        self._client = client
+        self._site_id = site_id
+        self._province_code = province_code
+        self._path = tracking_path
+        self._auth = {"authorization": f"Bearer {bearer_token}"} if bearer_token else {}
+
+    async def deliver(self, delivery: ClaimedDelivery) -> Receipt:
+        op = delivery.operation
+        if op != "TrackingMCDT":
+            raise PermanentError(f"unknown operation {op!r}", destination=self.name, operation=op)
+        body = emc_tracking(delivery.event.dossier, site_id=self._site_id, province_code=self._province_code)
+        with map_transport_errors(self.name, op):
+            response = await self._client.post(
+                self._path,
+                content=orjson.dumps(body),
+                headers={
+                    "content-type": "application/json",
+                    "idempotency-key": delivery.message_id,
+                    **self._auth,
+                },
+            )
+            raise_for_status(response, self.name, op)
+            answer = json_body(response, self.name, op)
+        code = str(answer.get("error_code"))
+        if code not in SUCCESS_CODES:
+            message = f"EMC refused the event: {answer.get('message', '')}".rstrip(": ")
+            raise PermanentError(message, destination=self.name, operation=op, status=200, remote_code=code)
+        return Receipt(http_status=response.status_code)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

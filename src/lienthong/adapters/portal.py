@@ -1,0 +1,158 @@
+"""National Public Service Portal (Cổng DVCQG) adapter: session login, DongBoHoSoMC, CapNhatTienDoHoSoMC.
+
+Contract (DESIGN §4): JSON POSTs; log in with ``{"username","password"}`` and the ``dstcode`` header to get
+a ``session``; every later call carries ``session``, ``madonvi`` and ``service`` in its body and ``dstcode``
+again. Replies are ``{"error_code": 0|"00", "message", "result"}``. DongBoHoSoMC must say whether it
+creates or updates (``isUpdating``), which ``TraCuuHoSo`` tells; dossiers we have seen on the portal are
+remembered so their later syncs skip the look-up (a miss costs only one extra look-up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+
+from lienthong.adapters.base import Receipt, json_body, map_transport_errors, raise_for_status
+from lienthong.adapters.translate import portal_dossier, portal_progress
+from lienthong.bus.store import ClaimedDelivery
+from lienthong.errors import PermanentError
+
+SUCCESS_CODES = frozenset({"0", "00"})
+
+
+@dataclass(frozen=True)
+class PortalCredentials:
+    dstcode: str
+    username: str
+    password: str
+    login_path: str = "/api/auth/login"
+    service_path: str = "/api/service"
+    # (assumed) error codes the portal uses for a missing or expired session; we log in again once.
+    session_expired_codes: frozenset[str] = frozenset({"401"})
+
+
+class _SessionExpired(Exception):
+    pass
+
+
+class PortalAdapter:
+    """Delivers dossier syncs and progress steps to the portal over an injected httpx client."""
+
+    operations = ("DongBoHoSoMC", "CapNhatTienDoHoSoMC")
+
+    def __init__(
+        self, name: str, client: httpx.AsyncClient, credentials: PortalCredentials, *, remember: int = 100_000
+    ) -> None:
+        self.name = name
+        self._client = client
+        self._creds = credentials
+        self._session: str | None = None
+        self._login_lock = asyncio.Lock()
+        self._on_portal: OrderedDict[str, None] = OrderedDict()
+        self._remember = remember
+
+    async def deliver(self, delivery: ClaimedDelivery) -> Receipt:
+        op = delivery.operation
+        with map_transport_errors(self.name, op):
+            if op == "DongBoHoSoMC":
+                return await self._sync(delivery)
+            if op == "CapNhatTienDoHoSoMC":
+                item = portal_progress(delivery.event.dossier, delivery.event.occurred_at)
+                await self._call(op, delivery, {"data": [item]})
+                return Receipt(http_status=200)
+        raise PermanentError(f"unknown operation {op!r}", destination=self.name, operation=op)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _sync(self, delivery: ClaimedDelivery) -> Receipt:
+        item = portal_dossier(delivery.event.dossier)
+        code = item["MaHoSo"]
+        if code not in self._on_portal:
+            found = await self._call("TraCuuHoSo", delivery, {"mahoso": code})
+            if found.get("result"):
+                self._seen(code)
+        updating = "True" if code in self._on_portal else "False"
+        await self._call("DongBoHoSoMC", delivery, {"isUpdating": updating, "data": [item]})
+        self._seen(code)
+        return Receipt(http_status=200)
+
+    def _seen(self, code: str) -> None:
+        self._on_portal[code] = None
+        self._on_portal.move_to_end(code)
+        if len(self._on_portal) > self._remember:
+            self._on_portal.popitem(last=False)
+
+    async def _call(self, service: str, delivery: ClaimedDelivery, body: dict[str, Any]) -> dict[str, Any]:
+        """POST one service call; log in again once if the portal says the session is gone."""
+        for _ in range(2):
+            session = await self._current_session()
+            try:
+                return await self._post(service, delivery, session, body)
+            except _SessionExpired:
+                await self._invalidate(session)
+        raise PermanentError("the portal refused a fresh session", destination=self.name, operation=service)
+
+    async def _post(
+        self, service: str, delivery: ClaimedDelivery, session: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        payload = {"session": session, "madonvi": delivery.event.unit_code, "service": service, **body}
+        response = await self._client.post(
+            self._creds.service_path,
+            content=orjson.dumps(payload),
+            headers={
+                "dstcode": self._creds.dstcode,
+                "content-type": "application/json",
+                "idempotency-key": delivery.message_id,
+            },
+        )
+        if response.status_code == 401:
+            raise _SessionExpired
+        raise_for_status(response, self.name, service)
+        answer = json_body(response, self.name, service)
+        code = str(answer.get("error_code"))
+        if code in self._creds.session_expired_codes:
+            raise _SessionExpired
+        if code not in SUCCESS_CODES:
+            message = f"portal refused {service}: {answer.get('message', '')}".rstrip(": ")
+            raise PermanentError(
+                message, destination=self.name, operation=service, status=200, remote_code=code
+            )
+        return answer
+
+    async def _current_session(self) -> str:
+        if self._session is not None:
+            return self._session
+        async with self._login_lock:
+            if self._session is None:
+                self._session = await self._login()
+            return self._session
+
+    async def _invalidate(self, session: str) -> None:
+        async with self._login_lock:
+            if self._session == session:
+                self._session = None
+
+    async def _login(self) -> str:
+        body = {"username": self._creds.username, "password": self._creds.password}
+        response = await self._client.post(
+            self._creds.login_path,
+            content=orjson.dumps(body),
+            headers={"dstcode": self._creds.dstcode, "content-type": "application/json"},
+        )
+        raise_for_status(response, self.name, "login")
+        answer = json_body(response, self.name, "login")
+        session = answer.get("session")
+        if str(answer.get("error_code")) not in SUCCESS_CODES or not isinstance(session, str) or not session:
+            raise PermanentError(
+                f"portal login refused: {answer.get('message', 'no session in the answer')}",
+                destination=self.name,
+                operation="login",
+                remote_code=str(answer.get("error_code")),
+            )
+        return session

@@ -1,0 +1,61 @@
+"""Bearer-token authentication for the provincial system.
+
+Tokens are configured as SHA-256 hashes, never as plain text. A plain hash (not a slow password hash) is
+right here because tokens are long random strings (``lienthong token new`` makes 32 random bytes), so
+there is nothing to brute-force; comparing in constant time keeps timing from leaking a hash prefix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from dataclasses import dataclass
+
+from fastapi import HTTPException, Request
+
+log = logging.getLogger("lienthong.api.auth")
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True)
+class Caller:
+    name: str
+
+
+class BearerAuth:
+    """A FastAPI dependency: the caller named by a valid bearer token, or 401."""
+
+    def __init__(self, tokens: dict[str, str]) -> None:
+        """``tokens`` maps each token's SHA-256 hex to the name of its holder."""
+        self._tokens = [(bytes.fromhex(digest), name) for digest, name in tokens.items()]
+
+    def __call__(self, request: Request) -> Caller:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise _unauthorized(request, "missing bearer token: send 'Authorization: Bearer <token>'")
+        presented = hashlib.sha256(token.strip().encode()).digest()
+        name = None
+        for digest, holder in self._tokens:  # check every entry: time does not depend on which matched
+            if hmac.compare_digest(presented, digest):
+                name = holder
+        if name is None:
+            raise _unauthorized(request, "invalid bearer token")
+        return Caller(name)
+
+
+def _unauthorized(request: Request, message: str) -> HTTPException:
+    client = request.client.host if request.client else "unknown"
+    log.warning("refused %s %s from %s: %s", request.method, request.url.path, client, message)
+    return HTTPException(
+        401, detail={"code": "unauthorized", "message": message}, headers={"WWW-Authenticate": "Bearer"}
+    )

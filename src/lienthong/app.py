@@ -1,0 +1,163 @@
+"""The composition root: builds the store, adapters, bus and API from a Config, and runs them together.
+
+Config is read once, by the CLI, and turned into small typed objects here; nothing below reads settings
+or the environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from lienthong import __version__
+from lienthong.adapters.base import Adapter
+from lienthong.adapters.emc import EmcAdapter
+from lienthong.adapters.http import make_client
+from lienthong.adapters.portal import PortalAdapter, PortalCredentials
+from lienthong.api.auth import BearerAuth
+from lienthong.api.errors import install_error_handlers
+from lienthong.api.events import events_router
+from lienthong.api.health import health_router
+from lienthong.api.limits import BodySizeLimit
+from lienthong.bus.dispatcher import Dispatcher
+from lienthong.bus.ingest import Ingestor, RouteTable
+from lienthong.bus.outbox import Clock, Outbox
+from lienthong.bus.retry import ExponentialBackoff, RetryPolicy, StopAfterAge, StopAfterAttempts
+from lienthong.bus.sqlite import SqliteOutbox
+from lienthong.config import Config, Destination, EmcDestination, PortalDestination, RetryConfig
+from lienthong.observability.metrics import Metrics
+
+log = logging.getLogger("lienthong.app")
+
+
+@dataclass
+class Lienthong:
+    """Everything one lienthong node runs. Build it with ``build``; ``api`` starts and stops the rest."""
+
+    config: Config
+    metrics: Metrics
+    outbox: Outbox
+    ingestor: Ingestor
+    dispatcher: Dispatcher
+    adapters: dict[str, Adapter]
+    api: FastAPI = field(init=False)
+    _dispatch_task: asyncio.Task[None] | None = field(default=None, init=False)
+
+    async def start(self) -> None:
+        """Open the store, return rows a crash left in flight to pending, and start dispatching."""
+        self.outbox.open()
+        recovered = await self.outbox.recover()
+        if recovered:
+            log.warning("returned %d deliveries left in flight by an earlier stop to pending", recovered)
+        self._dispatch_task = asyncio.create_task(self.dispatcher.run(), name="lienthong-dispatcher")
+
+    async def stop(self) -> None:
+        await self.dispatcher.stop(self.config.dispatcher.shutdown_grace_s)
+        if self._dispatch_task is not None:
+            self._dispatch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._dispatch_task
+        for adapter in self.adapters.values():
+            await adapter.aclose()
+        self.outbox.close()
+
+    @asynccontextmanager
+    async def lifespan(self, _: FastAPI) -> AsyncIterator[None]:
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+
+def build(
+    config: Config, *, clock: Clock = time.time, registry: CollectorRegistry | None = None
+) -> Lienthong:
+    metrics = Metrics(registry if registry is not None else CollectorRegistry())
+    store = config.store
+    outbox = Outbox(lambda: SqliteOutbox(store.path, synchronous=store.synchronous), clock=clock)
+    adapters = {name: build_adapter(name, dest) for name, dest in config.destinations.items()}
+    dispatcher = Dispatcher(
+        outbox,
+        adapters,
+        retry_policy(config.dispatcher.retry),
+        metrics,
+        clock=clock,
+        max_in_flight=config.dispatcher.max_in_flight,
+        poll_interval_s=config.dispatcher.poll_interval_s,
+    )
+    ingestor = Ingestor(outbox, route_table(config), metrics, on_accepted=dispatcher.wake)
+    node = Lienthong(config, metrics, outbox, ingestor, dispatcher, adapters)
+    node.api = build_api(node)
+    return node
+
+
+def build_api(node: Lienthong) -> FastAPI:
+    config = node.config
+    api = FastAPI(title="lienthong", version=__version__, lifespan=node.lifespan)
+    install_error_handlers(api)
+    auth = BearerAuth({t.sha256: t.name for t in config.auth.tokens})
+    api.include_router(
+        events_router(
+            ingestor=node.ingestor,
+            outbox=node.outbox,
+            metrics=node.metrics,
+            auth=auth,
+            dossier_code_field=config.events.dossier_code_field,
+            max_batch_events=config.server.max_batch_events,
+        )
+    )
+    api.include_router(
+        health_router(
+            outbox=node.outbox,
+            metrics=node.metrics,
+            destinations=tuple(config.destinations),
+            dispatcher_running=lambda: node.dispatcher.running,
+        )
+    )
+    api.add_middleware(BodySizeLimit, max_bytes=config.server.max_body_bytes)
+    return api
+
+
+def route_table(config: Config) -> RouteTable:
+    table: dict[str, list[tuple[str, str]]] = {}
+    for route in config.routes:
+        table.setdefault(route.on, []).extend((d.to, d.operation) for d in route.deliver)
+    return table
+
+
+def retry_policy(config: RetryConfig) -> RetryPolicy:
+    backoff = ExponentialBackoff(config.initial_delay_s, config.multiplier, config.max_delay_s, config.jitter)
+    return RetryPolicy(backoff, StopAfterAttempts(config.max_attempts) | StopAfterAge(config.max_age_s))
+
+
+def build_adapter(name: str, dest: Destination) -> Adapter:
+    client = make_client(dest.base_url, timeout_s=dest.timeout_s, max_connections=dest.max_connections)
+    if isinstance(dest, PortalDestination):
+        credentials = PortalCredentials(
+            dstcode=dest.dstcode,
+            username=dest.username,
+            password=dest.password.get_secret_value(),
+            login_path=dest.login_path,
+            service_path=dest.service_path,
+        )
+        return PortalAdapter(name, client, credentials)
+    if isinstance(dest, EmcDestination):
+        token = dest.bearer_token.get_secret_value() if dest.bearer_token else None
+        return EmcAdapter(
+            name,
+            client,
+            site_id=dest.site_id,
+            province_code=dest.province_code,
+            tracking_path=dest.tracking_path,
+            bearer_token=token,
+        )
+    raise AssertionError(f"unhandled destination kind {dest!r}")

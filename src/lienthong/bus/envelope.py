@@ -1,0 +1,125 @@
+"""The inbound event envelope (DESIGN §2) and its parsing from raw request bodies.
+
+The envelope is ours; ``dossier`` is in the provincial system's own schema, kept as it came.
+Parsing goes straight from bytes through pydantic's Rust core: ingest is the hot path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal, get_args
+
+import orjson
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
+
+from lienthong.errors import InvalidEvent
+
+EventType = Literal[
+    "dossier.received",
+    "dossier.status_changed",
+    "dossier.supplement_requested",
+    "dossier.result_issued",
+    "dossier.returned",
+    "dossier.withdrawn",
+    "payment.requested",
+    "payment.confirmed",
+]
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
+
+EventId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
+UnitCode = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class Event(BaseModel):
+    """One event from the provincial system. ``event_id`` is the idempotency key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: EventId
+    type: EventType
+    occurred_at: AwareDatetime
+    unit_code: UnitCode
+    dossier: dict[str, Any]
+
+
+class EventBatch(BaseModel):
+    """A batch: ``{"events": [...]}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[Event] = Field(min_length=1)
+
+
+_single = TypeAdapter(Event)
+_batch = TypeAdapter(EventBatch)
+
+
+@dataclass(frozen=True)
+class ParsedEvent:
+    """A validated event with what the bus derives from it once: its dossier code and payload hash."""
+
+    event: Event
+    dossier_code: str
+    payload: bytes
+    payload_sha256: str
+
+    @property
+    def occurred_at(self) -> datetime:
+        return self.event.occurred_at
+
+
+def parse_body(body: bytes, *, dossier_code_field: str, max_events: int) -> tuple[list[ParsedEvent], bool]:
+    """Parse a request body holding one event or ``{"events": [...]}``.
+
+    Returns the events and whether the body was a batch. Raises InvalidEvent naming the field path;
+    ``malformed`` is set when the body is not JSON at all.
+    """
+    is_batch = _looks_like_batch(body)
+    try:
+        events = _batch.validate_json(body).events if is_batch else [_single.validate_json(body)]
+    except ValidationError as exc:
+        raise _invalid(exc) from exc
+    if len(events) > max_events:
+        raise InvalidEvent(
+            f"a batch holds at most {max_events} events, this one has {len(events)}", path="events"
+        )
+    return [_derive(e, i if is_batch else None, dossier_code_field) for i, e in enumerate(events)], is_batch
+
+
+def _looks_like_batch(body: bytes) -> bool:
+    # A cheap sniff: a batch is an object whose first key is "events". Anything else is validated as a
+    # single event, whose errors then say what is missing.
+    head = body.lstrip()[:32]
+    return head.startswith(b"{") and head[1:].lstrip().startswith(b'"events"')
+
+
+def _derive(event: Event, index: int | None, field: str) -> ParsedEvent:
+    prefix = f"events[{index}]." if index is not None else ""
+    code = event.dossier.get(field)
+    if not isinstance(code, str) or not code.strip():
+        raise InvalidEvent(
+            "the dossier code is missing or not a non-empty string", path=f"{prefix}dossier.{field}"
+        )
+    payload = orjson.dumps(event.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    return ParsedEvent(event, code, payload, hashlib.sha256(payload).hexdigest())
+
+
+def _invalid(exc: ValidationError) -> InvalidEvent:
+    first = exc.errors(include_url=False)[0]
+    path = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in first["loc"]).replace(".[", "[")
+    if first["type"] == "json_invalid":
+        return InvalidEvent(f"malformed JSON: {first['msg'].removeprefix('Invalid JSON: ')}", malformed=True)
+    if first["type"] in {"model_type", "model_attributes_type"} and not first["loc"]:
+        return InvalidEvent('the body must be a JSON object: one event, or {"events": [...]}', malformed=True)
+    extra = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return InvalidEvent(f"{first['msg']}{extra}", path=path)

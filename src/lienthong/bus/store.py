@@ -1,0 +1,147 @@
+"""What the bus keeps, and the interface every store implements.
+
+A store's methods are synchronous and run inside a transaction that ``bus.committer.Committer`` opens on
+the store's own thread; several callers' operations share one transaction (group commit). SQLite is the
+embedded default; PostgreSQL implements the same protocol for several nodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from lienthong.bus.envelope import ParsedEvent
+from lienthong.bus.ledger import LedgerEntry
+
+MessageStatus = Literal["pending", "inflight", "delivered", "dead"]
+OutcomeKind = Literal["delivered", "retry", "dead"]
+
+
+@dataclass(frozen=True)
+class PlannedDelivery:
+    """One outbox row to create for an event: a route's delivery to one destination operation."""
+
+    message_id: str
+    destination: str
+    operation: str
+
+
+@dataclass(frozen=True)
+class IngestItem:
+    event: ParsedEvent
+    deliveries: tuple[PlannedDelivery, ...]
+    ledger: LedgerEntry
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    event_id: str
+    message_ids: tuple[str, ...]
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    event_id: str
+    type: str
+    unit_code: str
+    occurred_at: str
+    dossier: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    """An outbox row handed to the dispatcher; ``attempts`` counts the attempts made before this one."""
+
+    message_id: str
+    destination: str
+    operation: str
+    dossier_code: str
+    attempts: int
+    created_ms: int
+    event: StoredEvent
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one attempt, to be written back to the outbox."""
+
+    message_id: str
+    kind: OutcomeKind
+    attempt: int
+    started_ms: int
+    finished_ms: int
+    next_attempt_ms: int | None = None
+    error: str | None = None
+    http_status: int | None = None
+
+    @property
+    def detail(self) -> tuple[str | None, int | None]:
+        return self.error, self.http_status
+
+
+@dataclass(frozen=True)
+class AttemptView:
+    attempt: int
+    started_ms: int
+    duration_ms: int
+    outcome: OutcomeKind
+    error: str | None
+    http_status: int | None
+
+
+@dataclass(frozen=True)
+class MessageView:
+    message_id: str
+    event_id: str
+    destination: str
+    operation: str
+    dossier_code: str
+    status: MessageStatus
+    attempts: int
+    created_ms: int
+    updated_ms: int
+    next_attempt_ms: int
+    last_error: str | None
+    history: tuple[AttemptView, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class DestinationStats:
+    destination: str
+    pending: int
+    inflight: int
+    dead: int
+    oldest_pending_created_ms: int | None
+
+
+class OutboxStore(Protocol):
+    """The operations the bus needs. Each runs inside a transaction opened by the committer."""
+
+    def begin(self) -> None: ...
+    def commit(self) -> None: ...
+    def rollback(self) -> None: ...
+    def savepoint(self) -> None: ...
+    def release_savepoint(self) -> None: ...
+    def rollback_to_savepoint(self) -> None: ...
+    def close(self) -> None: ...
+
+    def recover(self) -> int:
+        """Return rows left in flight by a crash to pending; returns how many."""
+        ...
+
+    def ingest(self, items: list[IngestItem], now_ms: int) -> list[IngestResult]:
+        """Store events, their outbox rows and ledger updates. Raises IdempotencyConflict."""
+        ...
+
+    def claim(self, now_ms: int, limit: int) -> list[ClaimedDelivery]:
+        """Take up to ``limit`` due rows, at most one per (destination, dossier), oldest first."""
+        ...
+
+    def complete(self, outcomes: list[Outcome]) -> None: ...
+
+    def message(self, message_id: str) -> MessageView | None: ...
+
+    def stats(self) -> list[DestinationStats]: ...
+
+    def ledger_entry(self, dossier_code: str) -> LedgerEntry | None: ...

@@ -1,0 +1,190 @@
+"""The ``lienthong`` command. Every subcommand has ``--help``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lienthong import __version__
+from lienthong.errors import ConfigError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return EXIT_USAGE
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
+    try:
+        code: int = args.handler(args)
+    except ConfigError as exc:
+        print(f"configuration error:\n{exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lienthong", description="Provincial integration bus.")
+    parser.add_argument("--version", action="version", version=f"lienthong {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="serve the API and deliver events (the production entry point)")
+    run.add_argument("config", type=Path, help="the YAML config file")
+    run.set_defaults(handler=_run)
+
+    check = sub.add_parser("check", help="validate a config file; lists every problem with its line")
+    check.add_argument("config", type=Path)
+    check.set_defaults(handler=_check)
+
+    config = sub.add_parser("config", help="config helpers")
+    config_sub = config.add_subparsers(title="config commands", metavar="COMMAND")
+    schema = config_sub.add_parser("schema", help="print the config's JSON Schema (for editor completion)")
+    schema.set_defaults(handler=_schema)
+
+    token = sub.add_parser("token", help="bearer tokens for the provincial system")
+    token_sub = token.add_subparsers(title="token commands", metavar="COMMAND")
+    token_new = token_sub.add_parser(
+        "new", help="make a random token and print it with its SHA-256 for config"
+    )
+    token_new.set_defaults(handler=_token_new)
+    token_hash = token_sub.add_parser("hash", help="print the SHA-256 of a token read from stdin")
+    token_hash.set_defaults(handler=_token_hash)
+
+    demo = sub.add_parser(
+        "demo", help="run the bus against sandbox peers with a realistic stream of dossiers"
+    )
+    demo.add_argument("--events", type=int, default=200, metavar="N", help="how many dossiers (default 200)")
+    demo.add_argument("--fault-rate", type=float, default=0.1, help="share of peer requests faulted (0.1)")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--json", action="store_true", help="print only the summary, as one JSON object")
+    demo.add_argument("--keep-running", action="store_true", help="keep serving (see /metrics) until Ctrl-C")
+    demo.set_defaults(handler=_demo)
+
+    sandbox = sub.add_parser("sandbox", help="serve one sandbox peer on loopback (for benchmarks and trials)")
+    sandbox.add_argument("peer", choices=("portal", "emc"))
+    sandbox.add_argument("--port", type=int, default=0, help="0 picks a free port, printed on stdout")
+    sandbox.add_argument("--fault-rate", type=float, default=0.0)
+    sandbox.set_defaults(handler=_sandbox)
+    return parser
+
+
+def _load(path: Path) -> Any:
+    from lienthong.config import load_config  # noqa: PLC0415 (keep `lienthong --help` fast)
+
+    return load_config(path, env=os.environ)
+
+
+def _check(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    routes = sum(len(r.deliver) for r in config.routes)
+    counts = f"{len(config.destinations)} destinations, {routes} deliveries in {len(config.routes)} routes"
+    print(f"{args.config}: ok ({counts})")
+    return EXIT_OK
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from lienthong.config import config_json_schema  # noqa: PLC0415
+
+    print(config_json_schema())
+    return EXIT_OK
+
+
+def _token_new(args: argparse.Namespace) -> int:
+    from lienthong.api.auth import hash_token, new_token  # noqa: PLC0415
+
+    token = new_token()
+    print(f"token:  {token}\nsha256: {hash_token(token)}")
+    print("Give the token to the provincial system; put only the sha256 in the config.", file=sys.stderr)
+    return EXIT_OK
+
+
+def _token_hash(args: argparse.Namespace) -> int:
+    from lienthong.api.auth import hash_token  # noqa: PLC0415
+
+    print(hash_token(sys.stdin.readline().strip()))
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    from lienthong.app import build  # noqa: PLC0415
+    from lienthong.serving import HttpServer, new_event_loop  # noqa: PLC0415
+
+    config = _load(args.config)
+    node = build(config)
+
+    async def serve() -> None:
+        server = HttpServer(node.api, host=config.server.host, port=config.server.port, lifespan="on")
+        logging.getLogger("lienthong").info("serving on %s", server.url)
+        await server.serve_forever()
+
+    loop = new_event_loop()
+    try:
+        loop.run_until_complete(serve())
+    finally:
+        loop.close()
+    return EXIT_OK
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from lienthong.demo import DemoOptions, DemoSummary, run_demo  # noqa: PLC0415
+
+    if args.json:
+        logging.getLogger().setLevel(logging.ERROR)
+
+    def show(summary: DemoSummary, url: str) -> None:
+        if args.json:
+            print(json.dumps(summary.as_json(), ensure_ascii=False), flush=True)
+        else:
+            print(summary.table(), flush=True)
+        if args.keep_running:
+            print(f"serving on {url} (metrics: {url}/metrics); Ctrl-C to stop", file=sys.stderr, flush=True)
+
+    options = DemoOptions(dossiers=args.events, fault_rate=args.fault_rate, seed=args.seed)
+    summary = run_demo(options, keep_running=args.keep_running, on_summary=show)
+    return EXIT_OK if summary.pending == 0 else EXIT_FAILED
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from lienthong.sandbox import EmcSandbox, FaultPlan, PortalSandbox  # noqa: PLC0415
+    from lienthong.sandbox.dossiers import PROCEDURE_CODES  # noqa: PLC0415
+    from lienthong.serving import HttpServer, new_event_loop  # noqa: PLC0415
+
+    faults = FaultPlan(rate=args.fault_rate)
+    peer = (
+        PortalSandbox(procedures=PROCEDURE_CODES, faults=faults)
+        if args.peer == "portal"
+        else EmcSandbox(faults=faults)
+    )
+
+    async def serve() -> None:
+        server = HttpServer(peer, port=args.port, lifespan="off")
+        print(server.url, flush=True)
+        await server.serve_forever()
+
+    loop = new_event_loop()
+    try:
+        loop.run_until_complete(serve())
+    finally:
+        loop.close()
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,226 @@
+"""The configuration: one YAML file, one pydantic model tree.
+
+``load_config`` is the only entry point. Errors name the file, line and YAML path, e.g.
+``lienthong.yaml:31 routes[2].deliver[0].to: unknown destination 'portl' (known: emc, portal)``.
+Secrets are written as ``${ENV_NAME}`` and resolved from the environment the caller passes in.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from lienthong._yaml import LocatedDocument, PathKey, load_located, substitute_env
+from lienthong.bus.envelope import EventType
+from lienthong.errors import ConfigError, ConfigIssue
+
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Model):
+    """The inbound HTTP API."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="Larger bodies get 413.")
+    max_batch_events: int = Field(default=1000, ge=1, description="Most events in one POST /v1/events.")
+
+
+class TokenConfig(_Model):
+    """A bearer token the provincial system may present, stored as the SHA-256 hex of the token."""
+
+    name: str = Field(min_length=1, description="Who holds the token; shown in logs, never the token.")
+    sha256: str = Field(description="lowercase hex SHA-256 of the token (`lienthong token hash`)")
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, value: str) -> str:
+        if not _SHA256_HEX.match(value):
+            raise ValueError("must be 64 lowercase hex characters: the SHA-256 of the token, not the token")
+        return value
+
+
+class AuthConfig(_Model):
+    tokens: list[TokenConfig] = Field(default_factory=list)
+
+
+class SqliteStoreConfig(_Model):
+    """The embedded default store: one SQLite file in WAL mode."""
+
+    kind: Literal["sqlite"] = "sqlite"
+    path: str = "lienthong.db"
+    synchronous: Literal["full", "normal"] = Field(
+        default="full",
+        description="full: a commit survives power loss; normal: it survives a process crash (kill -9) only.",
+    )
+
+
+class RetryConfig(_Model):
+    """Exponential backoff with jitter, a cap, and limits on attempts and age (see bus.retry)."""
+
+    initial_delay_s: float = Field(default=1.0, gt=0)
+    multiplier: float = Field(default=2.0, ge=1)
+    max_delay_s: float = Field(default=300.0, gt=0)
+    jitter: float = Field(default=0.2, ge=0, le=1, description="± share of each delay chosen at random")
+    max_attempts: int = Field(default=12, ge=1)
+    max_age_s: float = Field(default=86_400.0, gt=0)
+
+
+class DispatcherConfig(_Model):
+    max_in_flight: int = Field(
+        default=64, ge=1, description="Deliveries under way at once, all destinations."
+    )
+    poll_interval_s: float = Field(default=0.5, gt=0, description="Idle wait before looking for due retries.")
+    shutdown_grace_s: float = Field(default=10.0, ge=0)
+    retry: RetryConfig = RetryConfig()
+
+
+class _HttpDestination(_Model):
+    operations: ClassVar[tuple[str, ...]] = ()
+
+    base_url: str = Field(pattern=r"^https?://", description="Scheme, host and port of the system.")
+    timeout_s: float = Field(default=10.0, gt=0)
+    max_connections: int = Field(default=64, ge=1)
+
+
+class PortalDestination(_HttpDestination):
+    """National Public Service Portal (DVCQG): session login with the dstcode header."""
+
+    operations: ClassVar[tuple[str, ...]] = ("DongBoHoSoMC", "CapNhatTienDoHoSoMC")
+
+    kind: Literal["portal"]
+    login_path: str = "/api/auth/login"
+    service_path: str = "/api/service"
+    dstcode: str = Field(min_length=1)
+    username: str = Field(min_length=1)
+    password: SecretStr
+
+
+class EmcDestination(_HttpDestination):
+    """The EMC monitoring system: TrackingMCDT, identified by SiteId."""
+
+    operations: ClassVar[tuple[str, ...]] = ("TrackingMCDT",)
+
+    kind: Literal["emc"]
+    tracking_path: str = "/api/TrackingMCDT"
+    site_id: str = Field(min_length=1)
+    province_code: str = Field(
+        min_length=1, description="The province's code in EMC's `User` field, e.g. H56."
+    )
+    bearer_token: SecretStr | None = None
+
+
+Destination = Annotated[PortalDestination | EmcDestination, Field(discriminator="kind")]
+
+
+class DeliveryRule(_Model):
+    to: str = Field(description="A destination name from `destinations`.")
+    operation: str = Field(description="An operation that destination's kind supports.")
+
+
+class Route(_Model):
+    on: EventType
+    deliver: list[DeliveryRule] = Field(default_factory=list)
+
+
+class EventsConfig(_Model):
+    dossier_code_field: str = Field(
+        default="code", min_length=1, description="Key of the dossier code inside each event's `dossier`."
+    )
+
+
+class Config(_Model):
+    """The whole lienthong configuration."""
+
+    server: ServerConfig = ServerConfig()
+    auth: AuthConfig = AuthConfig()
+    store: SqliteStoreConfig = SqliteStoreConfig()
+    dispatcher: DispatcherConfig = DispatcherConfig()
+    events: EventsConfig = EventsConfig()
+    destinations: dict[str, Destination] = Field(default_factory=dict)
+    routes: list[Route] = Field(default_factory=list)
+
+    def routes_for(self, event_type: str) -> list[DeliveryRule]:
+        return [rule for route in self.routes if route.on == event_type for rule in route.deliver]
+
+
+def load_config(path: Path, *, env: Mapping[str, str]) -> Config:
+    """Read, validate and cross-check a config file. Raises ConfigError listing every problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            [ConfigIssue(path="", message=f"cannot read: {exc.strerror}", file=str(path))]
+        ) from exc
+    return parse_config(text, file=str(path), env=env)
+
+
+def parse_config(text: str, *, file: str, env: Mapping[str, str]) -> Config:
+    doc = load_located(text, file)
+    if doc.data is None:
+        doc = LocatedDocument(data={}, lines={}, file=file)
+    if not isinstance(doc.data, dict):
+        raise ConfigError([doc.issue((), "the top level must be a mapping of sections")])
+    data = substitute_env(doc, env)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError([_issue_from_pydantic(doc, err) for err in exc.errors(include_url=False)]) from exc
+    issues = _cross_check(config, doc)
+    if issues:
+        raise ConfigError(issues)
+    return config
+
+
+def config_json_schema() -> str:
+    """JSON Schema of the config file, for editors' completion."""
+    schema = Config.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "lienthong configuration"
+    return json.dumps(schema, indent=2, ensure_ascii=False)
+
+
+def _issue_from_pydantic(doc: LocatedDocument, err: Any) -> ConfigIssue:
+    # pydantic puts the discriminator's tag into loc for tagged unions ("destinations.x.portal.base_url");
+    # drop it so the path is the one in the file.
+    loc: PathKey = tuple(err["loc"])
+    if len(loc) >= 3 and loc[0] == "destinations" and loc[2] in ("portal", "emc"):
+        loc = (*loc[:2], *loc[3:])
+    message = err["msg"]
+    if err["type"] == "extra_forbidden":
+        message = "unknown key (check its spelling; `lienthong config schema` lists the keys)"
+    elif err["type"] == "union_tag_invalid":
+        message = f"unknown kind {err['input'].get('kind')!r} (known: emc, portal)"
+    elif err["type"] == "literal_error":
+        message = f"{message}, got {err['input']!r}"
+    return doc.issue(loc, message)
+
+
+def _cross_check(config: Config, doc: LocatedDocument) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    known = ", ".join(sorted(config.destinations)) or "none configured"
+    seen: set[tuple[str, str, str]] = set()
+    for r, route in enumerate(config.routes):
+        for d, rule in enumerate(route.deliver):
+            where: PathKey = ("routes", r, "deliver", d)
+            destination = config.destinations.get(rule.to)
+            if destination is None:
+                issues.append(doc.issue((*where, "to"), f"unknown destination {rule.to!r} (known: {known})"))
+                continue
+            if rule.operation not in destination.operations:
+                ops = ", ".join(destination.operations)
+                msg = f"{destination.kind} has no operation {rule.operation!r} (known: {ops})"
+                issues.append(doc.issue((*where, "operation"), msg))
+            if (route.on, rule.to, rule.operation) in seen:
+                issues.append(doc.issue(where, f"{rule.to}.{rule.operation} is listed twice for {route.on}"))
+            seen.add((route.on, rule.to, rule.operation))
+    return issues

@@ -1,0 +1,230 @@
+"""``lienthong demo``: the sandbox peers and the bus on loopback, a realistic stream of dossiers, a summary.
+
+Everything real runs: the HTTP API with a bearer token, the SQLite outbox in a temporary directory, the
+dispatcher, the adapters over HTTP, and the sandbox portal and EMC injecting faults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from lienthong.adapters.http import make_client
+from lienthong.api.auth import hash_token, new_token
+from lienthong.app import Lienthong, build
+from lienthong.config import Config
+from lienthong.sandbox import EmcSandbox, FaultPlan, PortalSandbox
+from lienthong.sandbox.dossiers import PROCEDURE_CODES, generate, interleave
+from lienthong.serving import HttpServer, ThreadedServer
+
+DEMO_ROUTES = [
+    {"on": kind, "deliver": [{"to": "portal", "operation": op}, {"to": "emc", "operation": "TrackingMCDT"}]}
+    for kind, op in (
+        ("dossier.received", "DongBoHoSoMC"),
+        ("dossier.status_changed", "CapNhatTienDoHoSoMC"),
+        ("dossier.result_issued", "DongBoHoSoMC"),
+        ("dossier.returned", "DongBoHoSoMC"),
+    )
+]
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    dossiers: int = 200
+    fault_rate: float = 0.1
+    unknown_share: float = 0.02
+    seed: int = 7
+    batch_size: int = 50
+    timeout_s: float = 300.0
+
+
+@dataclass
+class DemoSummary:
+    events: int
+    duplicates_sent: int
+    deliveries: dict[str, dict[str, int]]
+    pending: int
+    elapsed_s: float
+    deliveries_per_s: float
+    faults_injected: dict[str, int] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "events": self.events,
+            "duplicates_sent": self.duplicates_sent,
+            "deliveries": self.deliveries,
+            "pending": self.pending,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "deliveries_per_s": round(self.deliveries_per_s, 1),
+            "faults_injected": self.faults_injected,
+        }
+
+    def table(self) -> str:
+        rows = [f"{'destination':<12}{'delivered':>10}{'retried':>10}{'dead':>8}"]
+        rows += [
+            f"{d:<12}{c['delivered']:>10}{c['retried']:>10}{c['dead']:>8}" for d, c in self.deliveries.items()
+        ]
+        faults = ", ".join(f"{k} {v}" for k, v in self.faults_injected.items())
+        return "\n".join(
+            [
+                f"events accepted   {self.events} ({self.duplicates_sent} duplicates sent, accepted once)",
+                *rows,
+                f"pending           {self.pending}",
+                f"faults injected   {faults}",
+                f"elapsed           {self.elapsed_s:.2f} s",
+                f"throughput        {self.deliveries_per_s:.0f} deliveries/s",
+            ]
+        )
+
+
+def demo_config(workdir: Path, token: str, portal_url: str, emc_url: str, portal: PortalSandbox) -> Config:
+    return Config.model_validate(
+        {
+            "auth": {"tokens": [{"name": "demo-provincial-system", "sha256": hash_token(token)}]},
+            "store": {"path": str(workdir / "lienthong.db")},
+            "dispatcher": {
+                "max_in_flight": 64,
+                "poll_interval_s": 0.05,
+                "retry": {"initial_delay_s": 0.05, "max_delay_s": 1.0, "max_attempts": 8},
+            },
+            "destinations": {
+                "portal": {
+                    "kind": "portal",
+                    "base_url": portal_url,
+                    "dstcode": portal.dstcode,
+                    "username": portal.username,
+                    "password": portal.password,
+                },
+                "emc": {
+                    "kind": "emc",
+                    "base_url": emc_url,
+                    "site_id": "SANDBOX-SITE",
+                    "province_code": "H56",
+                },
+            },
+            "routes": DEMO_ROUTES,
+        }
+    )
+
+
+class Demo:
+    """One demo run: peers, bus, traffic, summary."""
+
+    def __init__(self, options: DemoOptions, workdir: Path) -> None:
+        self.options = options
+        faults = FaultPlan(rate=options.fault_rate, latency_ms=50, retry_after_s=1, seed=options.seed)
+        self.portal = PortalSandbox(procedures=PROCEDURE_CODES, faults=faults)
+        self.emc = EmcSandbox(faults=FaultPlan(rate=options.fault_rate, latency_ms=50, seed=options.seed + 1))
+        self.token = new_token()
+        self.workdir = workdir
+        self.node: Lienthong | None = None
+        self.server: HttpServer | None = None
+
+    async def run(self, *, keep_running: bool = False, on_summary: Any = None) -> DemoSummary:
+        with ThreadedServer(lambda: self.portal) as portal_srv, ThreadedServer(lambda: self.emc) as emc_srv:
+            config = demo_config(self.workdir, self.token, portal_srv.url, emc_srv.url, self.portal)
+            self.node = build(config)
+            self.server = HttpServer(self.node.api, lifespan="on")
+            await self.server.start()
+            try:
+                summary = await self._traffic()
+                if on_summary is not None:
+                    on_summary(summary, self.server.url)
+                if keep_running:
+                    await asyncio.Event().wait()
+            finally:
+                await self.server.stop()
+        return summary
+
+    async def _traffic(self) -> DemoSummary:
+        assert self.node is not None
+        assert self.server is not None
+        streams = generate(
+            self.options.dossiers, seed=self.options.seed, unknown_share=self.options.unknown_share
+        )
+        events = list(interleave(streams))
+        duplicates = events[:: max(1, len(events) // 20)]  # about 5% sent twice, as a flaky sender would
+        started = time.perf_counter()
+        client = make_client(self.server.url, timeout_s=30, max_connections=8)
+        async with client:
+            await self._send_all(client, events, duplicates)
+        pending = await self._settle(self.options.timeout_s)
+        elapsed = time.perf_counter() - started
+        deliveries = self._delivery_counts()
+        delivered = sum(c["delivered"] for c in deliveries.values())
+        faults = {
+            k: self.portal.faults_injected[k] + self.emc.faults_injected[k]
+            for k in self.portal.faults_injected
+        }
+        return DemoSummary(
+            len(events), len(duplicates), deliveries, pending, elapsed, delivered / elapsed, faults
+        )
+
+    async def _send_all(
+        self, client: httpx.AsyncClient, events: list[dict[str, Any]], duplicates: list[Any]
+    ) -> None:
+        headers = {"authorization": f"Bearer {self.token}", "content-type": "application/json"}
+        singles, rest = events[:20], events[20:]  # the first few one by one, as a desk would send them
+        for event in [*singles, *duplicates[:5]]:
+            await _post(client, orjson.dumps(event), headers)
+        for batch in _batches([*rest, *duplicates[5:]], self.options.batch_size):
+            await _post(client, orjson.dumps({"events": batch}), headers)
+
+    async def _settle(self, timeout_s: float) -> int:
+        """Wait until no delivery is pending or in flight; returns what is still pending at the timeout."""
+        assert self.node is not None
+        deadline = time.monotonic() + timeout_s
+        while True:
+            stats = await self.node.outbox.stats()
+            pending = sum(s.pending + s.inflight for s in stats)
+            if pending == 0 or time.monotonic() > deadline:
+                return pending
+            await asyncio.sleep(0.05)
+
+    def _delivery_counts(self) -> dict[str, dict[str, int]]:
+        assert self.node is not None
+        counts: dict[str, dict[str, int]] = {}
+        for metric in self.node.metrics.deliveries.collect():
+            for sample in metric.samples:
+                if not sample.name.endswith("_total"):
+                    continue
+                dest = counts.setdefault(
+                    sample.labels["destination"], {"delivered": 0, "retried": 0, "dead": 0}
+                )
+                key = {"delivered": "delivered", "retry": "retried", "dead": "dead"}[sample.labels["outcome"]]
+                dest[key] += int(sample.value)
+        return dict(sorted(counts.items()))
+
+
+async def _post(client: httpx.AsyncClient, body: bytes, headers: dict[str, str]) -> None:
+    response = await client.post("/v1/events", content=body, headers=headers)
+    if response.status_code != 202:
+        raise RuntimeError(f"the bus refused demo traffic: {response.status_code} {response.text}")
+
+
+def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+def run_demo(options: DemoOptions, *, keep_running: bool = False, on_summary: Any = None) -> DemoSummary:
+    """Run the demo in a fresh temporary directory and event loop."""
+    from lienthong.serving import new_event_loop  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory(prefix="lienthong-demo-") as tmp:
+        loop = new_event_loop()
+        try:
+            demo = Demo(options, Path(tmp))
+            return loop.run_until_complete(demo.run(keep_running=keep_running, on_summary=on_summary))
+        finally:
+            loop.close()

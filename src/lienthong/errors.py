@@ -1,0 +1,143 @@
+"""The exception tree of lienthong.
+
+Every error a user or an external system can cause is one of these, carrying fields rather than only a
+message::
+
+    LienthongError
+    ├── ConfigError            a config file is wrong; holds every ConfigIssue (file, line, path, message)
+    ├── IngestError            an inbound event cannot be accepted
+    │   ├── InvalidEvent       malformed JSON or a field that fails validation (holds the field path)
+    │   └── IdempotencyConflict  an event_id seen before, with a different payload
+    ├── DeliveryError          one delivery to one destination failed (destination, operation)
+    │   ├── RetryableError     try again later: timeouts, connection errors, 5xx, 429 (retry_after_s)
+    │   └── PermanentError     retrying cannot help: validation, auth, business rejection
+    │       └── TranslationError  our translation of the event into the destination's format failed
+    └── StoreError             the outbox store failed or its schema is not one we know
+
+Third-party exceptions (httpx, sqlite3, pydantic, yaml) are translated into this tree at one boundary
+each, with ``raise ... from exc``; see ``adapters.base.map_transport_errors``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class LienthongError(Exception):
+    """Root of every error lienthong raises on purpose."""
+
+
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem in a config or spec file: where it is and what is wrong."""
+
+    path: str
+    message: str
+    file: str | None = None
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = self.file or ""
+        if self.line is not None:
+            where = f"{where}:{self.line}"
+        prefix = f"{where} " if where else ""
+        location = f"{self.path}: " if self.path else ""
+        return f"{prefix}{location}{self.message}"
+
+
+class ConfigError(LienthongError):
+    """A configuration file is invalid. ``issues`` lists every problem found, not only the first."""
+
+    def __init__(self, issues: list[ConfigIssue]) -> None:
+        self.issues = issues
+        super().__init__("\n".join(str(issue) for issue in issues))
+
+
+class IngestError(LienthongError):
+    """An inbound event cannot be accepted."""
+
+
+class InvalidEvent(IngestError):
+    """The request body is not valid JSON, or an event fails validation at ``path``."""
+
+    def __init__(self, message: str, *, path: str = "", malformed: bool = False) -> None:
+        self.path = path
+        self.message = message
+        self.malformed = malformed
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+class IdempotencyConflict(IngestError):
+    """``event_id`` was accepted before with a different payload; an event id may not be reused."""
+
+    def __init__(self, event_id: str) -> None:
+        self.event_id = event_id
+        super().__init__(
+            f"event_id {event_id!r} was already accepted with a different payload; "
+            "use a new event_id for a new event"
+        )
+
+
+class DeliveryError(LienthongError):
+    """A delivery to ``destination``/``operation`` failed."""
+
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        destination: str = "",
+        operation: str = "",
+        status: int | None = None,
+        remote_code: str | None = None,
+    ) -> None:
+        self.message = message
+        self.destination = destination
+        self.operation = operation
+        self.status = status
+        self.remote_code = remote_code
+        super().__init__(message)
+
+    def describe(self) -> str:
+        """One line for dead letters and logs: what failed, where, and the remote's answer."""
+        parts = [f"{self.destination}.{self.operation}" if self.destination else "", self.message]
+        if self.status is not None:
+            parts.append(f"http {self.status}")
+        if self.remote_code is not None:
+            parts.append(f"remote code {self.remote_code}")
+        return ": ".join(p for p in parts[:2] if p) + "".join(f" ({p})" for p in parts[2:])
+
+
+class RetryableError(DeliveryError):
+    """A transient failure. ``retry_after_s`` is the peer's own hint (``Retry-After``), if it gave one."""
+
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_s: float | None = None,
+        destination: str = "",
+        operation: str = "",
+        status: int | None = None,
+    ) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message, destination=destination, operation=operation, status=status)
+
+
+class PermanentError(DeliveryError):
+    """A failure that retrying cannot fix; the delivery becomes a dead letter at once."""
+
+
+class TranslationError(PermanentError):
+    """The event could not be translated for the destination: ``field`` names the offending field."""
+
+    def __init__(self, message: str, *, field: str, destination: str = "", operation: str = "") -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}", destination=destination, operation=operation)
+
+
+class StoreError(LienthongError):
+    """The outbox store failed, or its schema version is not one this code knows."""

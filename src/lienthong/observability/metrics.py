@@ -1,0 +1,69 @@
+"""Prometheus metric definitions, on a registry the application owns (never the global one)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from lienthong.bus.store import DestinationStats
+
+# Deliveries cross loopback in a millisecond and a slow national system in tens of seconds.
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Metrics:
+    """Every metric lienthong exports. Build one per application with its own registry."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.events_received = Counter(
+            "lienthong_events_received",
+            "Events from the provincial system, by type and outcome (accepted, duplicate, rejected).",
+            ["type", "outcome"],
+            registry=registry,
+        )
+        self.deliveries = Counter(
+            "lienthong_deliveries",
+            "Delivery attempts by destination, operation and outcome (delivered, retry, dead).",
+            ["destination", "operation", "outcome"],
+            registry=registry,
+        )
+        self.delivery_latency = Histogram(
+            "lienthong_delivery_duration_seconds",
+            "Time one delivery attempt took, in seconds.",
+            ["destination", "operation"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+        self.outbox_pending = Gauge(
+            "lienthong_outbox_pending",
+            "Outbox rows not yet delivered nor dead (pending or in flight), per destination.",
+            ["destination"],
+            registry=registry,
+        )
+        self.outbox_oldest_age = Gauge(
+            "lienthong_outbox_oldest_pending_age_seconds",
+            "Age of the oldest undelivered outbox row, per destination; 0 when none is pending.",
+            ["destination"],
+            registry=registry,
+        )
+        self.dead_letters = Gauge(
+            "lienthong_dead_letters",
+            "Dead letters waiting for a person, per destination.",
+            ["destination"],
+            registry=registry,
+        )
+
+    def observe_outbox(
+        self, stats: Iterable[DestinationStats], destinations: Iterable[str], now_ms: int
+    ) -> None:
+        """Set the outbox gauges from a fresh reading; destinations with no rows read 0."""
+        by_name = {s.destination: s for s in stats}
+        for name in {*destinations, *by_name}:
+            s = by_name.get(name)
+            pending = (s.pending + s.inflight) if s else 0
+            oldest = s.oldest_pending_created_ms if s else None
+            self.outbox_pending.labels(name).set(pending)
+            self.outbox_oldest_age.labels(name).set(max(0.0, (now_ms - oldest) / 1000) if oldest else 0.0)
+            self.dead_letters.labels(name).set(s.dead if s else 0)

@@ -1,0 +1,140 @@
+"""Serving an ASGI app with uvicorn on loopback: in the current event loop, or on a thread of its own.
+
+Used for the bus's API and for the sandbox peers. Binding the socket ourselves lets callers ask for port 0
+and learn the port the kernel chose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any, Literal
+
+import uvicorn
+from starlette.types import ASGIApp
+
+Lifespan = Literal["auto", "on", "off"]
+
+
+def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+class HttpServer:
+    """One ASGI app on one socket, served in the running event loop."""
+
+    def __init__(
+        self, app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, lifespan: Lifespan = "auto"
+    ) -> None:
+        self._sock = bind(host, port)
+        config = uvicorn.Config(
+            app,
+            http="httptools",
+            lifespan=lifespan,
+            log_level="warning",
+            access_log=False,
+            timeout_keep_alive=30,
+        )
+        self._server = uvicorn.Server(config)
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        port: int = self._sock.getsockname()[1]
+        return port
+
+    @property
+    def url(self) -> str:
+        host = self._sock.getsockname()[0]
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        """Start serving; returns once the app's startup finished. Raises if startup failed."""
+        self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]))
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()
+                raise RuntimeError("the HTTP server stopped during startup")
+            await asyncio.sleep(0.005)
+
+    async def stop(self) -> None:
+        self._server.should_exit = True
+        if self._task is not None:
+            await self._task
+
+    async def serve_forever(self) -> None:
+        await self.start()
+        assert self._task is not None
+        await self._task
+
+
+class ThreadedServer:
+    """An ASGI app served on a thread with its own event loop (uvloop), so it does not share the caller's."""
+
+    def __init__(self, app_factory: Callable[[], ASGIApp], *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._factory = app_factory
+        self._host, self._port = host, port
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server: HttpServer | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="lienthong-http", daemon=True)
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return self._server.url
+
+    def start(self) -> ThreadedServer:
+        self._thread.start()
+        self._started.wait()
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._server is not None and self._thread.is_alive():
+            asyncio.run_coroutine_threadsafe(self._server.stop(), self._loop).result(timeout=10)
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        loop = new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._serve())
+        finally:
+            loop.close()
+
+    async def _serve(self) -> None:
+        try:
+            self._server = HttpServer(self._factory(), host=self._host, port=self._port, lifespan="off")
+            await self._server.start()
+        except BaseException as exc:
+            self._error = exc
+            self._started.set()
+            return
+        self._started.set()
+        assert self._server._task is not None
+        await self._server._task
+
+    def __enter__(self) -> ThreadedServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed, else asyncio's default loop."""
+    try:
+        import uvloop  # noqa: PLC0415 (optional: not on Windows)
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
