@@ -16,6 +16,21 @@ import yaml
 from lienthong.errors import ConfigError, ConfigIssue
 
 PathKey = tuple[str | int, ...]
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader with YAML 1.2 booleans: only true/false. YAML 1.1 also reads on/off/yes/no as
+    booleans, which would turn a route's ``on:`` key into ``True``."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 
@@ -50,8 +65,8 @@ def format_path(path: PathKey) -> str:
 def load_located(text: str, file: str) -> LocatedDocument:
     """Parse one YAML document. Raises ConfigError naming the file and line of a syntax error."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=_Loader)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (_Loader is a SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None

@@ -198,8 +198,10 @@ def _issue_from_pydantic(doc: LocatedDocument, err: Any) -> ConfigIssue:
     message = err["msg"]
     if err["type"] == "extra_forbidden":
         message = "unknown key (check its spelling; `lienthong config schema` lists the keys)"
-    elif err["type"] == "union_tag_invalid":
-        message = f"unknown kind {err['input'].get('kind')!r} (known: emc, portal)"
+    elif err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        loc = (*loc, "kind")
+        kind = err["input"].get("kind") if isinstance(err["input"], dict) else None
+        message = f"unknown kind {kind!r} (known: emc, portal)" if kind else "missing (one of: emc, portal)"
     elif err["type"] == "literal_error":
         message = f"{message}, got {err['input']!r}"
     return doc.issue(loc, message)

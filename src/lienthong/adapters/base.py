@@ -53,13 +53,22 @@ def map_transport_errors(destination: str, operation: str) -> Iterator[None]:
     except DeliveryError:
         raise
     except httpx.TimeoutException as exc:
-        raise RetryableError(f"timed out: {type(exc).__name__}", **where) from exc
+        raise RetryableError(f"timed out: {_text(exc)}", **where) from exc
     except (httpx.TransportError, aiohttp.ClientError, OSError) as exc:
-        raise RetryableError(f"connection failed: {type(exc).__name__}: {exc}", **where) from exc
+        raise RetryableError(f"connection failed: {_text(exc)}", **where) from exc
     except TimeoutError as exc:
         raise RetryableError("timed out", **where) from exc
     except httpx.HTTPError as exc:
-        raise PermanentError(f"request could not be made: {type(exc).__name__}: {exc}", **where) from exc
+        raise PermanentError(f"request could not be made: {_text(exc)}", **where) from exc
+
+
+def _text(exc: BaseException) -> str:
+    """``Type: message``; some library exceptions raise from their own ``__str__`` when half-built."""
+    try:
+        message = str(exc)
+    except Exception:
+        message = ""
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def raise_for_status(response: httpx.Response, destination: str, operation: str) -> None:

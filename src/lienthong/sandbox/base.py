@@ -12,6 +12,7 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -19,8 +20,8 @@ from typing import Any, Literal
 import orjson
 from starlette.types import Receive, Scope, Send
 
-FaultKind = Literal["latency", "error", "throttle", "drop"]
-FAULT_KINDS: tuple[FaultKind, ...] = ("latency", "error", "throttle", "drop")
+FaultKind = Literal["latency", "error", "throttle", "drop", "malformed"]
+FAULT_KINDS: tuple[FaultKind, ...] = ("latency", "error", "throttle", "drop", "malformed")
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,8 @@ class FaultPlan:
 
     ``latency`` delays the answer by ``latency_ms``; ``error`` answers 503; ``throttle`` answers 429 with
     ``Retry-After: retry_after_s``; ``drop`` does the work and then closes the connection without a
-    complete answer, the case that tests at-least-once delivery.
+    complete answer, the case that tests at-least-once delivery; ``malformed`` answers 200 with an HTML
+    page, as a misconfigured gateway does.
     """
 
     rate: float = 0.0
@@ -98,6 +100,7 @@ class Peer:
         self._received: list[Received] = []
         self.requests = 0
         self.faults_injected: dict[str, int] = dict.fromkeys(FAULT_KINDS, 0)
+        self._scripted: deque[FaultKind] = deque()
         self.set_faults(faults or FaultPlan())
         _quiet_drops()
 
@@ -114,7 +117,15 @@ class Peer:
         with self._lock:
             self._received.append(item)
 
+    def inject(self, *kinds: FaultKind) -> None:
+        """Give the next requests these faults, in order, before the random plan applies again."""
+        with self._lock:
+            self._scripted.extend(kinds)
+
     def _pick_fault(self) -> FaultKind | None:
+        with self._lock:
+            if self._scripted:
+                return self._scripted.popleft()
         plan = self.faults
         if plan.rate <= 0 or self._rng.random() >= plan.rate:
             return None
@@ -133,6 +144,9 @@ class Peer:
             self.faults_injected[fault] += 1
         if fault == "error":
             await _send(send, Answer(503, b"<html><body>503 Service Unavailable</body></html>", b"text/html"))
+            return
+        if fault == "malformed":
+            await _send(send, Answer(200, b"<html><body>Gateway maintenance</body></html>", b"text/html"))
             return
         if fault == "throttle":
             retry = str(self.faults.retry_after_s).encode()

@@ -1,0 +1,139 @@
+"""Shared fixtures: sandbox peers on loopback threads, a config pointing at them, and a running node."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from lienthong.api.auth import hash_token
+from lienthong.app import Lienthong, build
+from lienthong.config import Config
+from lienthong.sandbox import EmcSandbox, PortalSandbox
+from lienthong.sandbox.dossiers import PROCEDURE_CODES
+from lienthong.serving import HttpServer, ThreadedServer
+
+TOKEN = "test-token-for-the-provincial-system"
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+ROUTES = [
+    {
+        "on": "dossier.received",
+        "deliver": [
+            {"to": "portal", "operation": "DongBoHoSoMC"},
+            {"to": "emc", "operation": "TrackingMCDT"},
+        ],
+    },
+    {"on": "dossier.status_changed", "deliver": [{"to": "portal", "operation": "CapNhatTienDoHoSoMC"}]},
+    {"on": "dossier.result_issued", "deliver": [{"to": "portal", "operation": "DongBoHoSoMC"}]},
+    {
+        "on": "dossier.returned",
+        "deliver": [
+            {"to": "portal", "operation": "DongBoHoSoMC"},
+            {"to": "emc", "operation": "TrackingMCDT"},
+        ],
+    },
+]
+
+
+@dataclass
+class Peers:
+    portal: PortalSandbox
+    emc: EmcSandbox
+    portal_url: str
+    emc_url: str
+
+
+@pytest.fixture
+def peers() -> Iterator[Peers]:
+    portal = PortalSandbox(procedures=PROCEDURE_CODES)
+    emc = EmcSandbox()
+    with ThreadedServer(lambda: portal) as p, ThreadedServer(lambda: emc) as e:
+        yield Peers(portal, emc, p.url, e.url)
+
+
+def config_dict(tmp_path: Path, peers: Peers, **overrides: Any) -> dict[str, Any]:
+    """A full config as a dict, pointing at ``peers``; ``overrides`` replace whole top-level sections."""
+    data: dict[str, Any] = {
+        "auth": {"tokens": [{"name": "tests", "sha256": hash_token(TOKEN)}]},
+        "store": {"path": str(tmp_path / "lienthong.db"), "synchronous": "normal"},
+        "dispatcher": {
+            "max_in_flight": 16,
+            "poll_interval_s": 0.02,
+            "shutdown_grace_s": 2,
+            "retry": {"initial_delay_s": 0.01, "max_delay_s": 0.05, "jitter": 0, "max_attempts": 4},
+        },
+        "destinations": {
+            "portal": {
+                "kind": "portal",
+                "base_url": peers.portal_url,
+                "dstcode": peers.portal.dstcode,
+                "username": peers.portal.username,
+                "password": peers.portal.password,
+                "timeout_s": 2,
+            },
+            "emc": {
+                "kind": "emc",
+                "base_url": peers.emc_url,
+                "site_id": "SANDBOX-SITE",
+                "province_code": "H56",
+            },
+        },
+        "routes": ROUTES,
+    }
+    data.update(overrides)
+    return data
+
+
+@dataclass
+class Running:
+    node: Lienthong
+    client: httpx.AsyncClient
+    registry: CollectorRegistry
+
+    async def post(self, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
+        return await self.client.post(
+            "/v1/events", json=body, headers=headers if headers is not None else AUTH
+        )
+
+    async def settle(self, timeout_s: float = 20.0) -> None:
+        """Wait until nothing is pending or in flight."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            stats = await self.node.outbox.stats()
+            if sum(s.pending + s.inflight for s in stats) == 0:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"deliveries did not settle within {timeout_s} s: {stats}")
+
+    def sample(self, name: str, **labels: str) -> float:
+        return self.registry.get_sample_value(name, labels) or 0.0
+
+
+RunNode = Callable[..., Any]
+
+
+@pytest.fixture
+async def run_node(tmp_path: Path, peers: Peers) -> AsyncIterator[RunNode]:
+    """Start a node (API on loopback + dispatcher) from ``config_dict`` with overrides; stopped at teardown."""
+    started: list[tuple[HttpServer, httpx.AsyncClient]] = []
+
+    async def start(**overrides: Any) -> Running:
+        registry = CollectorRegistry()
+        node = build(Config.model_validate(config_dict(tmp_path, peers, **overrides)), registry=registry)
+        server = HttpServer(node.api, lifespan="on")
+        await server.start()
+        client = httpx.AsyncClient(base_url=server.url, timeout=10)
+        started.append((server, client))
+        return Running(node, client, registry)
+
+    yield start
+    for server, client in started:
+        await client.aclose()
+        await server.stop()

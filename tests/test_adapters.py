@@ -1,0 +1,222 @@
+"""Adapters against their sandbox peers: contracts, sessions, and every failure class mapped to our errors."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import aiohttp
+import httpx
+import pytest
+
+from conftest import Peers
+from lienthong.adapters.base import map_transport_errors
+from lienthong.adapters.emc import EmcAdapter
+from lienthong.adapters.http import make_client
+from lienthong.adapters.portal import PortalAdapter, PortalCredentials
+from lienthong.bus.store import ClaimedDelivery, StoredEvent
+from lienthong.errors import DeliveryError, PermanentError, RetryableError
+from lienthong.sandbox import FaultPlan
+from lienthong.sandbox.dossiers import generate
+from lienthong.serving import bind
+
+
+def claimed(event_index: int = 0, operation: str = "DongBoHoSoMC", dossier: int = 0) -> ClaimedDelivery:
+    event = generate(dossier + 1)[dossier].events[event_index]
+    stored = StoredEvent(
+        event["event_id"], event["type"], event["unit_code"], event["occurred_at"], event["dossier"]
+    )
+    return ClaimedDelivery(
+        f"m-test-{event_index}-{operation}", "portal", operation, event["dossier"]["code"], 0, 0, stored
+    )
+
+
+def credentials(peers: Peers, password: str | None = None) -> PortalCredentials:
+    return PortalCredentials(peers.portal.dstcode, peers.portal.username, password or peers.portal.password)
+
+
+@pytest.fixture
+async def portal(peers: Peers) -> AsyncIterator[PortalAdapter]:
+    adapter = PortalAdapter(
+        "portal", make_client(peers.portal_url, timeout_s=2, max_connections=4), credentials(peers)
+    )
+    yield adapter
+    await adapter.aclose()
+
+
+@pytest.fixture
+async def emc(peers: Peers) -> AsyncIterator[EmcAdapter]:
+    client = make_client(peers.emc_url, timeout_s=0.3, max_connections=4)
+    adapter = EmcAdapter("emc", client, site_id="SANDBOX-SITE", province_code="H56")
+    yield adapter
+    await adapter.aclose()
+
+
+async def test_a_new_dossier_is_created_then_updated_then_gets_progress(
+    portal: PortalAdapter, peers: Peers
+) -> None:
+    await portal.deliver(claimed(0))
+    await portal.deliver(claimed(2))  # result issued: an update
+    await portal.deliver(claimed(1, "CapNhatTienDoHoSoMC"))
+    code = claimed(0).dossier_code
+    assert peers.portal.dossiers[code]["TrangThaiHoSo"] == "9"
+    assert peers.portal.progress[code][0]["NoiDungXuLy"] == "Thụ lý, thẩm định hồ sơ"
+    assert [r.key for r in peers.portal.received] == [
+        claimed(0).message_id,
+        claimed(2).message_id,
+        claimed(1, "CapNhatTienDoHoSoMC").message_id,
+    ]
+    assert peers.portal.logins == 1
+
+
+async def test_a_dossier_already_on_the_portal_is_updated_not_created(
+    portal: PortalAdapter, peers: Peers
+) -> None:
+    delivery = claimed(0)
+    peers.portal.dossiers[delivery.dossier_code] = {
+        "MaHoSo": delivery.dossier_code
+    }  # synced by another system
+    await portal.deliver(delivery)
+    assert peers.portal.dossiers[delivery.dossier_code]["TrangThaiHoSo"] == "1"
+
+
+async def test_an_expired_session_is_renewed_once(portal: PortalAdapter, peers: Peers) -> None:
+    await portal.deliver(claimed(0))
+    peers.portal.expire_sessions()
+    await portal.deliver(claimed(2))
+    assert peers.portal.logins == 2
+
+
+async def test_wrong_credentials_are_a_permanent_error(peers: Peers) -> None:
+    adapter = PortalAdapter(
+        "portal", make_client(peers.portal_url, timeout_s=2, max_connections=1), credentials(peers, "wrong")
+    )
+    with pytest.raises(PermanentError, match="portal login refused"):
+        await adapter.deliver(claimed(0))
+    await adapter.aclose()
+
+
+async def test_a_business_rejection_is_permanent_with_the_remote_code(portal: PortalAdapter) -> None:
+    with pytest.raises(PermanentError) as caught:
+        await portal.deliver(claimed(1, "CapNhatTienDoHoSoMC"))  # progress for a dossier the portal lacks
+    assert caught.value.remote_code == "409"
+    assert "không tồn tại" in caught.value.message
+
+
+async def test_emc_accepts_a_tracking_record(emc: EmcAdapter, peers: Peers) -> None:
+    receipt = await emc.deliver(claimed(0, "TrackingMCDT"))
+    assert receipt.http_status == 200
+    (record,) = peers.emc.received
+    assert record.body["Status"] == 1
+    assert record.body["SiteId"] == "SANDBOX-SITE"
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "message"),
+    [
+        ("error", 503, "http 503"),
+        ("throttle", 429, "http 429"),
+        ("malformed", 200, r"answer is not JSON \(text/html\)"),
+        ("drop", None, "connection failed"),
+    ],
+)
+async def test_peer_faults_are_retryable(
+    emc: EmcAdapter, peers: Peers, fault: str, status: int | None, message: str
+) -> None:
+    peers.emc.inject(fault)  # type: ignore[arg-type]
+    with pytest.raises(RetryableError, match=message) as caught:
+        await emc.deliver(claimed(0, "TrackingMCDT"))
+    assert caught.value.status == status
+
+
+async def test_a_throttle_carries_the_peers_retry_after(emc: EmcAdapter, peers: Peers) -> None:
+    peers.emc.set_faults(FaultPlan(retry_after_s=7))
+    peers.emc.inject("throttle")
+    with pytest.raises(RetryableError) as caught:
+        await emc.deliver(claimed(0, "TrackingMCDT"))
+    assert caught.value.retry_after_s == 7
+
+
+async def test_a_slow_peer_is_a_retryable_timeout(emc: EmcAdapter, peers: Peers) -> None:
+    peers.emc.set_faults(FaultPlan(latency_ms=1000))
+    peers.emc.inject("latency")
+    with pytest.raises(RetryableError, match="timed out|connection failed"):
+        await emc.deliver(claimed(0, "TrackingMCDT"))
+
+
+async def test_a_refused_connection_is_retryable() -> None:
+    sock = bind()  # a port that is bound but never accepts
+    port = sock.getsockname()[1]
+    sock.close()
+    adapter = EmcAdapter(
+        "emc",
+        make_client(f"http://127.0.0.1:{port}", timeout_s=1, max_connections=1),
+        site_id="S",
+        province_code="H56",
+    )
+    with pytest.raises(RetryableError, match="Cannot connect to host"):
+        await adapter.deliver(claimed(0, "TrackingMCDT"))
+    await adapter.aclose()
+
+
+async def test_a_field_the_peer_refuses_is_permanent(emc: EmcAdapter) -> None:
+    delivery = claimed(0, "TrackingMCDT")
+    wrong_site = EmcAdapter("emc", emc._client, site_id="NOT-REGISTERED", province_code="H56")
+    with pytest.raises(PermanentError, match="SiteId 'NOT-REGISTERED' is not registered"):
+        await wrong_site.deliver(delivery)
+
+
+def all_subclasses(cls: type[BaseException]) -> Iterator[type[BaseException]]:
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from all_subclasses(sub)
+
+
+def instantiate(cls: type[BaseException]) -> BaseException:
+    request = httpx.Request("POST", "http://127.0.0.1/")
+    response = httpx.Response(500, request=request)
+    for args, kwargs in (
+        (("boom",), {"request": request}),
+        (("boom",), {"request": request, "response": response}),
+        (("boom",), {}),
+        ((), {}),
+        ((None, OSError(111, "refused")), {}),
+        ((None, ()), {}),
+        ((b"", b"", "127.0.0.1", 443), {}),
+        (("/run/sock", None, OSError("refused")), {}),
+    ):
+        try:
+            return cls(*args, **kwargs)
+        except (TypeError, AttributeError):
+            continue
+    pytest.skip(f"cannot build {cls.__name__} without a live connection")
+
+
+LIBRARY_ERRORS = sorted(
+    {
+        *all_subclasses(httpx.HTTPError),
+        *all_subclasses(aiohttp.ClientError),
+        TimeoutError,
+        asyncio.TimeoutError,
+        OSError,
+        ConnectionResetError,
+    },
+    key=lambda c: f"{c.__module__}.{c.__qualname__}",
+)
+
+
+@pytest.mark.parametrize("error", LIBRARY_ERRORS, ids=lambda c: c.__qualname__)
+def test_no_library_error_escapes_the_boundary_unmapped(error: type[BaseException]) -> None:
+    with pytest.raises(DeliveryError), map_transport_errors("portal", "DongBoHoSoMC"):
+        raise instantiate(error)
+
+
+async def test_an_httpx_error_from_the_transport_is_mapped_through_the_adapter() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.RemoteProtocolError("peer closed connection", request=request)
+
+    client = httpx.AsyncClient(base_url="http://portal.test", transport=httpx.MockTransport(refuse))
+    adapter = PortalAdapter("portal", client, PortalCredentials("D", "u", "p"))
+    with pytest.raises(RetryableError, match="RemoteProtocolError"):
+        await adapter.deliver(claimed(0))
+    await adapter.aclose()

@@ -1,0 +1,146 @@
+"""Config loading: every problem is reported with its file, line and YAML path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lienthong.config import config_json_schema, load_config, parse_config
+from lienthong.errors import ConfigError
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "lienthong.yaml"
+EXAMPLE_ENV = {
+    "PORTAL_DSTCODE": "D1",
+    "PORTAL_USERNAME": "u",
+    "PORTAL_PASSWORD": "p",
+    "EMC_SITE_ID": "S1",
+    "EMC_TOKEN": "t",
+}
+
+
+def errors_of(text: str, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, file="lienthong.yaml", env=env or {})
+    return [str(issue) for issue in caught.value.issues]
+
+
+def example_with(old: str, new: str) -> str:
+    text = EXAMPLE.read_text(encoding="utf-8")
+    assert old in text
+    return text.replace(old, new, 1)
+
+
+def line_of(text: str, needle: str) -> int:
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+def test_the_example_config_is_valid() -> None:
+    config = load_config(EXAMPLE, env=EXAMPLE_ENV)
+    assert set(config.destinations) == {"emc", "portal"}
+    assert config.routes_for("dossier.received")[0].operation == "DongBoHoSoMC"
+    assert config.destinations["portal"].password.get_secret_value() == "p"  # type: ignore[union-attr]
+
+
+def test_an_unknown_destination_names_its_path_line_and_the_known_ones() -> None:
+    text = example_with(
+        "- {to: emc, operation: TrackingMCDT}\n  - on: dossier.result_issued",
+        "- {to: portl, operation: TrackingMCDT}\n  - on: dossier.result_issued",
+    )
+    line = line_of(text, "to: portl")
+    assert errors_of(text, EXAMPLE_ENV) == [
+        f"lienthong.yaml:{line} routes[1].deliver[1].to: unknown destination 'portl' (known: emc, portal)"
+    ]
+
+
+def test_an_operation_the_destination_lacks_is_named_with_the_known_ones() -> None:
+    text = example_with(
+        "{to: portal, operation: CapNhatTienDoHoSoMC}", "{to: portal, operation: TrackingMCDT}"
+    )
+    (error,) = errors_of(text, EXAMPLE_ENV)
+    assert error.endswith(
+        "routes[1].deliver[0].operation: portal has no operation 'TrackingMCDT' (known: DongBoHoSoMC, CapNhatTienDoHoSoMC)"
+    )
+
+
+def test_every_problem_is_listed_not_only_the_first() -> None:
+    text = example_with("max_attempts: 12", "max_attempts: 0\n    retyr: 3")
+    errors = errors_of(text, EXAMPLE_ENV)
+    assert len(errors) == 2
+    assert any(
+        "dispatcher.retry.max_attempts: Input should be greater than or equal to 1" in e for e in errors
+    )
+    assert any(f":{line_of(text, 'retyr')} dispatcher.retry.retyr: unknown key" in e for e in errors)
+
+
+def test_a_wrong_destination_field_names_the_destination_not_its_kind() -> None:
+    text = example_with("base_url: https://emc.example.gov.vn", "base_url: emc.example.gov.vn")
+    (error,) = errors_of(text, EXAMPLE_ENV)
+    assert f"lienthong.yaml:{line_of(text, 'base_url: emc')} destinations.emc.base_url:" in error
+
+
+def test_an_unknown_destination_kind_lists_the_known_kinds() -> None:
+    (error,) = errors_of("destinations:\n  x:\n    kind: ftp\n")
+    assert error == "lienthong.yaml:3 destinations.x.kind: unknown kind 'ftp' (known: emc, portal)"
+
+
+def test_an_unknown_event_type_is_refused() -> None:
+    (error,) = errors_of("routes:\n  - on: dossier.recieved\n")
+    assert error.startswith("lienthong.yaml:2 routes[0].on: Input should be")
+    assert "got 'dossier.recieved'" in error
+
+
+def test_a_token_given_in_plain_text_is_refused() -> None:
+    (error,) = errors_of("auth:\n  tokens:\n    - {name: a, sha256: my-secret-token}\n")
+    assert "auth.tokens[0].sha256" in error
+    assert "not the token" in error
+
+
+def test_a_missing_environment_variable_is_named() -> None:
+    errors = errors_of(
+        EXAMPLE.read_text(encoding="utf-8"), {k: v for k, v in EXAMPLE_ENV.items() if k != "EMC_TOKEN"}
+    )
+    assert errors == [
+        f"lienthong.yaml:{line_of(EXAMPLE.read_text(), 'bearer_token')} destinations.emc.bearer_token: environment variable EMC_TOKEN is not set"
+    ]
+
+
+def test_a_yaml_syntax_error_names_the_line() -> None:
+    (error,) = errors_of("server:\n  port: 8080\n  host: [unclosed\n")
+    assert error.startswith("lienthong.yaml:4 invalid YAML:")
+
+
+def test_a_delivery_listed_twice_for_one_event_type_is_refused() -> None:
+    text = example_with(
+        "- {to: portal, operation: CapNhatTienDoHoSoMC}",
+        "- {to: portal, operation: CapNhatTienDoHoSoMC}\n      - {to: portal, operation: CapNhatTienDoHoSoMC}",
+    )
+    (error,) = errors_of(text, EXAMPLE_ENV)
+    assert "portal.CapNhatTienDoHoSoMC is listed twice for dossier.status_changed" in error
+
+
+def test_an_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml", env={})
+
+
+def test_an_empty_file_gives_the_defaults() -> None:
+    config = parse_config("", file="empty.yaml", env={})
+    assert config.store.kind == "sqlite"
+    assert config.routes == []
+
+
+def test_the_top_level_must_be_a_mapping() -> None:
+    assert errors_of("- a\n- b\n") == ["lienthong.yaml:1 the top level must be a mapping of sections"]
+
+
+def test_the_json_schema_describes_the_sections() -> None:
+    schema = json.loads(config_json_schema())
+    assert schema["title"] == "lienthong configuration"
+    assert {"server", "auth", "store", "dispatcher", "destinations", "routes"} <= set(schema["properties"])
+
+
+def test_a_destination_without_a_kind_says_which_kinds_exist() -> None:
+    (error,) = errors_of("destinations:\n  x:\n    base_url: http://a\n")
+    assert error == "lienthong.yaml:2 destinations.x.kind: missing (one of: emc, portal)"

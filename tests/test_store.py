@@ -1,0 +1,223 @@
+"""The outbox store contract: idempotent ingest, ordered claims, outcomes, recovery, the ledger.
+
+Parametrized over store backends so every backend passes the same tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from lienthong.bus.committer import Committer
+from lienthong.bus.envelope import ParsedEvent, parse_body
+from lienthong.bus.ingest import message_id
+from lienthong.bus.ledger import project
+from lienthong.bus.sqlite import SqliteOutbox
+from lienthong.bus.store import IngestItem, OutboxStore, Outcome, PlannedDelivery
+from lienthong.errors import IdempotencyConflict, StoreError
+from lienthong.sandbox.dossiers import generate
+
+NOW = 1_700_000_000_000
+
+StoreFactory = Callable[[], OutboxStore]
+
+
+@pytest.fixture(params=["sqlite"])
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
+    def factory() -> OutboxStore:
+        return SqliteOutbox(tmp_path / "outbox.db", synchronous="normal")
+
+    assert request.param == "sqlite"
+    return factory
+
+
+@pytest.fixture
+def store(open_store: StoreFactory) -> Iterator[OutboxStore]:
+    s = open_store()
+    yield s
+    s.close()
+
+
+def parsed(event: dict[str, Any]) -> ParsedEvent:
+    events, _ = parse_body(orjson.dumps(event), dossier_code_field="code", max_events=10)
+    return events[0]
+
+
+def item(event: dict[str, Any], *destinations: str) -> IngestItem:
+    p = parsed(event)
+    deliveries = tuple(PlannedDelivery(message_id(p.event.event_id, d, "op"), d, "op") for d in destinations)
+    return IngestItem(p, deliveries, project(p))
+
+
+def tx(store: OutboxStore, fn: Callable[[OutboxStore], Any]) -> Any:
+    store.begin()
+    try:
+        result = fn(store)
+    except BaseException:
+        store.rollback()
+        raise
+    store.commit()
+    return result
+
+
+def done(message: str, attempt: int = 1, kind: str = "delivered", next_ms: int | None = None) -> Outcome:
+    return Outcome(message, kind, attempt, NOW, NOW + 5, next_ms, None if kind == "delivered" else "boom")  # type: ignore[arg-type]
+
+
+def test_ingest_is_idempotent_on_event_id(store: OutboxStore) -> None:
+    event = generate(1)[0].events[0]
+    first = tx(store, lambda s: s.ingest([item(event, "portal", "emc")], NOW))
+    again = tx(store, lambda s: s.ingest([item(event, "portal", "emc")], NOW))
+    assert not first[0].duplicate
+    assert again[0].duplicate
+    assert again[0].message_ids == first[0].message_ids
+    assert len(tx(store, lambda s: s.claim(NOW, 10))) == 2
+
+
+def test_a_reused_event_id_with_a_different_payload_conflicts(store: OutboxStore) -> None:
+    event = generate(1)[0].events[0]
+    tx(store, lambda s: s.ingest([item(event, "portal")], NOW))
+    changed = {**event, "unit_code": "other"}
+    with pytest.raises(IdempotencyConflict):
+        tx(store, lambda s: s.ingest([item(changed, "portal")], NOW))
+
+
+def test_claims_give_one_row_per_dossier_and_destination_oldest_first(store: OutboxStore) -> None:
+    a, b = generate(2)
+    items = [item(a.events[0], "portal"), item(a.events[1], "portal"), item(b.events[0], "portal")]
+    tx(store, lambda s: s.ingest(items, NOW))
+    claimed = tx(store, lambda s: s.claim(NOW, 10))
+    assert [c.event.event_id for c in claimed] == [a.events[0]["event_id"], b.events[0]["event_id"]]
+    assert tx(store, lambda s: s.claim(NOW, 10)) == []  # a's second row waits behind its first, in flight
+    tx(store, lambda s: s.complete([done(claimed[0].message_id)]))
+    (next_row,) = tx(store, lambda s: s.claim(NOW, 10))
+    assert next_row.event.event_id == a.events[1]["event_id"]
+    assert next_row.event.dossier["status"] == "processing"
+
+
+def test_a_row_waiting_for_retry_holds_back_its_dossier_until_due(store: OutboxStore) -> None:
+    (a,) = generate(1)
+    tx(store, lambda s: s.ingest([item(a.events[0], "portal"), item(a.events[1], "portal")], NOW))
+    (first,) = tx(store, lambda s: s.claim(NOW, 10))
+    tx(store, lambda s: s.complete([done(first.message_id, kind="retry", next_ms=NOW + 1000)]))
+    assert tx(store, lambda s: s.claim(NOW + 999, 10)) == []
+    (again,) = tx(store, lambda s: s.claim(NOW + 1000, 10))
+    assert again.message_id == first.message_id
+    assert again.attempts == 1
+
+
+def test_a_dead_letter_releases_its_dossier(store: OutboxStore) -> None:
+    (a,) = generate(1)
+    tx(store, lambda s: s.ingest([item(a.events[0], "portal"), item(a.events[1], "portal")], NOW))
+    (first,) = tx(store, lambda s: s.claim(NOW, 10))
+    tx(store, lambda s: s.complete([done(first.message_id, kind="dead")]))
+    (second,) = tx(store, lambda s: s.claim(NOW, 10))
+    assert second.event.event_id == a.events[1]["event_id"]
+    (stats,) = tx(store, lambda s: s.stats())
+    assert (stats.dead, stats.inflight, stats.pending) == (1, 1, 0)
+
+
+def test_destinations_are_ordered_independently(store: OutboxStore) -> None:
+    (a,) = generate(1)
+    tx(store, lambda s: s.ingest([item(a.events[0], "portal", "emc")], NOW))
+    claimed = tx(store, lambda s: s.claim(NOW, 10))
+    assert sorted(c.destination for c in claimed) == ["emc", "portal"]
+
+
+def test_recover_returns_rows_in_flight_to_pending(store: OutboxStore) -> None:
+    events = [s.events[0] for s in generate(3)]
+    tx(store, lambda s: s.ingest([item(e, "portal") for e in events], NOW))
+    assert len(tx(store, lambda s: s.claim(NOW, 2))) == 2
+    assert tx(store, lambda s: s.recover()) == 2
+    assert len(tx(store, lambda s: s.claim(NOW, 10))) == 3
+
+
+def test_a_message_view_lists_every_attempt(store: OutboxStore) -> None:
+    (a,) = generate(1)
+    tx(store, lambda s: s.ingest([item(a.events[0], "portal")], NOW))
+    (row,) = tx(store, lambda s: s.claim(NOW, 1))
+    tx(store, lambda s: s.complete([done(row.message_id, 1, "retry", NOW)]))
+    tx(store, lambda s: s.claim(NOW, 1))
+    tx(store, lambda s: s.complete([done(row.message_id, 2)]))
+    view = tx(store, lambda s: s.message(row.message_id))
+    assert view.status == "delivered"
+    assert view.attempts == 2
+    assert [(h.attempt, h.outcome, h.duration_ms) for h in view.history] == [
+        (1, "retry", 5),
+        (2, "delivered", 5),
+    ]
+
+
+def test_the_ledger_keeps_the_latest_state_even_when_events_arrive_out_of_order(store: OutboxStore) -> None:
+    (a,) = generate(1)
+    received, processing, issued, returned = a.events
+    tx(store, lambda s: s.ingest([item(returned)], NOW))
+    tx(store, lambda s: s.ingest([item(received), item(processing), item(issued)], NOW))
+    entry = tx(store, lambda s: s.ledger_entry(a.code))
+    assert entry.status == "returned"
+    assert entry.last_event_id == returned["event_id"]
+    assert entry.returned_at == returned["dossier"]["returned_at"]
+    assert entry.result_sha256 == (returned["dossier"]["results"][0]["sha256"],)
+
+
+def test_a_store_written_by_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    SqliteOutbox(tmp_path / "db").close()
+    with sqlite3.connect(tmp_path / "db") as db:
+        db.execute("UPDATE schema_version SET version = 99")
+    with pytest.raises(StoreError, match="schema version is 99"):
+        SqliteOutbox(tmp_path / "db")
+
+
+def test_an_unopenable_store_is_a_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="cannot open the SQLite store"):
+        SqliteOutbox(tmp_path / "no" / "such" / "dir" / "db")
+
+
+class CountingStore(SqliteOutbox):
+    commits = 0
+
+    def commit(self) -> None:
+        CountingStore.commits += 1
+        super().commit()
+
+
+async def test_concurrent_operations_share_transactions_and_fail_alone(tmp_path: Path) -> None:
+    committer: Committer[OutboxStore] = Committer(lambda: CountingStore(tmp_path / "db"))
+    committer.start()
+    streams = generate(50)
+    conflicting = {**streams[0].events[0], "unit_code": "other"}
+    try:
+        await committer.call(lambda s: s.ingest([item(streams[0].events[0], "portal")], NOW))
+        CountingStore.commits = 0
+        calls = [
+            committer.call(lambda s, e=st.events[0]: s.ingest([item(e, "portal")], NOW)) for st in streams[1:]
+        ]
+        calls.append(committer.call(lambda s: s.ingest([item(conflicting, "portal")], NOW)))
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        claimed = await committer.call(lambda s: s.claim(NOW, 100))
+    finally:
+        committer.close()
+    assert isinstance(results[-1], IdempotencyConflict)
+    assert all(not isinstance(r, BaseException) for r in results[:-1])
+    assert len(claimed) == 50
+    assert CountingStore.commits < len(calls)  # group commit: fewer commits than operations
+
+
+async def test_a_closed_committer_refuses_calls(tmp_path: Path) -> None:
+    committer: Committer[OutboxStore] = Committer(lambda: SqliteOutbox(tmp_path / "db"))
+    committer.start()
+    committer.close()
+    with pytest.raises(StoreError, match="closed"):
+        await committer.call(lambda s: s.stats())
+
+
+def test_a_committer_whose_store_cannot_open_raises_at_start(tmp_path: Path) -> None:
+    committer: Committer[OutboxStore] = Committer(lambda: SqliteOutbox(tmp_path / "missing" / "db"))
+    with pytest.raises(StoreError):
+        committer.start()
