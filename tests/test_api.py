@@ -40,7 +40,7 @@ async def test_the_same_event_twice_returns_the_original_ids_and_is_delivered_on
     second = (await running.post(event)).json()
     await running.settle()
     assert second == {**first, "duplicate": True}
-    keys = [r.key for r in [*peers.portal.received, *peers.emc.received]]
+    keys = [str(r.key) for r in [*peers.portal.received, *peers.emc.received]]
     assert sorted(keys) == sorted(first["message_ids"])
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from lienthong.bus.envelope import ParsedEvent, parse_body
 from lienthong.bus.ingest import message_id
 from lienthong.bus.ledger import project
 from lienthong.bus.sqlite import SqliteOutbox
-from lienthong.bus.store import IngestItem, OutboxStore, Outcome, PlannedDelivery
+from lienthong.bus.store import IngestItem, IngestResult, OutboxStore, Outcome, PlannedDelivery
 from lienthong.errors import IdempotencyConflict, StoreError
 from lienthong.sandbox.dossiers import generate
 
@@ -179,6 +180,10 @@ def test_an_unopenable_store_is_a_store_error(tmp_path: Path) -> None:
         SqliteOutbox(tmp_path / "no" / "such" / "dir" / "db")
 
 
+def ingest_one(one: IngestItem, store: OutboxStore) -> list[IngestResult]:
+    return store.ingest([one], NOW)
+
+
 class CountingStore(SqliteOutbox):
     commits = 0
 
@@ -195,10 +200,8 @@ async def test_concurrent_operations_share_transactions_and_fail_alone(tmp_path:
     try:
         await committer.call(lambda s: s.ingest([item(streams[0].events[0], "portal")], NOW))
         CountingStore.commits = 0
-        calls = [
-            committer.call(lambda s, e=st.events[0]: s.ingest([item(e, "portal")], NOW)) for st in streams[1:]
-        ]
-        calls.append(committer.call(lambda s: s.ingest([item(conflicting, "portal")], NOW)))
+        items = [item(st.events[0], "portal") for st in streams[1:]] + [item(conflicting, "portal")]
+        calls = [committer.call(partial(ingest_one, it)) for it in items]
         results = await asyncio.gather(*calls, return_exceptions=True)
         claimed = await committer.call(lambda s: s.claim(NOW, 100))
     finally:

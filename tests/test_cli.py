@@ -1,0 +1,70 @@
+"""The ``lienthong`` command: check, config schema, token, demo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lienthong.api.auth import hash_token
+from lienthong.cli import main
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "lienthong.yaml"
+
+
+def test_check_accepts_the_example(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("PORTAL_DSTCODE", "PORTAL_USERNAME", "PORTAL_PASSWORD", "EMC_SITE_ID", "EMC_TOKEN"):
+        monkeypatch.setenv(name, "x")
+    assert main(["check", str(EXAMPLE)]) == 0
+    assert "ok (2 destinations, 8 deliveries in 4 routes)" in capsys.readouterr().out
+
+
+def test_check_lists_the_problems_and_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("routes:\n  - on: dossier.received\n    deliver:\n      - {to: portl, operation: X}\n")
+    assert main(["check", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}:4 routes[0].deliver[0].to: unknown destination 'portl' (known: none configured)" in err
+
+
+def test_config_schema_prints_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "schema"]) == 0
+    assert json.loads(capsys.readouterr().out)["title"] == "lienthong configuration"
+
+
+def test_token_new_prints_a_token_and_its_hash(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["token", "new"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    token = out[0].removeprefix("token:").strip()
+    assert out[1].removeprefix("sha256:").strip() == hash_token(token)
+
+
+def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "demo" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_demo_json_prints_one_summary_object_with_nothing_pending(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--json", "--events", "30", "--fault-rate", "0.2"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["events"] == 120
+    assert summary["pending"] == 0
+    assert set(summary["deliveries"]) == {"emc", "portal"}
+    settled = sum(d["delivered"] + d["dead"] for d in summary["deliveries"].values())
+    assert settled == 240  # every event goes to the portal and to EMC
+    assert sum(summary["faults_injected"].values()) > 0
+    assert summary["elapsed_s"] > 0
+    assert summary["deliveries_per_s"] > 0
+
+
+@pytest.mark.slow
+def test_demo_prints_a_summary_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--events", "10", "--fault-rate", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "destination" in out
+    assert "portal" in out
+    assert "pending           0" in out
