@@ -129,7 +129,7 @@ async def test_malformed_json_is_answered_400_naming_the_problem_and_nothing_is_
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == "malformed_json"
-    assert "EOF" in error["message"]
+    assert "unexpected end of data: line 1" in error["message"]
     assert not await is_stored(running, event)
 
 

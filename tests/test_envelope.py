@@ -41,7 +41,7 @@ def test_the_payload_hash_ignores_key_order() -> None:
         ({"event_id": ""}, "event_id", "at least 1 character"),
         ({"event_id": "has space"}, "event_id", "pattern"),
         ({"extra": 1}, "extra", "Extra inputs are not permitted"),
-        ({"dossier": []}, "dossier", "should be an object"),
+        ({"dossier": []}, "dossier", "Input should be a JSON object"),
     ],
 )
 def test_each_invalid_field_is_named(change: dict[str, object], path: str, message: str) -> None:

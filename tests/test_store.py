@@ -17,7 +17,7 @@ import pytest
 
 from lienthong.bus.committer import Committer
 from lienthong.bus.envelope import ParsedEvent, parse_body
-from lienthong.bus.ingest import message_id
+from lienthong.bus.ingest import MessageIds
 from lienthong.bus.ledger import project
 from lienthong.bus.sqlite import SqliteOutbox
 from lienthong.bus.store import IngestItem, IngestResult, OutboxStore, Outcome, PlannedDelivery
@@ -25,6 +25,7 @@ from lienthong.errors import IdempotencyConflict, StoreError
 from lienthong.sandbox.dossiers import generate
 
 NOW = 1_700_000_000_000
+new_id = MessageIds()
 
 StoreFactory = Callable[[], OutboxStore]
 
@@ -52,7 +53,7 @@ def parsed(event: dict[str, Any]) -> ParsedEvent:
 
 def item(event: dict[str, Any], *destinations: str) -> IngestItem:
     p = parsed(event)
-    deliveries = tuple(PlannedDelivery(message_id(p.event.event_id, d, "op"), d, "op") for d in destinations)
+    deliveries = tuple(PlannedDelivery(new_id(), d, "op") for d in destinations)
     return IngestItem(p, deliveries, project(p))
 
 
@@ -67,14 +68,21 @@ def tx(store: OutboxStore, fn: Callable[[OutboxStore], Any]) -> Any:
     return result
 
 
+def one_request(store: OutboxStore, items: list[IngestItem]) -> list[IngestResult]:
+    (answer,) = store.ingest([items], NOW)
+    if isinstance(answer, Exception):
+        raise answer
+    return answer
+
+
 def done(message: str, attempt: int = 1, kind: str = "delivered", next_ms: int | None = None) -> Outcome:
     return Outcome(message, kind, attempt, NOW, NOW + 5, next_ms, None if kind == "delivered" else "boom")  # type: ignore[arg-type]
 
 
 def test_ingest_is_idempotent_on_event_id(store: OutboxStore) -> None:
     event = generate(1)[0].events[0]
-    first = tx(store, lambda s: s.ingest([item(event, "portal", "emc")], NOW))
-    again = tx(store, lambda s: s.ingest([item(event, "portal", "emc")], NOW))
+    first = tx(store, lambda s: one_request(s, [item(event, "portal", "emc")]))
+    again = tx(store, lambda s: one_request(s, [item(event, "portal", "emc")]))
     assert not first[0].duplicate
     assert again[0].duplicate
     assert again[0].message_ids == first[0].message_ids
@@ -83,16 +91,16 @@ def test_ingest_is_idempotent_on_event_id(store: OutboxStore) -> None:
 
 def test_a_reused_event_id_with_a_different_payload_conflicts(store: OutboxStore) -> None:
     event = generate(1)[0].events[0]
-    tx(store, lambda s: s.ingest([item(event, "portal")], NOW))
+    tx(store, lambda s: one_request(s, [item(event, "portal")]))
     changed = {**event, "unit_code": "other"}
     with pytest.raises(IdempotencyConflict):
-        tx(store, lambda s: s.ingest([item(changed, "portal")], NOW))
+        tx(store, lambda s: one_request(s, [item(changed, "portal")]))
 
 
 def test_claims_give_one_row_per_dossier_and_destination_oldest_first(store: OutboxStore) -> None:
     a, b = generate(2)
     items = [item(a.events[0], "portal"), item(a.events[1], "portal"), item(b.events[0], "portal")]
-    tx(store, lambda s: s.ingest(items, NOW))
+    tx(store, lambda s: one_request(s, items))
     claimed = tx(store, lambda s: s.claim(NOW, 10))
     assert [c.event.event_id for c in claimed] == [a.events[0]["event_id"], b.events[0]["event_id"]]
     assert tx(store, lambda s: s.claim(NOW, 10)) == []  # a's second row waits behind its first, in flight
@@ -104,7 +112,7 @@ def test_claims_give_one_row_per_dossier_and_destination_oldest_first(store: Out
 
 def test_a_row_waiting_for_retry_holds_back_its_dossier_until_due(store: OutboxStore) -> None:
     (a,) = generate(1)
-    tx(store, lambda s: s.ingest([item(a.events[0], "portal"), item(a.events[1], "portal")], NOW))
+    tx(store, lambda s: one_request(s, [item(a.events[0], "portal"), item(a.events[1], "portal")]))
     (first,) = tx(store, lambda s: s.claim(NOW, 10))
     tx(store, lambda s: s.complete([done(first.message_id, kind="retry", next_ms=NOW + 1000)]))
     assert tx(store, lambda s: s.claim(NOW + 999, 10)) == []
@@ -115,7 +123,7 @@ def test_a_row_waiting_for_retry_holds_back_its_dossier_until_due(store: OutboxS
 
 def test_a_dead_letter_releases_its_dossier(store: OutboxStore) -> None:
     (a,) = generate(1)
-    tx(store, lambda s: s.ingest([item(a.events[0], "portal"), item(a.events[1], "portal")], NOW))
+    tx(store, lambda s: one_request(s, [item(a.events[0], "portal"), item(a.events[1], "portal")]))
     (first,) = tx(store, lambda s: s.claim(NOW, 10))
     tx(store, lambda s: s.complete([done(first.message_id, kind="dead")]))
     (second,) = tx(store, lambda s: s.claim(NOW, 10))
@@ -126,14 +134,14 @@ def test_a_dead_letter_releases_its_dossier(store: OutboxStore) -> None:
 
 def test_destinations_are_ordered_independently(store: OutboxStore) -> None:
     (a,) = generate(1)
-    tx(store, lambda s: s.ingest([item(a.events[0], "portal", "emc")], NOW))
+    tx(store, lambda s: one_request(s, [item(a.events[0], "portal", "emc")]))
     claimed = tx(store, lambda s: s.claim(NOW, 10))
     assert sorted(c.destination for c in claimed) == ["emc", "portal"]
 
 
 def test_recover_returns_rows_in_flight_to_pending(store: OutboxStore) -> None:
     events = [s.events[0] for s in generate(3)]
-    tx(store, lambda s: s.ingest([item(e, "portal") for e in events], NOW))
+    tx(store, lambda s: one_request(s, [item(e, "portal") for e in events]))
     assert len(tx(store, lambda s: s.claim(NOW, 2))) == 2
     assert tx(store, lambda s: s.recover()) == 2
     assert len(tx(store, lambda s: s.claim(NOW, 10))) == 3
@@ -141,7 +149,7 @@ def test_recover_returns_rows_in_flight_to_pending(store: OutboxStore) -> None:
 
 def test_a_message_view_lists_every_attempt(store: OutboxStore) -> None:
     (a,) = generate(1)
-    tx(store, lambda s: s.ingest([item(a.events[0], "portal")], NOW))
+    tx(store, lambda s: one_request(s, [item(a.events[0], "portal")]))
     (row,) = tx(store, lambda s: s.claim(NOW, 1))
     tx(store, lambda s: s.complete([done(row.message_id, 1, "retry", NOW)]))
     tx(store, lambda s: s.claim(NOW, 1))
@@ -158,8 +166,8 @@ def test_a_message_view_lists_every_attempt(store: OutboxStore) -> None:
 def test_the_ledger_keeps_the_latest_state_even_when_events_arrive_out_of_order(store: OutboxStore) -> None:
     (a,) = generate(1)
     received, processing, issued, returned = a.events
-    tx(store, lambda s: s.ingest([item(returned)], NOW))
-    tx(store, lambda s: s.ingest([item(received), item(processing), item(issued)], NOW))
+    tx(store, lambda s: one_request(s, [item(returned)]))
+    tx(store, lambda s: one_request(s, [item(received), item(processing), item(issued)]))
     entry = tx(store, lambda s: s.ledger_entry(a.code))
     assert entry.status == "returned"
     assert entry.last_event_id == returned["event_id"]
@@ -180,8 +188,35 @@ def test_an_unopenable_store_is_a_store_error(tmp_path: Path) -> None:
         SqliteOutbox(tmp_path / "no" / "such" / "dir" / "db")
 
 
+def test_merged_requests_are_each_all_or_nothing(store: OutboxStore) -> None:
+    a, b, c = generate(3)
+    tx(store, lambda s: one_request(s, [item(a.events[0], "portal")]))
+    conflicting = {**a.events[0], "unit_code": "other"}
+    requests = [
+        [item(b.events[0], "portal")],
+        [item(c.events[0], "portal"), item(conflicting, "portal")],  # refused whole: c is not stored
+        [item(b.events[0], "portal"), item(b.events[1], "portal")],  # b's first event again: a duplicate
+    ]
+    first, refused, third = tx(store, lambda s: s.ingest(requests, NOW))
+    assert isinstance(refused, IdempotencyConflict)
+    assert [r.duplicate for r in first] == [False]
+    assert [r.duplicate for r in third] == [True, False]
+    assert third[0].message_ids == first[0].message_ids
+    assert tx(store, lambda s: s.ledger_entry(c.code)) is None
+    assert tx(store, lambda s: s.ledger_entry(b.code)).last_event_id == b.events[1]["event_id"]
+
+
+class Boom(Exception):
+    pass
+
+
+def ingest_then_fail(one: IngestItem, store: OutboxStore) -> list[IngestResult]:
+    one_request(store, [one])
+    raise Boom
+
+
 def ingest_one(one: IngestItem, store: OutboxStore) -> list[IngestResult]:
-    return store.ingest([one], NOW)
+    return one_request(store, [one])
 
 
 class CountingStore(SqliteOutbox):
@@ -192,24 +227,36 @@ class CountingStore(SqliteOutbox):
         super().commit()
 
 
-async def test_concurrent_operations_share_transactions_and_fail_alone(tmp_path: Path) -> None:
+async def test_concurrent_operations_share_transactions(tmp_path: Path) -> None:
     committer: Committer[OutboxStore] = Committer(lambda: CountingStore(tmp_path / "db"))
     committer.start()
-    streams = generate(50)
-    conflicting = {**streams[0].events[0], "unit_code": "other"}
+    CountingStore.commits = 0
     try:
-        await committer.call(lambda s: s.ingest([item(streams[0].events[0], "portal")], NOW))
-        CountingStore.commits = 0
-        items = [item(st.events[0], "portal") for st in streams[1:]] + [item(conflicting, "portal")]
-        calls = [committer.call(partial(ingest_one, it)) for it in items]
+        calls = [committer.call(partial(ingest_one, item(st.events[0], "portal"))) for st in generate(50)]
+        await asyncio.gather(*calls)
+    finally:
+        committer.close()
+    assert 0 < CountingStore.commits < len(calls)
+
+
+async def test_an_operation_that_raises_fails_alone(tmp_path: Path) -> None:
+    committer: Committer[OutboxStore] = Committer(lambda: SqliteOutbox(tmp_path / "db"))
+    committer.start()
+    streams = generate(20)
+    try:
+        calls = [committer.call(partial(ingest_one, item(st.events[0], "portal"))) for st in streams[1:]]
+        calls.insert(7, committer.call(partial(ingest_then_fail, item(streams[0].events[0], "portal"))))
         results = await asyncio.gather(*calls, return_exceptions=True)
         claimed = await committer.call(lambda s: s.claim(NOW, 100))
     finally:
         committer.close()
-    assert isinstance(results[-1], IdempotencyConflict)
-    assert all(not isinstance(r, BaseException) for r in results[:-1])
-    assert len(claimed) == 50
-    assert CountingStore.commits < len(calls)  # group commit: fewer commits than operations
+    failed = results.pop(7)
+    assert isinstance(failed, StoreError)
+    assert isinstance(failed.__cause__, Boom)
+    assert all(not isinstance(r, BaseException) for r in results)
+    assert sorted(c.dossier_code for c in claimed) == sorted(
+        st.code for st in streams[1:]
+    )  # the failed op left nothing
 
 
 async def test_a_closed_committer_refuses_calls(tmp_path: Path) -> None:

@@ -57,7 +57,8 @@ class Lienthong:
         recovered = await self.outbox.recover()
         if recovered:
             log.warning("returned %d deliveries left in flight by an earlier stop to pending", recovered)
-        self._dispatch_task = asyncio.create_task(self.dispatcher.run(), name="lienthong-dispatcher")
+        if self.config.dispatcher.enabled:
+            self._dispatch_task = asyncio.create_task(self.dispatcher.run(), name="lienthong-dispatcher")
 
     async def stop(self) -> None:
         await self.dispatcher.stop(self.config.dispatcher.shutdown_grace_s)
@@ -120,7 +121,7 @@ def build_api(node: Lienthong) -> FastAPI:
             outbox=node.outbox,
             metrics=node.metrics,
             destinations=tuple(config.destinations),
-            dispatcher_running=lambda: node.dispatcher.running,
+            dispatcher_running=lambda: node.dispatcher.running or not config.dispatcher.enabled,
         )
     )
     api.add_middleware(BodySizeLimit, max_bytes=config.server.max_body_bytes)

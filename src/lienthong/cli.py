@@ -124,10 +124,11 @@ def _token_hash(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from lienthong.app import build  # noqa: PLC0415
-    from lienthong.serving import HttpServer, new_event_loop  # noqa: PLC0415
+    from lienthong.serving import HttpServer, new_event_loop, tune_runtime  # noqa: PLC0415
 
     config = _load(args.config)
     node = build(config)
+    tune_runtime()
 
     async def serve() -> None:
         server = HttpServer(node.api, host=config.server.host, port=config.server.port, lifespan="on")

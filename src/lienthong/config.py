@@ -76,6 +76,9 @@ class RetryConfig(_Model):
 
 
 class DispatcherConfig(_Model):
+    enabled: bool = Field(
+        default=True, description="false: accept and store events, deliver nothing (ingest only)."
+    )
     max_in_flight: int = Field(
         default=64, ge=1, description="Deliveries under way at once, all destinations."
     )

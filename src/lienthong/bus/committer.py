@@ -2,9 +2,11 @@
 
 Durable ingest means a commit (an fsync with ``synchronous=full``) before each 202. Committing every
 request on its own caps throughput at the disk's fsync rate; batching every operation that arrived while
-the previous commit ran into one transaction pays that cost once per batch. Each operation runs inside its
-own savepoint, so one failing operation (an idempotency conflict, say) rolls back alone and the others
-commit. No library we use offers this for sqlite3 or psycopg, hence this small module.
+the previous commit ran into one transaction pays that cost once per batch. If an operation raises, the
+batch is rolled back and each of its operations is run again in a transaction of its own, so only the
+failing one fails. (Savepoints around every operation would do the same but cost two statements each on
+the common path, and every statement hands the GIL to this thread and back.) No library we use offers this
+for sqlite3 or psycopg, hence this small module.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from lienthong.bus.store import OutboxStore
-from lienthong.errors import StoreError
+from lienthong.errors import LienthongError, StoreError
 
 T = TypeVar("T")
 S = TypeVar("S", bound=OutboxStore)
@@ -111,29 +113,38 @@ class Committer(Generic[S]):
 
     def _execute(self, store: S, batch: list[_Op]) -> None:
         try:
-            store.begin()
-            for op in batch:
-                _run_in_savepoint(store, op)
-            store.commit()
-        except Exception as exc:
-            with contextlib.suppress(Exception):
-                store.rollback()
-            error = StoreError(f"the store could not commit: {exc}")
-            error.__cause__ = exc
-            for op in batch:
-                op.error, op.result = error, None
+            _transaction(store, batch)
+        except Exception:
+            if len(batch) == 1:
+                raise  # pragma: no cover (_transaction records a lone operation's failure itself)
+            for op in batch:  # isolate the failure: each operation alone
+                with contextlib.suppress(Exception):
+                    _transaction(store, [op])
         _resolve(batch)
 
 
-def _run_in_savepoint(store: OutboxStore, op: _Op) -> None:
-    store.savepoint()
+def _transaction(store: OutboxStore, ops: list[_Op]) -> None:
+    """Run ``ops`` in one transaction. On failure roll back; a lone operation records its own error."""
     try:
-        op.result = op.fn(store)
+        store.begin()
+        for op in ops:
+            op.result = op.fn(store)
+        store.commit()
     except Exception as exc:
-        store.rollback_to_savepoint()
-        op.error = exc
-    else:
-        store.release_savepoint()
+        with contextlib.suppress(Exception):
+            store.rollback()
+        for op in ops:
+            op.result = None
+        if len(ops) > 1:
+            raise
+        ops[0].error = exc if isinstance(exc, LienthongError) else _store_error(exc)
+
+
+def _store_error(exc: Exception) -> StoreError:
+    """The boundary for the database driver's errors (and any other surprise inside an operation)."""
+    error = StoreError(f"the store failed: {type(exc).__name__}: {exc}")
+    error.__cause__ = exc
+    return error
 
 
 def _resolve(batch: list[_Op]) -> None:

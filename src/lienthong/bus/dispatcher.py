@@ -109,7 +109,7 @@ class Dispatcher:
         self._metrics.delivery_latency.labels(*labels).observe(max(0.0, finished - started))
         self._metrics.deliveries.labels(*labels, outcome.kind).inc()
         try:
-            await self._outbox.complete([outcome])
+            await self._outbox.complete(outcome)
         except StoreError:
             # The row stays in flight; the next start-up's recover() makes it pending again.
             log.exception("could not record the outcome of %s", delivery.message_id)

@@ -8,7 +8,6 @@ tolerates anything missing: it records what it can and never rejects an event.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,48 +34,41 @@ class LedgerEntry:
 
 
 def project(parsed: ParsedEvent) -> LedgerEntry:
+    # On the ingest hot path: plain dict reads, no helper per field.
     event = parsed.event
     dossier = event.dossier
-    fees = _dicts(dossier.get("fees"))
+    procedure = dossier.get("procedure")
+    fees = dossier.get("fees")
+    fees_total = fees_paid = None
+    if isinstance(fees, list):
+        amounts = [(f.get("amount"), f.get("paid") is True) for f in fees if isinstance(f, dict)]
+        fees_total = sum(a for a, _ in amounts if type(a) is int)
+        fees_paid = sum(a for a, paid in amounts if paid and type(a) is int)
+    results = dossier.get("results")
+    hashes: tuple[str, ...] = ()
+    if isinstance(results, list):
+        hashes = tuple(
+            h for r in results if isinstance(r, dict) and isinstance(h := r.get("sha256"), str) and h
+        )
+    level = dossier.get("level")
     return LedgerEntry(
         dossier_code=parsed.dossier_code,
         unit_code=event.unit_code,
         last_event_id=event.event_id,
         last_event_type=event.type,
         occurred_ms=int(event.occurred_at.timestamp() * 1000),
-        status=_str(dossier.get("status")),
-        procedure_code=_str(_get(dossier, "procedure", "code")),
-        channel=_str(dossier.get("channel")),
-        level=_int(dossier.get("level")),
-        received_at=_str(dossier.get("received_at")),
-        due_at=_str(dossier.get("due_at")),
-        returned_at=_str(dossier.get("returned_at")),
-        fees_total=_sum(fees, lambda f: True) if fees else None,
-        fees_paid=_sum(fees, lambda f: f.get("paid") is True) if fees else None,
-        result_sha256=tuple(s for r in _dicts(dossier.get("results")) if (s := _str(r.get("sha256")))),
+        status=_text(dossier.get("status")),
+        procedure_code=_text(procedure.get("code")) if isinstance(procedure, dict) else None,
+        channel=_text(dossier.get("channel")),
+        level=level if type(level) is int else None,
+        received_at=_text(dossier.get("received_at")),
+        due_at=_text(dossier.get("due_at")),
+        returned_at=_text(dossier.get("returned_at")),
+        fees_total=fees_total,
+        fees_paid=fees_paid,
+        result_sha256=hashes,
     )
 
 
-def _get(obj: dict[str, Any], *keys: str) -> Any:
-    value: Any = obj
-    for key in keys:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value
-
-
-def _str(value: Any) -> str | None:
+def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _dicts(value: Any) -> list[dict[str, Any]]:
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
-
-
-def _sum(fees: list[dict[str, Any]], keep: Callable[[dict[str, Any]], bool]) -> int:
-    return sum(a for f in fees if keep(f) and (a := _int(f.get("amount"))) is not None)

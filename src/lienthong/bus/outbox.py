@@ -1,8 +1,19 @@
-"""The outbox as the rest of the bus sees it: async calls, each committed durably before it returns."""
+"""The outbox as the rest of the bus sees it: async calls, each committed durably before it returns.
+
+Delivery outcomes, one row each, are merged into one store operation: while one merged operation runs on
+the store's thread, the next outcomes gather behind it, so a transaction runs two multi-row statements
+rather than two per delivery; every statement hands the GIL to the store's thread and back (bus/sqlite.py).
+Ingests are not merged: a request already carries its events in a few multi-row statements, and merging
+them made the event loop and the store take turns instead of working side by side (measured: 9k against
+14k events/s in batches of 100).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from lienthong.bus.committer import Committer
 from lienthong.bus.ledger import LedgerEntry
@@ -19,13 +30,59 @@ from lienthong.bus.store import (
 Clock = Callable[[], float]
 """Seconds since the epoch, like ``time.time``; injected so tests control time."""
 
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+
+class _Merger(Generic[In, Out]):
+    """Runs ``run(store, [in, ...])`` for every call made while the previous run was under way.
+
+    ``run`` answers each input with its output or with an exception for that caller alone.
+    """
+
+    def __init__(
+        self, committer: Committer[OutboxStore], run: Callable[[OutboxStore, list[In]], list[Out | Exception]]
+    ) -> None:
+        self._committer = committer
+        self._run = run
+        self._waiting: list[tuple[In, asyncio.Future[Out]]] = []
+        self._flushing = False
+
+    async def submit(self, item: In) -> Out:
+        future: asyncio.Future[Out] = asyncio.get_running_loop().create_future()
+        self._waiting.append((item, future))
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                run = functools.partial(_call_with, self._run, [item for item, _ in batch])
+                try:
+                    answers = await self._committer.call(run)
+                except Exception as exc:
+                    answers = [exc] * len(batch)
+                for (_, future), answer in zip(batch, answers, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(answer, Exception):
+                        future.set_exception(answer)
+                    else:
+                        future.set_result(answer)
+        finally:
+            self._flushing = False
+
 
 class Outbox:
-    """Async face of an OutboxStore. Operations from concurrent callers share transactions."""
+    """Async face of an OutboxStore."""
 
     def __init__(self, open_store: Callable[[], OutboxStore], *, clock: Clock) -> None:
         self._committer: Committer[OutboxStore] = Committer(open_store)
         self._clock = clock
+        self._outcomes: _Merger[Outcome, None] = _Merger(self._committer, _complete)
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -41,15 +98,19 @@ class Outbox:
         return await self._committer.call(lambda s: s.recover())
 
     async def ingest(self, items: list[IngestItem]) -> list[IngestResult]:
+        """Store one request's events atomically. Raises IdempotencyConflict, storing none of them."""
         now = self.now_ms()
-        return await self._committer.call(lambda s: s.ingest(items, now))
+        (answer,) = await self._committer.call(lambda s: s.ingest([items], now))
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
     async def claim(self, limit: int) -> list[ClaimedDelivery]:
         now = self.now_ms()
         return await self._committer.call(lambda s: s.claim(now, limit))
 
-    async def complete(self, outcomes: list[Outcome]) -> None:
-        await self._committer.call(lambda s: s.complete(outcomes))
+    async def complete(self, outcome: Outcome) -> None:
+        await self._outcomes.submit(outcome)
 
     async def message(self, message_id: str) -> MessageView | None:
         return await self._committer.call(lambda s: s.message(message_id))
@@ -59,3 +120,14 @@ class Outbox:
 
     async def ledger_entry(self, dossier_code: str) -> LedgerEntry | None:
         return await self._committer.call(lambda s: s.ledger_entry(dossier_code))
+
+
+def _call_with(
+    run: Callable[[OutboxStore, list[In]], list[Out | Exception]], inputs: list[In], store: OutboxStore
+) -> list[Out | Exception]:
+    return run(store, inputs)
+
+
+def _complete(store: OutboxStore, outcomes: list[Outcome]) -> list[Exception | None]:
+    store.complete(outcomes)
+    return [None] * len(outcomes)

@@ -12,6 +12,7 @@ from typing import Any, Literal, Protocol
 
 from lienthong.bus.envelope import ParsedEvent
 from lienthong.bus.ledger import LedgerEntry
+from lienthong.errors import IdempotencyConflict
 
 MessageStatus = Literal["pending", "inflight", "delivered", "dead"]
 OutcomeKind = Literal["delivered", "retry", "dead"]
@@ -121,17 +122,20 @@ class OutboxStore(Protocol):
     def begin(self) -> None: ...
     def commit(self) -> None: ...
     def rollback(self) -> None: ...
-    def savepoint(self) -> None: ...
-    def release_savepoint(self) -> None: ...
-    def rollback_to_savepoint(self) -> None: ...
     def close(self) -> None: ...
 
     def recover(self) -> int:
         """Return rows left in flight by a crash to pending; returns how many."""
         ...
 
-    def ingest(self, items: list[IngestItem], now_ms: int) -> list[IngestResult]:
-        """Store events, their outbox rows and ledger updates. Raises IdempotencyConflict."""
+    def ingest(
+        self, requests: list[list[IngestItem]], now_ms: int
+    ) -> list[list[IngestResult] | IdempotencyConflict]:
+        """Store the events of several requests with their outbox rows and ledger updates.
+
+        Each request is all or nothing: a request reusing an event id with other content stores nothing
+        and gets its IdempotencyConflict back; the other requests are stored.
+        """
         ...
 
     def claim(self, now_ms: int, limit: int) -> list[ClaimedDelivery]:

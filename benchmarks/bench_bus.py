@@ -1,0 +1,326 @@
+"""Bus throughput: events accepted over HTTP, and deliveries from the outbox to the sandbox portal.
+
+Every figure is measured in the same run, next to baselines, because machines here are noisy:
+
+- ingest: ``lienthong run`` in its own process (dispatcher off), loaded by an aiohttp client with 32
+  requests in flight; one event per request, then batches of 100;
+- delivery: the sandbox portal in its own process; the bus's dispatcher drains a pre-filled outbox
+  (max 32 in flight), then two bare loops without durability send the same requests with 32 in flight,
+  one on httpx's default transport and one on aiohttp.
+
+Run ``python benchmarks/bench_bus.py`` (``--smoke`` for a quick check that it works).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+import orjson
+from prometheus_client import CollectorRegistry
+
+from lienthong.adapters.translate import VIETNAM, portal_dossier, portal_progress
+from lienthong.api.auth import hash_token
+from lienthong.app import build
+from lienthong.bus.envelope import parse_body
+from lienthong.config import Config
+from lienthong.sandbox.dossiers import DossierStream, generate, interleave
+from lienthong.serving import bind, new_event_loop
+
+TOKEN = "benchmark-token"
+IN_FLIGHT = 32
+PORTAL_ROUTES = [
+    {"on": "dossier.received", "deliver": [{"to": "portal", "operation": "DongBoHoSoMC"}]},
+    {"on": "dossier.status_changed", "deliver": [{"to": "portal", "operation": "CapNhatTienDoHoSoMC"}]},
+    {"on": "dossier.result_issued", "deliver": [{"to": "portal", "operation": "DongBoHoSoMC"}]},
+    {"on": "dossier.returned", "deliver": [{"to": "portal", "operation": "DongBoHoSoMC"}]},
+]
+
+
+@dataclass(frozen=True)
+class Sizes:
+    single_events: int
+    batch_events: int
+    delivery_dossiers: int
+
+    @classmethod
+    def pick(cls, smoke: bool) -> Sizes:
+        return cls(300, 2_000, 50) if smoke else cls(6_000, 60_000, 1_500)
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+
+
+class Child:
+    """A lienthong CLI command in its own process; the first stdout line (if asked) is its URL."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(  # noqa: S603 (our own CLI)
+            [sys.executable, "-m", "lienthong.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+        )
+
+    def read_url(self) -> str:
+        assert self.proc.stdout is not None
+        return self.proc.stdout.readline().decode().strip()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=15)
+
+
+def unique_streams(count: int, day: int) -> list[DossierStream]:
+    """Dossiers whose codes no earlier run in this process used (the date is part of the code)."""
+    start = datetime(2026, 1, 1, 8, tzinfo=VIETNAM) + timedelta(days=day)
+    return generate(count, seed=day, start=start)
+
+
+async def load(url: str, bodies: list[bytes], headers: dict[str, str]) -> float:
+    """POST every body with IN_FLIGHT in flight; returns elapsed seconds. Every answer must be 202."""
+    queue = iter(bodies)
+    async with aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(limit=IN_FLIGHT)) as session:
+
+        async def worker() -> None:
+            for body in queue:
+                async with session.post(url, data=body) as response:
+                    await response.read()
+                    if response.status != 202:
+                        raise RuntimeError(f"{response.status}: {await response.text()}")
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
+        return time.perf_counter() - started
+
+
+def wait_ready(url: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not become ready")
+
+
+# -- ingest -------------------------------------------------------------------------------------------
+
+
+def bench_ingest(sizes: Sizes, workdir: Path) -> dict[str, float]:
+    sock = bind()
+    port = sock.getsockname()[1]
+    sock.close()
+    config = {
+        "server": {"port": port, "max_batch_events": 1000},
+        "auth": {"tokens": [{"name": "bench", "sha256": hash_token(TOKEN)}]},
+        "store": {"path": str(workdir / "ingest.db")},
+        "dispatcher": {"enabled": False},
+        "destinations": {
+            "portal": {"kind": "portal", "base_url": "http://127.0.0.1:9", "dstcode": "D", "username": "u", "password": "p"},
+            "emc": {"kind": "emc", "base_url": "http://127.0.0.1:9", "site_id": "S", "province_code": "H56"},
+        },
+        "routes": [
+            {"on": r["on"], "deliver": [*r["deliver"], {"to": "emc", "operation": "TrackingMCDT"}]} for r in PORTAL_ROUTES
+        ],
+    }
+    path = workdir / "ingest.yaml"
+    path.write_text(json.dumps(config))
+    bus = Child("run", str(path))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url)
+        headers = {"authorization": f"Bearer {TOKEN}", "content-type": "application/json"}
+        singles = [orjson.dumps(e) for e in _events(sizes.single_events, day=1)]
+        batch_events = _events(sizes.batch_events, day=2)
+        batches = [orjson.dumps({"events": batch_events[i : i + 100]}) for i in range(0, len(batch_events), 100)]
+        loop = new_event_loop()
+        try:
+            single_s = loop.run_until_complete(load(f"{url}/v1/events", singles, headers))
+            batch_s = loop.run_until_complete(load(f"{url}/v1/events", batches, headers))
+        finally:
+            loop.close()
+    finally:
+        bus.stop()
+    return {"single": len(singles) / single_s, "batch": len(batch_events) / batch_s}
+
+
+def _events(count: int, day: int) -> list[dict[str, Any]]:
+    return list(interleave(unique_streams(count // 4, day)))[:count]
+
+
+# -- delivery -----------------------------------------------------------------------------------------
+
+
+def portal_requests(stream: DossierStream, session: str) -> Iterator[bytes]:
+    """The requests the bus makes for one dossier, in order: look-up, create, progress, two updates."""
+    for n, event in enumerate(stream.events):
+        base = {"session": session, "madonvi": event["unit_code"]}
+        if event["type"] == "dossier.status_changed":
+            item = portal_progress(event["dossier"], event["occurred_at"])
+            yield orjson.dumps({**base, "service": "CapNhatTienDoHoSoMC", "data": [item]})
+            continue
+        if n == 0:
+            yield orjson.dumps({**base, "service": "TraCuuHoSo", "mahoso": stream.code})
+        updating = "False" if n == 0 else "True"
+        item = portal_dossier(event["dossier"])
+        yield orjson.dumps({**base, "service": "DongBoHoSoMC", "isUpdating": updating, "data": [item]})
+
+
+async def bus_deliveries(portal_url: str, streams: list[DossierStream], workdir: Path) -> float:
+    config = Config.model_validate(
+        {
+            "store": {"path": str(workdir / f"deliver-{time.monotonic_ns()}.db")},
+            "dispatcher": {"max_in_flight": IN_FLIGHT, "poll_interval_s": 0.05},
+            "destinations": {
+                "portal": {
+                    "kind": "portal",
+                    "base_url": portal_url,
+                    "dstcode": "SANDBOX",
+                    "username": "lienthong",
+                    "password": "sandbox-password",
+                    "max_connections": IN_FLIGHT,
+                }
+            },
+            "routes": PORTAL_ROUTES,
+        }
+    )
+    node = build(config, registry=CollectorRegistry())
+    node.outbox.open()
+    events = list(interleave(streams))
+    for i in range(0, len(events), 500):
+        parsed, _ = parse_body(orjson.dumps({"events": events[i : i + 500]}), dossier_code_field="code", max_events=500)
+        await node.ingestor.accept(parsed)
+    node.outbox.close()
+    node = build(config, registry=CollectorRegistry())  # a fresh node: nothing cached from ingest
+    started = time.perf_counter()
+    await node.start()
+    while sum(s.pending + s.inflight for s in await node.outbox.stats()) > 0:
+        await asyncio.sleep(0.01)
+    elapsed = time.perf_counter() - started
+    dead = sum(s.dead for s in await node.outbox.stats())
+    await node.stop()
+    if dead:
+        raise RuntimeError(f"{dead} deliveries failed; the benchmark needs a clean run")
+    return elapsed
+
+
+async def bare_loop(post: Callable[[bytes], Awaitable[None]], streams: list[DossierStream], login: Callable[[], Awaitable[str]]) -> float:
+    """IN_FLIGHT workers, each taking whole dossiers and sending their requests in order."""
+    session = await login()
+    queue = iter(streams)
+
+    async def worker() -> None:
+        for stream in queue:
+            for body in portal_requests(stream, session):
+                await post(body)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(IN_FLIGHT)))
+    return time.perf_counter() - started
+
+
+LOGIN = orjson.dumps({"username": "lienthong", "password": "sandbox-password"})
+HEADERS = {"dstcode": "SANDBOX", "content-type": "application/json"}
+
+
+async def httpx_loop(url: str, streams: list[DossierStream]) -> float:
+    limits = httpx.Limits(max_connections=IN_FLIGHT, max_keepalive_connections=IN_FLIGHT)
+    async with httpx.AsyncClient(base_url=url, limits=limits, headers=HEADERS) as client:
+
+        async def login() -> str:
+            return str((await client.post("/api/auth/login", content=LOGIN)).json()["session"])
+
+        async def post(body: bytes) -> None:
+            answer = (await client.post("/api/service", content=body)).json()
+            if str(answer["error_code"]) != "0":
+                raise RuntimeError(answer)
+
+        return await bare_loop(post, streams, login)
+
+
+async def aiohttp_loop(url: str, streams: list[DossierStream]) -> float:
+    connector = aiohttp.TCPConnector(limit=IN_FLIGHT)
+    async with aiohttp.ClientSession(url, connector=connector, headers=HEADERS) as client:
+
+        async def login() -> str:
+            async with client.post("/api/auth/login", data=LOGIN) as response:
+                return str(orjson.loads(await response.read())["session"])
+
+        async def post(body: bytes) -> None:
+            async with client.post("/api/service", data=body) as response:
+                answer = orjson.loads(await response.read())
+            if str(answer["error_code"]) != "0":
+                raise RuntimeError(answer)
+
+        return await bare_loop(post, streams, login)
+
+
+def bench_delivery(sizes: Sizes, workdir: Path) -> dict[str, float]:
+    portal = Child("sandbox", "portal")
+    url = portal.read_url()
+    per_dossier = 4  # deliveries per dossier; the bare loops send the same 5 requests for them
+    loop = new_event_loop()
+    try:
+        n = sizes.delivery_dossiers
+        results: dict[str, float] = {}
+        days = itertools.count(100)
+        # Interleave the runs (bus, httpx, aiohttp, bus, ...) so drift in the machine's speed hits all alike.
+        for _ in range(2):
+            for name, run in (("bus", bus_deliveries), ("httpx", httpx_loop), ("aiohttp", aiohttp_loop)):
+                streams = unique_streams(n, day=next(days) * 10)
+                args = (url, streams, workdir) if name == "bus" else (url, streams)
+                elapsed = loop.run_until_complete(run(*args))  # type: ignore[operator]
+                rate = n * per_dossier / elapsed
+                results[name] = max(results.get(name, 0.0), rate)
+    finally:
+        loop.close()
+        portal.stop()
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="small sizes: checks the benchmark works")
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    parser.add_argument("--only", choices=("ingest", "delivery"), help="run one half (for profiling)")
+    args = parser.parse_args()
+    sizes = Sizes.pick(args.smoke)
+    with tempfile.TemporaryDirectory(prefix="lienthong-bench-") as tmp:
+        ingest = bench_ingest(sizes, Path(tmp)) if args.only != "delivery" else {"single": 0.0, "batch": 0.0}
+        delivery = bench_delivery(sizes, Path(tmp)) if args.only != "ingest" else dict.fromkeys(("bus", "httpx", "aiohttp"), 1.0)
+    report = {
+        "ingest_events_per_s_single": round(ingest["single"]),
+        "ingest_events_per_s_batch100": round(ingest["batch"]),
+        "deliveries_per_s_bus": round(delivery["bus"]),
+        "deliveries_per_s_bare_httpx": round(delivery["httpx"]),
+        "deliveries_per_s_bare_aiohttp": round(delivery["aiohttp"]),
+        "ratio_bus_to_httpx": round(delivery["bus"] / delivery["httpx"], 2),
+        "ratio_bus_to_aiohttp": round(delivery["bus"] / delivery["aiohttp"], 2),
+    }
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"bus benchmark ({'smoke' if args.smoke else 'full'}; {IN_FLIGHT} in flight; best of 2 interleaved rounds)")
+    print(f"  ingest, 1 event/request      {report['ingest_events_per_s_single']:>8} events/s   (target >= 1,000)")
+    print(f"  ingest, batches of 100       {report['ingest_events_per_s_batch100']:>8} events/s   (target >= 20,000)")
+    print(f"  deliveries, bus (durable)    {report['deliveries_per_s_bus']:>8} /s         (target >= 1,000)")
+    print(f"  deliveries, bare httpx       {report['deliveries_per_s_bare_httpx']:>8} /s         ratio bus/httpx   {report['ratio_bus_to_httpx']:.2f}")
+    print(f"  deliveries, bare aiohttp     {report['deliveries_per_s_bare_aiohttp']:>8} /s         ratio bus/aiohttp {report['ratio_bus_to_aiohttp']:.2f} (target >= 0.30)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
