@@ -10,6 +10,7 @@ import httpx
 import orjson
 
 from lienthong.adapters.base import Receipt, json_body, map_transport_errors, raise_for_status
+from lienthong.adapters.http import Endpoint
 from lienthong.adapters.translate import emc_tracking
 from lienthong.bus.store import ClaimedDelivery
 from lienthong.errors import PermanentError
@@ -32,9 +33,9 @@ class EmcAdapter:
     ) -> None:
         self.name = name
         self._client = client
+        self._tracking = Endpoint(client, tracking_path)
         self._site_id = site_id
         self._province_code = province_code
-        self._path = tracking_path
         self._auth = {"authorization": f"Bearer {bearer_token}"} if bearer_token else {}
 
     async def deliver(self, delivery: ClaimedDelivery) -> Receipt:
@@ -43,15 +44,12 @@ class EmcAdapter:
             raise PermanentError(f"unknown operation {op!r}", destination=self.name, operation=op)
         body = emc_tracking(delivery.event.dossier, site_id=self._site_id, province_code=self._province_code)
         with map_transport_errors(self.name, op):
-            response = await self._client.post(
-                self._path,
-                content=orjson.dumps(body),
-                headers={
-                    "content-type": "application/json",
-                    "idempotency-key": delivery.message_id,
-                    **self._auth,
-                },
-            )
+            headers = {
+                "content-type": "application/json",
+                "idempotency-key": delivery.message_id,
+                **self._auth,
+            }
+            response = await self._tracking.post(orjson.dumps(body), headers)
             raise_for_status(response, self.name, op)
             answer = json_body(response, self.name, op)
         code = str(answer.get("error_code"))

