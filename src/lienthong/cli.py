@@ -124,7 +124,7 @@ def _token_hash(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from lienthong.app import build  # noqa: PLC0415
-    from lienthong.serving import HttpServer, new_event_loop, tune_runtime  # noqa: PLC0415
+    from lienthong.serving import HttpServer, run, tune_runtime  # noqa: PLC0415
 
     config = _load(args.config)
     node = build(config)
@@ -135,11 +135,7 @@ def _run(args: argparse.Namespace) -> int:
         logging.getLogger("lienthong").info("serving on %s", server.url)
         await server.serve_forever()
 
-    loop = new_event_loop()
-    try:
-        loop.run_until_complete(serve())
-    finally:
-        loop.close()
+    run(serve())
     return EXIT_OK
 
 
@@ -165,7 +161,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _sandbox(args: argparse.Namespace) -> int:
     from lienthong.sandbox import EmcSandbox, FaultPlan, PortalSandbox  # noqa: PLC0415
     from lienthong.sandbox.dossiers import PROCEDURE_CODES  # noqa: PLC0415
-    from lienthong.serving import HttpServer, new_event_loop  # noqa: PLC0415
+    from lienthong.serving import HttpServer, run  # noqa: PLC0415
 
     faults = FaultPlan(rate=args.fault_rate)
     peer = (
@@ -179,11 +175,7 @@ def _sandbox(args: argparse.Namespace) -> int:
         print(server.url, flush=True)
         await server.serve_forever()
 
-    loop = new_event_loop()
-    try:
-        loop.run_until_complete(serve())
-    finally:
-        loop.close()
+    run(serve())
     return EXIT_OK
 
 

@@ -24,7 +24,7 @@ from lienthong.app import Lienthong, build
 from lienthong.config import Config
 from lienthong.sandbox import EmcSandbox, FaultPlan, PortalSandbox
 from lienthong.sandbox.dossiers import PROCEDURE_CODES, generate, interleave
-from lienthong.serving import HttpServer, ThreadedServer
+from lienthong.serving import HttpServer, ThreadedServer, run
 
 DEMO_ROUTES = [
     {"on": kind, "deliver": [{"to": "portal", "operation": op}, {"to": "emc", "operation": "TrackingMCDT"}]}
@@ -219,12 +219,5 @@ def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 def run_demo(options: DemoOptions, *, keep_running: bool = False, on_summary: Any = None) -> DemoSummary:
     """Run the demo in a fresh temporary directory and event loop."""
-    from lienthong.serving import new_event_loop  # noqa: PLC0415
-
     with tempfile.TemporaryDirectory(prefix="lienthong-demo-") as tmp:
-        loop = new_event_loop()
-        try:
-            demo = Demo(options, Path(tmp))
-            return loop.run_until_complete(demo.run(keep_running=keep_running, on_summary=on_summary))
-        finally:
-            loop.close()
+        return run(Demo(options, Path(tmp)).run(keep_running=keep_running, on_summary=on_summary))

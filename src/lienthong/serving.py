@@ -11,13 +11,14 @@ import gc
 import socket
 import sys
 import threading
-from collections.abc import Callable
-from typing import Any, Literal
+from collections.abc import Callable, Coroutine
+from typing import Any, Literal, TypeVar
 
 import uvicorn
 from starlette.types import ASGIApp
 
 Lifespan = Literal["auto", "on", "off"]
+T = TypeVar("T")
 
 
 def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
@@ -107,14 +108,10 @@ class ThreadedServer:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        loop = new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._serve())
-        finally:
-            loop.close()
+        run(self._serve())
 
     async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
         try:
             self._server = HttpServer(self._factory(), host=self._host, port=self._port, lifespan="off")
             await self._server.start()
@@ -147,6 +144,15 @@ def tune_runtime() -> None:
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
     sys.setswitchinterval(0.001)
+
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` to completion in a new event loop (uvloop where installed), then close the loop."""
+    loop = new_event_loop()
+    try:
+        return loop.run_until_complete(main)
+    finally:
+        loop.close()
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
