@@ -32,6 +32,7 @@ import httpx
 import orjson
 from prometheus_client import CollectorRegistry
 
+from lienthong.adapters.http import make_client
 from lienthong.adapters.translate import VIETNAM, portal_dossier, portal_progress
 from lienthong.api.auth import hash_token
 from lienthong.app import build
@@ -255,7 +256,18 @@ HEADERS = {"dstcode": "SANDBOX", "content-type": "application/json"}
 
 async def httpx_loop(url: str, streams: list[DossierStream]) -> float:
     limits = httpx.Limits(max_connections=IN_FLIGHT, max_keepalive_connections=IN_FLIGHT)
-    async with httpx.AsyncClient(base_url=url, limits=limits, headers=HEADERS) as client:
+    return await _httpx_loop(httpx.AsyncClient(base_url=url, limits=limits, headers=HEADERS), streams)
+
+
+async def adapter_client_loop(url: str, streams: list[DossierStream]) -> float:
+    """The adapters' own client (httpx over the aiohttp transport), without the bus around it."""
+    return await _httpx_loop(
+        make_client(url, timeout_s=10, max_connections=IN_FLIGHT, headers=HEADERS), streams
+    )
+
+
+async def _httpx_loop(client: httpx.AsyncClient, streams: list[DossierStream]) -> float:
+    async with client:
 
         async def login() -> str:
             return str((await client.post("/api/auth/login", content=LOGIN)).json()["session"])
@@ -296,7 +308,12 @@ def bench_delivery(sizes: Sizes, workdir: Path) -> dict[str, float]:
         days = itertools.count(100)
         # Interleave the runs (bus, httpx, aiohttp, bus, ...) so drift in the machine's speed hits all alike.
         for _ in range(2):
-            for name, run in (("bus", bus_deliveries), ("httpx", httpx_loop), ("aiohttp", aiohttp_loop)):
+            for name, run in (
+                ("bus", bus_deliveries),
+                ("httpx", httpx_loop),
+                ("adapter_client", adapter_client_loop),
+                ("aiohttp", aiohttp_loop),
+            ):
                 streams = unique_streams(n, day=next(days) * 10)
                 args = (url, streams, workdir) if name == "bus" else (url, streams)
                 elapsed = loop.run_until_complete(run(*args))
@@ -320,11 +337,8 @@ def main() -> int:
     tune_runtime()  # as `lienthong run` does; the bare loops in this process get it too
     with tempfile.TemporaryDirectory(prefix="lienthong-bench-") as tmp:
         ingest = bench_ingest(sizes, Path(tmp)) if args.only != "delivery" else {"single": 0.0, "batch": 0.0}
-        delivery = (
-            bench_delivery(sizes, Path(tmp))
-            if args.only != "ingest"
-            else dict.fromkeys(("bus", "httpx", "aiohttp"), 1.0)
-        )
+        skipped = dict.fromkeys(("bus", "httpx", "adapter_client", "aiohttp"), 1.0)
+        delivery = bench_delivery(sizes, Path(tmp)) if args.only != "ingest" else skipped
     report = {
         "ingest_events_per_s_single": round(ingest["single"]),
         "ingest_events_per_s_batch100": round(ingest["batch"]),
@@ -332,7 +346,9 @@ def main() -> int:
         "deliveries_per_s_bare_httpx": round(delivery["httpx"]),
         "deliveries_per_s_bare_aiohttp": round(delivery["aiohttp"]),
         "ratio_bus_to_httpx": round(delivery["bus"] / delivery["httpx"], 2),
+        "deliveries_per_s_bare_adapter_client": round(delivery["adapter_client"]),
         "ratio_bus_to_aiohttp": round(delivery["bus"] / delivery["aiohttp"], 2),
+        "ratio_bus_to_adapter_client": round(delivery["bus"] / delivery["adapter_client"], 2),
     }
     if args.json:
         print(json.dumps(report))
@@ -353,6 +369,12 @@ def main() -> int:
             report["deliveries_per_s_bare_aiohttp"],
             "/s",
             f"bus/aiohttp {report['ratio_bus_to_aiohttp']} (target >= 0.30)",
+        ),
+        (
+            "deliveries, bare adapter client",
+            report["deliveries_per_s_bare_adapter_client"],
+            "/s",
+            f"bus/that {report['ratio_bus_to_adapter_client']} (httpx over aiohttp, no bus)",
         ),
     ):
         print(f"  {label:<28}{value:>8} {unit:<9} {note}")
