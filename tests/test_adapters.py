@@ -12,7 +12,7 @@ import pytest
 from conftest import Peers
 from lienthong.adapters.base import map_transport_errors
 from lienthong.adapters.emc import EmcAdapter
-from lienthong.adapters.http import make_client
+from lienthong.adapters.http import HttpPeer, make_transport
 from lienthong.adapters.portal import PortalAdapter, PortalCredentials
 from lienthong.bus.store import ClaimedDelivery, StoredEvent
 from lienthong.errors import DeliveryError, PermanentError, RetryableError
@@ -38,7 +38,9 @@ def credentials(peers: Peers, password: str | None = None) -> PortalCredentials:
 @pytest.fixture
 async def portal(peers: Peers) -> AsyncIterator[PortalAdapter]:
     adapter = PortalAdapter(
-        "portal", make_client(peers.portal_url, timeout_s=2, max_connections=4), credentials(peers)
+        "portal",
+        HttpPeer(peers.portal_url, make_transport(max_connections=4), timeout_s=2),
+        credentials(peers),
     )
     yield adapter
     await adapter.aclose()
@@ -46,8 +48,8 @@ async def portal(peers: Peers) -> AsyncIterator[PortalAdapter]:
 
 @pytest.fixture
 async def emc(peers: Peers) -> AsyncIterator[EmcAdapter]:
-    client = make_client(peers.emc_url, timeout_s=0.3, max_connections=4)
-    adapter = EmcAdapter("emc", client, site_id="SANDBOX-SITE", province_code="H56")
+    peer = HttpPeer(peers.emc_url, make_transport(max_connections=4), timeout_s=0.3)
+    adapter = EmcAdapter("emc", peer, site_id="SANDBOX-SITE", province_code="H56")
     yield adapter
     await adapter.aclose()
 
@@ -89,7 +91,9 @@ async def test_an_expired_session_is_renewed_once(portal: PortalAdapter, peers: 
 
 async def test_wrong_credentials_are_a_permanent_error(peers: Peers) -> None:
     adapter = PortalAdapter(
-        "portal", make_client(peers.portal_url, timeout_s=2, max_connections=1), credentials(peers, "wrong")
+        "portal",
+        HttpPeer(peers.portal_url, make_transport(max_connections=1), timeout_s=2),
+        credentials(peers, "wrong"),
     )
     with pytest.raises(PermanentError, match="portal login refused"):
         await adapter.deliver(claimed(0))
@@ -150,7 +154,7 @@ async def test_a_refused_connection_is_retryable() -> None:
     sock.close()
     adapter = EmcAdapter(
         "emc",
-        make_client(f"http://127.0.0.1:{port}", timeout_s=1, max_connections=1),
+        HttpPeer(f"http://127.0.0.1:{port}", make_transport(max_connections=1), timeout_s=1),
         site_id="S",
         province_code="H56",
     )
@@ -161,7 +165,7 @@ async def test_a_refused_connection_is_retryable() -> None:
 
 async def test_a_field_the_peer_refuses_is_permanent(emc: EmcAdapter) -> None:
     delivery = claimed(0, "TrackingMCDT")
-    wrong_site = EmcAdapter("emc", emc._client, site_id="NOT-REGISTERED", province_code="H56")
+    wrong_site = EmcAdapter("emc", emc._peer, site_id="NOT-REGISTERED", province_code="H56")
     with pytest.raises(PermanentError, match="SiteId 'NOT-REGISTERED' is not registered"):
         await wrong_site.deliver(delivery)
 
@@ -215,8 +219,8 @@ async def test_an_httpx_error_from_the_transport_is_mapped_through_the_adapter()
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.RemoteProtocolError("peer closed connection", request=request)
 
-    client = httpx.AsyncClient(base_url="http://portal.test", transport=httpx.MockTransport(refuse))
-    adapter = PortalAdapter("portal", client, PortalCredentials("D", "u", "p"))
+    peer = HttpPeer("http://portal.test", httpx.MockTransport(refuse), timeout_s=1)
+    adapter = PortalAdapter("portal", peer, PortalCredentials("D", "u", "p"))
     with pytest.raises(RetryableError, match="RemoteProtocolError"):
         await adapter.deliver(claimed(0))
     await adapter.aclose()

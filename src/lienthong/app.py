@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from lienthong import __version__
 from lienthong.adapters.base import Adapter
 from lienthong.adapters.emc import EmcAdapter
-from lienthong.adapters.http import make_client
+from lienthong.adapters.http import HttpPeer, make_transport
 from lienthong.adapters.portal import PortalAdapter, PortalCredentials
 from lienthong.api.auth import BearerAuth
 from lienthong.api.errors import install_error_handlers
@@ -141,7 +141,9 @@ def retry_policy(config: RetryConfig) -> RetryPolicy:
 
 
 def build_adapter(name: str, dest: Destination) -> Adapter:
-    client = make_client(dest.base_url, timeout_s=dest.timeout_s, max_connections=dest.max_connections)
+    peer = HttpPeer(
+        dest.base_url, make_transport(max_connections=dest.max_connections), timeout_s=dest.timeout_s
+    )
     if isinstance(dest, PortalDestination):
         credentials = PortalCredentials(
             dstcode=dest.dstcode,
@@ -150,12 +152,12 @@ def build_adapter(name: str, dest: Destination) -> Adapter:
             login_path=dest.login_path,
             service_path=dest.service_path,
         )
-        return PortalAdapter(name, client, credentials)
+        return PortalAdapter(name, peer, credentials)
     if isinstance(dest, EmcDestination):
         token = dest.bearer_token.get_secret_value() if dest.bearer_token else None
         return EmcAdapter(
             name,
-            client,
+            peer,
             site_id=dest.site_id,
             province_code=dest.province_code,
             tracking_path=dest.tracking_path,

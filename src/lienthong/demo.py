@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import orjson
 
-from lienthong.adapters.http import make_client
+from lienthong.adapters.http import make_transport
 from lienthong.api.auth import hash_token, new_token
 from lienthong.app import Lienthong, build
 from lienthong.config import Config
@@ -154,7 +154,9 @@ class Demo:
         events = list(interleave(streams))
         duplicates = events[:: max(1, len(events) // 20)]  # about 5% sent twice, as a flaky sender would
         started = time.perf_counter()
-        client = make_client(self.server.url, timeout_s=30, max_connections=8)
+        client = httpx.AsyncClient(
+            base_url=self.server.url, transport=make_transport(max_connections=8), timeout=30
+        )
         async with client:
             await self._send_all(client, events, duplicates)
         pending = await self._settle(self.options.timeout_s)

@@ -8,16 +8,18 @@ from lienthong.adapters.base import (
     raise_for_status,
 )
 from lienthong.adapters.emc import EmcAdapter
-from lienthong.adapters.http import make_client
+from lienthong.adapters.http import Endpoint, HttpPeer, make_transport
 from lienthong.adapters.portal import PortalAdapter, PortalCredentials
 
 __all__ = [
     "Adapter",
     "EmcAdapter",
+    "Endpoint",
+    "HttpPeer",
     "PortalAdapter",
     "PortalCredentials",
     "Receipt",
-    "make_client",
+    "make_transport",
     "map_transport_errors",
     "parse_retry_after",
     "raise_for_status",

@@ -6,11 +6,10 @@ the portal's (``error_code`` 0 on success); authentication is none or a Bearer t
 
 from __future__ import annotations
 
-import httpx
 import orjson
 
 from lienthong.adapters.base import Receipt, json_body, map_transport_errors, raise_for_status
-from lienthong.adapters.http import Endpoint
+from lienthong.adapters.http import HttpPeer
 from lienthong.adapters.translate import emc_tracking
 from lienthong.bus.store import ClaimedDelivery
 from lienthong.errors import PermanentError
@@ -24,7 +23,7 @@ class EmcAdapter:
     def __init__(
         self,
         name: str,
-        client: httpx.AsyncClient,
+        peer: HttpPeer,
         *,
         site_id: str,
         province_code: str,
@@ -32,8 +31,8 @@ class EmcAdapter:
         bearer_token: str | None = None,
     ) -> None:
         self.name = name
-        self._client = client
-        self._tracking = Endpoint(client, tracking_path)
+        self._peer = peer
+        self._tracking = peer.endpoint(tracking_path)
         self._site_id = site_id
         self._province_code = province_code
         self._auth = {"authorization": f"Bearer {bearer_token}"} if bearer_token else {}
@@ -59,4 +58,4 @@ class EmcAdapter:
         return Receipt(http_status=response.status_code)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._peer.aclose()

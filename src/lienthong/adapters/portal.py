@@ -14,11 +14,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import orjson
 
 from lienthong.adapters.base import Receipt, json_body, map_transport_errors, raise_for_status
-from lienthong.adapters.http import Endpoint
+from lienthong.adapters.http import HttpPeer
 from lienthong.adapters.translate import portal_dossier, portal_progress
 from lienthong.bus.store import ClaimedDelivery
 from lienthong.errors import PermanentError
@@ -42,18 +41,18 @@ class _SessionExpired(Exception):
 
 
 class PortalAdapter:
-    """Delivers dossier syncs and progress steps to the portal over an injected httpx client."""
+    """Delivers dossier syncs and progress steps to the portal over an injected HTTP peer."""
 
     operations = ("DongBoHoSoMC", "CapNhatTienDoHoSoMC")
 
     def __init__(
-        self, name: str, client: httpx.AsyncClient, credentials: PortalCredentials, *, remember: int = 100_000
+        self, name: str, peer: HttpPeer, credentials: PortalCredentials, *, remember: int = 100_000
     ) -> None:
         self.name = name
-        self._client = client
+        self._peer = peer
         self._creds = credentials
-        self._service = Endpoint(client, credentials.service_path)
-        self._login_endpoint = Endpoint(client, credentials.login_path)
+        self._service = peer.endpoint(credentials.service_path)
+        self._login_endpoint = peer.endpoint(credentials.login_path)
         self._session: str | None = None
         self._login_lock = asyncio.Lock()
         self._on_portal: OrderedDict[str, None] = OrderedDict()
@@ -71,7 +70,7 @@ class PortalAdapter:
         raise PermanentError(f"unknown operation {op!r}", destination=self.name, operation=op)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._peer.aclose()
 
     async def _sync(self, delivery: ClaimedDelivery) -> Receipt:
         item = portal_dossier(delivery.event.dossier)
