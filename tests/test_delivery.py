@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from conftest import AUTH, Peers, Running, RunNode
@@ -92,10 +93,11 @@ async def test_retry_after_is_honoured_over_a_shorter_backoff(run_node: RunNode,
     peers.emc.inject("throttle")
     _, emc_id = await post_received(running)
     state: dict[str, Any] = {}
-    for _ in range(200):
+    for _ in range(500):
         state = await message(running, emc_id)
         if state["attempts"] == 1:
             break
+        await asyncio.sleep(0.01)
     assert state["status"] == "pending"
     wait_ms = state["next_attempt_ms"] - state["updated_ms"]
     assert 1900 <= wait_ms <= 2100
