@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from lienthong.app import route_table
 from lienthong.config import config_json_schema, load_config, parse_config
 from lienthong.errors import ConfigError
 
@@ -39,7 +40,7 @@ def line_of(text: str, needle: str) -> int:
 def test_the_example_config_is_valid() -> None:
     config = load_config(EXAMPLE, env=EXAMPLE_ENV)
     assert set(config.destinations) == {"emc", "portal"}
-    assert config.routes_for("dossier.received")[0].operation == "DongBoHoSoMC"
+    assert route_table(config)["dossier.received"] == [("portal", "DongBoHoSoMC"), ("emc", "TrackingMCDT")]
     assert config.destinations["portal"].password.get_secret_value() == "p"  # type: ignore[union-attr]
 
 

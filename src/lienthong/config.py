@@ -152,9 +152,6 @@ class Config(_Model):
     destinations: dict[str, Destination] = Field(default_factory=dict)
     routes: list[Route] = Field(default_factory=list)
 
-    def routes_for(self, event_type: str) -> list[DeliveryRule]:
-        return [rule for route in self.routes if route.on == event_type for rule in route.deliver]
-
 
 def load_config(path: Path, *, env: Mapping[str, str]) -> Config:
     """Read, validate and cross-check a config file. Raises ConfigError listing every problem."""

@@ -26,10 +26,9 @@ RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 @dataclass(frozen=True)
 class Receipt:
-    """What a successful delivery leaves behind: the last HTTP status and the remote's reference."""
+    """What a successful delivery leaves behind: the last HTTP status."""
 
     http_status: int | None = None
-    remote_ref: str | None = None
 
 
 class Adapter(Protocol):

@@ -114,9 +114,7 @@ class Committer(Generic[S]):
     def _execute(self, store: S, batch: list[_Op]) -> None:
         try:
             _transaction(store, batch)
-        except Exception:
-            if len(batch) == 1:
-                raise  # pragma: no cover (_transaction records a lone operation's failure itself)
+        except Exception:  # only a batch of several raises: a lone operation records its own failure
             for op in batch:  # isolate the failure: each operation alone
                 with contextlib.suppress(Exception):
                     _transaction(store, [op])
