@@ -2,9 +2,10 @@
 
 Adapters speak httpx (``httpx.Request``, ``httpx.Response``) through an injected
 ``httpx.AsyncBaseTransport``: ``make_transport`` builds the real one, tests may pass
-``httpx.MockTransport``. Underneath, the transport is aiohttp's (package ``httpx-aiohttp``): on this
-project's 2-core machines httpx's default transport managed about 250-460 requests/s against a loopback
-peer with 32 in flight, the aiohttp transport about 2,000 (docs/decisions/0002-http-transport.md).
+``httpx.MockTransport``. Underneath, the transport is aiohttp's (package ``httpx-aiohttp``): against a
+loopback peer with 32 in flight, httpx's default transport did about 250 requests/s and the aiohttp
+transport about 2,000 (the issue's figures); ``benchmarks/bench_bus.py`` measures 340-460 deliveries/s
+for a bare loop on the default transport (docs/decisions/0002-http-transport.md).
 
 Adapters do not go through ``httpx.AsyncClient``: its cookie jar, auth and redirect flows and event hooks
 are nothing a machine-to-machine adapter uses (each adapter does its own authentication), and they cost more
