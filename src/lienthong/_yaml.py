@@ -20,11 +20,13 @@ PathKey = tuple[str | int, ...]
 
 class _Loader(yaml.SafeLoader):
     """The safe loader with YAML 1.2 booleans: only true/false. YAML 1.1 also reads on/off/yes/no as
-    booleans, which would turn a route's ``on:`` key into ``True``."""
+    booleans, which would turn a route's ``on:`` key into ``True``, and dates as dates."""
 
 
+# YAML 1.2 also has no timestamps: 2026-11-23 stays text, as it would in JSON.
+_YAML11_ONLY = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")
 _Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _YAML11_ONLY]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver(

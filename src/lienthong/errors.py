@@ -12,6 +12,7 @@ message::
     │   ├── RetryableError     try again later: timeouts, connection errors, 5xx, 429 (retry_after_s)
     │   └── PermanentError     retrying cannot help: validation, auth, business rejection
     │       └── TranslationError  our translation of the event into the destination's format failed
+    │           └── MappingError     a mapping spec failed on one record (mapping, record, field, source)
     └── StoreError             the outbox store failed or its schema is not one we know
 
 Third-party exceptions (httpx, sqlite3, pydantic, yaml) are translated into this tree at one boundary
@@ -51,6 +52,10 @@ class ConfigError(LienthongError):
     def __init__(self, issues: list[ConfigIssue]) -> None:
         self.issues = issues
         super().__init__("\n".join(str(issue) for issue in issues))
+
+    @classmethod
+    def single(cls, file: str, message: str, *, path: str = "") -> ConfigError:
+        return cls([ConfigIssue(path=path, message=message, file=file)])
 
 
 class IngestError(LienthongError):
@@ -137,6 +142,25 @@ class TranslationError(PermanentError):
     def __init__(self, message: str, *, field: str, destination: str = "", operation: str = "") -> None:
         self.field = field
         super().__init__(f"{field}: {message}", destination=destination, operation=operation)
+
+
+class MappingError(TranslationError):
+    """A compiled mapping failed on one record.
+
+    ``field`` is the output field (``TaiLieuNop[1].TenTepDinhKem``), ``source`` the input path it reads
+    (``dossier.documents[1].name``), ``record`` the record's id (an event id) when the caller gave one.
+    """
+
+    def __init__(
+        self, message: str, *, mapping: str, field: str, source: str | None = None, record: str | None = None
+    ) -> None:
+        self.mapping = mapping
+        self.source = source
+        self.record = record
+        self.reason = message
+        where = f"mapping {mapping}" + (f", record {record}" if record else "")
+        reads = f" (from {source})" if source else ""
+        super().__init__(f"{message} [{where}]", field=f"{field}{reads}" if field else (source or "input"))
 
 
 class StoreError(LienthongError):

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lienthong import __version__
+from lienthong.cli import mapping
 from lienthong.errors import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -82,6 +83,8 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--port", type=int, default=0, help="0 picks a free port, printed on stdout")
     sandbox.add_argument("--fault-rate", type=float, default=0.0)
     sandbox.set_defaults(handler=_sandbox)
+
+    mapping.add_commands(sub)
     return parser
 
 
@@ -178,6 +181,3 @@ def _sandbox(args: argparse.Namespace) -> int:
     run(serve())
     return EXIT_OK
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Conditions (``when``, ``cases``, ``where``) compiled into predicates ``(current, scope) -> bool``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from lienthong.mappings.paths import Getter, Scope, compile_getter, parse_path
+from lienthong.mappings.spec import Condition
+
+Predicate = Callable[[Any, Scope], bool]
+
+
+def compile_condition(cond: Condition) -> Predicate:
+    """Raise ValueError for a bad path or pattern; the compiler reports it with the condition's line."""
+    if cond.all is not None:
+        parts = [compile_condition(c) for c in cond.all]
+        return lambda cur, scope: all(p(cur, scope) for p in parts)
+    if cond.any is not None:
+        parts = [compile_condition(c) for c in cond.any]
+        return lambda cur, scope: any(p(cur, scope) for p in parts)
+    if cond.not_ is not None:
+        inner = compile_condition(cond.not_)
+        return lambda cur, scope: not inner(cur, scope)
+    assert cond.path is not None  # the model guarantees a path with one test
+    return _test(cond, compile_getter(parse_path(cond.path)))
+
+
+def _test(cond: Condition, get: Getter) -> Predicate:
+    fields = cond.model_fields_set
+    if "equals" in fields:
+        expected = cond.equals
+        return lambda cur, scope: bool(get(cur, scope) == expected)
+    if "in_" in fields:
+        options = list(cond.in_ or [])
+        return lambda cur, scope: get(cur, scope) in options
+    if "exists" in fields:
+        wanted = bool(cond.exists)
+        return lambda cur, scope: (get(cur, scope) is not None) is wanted
+    if "empty" in fields:
+        wanted = bool(cond.empty)
+        return lambda cur, scope: is_empty(get(cur, scope)) is wanted
+    if "contains" in fields:
+        member = cond.contains
+        return lambda cur, scope: _contains(get(cur, scope), member)
+    try:
+        regex = re.compile(cond.matches or "")
+    except re.error as exc:
+        raise ValueError(f"matches: bad regular expression {cond.matches!r}: {exc}") from exc
+    return lambda cur, scope: isinstance(value := get(cur, scope), str) and regex.search(value) is not None
+
+
+def is_empty(value: Any) -> bool:
+    """Missing, null, empty text, or an empty list or object."""
+    return value is None or (isinstance(value, str | list | dict) and not value)
+
+
+def _contains(value: Any, member: Any) -> bool:
+    return isinstance(value, list) and member in value

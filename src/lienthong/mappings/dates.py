@@ -1,0 +1,93 @@
+"""Date-time patterns as integrators write them (``yyyyMMddHHmmss``, ``dd/MM/yyyy``), compiled once.
+
+The portal and most Vietnamese systems describe formats in Java's letters, so specs use those, not
+``strftime``'s. A pattern is checked when the spec loads: an unknown letter is a load error.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+ISO = "iso8601"
+# Longest first, so that "yyyy" is not read as two "yy".
+_TOKENS = {
+    "yyyy": "%Y",
+    "yy": "%y",
+    "MM": "%m",
+    "dd": "%d",
+    "HH": "%H",
+    "mm": "%M",
+    "ss": "%S",
+    "SSS": "%f",
+    "XXX": "%z",
+    "Z": "%z",
+}
+_TOKEN = re.compile(r"'[^']*'|yyyy|yy|MM|dd|HH|mm|ss|SSS|XXX|Z|[A-Za-z]+|[^A-Za-z']+")
+_OFFSET = re.compile(r"^(?:UTC)?([+-])(\d{2}):?(\d{2})$")
+_MARKERS = {"SSS": "\x00S", "XXX": "\x00X"}
+SUPPORTED = ", ".join([ISO, *_TOKENS])
+
+
+def zone(name: str) -> tzinfo:
+    """A time zone by IANA name (``Asia/Ho_Chi_Minh``), ``UTC``, or a fixed offset (``+07:00``)."""
+    if name == "UTC":
+        return UTC
+    match = _OFFSET.match(name)
+    if match:
+        sign, hours, minutes = match.groups()
+        delta = timedelta(hours=int(hours), minutes=int(minutes))
+        return timezone(-delta if sign == "-" else delta)
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(
+            f"unknown time zone {name!r} (use an IANA name like Asia/Ho_Chi_Minh, or +07:00)"
+        ) from exc
+
+
+def _translate(pattern: str, *, parsing: bool) -> str:
+    """``pattern`` as a strftime/strptime string. For writing, SSS and XXX become markers that
+    ``formatter`` fills in: strftime has no milliseconds and writes offsets without a colon."""
+    out: list[str] = []
+    for token in _TOKEN.findall(pattern):
+        if token.startswith("'"):
+            out.append(token[1:-1].replace("%", "%%") or "'")
+        elif token in _TOKENS:
+            out.append(_TOKENS[token] if parsing or token not in _MARKERS else _MARKERS[token])
+        elif token[0].isalpha():
+            raise ValueError(f"unknown date pattern letters {token!r} in {pattern!r} (known: {SUPPORTED})")
+        else:
+            out.append(token.replace("%", "%%"))
+    return "".join(out)
+
+
+def formatter(pattern: str) -> Callable[[datetime], str]:
+    """A function writing a datetime in ``pattern``."""
+    if pattern == ISO:
+        return datetime.isoformat
+    fmt = _translate(pattern, parsing=False)
+    if "\x00" not in fmt:
+        return lambda moment: moment.strftime(fmt)
+
+    def write(moment: datetime) -> str:
+        text = moment.strftime(fmt).replace(_MARKERS["SSS"], f"{moment.microsecond // 1000:03d}")
+        if _MARKERS["XXX"] in text:
+            offset = moment.strftime("%z")
+            text = text.replace(_MARKERS["XXX"], f"{offset[:3]}:{offset[3:]}" if offset else "")
+        return text
+
+    return write
+
+
+def parser(pattern: str, tz: tzinfo) -> Callable[[str], datetime]:
+    """A function reading text in ``pattern``; a date-time without an offset is taken to be in ``tz``."""
+    fmt = None if pattern == ISO else _translate(pattern, parsing=True)
+
+    def read(text: str) -> datetime:
+        moment = datetime.fromisoformat(text) if fmt is None else datetime.strptime(text, fmt)
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
+
+    return read
