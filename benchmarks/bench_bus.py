@@ -32,12 +32,13 @@ import httpx
 import orjson
 from prometheus_client import CollectorRegistry
 
+from handwritten import portal_dossier, portal_progress
 from lienthong.adapters.http import HttpPeer, make_transport
-from lienthong.adapters.translate import VIETNAM, portal_dossier, portal_progress
 from lienthong.api.auth import hash_token
 from lienthong.app import build
 from lienthong.bus.envelope import parse_body
 from lienthong.config import Config
+from lienthong.mappings.dates import VIETNAM
 from lienthong.sandbox.dossiers import DossierStream, generate, interleave
 from lienthong.serving import bind, new_event_loop, tune_runtime
 

@@ -10,12 +10,13 @@ import httpx
 import pytest
 
 from conftest import Peers
-from lienthong.adapters.base import map_transport_errors
+from lienthong.adapters.base import Adapter, Receipt, map_transport_errors
 from lienthong.adapters.emc import EmcAdapter
 from lienthong.adapters.http import HttpPeer, make_transport
 from lienthong.adapters.portal import PortalAdapter, PortalCredentials
 from lienthong.bus.store import ClaimedDelivery, StoredEvent
 from lienthong.errors import DeliveryError, PermanentError, RetryableError
+from lienthong.mappings import SpecLoader
 from lienthong.sandbox import FaultPlan
 from lienthong.sandbox.dossiers import generate
 from lienthong.serving import bind
@@ -29,6 +30,27 @@ def claimed(event_index: int = 0, operation: str = "DongBoHoSoMC", dossier: int 
     return ClaimedDelivery(
         f"m-test-{event_index}-{operation}", "portal", operation, event["dossier"]["code"], 0, 0, stored
     )
+
+
+MAPPINGS = {
+    "DongBoHoSoMC": SpecLoader().load("bundled:portal_dossier"),
+    "CapNhatTienDoHoSoMC": SpecLoader().load("bundled:portal_progress"),
+    "TrackingMCDT": SpecLoader().load("bundled:emc_tracking"),
+}
+
+
+async def send(adapter: Adapter, delivery: ClaimedDelivery, site_id: str = "SANDBOX-SITE") -> Receipt:
+    """Map the delivery's event with the bundled mapping of its operation, then deliver it."""
+    event = delivery.event
+    record = {
+        "event_id": event.event_id,
+        "type": event.type,
+        "occurred_at": event.occurred_at,
+        "unit_code": event.unit_code,
+        "dossier": event.dossier,
+    }
+    body = MAPPINGS[delivery.operation](record, params={"site_id": site_id, "province_code": "H56"})
+    return await adapter.deliver(delivery, body)
 
 
 def credentials(peers: Peers, password: str | None = None) -> PortalCredentials:
@@ -49,7 +71,7 @@ async def portal(peers: Peers) -> AsyncIterator[PortalAdapter]:
 @pytest.fixture
 async def emc(peers: Peers) -> AsyncIterator[EmcAdapter]:
     peer = HttpPeer(peers.emc_url, make_transport(max_connections=4), timeout_s=0.3)
-    adapter = EmcAdapter("emc", peer, site_id="SANDBOX-SITE", province_code="H56")
+    adapter = EmcAdapter("emc", peer)
     yield adapter
     await adapter.aclose()
 
@@ -57,9 +79,9 @@ async def emc(peers: Peers) -> AsyncIterator[EmcAdapter]:
 async def test_a_new_dossier_is_created_then_updated_then_gets_progress(
     portal: PortalAdapter, peers: Peers
 ) -> None:
-    await portal.deliver(claimed(0))
-    await portal.deliver(claimed(2))  # result issued: an update
-    await portal.deliver(claimed(1, "CapNhatTienDoHoSoMC"))
+    await send(portal, claimed(0))
+    await send(portal, claimed(2))  # result issued: an update
+    await send(portal, claimed(1, "CapNhatTienDoHoSoMC"))
     code = claimed(0).dossier_code
     assert peers.portal.dossiers[code]["TrangThaiHoSo"] == "9"
     assert peers.portal.progress[code][0]["NoiDungXuLy"] == "Thụ lý, thẩm định hồ sơ"
@@ -78,14 +100,14 @@ async def test_a_dossier_already_on_the_portal_is_updated_not_created(
     peers.portal.dossiers[delivery.dossier_code] = {
         "MaHoSo": delivery.dossier_code
     }  # synced by another system
-    await portal.deliver(delivery)
+    await send(portal, delivery)
     assert peers.portal.dossiers[delivery.dossier_code]["TrangThaiHoSo"] == "1"
 
 
 async def test_an_expired_session_is_renewed_once(portal: PortalAdapter, peers: Peers) -> None:
-    await portal.deliver(claimed(0))
+    await send(portal, claimed(0))
     peers.portal.expire_sessions()
-    await portal.deliver(claimed(2))
+    await send(portal, claimed(2))
     assert peers.portal.logins == 2
 
 
@@ -96,19 +118,19 @@ async def test_wrong_credentials_are_a_permanent_error(peers: Peers) -> None:
         credentials(peers, "wrong"),
     )
     with pytest.raises(PermanentError, match="portal login refused"):
-        await adapter.deliver(claimed(0))
+        await send(adapter, claimed(0))
     await adapter.aclose()
 
 
 async def test_a_business_rejection_is_permanent_with_the_remote_code(portal: PortalAdapter) -> None:
     with pytest.raises(PermanentError) as caught:
-        await portal.deliver(claimed(1, "CapNhatTienDoHoSoMC"))  # progress for a dossier the portal lacks
+        await send(portal, claimed(1, "CapNhatTienDoHoSoMC"))  # progress for a dossier the portal lacks
     assert caught.value.remote_code == "409"
     assert "không tồn tại" in caught.value.message
 
 
 async def test_emc_accepts_a_tracking_record(emc: EmcAdapter, peers: Peers) -> None:
-    receipt = await emc.deliver(claimed(0, "TrackingMCDT"))
+    receipt = await send(emc, claimed(0, "TrackingMCDT"))
     assert receipt.http_status == 200
     (record,) = peers.emc.received
     assert record.body["Status"] == 1
@@ -129,7 +151,7 @@ async def test_peer_faults_are_retryable(
 ) -> None:
     peers.emc.inject(fault)  # type: ignore[arg-type]
     with pytest.raises(RetryableError, match=message) as caught:
-        await emc.deliver(claimed(0, "TrackingMCDT"))
+        await send(emc, claimed(0, "TrackingMCDT"))
     assert caught.value.status == status
 
 
@@ -137,7 +159,7 @@ async def test_a_throttle_carries_the_peers_retry_after(emc: EmcAdapter, peers: 
     peers.emc.set_faults(FaultPlan(retry_after_s=7))
     peers.emc.inject("throttle")
     with pytest.raises(RetryableError) as caught:
-        await emc.deliver(claimed(0, "TrackingMCDT"))
+        await send(emc, claimed(0, "TrackingMCDT"))
     assert caught.value.retry_after_s == 7
 
 
@@ -145,7 +167,7 @@ async def test_a_slow_peer_is_a_retryable_timeout(emc: EmcAdapter, peers: Peers)
     peers.emc.set_faults(FaultPlan(latency_ms=1000))
     peers.emc.inject("latency")
     with pytest.raises(RetryableError, match="timed out|connection failed"):
-        await emc.deliver(claimed(0, "TrackingMCDT"))
+        await send(emc, claimed(0, "TrackingMCDT"))
 
 
 async def test_a_refused_connection_is_retryable() -> None:
@@ -155,19 +177,16 @@ async def test_a_refused_connection_is_retryable() -> None:
     adapter = EmcAdapter(
         "emc",
         HttpPeer(f"http://127.0.0.1:{port}", make_transport(max_connections=1), timeout_s=1),
-        site_id="S",
-        province_code="H56",
     )
     with pytest.raises(RetryableError, match="Cannot connect to host"):
-        await adapter.deliver(claimed(0, "TrackingMCDT"))
+        await send(adapter, claimed(0, "TrackingMCDT"))
     await adapter.aclose()
 
 
 async def test_a_field_the_peer_refuses_is_permanent(emc: EmcAdapter) -> None:
     delivery = claimed(0, "TrackingMCDT")
-    wrong_site = EmcAdapter("emc", emc._peer, site_id="NOT-REGISTERED", province_code="H56")
     with pytest.raises(PermanentError, match="SiteId 'NOT-REGISTERED' is not registered"):
-        await wrong_site.deliver(delivery)
+        await send(emc, delivery, site_id="NOT-REGISTERED")
 
 
 def all_subclasses(cls: type[BaseException]) -> Iterator[type[BaseException]]:
@@ -222,5 +241,5 @@ async def test_an_httpx_error_from_the_transport_is_mapped_through_the_adapter()
     peer = HttpPeer("http://portal.test", httpx.MockTransport(refuse), timeout_s=1)
     adapter = PortalAdapter("portal", peer, PortalCredentials("D", "u", "p"))
     with pytest.raises(RetryableError, match="RemoteProtocolError"):
-        await adapter.deliver(claimed(0))
+        await send(adapter, claimed(0))
     await adapter.aclose()

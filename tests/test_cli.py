@@ -19,7 +19,8 @@ def test_check_accepts_the_example(
     for name in ("PORTAL_DSTCODE", "PORTAL_USERNAME", "PORTAL_PASSWORD", "EMC_SITE_ID", "EMC_TOKEN"):
         monkeypatch.setenv(name, "x")
     assert main(["check", str(EXAMPLE)]) == 0
-    assert "ok (2 destinations, 8 deliveries in 4 routes)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "ok (2 destinations, 8 deliveries in 4 routes, 3 mappings: portal_dossier@" in out
 
 
 def test_check_lists_the_problems_and_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from lienthong.app import route_table
+from lienthong.app import build_routes
 from lienthong.config import config_json_schema, load_config, parse_config
 from lienthong.errors import ConfigError
+from lienthong.mappings import SpecLoader
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "lienthong.yaml"
 EXAMPLE_ENV = {
@@ -40,7 +41,12 @@ def line_of(text: str, needle: str) -> int:
 def test_the_example_config_is_valid() -> None:
     config = load_config(EXAMPLE, env=EXAMPLE_ENV)
     assert set(config.destinations) == {"emc", "portal"}
-    assert route_table(config)["dossier.received"] == [("portal", "DongBoHoSoMC"), ("emc", "TrackingMCDT")]
+    routes = build_routes(config, SpecLoader()).for_type("dossier.received")
+    assert [(r.destination, r.operation, r.mapping.name) for r in routes] == [
+        ("portal", "DongBoHoSoMC", "portal_dossier"),
+        ("emc", "TrackingMCDT", "emc_tracking"),
+    ]
+    assert routes[1].params == {"site_id": "S1", "province_code": "H56"}
     assert config.destinations["portal"].password.get_secret_value() == "p"  # type: ignore[union-attr]
 
 

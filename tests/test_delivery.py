@@ -74,17 +74,26 @@ async def test_a_permanent_error_becomes_a_dead_letter_without_retries(
     assert "remote code 400" in str(state["last_error"])
 
 
-async def test_a_translation_error_is_a_dead_letter_naming_the_field(run_node: RunNode) -> None:
+async def test_a_mapping_error_is_a_dead_letter_naming_the_record_the_field_and_the_mapping(
+    run_node: RunNode, peers: Peers
+) -> None:
     running: Running = await run_node()
     event = generate(1)[0].events[0]
     event["dossier"]["status"] = "recieved"
     portal_id, emc_id = (await running.post(event)).json()["message_ids"]
     await running.settle()
-    for message_id in (portal_id, emc_id):
+    for message_id, field, mapping in (
+        (portal_id, "TrangThaiHoSo", "portal_dossier"),
+        (emc_id, "Status", "emc_tracking"),
+    ):
         state = await message(running, message_id)
         assert state["status"] == "dead"
         assert state["attempts"] == 1
-        assert "dossier.status: unknown code 'recieved'" in str(state["last_error"])
+        error = str(state["last_error"])
+        assert f"{field} (from dossier.status): unknown code 'recieved' in table portal_status" in error
+        assert f"[mapping {mapping}, record {event['event_id']}]" in error
+    assert peers.portal.received == []
+    assert peers.emc.received == []
 
 
 async def test_retry_after_is_honoured_over_a_shorter_backoff(run_node: RunNode, peers: Peers) -> None:

@@ -28,11 +28,14 @@ from lienthong.api.events import events_router
 from lienthong.api.health import health_router
 from lienthong.api.limits import BodySizeLimit
 from lienthong.bus.dispatcher import Dispatcher
-from lienthong.bus.ingest import Ingestor, RouteTable
+from lienthong.bus.ingest import Ingestor
 from lienthong.bus.outbox import Clock, Outbox
 from lienthong.bus.retry import ExponentialBackoff, RetryPolicy, StopAfterAge, StopAfterAttempts
+from lienthong.bus.routes import DeliveryRoute, Mapper, Routes
 from lienthong.bus.sqlite import SqliteOutbox
 from lienthong.config import Config, Destination, EmcDestination, PortalDestination, RetryConfig
+from lienthong.errors import ConfigError, ConfigIssue
+from lienthong.mappings import BUNDLED_PREFIX, CompiledMapping, FunctionRegistry, SpecLoader
 from lienthong.observability.metrics import Metrics
 
 log = logging.getLogger("lienthong.app")
@@ -45,6 +48,7 @@ class Lienthong:
     config: Config
     metrics: Metrics
     outbox: Outbox
+    routes: Routes
     ingestor: Ingestor
     dispatcher: Dispatcher
     adapters: dict[str, Adapter]
@@ -54,6 +58,7 @@ class Lienthong:
     async def start(self) -> None:
         """Open the store, return rows a crash left in flight to pending, and start dispatching."""
         self.outbox.open()
+        await self.outbox.save_mappings(self.routes.versions())
         recovered = await self.outbox.recover()
         if recovered:
             log.warning("returned %d deliveries left in flight by an earlier stop to pending", recovered)
@@ -80,14 +85,22 @@ class Lienthong:
 
 
 def build(
-    config: Config, *, clock: Clock = time.time, registry: CollectorRegistry | None = None
+    config: Config,
+    *,
+    clock: Clock = time.time,
+    registry: CollectorRegistry | None = None,
+    loader: SpecLoader | None = None,
 ) -> Lienthong:
+    """Build a node. Raises ConfigError when a mapping the routes use does not compile."""
+    loader = loader or SpecLoader(FunctionRegistry.with_plugins())
+    routes = build_routes(config, loader)
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
     store = config.store
     outbox = Outbox(lambda: SqliteOutbox(store.path, synchronous=store.synchronous), clock=clock)
     adapters = {name: build_adapter(name, dest) for name, dest in config.destinations.items()}
     dispatcher = Dispatcher(
         outbox,
+        Mapper(routes, outbox, loader),
         adapters,
         retry_policy(config.dispatcher.retry),
         metrics,
@@ -95,8 +108,8 @@ def build(
         max_in_flight=config.dispatcher.max_in_flight,
         poll_interval_s=config.dispatcher.poll_interval_s,
     )
-    ingestor = Ingestor(outbox, route_table(config), metrics, on_accepted=dispatcher.wake)
-    node = Lienthong(config, metrics, outbox, ingestor, dispatcher, adapters)
+    ingestor = Ingestor(outbox, routes, metrics, on_accepted=dispatcher.wake)
+    node = Lienthong(config, metrics, outbox, routes, ingestor, dispatcher, adapters)
     node.api = build_api(node)
     return node
 
@@ -128,11 +141,35 @@ def build_api(node: Lienthong) -> FastAPI:
     return api
 
 
-def route_table(config: Config) -> RouteTable:
-    table: dict[str, list[tuple[str, str]]] = {}
-    for route in config.routes:
-        table.setdefault(route.on, []).extend((d.to, d.operation) for d in route.deliver)
-    return table
+def build_routes(config: Config, loader: SpecLoader) -> Routes:
+    """Compile every mapping the routes use. Raises ConfigError listing every problem: the spec's own
+    (file, line, key) and the route's (a param the mapping needs and nobody gives)."""
+    issues: list[ConfigIssue] = []
+    compiled: dict[str, CompiledMapping] = {}
+    table: dict[str, list[DeliveryRoute]] = {}
+    for r, route in enumerate(config.routes):
+        for d, rule in enumerate(route.deliver):
+            destination = config.destinations[rule.to]
+            ref = rule.mapping or destination.default_mappings[rule.operation]
+            path = ref if ref.startswith(BUNDLED_PREFIX) else str(config.base_dir / ref)
+            if path not in compiled:
+                try:
+                    compiled[path] = loader.load(path)
+                except ConfigError as exc:
+                    issues.extend(exc.issues)
+                    continue
+            mapping = compiled[path]
+            params = {**destination.mapping_params(), **rule.params}
+            missing = mapping.missing_params(params)
+            if missing:
+                where = ("routes", r, "deliver", d, "params")
+                issues.append(
+                    config.issue(where, f"mapping {mapping.name} needs params: {', '.join(missing)}")
+                )
+            table.setdefault(route.on, []).append(DeliveryRoute(rule.to, rule.operation, mapping, params))
+    if issues:
+        raise ConfigError(list(dict.fromkeys(issues)))
+    return Routes(table)
 
 
 def retry_policy(config: RetryConfig) -> RetryPolicy:
@@ -155,12 +192,5 @@ def build_adapter(name: str, dest: Destination) -> Adapter:
         return PortalAdapter(name, peer, credentials)
     if isinstance(dest, EmcDestination):
         token = dest.bearer_token.get_secret_value() if dest.bearer_token else None
-        return EmcAdapter(
-            name,
-            peer,
-            site_id=dest.site_id,
-            province_code=dest.province_code,
-            tracking_path=dest.tracking_path,
-            bearer_token=token,
-        )
+        return EmcAdapter(name, peer, tracking_path=dest.tracking_path, bearer_token=token)
     raise AssertionError(f"unhandled destination kind {dest!r}")

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator
 
-from lienthong._yaml import LocatedDocument, PathKey, load_located, substitute_env
+from lienthong._yaml import LocatedDocument, PathKey, format_path, load_located, substitute_env
 from lienthong.bus.envelope import EventType
 from lienthong.errors import ConfigError, ConfigIssue
 
@@ -89,6 +89,12 @@ class DispatcherConfig(_Model):
 
 class _HttpDestination(_Model):
     operations: ClassVar[tuple[str, ...]] = ()
+    # The bundled mapping each operation uses when a route names none.
+    default_mappings: ClassVar[dict[str, str]] = {}
+
+    def mapping_params(self) -> dict[str, Any]:
+        """Params this destination gives every mapping delivered to it (a route's own params win)."""
+        return {}
 
     base_url: str = Field(pattern=r"^https?://", description="Scheme, host and port of the system.")
     timeout_s: float = Field(default=10.0, gt=0)
@@ -99,6 +105,10 @@ class PortalDestination(_HttpDestination):
     """National Public Service Portal (DVCQG): session login with the dstcode header."""
 
     operations: ClassVar[tuple[str, ...]] = ("DongBoHoSoMC", "CapNhatTienDoHoSoMC")
+    default_mappings: ClassVar[dict[str, str]] = {
+        "DongBoHoSoMC": "bundled:portal_dossier",
+        "CapNhatTienDoHoSoMC": "bundled:portal_progress",
+    }
 
     kind: Literal["portal"]
     login_path: str = "/api/auth/login"
@@ -112,6 +122,7 @@ class EmcDestination(_HttpDestination):
     """The EMC monitoring system: TrackingMCDT, identified by SiteId."""
 
     operations: ClassVar[tuple[str, ...]] = ("TrackingMCDT",)
+    default_mappings: ClassVar[dict[str, str]] = {"TrackingMCDT": "bundled:emc_tracking"}
 
     kind: Literal["emc"]
     tracking_path: str = "/api/TrackingMCDT"
@@ -121,6 +132,9 @@ class EmcDestination(_HttpDestination):
     )
     bearer_token: SecretStr | None = None
 
+    def mapping_params(self) -> dict[str, Any]:
+        return {"site_id": self.site_id, "province_code": self.province_code}
+
 
 Destination = Annotated[PortalDestination | EmcDestination, Field(discriminator="kind")]
 
@@ -128,6 +142,12 @@ Destination = Annotated[PortalDestination | EmcDestination, Field(discriminator=
 class DeliveryRule(_Model):
     to: str = Field(description="A destination name from `destinations`.")
     operation: str = Field(description="An operation that destination's kind supports.")
+    mapping: str | None = Field(
+        default=None,
+        description="A mapping spec file (relative to this config) or bundled:NAME; "
+        "default: the bundled mapping of the operation.",
+    )
+    params: dict[str, Any] = Field(default_factory=dict, description="Values for the mapping's params.")
 
 
 class Route(_Model):
@@ -151,6 +171,20 @@ class Config(_Model):
     events: EventsConfig = EventsConfig()
     destinations: dict[str, Destination] = Field(default_factory=dict)
     routes: list[Route] = Field(default_factory=list)
+
+    _source: LocatedDocument | None = PrivateAttr(default=None)
+    _base_dir: Path | None = PrivateAttr(default=None)
+
+    @property
+    def base_dir(self) -> Path:
+        """The directory relative paths in the config (mapping files) are read from."""
+        return self._base_dir or Path()
+
+    def issue(self, path: PathKey, message: str) -> ConfigIssue:
+        """A problem at ``path`` of the config file, with its line when the config came from a file."""
+        if self._source is None:
+            return ConfigIssue(path=format_path(path), message=message)
+        return self._source.issue(path, message)
 
 
 def load_config(path: Path, *, env: Mapping[str, str]) -> Config:
@@ -178,6 +212,8 @@ def parse_config(text: str, *, file: str, env: Mapping[str, str]) -> Config:
     issues = _cross_check(config, doc)
     if issues:
         raise ConfigError(issues)
+    config._source = doc
+    config._base_dir = Path(file).parent
     return config
 
 

@@ -36,8 +36,11 @@ class Adapter(Protocol):
 
     name: str
 
-    async def deliver(self, delivery: ClaimedDelivery) -> Receipt:
-        """Perform ``delivery.operation``; raise RetryableError or PermanentError on failure."""
+    async def deliver(self, delivery: ClaimedDelivery, body: dict[str, Any]) -> Receipt:
+        """Send ``body`` (the delivery's mapped event) with ``delivery.operation``.
+
+        Raise RetryableError or PermanentError on failure.
+        """
         ...
 
     async def aclose(self) -> None: ...

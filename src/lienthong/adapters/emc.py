@@ -1,16 +1,19 @@
 """EMC adapter: reports each dossier event with ``TrackingMCDT``.
 
-Contract (DESIGN §4): a JSON POST per event, identified by ``SiteId``. The reply shape is assumed to follow
-the portal's (``error_code`` 0 on success); authentication is none or a Bearer token from the LGSP.
+Contract (DESIGN §4): a JSON POST per event, identified by ``SiteId``. The body is the bundled
+``emc_tracking`` mapping's output (SiteId comes from the destination's config as a mapping param). The reply
+shape is assumed to follow the portal's (``error_code`` 0 on success); authentication is none or a Bearer
+token from the LGSP.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import orjson
 
 from lienthong.adapters.base import Receipt, json_body, map_transport_errors, raise_for_status
 from lienthong.adapters.http import HttpPeer
-from lienthong.adapters.translate import emc_tracking
 from lienthong.bus.store import ClaimedDelivery
 from lienthong.errors import PermanentError
 
@@ -25,23 +28,18 @@ class EmcAdapter:
         name: str,
         peer: HttpPeer,
         *,
-        site_id: str,
-        province_code: str,
         tracking_path: str = "/api/TrackingMCDT",
         bearer_token: str | None = None,
     ) -> None:
         self.name = name
         self._peer = peer
         self._tracking = peer.endpoint(tracking_path)
-        self._site_id = site_id
-        self._province_code = province_code
         self._auth = {"authorization": f"Bearer {bearer_token}"} if bearer_token else {}
 
-    async def deliver(self, delivery: ClaimedDelivery) -> Receipt:
+    async def deliver(self, delivery: ClaimedDelivery, body: dict[str, Any]) -> Receipt:
         op = delivery.operation
         if op != "TrackingMCDT":
             raise PermanentError(f"unknown operation {op!r}", destination=self.name, operation=op)
-        body = emc_tracking(delivery.event.dossier, site_id=self._site_id, province_code=self._province_code)
         with map_transport_errors(self.name, op):
             headers = {
                 "content-type": "application/json",

@@ -18,7 +18,6 @@ import orjson
 
 from lienthong.adapters.base import Receipt, json_body, map_transport_errors, raise_for_status
 from lienthong.adapters.http import HttpPeer
-from lienthong.adapters.translate import portal_dossier, portal_progress
 from lienthong.bus.store import ClaimedDelivery
 from lienthong.errors import PermanentError
 
@@ -58,23 +57,28 @@ class PortalAdapter:
         self._on_portal: OrderedDict[str, None] = OrderedDict()
         self._remember = remember
 
-    async def deliver(self, delivery: ClaimedDelivery) -> Receipt:
+    async def deliver(self, delivery: ClaimedDelivery, body: dict[str, Any]) -> Receipt:
+        """``body`` is one item of the operation's ``data`` list (the bundled portal_* mappings)."""
         op = delivery.operation
         with map_transport_errors(self.name, op):
             if op == "DongBoHoSoMC":
-                return await self._sync(delivery)
+                return await self._sync(delivery, body)
             if op == "CapNhatTienDoHoSoMC":
-                item = portal_progress(delivery.event.dossier, delivery.event.occurred_at)
-                await self._call(op, delivery, {"data": [item]})
+                await self._call(op, delivery, {"data": [body]})
                 return Receipt(http_status=200)
         raise PermanentError(f"unknown operation {op!r}", destination=self.name, operation=op)
 
     async def aclose(self) -> None:
         await self._peer.aclose()
 
-    async def _sync(self, delivery: ClaimedDelivery) -> Receipt:
-        item = portal_dossier(delivery.event.dossier)
-        code = item["MaHoSo"]
+    async def _sync(self, delivery: ClaimedDelivery, item: dict[str, Any]) -> Receipt:
+        code = item.get("MaHoSo")
+        if not isinstance(code, str) or not code:
+            raise PermanentError(
+                "the mapped dossier has no MaHoSo; the mapping must produce it",
+                destination=self.name,
+                operation="DongBoHoSoMC",
+            )
         if code not in self._on_portal:
             found = await self._call("TraCuuHoSo", delivery, {"mahoso": code})
             if found.get("result"):

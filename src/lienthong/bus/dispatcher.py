@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from lienthong.adapters.base import Adapter
 from lienthong.bus.outbox import Clock, Outbox
 from lienthong.bus.retry import RetryPolicy
+from lienthong.bus.routes import Mapper
 from lienthong.bus.store import ClaimedDelivery, Outcome, OutcomeKind
 from lienthong.errors import PermanentError, RetryableError, StoreError
 from lienthong.observability.metrics import Metrics
@@ -28,6 +29,7 @@ class Dispatcher:
     def __init__(
         self,
         outbox: Outbox,
+        mapper: Mapper,
         adapters: Mapping[str, Adapter],
         policy: RetryPolicy,
         metrics: Metrics,
@@ -37,6 +39,7 @@ class Dispatcher:
         poll_interval_s: float = 0.5,
     ) -> None:
         self._outbox = outbox
+        self._mapper = mapper
         self._adapters = adapters
         self._policy = policy
         self._metrics = metrics
@@ -122,7 +125,8 @@ class Dispatcher:
                 "dead", error=f"no destination named {delivery.destination!r} is configured"
             )
         try:
-            receipt = await adapter.deliver(delivery)
+            body = await self._mapper.body(delivery)
+            receipt = await adapter.deliver(delivery, body)
         except RetryableError as exc:
             return self._after_retryable(delivery, exc, record)
         except PermanentError as exc:

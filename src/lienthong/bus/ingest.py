@@ -6,17 +6,15 @@ import itertools
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 
 from lienthong.bus.envelope import ParsedEvent
 from lienthong.bus.ledger import project
 from lienthong.bus.outbox import Outbox
+from lienthong.bus.routes import Routes
 from lienthong.bus.store import IngestItem, IngestResult, PlannedDelivery
 from lienthong.errors import IdempotencyConflict
 from lienthong.observability.metrics import Metrics
-
-RouteTable = Mapping[str, Sequence[tuple[str, str]]]
-"""Event type → the (destination, operation) pairs it is delivered to."""
 
 
 class MessageIds:
@@ -40,7 +38,7 @@ class Ingestor:
     """Turns parsed events into stored events and outbox rows; the same event_id twice is stored once."""
 
     def __init__(
-        self, outbox: Outbox, routes: RouteTable, metrics: Metrics, on_accepted: Callable[[], None]
+        self, outbox: Outbox, routes: Routes, metrics: Metrics, on_accepted: Callable[[], None]
     ) -> None:
         self._outbox = outbox
         self._routes = routes
@@ -50,8 +48,10 @@ class Ingestor:
 
     def plan(self, parsed: ParsedEvent) -> IngestItem:
         new_id = self._new_id
-        routes = self._routes.get(parsed.event.type, ())
-        deliveries = tuple(PlannedDelivery(new_id(), dest, op) for dest, op in routes)
+        deliveries = tuple(
+            PlannedDelivery(new_id(), r.destination, r.operation, r.mapping.name, r.mapping.hash)
+            for r in self._routes.for_type(parsed.event.type)
+        )
         return IngestItem(parsed, deliveries, project(parsed))
 
     async def accept(self, events: list[ParsedEvent]) -> list[IngestResult]:

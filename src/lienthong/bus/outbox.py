@@ -22,9 +22,12 @@ from lienthong.bus.store import (
     DestinationStats,
     IngestItem,
     IngestResult,
+    MappingVersion,
     MessageView,
     OutboxStore,
     Outcome,
+    Replay,
+    StoredEvent,
 )
 
 Clock = Callable[[], float]
@@ -120,6 +123,23 @@ class Outbox:
 
     async def ledger_entry(self, dossier_code: str) -> LedgerEntry | None:
         return await self._committer.call(lambda s: s.ledger_entry(dossier_code))
+
+    async def save_mappings(self, versions: list[MappingVersion]) -> None:
+        now = self.now_ms()
+        await self._committer.call(lambda s: s.save_mappings(versions, now))
+
+    async def mapping_version(self, mapping_hash: str) -> MappingVersion | None:
+        return await self._committer.call(lambda s: s.mapping_version(mapping_hash))
+
+    async def dead_letters(self, destination: str | None = None, limit: int = 100) -> list[MessageView]:
+        return await self._committer.call(lambda s: s.dead_letters(destination, limit))
+
+    async def stored_event(self, event_id: str) -> StoredEvent | None:
+        return await self._committer.call(lambda s: s.stored_event(event_id))
+
+    async def replay(self, replays: list[Replay], *, by: str, reason: str) -> list[str]:
+        now = self.now_ms()
+        return await self._committer.call(lambda s: s.replay(replays, by=by, reason=reason, now_ms=now))
 
 
 def _call_with(

@@ -25,13 +25,15 @@ from lienthong.bus.store import (
     DestinationStats,
     IngestItem,
     IngestResult,
+    MappingVersion,
     MessageView,
     Outcome,
+    Replay,
     StoredEvent,
 )
 from lienthong.errors import IdempotencyConflict, StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -59,7 +61,10 @@ CREATE TABLE IF NOT EXISTS outbox (
     updated_ms       BIGINT NOT NULL,
     next_attempt_ms  BIGINT NOT NULL,
     last_error       TEXT,
-    last_http_status INTEGER
+    last_http_status INTEGER,
+    mapping          TEXT,
+    mapping_hash     TEXT,
+    replayed_ms      BIGINT
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (seq) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS outbox_key ON outbox (destination, dossier_code, seq)
@@ -74,6 +79,20 @@ CREATE TABLE IF NOT EXISTS attempts (
     error        TEXT,
     http_status  INTEGER,
     PRIMARY KEY (message_id, attempt)
+);
+CREATE TABLE IF NOT EXISTS mapping_versions (
+    hash           TEXT PRIMARY KEY,
+    name           TEXT NOT NULL,
+    document       TEXT NOT NULL,
+    first_seen_ms  BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS replays (
+    message_id     TEXT NOT NULL,
+    replayed_ms    BIGINT NOT NULL,
+    by_whom        TEXT NOT NULL,
+    reason         TEXT NOT NULL,
+    mapping_hash   TEXT,
+    PRIMARY KEY (message_id, replayed_ms)
 );
 CREATE TABLE IF NOT EXISTS dossiers (
     dossier_code     TEXT PRIMARY KEY,
@@ -130,8 +149,8 @@ _EVENT_INSERT = (
     "",
 )
 _OUTBOX_INSERT = (
-    "INSERT INTO outbox (message_id, event_id, destination, operation, dossier_code, status, created_ms,"
-    " updated_ms, next_attempt_ms)",
+    "INSERT INTO outbox (message_id, event_id, destination, operation, dossier_code, mapping, mapping_hash,"
+    " status, created_ms, updated_ms, next_attempt_ms)",
     "",
 )
 _ATTEMPT_INSERT = (
@@ -145,6 +164,15 @@ UPDATE outbox SET status = v.status, attempts = v.attempts, updated_ms = v.updat
     next_attempt_ms = v.next_attempt_ms, last_error = v.last_error, last_http_status = v.last_http_status
 FROM v WHERE outbox.message_id = v.message_id""",
 )
+_KEEP_FIRST = "ON CONFLICT (hash) DO NOTHING"
+# Steps from each older schema version to the next; the CREATE ... IF NOT EXISTS script adds new tables.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        "ALTER TABLE outbox ADD COLUMN mapping TEXT",
+        "ALTER TABLE outbox ADD COLUMN mapping_hash TEXT",
+        "ALTER TABLE outbox ADD COLUMN replayed_ms BIGINT",
+    ),
+}
 _MAX_PARAMS = 30_000  # SQLite's default limit is 32,766 parameters in one statement
 
 _MESSAGE_FIELDS = (
@@ -159,6 +187,8 @@ _MESSAGE_FIELDS = (
     "updated_ms",
     "next_attempt_ms",
     "last_error",
+    "mapping",
+    "mapping_hash",
 )
 
 # The claimed rows come back as one JSON array in one row: each row fetched is a step that hands the GIL
@@ -166,10 +196,12 @@ _MESSAGE_FIELDS = (
 # order in json_group_array.
 _CLAIM = """
 SELECT json_group_array(json_array(seq, message_id, destination, operation, dossier_code, attempts,
-                                   created_ms, event_id, type, unit_code, occurred_at, json(payload)))
+                                   age_from_ms, event_id, type, unit_code, occurred_at, json(payload),
+                                   mapping, mapping_hash))
 FROM (
-    SELECT o.seq, o.message_id, o.destination, o.operation, o.dossier_code, o.attempts, o.created_ms,
-           e.event_id, e.type, e.unit_code, e.occurred_at, e.payload
+    SELECT o.seq, o.message_id, o.destination, o.operation, o.dossier_code, o.attempts,
+           COALESCE(o.replayed_ms, o.created_ms) AS age_from_ms,
+           e.event_id, e.type, e.unit_code, e.occurred_at, e.payload, o.mapping, o.mapping_hash
     FROM outbox o JOIN events e ON e.event_id = o.event_id
     WHERE o.status = 'pending' AND o.next_attempt_ms <= ?
       AND NOT EXISTS (
@@ -197,15 +229,35 @@ class SqliteOutbox:
             raise StoreError(f"cannot open the SQLite store at {path}: {exc}") from exc
 
     def _migrate(self) -> None:
-        self._db.executescript(f"BEGIN IMMEDIATE;\n{_SCHEMA}\nCOMMIT;")
-        row = self._db.execute("SELECT version FROM schema_version").fetchone()
-        if row is None:
-            self._db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-        elif row[0] > SCHEMA_VERSION:
+        """Create the schema, or bring an older one up to SCHEMA_VERSION, in one transaction."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._upgrade()
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def _upgrade(self) -> None:
+        exists = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+        ).fetchone()
+        row = self._db.execute("SELECT version FROM schema_version").fetchone() if exists else None
+        version = row[0] if row is not None else None
+        if version is not None and version > SCHEMA_VERSION:
             raise StoreError(
-                f"the store's schema version is {row[0]}, newer than this lienthong knows"
+                f"the store's schema version is {version}, newer than this lienthong knows"
                 f" ({SCHEMA_VERSION}); upgrade lienthong"
             )
+        for older in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
+            for step in _MIGRATIONS.get(older, ()):
+                self._db.execute(step)
+        for statement in _statements(_SCHEMA):
+            self._db.execute(statement)
+        if version is None:
+            self._db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+        elif version < SCHEMA_VERSION:
+            self._db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     # -- transactions (driven by the committer) --------------------------------------------------------
     def begin(self) -> None:
@@ -249,6 +301,8 @@ class SqliteOutbox:
                 d.destination,
                 d.operation,
                 item.event.dossier_code,
+                d.mapping or None,
+                d.mapping_hash or None,
                 *stamps,
             )
             for item in fresh
@@ -349,6 +403,55 @@ class SqliteOutbox:
         values[14] = tuple(orjson.loads(values[14])) if values[14] else ()
         return LedgerEntry(*values)
 
+    def save_mappings(self, versions: list[MappingVersion], now_ms: int) -> None:
+        rows = [(v.hash, v.name, orjson.dumps(v.document).decode(), now_ms) for v in versions]
+        self._rows(("INSERT INTO mapping_versions (hash, name, document, first_seen_ms)", _KEEP_FIRST), rows)
+
+    def mapping_version(self, mapping_hash: str) -> MappingVersion | None:
+        row = self._db.execute(
+            "SELECT hash, name, document FROM mapping_versions WHERE hash = ?", (mapping_hash,)
+        ).fetchone()
+        return MappingVersion(row[0], row[1], orjson.loads(row[2])) if row is not None else None
+
+    def dead_letters(self, destination: str | None, limit: int) -> list[MessageView]:
+        where = "status = 'dead'" + (" AND destination = ?" if destination is not None else "")
+        args: list[Any] = [destination] if destination is not None else []
+        rows = self._db.execute(
+            f"SELECT {', '.join(_MESSAGE_FIELDS)} FROM outbox WHERE {where} ORDER BY seq LIMIT ?",
+            [*args, limit],
+        ).fetchall()
+        return [MessageView(**dict(zip(_MESSAGE_FIELDS, row, strict=True))) for row in rows]
+
+    def stored_event(self, event_id: str) -> StoredEvent | None:
+        row = self._db.execute(
+            "SELECT event_id, type, unit_code, occurred_at, payload FROM events WHERE event_id = ?",
+            (event_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return StoredEvent(row[0], row[1], row[2], row[3], orjson.loads(row[4])["dossier"])
+
+    def replay(self, replays: list[Replay], *, by: str, reason: str, now_ms: int) -> list[str]:
+        done: list[str] = []
+        for item in replays:
+            cursor = self._db.execute(
+                "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_ms = ?, updated_ms = ?,"
+                " replayed_ms = ?, mapping_hash = COALESCE(?, mapping_hash)"
+                " WHERE message_id = ? AND status = 'dead'",
+                (now_ms, now_ms, now_ms, item.mapping_hash, item.message_id),
+            )
+            if cursor.rowcount:
+                done.append(item.message_id)
+        self._rows(
+            ("INSERT INTO replays (message_id, replayed_ms, by_whom, reason, mapping_hash)", ""),
+            [(i.message_id, now_ms, by, reason, i.mapping_hash) for i in replays if i.message_id in done],
+        )
+        return done
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
 
 def _resolve(
     items: list[IngestItem], known: dict[str, tuple[str, tuple[str, ...]]]
@@ -427,7 +530,9 @@ def _ledger_row(entry: LedgerEntry, now_ms: int) -> tuple[Any, ...]:
 
 def _claimed(row: Sequence[Any]) -> ClaimedDelivery:
     event = StoredEvent(row[7], row[8], row[9], row[10], row[11]["dossier"])
-    return ClaimedDelivery(row[1], row[2], row[3], row[4], row[5], row[6], event)
+    return ClaimedDelivery(
+        row[1], row[2], row[3], row[4], row[5], row[6], event, row[12] or "", row[13] or ""
+    )
 
 
 def _fold_stats(rows: Iterable[Sequence[Any]]) -> list[DestinationStats]:

@@ -25,6 +25,25 @@ class PlannedDelivery:
     message_id: str
     destination: str
     operation: str
+    mapping: str = ""
+    mapping_hash: str = ""
+
+
+@dataclass(frozen=True)
+class MappingVersion:
+    """One version of a mapping spec: its resolved document, stored so a replay can use it again."""
+
+    hash: str
+    name: str
+    document: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Replay:
+    """Make a dead letter pending again; ``mapping_hash`` re-pins its mapping version (None keeps it)."""
+
+    message_id: str
+    mapping_hash: str | None = None
 
 
 @dataclass(frozen=True)
@@ -52,7 +71,10 @@ class StoredEvent:
 
 @dataclass(frozen=True)
 class ClaimedDelivery:
-    """An outbox row handed to the dispatcher; ``attempts`` counts the attempts made before this one."""
+    """An outbox row handed to the dispatcher; ``attempts`` counts the attempts made before this one.
+
+    ``created_ms`` is when the row was made or last replayed: the retry policy's age counts from it.
+    """
 
     message_id: str
     destination: str
@@ -61,6 +83,8 @@ class ClaimedDelivery:
     attempts: int
     created_ms: int
     event: StoredEvent
+    mapping: str = ""
+    mapping_hash: str = ""
 
 
 @dataclass(frozen=True)
@@ -104,6 +128,8 @@ class MessageView:
     updated_ms: int
     next_attempt_ms: int
     last_error: str | None
+    mapping: str | None = None
+    mapping_hash: str | None = None
     history: tuple[AttemptView, ...] = field(default=())
 
 
@@ -149,3 +175,22 @@ class OutboxStore(Protocol):
     def stats(self) -> list[DestinationStats]: ...
 
     def ledger_entry(self, dossier_code: str) -> LedgerEntry | None: ...
+
+    def save_mappings(self, versions: list[MappingVersion], now_ms: int) -> None:
+        """Remember mapping versions (known hashes are left as they are)."""
+        ...
+
+    def mapping_version(self, mapping_hash: str) -> MappingVersion | None: ...
+
+    def dead_letters(self, destination: str | None, limit: int) -> list[MessageView]:
+        """Dead letters, oldest first, of one destination or all."""
+        ...
+
+    def stored_event(self, event_id: str) -> StoredEvent | None: ...
+
+    def replay(self, replays: list[Replay], *, by: str, reason: str, now_ms: int) -> list[str]:
+        """Make dead letters pending again, due now, with a fresh attempt count; record who and why.
+
+        Returns the ids replayed; ids that are not dead letters are skipped.
+        """
+        ...

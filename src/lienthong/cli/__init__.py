@@ -50,7 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("config", type=Path, help="the YAML config file")
     run.set_defaults(handler=_run)
 
-    check = sub.add_parser("check", help="validate a config file; lists every problem with its line")
+    check = sub.add_parser(
+        "check", help="validate a config file and the mappings it uses; lists every problem with its line"
+    )
     check.add_argument("config", type=Path)
     check.set_defaults(handler=_check)
 
@@ -95,9 +97,16 @@ def _load(path: Path) -> Any:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from lienthong.app import build_routes  # noqa: PLC0415
+    from lienthong.mappings import FunctionRegistry, SpecLoader  # noqa: PLC0415
+
     config = _load(args.config)
+    mappings = build_routes(config, SpecLoader(FunctionRegistry.with_plugins())).mappings()
     routes = sum(len(r.deliver) for r in config.routes)
-    counts = f"{len(config.destinations)} destinations, {routes} deliveries in {len(config.routes)} routes"
+    counts = (
+        f"{len(config.destinations)} destinations, {routes} deliveries in {len(config.routes)} routes,"
+        f" {len(mappings)} mappings: {', '.join(f'{m.name}@{m.short_hash}' for m in mappings)}"
+    )
     print(f"{args.config}: ok ({counts})")
     return EXIT_OK
 
@@ -180,4 +189,3 @@ def _sandbox(args: argparse.Namespace) -> int:
 
     run(serve())
     return EXIT_OK
-

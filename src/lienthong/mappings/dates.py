@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ISO = "iso8601"
+# Vietnam has kept UTC+7 without daylight saving since 1975: a fixed offset is exact.
+VIETNAM = timezone(timedelta(hours=7), "Asia/Ho_Chi_Minh")
 # Longest first, so that "yyyy" is not read as two "yy".
 _TOKENS = {
     "yyyy": "%Y",
@@ -27,7 +29,8 @@ _TOKENS = {
 }
 _TOKEN = re.compile(r"'[^']*'|yyyy|yy|MM|dd|HH|mm|ss|SSS|XXX|Z|[A-Za-z]+|[^A-Za-z']+")
 _OFFSET = re.compile(r"^(?:UTC)?([+-])(\d{2}):?(\d{2})$")
-_MARKERS = {"SSS": "\x00S", "XXX": "\x00X"}
+# Private-use characters: strftime copies them through (a NUL would end its output).
+_MARKERS = {"SSS": "\ue000", "XXX": "\ue001"}
 SUPPORTED = ", ".join([ISO, *_TOKENS])
 
 
@@ -69,7 +72,7 @@ def formatter(pattern: str) -> Callable[[datetime], str]:
     if pattern == ISO:
         return datetime.isoformat
     fmt = _translate(pattern, parsing=False)
-    if "\x00" not in fmt:
+    if _MARKERS["SSS"] not in fmt and _MARKERS["XXX"] not in fmt:
         return lambda moment: moment.strftime(fmt)
 
     def write(moment: datetime) -> str:

@@ -237,6 +237,10 @@ def _to_string(_: NoArgs, __: FunctionContext) -> Transform:
     """Numbers as text (``1`` → ``"1"``); booleans as ``true``/``false``."""
 
     def to_string(value: Any) -> str:
+        if type(value) is str:
+            return value
+        if type(value) is int:
+            return str(value)
         if isinstance(value, bool):
             return "true" if value else "false"
         return _text("to_string", value)

@@ -83,9 +83,7 @@ class CompiledMapping:
 
 
 def document_hash(document: dict[str, Any]) -> str:
-    canonical = orjson.dumps(
-        {"format": _DOCUMENT_FORMAT, "spec": document}, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
-    )
+    canonical = orjson.dumps({"format": _DOCUMENT_FORMAT, "spec": document}, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).hexdigest()
 
 
@@ -129,10 +127,12 @@ class SpecLoader:
         issues = self._issues + compiler.issues
         if issues:
             raise ConfigError(list(dict.fromkeys(issues)))
+        # As JSON stores it: table keys written 1 or true in YAML become "1" and "true", as they compare.
+        document = orjson.loads(orjson.dumps(unit.body, option=orjson.OPT_NON_STR_KEYS))
         return CompiledMapping(
             name=unit.name,
-            hash=document_hash(unit.body),
-            document=unit.body,
+            hash=document_hash(document),
+            document=document,
             output=unit.output,
             xml_root=unit.xml_root,
             params=dict(compiler.params),

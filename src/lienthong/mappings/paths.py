@@ -86,34 +86,29 @@ def compile_getter(path: Path) -> Getter:
     if path.special == "position":
         return lambda _cur, scope: scope.index + 1
     steps = path.steps
-    walk = _walker(path)
-    if path.absolute:
-        return lambda _cur, scope: walk(scope.root)
     if not steps:
-        return lambda cur, _scope: cur
-    return lambda cur, _scope: walk(cur)
+        return (lambda _cur, scope: scope.root) if path.absolute else (lambda cur, _scope: cur)
+    if not path.absolute and len(steps) <= 3 and all(isinstance(s, str) for s in steps):
+        return _keys_getter(path.text, steps)  # type: ignore[arg-type]
+    text = path.text
+    if path.absolute:
+        return lambda _cur, scope: _walk(scope.root, steps, 0, text)
+    return lambda cur, _scope: _walk(cur, steps, 0, text)
 
 
-def _walker(path: Path) -> Callable[[Any], Any]:
-    steps = path.steps
-    if steps and all(isinstance(s, str) for s in steps) and len(steps) <= 3:
-        return _keys_walker(path, steps)  # type: ignore[arg-type]
-    return lambda value: _walk(value, steps, 0, path.text)
-
-
-def _keys_walker(path: Path, keys: tuple[str, ...]) -> Callable[[Any], Any]:
+def _keys_getter(text: str, keys: tuple[str, ...]) -> Getter:
     # The common case, unrolled: dict.get raises AttributeError on anything but a mapping, which costs
     # nothing until it happens, and then we tell None (missing) from a wrong type.
     def bad(value: Any, depth: int) -> Any:
         if value is None:
             return None
         where = ".".join(keys[:depth]) or "the input"
-        raise MappingFailure(f"expected an object at {where}, got {_kind(value)}", source=path.text)
+        raise MappingFailure(f"expected an object at {where}, got {_kind(value)}", source=text)
 
     if len(keys) == 1:
         (a,) = keys
 
-        def one(value: Any) -> Any:
+        def one(value: Any, _scope: Scope) -> Any:
             try:
                 return value.get(a)
             except AttributeError:
@@ -123,7 +118,7 @@ def _keys_walker(path: Path, keys: tuple[str, ...]) -> Callable[[Any], Any]:
     if len(keys) == 2:
         a, b = keys
 
-        def two(value: Any) -> Any:
+        def two(value: Any, _scope: Scope) -> Any:
             try:
                 first = value.get(a)
             except AttributeError:
@@ -136,7 +131,7 @@ def _keys_walker(path: Path, keys: tuple[str, ...]) -> Callable[[Any], Any]:
         return two
     a, b, c = keys
 
-    def three(value: Any) -> Any:
+    def three(value: Any, _scope: Scope) -> Any:
         try:
             first = value.get(a)
         except AttributeError:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from lienthong.adapters.translate import VIETNAM
+from lienthong.mappings.dates import VIETNAM
 
 UNITS = (
     ("000.00.12.H56", "Sở Tư pháp"),

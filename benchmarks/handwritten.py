@@ -1,8 +1,8 @@
-"""Translations from the reference provincial dossier format to the portal's and EMC's formats.
+"""Hand-written translations of the reference dossier format to the portal's and EMC's formats.
 
-Plain Python for now; declarative mapping specs replace these (issue: mappings). Every failure names the
-source field (``dossier.procedure.code``) and is a TranslationError: a permanent delivery error.
-The reference format is described in docs/provincial-format.md.
+The baseline of ``bench_mapping.py``: the same mappings as the bundled specs (portal_dossier,
+portal_progress, emc_tracking), written directly in Python with the same checks, and the translation the
+bare loops of ``bench_bus.py`` do. lienthong itself runs the compiled specs.
 """
 
 from __future__ import annotations
