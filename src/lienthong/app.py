@@ -27,6 +27,7 @@ from lienthong.api.errors import install_error_handlers
 from lienthong.api.events import events_router
 from lienthong.api.health import health_router
 from lienthong.api.limits import BodySizeLimit
+from lienthong.bus.deadletters import DeadLetters
 from lienthong.bus.dispatcher import Dispatcher
 from lienthong.bus.ingest import Ingestor
 from lienthong.bus.outbox import Clock, Outbox
@@ -49,6 +50,7 @@ class Lienthong:
     metrics: Metrics
     outbox: Outbox
     routes: Routes
+    dead_letters: DeadLetters
     ingestor: Ingestor
     dispatcher: Dispatcher
     adapters: dict[str, Adapter]
@@ -98,9 +100,10 @@ def build(
     store = config.store
     outbox = Outbox(lambda: SqliteOutbox(store.path, synchronous=store.synchronous), clock=clock)
     adapters = {name: build_adapter(name, dest) for name, dest in config.destinations.items()}
+    mapper = Mapper(routes, outbox, loader)
     dispatcher = Dispatcher(
         outbox,
-        Mapper(routes, outbox, loader),
+        mapper,
         adapters,
         retry_policy(config.dispatcher.retry),
         metrics,
@@ -109,7 +112,8 @@ def build(
         poll_interval_s=config.dispatcher.poll_interval_s,
     )
     ingestor = Ingestor(outbox, routes, metrics, on_accepted=dispatcher.wake)
-    node = Lienthong(config, metrics, outbox, routes, ingestor, dispatcher, adapters)
+    dead_letters = DeadLetters(outbox, routes, mapper)
+    node = Lienthong(config, metrics, outbox, routes, dead_letters, ingestor, dispatcher, adapters)
     node.api = build_api(node)
     return node
 

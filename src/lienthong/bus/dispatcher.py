@@ -141,11 +141,10 @@ class Dispatcher:
     def _after_retryable(self, delivery: ClaimedDelivery, exc: RetryableError, record: _Record) -> Outcome:
         now = self._clock()
         age_s = now - delivery.created_ms / 1000
-        delay = self._policy.next_delay_s(
-            attempts=record.attempt, age_s=age_s, retry_after_s=exc.retry_after_s
-        )
+        attempts = record.attempt - delivery.replay_base  # a replay gives the policy a fresh start
+        delay = self._policy.next_delay_s(attempts=attempts, age_s=age_s, retry_after_s=exc.retry_after_s)
         if delay is None:
-            error = f"{exc.describe()}; gave up after {record.attempt} attempts"
+            error = f"{exc.describe()}; gave up after {attempts} attempts"
             return record.outcome("dead", error=error, http_status=exc.status)
         next_ms = int((now + delay) * 1000)
         return record.outcome("retry", error=exc.describe(), http_status=exc.status, next_attempt_ms=next_ms)

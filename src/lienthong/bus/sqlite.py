@@ -64,7 +64,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     last_http_status INTEGER,
     mapping          TEXT,
     mapping_hash     TEXT,
-    replayed_ms      BIGINT
+    replayed_ms      BIGINT,
+    replay_base      INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (seq) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS outbox_key ON outbox (destination, dossier_code, seq)
@@ -171,6 +172,7 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE outbox ADD COLUMN mapping TEXT",
         "ALTER TABLE outbox ADD COLUMN mapping_hash TEXT",
         "ALTER TABLE outbox ADD COLUMN replayed_ms BIGINT",
+        "ALTER TABLE outbox ADD COLUMN replay_base INTEGER NOT NULL DEFAULT 0",
     ),
 }
 _MAX_PARAMS = 30_000  # SQLite's default limit is 32,766 parameters in one statement
@@ -197,11 +199,12 @@ _MESSAGE_FIELDS = (
 _CLAIM = """
 SELECT json_group_array(json_array(seq, message_id, destination, operation, dossier_code, attempts,
                                    age_from_ms, event_id, type, unit_code, occurred_at, json(payload),
-                                   mapping, mapping_hash))
+                                   mapping, mapping_hash, replay_base))
 FROM (
     SELECT o.seq, o.message_id, o.destination, o.operation, o.dossier_code, o.attempts,
            COALESCE(o.replayed_ms, o.created_ms) AS age_from_ms,
-           e.event_id, e.type, e.unit_code, e.occurred_at, e.payload, o.mapping, o.mapping_hash
+           e.event_id, e.type, e.unit_code, e.occurred_at, e.payload, o.mapping, o.mapping_hash,
+           o.replay_base
     FROM outbox o JOIN events e ON e.event_id = o.event_id
     WHERE o.status = 'pending' AND o.next_attempt_ms <= ?
       AND NOT EXISTS (
@@ -435,8 +438,8 @@ class SqliteOutbox:
         done: list[str] = []
         for item in replays:
             cursor = self._db.execute(
-                "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_ms = ?, updated_ms = ?,"
-                " replayed_ms = ?, mapping_hash = COALESCE(?, mapping_hash)"
+                "UPDATE outbox SET status = 'pending', replay_base = attempts, next_attempt_ms = ?,"
+                " updated_ms = ?, replayed_ms = ?, mapping_hash = COALESCE(?, mapping_hash)"
                 " WHERE message_id = ? AND status = 'dead'",
                 (now_ms, now_ms, now_ms, item.mapping_hash, item.message_id),
             )
@@ -531,7 +534,7 @@ def _ledger_row(entry: LedgerEntry, now_ms: int) -> tuple[Any, ...]:
 def _claimed(row: Sequence[Any]) -> ClaimedDelivery:
     event = StoredEvent(row[7], row[8], row[9], row[10], row[11]["dossier"])
     return ClaimedDelivery(
-        row[1], row[2], row[3], row[4], row[5], row[6], event, row[12] or "", row[13] or ""
+        row[1], row[2], row[3], row[4], row[5], row[6], event, row[12] or "", row[13] or "", row[14]
     )
 
 

@@ -73,7 +73,8 @@ class StoredEvent:
 class ClaimedDelivery:
     """An outbox row handed to the dispatcher; ``attempts`` counts the attempts made before this one.
 
-    ``created_ms`` is when the row was made or last replayed: the retry policy's age counts from it.
+    ``created_ms`` is when the row was made or last replayed, and ``replay_base`` how many attempts came
+    before the last replay: the retry policy counts age and attempts from the replay.
     """
 
     message_id: str
@@ -85,6 +86,7 @@ class ClaimedDelivery:
     event: StoredEvent
     mapping: str = ""
     mapping_hash: str = ""
+    replay_base: int = 0
 
 
 @dataclass(frozen=True)
@@ -189,7 +191,7 @@ class OutboxStore(Protocol):
     def stored_event(self, event_id: str) -> StoredEvent | None: ...
 
     def replay(self, replays: list[Replay], *, by: str, reason: str, now_ms: int) -> list[str]:
-        """Make dead letters pending again, due now, with a fresh attempt count; record who and why.
+        """Make dead letters pending again, due now, with a fresh retry budget; record who and why.
 
         Returns the ids replayed; ids that are not dead letters are skipped.
         """

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lienthong import __version__
-from lienthong.cli import mapping
+from lienthong.cli import dlq, mapping
 from lienthong.errors import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -87,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     sandbox.set_defaults(handler=_sandbox)
 
     mapping.add_commands(sub)
+    dlq.add_commands(sub)
     return parser
 
 
