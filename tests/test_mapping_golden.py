@@ -192,3 +192,21 @@ def test_check_names_a_broken_mapping_a_route_uses(
     assert main(["check", str(config)]) == 1
     err = capsys.readouterr().err
     assert "routes[0].deliver[1].params: mapping my_emc needs params: extra" in err
+
+
+def test_the_readme_example_spec_compiles_and_maps(tmp_path: Path) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    guide = readme.split("## Writing a mapping", 1)[1]
+    example = guide.split("```yaml\n", 1)[1].split("```", 1)[0]
+    shutil.copy(bundled_dir() / "reference.yaml", tmp_path)
+    (tmp_path / "example.yaml").write_text(example, encoding="utf-8")
+    mapping = SpecLoader().load(tmp_path / "example.yaml")
+    record = json.loads(
+        (GOLDEN / "portal_dossier" / "received-online-with-fee.input.json").read_text(encoding="utf-8")
+    )
+    out = mapping(record, params={"site_id": "S1"})
+    assert out["SiteId"] == "S1"
+    assert out["HinhThuc"] == "2"
+    assert out["ThanhToan"] == 1
+    assert out["TaiLieuNop"][0]["STT"] == 1
+    assert out["TaiLieuNop"][0]["MaHoSo"] == record["dossier"]["code"]
