@@ -241,3 +241,22 @@ def test_arguments_may_be_positional_and_their_count_is_checked() -> None:
         fn("pad", [5, "0", "left", "extra"])
     with pytest.raises(ValueError, match="trim takes no arguments"):
         fn("trim", "x")
+
+
+@given(
+    st.datetimes(min_value=datetime(1976, 1, 1), max_value=datetime(2100, 1, 1)),
+    st.sampled_from([7, 0, -5]),
+    st.sampled_from(["yyyyMMddHHmmss", "dd/MM/yyyy", "yyyy-MM-dd HH:mm", "HH'h'mm", "yy"]),
+)
+def test_copying_digits_of_text_already_in_the_zone_writes_what_strftime_writes(
+    moment: datetime, hours: int, pattern: str
+) -> None:
+    text = moment.replace(microsecond=0, tzinfo=timezone(timedelta(hours=hours))).isoformat()
+    expected = datetime.fromisoformat(text).astimezone(timezone(timedelta(hours=7)))
+    strftime_pattern = (
+        pattern.replace("yyyy", "%Y").replace("yy", "%y").replace("MM", "%m").replace("dd", "%d")
+    )
+    strftime_pattern = (
+        strftime_pattern.replace("HH", "%H").replace("mm", "%M").replace("ss", "%S").replace("'h'", "h")
+    )
+    assert fn("format_date", {"format": pattern, "tz": "+07:00"})(text) == expected.strftime(strftime_pattern)

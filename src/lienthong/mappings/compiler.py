@@ -98,7 +98,7 @@ class Node:
     sources: frozenset[Pattern] = frozenset()
     may_omit: bool = False
     source_text: str | None = None
-    check_required: bool = False  # the enclosing object checks for a missing value (saves a call)
+    path: Path | None = None  # set when the value is a plain path: a required one is checked in the getter
 
 
 @dataclass(frozen=True)
@@ -175,14 +175,14 @@ class Compiler:
         return _Ctx(unit, tables, (*personal, *own), root, root, unit.missing == "omit")
 
     def _object(self, entries: list[tuple[str, FieldSpec | str, At]], ctx: _Ctx, tagged: bool) -> Node:
-        compiled: list[tuple[str, Getter, bool]] = []
+        compiled: list[tuple[str, Getter]] = []
         sources: dict[str, str | None] = {}
         may_omit = ctx.omit_missing
         for key, spec, at in entries:
             if ctx.unit.output == "xml" and not _XML_NAME.match(key):
                 self.issues.append(at.issue(f"not an XML element name: {key!r}"))
             node = self._field(spec, at, ctx, tagged)
-            compiled.append((key, node.fn, node.check_required))
+            compiled.append((key, node.fn))
             sources[key] = node.source_text
             may_omit = may_omit or node.may_omit
         return Node(_object_fn(tuple(compiled), sources, drop_none=ctx.omit_missing, may_omit=may_omit))
@@ -191,7 +191,7 @@ class Compiler:
         if isinstance(spec, str):
             spec = FieldSpec(from_=spec)
         tagged = tagged or spec.personal is not None
-        node = self._value(spec, at, ctx, tagged, defer_required=True)
+        node = self._value(spec, at, ctx, tagged)
         if node.sources and not tagged:
             self._check_personal(node, at, ctx)
         return node
@@ -208,11 +208,9 @@ class Compiler:
                     )
                     return
 
-    def _value(
-        self, spec: FieldSpec, at: At, ctx: _Ctx, tagged: bool, *, defer_required: bool = False
-    ) -> Node:
+    def _value(self, spec: FieldSpec, at: At, ctx: _Ctx, tagged: bool) -> Node:
         node = self._source(spec, at, ctx, tagged)
-        node = self._post(spec, at, ctx, node, defer_required=defer_required and spec.when is None)
+        node = self._post(spec, at, ctx, node)
         if spec.when is not None:
             node = self._when(spec, at, ctx, tagged, node)
         return node
@@ -254,7 +252,7 @@ class Compiler:
         pattern = ctx.absolute(path)
         if spec.mapping is None:
             copies = frozenset() if path.special else frozenset({pattern})
-            return Node(get, copies, source_text=path.text)
+            return Node(get, copies, source_text=path.text, path=path)
         sub = self._sub_mapping(spec.mapping, at / "mapping", ctx, pattern, tagged)
         apply = sub.fn
         return Node(lambda cur, scope: apply(get(cur, scope), scope), source_text=path.text)
@@ -378,7 +376,7 @@ class Compiler:
 
         return Node(mapping)
 
-    def _post(self, spec: FieldSpec, at: At, ctx: _Ctx, node: Node, *, defer_required: bool) -> Node:
+    def _post(self, spec: FieldSpec, at: At, ctx: _Ctx, node: Node) -> Node:
         transforms: list[Transform] = []
         if spec.table is not None:
             table = ctx.tables.get(spec.table)
@@ -398,8 +396,8 @@ class Compiler:
         if not transforms and missing is None:
             return node
         required = spec.required and "default" not in spec.model_fields_set
-        if required and not transforms and defer_required:
-            return replace(node, check_required=True)
+        if required and not transforms and node.path is not None:
+            return replace(node, fn=compile_getter(node.path, required=True))
         return replace(node, fn=_pipeline(node.fn, missing, tuple(transforms), required=required))
 
     def _bind(self, call: Call, field_at: At, call_at: At, context: FunctionContext) -> Transform | None:
@@ -502,7 +500,7 @@ def _required(get: Getter, transform: Transform | None) -> Getter:
 
 
 def _object_fn(
-    children: tuple[tuple[str, Getter, bool], ...],
+    children: tuple[tuple[str, Getter], ...],
     sources: Mapping[str, str | None],
     *,
     drop_none: bool,
@@ -520,11 +518,8 @@ def _object_fn(
             out = {}
             key = ""
             try:
-                for key, child, required in children:
-                    value = child(cur, scope)
-                    if required and (value is None or value == ""):
-                        raise MappingFailure("required but missing")  # noqa: TRY301 (caught to add the key)
-                    out[key] = value
+                for key, child in children:
+                    out[key] = child(cur, scope)
             except Exception as exc:
                 raise fail(exc, key) from None
             return out
@@ -535,10 +530,8 @@ def _object_fn(
         out = {}
         key = ""
         try:
-            for key, child, required in children:
+            for key, child in children:
                 value = child(cur, scope)
-                if required and (value is None or value == ""):
-                    raise MappingFailure("required but missing")  # noqa: TRY301 (caught to add the key)
                 if value is not OMIT and not (drop_none and value is None):
                     out[key] = value
         except Exception as exc:

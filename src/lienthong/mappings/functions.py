@@ -176,18 +176,28 @@ def _format_date(args: FormatDateArgs, _: FunctionContext) -> Transform:
     write = dates.formatter(args.format)
     read = dates.parser(args.from_format, tz) if args.from_format != dates.ISO else None
     strict_iso = read is None
+    copy = dates.iso_copier(args.format) if strict_iso else None
 
     def format_date(value: Any) -> str:
-        if isinstance(value, str):
+        text = value if isinstance(value, str) else None
+        if text is not None:
             try:
-                value = datetime.fromisoformat(value) if strict_iso else read(value)  # type: ignore[misc]
+                value = datetime.fromisoformat(text) if strict_iso else read(text)  # type: ignore[misc]
             except ValueError:
-                raise MappingFailure(f"not a date-time in {args.from_format}: {value!r}") from None
+                raise MappingFailure(f"not a date-time in {args.from_format}: {text!r}") from None
             if value.tzinfo is None:
                 raise MappingFailure("date-time without a UTC offset; say which zone with parse_date")
         elif not isinstance(value, datetime):
             raise MappingFailure(f"format_date expects a date-time, got {type(value).__name__}")
-        return write(value.astimezone(tz))
+        local = value.astimezone(tz)
+        if (
+            copy is not None
+            and text is not None
+            and local.utcoffset() == value.utcoffset()
+            and dates.iso_layout(text)
+        ):
+            return copy(text)  # already in the zone: its digits are the answer
+        return write(local)
 
     return format_date
 

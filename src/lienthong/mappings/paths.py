@@ -79,40 +79,67 @@ def parse_path(text: str) -> Path:
     return Path(text, tuple(steps), absolute=absolute)
 
 
-def compile_getter(path: Path) -> Getter:
-    """A getter ``(current, scope) -> value`` for ``path``, specialised for the common short forms."""
+def compile_getter(path: Path, *, required: bool = False) -> Getter:
+    """A getter ``(current, scope) -> value`` for ``path``, specialised for the common short forms.
+
+    ``required``: a missing value (null or empty text) raises "required but missing"; checked inside the
+    getter because a field is most often a required path, and a call less per field is measurable.
+    """
+    steps = path.steps
+    if (
+        not path.absolute
+        and path.special is None
+        and 0 < len(steps) <= 3
+        and all(isinstance(s, str) for s in steps)
+    ):
+        return _keys_getter(path.text, steps, required)  # type: ignore[arg-type]
+    get = _general_getter(path)
+    if not required:
+        return get
+
+    def checked(cur: Any, scope: Scope) -> Any:
+        value = get(cur, scope)
+        if value is None or value == "":
+            raise MappingFailure("required but missing")
+        return value
+
+    return checked
+
+
+def _general_getter(path: Path) -> Getter:
     if path.special == "index":
         return lambda _cur, scope: scope.index
     if path.special == "position":
         return lambda _cur, scope: scope.index + 1
-    steps = path.steps
+    steps, text = path.steps, path.text
     if not steps:
         return (lambda _cur, scope: scope.root) if path.absolute else (lambda cur, _scope: cur)
-    if not path.absolute and len(steps) <= 3 and all(isinstance(s, str) for s in steps):
-        return _keys_getter(path.text, steps)  # type: ignore[arg-type]
-    text = path.text
     if path.absolute:
         return lambda _cur, scope: _walk(scope.root, steps, 0, text)
     return lambda cur, _scope: _walk(cur, steps, 0, text)
 
 
-def _keys_getter(text: str, keys: tuple[str, ...]) -> Getter:
+def _keys_getter(text: str, keys: tuple[str, ...], required: bool) -> Getter:
     # The common case, unrolled: dict.get raises AttributeError on anything but a mapping, which costs
     # nothing until it happens, and then we tell None (missing) from a wrong type.
-    def bad(value: Any, depth: int) -> Any:
-        if value is None:
-            return None
-        where = ".".join(keys[:depth]) or "the input"
-        raise MappingFailure(f"expected an object at {where}, got {_kind(value)}", source=text)
+    def bad(value: Any, depth: int) -> None:
+        if value is not None:
+            where = ".".join(keys[:depth]) or "the input"
+            raise MappingFailure(f"expected an object at {where}, got {_kind(value)}", source=text)
+        if required:
+            raise MappingFailure("required but missing")
 
     if len(keys) == 1:
         (a,) = keys
 
         def one(value: Any, _scope: Scope) -> Any:
             try:
-                return value.get(a)
+                result = value.get(a)
             except AttributeError:
                 return bad(value, 0)
+            if required and (result is None or result == ""):
+                raise MappingFailure("required but missing")
+            return result
 
         return one
     if len(keys) == 2:
@@ -124,9 +151,12 @@ def _keys_getter(text: str, keys: tuple[str, ...]) -> Getter:
             except AttributeError:
                 return bad(value, 0)
             try:
-                return first.get(b)
+                result = first.get(b)
             except AttributeError:
                 return bad(first, 1)
+            if required and (result is None or result == ""):
+                raise MappingFailure("required but missing")
+            return result
 
         return two
     a, b, c = keys
@@ -141,9 +171,12 @@ def _keys_getter(text: str, keys: tuple[str, ...]) -> Getter:
         except AttributeError:
             return bad(first, 1)
         try:
-            return second.get(c)
+            result = second.get(c)
         except AttributeError:
             return bad(second, 2)
+        if required and (result is None or result == ""):
+            raise MappingFailure("required but missing")
+        return result
 
     return three
 
