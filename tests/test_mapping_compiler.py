@@ -505,3 +505,26 @@ def test_plugin_functions_are_found_through_the_entry_point_and_their_bugs_are_n
     ).load(write(tmp_path, "shout.yaml", "fields: {a: {from: dossier.code, apply: shout}}"))(DOSSIER) == {
         "a": "HS-1"
     }
+
+
+CODES = st.text(alphabet="abcdefgh_", min_size=1, max_size=6)
+
+
+@given(st.dictionaries(CODES, st.integers(-(2**63), 2**63 - 1), min_size=1, max_size=8), CODES)
+def test_a_strict_table_maps_every_known_code_and_refuses_every_other(
+    table: dict[str, int], code: str
+) -> None:
+    mapping = SpecLoader().load_document(
+        {"tables": {"t": {"values": table}}, "fields": {"out": {"from": "code", "table": "t"}}}, name="codes"
+    )
+    if code in table:
+        assert mapping({"code": code}) == {"out": table[code]}
+    else:
+        with pytest.raises(MappingError, match=f"unknown code '{code}' in table t"):
+            mapping({"code": code})
+
+
+def test_a_number_json_cannot_store_is_a_load_error(tmp_path: Path) -> None:
+    assert load_errors(tmp_path, "fields:\n  big: {const: 99999999999999999999999}\n") == [
+        "spec holds a value JSON cannot store: Integer exceeds 64-bit range"
+    ]

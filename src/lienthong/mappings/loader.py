@@ -128,7 +128,10 @@ class SpecLoader:
         if issues:
             raise ConfigError(list(dict.fromkeys(issues)))
         # As JSON stores it: table keys written 1 or true in YAML become "1" and "true", as they compare.
-        document = orjson.loads(orjson.dumps(unit.body, option=orjson.OPT_NON_STR_KEYS))
+        try:
+            document = orjson.loads(orjson.dumps(unit.body, option=orjson.OPT_NON_STR_KEYS))
+        except orjson.JSONEncodeError as exc:
+            raise ConfigError.single(unit.name, f"holds a value JSON cannot store: {exc}") from exc
         return CompiledMapping(
             name=unit.name,
             hash=document_hash(document),
