@@ -13,7 +13,12 @@ message::
     │   └── PermanentError     retrying cannot help: validation, auth, business rejection
     │       └── TranslationError  our translation of the event into the destination's format failed
     │           └── MappingError     a mapping spec failed on one record (mapping, record, field, source)
-    └── StoreError             the outbox store failed or its schema is not one we know
+    ├── StoreError             the outbox store failed or its schema is not one we know
+    └── CitizenLookupError     a look-up in the population database did not give a citizen
+        ├── CitizenNotFound        no citizen has that SoDinhDanh
+        ├── CitizenMismatch        the citizen exists, but the name or birth date given differs (fields)
+        ├── PopulationUnavailable  the service is down, slow, or answered garbage: try again later
+        └── PopulationRefused      the service refused our request (remote_code): a contract or config fault
 
 Third-party exceptions (httpx, sqlite3, pydantic, yaml) are translated into this tree at one boundary
 each, with ``raise ... from exc``; see ``adapters.base.map_transport_errors``.
@@ -165,3 +170,39 @@ class MappingError(TranslationError):
 
 class StoreError(LienthongError):
     """The outbox store failed, or its schema version is not one this code knows."""
+
+
+class CitizenLookupError(LienthongError):
+    """A population-database look-up did not give a citizen."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+class CitizenNotFound(CitizenLookupError):
+    """No citizen has the SoDinhDanh asked for."""
+
+
+class CitizenMismatch(CitizenLookupError):
+    """The citizen exists, but what the caller gave (``fields``: name, birth_date) does not match."""
+
+    def __init__(self, fields: list[str]) -> None:
+        self.fields = fields
+        super().__init__(f"the citizen's {' and '.join(f.replace('_', ' ') for f in fields)} do not match")
+
+
+class PopulationUnavailable(CitizenLookupError):
+    """The service is down, too slow, or answered something that is not its SOAP reply."""
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
+
+
+class PopulationRefused(CitizenLookupError):
+    """The service refused our request (a soap:Client fault, a 4xx): fix the config or the contract."""
+
+    def __init__(self, message: str, *, remote_code: str | None = None) -> None:
+        self.remote_code = remote_code
+        super().__init__(message)

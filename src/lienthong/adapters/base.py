@@ -55,16 +55,16 @@ def map_transport_errors(destination: str, operation: str) -> Iterator[None]:
     except DeliveryError:
         raise
     except httpx.TimeoutException as exc:
-        raise RetryableError(f"timed out: {_text(exc)}", **where) from exc
+        raise RetryableError(f"timed out: {exception_text(exc)}", **where) from exc
     except (httpx.TransportError, aiohttp.ClientError, OSError) as exc:
-        raise RetryableError(f"connection failed: {_text(exc)}", **where) from exc
+        raise RetryableError(f"connection failed: {exception_text(exc)}", **where) from exc
     except TimeoutError as exc:
         raise RetryableError("timed out", **where) from exc
     except httpx.HTTPError as exc:
-        raise PermanentError(f"request could not be made: {_text(exc)}", **where) from exc
+        raise PermanentError(f"request could not be made: {exception_text(exc)}", **where) from exc
 
 
-def _text(exc: BaseException) -> str:
+def exception_text(exc: BaseException) -> str:
     """``Type: message``; some library exceptions raise from their own ``__str__`` when half-built."""
     try:
         message = str(exc)

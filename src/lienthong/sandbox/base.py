@@ -143,10 +143,10 @@ class Peer:
         if fault is not None:
             self.faults_injected[fault] += 1
         if fault == "error":
-            await _send(send, Answer(503, b"<html><body>503 Service Unavailable</body></html>", b"text/html"))
+            await _send(send, self.error_answer())
             return
         if fault == "malformed":
-            await _send(send, Answer(200, b"<html><body>Gateway maintenance</body></html>", b"text/html"))
+            await _send(send, self.malformed_answer(self._rng))
             return
         if fault == "throttle":
             retry = str(self.faults.retry_after_s).encode()
@@ -161,6 +161,14 @@ class Peer:
             await send({"type": "http.response.start", "status": answer.status, "headers": _head(answer)})
             raise _DroppedConnection
         await _send(send, answer)
+
+    def error_answer(self) -> Answer:
+        """What an ``error`` fault answers; SOAP peers answer a SOAP fault instead."""
+        return Answer(503, b"<html><body>503 Service Unavailable</body></html>", b"text/html")
+
+    def malformed_answer(self, rng: random.Random) -> Answer:
+        """What a ``malformed`` fault answers: an HTML page with 200, as a misconfigured gateway sends."""
+        return Answer(200, b"<html><body>Gateway maintenance</body></html>", b"text/html")
 
     async def _route(self, request: Request) -> Answer:
         handler = self.routes.get((request.method, request.path))

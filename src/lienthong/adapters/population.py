@@ -1,0 +1,236 @@
+"""National Population Database adapter: look up a citizen by SoDinhDanh over SOAP, with zeep.
+
+The WSDL is ours (``adapters/wsdl/population.wsdl``, DESIGN §4) and is read from the package, so starting
+needs no network; the service address comes from config. The transport is injected (a zeep
+``AsyncTransport`` over our httpx client). zeep parses with DTDs, entities and external references
+forbidden. Every failure leaves ``lookup`` as one of CitizenNotFound, CitizenMismatch,
+PopulationUnavailable or PopulationRefused (``map_lookup_errors``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import aiohttp
+import httpx
+import zeep
+import zeep.exceptions
+from pydantic import BaseModel, ConfigDict, ValidationError
+from zeep.helpers import serialize_object
+from zeep.proxy import AsyncServiceProxy
+from zeep.transports import AsyncTransport
+
+from lienthong.adapters.base import exception_text
+from lienthong.errors import (
+    CitizenLookupError,
+    CitizenMismatch,
+    CitizenNotFound,
+    PopulationRefused,
+    PopulationUnavailable,
+)
+
+NAMESPACE = "http://csdl.dancu.gov.vn/congdan"
+BINDING = f"{{{NAMESPACE}}}CongDanBinding"
+# DESIGN §6: no DTDs, no entities, no external references, no huge trees.
+SAFE = zeep.Settings(
+    strict=True, forbid_dtd=True, forbid_entities=True, forbid_external=True, xml_huge_tree=False
+)
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Name(_Record):
+    Ho: str | None = None
+    ChuDem: str | None = None
+    Ten: str | None = None
+
+
+class Birth(_Record):
+    Nam: str | None = None
+    NgayThangNam: str | None = None  # yyyyMMdd (assumed); only Nam when the day is unknown
+
+
+class Address(_Record):
+    MaTinhThanh: str | None = None
+    TenTinhThanh: str | None = None
+    MaQuanHuyen: str | None = None
+    TenQuanHuyen: str | None = None
+    MaPhuongXa: str | None = None
+    TenPhuongXa: str | None = None
+    ChiTiet: str | None = None
+
+
+class Relative(_Record):
+    HoVaTen: str | None = None
+    SoDinhDanh: str | None = None
+
+
+class CongDan(_Record):
+    """A citizen record as the population database returns it."""
+
+    SoDinhDanh: str
+    SoCMND: str | None = None
+    HoVaTen: Name
+    GioiTinh: str | None = None
+    NgayThangNamSinh: Birth | None = None
+    DanToc: str | None = None
+    TonGiao: str | None = None
+    QuocTich: str | None = None
+    NoiDangKyKhaiSinh: Address | None = None
+    QueQuan: Address | None = None
+    ThuongTru: Address | None = None
+    NoiOHienTai: Address | None = None
+    Cha: Relative | None = None
+    Me: Relative | None = None
+    VoChong: Relative | None = None
+    ChuHo: Relative | None = None
+    SoSoHoKhau: str | None = None
+
+    @property
+    def full_name(self) -> str:
+        return " ".join(p for p in (self.HoVaTen.Ho, self.HoVaTen.ChuDem, self.HoVaTen.Ten) if p)
+
+
+@dataclass(frozen=True)
+class CitizenQuery:
+    """One look-up: whose record, who asks (MaCanBo) and the request id (MaYeuCau); optionally the name
+    and birth date (yyyyMMdd) the caller holds, which must then match."""
+
+    id_number: str
+    official_id: str
+    request_id: str
+    full_name: str | None = None
+    birth_date: str | None = None
+
+
+def wsdl_path() -> str:
+    return str(resources.files("lienthong.adapters") / "wsdl" / "population.wsdl")
+
+
+def make_soap_transport(client: httpx.AsyncClient) -> AsyncTransport:
+    """zeep's async transport over ``client``. The WSDL is read from the package, never fetched."""
+    return AsyncTransport(client=client, wsdl_client=httpx.Client(transport=_NoFetching()))
+
+
+class _NoFetching(httpx.BaseTransport):
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError(f"lienthong does not fetch WSDL or schemas at run time: {request.url}")
+
+
+class PopulationAdapter:
+    def __init__(
+        self,
+        name: str,
+        transport: AsyncTransport,
+        *,
+        address: str,
+        ma_tich_hop: str,
+        ma_dvc: str,
+        timeout_s: float = 10.0,
+    ) -> None:
+        self.name = name
+        self._transport = transport
+        client = zeep.AsyncClient(wsdl_path(), transport=transport, settings=SAFE)
+        self._service = AsyncServiceProxy(client, client.wsdl.bindings[BINDING], address=address)
+        self._ma_tich_hop = ma_tich_hop
+        self._ma_dvc = ma_dvc
+        self._timeout_s = timeout_s
+
+    async def lookup(self, query: CitizenQuery) -> CongDan:
+        """The citizen with ``query.id_number``. Raises a CitizenLookupError subclass."""
+        with map_lookup_errors():
+            async with asyncio.timeout(self._timeout_s):
+                answer = await self._service.TraCuuThongTinCongDan(
+                    HoVaTen=query.full_name,
+                    SoDinhDanh=query.id_number,
+                    NgayThangNam=query.birth_date,
+                    MaTichHop=self._ma_tich_hop,
+                    MaDVC=self._ma_dvc,
+                    MaCanBo=query.official_id,
+                    MaYeuCau=query.request_id,
+                )
+            records = serialize_object(answer, dict) or []
+        citizen = _one(records, query.id_number)
+        mismatched = _mismatches(citizen, query)
+        if mismatched:
+            raise CitizenMismatch(mismatched)
+        return citizen
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+
+def _one(records: Any, id_number: str) -> CongDan:
+    matching = [r for r in records if isinstance(r, dict) and r.get("SoDinhDanh") == id_number]
+    if not matching:
+        raise CitizenNotFound("no citizen has this SoDinhDanh")
+    try:
+        return CongDan.model_validate(matching[0])
+    except ValidationError as exc:
+        raise PopulationUnavailable(
+            f"the citizen record does not match the WSDL: {exc.errors()[0]['msg']}"
+        ) from exc
+
+
+def _mismatches(citizen: CongDan, query: CitizenQuery) -> list[str]:
+    fields = []
+    if query.full_name is not None and _same_text(query.full_name) != _same_text(citizen.full_name):
+        fields.append("name")
+    born = citizen.NgayThangNamSinh
+    if query.birth_date is not None and (born is None or born.NgayThangNam != query.birth_date):
+        fields.append("birth_date")
+    return fields
+
+
+def _same_text(name: str) -> str:
+    """Names compare in one Unicode form, case-folded, with single spaces (``Nguyễn  văn An`` matches
+    ``NGUYỄN VĂN AN``)."""
+    return " ".join(unicodedata.normalize("NFC", name).casefold().split())
+
+
+@contextmanager
+def map_lookup_errors() -> Iterator[None]:
+    """The one boundary where zeep's, httpx's and aiohttp's exceptions become our CitizenLookupError."""
+    try:
+        yield
+    except CitizenLookupError:
+        raise
+    except zeep.exceptions.Fault as exc:
+        code = str(exc.code or "")
+        if code.endswith("Client"):
+            raise PopulationRefused(
+                f"the service refused the request: {exc.message}", remote_code=code
+            ) from exc
+        raise PopulationUnavailable(f"the service failed: {exc.message}") from exc
+    except zeep.exceptions.TransportError as exc:
+        if 200 <= exc.status_code < 300:  # zeep's word for a 2xx whose body is not XML
+            raise PopulationUnavailable(f"the answer is not SOAP: {str(exc.message)[:160]}") from exc
+        if exc.status_code in (408, 429) or exc.status_code >= 500:
+            raise PopulationUnavailable(f"the service answered http {exc.status_code}") from exc
+        raise PopulationRefused(
+            f"the service answered http {exc.status_code}", remote_code=str(exc.status_code)
+        ) from exc
+    except (
+        zeep.exceptions.DTDForbidden,
+        zeep.exceptions.EntitiesForbidden,
+        zeep.exceptions.ExternalReferenceForbidden,
+    ) as exc:
+        raise PopulationUnavailable(
+            f"the answer was refused: it carried a DTD, entities or external references: {type(exc).__name__}"
+        ) from exc
+    except (zeep.exceptions.XMLSyntaxError, zeep.exceptions.XMLParseError) as exc:
+        raise PopulationUnavailable(f"the answer is not SOAP: {exception_text(exc)[:200]}") from exc
+    except zeep.exceptions.Error as exc:
+        raise PopulationUnavailable(f"the answer does not match the WSDL: {exception_text(exc)}") from exc
+    except (httpx.TimeoutException, TimeoutError) as exc:
+        raise PopulationUnavailable("the service did not answer in time") from exc
+    except (httpx.HTTPError, aiohttp.ClientError, OSError) as exc:
+        raise PopulationUnavailable(f"cannot reach the service: {exception_text(exc)}") from exc
