@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
@@ -21,8 +22,10 @@ from lienthong import __version__
 from lienthong.adapters.base import Adapter
 from lienthong.adapters.emc import EmcAdapter
 from lienthong.adapters.http import HttpPeer, make_transport
+from lienthong.adapters.population import PopulationAdapter, make_soap_transport
 from lienthong.adapters.portal import PortalAdapter, PortalCredentials
 from lienthong.api.auth import BearerAuth
+from lienthong.api.citizens import citizens_router
 from lienthong.api.errors import install_error_handlers
 from lienthong.api.events import events_router
 from lienthong.api.health import health_router
@@ -34,7 +37,15 @@ from lienthong.bus.outbox import Clock, Outbox
 from lienthong.bus.retry import ExponentialBackoff, RetryPolicy, StopAfterAge, StopAfterAttempts
 from lienthong.bus.routes import DeliveryRoute, Mapper, Routes
 from lienthong.bus.sqlite import SqliteOutbox
-from lienthong.config import Config, Destination, EmcDestination, PortalDestination, RetryConfig
+from lienthong.citizens import Prefill
+from lienthong.config import (
+    Config,
+    Destination,
+    EmcDestination,
+    PopulationDestination,
+    PortalDestination,
+    RetryConfig,
+)
 from lienthong.errors import ConfigError, ConfigIssue
 from lienthong.mappings import BUNDLED_PREFIX, CompiledMapping, FunctionRegistry, SpecLoader
 from lienthong.observability.metrics import Metrics
@@ -54,6 +65,8 @@ class Lienthong:
     ingestor: Ingestor
     dispatcher: Dispatcher
     adapters: dict[str, Adapter]
+    prefill: Prefill | None = None
+    population: PopulationAdapter | None = None
     api: FastAPI = field(init=False)
     _dispatch_task: asyncio.Task[None] | None = field(default=None, init=False)
 
@@ -75,6 +88,8 @@ class Lienthong:
                 await self._dispatch_task
         for adapter in self.adapters.values():
             await adapter.aclose()
+        if self.population is not None:
+            await self.population.aclose()
         self.outbox.close()
 
     @asynccontextmanager
@@ -99,7 +114,11 @@ def build(
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
     store = config.store
     outbox = Outbox(lambda: SqliteOutbox(store.path, synchronous=store.synchronous), clock=clock)
-    adapters = {name: build_adapter(name, dest) for name, dest in config.destinations.items()}
+    adapters = {
+        name: build_adapter(name, dest)
+        for name, dest in config.destinations.items()
+        if not isinstance(dest, PopulationDestination)
+    }
     mapper = Mapper(routes, outbox, loader)
     dispatcher = Dispatcher(
         outbox,
@@ -114,6 +133,9 @@ def build(
     ingestor = Ingestor(outbox, routes, metrics, on_accepted=dispatcher.wake)
     dead_letters = DeadLetters(outbox, routes, mapper)
     node = Lienthong(config, metrics, outbox, routes, dead_letters, ingestor, dispatcher, adapters)
+    if config.citizens.source is not None:
+        node.population = build_population(config, config.citizens.source)
+        node.prefill = build_prefill(config, node.population, outbox, metrics, loader)
     node.api = build_api(node)
     return node
 
@@ -141,6 +163,8 @@ def build_api(node: Lienthong) -> FastAPI:
             dispatcher_running=lambda: node.dispatcher.running or not config.dispatcher.enabled,
         )
     )
+    if node.prefill is not None:
+        api.include_router(citizens_router(prefill=node.prefill, auth=auth))
     api.add_middleware(BodySizeLimit, max_bytes=config.server.max_body_bytes)
     return api
 
@@ -174,6 +198,39 @@ def build_routes(config: Config, loader: SpecLoader) -> Routes:
     if issues:
         raise ConfigError(list(dict.fromkeys(issues)))
     return Routes(table)
+
+
+def build_population(config: Config, name: str) -> PopulationAdapter:
+    dest = config.destinations[name]
+    assert isinstance(dest, PopulationDestination)  # checked when the config loaded
+    client = httpx.AsyncClient(transport=make_transport(max_connections=dest.max_connections))
+    return PopulationAdapter(
+        name,
+        make_soap_transport(client),
+        address=f"{dest.base_url.rstrip('/')}{dest.service_path}",
+        ma_tich_hop=dest.ma_tich_hop,
+        ma_dvc=dest.ma_dvc,
+        timeout_s=dest.timeout_s,
+    )
+
+
+def build_prefill(
+    config: Config, population: PopulationAdapter, outbox: Outbox, metrics: Metrics, loader: SpecLoader
+) -> Prefill:
+    """Raises ConfigError when a form's mapping does not compile."""
+    forms: dict[str, CompiledMapping] = {}
+    issues: list[ConfigIssue] = []
+    for name, ref in config.citizens.forms.items():
+        path = ref if ref.startswith(BUNDLED_PREFIX) else str(config.base_dir / ref)
+        try:
+            forms[name] = loader.load(path)
+        except ConfigError as exc:
+            issues.extend(exc.issues)
+    if issues:
+        raise ConfigError(issues)
+    key = config.citizens.audit_key
+    assert key is not None  # checked when the config loaded
+    return Prefill(population, forms, outbox, metrics, audit_key=key.get_secret_value().encode())
 
 
 def retry_policy(config: RetryConfig) -> RetryPolicy:

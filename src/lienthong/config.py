@@ -136,7 +136,22 @@ class EmcDestination(_HttpDestination):
         return {"site_id": self.site_id, "province_code": self.province_code}
 
 
-Destination = Annotated[PortalDestination | EmcDestination, Field(discriminator="kind")]
+class PopulationDestination(_HttpDestination):
+    """The National Population Database (SOAP, through the integration platform): citizen look-ups for
+    e-form prefill (`citizens`). It takes no routes."""
+
+    kind: Literal["population"]
+    service_path: str = "/ws/congdan"
+    ma_tich_hop: str = Field(
+        min_length=1, description="MaTichHop: the integration code issued to the province."
+    )
+    ma_dvc: str = Field(min_length=1, description="MaDVC: the public service the look-ups serve.")
+
+
+Destination = Annotated[
+    PortalDestination | EmcDestination | PopulationDestination, Field(discriminator="kind")
+]
+DESTINATION_KINDS = ("emc", "population", "portal")
 
 
 class DeliveryRule(_Model):
@@ -155,6 +170,22 @@ class Route(_Model):
     deliver: list[DeliveryRule] = Field(default_factory=list)
 
 
+class CitizensConfig(_Model):
+    """E-form prefill: `GET /v1/citizens/{id}` looks citizens up in a population destination."""
+
+    source: str | None = Field(
+        default=None, description="A destination of kind population; unset: no prefill."
+    )
+    audit_key: SecretStr | None = Field(
+        default=None,
+        description="Key of the HMAC standing for the citizen's id in the look-up audit (with source).",
+    )
+    forms: dict[str, str] = Field(
+        default_factory=lambda: {"default": "bundled:citizen_eform"},
+        description="E-form name → the mapping from CongDan to its fields (?form=NAME picks one).",
+    )
+
+
 class EventsConfig(_Model):
     dossier_code_field: str = Field(
         default="code", min_length=1, description="Key of the dossier code inside each event's `dossier`."
@@ -171,6 +202,7 @@ class Config(_Model):
     events: EventsConfig = EventsConfig()
     destinations: dict[str, Destination] = Field(default_factory=dict)
     routes: list[Route] = Field(default_factory=list)
+    citizens: CitizensConfig = CitizensConfig()
 
     _source: LocatedDocument | None = PrivateAttr(default=None)
     _base_dir: Path | None = PrivateAttr(default=None)
@@ -229,7 +261,7 @@ def _issue_from_pydantic(doc: LocatedDocument, err: Any) -> ConfigIssue:
     # pydantic puts the discriminator's tag into loc for tagged unions ("destinations.x.portal.base_url");
     # drop it so the path is the one in the file.
     loc: PathKey = tuple(err["loc"])
-    if len(loc) >= 3 and loc[0] == "destinations" and loc[2] in ("portal", "emc"):
+    if len(loc) >= 3 and loc[0] == "destinations" and loc[2] in DESTINATION_KINDS:
         loc = (*loc[:2], *loc[3:])
     message = err["msg"]
     if err["type"] == "extra_forbidden":
@@ -237,7 +269,8 @@ def _issue_from_pydantic(doc: LocatedDocument, err: Any) -> ConfigIssue:
     elif err["type"] in ("union_tag_invalid", "union_tag_not_found"):
         loc = (*loc, "kind")
         kind = err["input"].get("kind") if isinstance(err["input"], dict) else None
-        message = f"unknown kind {kind!r} (known: emc, portal)" if kind else "missing (one of: emc, portal)"
+        known = ", ".join(DESTINATION_KINDS)
+        message = f"unknown kind {kind!r} (known: {known})" if kind else f"missing (one of: {known})"
     elif err["type"] == "literal_error":
         message = f"{message}, got {err['input']!r}"
     return doc.issue(loc, message)
@@ -261,4 +294,25 @@ def _cross_check(config: Config, doc: LocatedDocument) -> list[ConfigIssue]:
             if (route.on, rule.to, rule.operation) in seen:
                 issues.append(doc.issue(where, f"{rule.to}.{rule.operation} is listed twice for {route.on}"))
             seen.add((route.on, rule.to, rule.operation))
+    issues.extend(_check_citizens(config, doc))
     return issues
+
+
+def _check_citizens(config: Config, doc: LocatedDocument) -> list[ConfigIssue]:
+    citizens = config.citizens
+    if citizens.source is None:
+        return []
+    source = config.destinations.get(citizens.source)
+    if not isinstance(source, PopulationDestination):
+        kinds = sorted(n for n, d in config.destinations.items() if isinstance(d, PopulationDestination))
+        known = ", ".join(kinds) or "none configured"
+        return [
+            doc.issue(
+                ("citizens", "source"), f"not a population destination: {citizens.source!r} (known: {known})"
+            )
+        ]
+    if citizens.audit_key is None or len(citizens.audit_key.get_secret_value()) < 16:
+        return [
+            doc.issue(("citizens", "audit_key"), "needed with source: at least 16 characters (use ${ENV})")
+        ]
+    return []

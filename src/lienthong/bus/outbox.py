@@ -22,6 +22,7 @@ from lienthong.bus.store import (
     DestinationStats,
     IngestItem,
     IngestResult,
+    LookupRecord,
     MappingVersion,
     MessageView,
     OutboxStore,
@@ -123,6 +124,12 @@ class Outbox:
 
     async def ledger_entry(self, dossier_code: str) -> LedgerEntry | None:
         return await self._committer.call(lambda s: s.ledger_entry(dossier_code))
+
+    async def record_lookup(self, record: LookupRecord) -> None:
+        await self._committer.call(lambda s: s.record_lookups([record]))
+
+    async def lookups(self, limit: int = 100) -> list[LookupRecord]:
+        return await self._committer.call(lambda s: s.lookups(limit))
 
     async def save_mappings(self, versions: list[MappingVersion]) -> None:
         now = self.now_ms()

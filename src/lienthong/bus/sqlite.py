@@ -25,6 +25,7 @@ from lienthong.bus.store import (
     DestinationStats,
     IngestItem,
     IngestResult,
+    LookupRecord,
     MappingVersion,
     MessageView,
     Outcome,
@@ -94,6 +95,16 @@ CREATE TABLE IF NOT EXISTS replays (
     reason         TEXT NOT NULL,
     mapping_hash   TEXT,
     PRIMARY KEY (message_id, replayed_ms)
+);
+CREATE TABLE IF NOT EXISTS lookups (
+    request_id     TEXT PRIMARY KEY,
+    at_ms          BIGINT NOT NULL,
+    caller         TEXT NOT NULL,
+    official_id    TEXT NOT NULL,
+    purpose        TEXT NOT NULL,
+    subject_ref    TEXT NOT NULL,
+    form           TEXT NOT NULL,
+    outcome        TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS dossiers (
     dossier_code     TEXT PRIMARY KEY,
@@ -166,6 +177,7 @@ UPDATE outbox SET status = v.status, attempts = v.attempts, updated_ms = v.updat
 FROM v WHERE outbox.message_id = v.message_id""",
 )
 _KEEP_FIRST = "ON CONFLICT (hash) DO NOTHING"
+_LOOKUP_COLUMNS = "request_id, at_ms, caller, official_id, purpose, subject_ref, form, outcome"
 # Steps from each older schema version to the next; the CREATE ... IF NOT EXISTS script adds new tables.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
@@ -409,6 +421,18 @@ class SqliteOutbox:
     def save_mappings(self, versions: list[MappingVersion], now_ms: int) -> None:
         rows = [(v.hash, v.name, orjson.dumps(v.document).decode(), now_ms) for v in versions]
         self._rows(("INSERT INTO mapping_versions (hash, name, document, first_seen_ms)", _KEEP_FIRST), rows)
+
+    def record_lookups(self, records: list[LookupRecord]) -> None:
+        self._rows(
+            (f"INSERT INTO lookups ({_LOOKUP_COLUMNS})", ""),
+            [tuple(getattr(r, name) for name in _LOOKUP_COLUMNS.split(", ")) for r in records],
+        )
+
+    def lookups(self, limit: int) -> list[LookupRecord]:
+        rows = self._db.execute(
+            f"SELECT {_LOOKUP_COLUMNS} FROM lookups ORDER BY at_ms DESC, rowid DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [LookupRecord(*row) for row in rows]
 
     def mapping_version(self, mapping_hash: str) -> MappingVersion | None:
         row = self._db.execute(

@@ -47,6 +47,24 @@ class Replay:
 
 
 @dataclass(frozen=True)
+class LookupRecord:
+    """One population-database look-up, for the audit: who asked, why, when, and what came of it.
+
+    ``subject_ref`` is a keyed hash (HMAC) of the SoDinhDanh: it answers "who looked at this citizen"
+    for someone holding the key, and the citizen's record itself is never stored.
+    """
+
+    request_id: str
+    at_ms: int
+    caller: str
+    official_id: str
+    purpose: str
+    subject_ref: str
+    form: str
+    outcome: str
+
+
+@dataclass(frozen=True)
 class IngestItem:
     event: ParsedEvent
     deliveries: tuple[PlannedDelivery, ...]
@@ -180,6 +198,12 @@ class OutboxStore(Protocol):
 
     def save_mappings(self, versions: list[MappingVersion], now_ms: int) -> None:
         """Remember mapping versions (known hashes are left as they are)."""
+        ...
+
+    def record_lookups(self, records: list[LookupRecord]) -> None: ...
+
+    def lookups(self, limit: int) -> list[LookupRecord]:
+        """The latest look-ups, newest first."""
         ...
 
     def mapping_version(self, mapping_hash: str) -> MappingVersion | None: ...

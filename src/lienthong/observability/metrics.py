@@ -55,6 +55,14 @@ class Metrics:
             registry=registry,
         )
 
+        self.citizen_lookups = Counter(
+            "lienthong_citizen_lookups",
+            "Population-database look-ups for e-form prefill, by outcome (found, not_found, mismatch,"
+            " unavailable, refused, invalid).",
+            ["outcome"],
+            registry=registry,
+        )
+
     def observe_outbox(
         self, stats: Iterable[DestinationStats], destinations: Iterable[str], now_ms: int
     ) -> None:

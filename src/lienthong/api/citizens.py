@@ -1,0 +1,60 @@
+"""``GET /v1/citizens/{id}``: e-form prefill from the population database (see lienthong.citizens)."""
+
+# No ``from __future__ import annotations``: FastAPI reads the dependency annotations at run time.
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Depends, Header, Query
+from starlette.responses import Response
+
+from lienthong.api.auth import BearerAuth, Caller
+from lienthong.api.errors import error_response
+from lienthong.citizens import Prefill, PrefillRefused, PrefillRequest
+from lienthong.errors import (
+    CitizenMismatch,
+    CitizenNotFound,
+    MappingError,
+    PopulationRefused,
+    PopulationUnavailable,
+    StoreError,
+)
+
+
+def citizens_router(*, prefill: Prefill, auth: BearerAuth) -> APIRouter:
+    router = APIRouter()
+    Authenticated = Annotated[Caller, Depends(auth)]
+
+    @router.get("/v1/citizens/{id_number}", responses={s: {} for s in (400, 401, 404, 409, 422, 502, 503)})
+    async def get_citizen(
+        id_number: str,
+        *,
+        caller: Authenticated,
+        x_official_id: Annotated[str, Header(description="MaCanBo: the official who asks")] = "",
+        x_purpose: Annotated[str, Header(description="Why: the procedure or dossier being served")] = "",
+        form: Annotated[str, Query(description="Which e-form's fields (config citizens.forms)")] = "default",
+        name: Annotated[str | None, Query(description="Full name to check against the record")] = None,
+        birth_date: Annotated[str | None, Query(description="dd/MM/yyyy or yyyyMMdd to check")] = None,
+    ) -> Response:
+        """The e-form fields for one citizen; every request is audited."""
+        request = PrefillRequest(id_number, caller.name, x_official_id, x_purpose, form, name, birth_date)
+        try:
+            found = await prefill.lookup(request)
+        except PrefillRefused as exc:
+            return error_response(exc.status, exc.code, exc.message, path=exc.path)
+        except CitizenNotFound as exc:
+            return error_response(404, "citizen_not_found", exc.message, path="id")
+        except CitizenMismatch as exc:
+            return error_response(409, "citizen_mismatch", exc.message, path=",".join(exc.fields))
+        except PopulationUnavailable as exc:
+            headers = {"retry-after": str(int(exc.retry_after_s))} if exc.retry_after_s else None
+            return error_response(503, "population_unavailable", exc.message, headers=headers)
+        except PopulationRefused as exc:
+            return error_response(502, "population_refused", exc.message)
+        except MappingError as exc:
+            return error_response(502, "form_mapping_failed", str(exc))
+        except StoreError:
+            return error_response(503, "audit_unavailable", "the look-up could not be audited; try again")
+        body = {"request_id": found.request_id, "form": found.form, "fields": found.fields}
+        return Response(orjson.dumps(body), media_type="application/json")
+
+    return router

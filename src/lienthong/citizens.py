@@ -1,0 +1,157 @@
+"""E-form prefill: look a citizen up in the population database, return only the form's fields, audit it.
+
+Every look-up is personal-data processing (DESIGN §4): the caller must say which official asks and why,
+and each request, whatever its outcome, is recorded (who, why, when, outcome) before the answer leaves.
+The record itself is never stored, and the answer holds only the fields the form's mapping names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from lienthong.adapters.population import CitizenQuery, PopulationAdapter
+from lienthong.bus.outbox import Outbox
+from lienthong.bus.store import LookupRecord
+from lienthong.errors import (
+    CitizenLookupError,
+    CitizenMismatch,
+    CitizenNotFound,
+    MappingError,
+    PopulationRefused,
+    PopulationUnavailable,
+)
+from lienthong.mappings import CompiledMapping
+from lienthong.observability.metrics import Metrics
+
+_ID = re.compile(r"^\d{12}$")
+_BIRTH = (re.compile(r"^(\d{2})/(\d{2})/(\d{4})$"), re.compile(r"^(\d{4})(\d{2})(\d{2})$"))
+
+
+class PrefillRefused(Exception):
+    """The request itself is wrong: ``status``, ``code`` and ``path`` for the HTTP answer."""
+
+    def __init__(self, status: int, code: str, message: str, *, path: str | None = None) -> None:
+        self.status, self.code, self.message, self.path = status, code, message, path
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class PrefillRequest:
+    id_number: str
+    caller: str
+    official_id: str
+    purpose: str
+    form: str = "default"
+    full_name: str | None = None
+    birth_date: str | None = None  # dd/MM/yyyy or yyyyMMdd
+
+
+@dataclass(frozen=True)
+class Prefilled:
+    request_id: str
+    form: str
+    fields: dict[str, Any]
+
+
+class Prefill:
+    def __init__(
+        self,
+        population: PopulationAdapter,
+        forms: Mapping[str, CompiledMapping],
+        outbox: Outbox,
+        metrics: Metrics,
+        *,
+        audit_key: bytes,
+        new_id: Callable[[], str] = lambda: f"lk-{uuid.uuid4().hex}",
+    ) -> None:
+        self._population = population
+        self._forms = forms
+        self._outbox = outbox
+        self._metrics = metrics
+        self._audit_key = audit_key
+        self._new_id = new_id
+
+    async def lookup(self, request: PrefillRequest) -> Prefilled:
+        """Raises PrefillRefused for a bad request, a CitizenLookupError for the service's answer, and
+        StoreError when the audit cannot be written (then nothing is answered)."""
+        request_id = self._new_id()
+        outcome = "invalid"
+        try:
+            form, birth = self._check(request)
+            query = CitizenQuery(request.id_number, request.official_id, request_id, request.full_name, birth)
+            citizen = await self._population.lookup(query)
+            fields = form(citizen.model_dump(), record_id=request_id)
+            outcome = "found"
+            return Prefilled(request_id, request.form, fields)
+        except CitizenLookupError as exc:
+            outcome = _outcome(exc)
+            raise
+        except MappingError:
+            outcome = "form_failed"
+            raise
+        finally:
+            self._metrics.citizen_lookups.labels(outcome).inc()
+            await self._audit(request, request_id, outcome)
+
+    def _check(self, request: PrefillRequest) -> tuple[CompiledMapping, str | None]:
+        if not request.official_id.strip() or not request.purpose.strip():
+            raise PrefillRefused(
+                400,
+                "accountability_required",
+                "say who asks and why: send the official's id in X-Official-Id and the purpose in X-Purpose",
+            )
+        if not _ID.match(request.id_number):
+            raise PrefillRefused(422, "invalid_id", "SoDinhDanh must be 12 digits", path="id")
+        form = self._forms.get(request.form)
+        if form is None:
+            known = ", ".join(sorted(self._forms))
+            raise PrefillRefused(
+                404, "unknown_form", f"no form {request.form!r} (known: {known})", path="form"
+            )
+        return form, _birth_date(request.birth_date)
+
+    async def _audit(self, request: PrefillRequest, request_id: str, outcome: str) -> None:
+        subject = hmac.new(self._audit_key, request.id_number.encode(), hashlib.sha256).hexdigest()
+        record = LookupRecord(
+            request_id,
+            self._outbox.now_ms(),
+            request.caller,
+            request.official_id,
+            request.purpose,
+            subject,
+            request.form,
+            outcome,
+        )
+        # No audit, no answer: a StoreError here replaces the result, and the caller gets 503.
+        await self._outbox.record_lookup(record)
+
+
+def _birth_date(text: str | None) -> str | None:
+    if text is None or not text.strip():
+        return None
+    for pattern in _BIRTH:
+        match = pattern.match(text.strip())
+        if match:
+            parts = match.groups()
+            return "".join(reversed(parts)) if pattern is _BIRTH[0] else "".join(parts)
+    raise PrefillRefused(
+        422, "invalid_birth_date", "birth_date must be dd/MM/yyyy or yyyyMMdd", path="birth_date"
+    )
+
+
+def _outcome(exc: CitizenLookupError) -> str:
+    if isinstance(exc, CitizenNotFound):
+        return "not_found"
+    if isinstance(exc, CitizenMismatch):
+        return "mismatch"
+    if isinstance(exc, PopulationRefused):
+        return "refused"
+    if isinstance(exc, PopulationUnavailable):
+        return "unavailable"
+    return "failed"
