@@ -2,6 +2,7 @@
 
 # No ``from __future__ import annotations``: FastAPI reads the dependency annotations at run time.
 from typing import Annotated
+from urllib.parse import unquote
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Query
@@ -30,13 +31,17 @@ def citizens_router(*, prefill: Prefill, auth: BearerAuth) -> APIRouter:
         *,
         caller: Authenticated,
         x_official_id: Annotated[str, Header(description="MaCanBo: the official who asks")] = "",
-        x_purpose: Annotated[str, Header(description="Why: the procedure or dossier being served")] = "",
+        x_purpose: Annotated[
+            str, Header(description="Why: the procedure or dossier served, percent-encoded UTF-8")
+        ] = "",
         form: Annotated[str, Query(description="Which e-form's fields (config citizens.forms)")] = "default",
         name: Annotated[str | None, Query(description="Full name to check against the record")] = None,
         birth_date: Annotated[str | None, Query(description="dd/MM/yyyy or yyyyMMdd to check")] = None,
     ) -> Response:
         """The e-form fields for one citizen; every request is audited."""
-        request = PrefillRequest(id_number, caller.name, x_official_id, x_purpose, form, name, birth_date)
+        # HTTP headers carry Latin-1 only: a Vietnamese purpose arrives percent-encoded.
+        purpose = unquote(x_purpose)
+        request = PrefillRequest(id_number, caller.name, x_official_id, purpose, form, name, birth_date)
         try:
             found = await prefill.lookup(request)
         except PrefillRefused as exc:
