@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -170,12 +171,12 @@ async def test_citizens_need_a_bearer_token(node: Running) -> None:
 def test_the_citizens_section_is_checked(tmp_path: Path, peers: Peers) -> None:
     data = with_population(tmp_path, peers, "http://127.0.0.1:9")
     data["citizens"]["source"] = "emc"
-    text = __import__("json").dumps({**config_dict(tmp_path, peers), **data})
+    text = json.dumps({**config_dict(tmp_path, peers), **data})
     with pytest.raises(
         ConfigError, match=r"citizens.source: not a population destination: 'emc' \(known: population\)"
     ):
         parse_config(text, file="c.yaml", env={})
     data["citizens"] = {"source": "population", "audit_key": "short"}
-    text = __import__("json").dumps({**config_dict(tmp_path, peers), **data})
+    text = json.dumps({**config_dict(tmp_path, peers), **data})
     with pytest.raises(ConfigError, match="citizens.audit_key: needed with source: at least 16 characters"):
         parse_config(text, file="c.yaml", env={})

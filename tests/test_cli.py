@@ -60,6 +60,9 @@ def test_demo_json_prints_one_summary_object_with_nothing_pending(capsys: pytest
     assert sum(summary["faults_injected"].values()) > 0
     assert summary["elapsed_s"] > 0
     assert summary["deliveries_per_s"] > 0
+    assert sum(summary["prefill"].values()) == 30  # one look-up per dossier
+    assert summary["prefill"]["found"] > 0
+    assert set(summary["prefill"]) <= {"found", "not_found", "unavailable"}  # faults may hit look-ups too
 
 
 @pytest.mark.slow
@@ -69,3 +72,4 @@ def test_demo_prints_a_summary_table(capsys: pytest.CaptureFixture[str]) -> None
     assert "destination" in out
     assert "portal" in out
     assert "pending           0" in out
+    assert "e-forms prefilled found 10" in out

@@ -1,19 +1,23 @@
 """``lienthong demo``: the sandbox peers and the bus on loopback, a realistic stream of dossiers, a summary.
 
 Everything real runs: the HTTP API with a bearer token, the SQLite outbox in a temporary directory, the
-dispatcher, the adapters over HTTP, and the sandbox portal and EMC injecting faults.
+dispatcher, the adapters over HTTP and SOAP, and the sandbox portal, EMC and population database injecting
+faults. Before a dossier is received, the desk prefills its e-form from the population database.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import secrets
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -23,7 +27,8 @@ from lienthong.api.auth import hash_token, new_token
 from lienthong.app import Lienthong, build
 from lienthong.config import Config
 from lienthong.sandbox import EmcSandbox, FaultPlan, PortalSandbox
-from lienthong.sandbox.dossiers import PROCEDURE_CODES, generate, interleave
+from lienthong.sandbox.dossiers import PROCEDURE_CODES, DossierStream, generate, interleave
+from lienthong.sandbox.population import PopulationSandbox, synthetic_citizen
 from lienthong.serving import HttpServer, ThreadedServer, run
 
 DEMO_ROUTES = [
@@ -56,6 +61,7 @@ class DemoSummary:
     elapsed_s: float
     deliveries_per_s: float
     faults_injected: dict[str, int] = field(default_factory=dict)
+    prefill: dict[str, int] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -66,6 +72,7 @@ class DemoSummary:
             "elapsed_s": round(self.elapsed_s, 3),
             "deliveries_per_s": round(self.deliveries_per_s, 1),
             "faults_injected": self.faults_injected,
+            "prefill": self.prefill,
         }
 
     def table(self) -> str:
@@ -74,8 +81,10 @@ class DemoSummary:
             f"{d:<12}{c['delivered']:>10}{c['retried']:>10}{c['dead']:>8}" for d, c in self.deliveries.items()
         ]
         faults = ", ".join(f"{k} {v}" for k, v in self.faults_injected.items())
+        prefill = ", ".join(f"{k} {v}" for k, v in self.prefill.items())
         return "\n".join(
             [
+                f"e-forms prefilled {prefill}",
                 f"events accepted   {self.events} ({self.duplicates_sent} duplicates sent, accepted once)",
                 *rows,
                 f"pending           {self.pending}",
@@ -86,7 +95,9 @@ class DemoSummary:
         )
 
 
-def demo_config(workdir: Path, token: str, portal_url: str, emc_url: str, portal: PortalSandbox) -> Config:
+def demo_config(
+    workdir: Path, token: str, urls: dict[str, str], portal: PortalSandbox, population: PopulationSandbox
+) -> Config:
     return Config.model_validate(
         {
             "auth": {"tokens": [{"name": "demo-provincial-system", "sha256": hash_token(token)}]},
@@ -99,19 +110,27 @@ def demo_config(workdir: Path, token: str, portal_url: str, emc_url: str, portal
             "destinations": {
                 "portal": {
                     "kind": "portal",
-                    "base_url": portal_url,
+                    "base_url": urls["portal"],
                     "dstcode": portal.dstcode,
                     "username": portal.username,
                     "password": portal.password,
                 },
                 "emc": {
                     "kind": "emc",
-                    "base_url": emc_url,
+                    "base_url": urls["emc"],
                     "site_id": "SANDBOX-SITE",
                     "province_code": "H56",
                 },
+                "population": {
+                    "kind": "population",
+                    "base_url": urls["population"],
+                    "ma_tich_hop": population.ma_tich_hop,
+                    "ma_dvc": "DVC-DEMO",
+                    "timeout_s": 5,
+                },
             },
             "routes": DEMO_ROUTES,
+            "citizens": {"source": "population", "audit_key": secrets.token_hex(16)},
         }
     )
 
@@ -124,14 +143,22 @@ class Demo:
         faults = FaultPlan(rate=options.fault_rate, latency_ms=50, retry_after_s=1, seed=options.seed)
         self.portal = PortalSandbox(procedures=PROCEDURE_CODES, faults=faults)
         self.emc = EmcSandbox(faults=FaultPlan(rate=options.fault_rate, latency_ms=50, seed=options.seed + 1))
+        self.population = PopulationSandbox(
+            faults=FaultPlan(rate=options.fault_rate / 2, latency_ms=50, seed=options.seed + 2)
+        )
         self.token = new_token()
         self.workdir = workdir
         self.node: Lienthong | None = None
         self.server: HttpServer | None = None
 
     async def run(self, *, keep_running: bool = False, on_summary: Any = None) -> DemoSummary:
-        with ThreadedServer(lambda: self.portal) as portal_srv, ThreadedServer(lambda: self.emc) as emc_srv:
-            config = demo_config(self.workdir, self.token, portal_srv.url, emc_srv.url, self.portal)
+        with (
+            ThreadedServer(lambda: self.portal) as portal_srv,
+            ThreadedServer(lambda: self.emc) as emc_srv,
+            ThreadedServer(lambda: self.population) as population_srv,
+        ):
+            urls = {"portal": portal_srv.url, "emc": emc_srv.url, "population": population_srv.url}
+            config = demo_config(self.workdir, self.token, urls, self.portal, self.population)
             self.node = build(config)
             self.server = HttpServer(self.node.api, lifespan="on")
             await self.server.start()
@@ -158,18 +185,46 @@ class Demo:
             base_url=self.server.url, transport=make_transport(max_connections=8), timeout=30
         )
         async with client:
+            prefill = await self._prefill(client, streams)
             await self._send_all(client, events, duplicates)
         pending = await self._settle(self.options.timeout_s)
         elapsed = time.perf_counter() - started
         deliveries = self._delivery_counts()
         delivered = sum(c["delivered"] for c in deliveries.values())
         faults = {
-            k: self.portal.faults_injected[k] + self.emc.faults_injected[k]
+            k: sum(peer.faults_injected[k] for peer in (self.portal, self.emc, self.population))
             for k in self.portal.faults_injected
         }
         return DemoSummary(
-            len(events), len(duplicates), deliveries, pending, elapsed, delivered / elapsed, faults
+            len(events), len(duplicates), deliveries, pending, elapsed, delivered / elapsed, faults, prefill
         )
+
+    async def _prefill(self, client: httpx.AsyncClient, streams: list[DossierStream]) -> dict[str, int]:
+        """The desk looks each applicant up before receiving the dossier. Most citizens are in the
+        population database; a few are not (a typo in the id, a newborn not yet registered)."""
+        outcomes: Counter[str] = Counter()
+        for n, stream in enumerate(streams):
+            applicant = stream.events[0]["dossier"]["applicant"]
+            if n % 25 != 24:
+                self.population.add(synthetic_citizen(applicant["id_number"], applicant["full_name"]))
+        headers = {
+            "authorization": f"Bearer {self.token}",
+            "x-official-id": "CB-DEMO-01",
+            "x-purpose": quote("Tiếp nhận hồ sơ (demo)"),
+        }
+        limit = asyncio.Semaphore(8)
+
+        async def one(stream: DossierStream) -> None:
+            applicant = stream.events[0]["dossier"]["applicant"]
+            async with limit:
+                answer = await client.get(f"/v1/citizens/{applicant['id_number']}", headers=headers)
+            code = answer.json()["error"]["code"] if answer.status_code != 200 else "found"
+            outcomes[
+                {"citizen_not_found": "not_found", "population_unavailable": "unavailable"}.get(code, code)
+            ] += 1
+
+        await asyncio.gather(*(one(s) for s in streams))
+        return dict(sorted(outcomes.items()))
 
     async def _send_all(
         self, client: httpx.AsyncClient, events: list[dict[str, Any]], duplicates: list[Any]
