@@ -81,9 +81,16 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo)
 
     sandbox = sub.add_parser("sandbox", help="serve one sandbox peer on loopback (for benchmarks and trials)")
-    sandbox.add_argument("peer", choices=("portal", "emc"))
+    sandbox.add_argument("peer", choices=("portal", "emc", "population"))
     sandbox.add_argument("--port", type=int, default=0, help="0 picks a free port, printed on stdout")
     sandbox.add_argument("--fault-rate", type=float, default=0.0)
+    sandbox.add_argument(
+        "--citizens",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="population: register N synthetic citizens, SoDinhDanh 046000000000 upwards (1000)",
+    )
     sandbox.set_defaults(handler=_sandbox)
 
     mapping.add_commands(sub)
@@ -174,14 +181,19 @@ def _demo(args: argparse.Namespace) -> int:
 def _sandbox(args: argparse.Namespace) -> int:
     from lienthong.sandbox import EmcSandbox, FaultPlan, PortalSandbox  # noqa: PLC0415
     from lienthong.sandbox.dossiers import PROCEDURE_CODES  # noqa: PLC0415
+    from lienthong.sandbox.population import PopulationSandbox, synthetic_citizen  # noqa: PLC0415
     from lienthong.serving import HttpServer, run  # noqa: PLC0415
 
     faults = FaultPlan(rate=args.fault_rate)
-    peer = (
-        PortalSandbox(procedures=PROCEDURE_CODES, faults=faults)
-        if args.peer == "portal"
-        else EmcSandbox(faults=faults)
-    )
+    peer: Any
+    if args.peer == "portal":
+        peer = PortalSandbox(procedures=PROCEDURE_CODES, faults=faults)
+    elif args.peer == "emc":
+        peer = EmcSandbox(faults=faults)
+    else:
+        peer = PopulationSandbox(faults=faults)
+        for n in range(args.citizens):
+            peer.add(synthetic_citizen(f"046{n:09d}", f"Công Dân Thử {n}"))
 
     async def serve() -> None:
         server = HttpServer(peer, port=args.port, lifespan="off")
