@@ -20,6 +20,7 @@ def exported_names() -> set[str]:
     metrics.delivery_latency.labels("d", "o").observe(0.1)
     metrics.observe_outbox([], ["d"], 0)
     metrics.events_received.labels("t", "accepted").inc()
+    metrics.citizen_lookups.labels("found").inc()
     return {sample.name for family in registry.collect() for sample in family.samples}
 
 

@@ -18,9 +18,12 @@ def test_check_accepts_the_example(
 ) -> None:
     for name in ("PORTAL_DSTCODE", "PORTAL_USERNAME", "PORTAL_PASSWORD", "EMC_SITE_ID", "EMC_TOKEN"):
         monkeypatch.setenv(name, "x")
+    monkeypatch.setenv("POPULATION_MA_TICH_HOP", "T1")
+    monkeypatch.setenv("CITIZEN_AUDIT_KEY", "an-audit-key-of-sixteen-plus")
     assert main(["check", str(EXAMPLE)]) == 0
     out = capsys.readouterr().out
-    assert "ok (2 destinations, 8 deliveries in 4 routes, 3 mappings: portal_dossier@" in out
+    assert "ok (3 destinations, 8 deliveries in 4 routes, 3 mappings: portal_dossier@" in out
+    assert "e-forms: default@" in out
 
 
 def test_check_lists_the_problems_and_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

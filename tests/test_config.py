@@ -19,6 +19,8 @@ EXAMPLE_ENV = {
     "PORTAL_PASSWORD": "p",
     "EMC_SITE_ID": "S1",
     "EMC_TOKEN": "t",
+    "POPULATION_MA_TICH_HOP": "T1",
+    "CITIZEN_AUDIT_KEY": "an-audit-key-of-sixteen-plus",
 }
 
 
@@ -40,7 +42,7 @@ def line_of(text: str, needle: str) -> int:
 
 def test_the_example_config_is_valid() -> None:
     config = load_config(EXAMPLE, env=EXAMPLE_ENV)
-    assert set(config.destinations) == {"emc", "portal"}
+    assert set(config.destinations) == {"emc", "population", "portal"}
     routes = build_routes(config, SpecLoader()).for_type("dossier.received")
     assert [(r.destination, r.operation, r.mapping.name) for r in routes] == [
         ("portal", "DongBoHoSoMC", "portal_dossier"),
@@ -57,7 +59,7 @@ def test_an_unknown_destination_names_its_path_line_and_the_known_ones() -> None
     )
     line = line_of(text, "to: portl")
     assert errors_of(text, EXAMPLE_ENV) == [
-        f"lienthong.yaml:{line} routes[1].deliver[1].to: unknown destination 'portl' (known: emc, portal)"
+        f"lienthong.yaml:{line} routes[1].deliver[1].to: unknown destination 'portl' (known: emc, population, portal)"
     ]
 
 

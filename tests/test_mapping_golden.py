@@ -168,6 +168,8 @@ def test_check_names_a_broken_mapping_a_route_uses(
         "PORTAL_PASSWORD": "p",
         "EMC_SITE_ID": "S",
         "EMC_TOKEN": "t",
+        "POPULATION_MA_TICH_HOP": "T1",
+        "CITIZEN_AUDIT_KEY": "an-audit-key-of-sixteen-plus",
     }.items():
         monkeypatch.setenv(name, value)
     spec = tmp_path / "mappings" / "my_emc.yaml"

@@ -218,6 +218,14 @@ def build_prefill(
     config: Config, population: PopulationAdapter, outbox: Outbox, metrics: Metrics, loader: SpecLoader
 ) -> Prefill:
     """Raises ConfigError when a form's mapping does not compile."""
+    forms = compile_forms(config, loader)
+    key = config.citizens.audit_key
+    assert key is not None  # checked when the config loaded
+    return Prefill(population, forms, outbox, metrics, audit_key=key.get_secret_value().encode())
+
+
+def compile_forms(config: Config, loader: SpecLoader) -> dict[str, CompiledMapping]:
+    """The e-form mappings of ``citizens.forms``. Raises ConfigError listing every problem."""
     forms: dict[str, CompiledMapping] = {}
     issues: list[ConfigIssue] = []
     for name, ref in config.citizens.forms.items():
@@ -228,9 +236,7 @@ def build_prefill(
             issues.extend(exc.issues)
     if issues:
         raise ConfigError(issues)
-    key = config.citizens.audit_key
-    assert key is not None  # checked when the config loaded
-    return Prefill(population, forms, outbox, metrics, audit_key=key.get_secret_value().encode())
+    return forms
 
 
 def retry_policy(config: RetryConfig) -> RetryPolicy:

@@ -105,15 +105,18 @@ def _load(path: Path) -> Any:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from lienthong.app import build_routes  # noqa: PLC0415
+    from lienthong.app import build_routes, compile_forms  # noqa: PLC0415
     from lienthong.mappings import FunctionRegistry, SpecLoader  # noqa: PLC0415
 
     config = _load(args.config)
-    mappings = build_routes(config, SpecLoader(FunctionRegistry.with_plugins())).mappings()
+    loader = SpecLoader(FunctionRegistry.with_plugins())
+    mappings = build_routes(config, loader).mappings()
+    forms = compile_forms(config, loader) if config.citizens.source else {}
     routes = sum(len(r.deliver) for r in config.routes)
     counts = (
         f"{len(config.destinations)} destinations, {routes} deliveries in {len(config.routes)} routes,"
         f" {len(mappings)} mappings: {', '.join(f'{m.name}@{m.short_hash}' for m in mappings)}"
+        + (f"; e-forms: {', '.join(f'{n}@{m.short_hash}' for n, m in forms.items())}" if forms else "")
     )
     print(f"{args.config}: ok ({counts})")
     return EXIT_OK
