@@ -22,6 +22,7 @@ from lienthong import __version__
 from lienthong.adapters.base import Adapter
 from lienthong.adapters.emc import EmcAdapter
 from lienthong.adapters.http import HttpPeer, make_transport
+from lienthong.adapters.paygov import PayGovAdapter, PayGovSettings
 from lienthong.adapters.population import PopulationAdapter, make_soap_transport
 from lienthong.adapters.portal import PortalAdapter, PortalCredentials
 from lienthong.api.auth import BearerAuth
@@ -30,6 +31,7 @@ from lienthong.api.errors import install_error_handlers
 from lienthong.api.events import events_router
 from lienthong.api.health import health_router
 from lienthong.api.limits import BodySizeLimit
+from lienthong.api.payments import payments_router
 from lienthong.bus.deadletters import DeadLetters
 from lienthong.bus.dispatcher import Dispatcher
 from lienthong.bus.ingest import Ingestor
@@ -42,6 +44,7 @@ from lienthong.config import (
     Config,
     Destination,
     EmcDestination,
+    PayGovDestination,
     PopulationDestination,
     PortalDestination,
     RetryConfig,
@@ -49,6 +52,7 @@ from lienthong.config import (
 from lienthong.errors import ConfigError, ConfigIssue
 from lienthong.mappings import BUNDLED_PREFIX, CompiledMapping, FunctionRegistry, SpecLoader
 from lienthong.observability.metrics import Metrics
+from lienthong.payments import CallbackScheme, HmacFieldsScheme, PayGovScheme, PaymentCallbacks
 
 log = logging.getLogger("lienthong.app")
 
@@ -66,6 +70,7 @@ class Lienthong:
     dispatcher: Dispatcher
     adapters: dict[str, Adapter]
     prefill: Prefill | None = None
+    payments: PaymentCallbacks | None = None
     population: PopulationAdapter | None = None
     api: FastAPI = field(init=False)
     _dispatch_task: asyncio.Task[None] | None = field(default=None, init=False)
@@ -115,7 +120,7 @@ def build(
     store = config.store
     outbox = Outbox(lambda: SqliteOutbox(store.path, synchronous=store.synchronous), clock=clock)
     adapters = {
-        name: build_adapter(name, dest)
+        name: build_adapter(name, dest, outbox)
         for name, dest in config.destinations.items()
         if not isinstance(dest, PopulationDestination)
     }
@@ -136,6 +141,10 @@ def build(
     if config.citizens.source is not None:
         node.population = build_population(config, config.citizens.source)
         node.prefill = build_prefill(config, node.population, outbox, metrics, loader)
+    schemes = payment_schemes(config)
+    if schemes:
+        code_field = config.events.dossier_code_field
+        node.payments = PaymentCallbacks(schemes, outbox, ingestor, dossier_code_field=code_field)
     node.api = build_api(node)
     return node
 
@@ -165,6 +174,8 @@ def build_api(node: Lienthong) -> FastAPI:
     )
     if node.prefill is not None:
         api.include_router(citizens_router(prefill=node.prefill, auth=auth))
+    if node.payments is not None:
+        api.include_router(payments_router(callbacks=node.payments, outbox=node.outbox, auth=auth))
     api.add_middleware(BodySizeLimit, max_bytes=config.server.max_body_bytes)
     return api
 
@@ -244,7 +255,19 @@ def retry_policy(config: RetryConfig) -> RetryPolicy:
     return RetryPolicy(backoff, StopAfterAttempts(config.max_attempts) | StopAfterAge(config.max_age_s))
 
 
-def build_adapter(name: str, dest: Destination) -> Adapter:
+def payment_schemes(config: Config) -> dict[str, CallbackScheme]:
+    schemes: dict[str, CallbackScheme] = {}
+    if config.payments.paygov is not None:
+        paygov = config.destinations[config.payments.paygov]
+        assert isinstance(paygov, PayGovDestination)  # checked when the config loaded
+        schemes["paygov"] = PayGovScheme(paygov.secret.get_secret_value(), paygov.partner_code)
+    for bank, settings in config.payments.banks.items():
+        secret = settings.secret.get_secret_value()
+        schemes[bank] = HmacFieldsScheme(bank, secret, settings.fields, settings.header)
+    return schemes
+
+
+def build_adapter(name: str, dest: Destination, outbox: Outbox) -> Adapter:
     peer = HttpPeer(
         dest.base_url, make_transport(max_connections=dest.max_connections), timeout_s=dest.timeout_s
     )
@@ -260,4 +283,7 @@ def build_adapter(name: str, dest: Destination) -> Adapter:
     if isinstance(dest, EmcDestination):
         token = dest.bearer_token.get_secret_value() if dest.bearer_token else None
         return EmcAdapter(name, peer, tracking_path=dest.tracking_path, bearer_token=token)
+    if isinstance(dest, PayGovDestination):
+        settings = PayGovSettings(dest.partner_code, dest.secret.get_secret_value(), dest.service_path)
+        return PayGovAdapter(name, peer, settings, outbox)
     raise AssertionError(f"unhandled destination kind {dest!r}")

@@ -148,10 +148,23 @@ class PopulationDestination(_HttpDestination):
     ma_dvc: str = Field(min_length=1, description="MaDVC: the public service the look-ups serve.")
 
 
+class PayGovDestination(_HttpDestination):
+    """The portal's payment platform (PayGov-style): INIT creates a payment and its pay URL."""
+
+    operations: ClassVar[tuple[str, ...]] = ("INIT",)
+    default_mappings: ClassVar[dict[str, str]] = {"INIT": "bundled:paygov_init"}
+
+    kind: Literal["paygov"]
+    service_path: str = "/api/paygov"
+    partner_code: str = Field(min_length=1, description="MaDoiTac: the province's partner code.")
+    secret: SecretStr = Field(description="The shared secret of MaXacThuc (use ${ENV}).")
+
+
 Destination = Annotated[
-    PortalDestination | EmcDestination | PopulationDestination, Field(discriminator="kind")
+    PortalDestination | EmcDestination | PopulationDestination | PayGovDestination,
+    Field(discriminator="kind"),
 ]
-DESTINATION_KINDS = ("emc", "population", "portal")
+DESTINATION_KINDS = ("emc", "paygov", "population", "portal")
 
 
 class DeliveryRule(_Model):
@@ -186,6 +199,27 @@ class CitizensConfig(_Model):
     )
 
 
+class BankConfig(_Model):
+    """A bank's payment notifications: HMAC-SHA256 over named fields, sent in a header."""
+
+    secret: SecretStr
+    fields: list[str] = Field(
+        default_factory=lambda: ["transaction_id", "reference", "amount", "paid_at", "status"],
+        min_length=1,
+        description="The signed fields, in order, joined by |.",
+    )
+    header: str = Field(default="x-signature", description="The header carrying the hex signature.")
+
+
+class PaymentsConfig(_Model):
+    """Payment callbacks: POST /v1/payments/paygov/confirm and /v1/payments/banks/{bank}/notify."""
+
+    paygov: str | None = Field(
+        default=None, description="The paygov destination whose secret signs confirms."
+    )
+    banks: dict[str, BankConfig] = Field(default_factory=dict)
+
+
 class EventsConfig(_Model):
     dossier_code_field: str = Field(
         default="code", min_length=1, description="Key of the dossier code inside each event's `dossier`."
@@ -203,6 +237,7 @@ class Config(_Model):
     destinations: dict[str, Destination] = Field(default_factory=dict)
     routes: list[Route] = Field(default_factory=list)
     citizens: CitizensConfig = CitizensConfig()
+    payments: PaymentsConfig = PaymentsConfig()
 
     _source: LocatedDocument | None = PrivateAttr(default=None)
     _base_dir: Path | None = PrivateAttr(default=None)
@@ -295,6 +330,13 @@ def _cross_check(config: Config, doc: LocatedDocument) -> list[ConfigIssue]:
                 issues.append(doc.issue(where, f"{rule.to}.{rule.operation} is listed twice for {route.on}"))
             seen.add((route.on, rule.to, rule.operation))
     issues.extend(_check_citizens(config, doc))
+    if config.payments.paygov is not None and not isinstance(
+        config.destinations.get(config.payments.paygov), PayGovDestination
+    ):
+        kinds = sorted(n for n, d in config.destinations.items() if isinstance(d, PayGovDestination))
+        known = ", ".join(kinds) or "none configured"
+        message = f"not a paygov destination: {config.payments.paygov!r} (known: {known})"
+        issues.append(doc.issue(("payments", "paygov"), message))
     return issues
 
 

@@ -18,6 +18,7 @@ from typing import Generic, TypeVar
 from lienthong.bus.committer import Committer
 from lienthong.bus.ledger import LedgerEntry
 from lienthong.bus.store import (
+    CallbackRecord,
     ClaimedDelivery,
     DestinationStats,
     IngestItem,
@@ -27,6 +28,7 @@ from lienthong.bus.store import (
     MessageView,
     OutboxStore,
     Outcome,
+    PaymentRecord,
     Replay,
     StoredEvent,
 )
@@ -124,6 +126,18 @@ class Outbox:
 
     async def ledger_entry(self, dossier_code: str) -> LedgerEntry | None:
         return await self._committer.call(lambda s: s.ledger_entry(dossier_code))
+
+    async def save_payment(self, payment: PaymentRecord) -> None:
+        await self._committer.call(lambda s: s.save_payment(payment))
+
+    async def payment(self, reference: str) -> PaymentRecord | None:
+        return await self._committer.call(lambda s: s.payment(reference))
+
+    async def record_callback(self, record: CallbackRecord) -> None:
+        await self._committer.call(lambda s: s.record_callback(record))
+
+    async def callbacks(self, limit: int = 100) -> list[CallbackRecord]:
+        return await self._committer.call(lambda s: s.callbacks(limit))
 
     async def record_lookup(self, record: LookupRecord) -> None:
         await self._committer.call(lambda s: s.record_lookups([record]))

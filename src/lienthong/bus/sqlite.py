@@ -21,6 +21,7 @@ import orjson
 from lienthong.bus.ledger import LedgerEntry
 from lienthong.bus.store import (
     AttemptView,
+    CallbackRecord,
     ClaimedDelivery,
     DestinationStats,
     IngestItem,
@@ -29,6 +30,7 @@ from lienthong.bus.store import (
     MappingVersion,
     MessageView,
     Outcome,
+    PaymentRecord,
     Replay,
     StoredEvent,
 )
@@ -106,6 +108,26 @@ CREATE TABLE IF NOT EXISTS lookups (
     form           TEXT NOT NULL,
     outcome        TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS payments (
+    reference       TEXT PRIMARY KEY,
+    dossier_code    TEXT NOT NULL,
+    unit_code       TEXT NOT NULL,
+    amount          BIGINT NOT NULL,
+    dossier         TEXT NOT NULL,
+    pay_url         TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    transaction_id  TEXT NOT NULL,
+    updated_ms      BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS payment_callbacks (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_ms     BIGINT NOT NULL,
+    channel         TEXT NOT NULL,
+    reference       TEXT NOT NULL,
+    transaction_id  TEXT NOT NULL,
+    verdict         TEXT NOT NULL,
+    status          TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS dossiers (
     dossier_code     TEXT PRIMARY KEY,
     unit_code        TEXT NOT NULL,
@@ -178,6 +200,10 @@ FROM v WHERE outbox.message_id = v.message_id""",
 )
 _KEEP_FIRST = "ON CONFLICT (hash) DO NOTHING"
 _LOOKUP_COLUMNS = "request_id, at_ms, caller, official_id, purpose, subject_ref, form, outcome"
+_PAYMENT_COLUMNS = (
+    "reference, dossier_code, unit_code, amount, dossier, pay_url, status, transaction_id, updated_ms"
+)
+_CALLBACK_COLUMNS = "received_ms, channel, reference, transaction_id, verdict, status"
 # Steps from each older schema version to the next; the CREATE ... IF NOT EXISTS script adds new tables.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
@@ -427,6 +453,33 @@ class SqliteOutbox:
             (f"INSERT INTO lookups ({_LOOKUP_COLUMNS})", ""),
             [tuple(getattr(r, name) for name in _LOOKUP_COLUMNS.split(", ")) for r in records],
         )
+
+    def save_payment(self, payment: PaymentRecord) -> None:
+        columns = _PAYMENT_COLUMNS.split(", ")
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
+        self._db.execute(
+            f"INSERT INTO payments ({_PAYMENT_COLUMNS}) VALUES ({', '.join('?' * len(columns))})"
+            f" ON CONFLICT (reference) DO UPDATE SET {updates}",
+            [getattr(payment, c) for c in columns],
+        )
+
+    def payment(self, reference: str) -> PaymentRecord | None:
+        row = self._db.execute(
+            f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE reference = ?", (reference,)
+        ).fetchone()
+        return PaymentRecord(*row) if row is not None else None
+
+    def record_callback(self, record: CallbackRecord) -> None:
+        self._db.execute(
+            f"INSERT INTO payment_callbacks ({_CALLBACK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+            [getattr(record, c) for c in _CALLBACK_COLUMNS.split(", ")],
+        )
+
+    def callbacks(self, limit: int) -> list[CallbackRecord]:
+        rows = self._db.execute(
+            f"SELECT {_CALLBACK_COLUMNS} FROM payment_callbacks ORDER BY id DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [CallbackRecord(*row) for row in rows]
 
     def lookups(self, limit: int) -> list[LookupRecord]:
         rows = self._db.execute(

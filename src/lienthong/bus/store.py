@@ -65,6 +65,36 @@ class LookupRecord:
 
 
 @dataclass(frozen=True)
+class PaymentRecord:
+    """A fee payment lienthong asked the payment platform for: keyed by our reference (MaThamChieu).
+
+    ``dossier`` is the dossier as the request carried it (JSON), so the confirmation event can carry it on.
+    """
+
+    reference: str
+    dossier_code: str
+    unit_code: str
+    amount: int
+    dossier: str
+    pay_url: str
+    status: str
+    transaction_id: str
+    updated_ms: int
+
+
+@dataclass(frozen=True)
+class CallbackRecord:
+    """One payment callback received, trusted or not: what came of it (``verdict``)."""
+
+    received_ms: int
+    channel: str
+    reference: str
+    transaction_id: str
+    verdict: str
+    status: str
+
+
+@dataclass(frozen=True)
 class IngestItem:
     event: ParsedEvent
     deliveries: tuple[PlannedDelivery, ...]
@@ -201,6 +231,18 @@ class OutboxStore(Protocol):
         ...
 
     def record_lookups(self, records: list[LookupRecord]) -> None: ...
+
+    def save_payment(self, payment: PaymentRecord) -> None:
+        """Create or replace the payment with ``payment.reference``."""
+        ...
+
+    def payment(self, reference: str) -> PaymentRecord | None: ...
+
+    def record_callback(self, record: CallbackRecord) -> None: ...
+
+    def callbacks(self, limit: int) -> list[CallbackRecord]:
+        """The latest callbacks, newest first."""
+        ...
 
     def lookups(self, limit: int) -> list[LookupRecord]:
         """The latest look-ups, newest first."""

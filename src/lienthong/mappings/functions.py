@@ -348,6 +348,22 @@ def _replace(args: ReplaceArgs, _: FunctionContext) -> Transform:
     return lambda value: _text("replace", value).replace(args.old, args.new)
 
 
+class AffixArgs(Args):
+    text: str
+
+
+@_builtin("prefix", AffixArgs)
+def _prefix(args: AffixArgs, _: FunctionContext) -> Transform:
+    """Put ``text`` before the value."""
+    return lambda value: args.text + _text("prefix", value)
+
+
+@_builtin("suffix", AffixArgs)
+def _suffix(args: AffixArgs, _: FunctionContext) -> Transform:
+    """Put ``text`` after the value."""
+    return lambda value: _text("suffix", value) + args.text
+
+
 class TruncateArgs(Args):
     max: int = Field(ge=0)
 

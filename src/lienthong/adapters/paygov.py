@@ -1,0 +1,139 @@
+"""The payment platform's INIT (create a payment, get its pay URL) and QUERY, as a bus adapter.
+
+INIT is reached through the outbox (route ``payment.requested`` → ``paygov.INIT``), so it is retried like
+any delivery. A retry must never create a second payment: on any attempt after the first, the adapter asks
+QUERY for the reference first, and a duplicate-reference answer to INIT is looked up the same way. The
+payment is recorded (reference, dossier, amount, pay URL) for the confirm callback to find.
+
+Message and reply field names follow DESIGN §4; the reply's ``UrlThanhToan`` and the error codes below
+are (assumed) and configurable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from lienthong.adapters.base import Receipt, json_body, map_transport_errors, raise_for_status
+from lienthong.adapters.http import HttpPeer
+from lienthong.bus.outbox import Outbox
+from lienthong.bus.store import ClaimedDelivery, PaymentRecord
+from lienthong.errors import PermanentError, RetryableError, StoreError
+from lienthong.mappings.dates import VIETNAM
+from lienthong.payments import INIT_FIELDS, PHIEN_BAN, QUERY_FIELDS, field_text, paygov_code
+
+
+@dataclass(frozen=True)
+class PayGovSettings:
+    partner_code: str  # MaDoiTac
+    secret: str
+    service_path: str = "/api/paygov"
+    duplicate_codes: frozenset[str] = frozenset({"13"})  # (assumed) "this MaThamChieu already exists"
+    not_found_codes: frozenset[str] = frozenset({"06"})  # (assumed) QUERY: "no such payment"
+
+
+class PayGovAdapter:
+    operations = ("INIT",)
+
+    def __init__(self, name: str, peer: HttpPeer, settings: PayGovSettings, outbox: Outbox) -> None:
+        self.name = name
+        self._peer = peer
+        self._settings = settings
+        self._endpoint = peer.endpoint(settings.service_path)
+        self._outbox = outbox
+
+    async def deliver(self, delivery: ClaimedDelivery, body: dict[str, Any]) -> Receipt:
+        """``body`` is the INIT message's business fields (the bundled paygov_init mapping)."""
+        if delivery.operation != "INIT":
+            raise PermanentError(
+                f"unknown operation {delivery.operation!r}",
+                destination=self.name,
+                operation=delivery.operation,
+            )
+        reference = field_text(body.get("MaThamChieu"))
+        if not reference:
+            raise PermanentError(
+                "the mapped payment has no MaThamChieu", destination=self.name, operation="INIT"
+            )
+        with map_transport_errors(self.name, "INIT"):
+            existing = await self._query(reference) if delivery.attempts > 0 else None
+            if existing is None:
+                answer = await self._send(
+                    "INIT", {**body, "MaNganHang": body.get("MaNganHang", "")}, INIT_FIELDS
+                )
+                code = field_text(answer.get("MaLoi"))
+                if code in self._settings.duplicate_codes:
+                    existing = await self._query(reference)
+                elif code != "00":
+                    raise self._refused("INIT", answer)
+                else:
+                    existing = answer
+        if existing is None:
+            raise PermanentError(
+                "INIT says the reference exists but QUERY cannot find it",
+                destination=self.name,
+                operation="INIT",
+            )
+        await self._record(delivery, body, field_text(existing.get("UrlThanhToan")))
+        return Receipt(http_status=200)
+
+    async def query(self, reference: str) -> dict[str, Any] | None:
+        """The platform's view of one payment (TrangThaiGD, MaGiaoDich, SoTien), or None if unknown."""
+        with map_transport_errors(self.name, "QUERY"):
+            return await self._query(reference)
+
+    async def aclose(self) -> None:
+        await self._peer.aclose()
+
+    async def _query(self, reference: str) -> dict[str, Any] | None:
+        answer = await self._send("QUERY", {"MaThamChieu": reference}, QUERY_FIELDS)
+        code = field_text(answer.get("MaLoi"))
+        if code in self._settings.not_found_codes:
+            return None
+        if code != "00":
+            raise self._refused("QUERY", answer)
+        return answer
+
+    async def _send(self, kind: str, fields: dict[str, Any], signed: tuple[str, ...]) -> dict[str, Any]:
+        message = {
+            **fields,
+            "LoaiBanTin": kind,
+            "PhienBan": PHIEN_BAN,
+            "MaDoiTac": self._settings.partner_code,
+            "ThoiGianGD": datetime.now(VIETNAM).strftime("%Y%m%d%H%M%S"),
+        }
+        message["MaXacThuc"] = paygov_code(message, signed, self._settings.secret)
+        response = await self._endpoint.post(orjson.dumps(message), {"content-type": "application/json"})
+        raise_for_status(response, self.name, kind)
+        return json_body(response, self.name, kind)
+
+    def _refused(self, kind: str, answer: dict[str, Any]) -> PermanentError:
+        code = field_text(answer.get("MaLoi"))
+        message = f"payment platform refused {kind}: {answer.get('MoTaLoi', '')}".rstrip(": ")
+        return PermanentError(message, destination=self.name, operation=kind, status=200, remote_code=code)
+
+    async def _record(self, delivery: ClaimedDelivery, body: dict[str, Any], pay_url: str) -> None:
+        event = delivery.event
+        record = self._outbox.save_payment(
+            PaymentRecord(
+                reference=field_text(body["MaThamChieu"]),
+                dossier_code=delivery.dossier_code,
+                unit_code=event.unit_code,
+                amount=int(field_text(body.get("SoTien")) or 0),
+                dossier=orjson.dumps(event.dossier).decode(),
+                pay_url=pay_url,
+                status="initiated",
+                transaction_id="",
+                updated_ms=self._outbox.now_ms(),
+            )
+        )
+        try:
+            await record
+        except StoreError as exc:
+            # The payment exists at the platform; the next attempt finds it with QUERY and records it.
+            raise RetryableError(
+                f"cannot record the payment: {exc}", destination=self.name, operation="INIT"
+            ) from exc

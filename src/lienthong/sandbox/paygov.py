@@ -1,0 +1,126 @@
+"""Sandbox payment platform (PayGov-style): INIT and QUERY with MaXacThuc checked, and confirm callbacks.
+
+A payment is created by INIT (pending, with a pay URL) and settled by ``pay``, which plays the citizen
+paying at the bank: it marks the payment and POSTs the signed confirm callback to the province's URL, as
+the real platform does. INIT with a reference it already holds answers the duplicate code, never a second
+payment. Codes: 00 ok, 06 not found, 07 bad MaXacThuc, 13 duplicate reference (06, 07 and 13 assumed).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+
+from lienthong.payments import CONFIRM_FIELDS, INIT_FIELDS, QUERY_FIELDS, field_text, paygov_code
+from lienthong.sandbox.base import Answer, FaultPlan, Peer, Received, Request
+
+_REQUIRED_INIT = ("MaThamChieu", "SoTien", "MaTienTe", "ThongTinGiaoDich", "ThoiGianGD")
+
+
+@dataclass
+class SandboxPayment:
+    reference: str
+    amount: int
+    info: str
+    status: str = "3"  # 1 paid, 3 pending, 4 failed
+    transaction_id: str = ""
+
+
+class PayGovSandbox(Peer):
+    def __init__(
+        self,
+        *,
+        partner_code: str = "LIENTHONG-H56",
+        secret: str = "sandbox-paygov-secret",  # noqa: S107 (a simulator's own test secret)
+        path: str = "/api/paygov",
+        faults: FaultPlan | None = None,
+    ) -> None:
+        super().__init__(faults)
+        self.partner_code = partner_code
+        self.secret = secret
+        self.payments: dict[str, SandboxPayment] = {}
+        self.base_url = ""
+        self._ids = itertools.count(1)
+        self.routes[("POST", path)] = self._message
+
+    async def _message(self, request: Request) -> Answer:
+        try:
+            message = orjson.loads(request.body)
+        except orjson.JSONDecodeError:
+            return Answer.json({"MaLoi": "01", "MoTaLoi": "Dữ liệu không phải JSON"}, 400)
+        if not isinstance(message, dict):
+            return Answer.json({"MaLoi": "01", "MoTaLoi": "Dữ liệu không hợp lệ"}, 400)
+        kind = message.get("LoaiBanTin")
+        fields = {"INIT": INIT_FIELDS, "QUERY": QUERY_FIELDS}.get(str(kind))
+        if fields is None:
+            return Answer.json({"MaLoi": "02", "MoTaLoi": f"LoaiBanTin không hỗ trợ: {kind!r}"})
+        if message.get("MaDoiTac") != self.partner_code:
+            return Answer.json({"MaLoi": "03", "MoTaLoi": "MaDoiTac không hợp lệ"})
+        if str(message.get("MaXacThuc", "")) != paygov_code(message, fields, self.secret):
+            return Answer.json({"MaLoi": "07", "MoTaLoi": "Sai mã xác thực"})
+        return self._init(message) if kind == "INIT" else self._query(message)
+
+    def _init(self, message: dict[str, Any]) -> Answer:
+        missing = [f for f in _REQUIRED_INIT if not field_text(message.get(f))]
+        if missing:
+            return Answer.json({"MaLoi": "04", "MoTaLoi": f"Thiếu trường: {', '.join(missing)}"})
+        if not field_text(message["SoTien"]).isdigit() or int(field_text(message["SoTien"])) <= 0:
+            return Answer.json({"MaLoi": "05", "MoTaLoi": "SoTien phải là số nguyên dương"})
+        reference = field_text(message["MaThamChieu"])
+        if reference in self.payments:
+            return Answer.json({"MaLoi": "13", "MoTaLoi": "MaThamChieu đã tồn tại"})
+        self.payments[reference] = SandboxPayment(
+            reference, int(field_text(message["SoTien"])), field_text(message["ThongTinGiaoDich"])
+        )
+        self.record(Received("INIT", reference, reference, message))
+        return Answer.json({"MaLoi": "00", "MoTaLoi": "Thành công", "UrlThanhToan": self._pay_url(reference)})
+
+    def _query(self, message: dict[str, Any]) -> Answer:
+        payment = self.payments.get(field_text(message.get("MaThamChieu")))
+        if payment is None:
+            return Answer.json({"MaLoi": "06", "MoTaLoi": "Không tìm thấy giao dịch"})
+        return Answer.json(
+            {
+                "MaLoi": "00",
+                "MaThamChieu": payment.reference,
+                "SoTien": payment.amount,
+                "TrangThaiGD": payment.status,
+                "MaGiaoDich": payment.transaction_id,
+                "UrlThanhToan": self._pay_url(payment.reference),
+            }
+        )
+
+    def _pay_url(self, reference: str) -> str:
+        return f"{self.base_url}/pay/{reference}"
+
+    def confirmation(
+        self, reference: str, status: str = "1", *, at: str = "20261123091245"
+    ) -> dict[str, Any]:
+        """The signed confirm callback for ``reference`` (TrangThaiGD ``status``), marking the payment."""
+        payment = self.payments[reference]
+        payment.status = status
+        payment.transaction_id = payment.transaction_id or f"PG{next(self._ids):010d}"
+        message: dict[str, Any] = {
+            "LoaiBanTin": "CONFIRM",
+            "PhienBan": "1.0.6",
+            "MaLoi": "00" if status == "1" else "10",
+            "MaDoiTac": self.partner_code,
+            "MaThamChieu": reference,
+            "SoTien": payment.amount,
+            "MaTienTe": "VND",
+            "MaGiaoDich": payment.transaction_id,
+            "MaNganHang": "VCB",
+            "ThoiGianGD": at,
+            "ThongTinGiaoDich": payment.info,
+            "TrangThaiGD": status,
+        }
+        message["MaXacThuc"] = paygov_code(message, CONFIRM_FIELDS, self.secret)
+        return message
+
+    def pay(self, reference: str, callback_url: str, status: str = "1") -> httpx.Response:
+        """Play the citizen paying: send the confirm callback to the province, as the platform would."""
+        return httpx.post(callback_url, json=self.confirmation(reference, status), timeout=10)
