@@ -92,7 +92,8 @@ def test_a_wrong_destination_field_names_the_destination_not_its_kind() -> None:
 def test_an_unknown_destination_kind_lists_the_known_kinds() -> None:
     (error,) = errors_of("destinations:\n  x:\n    kind: ftp\n")
     assert (
-        error == "lienthong.yaml:3 destinations.x.kind: unknown kind 'ftp' (known: emc, paygov, population, portal)"
+        error
+        == "lienthong.yaml:3 destinations.x.kind: unknown kind 'ftp' (known: emc, paygov, population, portal)"
     )
 
 

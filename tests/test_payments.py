@@ -1,0 +1,275 @@
+"""Online fees: MaXacThuc, INIT through the outbox without double payments, confirm and bank callbacks."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import hashlib
+import hmac
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import AUTH, ROUTES, Peers, Running, RunNode, config_dict
+from lienthong.payments import CONFIRM_FIELDS, INIT_FIELDS, HmacFieldsScheme, paygov_code
+from lienthong.sandbox.dossiers import generate
+from lienthong.sandbox.paygov import PayGovSandbox
+from lienthong.serving import ThreadedServer
+
+SECRET = "sandbox-paygov-secret"
+BANK_SECRET = "vcb-notification-secret"
+
+
+def test_the_init_code_is_sha256_of_the_pipe_joined_fields_and_the_secret() -> None:
+    message = {
+        "LoaiBanTin": "INIT",
+        "PhienBan": "1.0.6",
+        "MaDoiTac": "LIENTHONG-H56",
+        "MaThamChieu": "TT-1",
+        "SoTien": 125000,
+        "LoaiHinhThanhToan": "PAY",
+        "MaKenhThanhToan": "1",
+        "MaThietBi": "1",
+        "NgonNgu": "vi",
+        "MaTienTe": "VND",
+        "MaNganHang": "",
+        "ThongTinGiaoDich": "Thanh toán phí hồ sơ HS-1",
+        "ThoiGianGD": "20261123091245",
+        "Ip": "127.0.0.1",
+    }
+    by_hand = "INIT|1.0.6|LIENTHONG-H56|TT-1|125000|PAY|1|1|vi|VND||Thanh toán phí hồ sơ HS-1|20261123091245|127.0.0.1|s3cret"
+    assert paygov_code(message, INIT_FIELDS, "s3cret") == hashlib.sha256(by_hand.encode("utf-8")).hexdigest()
+    assert paygov_code({**message, "Ip": "127.0.0.2"}, INIT_FIELDS, "s3cret") != paygov_code(
+        message, INIT_FIELDS, "s3cret"
+    )
+
+
+def test_the_confirm_code_covers_exactly_the_confirm_fields_in_order() -> None:
+    message = {
+        "LoaiBanTin": "CONFIRM",
+        "MaLoi": "00",
+        "MaDoiTac": "LIENTHONG-H56",
+        "MaThamChieu": "TT-1",
+        "SoTien": "125000",
+        "MaTienTe": "VND",
+        "MaGiaoDich": "PG0000000001",
+        "MaNganHang": "VCB",
+        "ThoiGianGD": "20261123091245",
+        "ThongTinGiaoDich": "Thanh toán",
+        "TrangThaiGD": "1",  # not signed
+    }
+    by_hand = "CONFIRM|00|LIENTHONG-H56|TT-1|125000|VND|PG0000000001|VCB|20261123091245|Thanh toán|k"
+    expected = hashlib.sha256(by_hand.encode("utf-8")).hexdigest()
+    assert paygov_code(message, CONFIRM_FIELDS, "k") == expected
+    assert paygov_code({**message, "TrangThaiGD": "4"}, CONFIRM_FIELDS, "k") == expected
+    assert paygov_code({**message, "SoTien": "125001"}, CONFIRM_FIELDS, "k") != expected
+
+
+@pytest.fixture
+def paygov() -> Iterator[tuple[PayGovSandbox, str]]:
+    peer = PayGovSandbox(secret=SECRET)
+    with ThreadedServer(lambda: peer) as server:
+        peer.base_url = server.url
+        yield peer, server.url
+
+
+def payments_config(tmp_path: Path, peers: Peers, url: str, secret: str = SECRET) -> dict[str, Any]:
+    base = config_dict(tmp_path, peers)
+    return {
+        "destinations": {
+            **base["destinations"],
+            "paygov": {
+                "kind": "paygov",
+                "base_url": url,
+                "partner_code": "LIENTHONG-H56",
+                "secret": secret,
+                "timeout_s": 2,
+            },
+        },
+        "routes": [*ROUTES, {"on": "payment.requested", "deliver": [{"to": "paygov", "operation": "INIT"}]}],
+        "payments": {"paygov": "paygov", "banks": {"vcb": {"secret": BANK_SECRET}}},
+    }
+
+
+@pytest.fixture
+async def node(run_node: RunNode, tmp_path: Path, peers: Peers, paygov: tuple[PayGovSandbox, str]) -> Running:
+    running: Running = await run_node(**payments_config(tmp_path, peers, paygov[1]))
+    return running
+
+
+def payment_request(n: int = 0) -> tuple[dict[str, Any], str]:
+    event = copy.deepcopy(generate(n + 1, seed=5)[n].events[0])
+    dossier = event["dossier"]
+    dossier["fees"] = [
+        {"code": "LP01", "name": "Lệ phí", "amount": 100_000},
+        {"code": "PHI02", "name": "Phí", "amount": 25_000},
+    ]
+    reference = f"TT-{dossier['code']}"
+    dossier["payment"] = {"reference": reference}
+    event.update(event_id=f"{event['event_id']}-payreq", type="payment.requested")
+    return event, reference
+
+
+async def requested(node: Running, n: int = 0) -> str:
+    event, reference = payment_request(n)
+    assert (await node.post(event)).status_code == 202
+    await node.settle()
+    return reference
+
+
+async def pay(node: Running, paygov: PayGovSandbox, reference: str, status: str = "1") -> httpx.Response:
+    url = f"{node.client.base_url}/v1/payments/paygov/confirm"
+    return await asyncio.to_thread(paygov.pay, reference, url, status)
+
+
+async def test_a_requested_payment_gets_a_pay_url_and_a_good_confirm_becomes_one_event(
+    node: Running, paygov: tuple[PayGovSandbox, str]
+) -> None:
+    reference = await requested(node)
+    state = (await node.client.get(f"/v1/payments/{reference}", headers=AUTH)).json()
+    assert state["status"] == "initiated"
+    assert state["amount"] == 125_000
+    assert state["pay_url"] == f"{paygov[1]}/pay/{reference}"
+    answer = await pay(node, paygov[0], reference)
+    assert answer.json() == {"MaLoi": "00", "MoTaLoi": "Thành công"}
+    again = await pay(node, paygov[0], reference)  # the platform repeats callbacks it is unsure of
+    assert again.json()["MaLoi"] == "00"
+    state = (await node.client.get(f"/v1/payments/{reference}", headers=AUTH)).json()
+    assert state["status"] == "paid"
+    assert state["transaction_id"].startswith("PG")
+    assert node.sample("lienthong_events_received_total", type="payment.confirmed", outcome="accepted") == 1
+    assert node.sample("lienthong_events_received_total", type="payment.confirmed", outcome="duplicate") == 1
+    verdicts = [(c.verdict, c.status) for c in await node.node.outbox.callbacks()]
+    assert verdicts == [("accepted", "paid"), ("accepted", "paid")]
+
+
+async def test_a_bad_integrity_code_is_refused_recorded_and_never_trusted(
+    node: Running, paygov: tuple[PayGovSandbox, str]
+) -> None:
+    reference = await requested(node)
+    forged = {**paygov[0].confirmation(reference), "SoTien": 1}
+    answer = await node.client.post("/v1/payments/paygov/confirm", json=forged)
+    assert answer.status_code == 403
+    assert answer.json()["MaLoi"] == "07"
+    (record,) = await node.node.outbox.callbacks()
+    assert (record.verdict, record.reference) == ("bad_signature", reference)
+    assert node.sample("lienthong_events_received_total", type="payment.confirmed", outcome="accepted") == 0
+    state = (await node.client.get(f"/v1/payments/{reference}", headers=AUTH)).json()
+    assert state["status"] == "initiated"
+
+
+async def test_pending_and_failed_payments_are_recorded_without_an_event(
+    node: Running, paygov: tuple[PayGovSandbox, str]
+) -> None:
+    reference = await requested(node)
+    assert (await pay(node, paygov[0], reference, "3")).json()["MaLoi"] == "00"
+    assert (await node.client.get(f"/v1/payments/{reference}", headers=AUTH)).json()["status"] == "pending"
+    assert (await pay(node, paygov[0], reference, "4")).json()["MaLoi"] == "00"
+    assert (await node.client.get(f"/v1/payments/{reference}", headers=AUTH)).json()["status"] == "failed"
+    assert node.sample("lienthong_events_received_total", type="payment.confirmed", outcome="accepted") == 0
+
+
+async def test_unknown_references_amount_mismatches_and_garbage_are_refused(
+    node: Running, paygov: tuple[PayGovSandbox, str]
+) -> None:
+    reference = await requested(node)
+    peer = paygov[0]
+    peer.payments["TT-NOBODY"] = copy.copy(peer.payments[reference])
+    peer.payments["TT-NOBODY"].reference = "TT-NOBODY"
+    unknown = await node.client.post("/v1/payments/paygov/confirm", json=peer.confirmation("TT-NOBODY"))
+    assert (unknown.status_code, unknown.json()["MaLoi"]) == (404, "06")
+    peer.payments[reference].amount = 1_000
+    mismatch = await node.client.post("/v1/payments/paygov/confirm", json=peer.confirmation(reference))
+    assert (mismatch.status_code, mismatch.json()["MaLoi"]) == (409, "08")
+    garbage = await node.client.post("/v1/payments/paygov/confirm", content=b"{not json")
+    assert (garbage.status_code, garbage.json()["MaLoi"]) == (400, "01")
+    verdicts = [c.verdict for c in await node.node.outbox.callbacks()]
+    assert verdicts == ["invalid", "amount_mismatch", "unknown_reference"]
+
+
+async def test_a_retried_init_never_creates_a_second_payment(
+    node: Running, paygov: tuple[PayGovSandbox, str]
+) -> None:
+    paygov[0].inject("drop")  # the platform creates the payment, then the connection drops
+    reference = await requested(node)
+    assert list(paygov[0].payments) == [reference]
+    assert [r.operation for r in paygov[0].received] == ["INIT"]
+    state = (await node.client.get(f"/v1/payments/{reference}", headers=AUTH)).json()
+    assert state["status"] == "initiated"
+    assert state["pay_url"].endswith(reference)
+
+
+async def test_an_init_for_a_reference_the_platform_holds_finds_it_instead(
+    node: Running, paygov: tuple[PayGovSandbox, str]
+) -> None:
+    event, reference = payment_request(1)
+    from lienthong.sandbox.paygov import SandboxPayment  # noqa: PLC0415
+
+    paygov[0].payments[reference] = SandboxPayment(reference, 125_000, "made by an earlier node")
+    assert (await node.post(event)).status_code == 202
+    await node.settle()
+    state = (await node.client.get(f"/v1/payments/{reference}", headers=AUTH)).json()
+    assert state["status"] == "initiated"
+    assert paygov[0].received == []  # INIT answered "duplicate": nothing new was created
+
+
+async def test_a_refused_init_is_a_dead_letter_with_the_platforms_code(
+    run_node: RunNode, tmp_path: Path, peers: Peers, paygov: tuple[PayGovSandbox, str]
+) -> None:
+    running: Running = await run_node(**payments_config(tmp_path, peers, paygov[1], secret="wrong-secret"))
+    event, _ = payment_request()
+    (message_id,) = (await running.post(event)).json()["message_ids"]
+    await running.settle()
+    view = await running.node.outbox.message(message_id)
+    assert view is not None
+    assert view.status == "dead"
+    assert "payment platform refused INIT: Sai mã xác thực (http 200) (remote code 07)" in str(
+        view.last_error
+    )
+
+
+def bank_notice(reference: str, **changes: Any) -> dict[str, Any]:
+    return {
+        "transaction_id": "VCB-778899",
+        "reference": reference,
+        "amount": 125000,
+        "paid_at": "2026-11-23T09:30:00+07:00",
+        "status": "paid",
+        **changes,
+    }
+
+
+async def test_a_bank_notification_with_a_good_hmac_confirms_the_payment(node: Running) -> None:
+    reference = await requested(node)
+    notice = bank_notice(reference)
+    by_hand = f"VCB-778899|{reference}|125000|2026-11-23T09:30:00+07:00|paid"
+    signature = hmac.new(BANK_SECRET.encode(), by_hand.encode(), hashlib.sha256).hexdigest()
+    assert (
+        HmacFieldsScheme(
+            "vcb", BANK_SECRET, ["transaction_id", "reference", "amount", "paid_at", "status"]
+        ).sign(notice)
+        == signature
+    )
+    answer = await node.client.post(
+        "/v1/payments/banks/vcb/notify", json=notice, headers={"x-signature": signature}
+    )
+    assert answer.status_code == 200
+    assert (await node.client.get(f"/v1/payments/{reference}", headers=AUTH)).json()["status"] == "paid"
+    assert node.sample("lienthong_events_received_total", type="payment.confirmed", outcome="accepted") == 1
+
+
+async def test_a_bank_notification_with_a_bad_hmac_or_an_unknown_bank_is_refused(node: Running) -> None:
+    reference = await requested(node)
+    notice = bank_notice(reference)
+    bad = await node.client.post(
+        "/v1/payments/banks/vcb/notify", json=notice, headers={"x-signature": "00" * 32}
+    )
+    assert (bad.status_code, bad.json()["error"]["code"]) == (403, "bad_signature")
+    unknown = await node.client.post(
+        "/v1/payments/banks/acb/notify", json=notice, headers={"x-signature": "00"}
+    )
+    assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "unknown_bank")
+    assert (await node.client.get(f"/v1/payments/{reference}", headers=AUTH)).json()["status"] == "initiated"
