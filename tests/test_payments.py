@@ -14,9 +14,11 @@ import httpx
 import pytest
 
 from conftest import AUTH, ROUTES, Peers, Running, RunNode, config_dict
+from lienthong.adapters.provincial import sign, verify
 from lienthong.payments import CONFIRM_FIELDS, INIT_FIELDS, HmacFieldsScheme, paygov_code
 from lienthong.sandbox.dossiers import generate
 from lienthong.sandbox.paygov import PayGovSandbox
+from lienthong.sandbox.provincial import ProvincialSandbox
 from lienthong.serving import ThreadedServer
 
 SECRET = "sandbox-paygov-secret"
@@ -273,3 +275,65 @@ async def test_a_bank_notification_with_a_bad_hmac_or_an_unknown_bank_is_refused
     )
     assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "unknown_bank")
     assert (await node.client.get(f"/v1/payments/{reference}", headers=AUTH)).json()["status"] == "initiated"
+
+
+def test_the_provincial_signature_verifies_only_the_same_recent_body() -> None:
+    body = b'{"kind":"payment.confirmed"}'
+    header = sign(body, b"k", 1_800_000_000)
+    by_hand = hmac.new(b"k", b"1800000000." + body, hashlib.sha256).hexdigest()
+    assert header == f"t=1800000000,v1={by_hand}"
+    assert verify(body, header, b"k", now=1_800_000_100)
+    assert not verify(body + b" ", header, b"k", now=1_800_000_100)  # tampered
+    assert not verify(body, header, b"other", now=1_800_000_100)  # wrong key
+    assert not verify(body, header, b"k", now=1_800_000_400)  # too old: a replay
+    assert not verify(body, "v1=" + by_hand, b"k", now=1_800_000_000)  # no timestamp
+
+
+async def test_a_confirmed_payment_is_told_to_the_province_once_signed(
+    run_node: RunNode, tmp_path: Path, peers: Peers, paygov: tuple[PayGovSandbox, str]
+) -> None:
+    province = ProvincialSandbox(secret="province-webhook-secret")
+    with ThreadedServer(lambda: province) as server:
+        data = payments_config(tmp_path, peers, paygov[1])
+        data["destinations"]["province"] = {
+            "kind": "provincial",
+            "base_url": server.url,
+            "secret": "province-webhook-secret",
+        }
+        data["routes"].append(
+            {"on": "payment.confirmed", "deliver": [{"to": "province", "operation": "notify"}]}
+        )
+        running: Running = await run_node(**data)
+        reference = await requested(running)
+        await pay(running, paygov[0], reference)
+        await pay(running, paygov[0], reference)  # repeated by the platform: still one notice
+        await running.settle()
+        (notice,) = province.received
+        assert notice.body["kind"] == "payment.confirmed"
+        assert notice.body["reference"] == reference
+        assert notice.body["amount"] == 125_000
+        assert notice.body["transaction_id"] == paygov[0].payments[reference].transaction_id
+        assert province.refused == 0
+
+
+async def test_a_province_refusing_the_signature_makes_a_dead_letter(
+    run_node: RunNode, tmp_path: Path, peers: Peers, paygov: tuple[PayGovSandbox, str]
+) -> None:
+    province = ProvincialSandbox(secret="the-province-has-another-key")
+    with ThreadedServer(lambda: province) as server:
+        data = payments_config(tmp_path, peers, paygov[1])
+        data["destinations"]["province"] = {
+            "kind": "provincial",
+            "base_url": server.url,
+            "secret": "province-webhook-secret",
+        }
+        data["routes"].append(
+            {"on": "payment.confirmed", "deliver": [{"to": "province", "operation": "notify"}]}
+        )
+        running: Running = await run_node(**data)
+        reference = await requested(running)
+        await pay(running, paygov[0], reference)
+        await running.settle()
+        (dead,) = await running.node.outbox.dead_letters("province")
+        assert "http 401" in str(dead.last_error)
+        assert province.refused == 1

@@ -25,6 +25,7 @@ from lienthong.adapters.http import HttpPeer, make_transport
 from lienthong.adapters.paygov import PayGovAdapter, PayGovSettings
 from lienthong.adapters.population import PopulationAdapter, make_soap_transport
 from lienthong.adapters.portal import PortalAdapter, PortalCredentials
+from lienthong.adapters.provincial import ProvincialAdapter
 from lienthong.api.auth import BearerAuth
 from lienthong.api.citizens import citizens_router
 from lienthong.api.errors import install_error_handlers
@@ -47,6 +48,7 @@ from lienthong.config import (
     PayGovDestination,
     PopulationDestination,
     PortalDestination,
+    ProvincialDestination,
     RetryConfig,
 )
 from lienthong.errors import ConfigError, ConfigIssue
@@ -283,6 +285,9 @@ def build_adapter(name: str, dest: Destination, outbox: Outbox) -> Adapter:
     if isinstance(dest, EmcDestination):
         token = dest.bearer_token.get_secret_value() if dest.bearer_token else None
         return EmcAdapter(name, peer, tracking_path=dest.tracking_path, bearer_token=token)
+    if isinstance(dest, ProvincialDestination):
+        secret = dest.secret.get_secret_value()
+        return ProvincialAdapter(name, peer, secret=secret, webhook_path=dest.webhook_path)
     if isinstance(dest, PayGovDestination):
         settings = PayGovSettings(dest.partner_code, dest.secret.get_secret_value(), dest.service_path)
         return PayGovAdapter(name, peer, settings, outbox)

@@ -160,11 +160,22 @@ class PayGovDestination(_HttpDestination):
     secret: SecretStr = Field(description="The shared secret of MaXacThuc (use ${ENV}).")
 
 
+class ProvincialDestination(_HttpDestination):
+    """The provincial system's webhook: results it must know, signed with HMAC-SHA256 (see README)."""
+
+    operations: ClassVar[tuple[str, ...]] = ("notify",)
+    default_mappings: ClassVar[dict[str, str]] = {"notify": "bundled:provincial_payment"}
+
+    kind: Literal["provincial"]
+    webhook_path: str = "/lienthong/callback"
+    secret: SecretStr = Field(description="The key both sides hold for the signature (use ${ENV}).")
+
+
 Destination = Annotated[
-    PortalDestination | EmcDestination | PopulationDestination | PayGovDestination,
+    PortalDestination | EmcDestination | PopulationDestination | PayGovDestination | ProvincialDestination,
     Field(discriminator="kind"),
 ]
-DESTINATION_KINDS = ("emc", "paygov", "population", "portal")
+DESTINATION_KINDS = ("emc", "paygov", "population", "portal", "provincial")
 
 
 class DeliveryRule(_Model):

@@ -1,0 +1,45 @@
+"""Sandbox provincial system: the webhook that receives lienthong's signed callbacks.
+
+It verifies the signature and its age the way a province should, refuses bad ones with 401, and records
+the good ones (once per message id, as a province deduplicating repeats would).
+"""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+
+from lienthong.adapters.provincial import SIGNATURE_HEADER, verify
+from lienthong.sandbox.base import Answer, FaultPlan, Peer, Received, Request
+
+
+class ProvincialSandbox(Peer):
+    def __init__(
+        self,
+        *,
+        secret: str = "sandbox-provincial-secret",  # noqa: S107 (a simulator's own test secret)
+        path: str = "/lienthong/callback",
+        faults: FaultPlan | None = None,
+    ) -> None:
+        super().__init__(faults)
+        self.secret = secret.encode()
+        self.refused = 0
+        self._seen: set[str] = set()
+        self.routes[("POST", path)] = self._callback
+
+    async def _callback(self, request: Request) -> Answer:
+        if not verify(request.body, request.headers.get(SIGNATURE_HEADER, ""), self.secret, now=time.time()):
+            self.refused += 1
+            return Answer.json({"error": "bad or stale signature"}, 401)
+        try:
+            body = orjson.loads(request.body)
+        except orjson.JSONDecodeError:
+            return Answer.json({"error": "not JSON"}, 400)
+        message_id = request.headers.get("x-lienthong-message-id", "")
+        if message_id not in self._seen:
+            self._seen.add(message_id)
+            self.record(
+                Received(str(body.get("kind", "")), message_id, str(body.get("dossier_code", "")), body)
+            )
+        return Answer.json({"ok": True})
