@@ -1,0 +1,1 @@
+"""E-invoice / e-receipt providers: VNPT (SOAP) and Viettel S-Invoice (REST)."""
