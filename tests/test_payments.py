@@ -19,6 +19,7 @@ from lienthong.payments import CONFIRM_FIELDS, INIT_FIELDS, HmacFieldsScheme, pa
 from lienthong.sandbox.dossiers import generate
 from lienthong.sandbox.paygov import PayGovSandbox
 from lienthong.sandbox.provincial import ProvincialSandbox
+from lienthong.sandbox.vnpt import VnptSandbox
 from lienthong.serving import ThreadedServer
 
 SECRET = "sandbox-paygov-secret"
@@ -337,3 +338,66 @@ async def test_a_province_refusing_the_signature_makes_a_dead_letter(
         (dead,) = await running.node.outbox.dead_letters("province")
         assert "http 401" in str(dead.last_error)
         assert province.refused == 1
+
+
+async def test_a_paid_fee_gets_one_vnpt_receipt_and_the_province_hears_its_number(
+    run_node: RunNode, tmp_path: Path, peers: Peers, paygov: tuple[PayGovSandbox, str]
+) -> None:
+    province = ProvincialSandbox(secret="province-webhook-secret")
+    vnpt = VnptSandbox()
+    with ThreadedServer(lambda: province) as province_srv, ThreadedServer(lambda: vnpt) as vnpt_srv:
+        data = payments_config(tmp_path, peers, paygov[1])
+        data["destinations"]["province"] = {
+            "kind": "provincial",
+            "base_url": province_srv.url,
+            "secret": "province-webhook-secret",
+        }
+        data["destinations"]["vnpt"] = {
+            "kind": "vnpt",
+            "base_url": vnpt_srv.url,
+            "account": "h56admin",
+            "ac_password": "sandbox-acpass",
+            "username": "h56service",
+            "password": "sandbox-pass",
+            "pattern": "1",
+            "serial": "C26TBL",
+            "seller_name": "Sở Tư pháp (thử nghiệm)",
+            "seller_tax_code": "3300000000",
+        }
+        data["routes"] += [
+            {"on": "payment.confirmed", "deliver": [{"to": "vnpt", "operation": "issue"}]},
+            {
+                "on": "receipt.issued",
+                "deliver": [
+                    {"to": "province", "operation": "notify", "mapping": "bundled:provincial_receipt"}
+                ],
+            },
+        ]
+        running: Running = await run_node(**data)
+        vnpt.inject("drop")  # the first publish succeeds at VNPT but its answer is lost: a retry follows
+        reference = await requested(running)
+        await pay(running, paygov[0], reference)
+        await running.settle()
+        (invoice,) = vnpt.invoices.values()
+        assert invoice.fkey == f"paygov-{paygov[0].payments[reference].transaction_id}"
+        (notice,) = province.received
+        assert notice.body["kind"] == "receipt.issued"
+        assert (notice.body["number"], notice.body["serial"]) == (invoice.number, "C26TBL")
+        assert (
+            running.sample(
+                "lienthong_deliveries_total", destination="vnpt", operation="issue", outcome="retry"
+            )
+            >= 1
+        )
+
+
+async def test_receipt_events_are_refused_from_outside(node: Running) -> None:
+    event, _ = payment_request()
+    event["type"] = "receipt.issued"
+    answer = await node.post(event)
+    assert answer.status_code == 422
+    assert answer.json()["error"] == {
+        "code": "invalid_event",
+        "message": "receipt.issued events are raised by lienthong, not accepted from outside",
+        "path": "type",
+    }

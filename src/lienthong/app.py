@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from lienthong import __version__
 from lienthong.adapters.base import Adapter
+from lienthong.adapters.einvoice.vnpt import VnptAccount, VnptInvoiceAdapter
 from lienthong.adapters.emc import EmcAdapter
 from lienthong.adapters.http import HttpPeer, make_transport
 from lienthong.adapters.paygov import PayGovAdapter, PayGovSettings
@@ -35,6 +36,7 @@ from lienthong.api.limits import BodySizeLimit
 from lienthong.api.payments import payments_router
 from lienthong.bus.deadletters import DeadLetters
 from lienthong.bus.dispatcher import Dispatcher
+from lienthong.bus.emit import EventSink
 from lienthong.bus.ingest import Ingestor
 from lienthong.bus.outbox import Clock, Outbox
 from lienthong.bus.retry import ExponentialBackoff, RetryPolicy, StopAfterAge, StopAfterAttempts
@@ -50,6 +52,7 @@ from lienthong.config import (
     PortalDestination,
     ProvincialDestination,
     RetryConfig,
+    VnptDestination,
 )
 from lienthong.errors import ConfigError, ConfigIssue
 from lienthong.mappings import BUNDLED_PREFIX, CompiledMapping, FunctionRegistry, SpecLoader
@@ -121,8 +124,9 @@ def build(
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
     store = config.store
     outbox = Outbox(lambda: SqliteOutbox(store.path, synchronous=store.synchronous), clock=clock)
+    events = EventSink(config.events.dossier_code_field)
     adapters = {
-        name: build_adapter(name, dest, outbox)
+        name: build_adapter(name, dest, outbox, events)
         for name, dest in config.destinations.items()
         if not isinstance(dest, PopulationDestination)
     }
@@ -138,6 +142,7 @@ def build(
         poll_interval_s=config.dispatcher.poll_interval_s,
     )
     ingestor = Ingestor(outbox, routes, metrics, on_accepted=dispatcher.wake)
+    events.attach(ingestor)
     dead_letters = DeadLetters(outbox, routes, mapper)
     node = Lienthong(config, metrics, outbox, routes, dead_letters, ingestor, dispatcher, adapters)
     if config.citizens.source is not None:
@@ -207,7 +212,11 @@ def build_routes(config: Config, loader: SpecLoader) -> Routes:
                 issues.append(
                     config.issue(where, f"mapping {mapping.name} needs params: {', '.join(missing)}")
                 )
-            table.setdefault(route.on, []).append(DeliveryRoute(rule.to, rule.operation, mapping, params))
+            units = frozenset(rule.units) if rule.units is not None else None
+            delivery = DeliveryRoute(
+                rule.to, rule.operation, mapping, params, units, frozenset(rule.except_units)
+            )
+            table.setdefault(route.on, []).append(delivery)
     if issues:
         raise ConfigError(list(dict.fromkeys(issues)))
     return Routes(table)
@@ -269,7 +278,7 @@ def payment_schemes(config: Config) -> dict[str, CallbackScheme]:
     return schemes
 
 
-def build_adapter(name: str, dest: Destination, outbox: Outbox) -> Adapter:
+def build_adapter(name: str, dest: Destination, outbox: Outbox, events: EventSink) -> Adapter:
     peer = HttpPeer(
         dest.base_url, make_transport(max_connections=dest.max_connections), timeout_s=dest.timeout_s
     )
@@ -285,6 +294,21 @@ def build_adapter(name: str, dest: Destination, outbox: Outbox) -> Adapter:
     if isinstance(dest, EmcDestination):
         token = dest.bearer_token.get_secret_value() if dest.bearer_token else None
         return EmcAdapter(name, peer, tracking_path=dest.tracking_path, bearer_token=token)
+    if isinstance(dest, VnptDestination):
+        account = VnptAccount(
+            dest.account,
+            dest.ac_password.get_secret_value(),
+            dest.username,
+            dest.password.get_secret_value(),
+            dest.pattern,
+            dest.serial,
+        )
+        client = httpx.AsyncClient(transport=make_transport(max_connections=dest.max_connections))
+        address = f"{dest.base_url.rstrip('/')}{dest.service_path}"
+        transport = make_soap_transport(client)
+        return VnptInvoiceAdapter(
+            name, transport, address=address, account=account, timeout_s=dest.timeout_s, events=events
+        )
     if isinstance(dest, ProvincialDestination):
         secret = dest.secret.get_secret_value()
         return ProvincialAdapter(name, peer, secret=secret, webhook_path=dest.webhook_path)

@@ -13,7 +13,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from lienthong._yaml import LocatedDocument, PathKey, format_path, load_located, substitute_env
 from lienthong.bus.envelope import EventType
@@ -171,11 +180,51 @@ class ProvincialDestination(_HttpDestination):
     secret: SecretStr = Field(description="The key both sides hold for the signature (use ${ENV}).")
 
 
+class _Seller(_Model):
+    seller_name: str = Field(min_length=1, description="The collecting unit's name on receipts (NBan/Ten).")
+    seller_tax_code: str = Field(min_length=1, description="Its tax code (NBan/MST).")
+    seller_address: str = ""
+
+
+class VnptDestination(_HttpDestination, _Seller):
+    """VNPT e-invoices (SOAP): receipts published with ImportAndPublishInv under a pattern and serial."""
+
+    operations: ClassVar[tuple[str, ...]] = ("issue", "cancel")
+    default_mappings: ClassVar[dict[str, str]] = {
+        "issue": "bundled:einvoice_receipt",
+        "cancel": "bundled:einvoice_cancel",
+    }
+
+    kind: Literal["vnpt"]
+    service_path: str = "/PublishService.asmx"
+    account: str = Field(min_length=1, description="Account (the admin account VNPT issued).")
+    ac_password: SecretStr = Field(description="ACpass.")
+    username: str = Field(min_length=1, description="The service user.")
+    password: SecretStr
+    pattern: str = Field(min_length=1, description="KHMSHDon, the receipt template symbol, e.g. 1.")
+    serial: str = Field(min_length=1, description="KHHDon, the receipt series, e.g. C26TBL.")
+    timeout_s: float = Field(default=30.0, gt=0)
+
+    def mapping_params(self) -> dict[str, Any]:
+        return {
+            "seller_name": self.seller_name,
+            "seller_tax_code": self.seller_tax_code,
+            "seller_address": self.seller_address,
+            "template_code": self.pattern,
+            "series": self.serial,
+        }
+
+
 Destination = Annotated[
-    PortalDestination | EmcDestination | PopulationDestination | PayGovDestination | ProvincialDestination,
+    PortalDestination
+    | EmcDestination
+    | PopulationDestination
+    | PayGovDestination
+    | ProvincialDestination
+    | VnptDestination,
     Field(discriminator="kind"),
 ]
-DESTINATION_KINDS = ("emc", "paygov", "population", "portal", "provincial")
+DESTINATION_KINDS = ("emc", "paygov", "population", "portal", "provincial", "vnpt")
 
 
 class DeliveryRule(_Model):
@@ -187,6 +236,17 @@ class DeliveryRule(_Model):
         "default: the bundled mapping of the operation.",
     )
     params: dict[str, Any] = Field(default_factory=dict, description="Values for the mapping's params.")
+    units: list[str] | None = Field(
+        default=None,
+        description="Only events from these units (unit_code); e.g. the units one provider serves.",
+    )
+    except_units: list[str] = Field(default_factory=list, description="Events from every unit but these.")
+
+    @model_validator(mode="after")
+    def _one_unit_filter(self) -> DeliveryRule:
+        if self.units is not None and self.except_units:
+            raise ValueError("give units or except_units, not both")
+        return self
 
 
 class Route(_Model):

@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from lienthong.api.auth import BearerAuth, Caller
 from lienthong.api.errors import error_response
+from lienthong.bus.emit import INTERNAL_EVENT_TYPES
 from lienthong.bus.envelope import parse_body
 from lienthong.bus.ingest import Ingestor
 from lienthong.bus.outbox import Outbox
@@ -43,6 +44,13 @@ def events_router(
             metrics.events_received.labels("unknown", "rejected").inc()
             status, code = (400, "malformed_json") if exc.malformed else (422, "invalid_event")
             return error_response(status, code, exc.message, path=exc.path or None)
+        internal = next((i for i, p in enumerate(parsed) if p.event.type in INTERNAL_EVENT_TYPES), None)
+        if internal is not None:
+            path = f"events[{internal}].type" if is_batch else "type"
+            message = (
+                f"{parsed[internal].event.type} events are raised by lienthong, not accepted from outside"
+            )
+            return error_response(422, "invalid_event", message, path=path)
         try:
             results = await ingestor.accept(parsed)
         except IdempotencyConflict as exc:

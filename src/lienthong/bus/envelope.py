@@ -34,6 +34,7 @@ EventType = Literal[
     "dossier.withdrawn",
     "payment.requested",
     "payment.confirmed",
+    "receipt.issued",  # raised by lienthong itself (bus.emit); refused from outside
 ]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 

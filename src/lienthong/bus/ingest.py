@@ -48,9 +48,11 @@ class Ingestor:
 
     def plan(self, parsed: ParsedEvent) -> IngestItem:
         new_id = self._new_id
+        unit = parsed.event.unit_code
         deliveries = tuple(
             PlannedDelivery(new_id(), r.destination, r.operation, r.mapping.name, r.mapping.hash)
             for r in self._routes.for_type(parsed.event.type)
+            if r.serves(unit)
         )
         return IngestItem(parsed, deliveries, project(parsed))
 

@@ -26,6 +26,14 @@ class DeliveryRoute:
     operation: str
     mapping: CompiledMapping
     params: Mapping[str, Any]
+    units: frozenset[str] | None = None  # only events from these units
+    except_units: frozenset[str] = frozenset()
+
+    def serves(self, unit_code: str) -> bool:
+        """Whether events of ``unit_code`` take this delivery (a provider per unit, for example)."""
+        if self.units is not None:
+            return unit_code in self.units
+        return unit_code not in self.except_units
 
 
 class Routes:

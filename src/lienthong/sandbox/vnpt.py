@@ -125,7 +125,11 @@ class VnptSandbox(Peer):
         if fkey in self.invoices:
             return "ERR:13"
         issued = Issued(
-            fkey, self.pattern, self.serial, f"{next(self._numbers):07d}", etree.tostring(invoice, encoding="utf-8")
+            fkey,
+            self.pattern,
+            self.serial,
+            f"{next(self._numbers):07d}",
+            etree.tostring(invoice, encoding="utf-8"),
         )
         self.invoices[fkey] = issued
         self.record(

@@ -24,8 +24,9 @@ from zeep.transports import AsyncTransport
 
 from lienthong.adapters.base import Receipt
 from lienthong.adapters.population import SAFE, map_lookup_errors
+from lienthong.bus.emit import EventSink
 from lienthong.bus.store import ClaimedDelivery
-from lienthong.errors import CitizenLookupError, PermanentError, PopulationRefused, RetryableError
+from lienthong.errors import CitizenLookupError, PermanentError, PopulationRefused, RetryableError, StoreError
 from lienthong.mappings.xmlout import to_xml
 
 BINDING = "{http://tempuri.org/}PublishServiceSoap"
@@ -107,6 +108,7 @@ class VnptInvoiceAdapter:
         address: str,
         account: VnptAccount,
         timeout_s: float = 30.0,
+        events: EventSink | None = None,
     ) -> None:
         self.name = name
         self._transport = transport
@@ -115,12 +117,14 @@ class VnptInvoiceAdapter:
         self._service = AsyncServiceProxy(client, client.wsdl.bindings[BINDING], address=address)
         self._account = account
         self._timeout_s = timeout_s
+        self._events = events
 
     async def deliver(self, delivery: ClaimedDelivery, body: dict[str, Any]) -> Receipt:
         op = delivery.operation
         fkey = fkey_for(delivery)
         if op == "issue":
-            await self.issue(fkey, body)
+            published = await self.issue(fkey, body)
+            await self._announce(delivery, published)
         elif op == "cancel":
             await self.cancel(fkey)
         else:
@@ -186,6 +190,33 @@ class VnptInvoiceAdapter:
 
     async def aclose(self) -> None:
         await self._transport.aclose()
+
+    async def _announce(self, delivery: ClaimedDelivery, published: Published) -> None:
+        """Raise ``receipt.issued`` so routes can tell the province the receipt's number."""
+        if self._events is None:
+            return
+        event = delivery.event
+        receipt = {
+            "provider": "vnpt",
+            "fkey": published.fkey,
+            "pattern": published.pattern,
+            "serial": published.serial,
+            "number": published.number,
+        }
+        try:
+            await self._events.emit(
+                {
+                    "event_id": f"receipt:vnpt:{published.fkey}",
+                    "type": "receipt.issued",
+                    "occurred_at": event.occurred_at,  # the payment's time: the same event on every retry
+                    "unit_code": event.unit_code,
+                    "dossier": {**event.dossier, "receipt": receipt},
+                }
+            )
+        except StoreError as exc:
+            raise RetryableError(
+                f"cannot record the receipt: {exc}", destination=self.name, operation="issue"
+            ) from exc
 
     async def _call(self, operation: str, **params: Any) -> str | None:
         """One SOAP call; transport and SOAP failures become Retryable/PermanentError here."""
