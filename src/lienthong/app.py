@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from lienthong import __version__
 from lienthong.adapters.base import Adapter
+from lienthong.adapters.einvoice.viettel import ViettelAccount, ViettelInvoiceAdapter
 from lienthong.adapters.einvoice.vnpt import VnptAccount, VnptInvoiceAdapter
 from lienthong.adapters.emc import EmcAdapter
 from lienthong.adapters.http import HttpPeer, make_transport
@@ -52,6 +53,7 @@ from lienthong.config import (
     PortalDestination,
     ProvincialDestination,
     RetryConfig,
+    ViettelDestination,
     VnptDestination,
 )
 from lienthong.errors import ConfigError, ConfigIssue
@@ -309,6 +311,11 @@ def build_adapter(name: str, dest: Destination, outbox: Outbox, events: EventSin
         return VnptInvoiceAdapter(
             name, transport, address=address, account=account, timeout_s=dest.timeout_s, events=events
         )
+    if isinstance(dest, ViettelDestination):
+        viettel = ViettelAccount(
+            dest.username, dest.password.get_secret_value(), dest.supplier_tax_code, dest.login_path
+        )
+        return ViettelInvoiceAdapter(name, peer, viettel, events=events)
     if isinstance(dest, ProvincialDestination):
         secret = dest.secret.get_secret_value()
         return ProvincialAdapter(name, peer, secret=secret, webhook_path=dest.webhook_path)

@@ -215,16 +215,42 @@ class VnptDestination(_HttpDestination, _Seller):
         }
 
 
+class ViettelDestination(_HttpDestination, _Seller):
+    """Viettel S-Invoice (REST): login for a Bearer token, createInvoice, search by transactionUuid."""
+
+    operations: ClassVar[tuple[str, ...]] = ("issue",)
+    default_mappings: ClassVar[dict[str, str]] = {"issue": "bundled:einvoice_viettel"}
+
+    kind: Literal["viettel"]
+    login_path: str = "/auth/login"
+    username: str = Field(min_length=1)
+    password: SecretStr
+    supplier_tax_code: str = Field(min_length=1, description="supplierTaxCode in Viettel's paths.")
+    template_code: str = Field(min_length=1, description="templateCode of the receipt template.")
+    series: str = Field(min_length=1, description="invoiceSeries.")
+    timeout_s: float = Field(default=30.0, gt=0)
+
+    def mapping_params(self) -> dict[str, Any]:
+        return {
+            "seller_name": self.seller_name,
+            "seller_tax_code": self.seller_tax_code,
+            "seller_address": self.seller_address,
+            "template_code": self.template_code,
+            "series": self.series,
+        }
+
+
 Destination = Annotated[
     PortalDestination
     | EmcDestination
     | PopulationDestination
     | PayGovDestination
     | ProvincialDestination
-    | VnptDestination,
+    | VnptDestination
+    | ViettelDestination,
     Field(discriminator="kind"),
 ]
-DESTINATION_KINDS = ("emc", "paygov", "population", "portal", "provincial", "vnpt")
+DESTINATION_KINDS = ("emc", "paygov", "population", "portal", "provincial", "viettel", "vnpt")
 
 
 class DeliveryRule(_Model):

@@ -525,6 +525,12 @@ def _coalesce(_: NoArgs, __: FunctionContext) -> Transform:
     return lambda value: next((v for v in _items("coalesce", value) if v is not None and v != ""), None)
 
 
+@_builtin("as_list")
+def _as_list(_: NoArgs, __: FunctionContext) -> Transform:
+    """The value as a one-item list (a list stays as it is), for formats that want a list of one."""
+    return lambda value: value if isinstance(value, list) else [value]
+
+
 @_builtin("first")
 def _first(_: NoArgs, __: FunctionContext) -> Transform:
     """The first item of a list, or null when it is empty."""

@@ -1,0 +1,207 @@
+"""Viettel S-Invoice against its sandbox: tokens, one invoice per transactionUuid, errors; a provider per unit."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import Peers, Running, RunNode
+from lienthong.adapters.einvoice.viettel import ViettelAccount, ViettelInvoiceAdapter
+from lienthong.adapters.http import HttpPeer, make_transport
+from lienthong.errors import PermanentError, RetryableError
+from lienthong.mappings import SpecLoader, bundled_dir
+from lienthong.sandbox.paygov import PayGovSandbox
+from lienthong.sandbox.provincial import ProvincialSandbox
+from lienthong.sandbox.viettel import ViettelSandbox
+from lienthong.sandbox.vnpt import VnptSandbox
+from lienthong.serving import ThreadedServer
+from test_payments import pay, payment_request, payments_config
+
+GOLDEN = bundled_dir() / "golden" / "einvoice_viettel"
+ACCOUNT = ViettelAccount("3300000000-h56", "sandbox-viettel-pass", "3300000000")
+
+
+def invoice(transaction: str = "PG0000000009") -> dict[str, Any]:
+    record = json.loads((GOLDEN / "paid-through-paygov.input.json").read_text(encoding="utf-8"))
+    record["dossier"]["payment"]["transaction_id"] = transaction
+    params = json.loads((GOLDEN / "params.json").read_text(encoding="utf-8"))
+    return SpecLoader().load("bundled:einvoice_viettel")(record, params=params)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def sandbox() -> Iterator[tuple[ViettelSandbox, str]]:
+    peer = ViettelSandbox()
+    with ThreadedServer(lambda: peer) as server:
+        yield peer, server.url
+
+
+def adapter_for(
+    url: str, account: ViettelAccount = ACCOUNT, clock: Clock | None = None
+) -> ViettelInvoiceAdapter:
+    peer = HttpPeer(url, make_transport(max_connections=4), timeout_s=2)
+    return ViettelInvoiceAdapter("viettel", peer, account, clock=clock or Clock())
+
+
+@pytest.fixture
+async def viettel(sandbox: tuple[ViettelSandbox, str]) -> AsyncIterator[ViettelInvoiceAdapter]:
+    adapter = adapter_for(sandbox[1])
+    yield adapter
+    await adapter.aclose()
+
+
+async def test_an_invoice_is_created_and_found_by_its_transaction_uuid(
+    viettel: ViettelInvoiceAdapter, sandbox: tuple[ViettelSandbox, str]
+) -> None:
+    created = await viettel.issue(invoice(), retrying=False)
+    assert (created.transaction_uuid, created.invoice_no, created.series) == (
+        "paygov-PG0000000009",
+        "K26TBL0000001",
+        "K26TBL",
+    )
+    assert await viettel.find("paygov-PG0000000009") == created
+    assert await viettel.find("paygov-NONE") is None
+    assert viettel.logins == 1  # the token is reused
+
+
+async def test_a_retry_finds_the_invoice_an_earlier_attempt_made(
+    viettel: ViettelInvoiceAdapter, sandbox: tuple[ViettelSandbox, str]
+) -> None:
+    sandbox[0].inject("drop")  # created, then the answer is lost
+    with pytest.raises(RetryableError):
+        await viettel.issue(invoice(), retrying=False)
+    again = await viettel.issue(invoice(), retrying=True)
+    assert again.invoice_no == "K26TBL0000001"
+    assert len(sandbox[0].invoices) == 1
+
+
+async def test_a_duplicate_answer_is_looked_up_not_issued_again(
+    viettel: ViettelInvoiceAdapter, sandbox: tuple[ViettelSandbox, str]
+) -> None:
+    first = await viettel.issue(invoice(), retrying=False)
+    assert await viettel.issue(invoice(), retrying=False) == first  # DUPLICATE_TRANSACTION_UUID → search
+    assert len(sandbox[0].invoices) == 1
+
+
+async def test_an_expired_token_is_renewed_once_and_early(sandbox: tuple[ViettelSandbox, str]) -> None:
+    clock = Clock()
+    adapter = adapter_for(sandbox[1], clock=clock)
+    await adapter.issue(invoice("T1"), retrying=False)
+    sandbox[0].expire_tokens()  # revoked at the service: a 401, then one new login
+    await adapter.issue(invoice("T2"), retrying=False)
+    assert adapter.logins == 2
+    clock.now += 3600 - 59  # within a minute of the token's end: renewed before use
+    await adapter.issue(invoice("T3"), retrying=False)
+    assert adapter.logins == 3
+    await adapter.aclose()
+
+
+async def test_refusals_are_permanent(
+    sandbox: tuple[ViettelSandbox, str], viettel: ViettelInvoiceAdapter
+) -> None:
+    wrong = adapter_for(sandbox[1], ViettelAccount("3300000000-h56", "wrong", "3300000000"))
+    with pytest.raises(PermanentError, match="http 400"):
+        await wrong.issue(invoice(), retrying=False)
+    await wrong.aclose()
+    broken = invoice()
+    broken["summarizeInfo"]["totalAmountWithTax"] = 1
+    with pytest.raises(
+        PermanentError, match="Viettel refused createInvoice: itemInfo does not add up"
+    ) as caught:
+        await viettel.issue(broken, retrying=False)
+    assert caught.value.remote_code == "INVALID_DATA"
+
+
+@pytest.mark.parametrize("fault", ["error", "throttle", "malformed"])
+async def test_service_faults_are_retryable(
+    viettel: ViettelInvoiceAdapter, sandbox: tuple[ViettelSandbox, str], fault: str
+) -> None:
+    await viettel.find("warm-up")  # log in first, so the fault hits the call itself
+    sandbox[0].inject(fault)  # type: ignore[arg-type]
+    with pytest.raises(RetryableError):
+        await viettel.issue(invoice(), retrying=False)
+
+
+async def test_each_unit_gets_its_receipt_from_its_own_provider(
+    run_node: RunNode, tmp_path: Path, peers: Peers
+) -> None:
+    paygov, province, vnpt, viettel = (
+        PayGovSandbox(),
+        ProvincialSandbox(secret="province-secret-0001"),
+        VnptSandbox(),
+        ViettelSandbox(),
+    )
+    with (
+        ThreadedServer(lambda: paygov) as paygov_srv,
+        ThreadedServer(lambda: province) as province_srv,
+        ThreadedServer(lambda: vnpt) as vnpt_srv,
+        ThreadedServer(lambda: viettel) as viettel_srv,
+    ):
+        paygov.base_url = paygov_srv.url
+        data = payments_config(tmp_path, peers, paygov_srv.url)
+        seller = {"seller_name": "Đơn vị thu (thử nghiệm)", "seller_tax_code": "3300000000"}
+        data["destinations"].update(
+            province={"kind": "provincial", "base_url": province_srv.url, "secret": "province-secret-0001"},
+            vnpt={
+                "kind": "vnpt",
+                "base_url": vnpt_srv.url,
+                "account": "h56admin",
+                "ac_password": "sandbox-acpass",
+                "username": "h56service",
+                "password": "sandbox-pass",
+                "pattern": "1",
+                "serial": "C26TBL",
+                **seller,
+            },
+            viettel={
+                "kind": "viettel",
+                "base_url": viettel_srv.url,
+                "username": "3300000000-h56",
+                "password": "sandbox-viettel-pass",
+                "supplier_tax_code": "3300000000",
+                "template_code": "2/001",
+                "series": "K26TBL",
+                **seller,
+            },
+        )
+        first, _ = payment_request(0)
+        second, _ = payment_request(1)
+        viettel_unit = second["unit_code"]
+        assert first["unit_code"] != viettel_unit
+        data["routes"] += [
+            {
+                "on": "payment.confirmed",
+                "deliver": [
+                    {"to": "vnpt", "operation": "issue", "except_units": [viettel_unit]},
+                    {"to": "viettel", "operation": "issue", "units": [viettel_unit]},
+                ],
+            },
+            {
+                "on": "receipt.issued",
+                "deliver": [
+                    {"to": "province", "operation": "notify", "mapping": "bundled:provincial_receipt"}
+                ],
+            },
+        ]
+        running: Running = await run_node(**data)
+        for event in (first, second):
+            assert (await running.post(event)).status_code == 202
+        await running.settle()
+        for event in (first, second):
+            await pay(running, paygov, event["dossier"]["payment"]["reference"])
+        await running.settle()
+        assert len(vnpt.invoices) == 1
+        assert len(viettel.invoices) == 1
+        providers = sorted(r.body["provider"] for r in province.received)
+        assert providers == ["viettel", "vnpt"]
