@@ -9,16 +9,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from lienthong import __version__
+from lienthong.adapters.auth import AuthenticatedTransport, BasicAuth, OAuth2ClientCredentials
 from lienthong.adapters.base import Adapter
 from lienthong.adapters.einvoice.viettel import ViettelAccount, ViettelInvoiceAdapter
 from lienthong.adapters.einvoice.vnpt import VnptAccount, VnptInvoiceAdapter
@@ -43,8 +46,10 @@ from lienthong.bus.outbox import Clock, Outbox
 from lienthong.bus.retry import ExponentialBackoff, RetryPolicy, StopAfterAge, StopAfterAttempts
 from lienthong.bus.routes import DeliveryRoute, Mapper, Routes
 from lienthong.bus.sqlite import SqliteOutbox
+from lienthong.certs import client_context
 from lienthong.citizens import Prefill
 from lienthong.config import (
+    BasicAuthConfig,
     Config,
     Destination,
     EmcDestination,
@@ -128,7 +133,7 @@ def build(
     outbox = Outbox(lambda: SqliteOutbox(store.path, synchronous=store.synchronous), clock=clock)
     events = EventSink(config.events.dossier_code_field)
     adapters = {
-        name: build_adapter(name, dest, outbox, events)
+        name: build_adapter(name, dest, outbox, events, config.base_dir)
         for name, dest in config.destinations.items()
         if not isinstance(dest, PopulationDestination)
     }
@@ -226,8 +231,9 @@ def build_routes(config: Config, loader: SpecLoader) -> Routes:
 
 def build_population(config: Config, name: str) -> PopulationAdapter:
     dest = config.destinations[name]
+    base_dir = config.base_dir
     assert isinstance(dest, PopulationDestination)  # checked when the config loaded
-    client = httpx.AsyncClient(transport=make_transport(max_connections=dest.max_connections))
+    client = httpx.AsyncClient(transport=destination_transport(dest, base_dir))
     return PopulationAdapter(
         name,
         make_soap_transport(client),
@@ -280,10 +286,44 @@ def payment_schemes(config: Config) -> dict[str, CallbackScheme]:
     return schemes
 
 
-def build_adapter(name: str, dest: Destination, outbox: Outbox, events: EventSink) -> Adapter:
-    peer = HttpPeer(
-        dest.base_url, make_transport(max_connections=dest.max_connections), timeout_s=dest.timeout_s
+def tls_context(dest: Destination, base_dir: Path) -> ssl.SSLContext | None:
+    """The destination's TLS context, files relative to the config. Raises ConfigError naming the file."""
+    if dest.tls is None:
+        return None
+    tls = dest.tls
+
+    def where(name: str | None) -> str | None:
+        return str(base_dir / name) if name is not None else None
+
+    return client_context(
+        ca_file=where(tls.ca_file), cert_file=where(tls.client_cert), key_file=where(tls.client_key)
     )
+
+
+def destination_transport(dest: Destination, base_dir: Path) -> httpx.AsyncBaseTransport:
+    """The destination's HTTP transport: TLS as configured, wrapped by its authentication strategy."""
+    context = tls_context(dest, base_dir)
+    transport = make_transport(max_connections=dest.max_connections, ssl_context=context)
+    auth = dest.auth
+    if auth is None:
+        return transport
+    if isinstance(auth, BasicAuthConfig):
+        return AuthenticatedTransport(transport, BasicAuth(auth.username, auth.password.get_secret_value()))
+    strategy = OAuth2ClientCredentials(
+        transport,
+        token_url=auth.token_url,
+        client_id=auth.client_id,
+        client_secret=auth.client_secret.get_secret_value(),
+        scope=auth.scope,
+        timeout_s=dest.timeout_s,
+    )
+    return AuthenticatedTransport(transport, strategy)
+
+
+def build_adapter(
+    name: str, dest: Destination, outbox: Outbox, events: EventSink, base_dir: Path = Path()
+) -> Adapter:
+    peer = HttpPeer(dest.base_url, destination_transport(dest, base_dir), timeout_s=dest.timeout_s)
     if isinstance(dest, PortalDestination):
         credentials = PortalCredentials(
             dstcode=dest.dstcode,
@@ -305,7 +345,7 @@ def build_adapter(name: str, dest: Destination, outbox: Outbox, events: EventSin
             dest.pattern,
             dest.serial,
         )
-        client = httpx.AsyncClient(transport=make_transport(max_connections=dest.max_connections))
+        client = httpx.AsyncClient(transport=destination_transport(dest, base_dir))
         address = f"{dest.base_url.rstrip('/')}{dest.service_path}"
         transport = make_soap_transport(client)
         return VnptInvoiceAdapter(

@@ -96,6 +96,30 @@ class DispatcherConfig(_Model):
     retry: RetryConfig = RetryConfig()
 
 
+class BasicAuthConfig(_Model):
+    kind: Literal["basic"]
+    username: str = Field(min_length=1)
+    password: SecretStr
+
+
+class OAuth2Config(_Model):
+    """OAuth2 client credentials, as provincial LGSP gateways issue Bearer tokens."""
+
+    kind: Literal["oauth2"]
+    token_url: str = Field(pattern=r"^https?://")
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr
+    scope: str | None = None
+
+
+class TlsConfig(_Model):
+    """TLS beyond the system's trust store: a private CA, and a client certificate for mutual TLS."""
+
+    ca_file: str | None = Field(default=None, description="PEM file of the CA that signed the server.")
+    client_cert: str | None = Field(default=None, description="PEM client certificate (mutual TLS).")
+    client_key: str | None = Field(default=None, description="Its PEM private key, unless in client_cert.")
+
+
 class _HttpDestination(_Model):
     operations: ClassVar[tuple[str, ...]] = ()
     # The bundled mapping each operation uses when a route names none.
@@ -108,6 +132,10 @@ class _HttpDestination(_Model):
     base_url: str = Field(pattern=r"^https?://", description="Scheme, host and port of the system.")
     timeout_s: float = Field(default=10.0, gt=0)
     max_connections: int = Field(default=64, ge=1)
+    auth: Annotated[BasicAuthConfig | OAuth2Config, Field(discriminator="kind")] | None = Field(
+        default=None, description="How lienthong authenticates to this system: basic or oauth2."
+    )
+    tls: TlsConfig | None = None
 
 
 class PortalDestination(_HttpDestination):

@@ -105,13 +105,15 @@ def _load(path: Path) -> Any:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from lienthong.app import build_routes, compile_forms  # noqa: PLC0415
+    from lienthong.app import build_routes, compile_forms, tls_context  # noqa: PLC0415
     from lienthong.mappings import FunctionRegistry, SpecLoader  # noqa: PLC0415
 
     config = _load(args.config)
     loader = SpecLoader(FunctionRegistry.with_plugins())
     mappings = build_routes(config, loader).mappings()
     forms = compile_forms(config, loader) if config.citizens.source else {}
+    for destination in config.destinations.values():
+        tls_context(destination, config.base_dir)  # certificate files readable, paired, in date
     routes = sum(len(r.deliver) for r in config.routes)
     counts = (
         f"{len(config.destinations)} destinations, {routes} deliveries in {len(config.routes)} routes,"

@@ -1,0 +1,135 @@
+"""Outbound authentication, chosen per destination: none, HTTP basic, or a Bearer token from OAuth2
+client credentials (as provincial LGSP gateways issue). The portal's session login lives in its adapter;
+mutual TLS is the transport's ``ssl.SSLContext`` (``certs.client_context``).
+
+A strategy wraps the destination's httpx transport, so every adapter over HTTP gets it without knowing.
+An OAuth2 token is cached until shortly before it expires, and fetched again once when the destination
+answers 401; the request is then sent once more with the new token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import Callable
+from typing import Protocol
+from urllib.parse import urlencode
+
+import httpx
+import orjson
+
+from lienthong.errors import PermanentError, RetryableError
+
+
+class AuthStrategy(Protocol):
+    async def headers(self) -> dict[str, str]: ...
+
+    async def rejected(self) -> bool:
+        """The destination said 401: forget what was sent; True when sending again may help."""
+        ...
+
+
+class BasicAuth:
+    def __init__(self, username: str, password: str) -> None:
+        token = base64.b64encode(f"{username}:{password}".encode()).decode()
+        self._header = {"authorization": f"Basic {token}"}
+
+    async def headers(self) -> dict[str, str]:
+        return self._header
+
+    async def rejected(self) -> bool:
+        return False  # the same credentials would be refused again
+
+
+class OAuth2ClientCredentials:
+    """RFC 6749 §4.4: POST the token endpoint with the client's id and secret (HTTP basic)."""
+
+    def __init__(
+        self,
+        transport: httpx.AsyncBaseTransport,
+        *,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        scope: str | None = None,
+        timeout_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        refresh_margin_s: float = 60.0,
+    ) -> None:
+        self._transport = transport
+        self._url = httpx.URL(token_url)
+        self._credentials = BasicAuth(client_id, client_secret)
+        self._form = {"grant_type": "client_credentials", **({"scope": scope} if scope else {})}
+        self._timeout = httpx.Timeout(timeout_s).as_dict()
+        self._clock = clock
+        self._margin = refresh_margin_s
+        self._token: tuple[str, float] | None = None
+        self._lock = asyncio.Lock()
+        self.fetches = 0
+
+    async def headers(self) -> dict[str, str]:
+        async with self._lock:
+            if self._token is None or self._clock() >= self._token[1]:
+                self._token = await self._fetch()
+            return {"authorization": f"Bearer {self._token[0]}"}
+
+    async def rejected(self) -> bool:
+        async with self._lock:
+            self._token = None
+        return True
+
+    async def _fetch(self) -> tuple[str, float]:
+        self.fetches += 1
+        headers = {"content-type": "application/x-www-form-urlencoded", **(await self._credentials.headers())}
+        request = httpx.Request(
+            "POST",
+            self._url,
+            headers=headers,
+            content=urlencode(self._form).encode(),
+            extensions={"timeout": self._timeout},
+        )
+        try:
+            response = await self._transport.handle_async_request(request)
+            body = await response.aread()
+        except (httpx.HTTPError, OSError) as exc:
+            raise RetryableError(
+                f"cannot reach the token endpoint: {type(exc).__name__}", operation="oauth2"
+            ) from exc
+        if response.status_code >= 500 or response.status_code == 429:
+            raise RetryableError(
+                f"the token endpoint answered http {response.status_code}",
+                operation="oauth2",
+                status=response.status_code,
+            )
+        try:
+            answer = orjson.loads(body)
+            token = answer["access_token"]
+            lifetime = float(answer.get("expires_in") or 300)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise PermanentError(
+                f"the token endpoint refused the client: http {response.status_code}",
+                operation="oauth2",
+                status=response.status_code,
+            ) from exc
+        return str(token), self._clock() + max(0.0, lifetime - self._margin)
+
+
+class AuthenticatedTransport(httpx.AsyncBaseTransport):
+    """Adds ``strategy``'s headers to every request; on 401, asks it once for new ones and resends."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, strategy: AuthStrategy) -> None:
+        self._inner = inner
+        self._strategy = strategy
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        request.headers.update(await self._strategy.headers())
+        response = await self._inner.handle_async_request(request)
+        if response.status_code == 401 and await self._strategy.rejected():
+            await response.aclose()
+            request.headers.update(await self._strategy.headers())
+            response = await self._inner.handle_async_request(request)
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
