@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import socket
+import ssl
 import sys
 import threading
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import uvicorn
@@ -30,13 +32,34 @@ def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     return sock
 
 
+@dataclass(frozen=True)
+class ServerTls:
+    """Serve HTTPS from PEM certificate and key files; with ``client_ca``, require client certificates."""
+
+    cert_file: str
+    key_file: str
+    client_ca: str | None = None
+
+
 class HttpServer:
     """One ASGI app on one socket, served in the running event loop."""
 
     def __init__(
-        self, app: ASGIApp, *, host: str = "127.0.0.1", port: int = 0, lifespan: Lifespan = "auto"
+        self,
+        app: ASGIApp,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        lifespan: Lifespan = "auto",
+        tls: ServerTls | None = None,
     ) -> None:
         self._sock = bind(host, port)
+        self._scheme = "https" if tls is not None else "http"
+        extra: dict[str, Any] = {}
+        if tls is not None:
+            extra = {"ssl_certfile": tls.cert_file, "ssl_keyfile": tls.key_file}
+            if tls.client_ca is not None:
+                extra |= {"ssl_ca_certs": tls.client_ca, "ssl_cert_reqs": ssl.CERT_REQUIRED}
         config = uvicorn.Config(
             app,
             http="httptools",
@@ -44,6 +67,7 @@ class HttpServer:
             log_level="warning",
             access_log=False,
             timeout_keep_alive=30,
+            **extra,
         )
         self._server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None
@@ -56,7 +80,7 @@ class HttpServer:
     @property
     def url(self) -> str:
         host = self._sock.getsockname()[0]
-        return f"http://{host}:{self.port}"
+        return f"{self._scheme}://{host}:{self.port}"
 
     async def start(self) -> None:
         """Start serving; returns once the app's startup finished. Raises if startup failed."""
@@ -81,9 +105,17 @@ class HttpServer:
 class ThreadedServer:
     """An ASGI app served on a thread with its own event loop (uvloop), so it does not share the caller's."""
 
-    def __init__(self, app_factory: Callable[[], ASGIApp], *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        app_factory: Callable[[], ASGIApp],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        tls: ServerTls | None = None,
+    ) -> None:
         self._factory = app_factory
         self._host, self._port = host, port
+        self._tls = tls
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: HttpServer | None = None
         self._started = threading.Event()
@@ -113,7 +145,9 @@ class ThreadedServer:
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
         try:
-            self._server = HttpServer(self._factory(), host=self._host, port=self._port, lifespan="off")
+            self._server = HttpServer(
+                self._factory(), host=self._host, port=self._port, lifespan="off", tls=self._tls
+            )
             await self._server.start()
         except BaseException as exc:
             self._error = exc

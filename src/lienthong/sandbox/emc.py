@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -27,15 +28,21 @@ class EmcSandbox(Peer):
         bearer_token: str | None = None,
         faults: FaultPlan | None = None,
         tracking_path: str = "/api/TrackingMCDT",
+        token_check: Callable[[str], bool] | None = None,
     ) -> None:
         super().__init__(faults)
         self.site_id = site_id
         self.bearer_token = bearer_token
+        self.token_check = token_check  # behind an LGSP gateway: accept the tokens it issued
         self.routes[("POST", tracking_path)] = self._track
 
     async def _track(self, request: Request) -> Answer:
         if self.bearer_token and request.headers.get("authorization") != f"Bearer {self.bearer_token}":
             return Answer.json({"error_code": "401", "message": "unauthorized"}, 401)
+        if self.token_check is not None:
+            token = request.headers.get("authorization", "").removeprefix("Bearer ")
+            if not self.token_check(token):
+                return Answer.json({"error_code": "401", "message": "invalid or expired token"}, 401)
         try:
             body = orjson.loads(request.body)
         except orjson.JSONDecodeError:

@@ -6,6 +6,7 @@ the good ones (once per message id, as a province deduplicating repeats would).
 
 from __future__ import annotations
 
+import base64
 import time
 
 import orjson
@@ -21,14 +22,20 @@ class ProvincialSandbox(Peer):
         secret: str = "sandbox-provincial-secret",  # noqa: S107 (a simulator's own test secret)
         path: str = "/lienthong/callback",
         faults: FaultPlan | None = None,
+        basic: tuple[str, str] | None = None,
     ) -> None:
         super().__init__(faults)
         self.secret = secret.encode()
+        self.basic = basic  # the province's gateway may also ask for HTTP basic credentials
         self.refused = 0
         self._seen: set[str] = set()
         self.routes[("POST", path)] = self._callback
 
     async def _callback(self, request: Request) -> Answer:
+        if self.basic is not None:
+            expected = "Basic " + base64.b64encode(":".join(self.basic).encode()).decode()
+            if request.headers.get("authorization") != expected:
+                return Answer.json({"error": "basic credentials required"}, 401)
         if not verify(request.body, request.headers.get(SIGNATURE_HEADER, ""), self.secret, now=time.time()):
             self.refused += 1
             return Answer.json({"error": "bad or stale signature"}, 401)
