@@ -401,3 +401,47 @@ async def test_receipt_events_are_refused_from_outside(node: Running) -> None:
         "message": "receipt.issued events are raised by lienthong, not accepted from outside",
         "path": "type",
     }
+
+
+async def test_a_dead_letter_is_told_to_the_province_for_a_person_to_look_at(
+    run_node: RunNode, tmp_path: Path, peers: Peers
+) -> None:
+    province = ProvincialSandbox(secret="province-webhook-secret")
+    with ThreadedServer(lambda: province) as server:
+        base = config_dict(tmp_path, peers)
+        running: Running = await run_node(
+            destinations={
+                **base["destinations"],
+                "province": {
+                    "kind": "provincial",
+                    "base_url": server.url,
+                    "secret": "province-webhook-secret",
+                },
+            },
+            routes=[
+                {"on": "dossier.received", "deliver": [{"to": "portal", "operation": "DongBoHoSoMC"}]},
+                {
+                    "on": "delivery.failed",
+                    "deliver": [
+                        {"to": "province", "operation": "notify", "mapping": "bundled:provincial_failure"}
+                    ],
+                },
+            ],
+        )
+        event = next(
+            s.events[0]
+            for s in generate(40, unknown_share=0.5)
+            if s.events[0]["dossier"]["procedure"]["code"] == "9.999999"
+        )
+        (message_id,) = (await running.post(event)).json()["message_ids"]
+        await running.settle()
+        (notice,) = province.received
+        assert notice.body["kind"] == "delivery.failed"
+        assert (notice.body["message_id"], notice.body["destination"], notice.body["failed_event"]) == (
+            message_id,
+            "portal",
+            event["event_id"],
+        )
+        assert "remote code 400" in notice.body["error"]
+        refused = await running.post({**event, "event_id": "x-1", "type": "delivery.failed"})
+        assert refused.status_code == 422

@@ -147,6 +147,7 @@ def build(
         clock=clock,
         max_in_flight=config.dispatcher.max_in_flight,
         poll_interval_s=config.dispatcher.poll_interval_s,
+        on_dead=events.delivery_failed,
     )
     ingestor = Ingestor(outbox, routes, metrics, on_accepted=dispatcher.wake)
     events.attach(ingestor)

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Protocol
 from urllib.parse import urlencode
 
+import aiohttp
 import httpx
 import orjson
 
@@ -92,7 +93,7 @@ class OAuth2ClientCredentials:
         try:
             response = await self._transport.handle_async_request(request)
             body = await response.aread()
-        except (httpx.HTTPError, OSError) as exc:
+        except (httpx.HTTPError, aiohttp.ClientError, OSError) as exc:
             raise RetryableError(
                 f"cannot reach the token endpoint: {type(exc).__name__}", operation="oauth2"
             ) from exc

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from lienthong.adapters.base import Adapter
@@ -37,6 +37,7 @@ class Dispatcher:
         clock: Clock,
         max_in_flight: int = 64,
         poll_interval_s: float = 0.5,
+        on_dead: Callable[[ClaimedDelivery, Outcome], Awaitable[None]] | None = None,
     ) -> None:
         self._outbox = outbox
         self._mapper = mapper
@@ -46,6 +47,7 @@ class Dispatcher:
         self._clock = clock
         self._max_in_flight = max_in_flight
         self._poll_interval_s = poll_interval_s
+        self._on_dead = on_dead
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._stopping = False
@@ -116,6 +118,12 @@ class Dispatcher:
         except StoreError:
             # The row stays in flight; the next start-up's recover() makes it pending again.
             log.exception("could not record the outcome of %s", delivery.message_id)
+            return
+        if outcome.kind == "dead" and self._on_dead is not None:
+            try:
+                await self._on_dead(delivery, outcome)
+            except Exception:
+                log.exception("could not raise delivery.failed for %s", delivery.message_id)
 
     async def _attempt(self, delivery: ClaimedDelivery, attempt: int, started: float) -> Outcome:
         record = _Record(delivery.message_id, attempt, int(started * 1000), self._clock)

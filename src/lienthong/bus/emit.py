@@ -7,14 +7,16 @@ after a retry is a duplicate, accepted once.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from lienthong.bus.envelope import parse_body
 from lienthong.bus.ingest import Ingestor
+from lienthong.bus.store import ClaimedDelivery, Outcome
 
-INTERNAL_EVENT_TYPES = frozenset({"receipt.issued"})
+INTERNAL_EVENT_TYPES = frozenset({"receipt.issued", "delivery.failed"})
 """Types only lienthong raises; the API refuses them from outside."""
 
 
@@ -26,6 +28,33 @@ class EventSink:
     def attach(self, ingestor: Ingestor) -> None:
         """Connect the ingestor (built after the adapters that emit, in the composition root)."""
         self._ingestor = ingestor
+
+    async def delivery_failed(self, delivery: ClaimedDelivery, outcome: Outcome) -> None:
+        """Raise ``delivery.failed`` for a new dead letter, so a route can tell a person (the province).
+
+        A failed ``delivery.failed`` delivery raises nothing: no loops.
+        """
+        if delivery.event.type == "delivery.failed":
+            return
+        at = datetime.fromtimestamp(outcome.finished_ms / 1000, UTC).isoformat()
+        failure = {
+            "message_id": delivery.message_id,
+            "destination": delivery.destination,
+            "operation": delivery.operation,
+            "event_id": delivery.event.event_id,
+            "event_type": delivery.event.type,
+            "attempts": outcome.attempt,
+            "error": outcome.error or "",
+        }
+        await self.emit(
+            {
+                "event_id": f"failed:{delivery.message_id}:{outcome.attempt}",
+                "type": "delivery.failed",
+                "occurred_at": at,
+                "unit_code": delivery.event.unit_code,
+                "dossier": {self._code_field: delivery.dossier_code, "failure": failure},
+            }
+        )
 
     async def emit(self, event: dict[str, Any]) -> None:
         """Raises StoreError when the event cannot be stored (the caller retries)."""

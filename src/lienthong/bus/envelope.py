@@ -35,6 +35,7 @@ EventType = Literal[
     "payment.requested",
     "payment.confirmed",
     "receipt.issued",  # raised by lienthong itself (bus.emit); refused from outside
+    "delivery.failed",  # likewise: a delivery became a dead letter
 ]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
