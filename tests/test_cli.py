@@ -57,9 +57,18 @@ def test_demo_json_prints_one_summary_object_with_nothing_pending(capsys: pytest
     summary = json.loads(capsys.readouterr().out)
     assert summary["events"] == 120
     assert summary["pending"] == 0
-    assert set(summary["deliveries"]) == {"emc", "portal"}
-    settled = sum(d["delivered"] + d["dead"] for d in summary["deliveries"].values())
-    assert settled == 240  # every event goes to the portal and to EMC
+    assert set(summary["deliveries"]) == {"emc", "portal", "paygov", "vnpt", "viettel", "province"}
+    settled = sum(
+        summary["deliveries"][d]["delivered"] + summary["deliveries"][d]["dead"] for d in ("emc", "portal")
+    )
+    assert settled == 240  # every dossier event goes to the portal and to EMC
+    fees = summary["fees"]
+    assert fees["requested"] > 0
+    assert fees["paid"] + fees["failed"] + fees.get("not_initiated", 0) == fees["requested"]
+    assert sum(summary["receipts"].values()) == fees["paid"]  # one e-receipt per paid fee, never two
+    assert summary["receipts"]["vnpt"] > 0
+    assert summary["receipts"]["viettel"] > 0
+    assert summary["province_notified"]["receipt.issued"] == fees["paid"]
     assert sum(summary["faults_injected"].values()) > 0
     assert summary["elapsed_s"] > 0
     assert summary["deliveries_per_s"] > 0

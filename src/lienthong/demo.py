@@ -8,6 +8,7 @@ faults. Before a dossier is received, the desk prefills its e-form from the popu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import secrets
 import tempfile
@@ -27,10 +28,37 @@ from lienthong.api.auth import hash_token, new_token
 from lienthong.app import Lienthong, build
 from lienthong.config import Config
 from lienthong.sandbox import EmcSandbox, FaultPlan, PortalSandbox
-from lienthong.sandbox.dossiers import PROCEDURE_CODES, DossierStream, generate, interleave
+from lienthong.sandbox.base import Peer
+from lienthong.sandbox.dossiers import PROCEDURE_CODES, UNITS, DossierStream, generate, interleave
+from lienthong.sandbox.paygov import PayGovSandbox
 from lienthong.sandbox.population import PopulationSandbox, synthetic_citizen
+from lienthong.sandbox.provincial import ProvincialSandbox
+from lienthong.sandbox.viettel import ViettelSandbox
+from lienthong.sandbox.vnpt import VnptSandbox
 from lienthong.serving import HttpServer, ThreadedServer, run
 
+# Communes' receipts come from Viettel, every other unit's from VNPT: a provider per unit.
+VIETTEL_UNITS = [code for code, _ in UNITS if code.startswith("000.2")]
+PROVINCE_SECRET = secrets.token_hex(16)
+FEE_ROUTES = [
+    {"on": "payment.requested", "deliver": [{"to": "paygov", "operation": "INIT"}]},
+    {
+        "on": "payment.confirmed",
+        "deliver": [
+            {"to": "vnpt", "operation": "issue", "except_units": VIETTEL_UNITS},
+            {"to": "viettel", "operation": "issue", "units": VIETTEL_UNITS},
+            {"to": "province", "operation": "notify", "mapping": "bundled:provincial_payment"},
+        ],
+    },
+    {
+        "on": "receipt.issued",
+        "deliver": [{"to": "province", "operation": "notify", "mapping": "bundled:provincial_receipt"}],
+    },
+    {
+        "on": "delivery.failed",
+        "deliver": [{"to": "province", "operation": "notify", "mapping": "bundled:provincial_failure"}],
+    },
+]
 DEMO_ROUTES = [
     {"on": kind, "deliver": [{"to": "portal", "operation": op}, {"to": "emc", "operation": "TrackingMCDT"}]}
     for kind, op in (
@@ -62,6 +90,9 @@ class DemoSummary:
     deliveries_per_s: float
     faults_injected: dict[str, int] = field(default_factory=dict)
     prefill: dict[str, int] = field(default_factory=dict)
+    fees: dict[str, int] = field(default_factory=dict)
+    receipts: dict[str, int] = field(default_factory=dict)
+    notices: dict[str, int] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -73,6 +104,9 @@ class DemoSummary:
             "deliveries_per_s": round(self.deliveries_per_s, 1),
             "faults_injected": self.faults_injected,
             "prefill": self.prefill,
+            "fees": self.fees,
+            "receipts": self.receipts,
+            "province_notified": self.notices,
         }
 
     def table(self) -> str:
@@ -81,10 +115,16 @@ class DemoSummary:
             f"{d:<12}{c['delivered']:>10}{c['retried']:>10}{c['dead']:>8}" for d, c in self.deliveries.items()
         ]
         faults = ", ".join(f"{k} {v}" for k, v in self.faults_injected.items())
-        prefill = ", ".join(f"{k} {v}" for k, v in self.prefill.items())
+
+        def line(counts: dict[str, int]) -> str:
+            return ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
+
         return "\n".join(
             [
-                f"e-forms prefilled {prefill}",
+                f"e-forms prefilled {line(self.prefill)}",
+                f"fees online       {line(self.fees)}",
+                f"e-receipts        {line(self.receipts)}",
+                f"province told     {line(self.notices)}",
                 f"events accepted   {self.events} ({self.duplicates_sent} duplicates sent, accepted once)",
                 *rows,
                 f"pending           {self.pending}",
@@ -95,9 +135,9 @@ class DemoSummary:
         )
 
 
-def demo_config(
-    workdir: Path, token: str, urls: dict[str, str], portal: PortalSandbox, population: PopulationSandbox
-) -> Config:
+def demo_config(workdir: Path, token: str, urls: dict[str, str], peers: DemoPeers) -> Config:
+    portal, population = peers.portal, peers.population
+    seller = {"seller_name": "Trung tâm Phục vụ hành chính công tỉnh (demo)", "seller_tax_code": "3300000000"}
     return Config.model_validate(
         {
             "auth": {"tokens": [{"name": "demo-provincial-system", "sha256": hash_token(token)}]},
@@ -128,11 +168,61 @@ def demo_config(
                     "ma_dvc": "DVC-DEMO",
                     "timeout_s": 5,
                 },
+                "paygov": {
+                    "kind": "paygov",
+                    "base_url": urls["paygov"],
+                    "partner_code": peers.paygov.partner_code,
+                    "secret": peers.paygov.secret,
+                },
+                "vnpt": {
+                    "kind": "vnpt",
+                    "base_url": urls["vnpt"],
+                    "account": peers.vnpt.credentials[0],
+                    "ac_password": peers.vnpt.credentials[1],
+                    "username": peers.vnpt.credentials[2],
+                    "password": peers.vnpt.credentials[3],
+                    "pattern": peers.vnpt.pattern,
+                    "serial": peers.vnpt.serial,
+                    **seller,
+                },
+                "viettel": {
+                    "kind": "viettel",
+                    "base_url": urls["viettel"],
+                    "username": peers.viettel.username,
+                    "password": peers.viettel.password,
+                    "supplier_tax_code": peers.viettel.supplier_tax_code,
+                    "template_code": "2/001",
+                    "series": "K26TBL",
+                    **seller,
+                },
+                "province": {"kind": "provincial", "base_url": urls["province"], "secret": PROVINCE_SECRET},
             },
-            "routes": DEMO_ROUTES,
+            "routes": [*DEMO_ROUTES, *FEE_ROUTES],
             "citizens": {"source": "population", "audit_key": secrets.token_hex(16)},
+            "payments": {"paygov": "paygov"},
         }
     )
+
+
+class DemoPeers:
+    """Every external system the demo simulates, each with its own seeded faults."""
+
+    def __init__(self, options: DemoOptions) -> None:
+        def faults(n: int, share: float = 1.0) -> FaultPlan:
+            return FaultPlan(
+                rate=options.fault_rate * share, latency_ms=50, retry_after_s=1, seed=options.seed + n
+            )
+
+        self.portal = PortalSandbox(procedures=PROCEDURE_CODES, faults=faults(0))
+        self.emc = EmcSandbox(faults=faults(1))
+        self.population = PopulationSandbox(faults=faults(2, 0.5))
+        self.paygov = PayGovSandbox(faults=faults(3, 0.5))
+        self.vnpt = VnptSandbox(faults=faults(4, 0.5))
+        self.viettel = ViettelSandbox(faults=faults(5, 0.5))
+        self.province = ProvincialSandbox(secret=PROVINCE_SECRET, faults=faults(6, 0.5))
+
+    def named(self) -> dict[str, Peer]:
+        return {name: peer for name, peer in vars(self).items() if isinstance(peer, Peer)}
 
 
 class Demo:
@@ -140,25 +230,21 @@ class Demo:
 
     def __init__(self, options: DemoOptions, workdir: Path) -> None:
         self.options = options
-        faults = FaultPlan(rate=options.fault_rate, latency_ms=50, retry_after_s=1, seed=options.seed)
-        self.portal = PortalSandbox(procedures=PROCEDURE_CODES, faults=faults)
-        self.emc = EmcSandbox(faults=FaultPlan(rate=options.fault_rate, latency_ms=50, seed=options.seed + 1))
-        self.population = PopulationSandbox(
-            faults=FaultPlan(rate=options.fault_rate / 2, latency_ms=50, seed=options.seed + 2)
-        )
+        self.peers = DemoPeers(options)
+        self.portal, self.emc, self.population = self.peers.portal, self.peers.emc, self.peers.population
         self.token = new_token()
         self.workdir = workdir
         self.node: Lienthong | None = None
         self.server: HttpServer | None = None
 
     async def run(self, *, keep_running: bool = False, on_summary: Any = None) -> DemoSummary:
-        with (
-            ThreadedServer(lambda: self.portal) as portal_srv,
-            ThreadedServer(lambda: self.emc) as emc_srv,
-            ThreadedServer(lambda: self.population) as population_srv,
-        ):
-            urls = {"portal": portal_srv.url, "emc": emc_srv.url, "population": population_srv.url}
-            config = demo_config(self.workdir, self.token, urls, self.portal, self.population)
+        with contextlib.ExitStack() as stack:
+            urls = {
+                name: stack.enter_context(ThreadedServer(lambda peer=peer: peer)).url  # type: ignore[misc]
+                for name, peer in self.peers.named().items()
+            }
+            self.peers.paygov.base_url = urls["paygov"]
+            config = demo_config(self.workdir, self.token, urls, self.peers)
             self.node = build(config)
             self.server = HttpServer(self.node.api, lifespan="on")
             await self.server.start()
@@ -187,17 +273,65 @@ class Demo:
         async with client:
             prefill = await self._prefill(client, streams)
             await self._send_all(client, events, duplicates)
+            fees = await self._fees(client, streams)
         pending = await self._settle(self.options.timeout_s)
         elapsed = time.perf_counter() - started
         deliveries = self._delivery_counts()
         delivered = sum(c["delivered"] for c in deliveries.values())
-        faults = {
-            k: sum(peer.faults_injected[k] for peer in (self.portal, self.emc, self.population))
-            for k in self.portal.faults_injected
-        }
+        peers = self.peers.named().values()
+        faults = {k: sum(peer.faults_injected[k] for peer in peers) for k in self.portal.faults_injected}
+        receipts = {"vnpt": len(self.peers.vnpt.invoices), "viettel": len(self.peers.viettel.invoices)}
+        notices = dict(sorted(Counter(r.operation for r in self.peers.province.received).items()))
         return DemoSummary(
-            len(events), len(duplicates), deliveries, pending, elapsed, delivered / elapsed, faults, prefill
+            len(events),
+            len(duplicates),
+            deliveries,
+            pending,
+            elapsed,
+            delivered / elapsed,
+            faults,
+            prefill,
+            fees,
+            receipts,
+            notices,
         )
+
+    async def _fees(self, client: httpx.AsyncClient, streams: list[DossierStream]) -> dict[str, int]:
+        """Each dossier with fees asks for an online payment; the citizen pays (one in ten fails at the
+        bank); the platform calls back. Receipts and the province's notices follow through the routes."""
+        requests = []
+        for stream in streams:
+            received = stream.events[0]
+            if received["dossier"]["fees"]:
+                dossier = {**received["dossier"], "payment": {"reference": f"TT-{stream.code}"}}
+                requests.append(
+                    {
+                        **received,
+                        "event_id": f"{received['event_id']}-payreq",
+                        "type": "payment.requested",
+                        "dossier": dossier,
+                    }
+                )
+        headers = {"authorization": f"Bearer {self.token}", "content-type": "application/json"}
+        for batch in _batches(requests, self.options.batch_size):
+            await _post(client, orjson.dumps({"events": batch}), headers)
+        await self._settle(self.options.timeout_s)
+        callback = f"{client.base_url}/v1/payments/paygov/confirm"
+        outcomes: Counter[str] = Counter(requested=len(requests))
+        limit = asyncio.Semaphore(8)
+
+        async def pay(n: int, request: dict[str, Any]) -> None:
+            reference = request["dossier"]["payment"]["reference"]
+            if reference not in self.peers.paygov.payments:
+                outcomes["not_initiated"] += 1
+                return
+            status = "4" if n % 10 == 9 else "1"
+            async with limit:
+                answer = await asyncio.to_thread(self.peers.paygov.pay, reference, callback, status)
+            outcomes["paid" if status == "1" and answer.status_code == 200 else "failed"] += 1
+
+        await asyncio.gather(*(pay(n, r) for n, r in enumerate(requests)))
+        return dict(outcomes)
 
     async def _prefill(self, client: httpx.AsyncClient, streams: list[DossierStream]) -> dict[str, int]:
         """The desk looks each applicant up before receiving the dossier. Most citizens are in the
