@@ -1,5 +1,5 @@
 """Callbacks to the provincial system: results it must know (payment confirmed, receipt number, a delivery
-that needs a person), POSTed to its webhook and signed so it can verify them.
+that needs a person), POSTed to its webhook and signed so it can verify them. The webhook answers 2xx with a JSON object.
 
 Signature (ours; the province verifies it): header ``X-Lienthong-Signature: t=<unix seconds>,v1=<hex>``
 where ``hex`` is HMAC-SHA256 of ``"<t>.<body>"`` under the shared secret. The timestamp lets the province
@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from lienthong.adapters.base import Receipt, map_transport_errors, raise_for_status
+from lienthong.adapters.base import Receipt, json_body, map_transport_errors, raise_for_status
 from lienthong.adapters.http import HttpPeer
 from lienthong.bus.store import ClaimedDelivery
 from lienthong.errors import PermanentError
@@ -76,6 +76,8 @@ class ProvincialAdapter:
         with map_transport_errors(self.name, "notify"):
             response = await self._webhook.post(payload, headers)
             raise_for_status(response, self.name, "notify")
+            # The webhook answers JSON; a 200 HTML page comes from a gateway in the way, not the province.
+            json_body(response, self.name, "notify")
         return Receipt(http_status=response.status_code)
 
     async def aclose(self) -> None:
