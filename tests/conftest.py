@@ -21,6 +21,25 @@ from lienthong.sandbox.dossiers import PROCEDURE_CODES
 from lienthong.serving import HttpServer, ThreadedServer
 
 TOKEN = "test-token-for-the-provincial-system"
+# What examples/lienthong.yaml reads from the environment.
+EXAMPLE_ENV = {
+    "PORTAL_DSTCODE": "D1",
+    "PORTAL_USERNAME": "u",
+    "PORTAL_PASSWORD": "p",
+    "EMC_SITE_ID": "S1",
+    "EMC_TOKEN": "t",
+    "POPULATION_MA_TICH_HOP": "T1",
+    "CITIZEN_AUDIT_KEY": "an-audit-key-of-sixteen-plus",
+    "PAYGOV_SECRET": "s",
+    "VNPT_ACCOUNT": "a",
+    "VNPT_ACPASS": "ap",
+    "VNPT_USERNAME": "vu",
+    "VNPT_PASSWORD": "vp",
+    "VIETTEL_USERNAME": "tu",
+    "VIETTEL_PASSWORD": "tp",
+    "PROVINCE_WEBHOOK_SECRET": "w",
+    "LGSP_CLIENT_SECRET": "c",
+}
 AUTH = {"authorization": f"Bearer {TOKEN}"}
 ROUTES = [
     {

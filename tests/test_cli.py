@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import EXAMPLE_ENV
 from lienthong.api.auth import hash_token
 from lienthong.cli import main
 
@@ -16,13 +17,11 @@ EXAMPLE = Path(__file__).parent.parent / "examples" / "lienthong.yaml"
 def test_check_accepts_the_example(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for name in ("PORTAL_DSTCODE", "PORTAL_USERNAME", "PORTAL_PASSWORD", "EMC_SITE_ID", "EMC_TOKEN"):
-        monkeypatch.setenv(name, "x")
-    monkeypatch.setenv("POPULATION_MA_TICH_HOP", "T1")
-    monkeypatch.setenv("CITIZEN_AUDIT_KEY", "an-audit-key-of-sixteen-plus")
+    for name, value in EXAMPLE_ENV.items():
+        monkeypatch.setenv(name, value)
     assert main(["check", str(EXAMPLE)]) == 0
     out = capsys.readouterr().out
-    assert "ok (3 destinations, 8 deliveries in 4 routes, 3 mappings: portal_dossier@" in out
+    assert "ok (7 destinations, 14 deliveries in 8 routes, 9 mappings: portal_dossier@" in out
     assert "e-forms: default@" in out
 
 

@@ -7,21 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import EXAMPLE_ENV
 from lienthong.app import build_routes
 from lienthong.config import config_json_schema, load_config, parse_config
 from lienthong.errors import ConfigError
 from lienthong.mappings import SpecLoader
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "lienthong.yaml"
-EXAMPLE_ENV = {
-    "PORTAL_DSTCODE": "D1",
-    "PORTAL_USERNAME": "u",
-    "PORTAL_PASSWORD": "p",
-    "EMC_SITE_ID": "S1",
-    "EMC_TOKEN": "t",
-    "POPULATION_MA_TICH_HOP": "T1",
-    "CITIZEN_AUDIT_KEY": "an-audit-key-of-sixteen-plus",
-}
 
 
 def errors_of(text: str, env: dict[str, str] | None = None) -> list[str]:
@@ -42,7 +34,15 @@ def line_of(text: str, needle: str) -> int:
 
 def test_the_example_config_is_valid() -> None:
     config = load_config(EXAMPLE, env=EXAMPLE_ENV)
-    assert set(config.destinations) == {"emc", "population", "portal"}
+    assert set(config.destinations) == {
+        "emc",
+        "population",
+        "portal",
+        "paygov",
+        "vnpt",
+        "viettel",
+        "province",
+    }
     routes = build_routes(config, SpecLoader()).for_type("dossier.received")
     assert [(r.destination, r.operation, r.mapping.name) for r in routes] == [
         ("portal", "DongBoHoSoMC", "portal_dossier"),
@@ -59,7 +59,7 @@ def test_an_unknown_destination_names_its_path_line_and_the_known_ones() -> None
     )
     line = line_of(text, "to: portl")
     assert errors_of(text, EXAMPLE_ENV) == [
-        f"lienthong.yaml:{line} routes[1].deliver[1].to: unknown destination 'portl' (known: emc, population, portal)"
+        f"lienthong.yaml:{line} routes[1].deliver[1].to: unknown destination 'portl' (known: emc, paygov, population, portal, province, viettel, vnpt)"
     ]
 
 

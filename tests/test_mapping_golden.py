@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import EXAMPLE_ENV
 from lienthong.cli import main
 from lienthong.mappings import SpecLoader, bundled_dir
 from lienthong.mappings.golden import run_golden, spec_files
@@ -162,15 +163,7 @@ def test_mapping_schema_and_functions_describe_the_format(capsys: pytest.Capture
 def test_check_names_a_broken_mapping_a_route_uses(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name, value in {
-        "PORTAL_DSTCODE": "D",
-        "PORTAL_USERNAME": "u",
-        "PORTAL_PASSWORD": "p",
-        "EMC_SITE_ID": "S",
-        "EMC_TOKEN": "t",
-        "POPULATION_MA_TICH_HOP": "T1",
-        "CITIZEN_AUDIT_KEY": "an-audit-key-of-sixteen-plus",
-    }.items():
+    for name, value in EXAMPLE_ENV.items():
         monkeypatch.setenv(name, value)
     spec = tmp_path / "mappings" / "my_emc.yaml"
     spec.parent.mkdir()

@@ -1,5 +1,6 @@
 """Callbacks to the provincial system: results it must know (payment confirmed, receipt number, a delivery
-that needs a person), POSTed to its webhook and signed so it can verify them. The webhook answers 2xx with a JSON object.
+that needs a person), POSTed to its webhook and signed so it can verify them. The webhook answers 2xx
+with a JSON object.
 
 Signature (ours; the province verifies it): header ``X-Lienthong-Signature: t=<unix seconds>,v1=<hex>``
 where ``hex`` is HMAC-SHA256 of ``"<t>.<body>"`` under the shared secret. The timestamp lets the province
