@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
@@ -142,7 +143,7 @@ async def test_emc_accepts_a_tracking_record(emc: EmcAdapter, peers: Peers) -> N
     [
         ("error", 503, "http 503"),
         ("throttle", 429, "http 429"),
-        ("malformed", 200, r"answer is not JSON \(text/html\)"),
+        ("malformed", 200, r"answer is not JSON \((text/html|application/json|text/plain)\)"),
         ("drop", None, "connection failed"),
     ],
 )
@@ -243,3 +244,26 @@ async def test_an_httpx_error_from_the_transport_is_mapped_through_the_adapter()
     with pytest.raises(RetryableError, match="RemoteProtocolError"):
         await send(adapter, claimed(0))
     await adapter.aclose()
+
+
+def malformed_seed(kind: str) -> int:
+    """A fault-plan seed whose first malformed answer is ``kind`` (drawn after the fault itself)."""
+    for seed in range(100):
+        rng = random.Random(seed)
+        rng.random()
+        rng.choice(("malformed",))
+        if rng.choice(("html", "truncated", "content_type")) == kind:
+            return seed
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize(
+    ("kind", "content_type"),
+    [("html", "text/html"), ("truncated", "application/json"), ("content_type", "text/plain")],
+)
+async def test_every_malformed_answer_is_retryable_naming_what_came(
+    emc: EmcAdapter, peers: Peers, kind: str, content_type: str
+) -> None:
+    peers.emc.set_faults(FaultPlan(rate=1.0, kinds=("malformed",), seed=malformed_seed(kind)))
+    with pytest.raises(RetryableError, match=rf"answer is not JSON \({content_type}\)"):
+        await send(emc, claimed(0, "TrackingMCDT"))

@@ -31,7 +31,7 @@ class FaultPlan:
     ``latency`` delays the answer by ``latency_ms``; ``error`` answers 503; ``throttle`` answers 429 with
     ``Retry-After: retry_after_s``; ``drop`` does the work and then closes the connection without a
     complete answer, the case that tests at-least-once delivery; ``malformed`` answers 200 with an HTML
-    page, as a misconfigured gateway does.
+    page, a truncated body or the wrong content type (``Peer.malformed_answer``).
     """
 
     rate: float = 0.0
@@ -167,7 +167,13 @@ class Peer:
         return Answer(503, b"<html><body>503 Service Unavailable</body></html>", b"text/html")
 
     def malformed_answer(self, rng: random.Random) -> Answer:
-        """What a ``malformed`` fault answers: an HTML page with 200, as a misconfigured gateway sends."""
+        """What a ``malformed`` fault answers with 200: an HTML page (a misconfigured gateway), a JSON
+        answer cut short, or a body of the wrong content type. SOAP peers cut XML short instead."""
+        choice = rng.choice(("html", "truncated", "content_type"))
+        if choice == "truncated":
+            return Answer(200, b'{"error_code": 0, "message": "O')
+        if choice == "content_type":
+            return Answer(200, b"OK", b"text/plain")
         return Answer(200, b"<html><body>Gateway maintenance</body></html>", b"text/html")
 
     async def _route(self, request: Request) -> Answer:
