@@ -18,10 +18,12 @@ from lienthong.adapters.einvoice.vnpt import (
 )
 from lienthong.adapters.http import make_transport
 from lienthong.adapters.population import make_soap_transport
-from lienthong.errors import PermanentError, RetryableError
+from lienthong.adapters.soap import map_soap_errors
+from lienthong.errors import DeliveryError, PermanentError, RetryableError
 from lienthong.mappings import SpecLoader, bundled_dir
 from lienthong.sandbox.vnpt import VnptSandbox
 from lienthong.serving import ThreadedServer
+from test_population import LIBRARY_ERRORS, instance
 
 GOLDEN = bundled_dir() / "golden" / "einvoice_receipt"
 ACCOUNT = VnptAccount("h56admin", "sandbox-acpass", "h56service", "sandbox-pass", "1", "C26TBL")
@@ -148,3 +150,15 @@ async def test_a_dropped_publish_retried_still_makes_one_receipt(
     published = await vnpt.issue("paygov-PG5", receipt())
     assert published.number == "0000001"
     assert len(sandbox[0].invoices) == 1
+
+
+@pytest.mark.parametrize("cls", LIBRARY_ERRORS, ids=lambda c: c.__qualname__)
+def test_no_library_exception_escapes_the_soap_boundary_of_a_delivery(cls: type[BaseException]) -> None:
+    with (
+        pytest.raises(DeliveryError),
+        map_soap_errors(
+            lambda message, _code: RetryableError(message, destination="vnpt"),
+            lambda message, code: PermanentError(message, destination="vnpt", remote_code=code),
+        ),
+    ):
+        raise instance(cls)

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import unicodedata
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-import aiohttp
 import httpx
 import zeep
 import zeep.exceptions
@@ -26,9 +24,8 @@ from zeep.helpers import serialize_object
 from zeep.proxy import AsyncServiceProxy
 from zeep.transports import AsyncTransport
 
-from lienthong.adapters.base import exception_text
+from lienthong.adapters.soap import SAFE, map_soap_errors
 from lienthong.errors import (
-    CitizenLookupError,
     CitizenMismatch,
     CitizenNotFound,
     PopulationRefused,
@@ -37,10 +34,6 @@ from lienthong.errors import (
 
 NAMESPACE = "http://csdl.dancu.gov.vn/congdan"
 BINDING = f"{{{NAMESPACE}}}CongDanBinding"
-# DESIGN §6: no DTDs, no entities, no external references, no huge trees.
-SAFE = zeep.Settings(
-    strict=True, forbid_dtd=True, forbid_entities=True, forbid_external=True, xml_huge_tree=False
-)
 
 
 class _Record(BaseModel):
@@ -196,41 +189,9 @@ def _same_text(name: str) -> str:
     return " ".join(unicodedata.normalize("NFC", name).casefold().split())
 
 
-@contextmanager
-def map_lookup_errors() -> Iterator[None]:
+def map_lookup_errors() -> AbstractContextManager[None]:
     """The one boundary where zeep's, httpx's and aiohttp's exceptions become our CitizenLookupError."""
-    try:
-        yield
-    except CitizenLookupError:
-        raise
-    except zeep.exceptions.Fault as exc:
-        code = str(exc.code or "")
-        if code.endswith("Client"):
-            raise PopulationRefused(
-                f"the service refused the request: {exc.message}", remote_code=code
-            ) from exc
-        raise PopulationUnavailable(f"the service failed: {exc.message}") from exc
-    except zeep.exceptions.TransportError as exc:
-        if 200 <= exc.status_code < 300:  # zeep's word for a 2xx whose body is not XML
-            raise PopulationUnavailable(f"the answer is not SOAP: {str(exc.message)[:160]}") from exc
-        if exc.status_code in (408, 429) or exc.status_code >= 500:
-            raise PopulationUnavailable(f"the service answered http {exc.status_code}") from exc
-        raise PopulationRefused(
-            f"the service answered http {exc.status_code}", remote_code=str(exc.status_code)
-        ) from exc
-    except (
-        zeep.exceptions.DTDForbidden,
-        zeep.exceptions.EntitiesForbidden,
-        zeep.exceptions.ExternalReferenceForbidden,
-    ) as exc:
-        raise PopulationUnavailable(
-            f"the answer was refused: it carried a DTD, entities or external references: {type(exc).__name__}"
-        ) from exc
-    except (zeep.exceptions.XMLSyntaxError, zeep.exceptions.XMLParseError) as exc:
-        raise PopulationUnavailable(f"the answer is not SOAP: {exception_text(exc)[:200]}") from exc
-    except zeep.exceptions.Error as exc:
-        raise PopulationUnavailable(f"the answer does not match the WSDL: {exception_text(exc)}") from exc
-    except (httpx.TimeoutException, TimeoutError) as exc:
-        raise PopulationUnavailable("the service did not answer in time") from exc
-    except (httpx.HTTPError, aiohttp.ClientError, OSError) as exc:
-        raise PopulationUnavailable(f"cannot reach the service: {exception_text(exc)}") from exc
+    return map_soap_errors(
+        lambda message, _code: PopulationUnavailable(message),
+        lambda message, code: PopulationRefused(message, remote_code=code),
+    )

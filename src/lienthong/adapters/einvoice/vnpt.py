@@ -23,10 +23,10 @@ from zeep.proxy import AsyncServiceProxy
 from zeep.transports import AsyncTransport
 
 from lienthong.adapters.base import Receipt
-from lienthong.adapters.population import SAFE, map_lookup_errors
+from lienthong.adapters.soap import SAFE, map_soap_errors
 from lienthong.bus.emit import EventSink
 from lienthong.bus.store import ClaimedDelivery
-from lienthong.errors import CitizenLookupError, PermanentError, PopulationRefused, RetryableError, StoreError
+from lienthong.errors import PermanentError, RetryableError, StoreError
 from lienthong.mappings.xmlout import to_xml
 
 BINDING = "{http://tempuri.org/}PublishServiceSoap"
@@ -220,15 +220,16 @@ class VnptInvoiceAdapter:
 
     async def _call(self, operation: str, **params: Any) -> str | None:
         """One SOAP call; transport and SOAP failures become Retryable/PermanentError here."""
-        try:
-            with map_lookup_errors():  # the same zeep/httpx/aiohttp boundary as every SOAP adapter
-                async with asyncio.timeout(self._timeout_s):
-                    result: str | None = await getattr(self._service, operation)(**params)
-                    return result
-        except PopulationRefused as exc:
-            raise PermanentError(exc.message, destination=self.name, operation=operation) from exc
-        except CitizenLookupError as exc:
-            raise RetryableError(exc.message, destination=self.name, operation=operation) from exc
+        name = self.name
+        with map_soap_errors(
+            lambda message, _code: RetryableError(message, destination=name, operation=operation),
+            lambda message, code: PermanentError(
+                message, destination=name, operation=operation, remote_code=code
+            ),
+        ):
+            async with asyncio.timeout(self._timeout_s):
+                result: str | None = await getattr(self._service, operation)(**params)
+                return result
 
     def _parse(self, text: str | None, operation: str) -> Published | VnptFailure:
         try:
