@@ -445,3 +445,30 @@ async def test_a_dead_letter_is_told_to_the_province_for_a_person_to_look_at(
         assert "remote code 400" in notice.body["error"]
         refused = await running.post({**event, "event_id": "x-1", "type": "delivery.failed"})
         assert refused.status_code == 422
+
+
+class GatewayInTheWay(PayGovSandbox):
+    """Answers every message 200 with JSON that is not the platform's (a proxy's health page)."""
+
+    async def _message(self, request: Any) -> Any:
+        from lienthong.sandbox.base import Answer  # noqa: PLC0415
+
+        return Answer.json({"status": "UP"})
+
+
+async def test_an_answer_without_maloi_is_retried_never_taken_for_a_payment(
+    run_node: RunNode, tmp_path: Path, peers: Peers
+) -> None:
+    platform = GatewayInTheWay(secret=SECRET)
+    with ThreadedServer(lambda: platform) as server:
+        running: Running = await run_node(**payments_config(tmp_path, peers, server.url))
+        event, reference = payment_request()
+        (message_id,) = (await running.post(event)).json()["message_ids"]
+        await running.settle()
+        view = await running.node.outbox.message(message_id)
+        assert view is not None
+        assert view.status == "dead"
+        assert "INIT answer has no MaLoi" in str(view.history[0].error)
+        assert "QUERY answer has no MaLoi" in str(view.last_error)  # retries look the payment up first
+        assert "gave up after 4 attempts" in str(view.last_error)
+        assert await running.node.outbox.payment(reference) is None

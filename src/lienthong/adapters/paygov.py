@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from lienthong.adapters.base import Receipt, json_body, map_transport_errors, raise_for_status
 from lienthong.adapters.http import HttpPeer
@@ -24,6 +25,20 @@ from lienthong.bus.store import ClaimedDelivery, PaymentRecord
 from lienthong.errors import PermanentError, RetryableError, StoreError
 from lienthong.mappings.dates import VIETNAM
 from lienthong.payments import INIT_FIELDS, PHIEN_BAN, QUERY_FIELDS, field_text, paygov_code
+
+
+class PayGovReply(BaseModel):
+    """An answer to INIT or QUERY. Codes come as text or numbers; both read as text."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, coerce_numbers_to_str=True)
+
+    MaLoi: str
+    MoTaLoi: str = ""
+    UrlThanhToan: str = ""  # INIT, and QUERY of a known payment
+    MaThamChieu: str = ""
+    TrangThaiGD: str = ""  # QUERY: 1 paid, 3 pending, 4 failed
+    MaGiaoDich: str = ""
+    SoTien: str = ""
 
 
 @dataclass(frozen=True)
@@ -64,7 +79,7 @@ class PayGovAdapter:
                 answer = await self._send(
                     "INIT", {**body, "MaNganHang": body.get("MaNganHang", "")}, INIT_FIELDS
                 )
-                code = field_text(answer.get("MaLoi"))
+                code = answer.MaLoi
                 if code in self._settings.duplicate_codes:
                     existing = await self._query(reference)
                 elif code != "00":
@@ -77,10 +92,10 @@ class PayGovAdapter:
                 destination=self.name,
                 operation="INIT",
             )
-        await self._record(delivery, body, field_text(existing.get("UrlThanhToan")))
+        await self._record(delivery, body, existing.UrlThanhToan)
         return Receipt(http_status=200)
 
-    async def query(self, reference: str) -> dict[str, Any] | None:
+    async def query(self, reference: str) -> PayGovReply | None:
         """The platform's view of one payment (TrangThaiGD, MaGiaoDich, SoTien), or None if unknown."""
         with map_transport_errors(self.name, "QUERY"):
             return await self._query(reference)
@@ -88,16 +103,16 @@ class PayGovAdapter:
     async def aclose(self) -> None:
         await self._peer.aclose()
 
-    async def _query(self, reference: str) -> dict[str, Any] | None:
+    async def _query(self, reference: str) -> PayGovReply | None:
         answer = await self._send("QUERY", {"MaThamChieu": reference}, QUERY_FIELDS)
-        code = field_text(answer.get("MaLoi"))
+        code = answer.MaLoi
         if code in self._settings.not_found_codes:
             return None
         if code != "00":
             raise self._refused("QUERY", answer)
         return answer
 
-    async def _send(self, kind: str, fields: dict[str, Any], signed: tuple[str, ...]) -> dict[str, Any]:
+    async def _send(self, kind: str, fields: dict[str, Any], signed: tuple[str, ...]) -> PayGovReply:
         message = {
             **fields,
             "LoaiBanTin": kind,
@@ -108,11 +123,18 @@ class PayGovAdapter:
         message["MaXacThuc"] = paygov_code(message, signed, self._settings.secret)
         response = await self._endpoint.post(orjson.dumps(message), {"content-type": "application/json"})
         raise_for_status(response, self.name, kind)
-        return json_body(response, self.name, kind)
+        answer = json_body(response, self.name, kind)
+        try:
+            return PayGovReply.model_validate(answer)
+        except ValidationError as exc:
+            # A 200 without MaLoi is not the platform answering: a gateway page or a half-sent reply.
+            raise RetryableError(
+                f"{kind} answer has no MaLoi: {str(answer)[:120]}", destination=self.name, operation=kind
+            ) from exc
 
-    def _refused(self, kind: str, answer: dict[str, Any]) -> PermanentError:
-        code = field_text(answer.get("MaLoi"))
-        message = f"payment platform refused {kind}: {answer.get('MoTaLoi', '')}".rstrip(": ")
+    def _refused(self, kind: str, answer: PayGovReply) -> PermanentError:
+        code = answer.MaLoi
+        message = f"payment platform refused {kind}: {answer.MoTaLoi}".rstrip(": ")
         return PermanentError(message, destination=self.name, operation=kind, status=200, remote_code=code)
 
     async def _record(self, delivery: ClaimedDelivery, body: dict[str, Any], pay_url: str) -> None:
