@@ -213,6 +213,16 @@ class _Seller(_Model):
     seller_tax_code: str = Field(min_length=1, description="Its tax code (NBan/MST).")
     seller_address: str = ""
 
+    def receipt_params(self, *, template_code: str, series: str) -> dict[str, Any]:
+        """What the e-receipt mappings take from a provider's config (their ``params``)."""
+        seller = {"seller_name": self.seller_name, "seller_tax_code": self.seller_tax_code}
+        return {
+            **seller,
+            "seller_address": self.seller_address,
+            "template_code": template_code,
+            "series": series,
+        }
+
 
 class VnptDestination(_HttpDestination, _Seller):
     """VNPT e-invoices (SOAP): receipts published with ImportAndPublishInv under a pattern and serial."""
@@ -234,13 +244,7 @@ class VnptDestination(_HttpDestination, _Seller):
     timeout_s: float = Field(default=30.0, gt=0)
 
     def mapping_params(self) -> dict[str, Any]:
-        return {
-            "seller_name": self.seller_name,
-            "seller_tax_code": self.seller_tax_code,
-            "seller_address": self.seller_address,
-            "template_code": self.pattern,
-            "series": self.serial,
-        }
+        return self.receipt_params(template_code=self.pattern, series=self.serial)
 
 
 class ViettelDestination(_HttpDestination, _Seller):
@@ -259,13 +263,7 @@ class ViettelDestination(_HttpDestination, _Seller):
     timeout_s: float = Field(default=30.0, gt=0)
 
     def mapping_params(self) -> dict[str, Any]:
-        return {
-            "seller_name": self.seller_name,
-            "seller_tax_code": self.seller_tax_code,
-            "seller_address": self.seller_address,
-            "template_code": self.template_code,
-            "series": self.series,
-        }
+        return self.receipt_params(template_code=self.template_code, series=self.series)
 
 
 Destination = Annotated[

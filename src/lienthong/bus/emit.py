@@ -56,6 +56,21 @@ class EventSink:
             }
         )
 
+    async def receipt_issued(self, delivery: ClaimedDelivery, receipt: dict[str, str]) -> None:
+        """Raise ``receipt.issued`` for the payment ``delivery`` carried; ``receipt`` has provider, fkey,
+        pattern, serial and number. The payment's time and the receipt's key make the event the same on
+        every retry."""
+        event = delivery.event
+        await self.emit(
+            {
+                "event_id": f"receipt:{receipt['provider']}:{receipt['fkey']}",
+                "type": "receipt.issued",
+                "occurred_at": event.occurred_at,
+                "unit_code": event.unit_code,
+                "dossier": {**event.dossier, "receipt": receipt},
+            }
+        )
+
     async def emit(self, event: dict[str, Any]) -> None:
         """Raises StoreError when the event cannot be stored (the caller retries)."""
         assert self._ingestor is not None, "EventSink.attach was not called"

@@ -1,1 +1,22 @@
 """E-invoice / e-receipt providers: VNPT (SOAP) and Viettel S-Invoice (REST)."""
+
+from __future__ import annotations
+
+from lienthong.bus.emit import EventSink
+from lienthong.bus.store import ClaimedDelivery
+from lienthong.errors import RetryableError, StoreError
+
+
+async def announce(
+    events: EventSink | None, destination: str, delivery: ClaimedDelivery, receipt: dict[str, str]
+) -> None:
+    """Raise ``receipt.issued`` so routes can tell the province the receipt's number. A store that cannot
+    take it makes the delivery retry: the provider then finds the receipt it already issued."""
+    if events is None:
+        return
+    try:
+        await events.receipt_issued(delivery, receipt)
+    except StoreError as exc:
+        raise RetryableError(
+            f"cannot record the receipt: {exc}", destination=destination, operation="issue"
+        ) from exc

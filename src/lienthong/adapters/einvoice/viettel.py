@@ -19,10 +19,11 @@ from urllib.parse import quote
 import orjson
 
 from lienthong.adapters.base import Receipt, json_body, map_transport_errors, raise_for_status
+from lienthong.adapters.einvoice import announce
 from lienthong.adapters.http import HttpPeer
 from lienthong.bus.emit import EventSink
 from lienthong.bus.store import ClaimedDelivery
-from lienthong.errors import PermanentError, RetryableError, StoreError
+from lienthong.errors import PermanentError
 
 API = "/services/einvoiceapplication/api/InvoiceAPI/InvoiceWS"
 
@@ -83,7 +84,14 @@ class ViettelInvoiceAdapter:
                 operation=delivery.operation,
             )
         invoice = await self.issue(body, retrying=delivery.attempts > 0)
-        await self._announce(delivery, invoice)
+        receipt = {
+            "provider": "viettel",
+            "fkey": invoice.transaction_uuid,
+            "pattern": invoice.template_code,
+            "serial": invoice.series,
+            "number": invoice.invoice_no,
+        }
+        await announce(self._events, self.name, delivery, receipt)
         return Receipt(http_status=200)
 
     async def issue(self, body: dict[str, Any], *, retrying: bool) -> ViettelInvoice:
@@ -174,29 +182,3 @@ class ViettelInvoiceAdapter:
             )
         lifetime = float(answer.get("expires_in") or 300)
         return token, self._clock() + max(0.0, lifetime - self._margin)
-
-    async def _announce(self, delivery: ClaimedDelivery, invoice: ViettelInvoice) -> None:
-        if self._events is None:
-            return
-        event = delivery.event
-        receipt = {
-            "provider": "viettel",
-            "fkey": invoice.transaction_uuid,
-            "pattern": invoice.template_code,
-            "serial": invoice.series,
-            "number": invoice.invoice_no,
-        }
-        try:
-            await self._events.emit(
-                {
-                    "event_id": f"receipt:viettel:{invoice.transaction_uuid}",
-                    "type": "receipt.issued",
-                    "occurred_at": event.occurred_at,
-                    "unit_code": event.unit_code,
-                    "dossier": {**event.dossier, "receipt": receipt},
-                }
-            )
-        except StoreError as exc:
-            raise RetryableError(
-                f"cannot record the receipt: {exc}", destination=self.name, operation="issue"
-            ) from exc

@@ -23,10 +23,11 @@ from zeep.proxy import AsyncServiceProxy
 from zeep.transports import AsyncTransport
 
 from lienthong.adapters.base import Receipt
+from lienthong.adapters.einvoice import announce
 from lienthong.adapters.soap import SAFE, map_soap_errors
 from lienthong.bus.emit import EventSink
 from lienthong.bus.store import ClaimedDelivery
-from lienthong.errors import PermanentError, RetryableError, StoreError
+from lienthong.errors import PermanentError, RetryableError
 from lienthong.mappings.xmlout import to_xml
 
 BINDING = "{http://tempuri.org/}PublishServiceSoap"
@@ -124,7 +125,14 @@ class VnptInvoiceAdapter:
         fkey = fkey_for(delivery)
         if op == "issue":
             published = await self.issue(fkey, body)
-            await self._announce(delivery, published)
+            receipt = {
+                "provider": "vnpt",
+                "fkey": published.fkey,
+                "pattern": published.pattern,
+                "serial": published.serial,
+                "number": published.number,
+            }
+            await announce(self._events, self.name, delivery, receipt)
         elif op == "cancel":
             await self.cancel(fkey)
         else:
@@ -190,33 +198,6 @@ class VnptInvoiceAdapter:
 
     async def aclose(self) -> None:
         await self._transport.aclose()
-
-    async def _announce(self, delivery: ClaimedDelivery, published: Published) -> None:
-        """Raise ``receipt.issued`` so routes can tell the province the receipt's number."""
-        if self._events is None:
-            return
-        event = delivery.event
-        receipt = {
-            "provider": "vnpt",
-            "fkey": published.fkey,
-            "pattern": published.pattern,
-            "serial": published.serial,
-            "number": published.number,
-        }
-        try:
-            await self._events.emit(
-                {
-                    "event_id": f"receipt:vnpt:{published.fkey}",
-                    "type": "receipt.issued",
-                    "occurred_at": event.occurred_at,  # the payment's time: the same event on every retry
-                    "unit_code": event.unit_code,
-                    "dossier": {**event.dossier, "receipt": receipt},
-                }
-            )
-        except StoreError as exc:
-            raise RetryableError(
-                f"cannot record the receipt: {exc}", destination=self.name, operation="issue"
-            ) from exc
 
     async def _call(self, operation: str, **params: Any) -> str | None:
         """One SOAP call; transport and SOAP failures become Retryable/PermanentError here."""
