@@ -162,7 +162,6 @@ class MappingError(TranslationError):
         self.mapping = mapping
         self.source = source
         self.record = record
-        self.reason = message
         where = f"mapping {mapping}" + (f", record {record}" if record else "")
         reads = f" (from {source})" if source else ""
         super().__init__(f"{message} [{where}]", field=f"{field}{reads}" if field else (source or "input"))

@@ -47,12 +47,18 @@ class CompiledMapping:
     xml_root: str | None
     params: Mapping[str, Param]
     _fn: Getter = field(repr=False)
+    # The params' defaults, worked out once: a mapping runs per delivery.
+    _defaults: dict[str, Any] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        defaults = {k: p.default for k, p in self.params.items() if "default" in p.model_fields_set}
+        object.__setattr__(self, "_defaults", defaults)
 
     def __call__(
         self, record: Any, *, params: Mapping[str, Any] | None = None, record_id: str | None = None
     ) -> dict[str, Any]:
         """Map one record. Raises MappingError naming the record, the output field and the input path."""
-        scope = Scope(record, self.with_defaults(params or {}))
+        scope = Scope(record, self.with_defaults(params) if params else self._defaults)
         try:
             result: dict[str, Any] = self._fn(record, scope)
         except MappingFailure as exc:
@@ -62,8 +68,7 @@ class CompiledMapping:
         return result
 
     def with_defaults(self, params: Mapping[str, Any]) -> dict[str, Any]:
-        defaults = {k: p.default for k, p in self.params.items() if "default" in p.model_fields_set}
-        return {**defaults, **params}
+        return {**self._defaults, **params}
 
     def missing_params(self, given: Mapping[str, Any]) -> list[str]:
         """Declared, required params that neither ``given`` nor a default supplies."""
