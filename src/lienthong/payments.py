@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -211,13 +211,8 @@ class PaymentCallbacks:
         if c.status == "paid":
             await self._ingest(payment, c)
         await self._outbox.save_payment(
-            PaymentRecord(
-                **{
-                    **payment.__dict__,
-                    "status": c.status,
-                    "transaction_id": c.transaction_id,
-                    "updated_ms": self._outbox.now_ms(),
-                }
+            replace(
+                payment, status=c.status, transaction_id=c.transaction_id, updated_ms=self._outbox.now_ms()
             )
         )
         await self._record(c.channel, c.reference, c.transaction_id, "accepted", c.status)
