@@ -97,6 +97,25 @@ def payments_config(tmp_path: Path, peers: Peers, url: str, secret: str = SECRET
     }
 
 
+PROVINCE_SECRET = "province-webhook-secret"
+SELLER = {"seller_name": "Sở Tư pháp (thử nghiệm)", "seller_tax_code": "3300000000"}
+
+
+def province_destination(url: str, secret: str = PROVINCE_SECRET) -> dict[str, Any]:
+    return {"kind": "provincial", "base_url": url, "secret": secret}
+
+
+def vnpt_destination(url: str) -> dict[str, Any]:
+    """A vnpt destination holding the sandbox VNPT's own account, pattern and serial."""
+    account = {
+        "account": "h56admin",
+        "ac_password": "sandbox-acpass",
+        "username": "h56service",
+        "password": "sandbox-pass",
+    }
+    return {"kind": "vnpt", "base_url": url, **account, "pattern": "1", "serial": "C26TBL", **SELLER}
+
+
 @pytest.fixture
 async def node(run_node: RunNode, tmp_path: Path, peers: Peers, paygov: tuple[PayGovSandbox, str]) -> Running:
     running: Running = await run_node(**payments_config(tmp_path, peers, paygov[1]))
@@ -293,14 +312,10 @@ def test_the_provincial_signature_verifies_only_the_same_recent_body() -> None:
 async def test_a_confirmed_payment_is_told_to_the_province_once_signed(
     run_node: RunNode, tmp_path: Path, peers: Peers, paygov: tuple[PayGovSandbox, str]
 ) -> None:
-    province = ProvincialSandbox(secret="province-webhook-secret")
+    province = ProvincialSandbox(secret=PROVINCE_SECRET)
     with ThreadedServer(lambda: province) as server:
         data = payments_config(tmp_path, peers, paygov[1])
-        data["destinations"]["province"] = {
-            "kind": "provincial",
-            "base_url": server.url,
-            "secret": "province-webhook-secret",
-        }
+        data["destinations"]["province"] = province_destination(server.url)
         data["routes"].append(
             {"on": "payment.confirmed", "deliver": [{"to": "province", "operation": "notify"}]}
         )
@@ -323,11 +338,7 @@ async def test_a_province_refusing_the_signature_makes_a_dead_letter(
     province = ProvincialSandbox(secret="the-province-has-another-key")
     with ThreadedServer(lambda: province) as server:
         data = payments_config(tmp_path, peers, paygov[1])
-        data["destinations"]["province"] = {
-            "kind": "provincial",
-            "base_url": server.url,
-            "secret": "province-webhook-secret",
-        }
+        data["destinations"]["province"] = province_destination(server.url)
         data["routes"].append(
             {"on": "payment.confirmed", "deliver": [{"to": "province", "operation": "notify"}]}
         )
@@ -343,27 +354,12 @@ async def test_a_province_refusing_the_signature_makes_a_dead_letter(
 async def test_a_paid_fee_gets_one_vnpt_receipt_and_the_province_hears_its_number(
     run_node: RunNode, tmp_path: Path, peers: Peers, paygov: tuple[PayGovSandbox, str]
 ) -> None:
-    province = ProvincialSandbox(secret="province-webhook-secret")
+    province = ProvincialSandbox(secret=PROVINCE_SECRET)
     vnpt = VnptSandbox()
     with ThreadedServer(lambda: province) as province_srv, ThreadedServer(lambda: vnpt) as vnpt_srv:
         data = payments_config(tmp_path, peers, paygov[1])
-        data["destinations"]["province"] = {
-            "kind": "provincial",
-            "base_url": province_srv.url,
-            "secret": "province-webhook-secret",
-        }
-        data["destinations"]["vnpt"] = {
-            "kind": "vnpt",
-            "base_url": vnpt_srv.url,
-            "account": "h56admin",
-            "ac_password": "sandbox-acpass",
-            "username": "h56service",
-            "password": "sandbox-pass",
-            "pattern": "1",
-            "serial": "C26TBL",
-            "seller_name": "Sở Tư pháp (thử nghiệm)",
-            "seller_tax_code": "3300000000",
-        }
+        data["destinations"]["province"] = province_destination(province_srv.url)
+        data["destinations"]["vnpt"] = vnpt_destination(vnpt_srv.url)
         data["routes"] += [
             {"on": "payment.confirmed", "deliver": [{"to": "vnpt", "operation": "issue"}]},
             {
@@ -406,17 +402,13 @@ async def test_receipt_events_are_refused_from_outside(node: Running) -> None:
 async def test_a_dead_letter_is_told_to_the_province_for_a_person_to_look_at(
     run_node: RunNode, tmp_path: Path, peers: Peers
 ) -> None:
-    province = ProvincialSandbox(secret="province-webhook-secret")
+    province = ProvincialSandbox(secret=PROVINCE_SECRET)
     with ThreadedServer(lambda: province) as server:
         base = config_dict(tmp_path, peers)
         running: Running = await run_node(
             destinations={
                 **base["destinations"],
-                "province": {
-                    "kind": "provincial",
-                    "base_url": server.url,
-                    "secret": "province-webhook-secret",
-                },
+                "province": province_destination(server.url),
             },
             routes=[
                 {"on": "dossier.received", "deliver": [{"to": "portal", "operation": "DongBoHoSoMC"}]},

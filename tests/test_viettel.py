@@ -19,7 +19,15 @@ from lienthong.sandbox.provincial import ProvincialSandbox
 from lienthong.sandbox.viettel import ViettelSandbox
 from lienthong.sandbox.vnpt import VnptSandbox
 from lienthong.serving import ThreadedServer
-from test_payments import pay, payment_request, payments_config
+from test_payments import (
+    PROVINCE_SECRET,
+    SELLER,
+    pay,
+    payment_request,
+    payments_config,
+    province_destination,
+    vnpt_destination,
+)
 
 GOLDEN = bundled_dir() / "golden" / "einvoice_viettel"
 ACCOUNT = ViettelAccount("3300000000-h56", "sandbox-viettel-pass", "3300000000")
@@ -138,7 +146,7 @@ async def test_each_unit_gets_its_receipt_from_its_own_provider(
 ) -> None:
     paygov, province, vnpt, viettel = (
         PayGovSandbox(),
-        ProvincialSandbox(secret="province-secret-0001"),
+        ProvincialSandbox(secret=PROVINCE_SECRET),
         VnptSandbox(),
         ViettelSandbox(),
     )
@@ -150,20 +158,9 @@ async def test_each_unit_gets_its_receipt_from_its_own_provider(
     ):
         paygov.base_url = paygov_srv.url
         data = payments_config(tmp_path, peers, paygov_srv.url)
-        seller = {"seller_name": "Đơn vị thu (thử nghiệm)", "seller_tax_code": "3300000000"}
         data["destinations"].update(
-            province={"kind": "provincial", "base_url": province_srv.url, "secret": "province-secret-0001"},
-            vnpt={
-                "kind": "vnpt",
-                "base_url": vnpt_srv.url,
-                "account": "h56admin",
-                "ac_password": "sandbox-acpass",
-                "username": "h56service",
-                "password": "sandbox-pass",
-                "pattern": "1",
-                "serial": "C26TBL",
-                **seller,
-            },
+            province=province_destination(province_srv.url),
+            vnpt=vnpt_destination(vnpt_srv.url),
             viettel={
                 "kind": "viettel",
                 "base_url": viettel_srv.url,
@@ -172,7 +169,7 @@ async def test_each_unit_gets_its_receipt_from_its_own_provider(
                 "supplier_tax_code": "3300000000",
                 "template_code": "2/001",
                 "series": "K26TBL",
-                **seller,
+                **SELLER,
             },
         )
         first, _ = payment_request(0)
