@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import ssl
 import time
@@ -130,7 +131,8 @@ def build(
     routes = build_routes(config, loader)
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
     store = config.store
-    outbox = Outbox(lambda: SqliteOutbox(store.path, synchronous=store.synchronous), clock=clock)
+    open_store = functools.partial(SqliteOutbox, store.path, synchronous=store.synchronous)
+    outbox = Outbox(open_store, clock=clock, in_process=store.process)
     events = EventSink(config.events.dossier_code_field)
     adapters = {
         name: build_adapter(name, dest, outbox, events, config.base_dir)

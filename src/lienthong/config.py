@@ -71,6 +71,11 @@ class SqliteStoreConfig(_Model):
         default="full",
         description="full: a commit survives power loss; normal: it survives a process crash (kill -9) only.",
     )
+    process: bool = Field(
+        default=True,
+        description="true: run the store in a child process, on its own core (decision 0006); false: on a"
+        " thread of the server's process.",
+    )
 
 
 class RetryConfig(_Model):

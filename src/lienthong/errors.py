@@ -87,6 +87,10 @@ class IdempotencyConflict(IngestError):
             "use a new event_id for a new event"
         )
 
+    def __reduce__(self) -> tuple[type[IdempotencyConflict], tuple[str]]:
+        # Rebuilt from the event id when it crosses from the store's process (bus.storeproc).
+        return type(self), (self.event_id,)
+
 
 class DeliveryError(LienthongError):
     """A delivery to ``destination``/``operation`` failed."""

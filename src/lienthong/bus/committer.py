@@ -17,25 +17,38 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from lienthong.bus.store import OutboxStore
 from lienthong.errors import LienthongError, StoreError
 
 T = TypeVar("T")
 S = TypeVar("S", bound=OutboxStore)
+S_co = TypeVar("S_co", bound=OutboxStore, covariant=True)
 
 
 @dataclass
-class _Op:
+class Op:
+    """One caller's operation: ``fn(store)``, and ``key`` to find the caller again once it has run."""
+
     fn: Callable[[Any], Any]
-    loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[Any]
+    key: Any
     result: Any = None
     error: BaseException | None = None
 
 
 _STOP = object()
+
+
+class Runner(Protocol[S_co]):
+    """Runs operations on a store in shared transactions: on a thread (Committer) or in a child process
+    (bus.storeproc.ProcessCommitter)."""
+
+    def start(self) -> None: ...
+
+    async def call(self, fn: Callable[[S_co], T]) -> T: ...
+
+    def close(self) -> None: ...
 
 
 class Committer(Generic[S]):
@@ -49,7 +62,7 @@ class Committer(Generic[S]):
     ) -> None:
         self._open_store = open_store
         self._max_batch = max_batch
-        self._queue: queue.SimpleQueue[_Op | object] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Op | object] = queue.SimpleQueue()
         self._ready = threading.Event()
         self._open_error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -67,10 +80,9 @@ class Committer(Generic[S]):
         if self._closed:
             raise StoreError("the store is closed")
         loop = asyncio.get_running_loop()
-        op = _Op(fn, loop, loop.create_future())
-        self._queue.put(op)
-        result: T = await op.future
-        return result
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(Op(fn, (loop, future)))
+        return await future
 
     def close(self) -> None:
         """Finish queued operations, then close the store. Safe to call twice."""
@@ -91,11 +103,12 @@ class Committer(Generic[S]):
         self._ready.set()
         try:
             while (batch := self._next_batch()) is not None:
-                self._execute(store, batch)
+                execute(store, batch)
+                _resolve(batch)
         finally:
             store.close()
 
-    def _next_batch(self) -> list[_Op] | None:
+    def _next_batch(self) -> list[Op] | None:
         first = self._queue.get()
         if first is _STOP:
             return None
@@ -111,17 +124,21 @@ class Committer(Generic[S]):
             batch.append(item)
         return batch  # type: ignore[return-value]
 
-    def _execute(self, store: S, batch: list[_Op]) -> None:
-        try:
-            _transaction(store, batch)
-        except Exception:  # only a batch of several raises: a lone operation records its own failure
-            for op in batch:  # isolate the failure: each operation alone
-                with contextlib.suppress(Exception):
-                    _transaction(store, [op])
-        _resolve(batch)
+
+def execute(store: OutboxStore, batch: list[Op]) -> None:
+    """Run ``batch`` in one transaction; if that fails, each operation alone, so only the failing one fails.
+
+    Every operation ends with its ``result`` or its ``error`` set.
+    """
+    try:
+        _transaction(store, batch)
+    except Exception:  # only a batch of several raises: a lone operation records its own failure
+        for op in batch:  # isolate the failure: each operation alone
+            with contextlib.suppress(Exception):
+                _transaction(store, [op])
 
 
-def _transaction(store: OutboxStore, ops: list[_Op]) -> None:
+def _transaction(store: OutboxStore, ops: list[Op]) -> None:
     """Run ``ops`` in one transaction. On failure roll back; a lone operation records its own error."""
     try:
         store.begin()
@@ -145,20 +162,21 @@ def _store_error(exc: Exception) -> StoreError:
     return error
 
 
-def _resolve(batch: list[_Op]) -> None:
-    by_loop: dict[asyncio.AbstractEventLoop, list[_Op]] = {}
+def _resolve(batch: list[Op]) -> None:
+    by_loop: dict[asyncio.AbstractEventLoop, list[Op]] = {}
     for op in batch:
-        by_loop.setdefault(op.loop, []).append(op)
+        by_loop.setdefault(op.key[0], []).append(op)
     for loop, ops in by_loop.items():
         with contextlib.suppress(RuntimeError):  # the loop closed while we worked: nobody waits any more
             loop.call_soon_threadsafe(_settle, ops)
 
 
-def _settle(ops: list[_Op]) -> None:
+def _settle(ops: list[Op]) -> None:
     for op in ops:
-        if op.future.done():
+        future: asyncio.Future[Any] = op.key[1]
+        if future.done():
             continue
         if op.error is not None:
-            op.future.set_exception(op.error)
+            future.set_exception(op.error)
         else:
-            op.future.set_result(op.result)
+            future.set_result(op.result)

@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable
+from operator import methodcaller
 from typing import Generic, TypeVar
 
-from lienthong.bus.committer import Committer
+from lienthong.bus.committer import Committer, Runner
 from lienthong.bus.ledger import LedgerEntry
 from lienthong.bus.store import (
     CallbackRecord,
@@ -32,6 +33,7 @@ from lienthong.bus.store import (
     Replay,
     StoredEvent,
 )
+from lienthong.bus.storeproc import ProcessCommitter
 
 Clock = Callable[[], float]
 """Seconds since the epoch, like ``time.time``; injected so tests control time."""
@@ -47,7 +49,7 @@ class _Merger(Generic[In, Out]):
     """
 
     def __init__(
-        self, committer: Committer[OutboxStore], run: Callable[[OutboxStore, list[In]], list[Out | Exception]]
+        self, committer: Runner[OutboxStore], run: Callable[[OutboxStore, list[In]], list[Out | Exception]]
     ) -> None:
         self._committer = committer
         self._run = run
@@ -85,8 +87,13 @@ class _Merger(Generic[In, Out]):
 class Outbox:
     """Async face of an OutboxStore."""
 
-    def __init__(self, open_store: Callable[[], OutboxStore], *, clock: Clock) -> None:
-        self._committer: Committer[OutboxStore] = Committer(open_store)
+    def __init__(
+        self, open_store: Callable[[], OutboxStore], *, clock: Clock, in_process: bool = False
+    ) -> None:
+        """``in_process`` runs the store in a child process (``open_store`` must then be picklable)."""
+        self._committer: Runner[OutboxStore] = (
+            ProcessCommitter(open_store) if in_process else Committer(open_store)
+        )
         self._clock = clock
         self._outcomes: _Merger[Outcome, None] = _Merger(self._committer, _complete)
 
@@ -101,66 +108,69 @@ class Outbox:
         self._committer.close()
 
     async def recover(self) -> int:
-        return await self._committer.call(lambda s: s.recover())
+        return await self._committer.call(methodcaller("recover"))
 
     async def ingest(self, items: list[IngestItem]) -> list[IngestResult]:
         """Store one request's events atomically. Raises IdempotencyConflict, storing none of them."""
         now = self.now_ms()
-        (answer,) = await self._committer.call(lambda s: s.ingest([items], now))
+        answers: list[list[IngestResult] | Exception] = await self._committer.call(
+            methodcaller("ingest", [items], now)
+        )
+        (answer,) = answers
         if isinstance(answer, Exception):
             raise answer
         return answer
 
     async def claim(self, limit: int) -> list[ClaimedDelivery]:
         now = self.now_ms()
-        return await self._committer.call(lambda s: s.claim(now, limit))
+        return await self._committer.call(methodcaller("claim", now, limit))
 
     async def complete(self, outcome: Outcome) -> None:
         await self._outcomes.submit(outcome)
 
     async def message(self, message_id: str) -> MessageView | None:
-        return await self._committer.call(lambda s: s.message(message_id))
+        return await self._committer.call(methodcaller("message", message_id))
 
     async def stats(self) -> list[DestinationStats]:
-        return await self._committer.call(lambda s: s.stats())
+        return await self._committer.call(methodcaller("stats"))
 
     async def ledger_entry(self, dossier_code: str) -> LedgerEntry | None:
-        return await self._committer.call(lambda s: s.ledger_entry(dossier_code))
+        return await self._committer.call(methodcaller("ledger_entry", dossier_code))
 
     async def save_payment(self, payment: PaymentRecord) -> None:
-        await self._committer.call(lambda s: s.save_payment(payment))
+        await self._committer.call(methodcaller("save_payment", payment))
 
     async def payment(self, reference: str) -> PaymentRecord | None:
-        return await self._committer.call(lambda s: s.payment(reference))
+        return await self._committer.call(methodcaller("payment", reference))
 
     async def record_callback(self, record: CallbackRecord) -> None:
-        await self._committer.call(lambda s: s.record_callback(record))
+        await self._committer.call(methodcaller("record_callback", record))
 
     async def callbacks(self, limit: int = 100) -> list[CallbackRecord]:
-        return await self._committer.call(lambda s: s.callbacks(limit))
+        return await self._committer.call(methodcaller("callbacks", limit))
 
     async def record_lookup(self, record: LookupRecord) -> None:
-        await self._committer.call(lambda s: s.record_lookups([record]))
+        await self._committer.call(methodcaller("record_lookups", [record]))
 
     async def lookups(self, limit: int = 100) -> list[LookupRecord]:
-        return await self._committer.call(lambda s: s.lookups(limit))
+        return await self._committer.call(methodcaller("lookups", limit))
 
     async def save_mappings(self, versions: list[MappingVersion]) -> None:
         now = self.now_ms()
-        await self._committer.call(lambda s: s.save_mappings(versions, now))
+        await self._committer.call(methodcaller("save_mappings", versions, now))
 
     async def mapping_version(self, mapping_hash: str) -> MappingVersion | None:
-        return await self._committer.call(lambda s: s.mapping_version(mapping_hash))
+        return await self._committer.call(methodcaller("mapping_version", mapping_hash))
 
     async def dead_letters(self, destination: str | None = None, limit: int = 100) -> list[MessageView]:
-        return await self._committer.call(lambda s: s.dead_letters(destination, limit))
+        return await self._committer.call(methodcaller("dead_letters", destination, limit))
 
     async def stored_event(self, event_id: str) -> StoredEvent | None:
-        return await self._committer.call(lambda s: s.stored_event(event_id))
+        return await self._committer.call(methodcaller("stored_event", event_id))
 
     async def replay(self, replays: list[Replay], *, by: str, reason: str) -> list[str]:
         now = self.now_ms()
-        return await self._committer.call(lambda s: s.replay(replays, by=by, reason=reason, now_ms=now))
+        return await self._committer.call(methodcaller("replay", replays, by=by, reason=reason, now_ms=now))
 
 
 def _call_with(
