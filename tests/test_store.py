@@ -18,7 +18,6 @@ import pytest
 from lienthong.bus.committer import Committer
 from lienthong.bus.envelope import ParsedEvent, parse_body
 from lienthong.bus.ingest import MessageIds
-from lienthong.bus.ledger import project
 from lienthong.bus.sqlite import SqliteOutbox
 from lienthong.bus.store import IngestItem, IngestResult, OutboxStore, Outcome, PlannedDelivery
 from lienthong.errors import IdempotencyConflict, StoreError
@@ -52,9 +51,8 @@ def parsed(event: dict[str, Any]) -> ParsedEvent:
 
 
 def item(event: dict[str, Any], *destinations: str) -> IngestItem:
-    p = parsed(event)
     deliveries = tuple(PlannedDelivery(new_id(), d, "op") for d in destinations)
-    return IngestItem(p, deliveries, project(p))
+    return IngestItem.of(parsed(event), deliveries)
 
 
 def tx(store: OutboxStore, fn: Callable[[OutboxStore], Any]) -> Any:

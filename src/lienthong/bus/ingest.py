@@ -9,7 +9,6 @@ from collections import Counter
 from collections.abc import Callable
 
 from lienthong.bus.envelope import ParsedEvent
-from lienthong.bus.ledger import project
 from lienthong.bus.outbox import Outbox
 from lienthong.bus.routes import Routes
 from lienthong.bus.store import IngestItem, IngestResult, PlannedDelivery
@@ -54,7 +53,7 @@ class Ingestor:
             for r in self._routes.for_type(parsed.event.type)
             if r.serves(unit)
         )
-        return IngestItem(parsed, deliveries, project(parsed))
+        return IngestItem.of(parsed, deliveries)
 
     async def accept(self, events: list[ParsedEvent]) -> list[IngestResult]:
         """Store all of ``events`` atomically, or none of them (IdempotencyConflict)."""

@@ -8,14 +8,12 @@ tolerates anything missing: it records what it can and never rejects an event.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from lienthong.bus.envelope import ParsedEvent
 
 
-@dataclass(frozen=True)
-class LedgerEntry:
+class LedgerEntry(NamedTuple):
     dossier_code: str
     unit_code: str
     last_event_id: str

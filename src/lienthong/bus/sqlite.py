@@ -182,8 +182,9 @@ _EVENT_INSERT = (
     " message_ids, received_ms)",
     "",
 )
+# Columns in the order of PlannedDelivery's fields, then the event's.
 _OUTBOX_INSERT = (
-    "INSERT INTO outbox (message_id, event_id, destination, operation, dossier_code, mapping, mapping_hash,"
+    "INSERT INTO outbox (message_id, destination, operation, mapping, mapping_hash, event_id, dossier_code,"
     " status, created_ms, updated_ms, next_attempt_ms)",
     "",
 )
@@ -323,7 +324,7 @@ class SqliteOutbox:
         self, requests: list[list[IngestItem]], now_ms: int
     ) -> list[list[IngestResult] | IdempotencyConflict]:
         # Set-wise: one look-up for events seen before, then one insert per table for all requests.
-        known = self._known([item.event.event.event_id for items in requests for item in items])
+        known = self._known([item.event.event_id for items in requests for item in items])
         answers: list[list[IngestResult] | IdempotencyConflict] = []
         fresh: list[IngestItem] = []
         for items in requests:
@@ -336,16 +337,7 @@ class SqliteOutbox:
         self._rows(_EVENT_INSERT, [_event_row(item, now_ms) for item in fresh])
         stamps = ("pending", now_ms, now_ms, now_ms)  # status, created, updated, next attempt
         outbox = [
-            (
-                d.message_id,
-                item.event.event.event_id,
-                d.destination,
-                d.operation,
-                item.event.dossier_code,
-                d.mapping or None,
-                d.mapping_hash or None,
-                *stamps,
-            )
+            (*d, item.event.event_id, item.event.dossier_code, *stamps)
             for item in fresh
             for d in item.deliveries
         ]
@@ -542,7 +534,7 @@ def _resolve(
     fresh: list[IngestItem] = []
     added: list[str] = []
     for item in items:
-        event_id, sha = item.event.event.event_id, item.event.payload_sha256
+        event_id, sha = item.event.event_id, item.event.payload_sha256
         seen = known.get(event_id)
         if seen is not None:
             if seen[0] != sha:
@@ -571,19 +563,8 @@ def _latest_per_dossier(items: list[IngestItem]) -> list[LedgerEntry]:
 
 
 def _event_row(item: IngestItem, now_ms: int) -> tuple[Any, ...]:
-    event = item.event.event
     message_ids = orjson.dumps([d.message_id for d in item.deliveries]).decode()
-    return (
-        event.event_id,
-        event.type,
-        event.unit_code,
-        item.event.dossier_code,
-        event.occurred_at.isoformat(),
-        item.event.payload_sha256,
-        item.event.payload.decode(),
-        message_ids,
-        now_ms,
-    )
+    return (*item.event, message_ids, now_ms)
 
 
 def _ledger_row(entry: LedgerEntry, now_ms: int) -> tuple[Any, ...]:

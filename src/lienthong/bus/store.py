@@ -8,25 +8,24 @@ embedded default; PostgreSQL implements the same protocol for several nodes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 from lienthong.bus.envelope import ParsedEvent
-from lienthong.bus.ledger import LedgerEntry
+from lienthong.bus.ledger import LedgerEntry, project
 from lienthong.errors import IdempotencyConflict
 
 MessageStatus = Literal["pending", "inflight", "delivered", "dead"]
 OutcomeKind = Literal["delivered", "retry", "dead"]
 
 
-@dataclass(frozen=True)
-class PlannedDelivery:
+class PlannedDelivery(NamedTuple):
     """One outbox row to create for an event: a route's delivery to one destination operation."""
 
     message_id: str
     destination: str
     operation: str
-    mapping: str = ""
-    mapping_hash: str = ""
+    mapping: str | None = None
+    mapping_hash: str | None = None
 
 
 @dataclass(frozen=True)
@@ -94,11 +93,46 @@ class CallbackRecord:
     status: str
 
 
-@dataclass(frozen=True)
-class IngestItem:
-    event: ParsedEvent
+class EventRecord(NamedTuple):
+    """An accepted event as the store keeps it. ``payload`` is the event's JSON with its keys sorted, and
+    ``payload_sha256`` its hash: the same event_id with another hash is a conflict."""
+
+    event_id: str
+    type: str
+    unit_code: str
+    dossier_code: str
+    occurred_at: str
+    payload_sha256: str
+    payload: str
+
+    @classmethod
+    def of(cls, parsed: ParsedEvent) -> EventRecord:
+        event = parsed.event
+        return cls(
+            event.event_id,
+            event.type,
+            event.unit_code,
+            parsed.dossier_code,
+            event.occurred_at.isoformat(),
+            parsed.payload_sha256,
+            parsed.payload.decode(),
+        )
+
+
+class IngestItem(NamedTuple):
+    """One event to store with its outbox rows and ledger update.
+
+    Plain tuples of text and numbers (NamedTuples), built on the event loop: they cross to the store's
+    process as a cheap pickle (bus.storeproc), and the store only binds them.
+    """
+
+    event: EventRecord
     deliveries: tuple[PlannedDelivery, ...]
     ledger: LedgerEntry
+
+    @classmethod
+    def of(cls, parsed: ParsedEvent, deliveries: tuple[PlannedDelivery, ...]) -> IngestItem:
+        return cls(EventRecord.of(parsed), deliveries, project(parsed))
 
 
 @dataclass(frozen=True)

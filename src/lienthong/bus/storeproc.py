@@ -1,19 +1,21 @@
-"""Group commit in a child process: the store's work on its own core, under its own GIL.
+"""Group commit in a child process: the store's work on its own core, under its own interpreter lock.
 
-The thread committer (bus/committer.py) shares the interpreter lock with the event loop. SQLite releases
-the lock around every statement and must win it back afterwards, so the store thread and the loop end up
-taking turns: measured, each was idle about half the time while ingest stalled near 15,000 events/s
-(decision 0004). Here the store runs in a process of its own: the loop pickles each call (a
-``methodcaller`` on the store, or any other picklable callable) onto a pipe, and the child runs every call
-that has arrived in one transaction, exactly as the thread committer does, then answers them together.
-
-Two helper threads in the parent move bytes: a writer (so a full pipe never blocks the event loop) and a
-reader (which settles the callers' futures on their own loops). multiprocessing gives us the child and
-the framed pipe; nothing in the standard library or our dependencies runs a group commit across
+The thread committer (bus/committer.py) shares the GIL with the event loop. SQLite releases the GIL around
+every statement and must win it back afterwards, and every answer must wait for the busy loop to pick it
+up: the loop and the store ended up taking turns, each idle about half the time, while ingest stalled
+near 15,000 events/s (decision 0006). Here the store runs in a process of its own. The event loop writes
+each call (a ``methodcaller`` on the store, or any other picklable callable) to a socket pair as a
+length-prefixed pickle and reads the answers from it, both without blocking and without a helper thread;
+the child runs every call that has arrived in one transaction, exactly as the thread committer does, and
+answers them together. Nothing in the standard library or our dependencies runs a group commit across
 processes, hence this module.
 
-If the child dies, every waiting call and every later call fails with StoreError naming its exit code;
-what it had committed stays committed, and what it had not was never acknowledged.
+The parent and child are the only ends of an unnamed socket pair, so the pickles are our own. If the
+child dies, every waiting call and every later one fails with StoreError naming its exit code; what it
+had committed stays committed, and what it had not was never acknowledged. If the parent dies (kill -9),
+the child reads end-of-file, finishes the transaction it is in and exits.
+
+A ProcessCommitter belongs to the event loop that first calls it.
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ import asyncio
 import contextlib
 import itertools
 import multiprocessing
+import os
 import pickle
-import queue
-import threading
+import select
+import socket
+import struct
+from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, Generic, TypeVar
@@ -36,14 +41,47 @@ from lienthong.errors import StoreError
 T = TypeVar("T")
 S = TypeVar("S", bound=OutboxStore)
 
+_HEADER = struct.Struct("!I")
 _STOP = "stop"
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
+_BUFFER = (
+    4 * 1024 * 1024
+)  # socket buffers: a few requests' worth of events, so neither side waits on the other
 
 
-def _loads(data: bytes) -> Any:
-    # The pipe is an unnamed socket pair between this process and the child it spawned: nobody else can
-    # write to it, so its pickles are our own.
+def _loads(data: bytes | memoryview) -> Any:
+    # Only this process and the child it spawned hold the socket pair (see the module docstring).
     return pickle.loads(data)  # noqa: S301
+
+
+def _frame(message: Any) -> bytes:
+    data = pickle.dumps(message, _PROTOCOL)
+    return _HEADER.pack(len(data)) + data
+
+
+class _Frames:
+    """Splits a byte stream into length-prefixed frames."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[Any]:
+        self._buffer += data
+        messages: list[Any] = []
+        start, end = 0, len(self._buffer)
+        view = memoryview(self._buffer)
+        try:
+            while end - start >= _HEADER.size:
+                (size,) = _HEADER.unpack_from(view, start)
+                if end - start - _HEADER.size < size:
+                    break
+                body = start + _HEADER.size
+                messages.append(_loads(view[body : body + size]))
+                start = body + size
+        finally:
+            view.release()
+        del self._buffer[:start]
+        return messages
 
 
 class ProcessCommitter(Generic[S]):
@@ -52,24 +90,26 @@ class ProcessCommitter(Generic[S]):
     ``open_store`` must be picklable too (``functools.partial(SqliteOutbox, path)``): the child calls it.
     """
 
-    def __init__(self, open_store: Callable[[], S], *, max_batch: int = 512, name: str = "lienthong-store"):
+    def __init__(
+        self, open_store: Callable[[], S], *, max_batch: int = 512, name: str = "lienthong-store"
+    ) -> None:
         self._open_store = open_store
         self._max_batch = max_batch
         self._name = name
         self._ids = itertools.count()
-        self._waiting: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = {}
-        self._lock = threading.Lock()
-        self._outgoing: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._waiting: dict[int, asyncio.Future[Any]] = {}
         self._process: multiprocessing.process.BaseProcess | None = None
-        self._conn: Connection | None = None
-        self._threads: list[threading.Thread] = []
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._transport: asyncio.Transport | None = None
+        self._connecting: asyncio.Future[None] | None = None
         self._failure: StoreError | None = None
         self._closed = False
 
     def start(self) -> None:
         """Start the child and open the store there; raises what opening raised."""
         context = multiprocessing.get_context("spawn")  # fork would copy a running server's threads
-        parent, child = context.Pipe(duplex=True)
+        parent, child = context.Pipe(duplex=True)  # a socket pair; the Connection only carries it over
         process = context.Process(
             target=_serve, args=(child, self._open_store, self._max_batch), name=self._name, daemon=True
         )
@@ -84,134 +124,161 @@ class ProcessCommitter(Generic[S]):
         if opened is not None:
             process.join()
             raise opened
-        self._process, self._conn = process, parent
-        self._threads = [
-            threading.Thread(target=self._write, name=f"{self._name}-writer", daemon=True),
-            threading.Thread(target=self._read, name=f"{self._name}-reader", daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._process = process
+        self._sock = socket.socket(fileno=os.dup(parent.fileno()))
+        parent.close()
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _BUFFER)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _BUFFER)
+        self._sock.setblocking(False)
 
     async def call(self, fn: Callable[[S], T]) -> T:
         """Run ``fn(store)`` in the child inside a transaction; return its result once committed."""
+        if self._transport is None:
+            await self._connect()
         if self._failure is not None:
             raise self._failure
-        if self._closed or self._conn is None:
-            raise StoreError("the store is closed")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
+        assert self._transport is not None
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         op_id = next(self._ids)
-        with self._lock:
-            self._waiting[op_id] = (loop, future)
-        self._outgoing.put(pickle.dumps((op_id, fn), _PROTOCOL))
+        self._waiting[op_id] = future
+        self._transport.write(_frame((op_id, fn)))
         return await future
 
+    async def _connect(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+        if self._closed or self._sock is None:
+            raise StoreError("the store is closed")
+        loop = asyncio.get_running_loop()
+        if self._connecting is None:
+            self._loop = loop
+            self._connecting = loop.create_future()
+            transport, _ = await loop.create_unix_connection(lambda: _Channel(self), sock=self._sock)
+            self._transport = transport
+            self._connecting.set_result(None)
+        elif loop is not self._loop:
+            raise StoreError("the store process is bound to another event loop")
+        else:
+            await self._connecting
+
     def close(self) -> None:
-        """Finish the calls sent so far, then stop the child. Safe to call twice."""
+        """Stop the child once it has run the calls already written. Safe to call twice."""
         if self._closed:
             return
         self._closed = True
         if self._process is None:
             return
-        self._outgoing.put(None)
-        for thread in self._threads:
-            thread.join(timeout=30)
-        self._process.join(timeout=30)
+        transport = self._transport if self._loop is not None and not self._loop.is_closed() else None
+        if transport is not None:
+            if transport.get_write_buffer_size() == 0:
+                transport.write(_frame(_STOP))  # an empty buffer writes at once, without the loop
+            # else: writes are still queued behind a full socket; end-of-file stops the child instead.
+            transport.abort()
+        elif self._sock is not None:
+            if self._transport is None:  # nothing was ever written: the socket is ours alone
+                with contextlib.suppress(OSError):
+                    self._sock.setblocking(True)
+                    self._sock.sendall(_frame(_STOP))
+            self._sock.close()  # after its loop closed, end-of-file stops the child
+        self._process.join(timeout=60)
         if self._process.is_alive():
             self._process.kill()
             self._process.join()
-        if self._conn is not None:
-            self._conn.close()
+        self._fail_waiting(StoreError("the store is closed"))
 
-    # -- parent's helper threads -----------------------------------------------------------------------
-    def _write(self) -> None:
-        assert self._conn is not None
-        while True:
-            data = self._outgoing.get()
-            try:
-                self._conn.send_bytes(pickle.dumps(_STOP) if data is None else data)
-            except OSError:
-                return  # the child is gone; the reader reports it
-            if data is None:
-                return
+    # -- answers, read on the event loop ----------------------------------------------------------------
+    def _answered(self, answers: list[tuple[int, bool, Any]]) -> None:
+        for op_id, ok, value in answers:
+            future = self._waiting.pop(op_id, None)
+            if future is None or future.done():
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
 
-    def _read(self) -> None:
-        assert self._conn is not None
-        while True:
-            try:
-                answers: list[tuple[int, bool, Any]] = _loads(self._conn.recv_bytes())
-            except (EOFError, OSError):
-                self._child_gone()
-                return
-            by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
-            with self._lock:
-                for op_id, ok, value in answers:
-                    loop, future = self._waiting.pop(op_id)
-                    by_loop.setdefault(loop, []).append((future, ok, value))
-            for loop, settled in by_loop.items():
-                with contextlib.suppress(RuntimeError):  # that loop closed: nobody waits any more
-                    loop.call_soon_threadsafe(_settle, settled)
-
-    def _child_gone(self) -> None:
+    def _lost(self) -> None:
+        if self._closed:
+            return
         assert self._process is not None
         self._process.join(timeout=5)
-        if not self._closed:
-            self._failure = StoreError(
-                f"the store process stopped unexpectedly (exit code {self._process.exitcode})"
-            )
-        failure = self._failure or StoreError("the store is closed")
-        with self._lock:
-            waiting, self._waiting = list(self._waiting.values()), {}
-        for loop, future in waiting:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_settle, [(future, False, failure)])
+        self._failure = StoreError(
+            f"the store process stopped unexpectedly (exit code {self._process.exitcode})"
+        )
+        self._fail_waiting(self._failure)
+
+    def _fail_waiting(self, error: StoreError) -> None:
+        waiting, self._waiting = self._waiting, {}
+        for future in waiting.values():
+            if not future.done():
+                future.set_exception(error)
 
 
-def _settle(settled: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
-    for future, ok, value in settled:
-        if future.done():
-            continue
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
+class _Channel(asyncio.Protocol):
+    def __init__(self, owner: ProcessCommitter[Any]) -> None:
+        self._owner = owner
+        self._frames = _Frames()
+
+    def data_received(self, data: bytes) -> None:
+        for answers in self._frames.feed(data):
+            self._owner._answered(answers)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._owner._lost()
 
 
 # -- the child -----------------------------------------------------------------------------------------
-def _serve(conn: Connection, open_store: Callable[[], OutboxStore], max_batch: int) -> None:
+def _serve(carrier: Connection, open_store: Callable[[], OutboxStore], max_batch: int) -> None:
     """The child's loop: take every call that has arrived, run them in one transaction, answer them."""
     try:
         store = open_store()
     except BaseException as exc:
-        conn.send_bytes(_dumps_error(exc))
+        carrier.send_bytes(_dumps_error(exc))
         return
-    conn.send_bytes(pickle.dumps(None))
+    carrier.send_bytes(pickle.dumps(None))
+    sock = socket.socket(fileno=os.dup(carrier.fileno()))
+    carrier.close()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _BUFFER)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _BUFFER)
+    frames = _Frames()
+    pending: deque[Any] = deque()
     try:
-        stopping = False
-        while not stopping:
+        while True:
+            while not pending:  # wait for the next call
+                data = sock.recv(_BUFFER)
+                if not data:
+                    return  # the parent is gone: what was committed stays, nobody waits for the rest
+                pending.extend(frames.feed(data))
+            while select.select([sock], [], [], 0)[0]:  # and take whatever else has arrived
+                data = sock.recv(_BUFFER)
+                if not data:
+                    break
+                pending.extend(frames.feed(data))
             batch: list[Op] = []
-            while not batch or (len(batch) < max_batch and conn.poll()):
-                message = _loads(conn.recv_bytes())
+            stopping = False
+            while pending and len(batch) < max_batch:
+                message = pending.popleft()
                 if message == _STOP:
                     stopping = True
                     break
-                op_id, fn = message
-                batch.append(Op(fn, op_id))
+                batch.append(Op(message[1], message[0]))
             if batch:
                 execute(store, batch)
-                conn.send_bytes(_answers(batch))
-    except EOFError:
-        pass  # the parent is gone (killed): what was committed stays, nobody waits for the rest
+                with contextlib.suppress(OSError):
+                    sock.sendall(_answers(batch))
+            if stopping:
+                return
     finally:
         store.close()
+        sock.close()
 
 
 def _answers(batch: list[Op]) -> bytes:
     answers = [(op.key, op.error is None, op.result if op.error is None else op.error) for op in batch]
     try:
-        return pickle.dumps(answers, _PROTOCOL)
-    except Exception:
-        return pickle.dumps([_picklable(answer) for answer in answers], _PROTOCOL)
+        return _frame(answers)
+    except Exception:  # one unpicklable answer must not cost the others theirs
+        return _frame([_picklable(answer) for answer in answers])
 
 
 def _picklable(answer: tuple[int, bool, Any]) -> tuple[int, bool, Any]:
