@@ -23,15 +23,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import multiprocessing
-import os
 import pickle
 import select
 import socket
 import struct
+import subprocess
+import sys
 from collections import deque
 from collections.abc import Callable
-from multiprocessing.connection import Connection
 from typing import Any, Generic, TypeVar
 
 from lienthong.bus.committer import Op, execute
@@ -42,6 +41,7 @@ T = TypeVar("T")
 S = TypeVar("S", bound=OutboxStore)
 
 _HEADER = struct.Struct("!I")
+_CHILD = "from lienthong.bus.storeproc import child_main; child_main"
 _STOP = "stop"
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 _BUFFER = (
@@ -98,7 +98,7 @@ class ProcessCommitter(Generic[S]):
         self._name = name
         self._ids = itertools.count()
         self._waiting: dict[int, asyncio.Future[Any]] = {}
-        self._process: multiprocessing.process.BaseProcess | None = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._transport: asyncio.Transport | None = None
@@ -108,27 +108,36 @@ class ProcessCommitter(Generic[S]):
 
     def start(self) -> None:
         """Start the child and open the store there; raises what opening raised."""
-        context = multiprocessing.get_context("spawn")  # fork would copy a running server's threads
-        parent, child = context.Pipe(duplex=True)  # a socket pair; the Connection only carries it over
-        process = context.Process(
-            target=_serve, args=(child, self._open_store, self._max_batch), name=self._name, daemon=True
+        parent, child = socket.socketpair()
+        for sock in (parent, child):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _BUFFER)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _BUFFER)
+        # A fresh interpreter running this module, rather than multiprocessing: its "spawn" re-imports the
+        # parent's __main__ (a script without a main guard would start again), and "fork" would copy a
+        # running server's threads.
+        process = subprocess.Popen(  # noqa: S603 (our own interpreter and module, no shell)
+            [
+                sys.executable,
+                "-c",
+                f"from lienthong.bus.storeproc import child_main; child_main({child.fileno()})",
+            ],
+            pass_fds=[child.fileno()],
+            stdin=subprocess.DEVNULL,
         )
-        process.start()
         child.close()
         try:
-            opened: BaseException | None = _loads(parent.recv_bytes())
-        except EOFError:
-            process.join()
-            code = process.exitcode
+            parent.sendall(_frame((self._open_store, self._max_batch)))
+            opened = _read_frame(parent, _Frames())
+        except (OSError, EOFError):
+            parent.close()
+            code = process.wait()
             raise StoreError(f"the store process exited while opening the store (exit code {code})") from None
         if opened is not None:
-            process.join()
+            parent.close()
+            process.wait()
             raise opened
         self._process = process
-        self._sock = socket.socket(fileno=os.dup(parent.fileno()))
-        parent.close()
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _BUFFER)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _BUFFER)
+        self._sock = parent
         self._sock.setblocking(False)
 
     async def call(self, fn: Callable[[S], T]) -> T:
@@ -180,10 +189,11 @@ class ProcessCommitter(Generic[S]):
                     self._sock.setblocking(True)
                     self._sock.sendall(_frame(_STOP))
             self._sock.close()  # after its loop closed, end-of-file stops the child
-        self._process.join(timeout=60)
-        if self._process.is_alive():
+        try:
+            self._process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
             self._process.kill()
-            self._process.join()
+            self._process.wait()
         self._fail_waiting(StoreError("the store is closed"))
 
     # -- answers, read on the event loop ----------------------------------------------------------------
@@ -201,9 +211,10 @@ class ProcessCommitter(Generic[S]):
         if self._closed:
             return
         assert self._process is not None
-        self._process.join(timeout=5)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._process.wait(timeout=5)
         self._failure = StoreError(
-            f"the store process stopped unexpectedly (exit code {self._process.exitcode})"
+            f"the store process stopped unexpectedly (exit code {self._process.returncode})"
         )
         self._fail_waiting(self._failure)
 
@@ -228,19 +239,37 @@ class _Channel(asyncio.Protocol):
 
 
 # -- the child -----------------------------------------------------------------------------------------
-def _serve(carrier: Connection, open_store: Callable[[], OutboxStore], max_batch: int) -> None:
-    """The child's loop: take every call that has arrived, run them in one transaction, answer them."""
-    try:
-        store = open_store()
-    except BaseException as exc:
-        carrier.send_bytes(_dumps_error(exc))
-        return
-    carrier.send_bytes(pickle.dumps(None))
-    sock = socket.socket(fileno=os.dup(carrier.fileno()))
-    carrier.close()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _BUFFER)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _BUFFER)
+def _read_frame(sock: socket.socket, frames: _Frames) -> Any:
+    """Block until one whole frame has arrived; raises EOFError if the other end closed first."""
+    while not (messages := frames.feed(b"")):
+        data = sock.recv(_BUFFER)
+        if not data:
+            raise EOFError
+        if messages := frames.feed(data):
+            break
+    (message,) = messages
+    return message
+
+
+def child_main(fd: int) -> None:
+    """Entry point of the store's process, given its end of the socket pair."""
+    sock = socket.socket(fileno=fd)
     frames = _Frames()
+    try:
+        open_store, max_batch = _read_frame(sock, frames)
+        store = open_store()
+    except EOFError:
+        return
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            sock.sendall(_dumps_error(exc))
+        return
+    sock.sendall(_frame(None))
+    _serve(sock, frames, store, max_batch)
+
+
+def _serve(sock: socket.socket, frames: _Frames, store: OutboxStore, max_batch: int) -> None:
+    """The child's loop: take every call that has arrived, run them in one transaction, answer them."""
     pending: deque[Any] = deque()
     try:
         while True:
@@ -293,6 +322,6 @@ def _picklable(answer: tuple[int, bool, Any]) -> tuple[int, bool, Any]:
 
 def _dumps_error(exc: BaseException) -> bytes:
     try:
-        return pickle.dumps(exc, _PROTOCOL)
+        return _frame(exc)
     except Exception:
-        return pickle.dumps(StoreError(f"{type(exc).__name__}: {exc}"), _PROTOCOL)
+        return _frame(StoreError(f"{type(exc).__name__}: {exc}"))
