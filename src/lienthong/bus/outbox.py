@@ -95,14 +95,17 @@ class Outbox:
             ProcessCommitter(open_store) if in_process else Committer(open_store)
         )
         self._clock = clock
+        self._opened = False
         self._outcomes: _Merger[Outcome, None] = _Merger(self._committer, _complete)
 
     def now_ms(self) -> int:
         return int(self._clock() * 1000)
 
     def open(self) -> None:
-        """Open the store (creating or checking its schema). Blocks briefly; call once at start-up."""
-        self._committer.start()
+        """Open the store (creating or checking its schema). Blocks briefly; a second call does nothing."""
+        if not self._opened:
+            self._committer.start()
+            self._opened = True
 
     def close(self) -> None:
         self._committer.close()

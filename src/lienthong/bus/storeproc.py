@@ -142,23 +142,25 @@ class ProcessCommitter(Generic[S]):
 
     async def call(self, fn: Callable[[S], T]) -> T:
         """Run ``fn(store)`` in the child inside a transaction; return its result once committed."""
+        loop = asyncio.get_running_loop()
         if self._transport is None:
-            await self._connect()
+            await self._connect(loop)
+        elif loop is not self._loop:
+            raise StoreError("the store process is bound to another event loop")
         if self._failure is not None:
             raise self._failure
         assert self._transport is not None
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[T] = loop.create_future()
         op_id = next(self._ids)
         self._waiting[op_id] = future
         self._transport.write(_frame((op_id, fn)))
         return await future
 
-    async def _connect(self) -> None:
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._failure is not None:
             raise self._failure
         if self._closed or self._sock is None:
             raise StoreError("the store is closed")
-        loop = asyncio.get_running_loop()
         if self._connecting is None:
             self._loop = loop
             self._connecting = loop.create_future()

@@ -57,9 +57,14 @@ def _node(path: Path) -> Any:
 
 def _run(path: Path, work: Any) -> int:
     node = _node(path)
+    return asyncio.run(_on_store(node, work))
+
+
+async def _on_store(node: Any, work: Any) -> int:
+    """Run ``work(node)`` with the store open; closed on this loop, to which the store's process is bound."""
     node.outbox.open()
     try:
-        code: int = asyncio.run(work(node))
+        code: int = await work(node)
     finally:
         node.outbox.close()
     return code
