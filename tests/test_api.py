@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import signal
 from collections.abc import AsyncIterator
 
 import pytest
@@ -208,3 +210,17 @@ async def test_the_server_keeps_serving_after_bad_input(run_node: RunNode) -> No
         response = await running.client.post("/v1/events", content=body, headers=AUTH)
         assert response.status_code in (400, 422), body
     assert (await running.post(one_event())).status_code == 202
+
+
+async def test_when_the_store_process_dies_ingest_answers_503_and_readiness_fails(run_node: RunNode) -> None:
+    running: Running = await run_node()
+    assert (await running.post(one_event())).status_code == 202
+    pid = running.node.outbox.store_pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    response = await running.post(one_event())
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "store_unavailable"
+    assert "store process stopped unexpectedly (exit code -9)" in response.json()["error"]["message"]
+    assert response.headers["retry-after"] == "5"
+    assert (await running.client.get("/readyz")).status_code == 503

@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from lienthong.errors import StoreError
+
 
 def error_response(
     status: int, code: str, message: str, *, path: str | None = None, headers: Any = None
@@ -27,6 +29,11 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(detail, dict):
             return error_response(exc.status_code, detail["code"], detail["message"], headers=exc.headers)
         return error_response(exc.status_code, "http_error", str(detail), headers=exc.headers)
+
+    @app.exception_handler(StoreError)
+    async def store_error(request: Request, exc: StoreError) -> Response:
+        # Nothing was acknowledged: the sender may send the same events again, with the same event ids.
+        return error_response(503, "store_unavailable", str(exc), headers={"retry-after": "5"})
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:

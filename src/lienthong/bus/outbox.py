@@ -107,6 +107,11 @@ class Outbox:
             self._committer.start()
             self._opened = True
 
+    @property
+    def store_pid(self) -> int | None:
+        """The id of the store's own process, or None when the store runs on a thread of this one."""
+        return self._committer.pid if isinstance(self._committer, ProcessCommitter) else None
+
     def close(self) -> None:
         self._committer.close()
 

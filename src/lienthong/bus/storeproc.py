@@ -106,6 +106,11 @@ class ProcessCommitter(Generic[S]):
         self._failure: StoreError | None = None
         self._closed = False
 
+    @property
+    def pid(self) -> int | None:
+        """The store process's id, once started."""
+        return self._process.pid if self._process is not None else None
+
     def start(self) -> None:
         """Start the child and open the store there; raises what opening raised."""
         parent, child = socket.socketpair()
