@@ -1,12 +1,13 @@
 """The outbox as the rest of the bus sees it: async calls, each committed durably before it returns.
 
-Delivery outcomes, one row each, are merged into one store operation: while one merged operation runs on
-the store's thread, the next outcomes gather behind it, so a transaction runs two multi-row statements
-rather than two per delivery; every statement hands the GIL to the store's thread and back (bus/sqlite.py).
-Ingests are not merged: a request already carries its events in a few multi-row statements, and merging
-them made the event loop and the store take turns instead of working side by side (measured: 9k against
-14k events/s in batches of 100).
-"""
+The store runs in its own process (bus.storeproc, the default) or on a thread (bus.committer); either way
+each call is a picklable ``methodcaller`` on the store, and calls that arrive together share a transaction.
+
+Delivery outcomes, one row each, are merged into one store operation: while one merged operation runs,
+the next outcomes gather behind it, so a transaction runs two multi-row statements rather than two per
+delivery. Ingests are not merged: a request already carries its events in a few multi-row statements, and
+merging them made the event loop and the store take turns instead of working side by side (measured with
+the store on a thread: 9k against 14k events/s in batches of 100)."""
 
 from __future__ import annotations
 
