@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -172,3 +173,20 @@ def _alive(pid: int) -> bool:
     # An exited child of a killed parent is reaped by init; until then it is a zombie, which is not alive.
     with open(f"/proc/{pid}/stat") as stat:
         return stat.read().split(")")[-1].split()[0] != "Z"
+
+
+async def test_calls_after_close_are_refused_even_once_connected(tmp_path: Path) -> None:
+    committer: ProcessCommitter[OutboxStore] = ProcessCommitter(partial(SqliteOutbox, tmp_path / "db"))
+    committer.start()
+    assert await committer.call(methodcaller("stats")) == []
+    committer.close()
+    with pytest.raises(StoreError, match="closed"):
+        await committer.call(methodcaller("stats"))
+
+
+async def test_a_call_that_cannot_be_pickled_fails_at_once_and_the_store_carries_on(
+    committer: ProcessCommitter[OutboxStore],
+) -> None:
+    with pytest.raises((TypeError, AttributeError, pickle.PicklingError)):
+        await committer.call(lambda store: store.stats())
+    assert await committer.call(methodcaller("stats")) == []

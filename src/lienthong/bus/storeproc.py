@@ -117,7 +117,7 @@ class ProcessCommitter(Generic[S]):
         for sock in (parent, child):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _BUFFER)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _BUFFER)
-        # A fresh interpreter running this module, rather than multiprocessing: its "spawn" re-imports the
+        # A fresh interpreter running child_main, rather than multiprocessing: its "spawn" re-imports the
         # parent's __main__ (a script without a main guard would start again), and "fork" would copy a
         # running server's threads.
         process = subprocess.Popen(  # noqa: S603 (our own interpreter and module, no shell)
@@ -147,6 +147,8 @@ class ProcessCommitter(Generic[S]):
 
     async def call(self, fn: Callable[[S], T]) -> T:
         """Run ``fn(store)`` in the child inside a transaction; return its result once committed."""
+        if self._closed:
+            raise StoreError("the store is closed")
         loop = asyncio.get_running_loop()
         if self._transport is None:
             await self._connect(loop)
@@ -155,10 +157,11 @@ class ProcessCommitter(Generic[S]):
         if self._failure is not None:
             raise self._failure
         assert self._transport is not None
-        future: asyncio.Future[T] = loop.create_future()
         op_id = next(self._ids)
+        frame = _frame((op_id, fn))  # first: a call that cannot be pickled raises here, leaving no trace
+        future: asyncio.Future[T] = loop.create_future()
         self._waiting[op_id] = future
-        self._transport.write(_frame((op_id, fn)))
+        self._transport.write(frame)
         return await future
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> None:
