@@ -105,6 +105,14 @@ def province_destination(url: str, secret: str = PROVINCE_SECRET) -> dict[str, A
     return {"kind": "provincial", "base_url": url, "secret": secret}
 
 
+def told_province(tmp_path: Path, peers: Peers, paygov_url: str, province_url: str) -> dict[str, Any]:
+    """The payments config, with each payment.confirmed told to the sandbox province at ``province_url``."""
+    data = payments_config(tmp_path, peers, paygov_url)
+    data["destinations"]["province"] = province_destination(province_url)
+    data["routes"].append({"on": "payment.confirmed", "deliver": [{"to": "province", "operation": "notify"}]})
+    return data
+
+
 def vnpt_destination(url: str) -> dict[str, Any]:
     """A vnpt destination holding the sandbox VNPT's own account, pattern and serial."""
     account = {
@@ -314,12 +322,7 @@ async def test_a_confirmed_payment_is_told_to_the_province_once_signed(
 ) -> None:
     province = ProvincialSandbox(secret=PROVINCE_SECRET)
     with ThreadedServer(lambda: province) as server:
-        data = payments_config(tmp_path, peers, paygov[1])
-        data["destinations"]["province"] = province_destination(server.url)
-        data["routes"].append(
-            {"on": "payment.confirmed", "deliver": [{"to": "province", "operation": "notify"}]}
-        )
-        running: Running = await run_node(**data)
+        running: Running = await run_node(**told_province(tmp_path, peers, paygov[1], server.url))
         reference = await requested(running)
         await pay(running, paygov[0], reference)
         await pay(running, paygov[0], reference)  # repeated by the platform: still one notice
@@ -337,12 +340,7 @@ async def test_a_province_refusing_the_signature_makes_a_dead_letter(
 ) -> None:
     province = ProvincialSandbox(secret="the-province-has-another-key")
     with ThreadedServer(lambda: province) as server:
-        data = payments_config(tmp_path, peers, paygov[1])
-        data["destinations"]["province"] = province_destination(server.url)
-        data["routes"].append(
-            {"on": "payment.confirmed", "deliver": [{"to": "province", "operation": "notify"}]}
-        )
-        running: Running = await run_node(**data)
+        running: Running = await run_node(**told_province(tmp_path, peers, paygov[1], server.url))
         reference = await requested(running)
         await pay(running, paygov[0], reference)
         await running.settle()
