@@ -24,7 +24,7 @@ from lienthong.bus.outbox import Outbox
 from lienthong.bus.sqlite import SqliteOutbox
 from lienthong.bus.store import IngestItem, OutboxStore, Outcome, PlannedDelivery
 from lienthong.bus.storeproc import ProcessCommitter
-from lienthong.errors import IdempotencyConflict, StoreError
+from lienthong.errors import IdempotencyConflict, MappingError, StoreError
 from lienthong.sandbox.dossiers import generate
 from lienthong.serving import new_event_loop
 
@@ -190,3 +190,26 @@ async def test_a_call_that_cannot_be_pickled_fails_at_once_and_the_store_carries
     with pytest.raises((TypeError, AttributeError, pickle.PicklingError)):
         await committer.call(lambda store: store.stats())
     assert await committer.call(methodcaller("stats")) == []
+
+
+class RaisesMappingError:
+    """Raises an error that pickles but cannot be unpickled (keyword-only arguments), as a store might."""
+
+    def __call__(self, store: OutboxStore) -> None:
+        raise MappingError("boom", mapping="m", field="f")
+
+
+async def test_an_error_that_cannot_cross_comes_back_as_a_store_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))  # so the store's process finds this class
+    committer: ProcessCommitter[OutboxStore] = ProcessCommitter(partial(SqliteOutbox, tmp_path / "db"))
+    committer.start()
+    try:
+        calls = [committer.call(RaisesMappingError()), committer.call(methodcaller("stats"))]
+        failed, stats = await asyncio.gather(*calls, return_exceptions=True)
+        assert isinstance(failed, StoreError)
+        assert str(failed) == "MappingError: f: boom [mapping m]"
+        assert stats == []  # the other call of the batch is answered
+    finally:
+        committer.close()

@@ -251,12 +251,12 @@ class _Channel(asyncio.Protocol):
 # -- the child -----------------------------------------------------------------------------------------
 def _read_frame(sock: socket.socket, frames: _Frames) -> Any:
     """Block until one whole frame has arrived; raises EOFError if the other end closed first."""
-    while not (messages := frames.feed(b"")):
+    messages = frames.feed(b"")
+    while not messages:
         data = sock.recv(_BUFFER)
         if not data:
             raise EOFError
-        if messages := frames.feed(data):
-            break
+        messages = frames.feed(data)
     (message,) = messages
     return message
 
@@ -313,25 +313,38 @@ def _serve(sock: socket.socket, frames: _Frames, store: OutboxStore, max_batch: 
 
 
 def _answers(batch: list[Op]) -> bytes:
-    answers = [(op.key, op.error is None, op.result if op.error is None else op.error) for op in batch]
+    answers = [
+        (op.key, True, op.result) if op.error is None else (op.key, False, _crossing(op.error))
+        for op in batch
+    ]
     try:
         return _frame(answers)
-    except Exception:  # one unpicklable answer must not cost the others theirs
+    except Exception:  # one unpicklable result must not cost the others theirs
         return _frame([_picklable(answer) for answer in answers])
+
+
+def _crossing(error: BaseException) -> BaseException:
+    """``error`` if it survives the trip to the parent, else a StoreError saying what it was.
+
+    An exception whose ``__init__`` wants other arguments than those it gave ``Exception`` pickles fine but
+    fails to unpickle, and in the parent that would break the answer frame of every call in the batch.
+    Errors are rare, so the round trip is tried on each one.
+    """
+    try:
+        _loads(pickle.dumps(error, _PROTOCOL))
+    except Exception:
+        return StoreError(f"{type(error).__name__}: {error}")
+    return error
 
 
 def _picklable(answer: tuple[int, bool, Any]) -> tuple[int, bool, Any]:
     try:
         pickle.dumps(answer[2], _PROTOCOL)
     except Exception as exc:
-        what = "result" if answer[1] else "error"
-        problem = StoreError(f"the store's {what} could not be sent back: {type(exc).__name__}: {exc}")
+        problem = StoreError(f"the store's result could not be sent back: {type(exc).__name__}: {exc}")
         return answer[0], False, problem
     return answer
 
 
 def _dumps_error(exc: BaseException) -> bytes:
-    try:
-        return _frame(exc)
-    except Exception:
-        return _frame(StoreError(f"{type(exc).__name__}: {exc}"))
+    return _frame(_crossing(exc))
