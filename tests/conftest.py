@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from lienthong.config import Config
 from lienthong.sandbox import EmcSandbox, PortalSandbox
 from lienthong.sandbox.dossiers import PROCEDURE_CODES
 from lienthong.serving import HttpServer, ThreadedServer
+from processes import Bus, free_port
 
 TOKEN = "test-token-for-the-provincial-system"
 # What examples/lienthong.yaml reads from the environment.
@@ -156,3 +158,16 @@ async def run_node(tmp_path: Path, peers: Peers) -> AsyncIterator[RunNode]:
     for server, client in started:
         await client.aclose()
         await server.stop()
+
+
+@pytest.fixture
+def bus(tmp_path: Path, peers: Peers) -> Iterator[Bus]:
+    port = free_port()
+    config = config_dict(tmp_path, peers, server={"host": "127.0.0.1", "port": port})
+    config["store"] = {"path": str(tmp_path / "lienthong.db")}  # the default, synchronous=full
+    config["dispatcher"]["max_in_flight"] = 8
+    path = tmp_path / "lienthong.yaml"
+    path.write_text(json.dumps(config), encoding="utf-8")  # JSON is YAML
+    bus = Bus(path, tmp_path / "bus.log", f"http://127.0.0.1:{port}")
+    yield bus
+    bus.stop()

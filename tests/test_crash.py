@@ -4,86 +4,16 @@ from __future__ import annotations
 
 import collections
 import json
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from conftest import AUTH, Peers, config_dict
+from conftest import AUTH, Peers
 from lienthong.sandbox import FaultPlan
 from lienthong.sandbox.dossiers import generate, interleave
-from lienthong.serving import bind
+from processes import Bus, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    sock = bind()
-    port: int = sock.getsockname()[1]
-    sock.close()
-    return port
-
-
-def wait_until(predicate: object, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-
-
-class Bus:
-    """``lienthong run CONFIG`` in a child process."""
-
-    def __init__(self, config: Path, log: Path, url: str) -> None:
-        self.config, self.log, self.url = config, log, url
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "lienthong.cli", "run", str(self.config)], stdout=log, stderr=log
-            )
-        wait_until(self._ready, 30, f"the bus to be ready (log: {self.log.read_text()[-2000:]})")
-
-    def _ready(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(
-                f"the bus exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}"
-            )
-        try:
-            return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()  # SIGKILL: no shutdown hook runs
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=15)
-
-
-@pytest.fixture
-def bus(tmp_path: Path, peers: Peers) -> Iterator[Bus]:
-    port = free_port()
-    config = config_dict(tmp_path, peers, server={"host": "127.0.0.1", "port": port})
-    config["store"] = {"path": str(tmp_path / "lienthong.db")}  # the default, synchronous=full
-    config["dispatcher"]["max_in_flight"] = 8
-    path = tmp_path / "lienthong.yaml"
-    path.write_text(json.dumps(config), encoding="utf-8")  # JSON is YAML
-    bus = Bus(path, tmp_path / "bus.log", f"http://127.0.0.1:{port}")
-    yield bus
-    bus.stop()
 
 
 def test_a_bus_killed_mid_delivery_delivers_every_accepted_event_after_restart(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,35 @@ def test_a_dead_letter_releases_its_dossier(store: OutboxStore) -> None:
     assert second.event.event_id == a.events[1]["event_id"]
     (stats,) = tx(store, lambda s: s.stats())
     assert (stats.dead, stats.inflight, stats.pending) == (1, 1, 0)
+
+
+def test_an_outcome_and_the_events_it_raises_commit_together(store: OutboxStore) -> None:
+    (a,) = generate(1)
+    tx(store, lambda s: one_request(s, [item(a.events[0], "portal")]))
+    (first,) = tx(store, lambda s: s.claim(NOW, 10))
+    failed_id = f"failed:{first.message_id}:1"
+    failed: dict[str, Any] = {
+        "event_id": failed_id,
+        "type": "delivery.failed",
+        "occurred_at": "2026-01-01T00:00:00+07:00",
+        "unit_code": "U1",
+        "dossier": {"code": a.code, "failure": {"message_id": first.message_id}},
+    }
+    dead = replace(done(first.message_id, kind="dead"), raises=(item(failed, "province"),))
+
+    store.begin()
+    store.complete([dead])
+    store.rollback()  # a failure before the commit loses both, never one of them
+    assert tx(store, lambda s: s.stored_event(failed_id)) is None
+    assert tx(store, lambda s: s.message(first.message_id)).status == "inflight"
+
+    tx(store, lambda s: s.complete([dead]))
+    assert tx(store, lambda s: s.message(first.message_id)).status == "dead"
+    (notice,) = tx(store, lambda s: s.claim(NOW + 10, 10))  # raised at the outcome's time
+    assert (notice.destination, notice.event.event_id) == ("province", failed_id)
+    tx(store, lambda s: s.complete([dead]))  # the same outcome again raises nothing new
+    waiting = {d.destination: d.pending + d.inflight for d in tx(store, lambda s: s.stats())}
+    assert waiting == {"portal": 0, "province": 1}
 
 
 def test_destinations_are_ordered_independently(store: OutboxStore) -> None:

@@ -10,14 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import secrets
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -35,7 +36,9 @@ from lienthong.sandbox.population import PopulationSandbox, synthetic_citizen
 from lienthong.sandbox.provincial import ProvincialSandbox
 from lienthong.sandbox.viettel import ViettelSandbox
 from lienthong.sandbox.vnpt import VnptSandbox
-from lienthong.serving import HttpServer, ThreadedServer, run
+from lienthong.serving import HttpServer, ThreadedServer, on_stop_signals, run
+
+T = TypeVar("T")
 
 # Communes' receipts come from Viettel, every other unit's from VNPT: a provider per unit.
 VIETTEL_UNITS = [code for code, _ in UNITS if code.startswith("000.2")]
@@ -135,73 +138,75 @@ class DemoSummary:
         )
 
 
-def demo_config(workdir: Path, token: str, urls: dict[str, str], peers: DemoPeers) -> Config:
+def demo_config(
+    workdir: Path, token: str, urls: dict[str, str], peers: DemoPeers, port: int = 0
+) -> dict[str, Any]:
+    """The demo's config, as the document ``lienthong run`` would read (JSON is YAML)."""
     portal, population = peers.portal, peers.population
     seller = {"seller_name": "Trung tâm Phục vụ hành chính công tỉnh (demo)", "seller_tax_code": "3300000000"}
-    return Config.model_validate(
-        {
-            "auth": {"tokens": [{"name": "demo-provincial-system", "sha256": hash_token(token)}]},
-            "store": {"path": str(workdir / "lienthong.db")},
-            "dispatcher": {
-                "max_in_flight": 64,
-                "poll_interval_s": 0.05,
-                "retry": {"initial_delay_s": 0.05, "max_delay_s": 1.0, "max_attempts": 8},
+    return {
+        "server": {"host": "127.0.0.1", "port": port},
+        "auth": {"tokens": [{"name": "demo-provincial-system", "sha256": hash_token(token)}]},
+        "store": {"path": str(workdir / "lienthong.db")},
+        "dispatcher": {
+            "max_in_flight": 64,
+            "poll_interval_s": 0.05,
+            "retry": {"initial_delay_s": 0.05, "max_delay_s": 1.0, "max_attempts": 8},
+        },
+        "destinations": {
+            "portal": {
+                "kind": "portal",
+                "base_url": urls["portal"],
+                "dstcode": portal.dstcode,
+                "username": portal.username,
+                "password": portal.password,
             },
-            "destinations": {
-                "portal": {
-                    "kind": "portal",
-                    "base_url": urls["portal"],
-                    "dstcode": portal.dstcode,
-                    "username": portal.username,
-                    "password": portal.password,
-                },
-                "emc": {
-                    "kind": "emc",
-                    "base_url": urls["emc"],
-                    "site_id": "SANDBOX-SITE",
-                    "province_code": "H56",
-                },
-                "population": {
-                    "kind": "population",
-                    "base_url": urls["population"],
-                    "ma_tich_hop": population.ma_tich_hop,
-                    "ma_dvc": "DVC-DEMO",
-                    "timeout_s": 5,
-                },
-                "paygov": {
-                    "kind": "paygov",
-                    "base_url": urls["paygov"],
-                    "partner_code": peers.paygov.partner_code,
-                    "secret": peers.paygov.secret,
-                },
-                "vnpt": {
-                    "kind": "vnpt",
-                    "base_url": urls["vnpt"],
-                    "account": peers.vnpt.credentials[0],
-                    "ac_password": peers.vnpt.credentials[1],
-                    "username": peers.vnpt.credentials[2],
-                    "password": peers.vnpt.credentials[3],
-                    "pattern": peers.vnpt.pattern,
-                    "serial": peers.vnpt.serial,
-                    **seller,
-                },
-                "viettel": {
-                    "kind": "viettel",
-                    "base_url": urls["viettel"],
-                    "username": peers.viettel.username,
-                    "password": peers.viettel.password,
-                    "supplier_tax_code": peers.viettel.supplier_tax_code,
-                    "template_code": "2/001",
-                    "series": "K26TBL",
-                    **seller,
-                },
-                "province": {"kind": "provincial", "base_url": urls["province"], "secret": PROVINCE_SECRET},
+            "emc": {
+                "kind": "emc",
+                "base_url": urls["emc"],
+                "site_id": "SANDBOX-SITE",
+                "province_code": "H56",
             },
-            "routes": [*DEMO_ROUTES, *FEE_ROUTES],
-            "citizens": {"source": "population", "audit_key": secrets.token_hex(16)},
-            "payments": {"paygov": "paygov"},
-        }
-    )
+            "population": {
+                "kind": "population",
+                "base_url": urls["population"],
+                "ma_tich_hop": population.ma_tich_hop,
+                "ma_dvc": "DVC-DEMO",
+                "timeout_s": 5,
+            },
+            "paygov": {
+                "kind": "paygov",
+                "base_url": urls["paygov"],
+                "partner_code": peers.paygov.partner_code,
+                "secret": peers.paygov.secret,
+            },
+            "vnpt": {
+                "kind": "vnpt",
+                "base_url": urls["vnpt"],
+                "account": peers.vnpt.credentials[0],
+                "ac_password": peers.vnpt.credentials[1],
+                "username": peers.vnpt.credentials[2],
+                "password": peers.vnpt.credentials[3],
+                "pattern": peers.vnpt.pattern,
+                "serial": peers.vnpt.serial,
+                **seller,
+            },
+            "viettel": {
+                "kind": "viettel",
+                "base_url": urls["viettel"],
+                "username": peers.viettel.username,
+                "password": peers.viettel.password,
+                "supplier_tax_code": peers.viettel.supplier_tax_code,
+                "template_code": "2/001",
+                "series": "K26TBL",
+                **seller,
+            },
+            "province": {"kind": "provincial", "base_url": urls["province"], "secret": PROVINCE_SECRET},
+        },
+        "routes": [*DEMO_ROUTES, *FEE_ROUTES],
+        "citizens": {"source": "population", "audit_key": secrets.token_hex(16)},
+        "payments": {"paygov": "paygov"},
+    }
 
 
 class DemoPeers:
@@ -225,10 +230,13 @@ class DemoPeers:
         return {name: peer for name, peer in vars(self).items() if isinstance(peer, Peer)}
 
 
+Say = Callable[[str], None]
+
+
 class Demo:
     """One demo run: peers, bus, traffic, summary."""
 
-    def __init__(self, options: DemoOptions, workdir: Path) -> None:
+    def __init__(self, options: DemoOptions, workdir: Path, *, say: Say | None = None) -> None:
         self.options = options
         self.peers = DemoPeers(options)
         self.portal, self.emc, self.population = self.peers.portal, self.peers.emc, self.peers.population
@@ -236,27 +244,51 @@ class Demo:
         self.workdir = workdir
         self.node: Lienthong | None = None
         self.server: HttpServer | None = None
+        self._say: Say = say or (lambda _: None)
 
-    async def run(self, *, keep_running: bool = False, on_summary: Any = None) -> DemoSummary:
+    async def run(
+        self,
+        *,
+        keep_running: bool = False,
+        on_summary: Any = None,
+        stop: asyncio.Event | None = None,
+        port: int = 0,
+    ) -> DemoSummary | None:
+        """Run the traffic and return its summary; None when ``stop`` was set before it finished.
+
+        With ``keep_running``, serve on after the summary until ``stop`` is set.
+        """
+        stop = stop or asyncio.Event()
         with contextlib.ExitStack() as stack:
+            self._say("starting sandbox peers: " + ", ".join(self.peers.named()))
             urls = {
                 name: stack.enter_context(ThreadedServer(lambda peer=peer: peer)).url  # type: ignore[misc]
                 for name, peer in self.peers.named().items()
             }
             self.peers.paygov.base_url = urls["paygov"]
-            config = demo_config(self.workdir, self.token, urls, self.peers)
-            self.node = build(config)
-            self.server = HttpServer(self.node.api, lifespan="on")
-            await self.server.start()
+            self.server = await self._start_bus(urls, port)
             try:
-                summary = await self._traffic()
-                if on_summary is not None:
+                summary = await _unless(stop, self._traffic())
+                if summary is not None and on_summary is not None:
                     on_summary(summary, self.server.url)
-                if keep_running:
-                    await asyncio.Event().wait()
+                if summary is not None and keep_running:
+                    await stop.wait()
             finally:
+                self._say("stopping: deliveries under way may finish, then the store closes")
                 await self.server.stop()
         return summary
+
+    async def _start_bus(self, urls: dict[str, str], port: int) -> HttpServer:
+        document = demo_config(self.workdir, self.token, urls, self.peers, port)
+        self.node = build(Config.model_validate(document))
+        server = HttpServer(self.node.api, port=port, lifespan="on")
+        document["server"]["port"] = server.port
+        config_path = self.workdir / "lienthong.yaml"
+        config_path.write_text(json.dumps(document, ensure_ascii=False, indent=2), encoding="utf-8")
+        await server.start()
+        self._say(f"bus serving on {server.url}; bearer token {self.token}")
+        self._say(f"config {config_path} (try: lienthong dlq list {config_path})")
+        return server
 
     async def _traffic(self) -> DemoSummary:
         assert self.node is not None
@@ -267,6 +299,10 @@ class Demo:
         events = list(interleave(streams))
         duplicates = events[:: max(1, len(events) // 20)]  # about 5% sent twice, as a flaky sender would
         started = time.perf_counter()
+        self._say(
+            f"{self.options.dossiers} dossiers: prefilling e-forms, sending {len(events)} events"
+            f" ({len(duplicates)} twice), then asking for fees"
+        )
         client = httpx.AsyncClient(
             base_url=self.server.url, transport=make_transport(max_connections=8), timeout=30
         )
@@ -274,6 +310,7 @@ class Demo:
             prefill = await self._prefill(client, streams)
             await self._send_all(client, events, duplicates)
             fees = await self._fees(client, streams)
+        self._say("waiting for every delivery to settle")
         pending = await self._settle(self.options.timeout_s)
         elapsed = time.perf_counter() - started
         deliveries = self._delivery_counts()
@@ -316,6 +353,7 @@ class Demo:
         for batch in _batches(requests, self.options.batch_size):
             await _post(client, orjson.dumps({"events": batch}), headers)
         await self._settle(self.options.timeout_s)
+        self._say(f"{len(requests)} payments initiated; citizens pay at the sandbox platform")
         callback = f"{client.base_url}/v1/payments/paygov/confirm"
         outcomes: Counter[str] = Counter(requested=len(requests))
         limit = asyncio.Semaphore(8)
@@ -408,7 +446,44 @@ def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
-def run_demo(options: DemoOptions, *, keep_running: bool = False, on_summary: Any = None) -> DemoSummary:
-    """Run the demo in a fresh temporary directory and event loop."""
+def run_demo(
+    options: DemoOptions,
+    *,
+    keep_running: bool = False,
+    on_summary: Any = None,
+    port: int = 0,
+    say: Say | None = None,
+    stop_on_signals: bool = False,
+) -> DemoSummary | None:
+    """Run the demo in a fresh temporary directory and event loop; the directory is removed at the end.
+
+    With ``stop_on_signals`` (the command line), SIGINT and SIGTERM stop it in order: None is returned
+    when that happened before the summary.
+    """
+
+    async def main(workdir: Path) -> DemoSummary | None:
+        demo = Demo(options, workdir, say=say)
+        stop = asyncio.Event()
+        if not stop_on_signals:
+            return await demo.run(keep_running=keep_running, on_summary=on_summary, stop=stop, port=port)
+        with on_stop_signals(stop):
+            return await demo.run(keep_running=keep_running, on_summary=on_summary, stop=stop, port=port)
+
     with tempfile.TemporaryDirectory(prefix="lienthong-demo-") as tmp:
-        return run(Demo(options, Path(tmp)).run(keep_running=keep_running, on_summary=on_summary))
+        return run(main(Path(tmp)))
+
+
+async def _unless(stop: asyncio.Event, work: Coroutine[Any, Any, T]) -> T | None:
+    """``work``'s result, or None if ``stop`` is set first (``work`` is then cancelled)."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None

@@ -7,12 +7,16 @@ and learn the port the kernel chose.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import logging
+import os
+import signal
 import socket
 import ssl
 import sys
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -21,6 +25,20 @@ from starlette.types import ASGIApp
 
 Lifespan = Literal["auto", "on", "off"]
 T = TypeVar("T")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+log = logging.getLogger("lienthong.serving")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server without its signal handling: stopping is the caller's (``on_stop_signals``).
+
+    uvicorn's own handlers re-raise the signal after shutdown, so Ctrl-C or systemd's SIGTERM would end the
+    process with a traceback or a signal status after an orderly stop, rather than exit 0.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
 
 
 def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
@@ -69,7 +87,7 @@ class HttpServer:
             timeout_keep_alive=30,
             **extra,
         )
-        self._server = uvicorn.Server(config)
+        self._server = _Server(config)
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -100,6 +118,17 @@ class HttpServer:
         await self.start()
         assert self._task is not None
         await self._task
+
+    async def serve_until(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set (or the server ends by itself), then stop in order."""
+        await self.start()
+        assert self._task is not None
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({self._task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            await self.stop()
 
 
 class ThreadedServer:
@@ -162,6 +191,32 @@ class ThreadedServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def on_stop_signals(stop: asyncio.Event) -> Iterator[None]:
+    """Within the running loop, SIGINT and SIGTERM set ``stop``: an orderly stop, then exit 0.
+
+    A second signal while stopping ends the process at once (exit 130): nothing is lost by that either,
+    since every acknowledged event is committed and deliveries left in flight are made again at start.
+    For the command line's edge only; library code never handles signals.
+    """
+    loop = asyncio.get_running_loop()
+
+    def handle(sig: signal.Signals) -> None:
+        if stop.is_set():
+            log.warning("%s again while stopping: exiting now", sig.name)
+            os._exit(130)
+        log.info("%s: stopping (deliveries under way may finish; a second signal exits at once)", sig.name)
+        stop.set()
+
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, handle, sig)
+    try:
+        yield
+    finally:
+        for sig in STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
 
 
 def tune_runtime() -> None:

@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 
 from lienthong.adapters.base import Adapter
 from lienthong.bus.outbox import Clock, Outbox
 from lienthong.bus.retry import RetryPolicy
 from lienthong.bus.routes import Mapper
-from lienthong.bus.store import ClaimedDelivery, Outcome, OutcomeKind
+from lienthong.bus.store import ClaimedDelivery, IngestItem, Outcome, OutcomeKind
 from lienthong.errors import PermanentError, RetryableError, StoreError
 from lienthong.observability.metrics import Metrics
 
@@ -37,7 +37,7 @@ class Dispatcher:
         clock: Clock,
         max_in_flight: int = 64,
         poll_interval_s: float = 0.5,
-        on_dead: Callable[[ClaimedDelivery, Outcome], Awaitable[None]] | None = None,
+        on_dead: Callable[[ClaimedDelivery, Outcome], IngestItem | None] | None = None,
     ) -> None:
         self._outbox = outbox
         self._mapper = mapper
@@ -113,17 +113,16 @@ class Dispatcher:
         labels = (delivery.destination, delivery.operation)
         self._metrics.delivery_latency.labels(*labels).observe(max(0.0, finished - started))
         self._metrics.deliveries.labels(*labels, outcome.kind).inc()
+        if outcome.kind == "dead" and self._on_dead is not None:
+            raised = self._on_dead(delivery, outcome)
+            if raised is not None:
+                outcome = replace(outcome, raises=(raised,))
         try:
             await self._outbox.complete(outcome)
         except StoreError:
-            # The row stays in flight; the next start-up's recover() makes it pending again.
+            # The row stays in flight (and what it raises unstored); the next start-up's recover() makes
+            # it pending again, and its next outcome raises it again.
             log.exception("could not record the outcome of %s", delivery.message_id)
-            return
-        if outcome.kind == "dead" and self._on_dead is not None:
-            try:
-                await self._on_dead(delivery, outcome)
-            except Exception:
-                log.exception("could not raise delivery.failed for %s", delivery.message_id)
 
     async def _attempt(self, delivery: ClaimedDelivery, attempt: int, started: float) -> Outcome:
         record = _Record(delivery.message_id, attempt, int(started * 1000), self._clock)

@@ -12,9 +12,9 @@ from typing import Any
 
 import orjson
 
-from lienthong.bus.envelope import parse_body
+from lienthong.bus.envelope import ParsedEvent, parse_body
 from lienthong.bus.ingest import Ingestor
-from lienthong.bus.store import ClaimedDelivery, Outcome
+from lienthong.bus.store import ClaimedDelivery, IngestItem, Outcome
 
 INTERNAL_EVENT_TYPES = frozenset({"receipt.issued", "delivery.failed"})
 """Types only lienthong raises; the API refuses them from outside."""
@@ -29,13 +29,14 @@ class EventSink:
         """Connect the ingestor (built after the adapters that emit, in the composition root)."""
         self._ingestor = ingestor
 
-    async def delivery_failed(self, delivery: ClaimedDelivery, outcome: Outcome) -> None:
-        """Raise ``delivery.failed`` for a new dead letter, so a route can tell a person (the province).
+    def delivery_failed(self, delivery: ClaimedDelivery, outcome: Outcome) -> IngestItem | None:
+        """``delivery.failed`` for a new dead letter, so a route can tell a person (the province); the
+        dispatcher stores it with the dead letter itself (``Outcome.raises``).
 
         A failed ``delivery.failed`` delivery raises nothing: no loops.
         """
         if delivery.event.type == "delivery.failed":
-            return
+            return None
         at = datetime.fromtimestamp(outcome.finished_ms / 1000, UTC).isoformat()
         failure = {
             "message_id": delivery.message_id,
@@ -46,15 +47,15 @@ class EventSink:
             "attempts": outcome.attempt,
             "error": outcome.error or "",
         }
-        await self.emit(
-            {
-                "event_id": f"failed:{delivery.message_id}:{outcome.attempt}",
-                "type": "delivery.failed",
-                "occurred_at": at,
-                "unit_code": delivery.event.unit_code,
-                "dossier": {self._code_field: delivery.dossier_code, "failure": failure},
-            }
-        )
+        event = {
+            "event_id": f"failed:{delivery.message_id}:{outcome.attempt}",
+            "type": "delivery.failed",
+            "occurred_at": at,
+            "unit_code": delivery.event.unit_code,
+            "dossier": {self._code_field: delivery.dossier_code, "failure": failure},
+        }
+        assert self._ingestor is not None, "EventSink.attach was not called"
+        return self._ingestor.plan(self._parse(event))
 
     async def receipt_issued(self, delivery: ClaimedDelivery, receipt: dict[str, str]) -> None:
         """Raise ``receipt.issued`` for the payment ``delivery`` carried; ``receipt`` has provider, fkey,
@@ -74,5 +75,8 @@ class EventSink:
     async def emit(self, event: dict[str, Any]) -> None:
         """Raises StoreError when the event cannot be stored (the caller retries)."""
         assert self._ingestor is not None, "EventSink.attach was not called"
-        parsed, _ = parse_body(orjson.dumps(event), dossier_code_field=self._code_field, max_events=1)
-        await self._ingestor.accept(parsed)
+        await self._ingestor.accept([self._parse(event)])
+
+    def _parse(self, event: dict[str, Any]) -> ParsedEvent:
+        (parsed,), _ = parse_body(orjson.dumps(event), dossier_code_field=self._code_field, max_events=1)
+        return parsed

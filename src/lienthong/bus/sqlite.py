@@ -401,6 +401,11 @@ class SqliteOutbox:
             for o in outcomes
         ]
         self._rows(_ATTEMPT_INSERT, attempts)
+        raised = [[item] for o in outcomes for item in o.raises]
+        if raised:
+            # Ids of raised events derive from the outcome (``failed:<message>:<attempt>``): a repeat is a
+            # duplicate, never a conflict, so every answer is a result.
+            self.ingest(raised, max(o.finished_ms for o in outcomes))
 
     def message(self, message_id: str) -> MessageView | None:
         row = self._db.execute(

@@ -183,6 +183,9 @@ class Outcome:
     next_attempt_ms: int | None = None
     error: str | None = None
     http_status: int | None = None
+    raises: tuple[IngestItem, ...] = ()
+    """Events this outcome raises (``delivery.failed`` for a dead letter), stored in the same transaction
+    as the outcome: a crash or store error cannot keep one and lose the other."""
 
     @property
     def detail(self) -> tuple[str | None, int | None]:

@@ -25,6 +25,7 @@ import contextlib
 import itertools
 import pickle
 import select
+import signal
 import socket
 import struct
 import subprocess
@@ -128,6 +129,10 @@ class ProcessCommitter(Generic[S]):
             ],
             pass_fds=[child.fileno()],
             stdin=subprocess.DEVNULL,
+            # Its own session: Ctrl-C at a terminal and a signal to our process group (systemd's SIGTERM)
+            # reach the parent only. The parent stops in order and then closes the store; the child
+            # ignores those signals too (child_main), for a supervisor that signals every process.
+            start_new_session=True,
         )
         child.close()
         try:
@@ -188,6 +193,8 @@ class ProcessCommitter(Generic[S]):
         if self._process is None:
             return
         transport = self._transport if self._loop is not None and not self._loop.is_closed() else None
+        if transport is not None and transport.is_closing():
+            transport = None  # the child already hung up: nothing to write, only the socket to close
         if transport is not None:
             if transport.get_write_buffer_size() == 0:
                 transport.write(_frame(_STOP))  # an empty buffer writes at once, without the loop
@@ -262,7 +269,14 @@ def _read_frame(sock: socket.socket, frames: _Frames) -> Any:
 
 
 def child_main(fd: int) -> None:
-    """Entry point of the store's process, given its end of the socket pair."""
+    """Entry point of the store's process, given its end of the socket pair.
+
+    The parent decides when the store closes: it sends a stop, or the socket reaches end-of-file when the
+    parent is gone. Stop signals are ignored, so a signal meant for the service does not cut the store off
+    under a parent that is still finishing its deliveries.
+    """
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     sock = socket.socket(fileno=fd)
     frames = _Frames()
     try:

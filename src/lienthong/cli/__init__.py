@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -78,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--json", action="store_true", help="print only the summary, as one JSON object")
     demo.add_argument("--keep-running", action="store_true", help="keep serving (see /metrics) until Ctrl-C")
+    demo.add_argument("--port", type=int, default=0, help="the bus API's port (default: a free one)")
     demo.set_defaults(handler=_demo)
 
     sandbox = sub.add_parser("sandbox", help="serve one sandbox peer on loopback (for benchmarks and trials)")
@@ -149,7 +151,7 @@ def _token_hash(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from lienthong.app import build  # noqa: PLC0415
-    from lienthong.serving import HttpServer, run, tune_runtime  # noqa: PLC0415
+    from lienthong.serving import HttpServer, on_stop_signals, run, tune_runtime  # noqa: PLC0415
 
     config = _load(args.config)
     node = build(config)
@@ -158,7 +160,10 @@ def _run(args: argparse.Namespace) -> int:
     async def serve() -> None:
         server = HttpServer(node.api, host=config.server.host, port=config.server.port, lifespan="on")
         logging.getLogger("lienthong").info("serving on %s", server.url)
-        await server.serve_forever()
+        stop = asyncio.Event()
+        with on_stop_signals(stop):
+            await server.serve_until(stop)
+        logging.getLogger("lienthong").info("stopped")
 
     run(serve())
     return EXIT_OK
@@ -170,6 +175,10 @@ def _demo(args: argparse.Namespace) -> int:
     if args.json:
         logging.getLogger().setLevel(logging.ERROR)
 
+    def say(line: str) -> None:
+        if not args.json:
+            print(f"demo: {line}", file=sys.stderr, flush=True)
+
     def show(summary: DemoSummary, url: str) -> None:
         if args.json:
             print(json.dumps(summary.as_json(), ensure_ascii=False), flush=True)
@@ -179,7 +188,17 @@ def _demo(args: argparse.Namespace) -> int:
             print(f"serving on {url} (metrics: {url}/metrics); Ctrl-C to stop", file=sys.stderr, flush=True)
 
     options = DemoOptions(dossiers=args.events, fault_rate=args.fault_rate, seed=args.seed)
-    summary = run_demo(options, keep_running=args.keep_running, on_summary=show)
+    summary = run_demo(
+        options,
+        keep_running=args.keep_running,
+        on_summary=show,
+        port=args.port,
+        say=say,
+        stop_on_signals=True,
+    )
+    if summary is None:
+        print("demo: stopped before the summary", file=sys.stderr)
+        return EXIT_OK
     return EXIT_OK if summary.pending == 0 else EXIT_FAILED
 
 
