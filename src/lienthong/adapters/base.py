@@ -18,6 +18,7 @@ import aiohttp
 import httpx
 import orjson
 
+from lienthong.adapters.http import AnswerTooLarge
 from lienthong.bus.store import ClaimedDelivery
 from lienthong.errors import DeliveryError, PermanentError, RetryableError
 
@@ -56,6 +57,8 @@ def map_transport_errors(destination: str, operation: str) -> Iterator[None]:
         raise
     except httpx.TimeoutException as exc:
         raise RetryableError(f"timed out: {exception_text(exc)}", **where) from exc
+    except AnswerTooLarge as exc:
+        raise RetryableError(str(exc), **where) from exc
     except (httpx.TransportError, aiohttp.ClientError, OSError) as exc:
         raise RetryableError(f"connection failed: {exception_text(exc)}", **where) from exc
     except TimeoutError as exc:

@@ -24,6 +24,7 @@ from zeep.helpers import serialize_object
 from zeep.proxy import AsyncServiceProxy
 from zeep.transports import AsyncTransport
 
+from lienthong.adapters.http import DEFAULT_MAX_ANSWER_BYTES, read_capped
 from lienthong.adapters.soap import SAFE, map_soap_errors
 from lienthong.errors import (
     CitizenMismatch,
@@ -108,9 +109,34 @@ def wsdl_path() -> str:
     return str(resources.files("lienthong.adapters") / "wsdl" / "population.wsdl")
 
 
-def make_soap_transport(client: httpx.AsyncClient) -> AsyncTransport:
-    """zeep's async transport over ``client``. The WSDL is read from the package, never fetched."""
-    return AsyncTransport(client=client, wsdl_client=httpx.Client(transport=_NoFetching()))
+def make_soap_transport(
+    client: httpx.AsyncClient, *, max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES
+) -> AsyncTransport:
+    """zeep's async transport over ``client``. The WSDL is read from the package, never fetched.
+
+    An answer is read as a stream and dropped, before zeep parses it, once its decoded size passes
+    ``max_answer_bytes`` (default 8 MiB): ``AnswerTooLarge``, which the adapters treat as retry-later.
+    """
+    return _CappedSoapTransport(
+        client=client, wsdl_client=httpx.Client(transport=_NoFetching()), max_answer_bytes=max_answer_bytes
+    )
+
+
+class _CappedSoapTransport(AsyncTransport):
+    """zeep's AsyncTransport, whose ``post`` reads the whole answer at once, with a size cap."""
+
+    def __init__(self, *, max_answer_bytes: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.max_answer_bytes = max_answer_bytes
+
+    async def post(self, address: str, message: bytes, headers: dict[str, str]) -> httpx.Response:
+        request = self.client.build_request("POST", address, content=message, headers=headers)
+        response = await self.client.send(request, stream=True)
+        try:
+            await read_capped(response, self.max_answer_bytes)
+        finally:
+            await response.aclose()
+        return response
 
 
 class _NoFetching(httpx.BaseTransport):

@@ -1,0 +1,192 @@
+"""A peer answering a huge body: the answer is refused at its size cap, before it is parsed or all read."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+from starlette.types import Receive, Scope, Send
+
+from lienthong.adapters.emc import EmcAdapter
+from lienthong.adapters.http import DEFAULT_MAX_ANSWER_BYTES, HttpPeer, make_transport
+from lienthong.adapters.population import CitizenQuery, PopulationAdapter, make_soap_transport
+from lienthong.bus.store import ClaimedDelivery, StoredEvent
+from lienthong.errors import PopulationUnavailable, RetryableError
+from lienthong.serving import ThreadedServer
+
+MiB = 1024 * 1024
+CHUNK = b"<x>" + b"a" * (64 * 1024 - 7) + b"</x>"  # 64 KiB of XML-ish text
+
+
+@dataclass
+class HugeAnswers:
+    """An ASGI peer that answers every POST with ``total`` bytes of text, streamed in 64 KiB pieces (gzipped
+    when ``content_encoding`` says so); it counts the bytes it wrote and stops when the client goes."""
+
+    total: int
+    content_type: bytes = b"text/xml; charset=utf-8"
+    content_encoding: bytes | None = None
+    declare_length: bool = False
+    streamed: int = 0
+    finished: bool = False
+    stopped: threading.Event = field(default_factory=threading.Event)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert scope["type"] == "http"
+        while (await receive()).get("more_body"):
+            pass
+        gone = asyncio.Event()
+
+        async def watch() -> None:
+            await receive()  # after the body, only http.disconnect arrives
+            gone.set()
+
+        watcher = asyncio.create_task(watch())
+        await send({"type": "http.response.start", "status": 200, "headers": self._headers()})
+        for piece in self._pieces():
+            if gone.is_set():
+                break
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+            self.streamed += len(piece)
+            await asyncio.sleep(0)
+        self.finished = not gone.is_set()
+        if self.finished:
+            await send({"type": "http.response.body", "body": b""})
+        watcher.cancel()
+        self.stopped.set()
+
+    def _headers(self) -> list[tuple[bytes, bytes]]:
+        headers = [(b"content-type", self.content_type)]
+        if self.content_encoding is not None:
+            headers.append((b"content-encoding", self.content_encoding))
+        if self.declare_length:
+            headers.append((b"content-length", str(self.total // len(CHUNK) * len(CHUNK)).encode()))
+        return headers
+
+    def _pieces(self) -> Iterator[bytes]:
+        count = self.total // len(CHUNK)
+        if self.content_encoding != b"gzip":
+            yield from itertools.repeat(CHUNK, count)
+            return
+        packer = zlib.compressobj(wbits=31)  # the gzip format
+        for _ in range(count):
+            yield packer.compress(CHUNK)
+        yield packer.flush()
+
+
+@pytest.fixture
+def huge() -> Iterator[tuple[HugeAnswers, str]]:
+    peer = HugeAnswers(total=128 * MiB)
+    with ThreadedServer(lambda: peer) as server:
+        yield peer, server.url
+
+
+def population(url: str, max_answer_bytes: int | None = None) -> PopulationAdapter:
+    """The adapter with a cap of ``max_answer_bytes`` on the SOAP transport only; None: the defaults."""
+    client = httpx.AsyncClient(transport=make_transport(max_connections=1))
+    soap = make_soap_transport(client, max_answer_bytes=max_answer_bytes or DEFAULT_MAX_ANSWER_BYTES)
+    return PopulationAdapter(
+        "population",
+        soap,
+        address=f"{url}/ws/congdan",
+        ma_tich_hop="T1",
+        ma_dvc="DVC-H56",
+        timeout_s=20,
+    )
+
+
+def delivery() -> ClaimedDelivery:
+    event = StoredEvent("e-1", "dossier.received", "000.00.12.H56", "2026-01-01T08:00:00+07:00", {})
+    return ClaimedDelivery("m-1", "emc", "TrackingMCDT", "D-1", 0, 0, event)
+
+
+async def test_a_huge_soap_answer_is_refused_at_the_cap_without_reading_it_all(
+    huge: tuple[HugeAnswers, str],
+) -> None:
+    peer, url = huge
+    adapter = population(url, max_answer_bytes=1 * MiB)
+    try:
+        with pytest.raises(PopulationUnavailable, match=r"larger than the limit of 1,048,576 bytes"):
+            await adapter.lookup(CitizenQuery("046090000123", "CB-1", "lk-1"))
+    finally:
+        await adapter.aclose()
+    assert peer.stopped.wait(10)
+    assert not peer.finished
+    assert peer.streamed < 32 * MiB  # the client stopped: what was written is at most the socket buffers
+
+
+async def test_the_soap_cap_defaults_to_8_mib(huge: tuple[HugeAnswers, str]) -> None:
+    peer, url = huge
+    adapter = population(url)
+    try:
+        with pytest.raises(PopulationUnavailable, match=r"larger than the limit of 8,388,608 bytes"):
+            await adapter.lookup(CitizenQuery("046090000123", "CB-1", "lk-1"))
+    finally:
+        await adapter.aclose()
+    assert peer.stopped.wait(10)
+    assert not peer.finished
+
+
+async def test_a_declared_length_over_the_cap_is_refused_before_reading(
+    huge: tuple[HugeAnswers, str],
+) -> None:
+    peer, url = huge
+    peer.declare_length = True
+    adapter = population(url, max_answer_bytes=1 * MiB)
+    try:
+        with pytest.raises(PopulationUnavailable, match=r"declares 134,217,728 bytes"):
+            await adapter.lookup(CitizenQuery("046090000123", "CB-1", "lk-1"))
+    finally:
+        await adapter.aclose()
+    assert peer.stopped.wait(10)
+    assert peer.streamed < 32 * MiB
+
+
+async def test_a_huge_rest_answer_is_a_retryable_error_naming_the_limit(
+    huge: tuple[HugeAnswers, str],
+) -> None:
+    peer, url = huge
+    peer.content_type = b"application/json"
+    transport = make_transport(max_connections=1, max_answer_bytes=2 * MiB)
+    adapter = EmcAdapter("emc", HttpPeer(url, transport, timeout_s=20))
+    try:
+        with pytest.raises(RetryableError) as caught:
+            await adapter.deliver(delivery(), {"SiteId": "S"})
+    finally:
+        await adapter.aclose()
+    assert "larger than the limit of 2,097,152 bytes" in caught.value.message
+    assert (caught.value.destination, caught.value.operation) == ("emc", "TrackingMCDT")
+    assert peer.stopped.wait(10)
+    assert not peer.finished
+    assert peer.streamed < 32 * MiB
+
+
+async def test_a_compressed_answer_is_capped_by_its_decoded_size(huge: tuple[HugeAnswers, str]) -> None:
+    # 128 MiB of text gzips to well under 1 MiB: only the decoded size tells it is a bomb.
+    peer, url = huge
+    peer.content_type = b"application/json"
+    peer.content_encoding = b"gzip"
+    endpoint = HttpPeer(url, make_transport(max_connections=1), timeout_s=20, max_answer_bytes=4 * MiB)
+    adapter = EmcAdapter("emc", endpoint)
+    try:
+        with pytest.raises(RetryableError, match=r"larger than the limit of 4,194,304 bytes"):
+            await adapter.deliver(delivery(), {"SiteId": "S"})
+    finally:
+        await adapter.aclose()
+
+
+async def test_an_answer_within_the_cap_is_read_whole(huge: tuple[HugeAnswers, str]) -> None:
+    peer, url = huge
+    peer.total = 1 * MiB
+    peer.declare_length = True
+    http = HttpPeer(url, make_transport(max_connections=1), timeout_s=20)
+    response = await http.endpoint("/").post(b"{}", {"content-type": "application/json"})
+    await http.aclose()
+    assert len(response.content) == len(CHUNK) * (MiB // len(CHUNK))
+    assert peer.finished
