@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from conftest import AUTH, ROUTES, Peers, Running, RunNode, config_dict
 from lienthong.adapters.provincial import sign, verify
+from lienthong.cli import main as cli_main
 from lienthong.payments import CONFIRM_FIELDS, INIT_FIELDS, HmacFieldsScheme, paygov_code
 from lienthong.sandbox.dossiers import generate
 from lienthong.sandbox.paygov import PayGovSandbox
@@ -164,16 +166,23 @@ async def test_a_requested_payment_gets_a_pay_url_and_a_good_confirm_becomes_one
     assert state["amount"] == 125_000
     assert state["pay_url"] == f"{paygov[1]}/pay/{reference}"
     answer = await pay(node, paygov[0], reference)
-    assert answer.json() == {"MaLoi": "00", "MoTaLoi": "Thành công"}
+    sent = paygov[0].confirmation(reference)
+    reply = answer.json()
+    assert {k: reply[k] for k in ("MaLoi", "MoTaLoi", "MaDoiTac", "MaXacThuc")} == {
+        "MaLoi": "00",
+        "MoTaLoi": "Thành công",
+        "MaDoiTac": "LIENTHONG-H56",
+        "MaXacThuc": sent["MaXacThuc"],  # echoed, as a public receiver does
+    }
+    assert len(reply["ThoiGianGD"]) == 14
     again = await pay(node, paygov[0], reference)  # the platform repeats callbacks it is unsure of
     assert again.json()["MaLoi"] == "00"
     state = (await node.client.get(f"/v1/payments/{reference}", headers=AUTH)).json()
     assert state["status"] == "paid"
     assert state["transaction_id"].startswith("PG")
     assert node.sample("lienthong_events_received_total", type="payment.confirmed", outcome="accepted") == 1
-    assert node.sample("lienthong_events_received_total", type="payment.confirmed", outcome="duplicate") == 1
     verdicts = [(c.verdict, c.status) for c in await node.node.outbox.callbacks()]
-    assert verdicts == [("accepted", "paid"), ("accepted", "paid")]
+    assert verdicts == [("repeat", "paid"), ("accepted", "paid")]
 
 
 async def test_a_bad_integrity_code_is_refused_recorded_and_never_trusted(
@@ -458,7 +467,188 @@ async def test_an_answer_without_maloi_is_retried_never_taken_for_a_payment(
         view = await running.node.outbox.message(message_id)
         assert view is not None
         assert view.status == "dead"
-        assert "INIT answer has no MaLoi" in str(view.history[0].error)
-        assert "QUERY answer has no MaLoi" in str(view.last_error)  # retries look the payment up first
+        assert "INIT answer has neither MaLoi nor error_code" in str(view.history[0].error)
+        assert "QUERY answer has neither MaLoi nor error_code" in str(
+            view.last_error
+        )  # retries look the payment up first
         assert "gave up after 4 attempts" in str(view.last_error)
         assert await running.node.outbox.payment(reference) is None
+
+
+# -- Attacks on money (issue 10): each of these got through before -------------------------------------
+def signed_bank(notice: dict[str, Any]) -> dict[str, str]:
+    fields = ["transaction_id", "reference", "amount", "paid_at", "status"]
+    return {"x-signature": HmacFieldsScheme("vcb", BANK_SECRET, fields).sign(notice)}
+
+
+async def test_a_second_payment_of_a_paid_reference_is_a_finding_never_a_second_receipt(
+    run_node: RunNode, tmp_path: Path, peers: Peers, paygov: tuple[PayGovSandbox, str]
+) -> None:
+    province, vnpt = ProvincialSandbox(secret=PROVINCE_SECRET), VnptSandbox()
+    with ThreadedServer(lambda: province) as province_srv, ThreadedServer(lambda: vnpt) as vnpt_srv:
+        data = told_province(tmp_path, peers, paygov[1], province_srv.url)
+        data["destinations"]["vnpt"] = vnpt_destination(vnpt_srv.url)
+        data["routes"].append({"on": "payment.confirmed", "deliver": [{"to": "vnpt", "operation": "issue"}]})
+        running: Running = await run_node(**data)
+        reference = await requested(running)
+        assert (await pay(running, paygov[0], reference)).json()["MaLoi"] == "00"
+        first = paygov[0].payments[reference].transaction_id
+
+        paygov[0].payments[reference].transaction_id = ""  # the platform takes the money a second time
+        again = await pay(running, paygov[0], reference)
+        notice = bank_notice(reference, transaction_id="VCB-1")  # and a bank a third time
+        bank = await running.client.post(
+            "/v1/payments/banks/vcb/notify", json=notice, headers=signed_bank(notice)
+        )
+        await running.settle()
+
+        assert again.status_code == 200  # taken: the platform need not send it again
+        assert (bank.status_code, bank.json()) == (200, {"status": "duplicate_payment"})
+        assert len(vnpt.invoices) == 1
+        assert [r.operation for r in province.received] == ["payment.confirmed"]
+        state = (await running.client.get(f"/v1/payments/{reference}", headers=AUTH)).json()
+        assert (state["status"], state["transaction_id"], state["channel"]) == ("paid", first, "paygov")
+        findings = await running.node.outbox.payment_findings()
+        assert sorted((f.kind, f.channel, f.reference) for f in findings) == [
+            ("duplicate_payment", "paygov", reference),
+            ("duplicate_payment", "vcb", reference),
+        ]
+        verdicts = [c.verdict for c in await running.node.outbox.callbacks(reference=reference)]
+        assert verdicts == ["duplicate_payment", "duplicate_payment", "accepted"]
+
+
+async def test_a_paid_payment_never_goes_back_to_pending_or_failed(
+    node: Running, paygov: tuple[PayGovSandbox, str]
+) -> None:
+    reference = await requested(node)
+    await pay(node, paygov[0], reference)
+    pending = await pay(node, paygov[0], reference, "3")
+    failed = await pay(node, paygov[0], reference, "4")
+    notice = bank_notice(
+        reference, transaction_id=paygov[0].payments[reference].transaction_id, status="failed"
+    )
+    bank = await node.client.post("/v1/payments/banks/vcb/notify", json=notice, headers=signed_bank(notice))
+
+    assert [(r.status_code, r.json()["MaLoi"]) for r in (pending, failed)] == [(409, "10"), (409, "10")]
+    assert (bank.status_code, bank.json()["error"]["code"]) == (409, "contradiction")
+    assert "already paid" in bank.json()["error"]["message"]
+    assert (await node.client.get(f"/v1/payments/{reference}", headers=AUTH)).json()["status"] == "paid"
+    verdicts = [(c.verdict, c.status) for c in await node.node.outbox.callbacks()]
+    assert verdicts[:3] == [("contradiction", "failed")] * 2 + [("contradiction", "pending")]
+
+
+async def test_a_failed_attempt_may_be_followed_by_a_payment_but_pending_never_follows_failed(
+    node: Running, paygov: tuple[PayGovSandbox, str]
+) -> None:
+    reference = await requested(node)
+    assert (await pay(node, paygov[0], reference, "4")).status_code == 200
+    assert (await pay(node, paygov[0], reference, "3")).status_code == 409
+    paygov[0].payments[reference].transaction_id = ""  # the citizen tries again, and pays
+    assert (await pay(node, paygov[0], reference, "1")).status_code == 200
+    assert (await node.client.get(f"/v1/payments/{reference}", headers=AUTH)).json()["status"] == "paid"
+
+
+async def test_a_transaction_id_reused_with_other_content_is_refused_and_recorded(node: Running) -> None:
+    reference = await requested(node)
+    notice = bank_notice(reference)
+    assert (
+        await node.client.post("/v1/payments/banks/vcb/notify", json=notice, headers=signed_bank(notice))
+    ).status_code == 200
+    changed = bank_notice(reference, paid_at="2026-11-24T10:00:00+07:00")
+    answer = await node.client.post(
+        "/v1/payments/banks/vcb/notify", json=changed, headers=signed_bank(changed)
+    )
+
+    assert (answer.status_code, answer.json()["error"]["code"]) == (409, "transaction_reused")
+    latest = (await node.node.outbox.callbacks())[0]
+    assert (latest.verdict, latest.reference, latest.transaction_id) == (
+        "transaction_reused",
+        reference,
+        "VCB-778899",
+    )
+
+
+async def test_a_refused_callback_records_what_identifies_it(node: Running) -> None:
+    reference = await requested(node)
+    notice = bank_notice(reference, transaction_id="VCB-FORGED")
+    await node.client.post("/v1/payments/banks/vcb/notify", json=notice, headers={"x-signature": "00" * 32})
+    (record,) = await node.node.outbox.callbacks()
+    body = orjson.dumps(notice)
+    assert (record.verdict, record.reference, record.transaction_id) == (
+        "bad_signature",
+        reference,
+        "VCB-FORGED",
+    )
+    assert record.source == "127.0.0.1"
+    assert (record.body_bytes, record.body_sha256) == (len(body), hashlib.sha256(body).hexdigest())
+
+
+def test_the_callbacks_command_lists_every_callback_with_its_verdict(
+    tmp_path: Path, peers: Peers, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "lienthong.yaml"
+    data = config_dict(tmp_path, peers, **payments_config(tmp_path, peers, "http://127.0.0.1:9"))
+    config.write_text(orjson.dumps(data).decode())
+    from lienthong.bus.sqlite import SqliteOutbox  # noqa: PLC0415
+    from lienthong.bus.store import CallbackRecord  # noqa: PLC0415
+
+    store = SqliteOutbox(tmp_path / "lienthong.db")
+    store.begin()
+    store.record_callback(
+        CallbackRecord(
+            1_800_000_000_000,
+            "vcb",
+            "TT-1",
+            "VCB-9",
+            "bad_signature",
+            "",
+            "10.0.0.9",
+            "ab" * 32,
+            120,
+            "the integrity code does not match",
+        )
+    )
+    store.commit()
+    store.close()
+
+    assert cli_main(["payments", "callbacks", str(config), "--reference", "TT-1"]) == 0
+    out = capsys.readouterr().out
+    assert "vcb      bad_signature" in out
+    assert "ref=TT-1  txn=VCB-9  from=10.0.0.9  120 B sha256=abababababab" in out
+    assert cli_main(["payments", "findings", str(config)]) == 0
+
+
+async def test_hostile_callbacks_cannot_fill_the_disk(node: Running, tmp_path: Path) -> None:
+    reference = await requested(node)
+    db = tmp_path / "lienthong.db"
+    before = sum(p.stat().st_size for p in tmp_path.glob("lienthong.db*"))
+    huge = {"MaThamChieu": "X" * 4_000_000, "MaXacThuc": "0" * 64}
+    big = await node.client.post("/v1/payments/paygov/confirm", json=huge)
+    assert (big.status_code, big.json()["MaLoi"]) == (413, "11")
+    (oversized,) = await node.node.outbox.callbacks()
+    assert (oversized.verdict, oversized.body_bytes) == ("too_large", 0)  # refused on its Content-Length
+    long_ref = bank_notice("R" * 10_000)  # under the body cap, but a reference nobody has
+    answers = [
+        (
+            await node.client.post(
+                "/v1/payments/banks/vcb/notify", json=long_ref, headers={"x-signature": "0"}
+            )
+        ).status_code
+        for _ in range(60)
+    ]
+    # 30 refusals a minute per address (the oversized one was the first), refilled as time passes: the
+    # run takes a second or two
+    heard = answers.count(403)
+    assert 29 <= heard <= 32
+    assert answers[:29] == [403] * 29
+    assert answers.count(429) == 60 - heard
+    records = await node.node.outbox.callbacks(limit=1000)
+    assert len(records) == heard + 1  # the oversized one is recorded too, by its size and hash
+    assert max(len(r.reference) for r in records) <= 64
+    assert node.sample("lienthong_payment_callbacks_total", channel="vcb", verdict="throttled") == 60 - heard
+    after = sum(p.stat().st_size for p in tmp_path.glob("lienthong.db*"))
+    # 4.6 MB were sent; the store (with its write-ahead log, a few pages per commit) grows by far less
+    assert after - before < 1_000_000, f"the store grew by {after - before} bytes"
+    assert db.exists()
+    state = (await node.client.get(f"/v1/payments/{reference}", headers=AUTH)).json()
+    assert state["status"] == "initiated"

@@ -182,6 +182,40 @@ async def test_replay_refuses_messages_that_are_not_dead_letters_and_needs_a_tar
     assert shown["history"][0]["outcome"] == "dead"
 
 
+def undo_version_3(db: sqlite3.Connection) -> None:
+    """What version 3 added: payments' channel, callbacks' bounded summary, payment findings."""
+    db.execute("ALTER TABLE payments DROP COLUMN channel")
+    db.execute("DROP INDEX payment_callbacks_reference")
+    for column in ("source", "body_sha256", "body_bytes", "detail"):
+        db.execute(f"ALTER TABLE payment_callbacks DROP COLUMN {column}")
+    db.execute("DROP TABLE payment_findings")
+
+
+def test_a_version_2_store_gains_payment_channels_and_bounded_callback_records(tmp_path: Path) -> None:
+    path = tmp_path / "v2.db"
+    SqliteOutbox(path).close()
+    with sqlite3.connect(path) as db:
+        undo_version_3(db)
+        db.execute("UPDATE schema_version SET version = 2")
+        db.execute(
+            "INSERT INTO payments VALUES ('TT-1', 'HS-1', 'U', 8000, '{}', 'https://pay/TT-1', 'paid', 'PG1', 1)"
+        )
+        db.execute(
+            "INSERT INTO payment_callbacks (received_ms, channel, reference, transaction_id, verdict, status)"
+            " VALUES (1, 'paygov', 'TT-1', 'PG1', 'accepted', 'paid')"
+        )
+    store = SqliteOutbox(path)
+    try:
+        payment = store.payment("TT-1")
+        assert payment is not None
+        assert (payment.status, payment.transaction_id, payment.channel) == ("paid", "PG1", "")
+        (record,) = store.callbacks(10, "TT-1")
+        assert (record.verdict, record.source, record.body_bytes) == ("accepted", "", 0)
+        assert store.payment_findings(10) == []
+    finally:
+        store.close()
+
+
 def test_a_version_1_store_is_migrated_and_its_rows_keep_working(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     SqliteOutbox(path).close()
@@ -190,6 +224,7 @@ def test_a_version_1_store_is_migrated_and_its_rows_keep_working(tmp_path: Path)
             db.execute(f"ALTER TABLE outbox DROP COLUMN {column}")
         db.execute("DROP TABLE mapping_versions")
         db.execute("DROP TABLE replays")
+        undo_version_3(db)
         db.execute("UPDATE schema_version SET version = 1")
     store = SqliteOutbox(path)
     store.close()

@@ -65,7 +65,8 @@ from lienthong.config import (
 from lienthong.errors import ConfigError, ConfigIssue
 from lienthong.mappings import BUNDLED_PREFIX, CompiledMapping, FunctionRegistry, SpecLoader
 from lienthong.observability.metrics import Metrics
-from lienthong.payments import CallbackScheme, HmacFieldsScheme, PayGovScheme, PaymentCallbacks
+from lienthong.payments import CallbackScheme, HmacFieldsScheme, PayGovScheme
+from lienthong.payments.callbacks import PaymentCallbacks, RefusalLimiter
 
 log = logging.getLogger("lienthong.app")
 
@@ -161,7 +162,14 @@ def build(
     schemes = payment_schemes(config)
     if schemes:
         code_field = config.events.dossier_code_field
-        node.payments = PaymentCallbacks(schemes, outbox, ingestor, dossier_code_field=code_field)
+        node.payments = PaymentCallbacks(
+            schemes,
+            outbox,
+            ingestor,
+            metrics,
+            dossier_code_field=code_field,
+            limiter=RefusalLimiter(config.payments.refusals_per_minute),
+        )
     node.api = build_api(node)
     return node
 
@@ -192,7 +200,14 @@ def build_api(node: Lienthong) -> FastAPI:
     if node.prefill is not None:
         api.include_router(citizens_router(prefill=node.prefill, auth=auth))
     if node.payments is not None:
-        api.include_router(payments_router(callbacks=node.payments, outbox=node.outbox, auth=auth))
+        api.include_router(
+            payments_router(
+                callbacks=node.payments,
+                outbox=node.outbox,
+                auth=auth,
+                max_callback_bytes=config.payments.max_callback_bytes,
+            )
+        )
     api.add_middleware(BodySizeLimit, max_bytes=config.server.max_body_bytes)
     return api
 
@@ -282,7 +297,11 @@ def payment_schemes(config: Config) -> dict[str, CallbackScheme]:
     if config.payments.paygov is not None:
         paygov = config.destinations[config.payments.paygov]
         assert isinstance(paygov, PayGovDestination)  # checked when the config loaded
-        schemes["paygov"] = PayGovScheme(paygov.secret.get_secret_value(), paygov.partner_code)
+        schemes["paygov"] = PayGovScheme(
+            paygov.secret.get_secret_value(),
+            paygov.partner_code,
+            reply_code=config.payments.paygov_reply_code,
+        )
     for bank, settings in config.payments.banks.items():
         secret = settings.secret.get_secret_value()
         schemes[bank] = HmacFieldsScheme(bank, secret, settings.fields, settings.header)

@@ -346,6 +346,23 @@ class PaymentsConfig(_Model):
         default=None, description="The paygov destination whose secret signs confirms."
     )
     banks: dict[str, BankConfig] = Field(default_factory=dict)
+    max_callback_bytes: int = Field(
+        default=16_384,
+        ge=1024,
+        le=1_048_576,
+        description="Largest callback body accepted (bytes); larger ones are refused (413) and recorded.",
+    )
+    refusals_per_minute: int = Field(
+        default=30,
+        ge=1,
+        description="Refused callbacks one source address may cause per minute; past that its callbacks"
+        " are answered 429 unread and unrecorded (only counted).",
+    )
+    paygov_reply_code: Literal["echo", "sign"] = Field(
+        default="echo",
+        description="MaXacThuc of the confirm reply: echo the request's (seen in a public receiver), or"
+        " sign MaLoi|MaDoiTac|ThoiGianGD with the secret (assumed).",
+    )
 
 
 class EventsConfig(_Model):

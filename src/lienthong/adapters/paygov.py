@@ -28,7 +28,12 @@ from lienthong.payments import INIT_FIELDS, PHIEN_BAN, QUERY_FIELDS, field_text,
 
 
 class PayGovReply(BaseModel):
-    """An answer to INIT or QUERY. Codes come as text or numbers; both read as text."""
+    """An answer to INIT or QUERY. Codes come as text or numbers; both read as text.
+
+    Two shapes are read (``of``): the flat ``{"MaLoi", "MoTaLoi", "UrlThanhToan", …}``, and the one a public
+    client reads, ``{"error_code": "0", "message": "<a JSON string holding UrlThanhToan …>"}`` (an error:
+    ``error_code`` its code, ``message`` its text).
+    """
 
     model_config = ConfigDict(extra="ignore", frozen=True, coerce_numbers_to_str=True)
 
@@ -39,6 +44,28 @@ class PayGovReply(BaseModel):
     TrangThaiGD: str = ""  # QUERY: 1 paid, 3 pending, 4 failed
     MaGiaoDich: str = ""
     SoTien: str = ""
+
+    @classmethod
+    def of(cls, answer: Any) -> PayGovReply:
+        """Raises ValidationError when ``answer`` is neither shape."""
+        if isinstance(answer, dict) and "MaLoi" not in answer and "error_code" in answer:
+            answer = _unwrapped(answer)
+        return cls.model_validate(answer)
+
+
+def _unwrapped(answer: dict[str, Any]) -> dict[str, Any]:
+    code = field_text(answer["error_code"])
+    message = answer.get("message")
+    inner: Any = None
+    if isinstance(message, str) and message.lstrip().startswith("{"):
+        try:
+            inner = orjson.loads(message)
+        except orjson.JSONDecodeError:
+            inner = None
+    elif isinstance(message, dict):
+        inner = message
+    fields = inner if isinstance(inner, dict) else {"MoTaLoi": field_text(message)}
+    return {**fields, "MaLoi": "00" if code in ("0", "00") else code}
 
 
 @dataclass(frozen=True)
@@ -125,11 +152,14 @@ class PayGovAdapter:
         raise_for_status(response, self.name, kind)
         answer = json_body(response, self.name, kind)
         try:
-            return PayGovReply.model_validate(answer)
+            return PayGovReply.of(answer)
         except ValidationError as exc:
-            # A 200 without MaLoi is not the platform answering: a gateway page or a half-sent reply.
+            # A 200 without MaLoi or error_code is not the platform answering: a gateway page or a
+            # half-sent reply.
             raise RetryableError(
-                f"{kind} answer has no MaLoi: {str(answer)[:120]}", destination=self.name, operation=kind
+                f"{kind} answer has neither MaLoi nor error_code: {str(answer)[:120]}",
+                destination=self.name,
+                operation=kind,
             ) from exc
 
     def _refused(self, kind: str, answer: PayGovReply) -> PermanentError:

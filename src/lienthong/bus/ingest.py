@@ -68,6 +68,13 @@ class Ingestor:
             self._on_accepted()
         return results
 
+    def stored(self, items: list[IngestItem]) -> None:
+        """``items`` were stored by another store operation (a payment settled): count them, and wake the
+        dispatcher."""
+        self._count(Counter((item.event.type, "accepted") for item in items))
+        if any(item.deliveries for item in items):
+            self._on_accepted()
+
     def _count(self, counts: Counter[tuple[str, str]]) -> None:
         for labels, n in counts.items():
             self._metrics.events_received.labels(*labels).inc(n)

@@ -30,11 +30,14 @@ from lienthong.bus.store import (
     MessageView,
     OutboxStore,
     Outcome,
+    PaymentFinding,
     PaymentRecord,
     Replay,
+    Settlement,
     StoredEvent,
 )
 from lienthong.bus.storeproc import ProcessCommitter
+from lienthong.payments.state import Verdict
 
 Clock = Callable[[], float]
 """Seconds since the epoch, like ``time.time``; injected so tests control time."""
@@ -155,8 +158,16 @@ class Outbox:
     async def record_callback(self, record: CallbackRecord) -> None:
         await self._committer.call(methodcaller("record_callback", record))
 
-    async def callbacks(self, limit: int = 100) -> list[CallbackRecord]:
-        return await self._committer.call(methodcaller("callbacks", limit))
+    async def settle_payment(self, settlement: Settlement) -> Verdict:
+        """Apply a verified callback to its payment, atomically (``OutboxStore.settle_payment``)."""
+        now = self.now_ms()
+        return await self._committer.call(methodcaller("settle_payment", settlement, now))
+
+    async def callbacks(self, limit: int = 100, reference: str | None = None) -> list[CallbackRecord]:
+        return await self._committer.call(methodcaller("callbacks", limit, reference))
+
+    async def payment_findings(self, limit: int = 100) -> list[PaymentFinding]:
+        return await self._committer.call(methodcaller("payment_findings", limit))
 
     async def record_lookup(self, record: LookupRecord) -> None:
         await self._committer.call(methodcaller("record_lookups", [record]))

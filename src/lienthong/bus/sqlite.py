@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +31,16 @@ from lienthong.bus.store import (
     MappingVersion,
     MessageView,
     Outcome,
+    PaymentFinding,
     PaymentRecord,
     Replay,
+    Settlement,
     StoredEvent,
 )
 from lienthong.errors import IdempotencyConflict, StoreError
+from lienthong.payments.state import Verdict, judge
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -117,7 +121,8 @@ CREATE TABLE IF NOT EXISTS payments (
     pay_url         TEXT NOT NULL,
     status          TEXT NOT NULL,
     transaction_id  TEXT NOT NULL,
-    updated_ms      BIGINT NOT NULL
+    updated_ms      BIGINT NOT NULL,
+    channel         TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS payment_callbacks (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -126,7 +131,23 @@ CREATE TABLE IF NOT EXISTS payment_callbacks (
     reference       TEXT NOT NULL,
     transaction_id  TEXT NOT NULL,
     verdict         TEXT NOT NULL,
-    status          TEXT NOT NULL
+    status          TEXT NOT NULL,
+    source          TEXT NOT NULL DEFAULT '',
+    body_sha256     TEXT NOT NULL DEFAULT '',
+    body_bytes      INTEGER NOT NULL DEFAULT 0,
+    detail          TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS payment_callbacks_reference ON payment_callbacks (reference);
+CREATE TABLE IF NOT EXISTS payment_findings (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms           BIGINT NOT NULL,
+    kind            TEXT NOT NULL,
+    reference       TEXT NOT NULL,
+    channel         TEXT NOT NULL,
+    transaction_id  TEXT NOT NULL,
+    amount          BIGINT NOT NULL,
+    detail          TEXT NOT NULL,
+    UNIQUE (kind, channel, transaction_id)
 );
 CREATE TABLE IF NOT EXISTS dossiers (
     dossier_code     TEXT PRIMARY KEY,
@@ -201,10 +222,9 @@ FROM v WHERE outbox.message_id = v.message_id""",
 )
 _KEEP_FIRST = "ON CONFLICT (hash) DO NOTHING"
 _LOOKUP_COLUMNS = "request_id, at_ms, caller, official_id, purpose, subject_ref, form, outcome"
-_PAYMENT_COLUMNS = (
-    "reference, dossier_code, unit_code, amount, dossier, pay_url, status, transaction_id, updated_ms"
-)
-_CALLBACK_COLUMNS = "received_ms, channel, reference, transaction_id, verdict, status"
+_PAYMENT_COLUMNS = ", ".join(f.name for f in fields(PaymentRecord))
+_CALLBACK_COLUMNS = ", ".join(f.name for f in fields(CallbackRecord))
+_FINDING_COLUMNS = "at_ms, kind, reference, channel, transaction_id, amount, detail"
 # Steps from each older schema version to the next; the CREATE ... IF NOT EXISTS script adds new tables.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
@@ -212,6 +232,13 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE outbox ADD COLUMN mapping_hash TEXT",
         "ALTER TABLE outbox ADD COLUMN replayed_ms BIGINT",
         "ALTER TABLE outbox ADD COLUMN replay_base INTEGER NOT NULL DEFAULT 0",
+    ),
+    2: (
+        "ALTER TABLE payments ADD COLUMN channel TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE payment_callbacks ADD COLUMN source TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE payment_callbacks ADD COLUMN body_sha256 TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE payment_callbacks ADD COLUMN body_bytes INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE payment_callbacks ADD COLUMN detail TEXT NOT NULL DEFAULT ''",
     ),
 }
 _MAX_PARAMS = 30_000  # SQLite's default limit is 32,766 parameters in one statement
@@ -452,11 +479,13 @@ class SqliteOutbox:
         )
 
     def save_payment(self, payment: PaymentRecord) -> None:
+        # A payment asked for again (an INIT retried or replayed) refreshes its pay URL and nothing else:
+        # its state belongs to the callbacks, and must never go back to "initiated".
         columns = _PAYMENT_COLUMNS.split(", ")
-        updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
         self._db.execute(
             f"INSERT INTO payments ({_PAYMENT_COLUMNS}) VALUES ({', '.join('?' * len(columns))})"
-            f" ON CONFLICT (reference) DO UPDATE SET {updates}",
+            " ON CONFLICT (reference) DO UPDATE SET pay_url = excluded.pay_url"
+            " WHERE payments.status = 'initiated'",
             [getattr(payment, c) for c in columns],
         )
 
@@ -467,16 +496,62 @@ class SqliteOutbox:
         return PaymentRecord(*row) if row is not None else None
 
     def record_callback(self, record: CallbackRecord) -> None:
+        columns = _CALLBACK_COLUMNS.split(", ")
         self._db.execute(
-            f"INSERT INTO payment_callbacks ({_CALLBACK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-            [getattr(record, c) for c in _CALLBACK_COLUMNS.split(", ")],
+            f"INSERT INTO payment_callbacks ({_CALLBACK_COLUMNS}) VALUES ({', '.join('?' * len(columns))})",
+            [getattr(record, c) for c in columns],
         )
 
-    def callbacks(self, limit: int) -> list[CallbackRecord]:
+    def settle_payment(self, settlement: Settlement, now_ms: int) -> Verdict:
+        claim, record, confirmed = settlement
+        current = self.payment(claim.reference)
+        verdict = judge(current, claim)
+        if verdict == "accepted" and claim.status == "paid":
+            verdict = self._confirm(confirmed, now_ms)
+        elif verdict == "repeat" and claim.status == "paid" and confirmed is not None:
+            # The same transaction again: a duplicate of the stored event, or the same id with other
+            # content (another time, another bank), which is refused like any reused event id.
+            verdict = "repeat" if self._confirm(confirmed, now_ms) == "accepted" else "transaction_reused"
+        if verdict == "accepted":
+            self._db.execute(
+                "UPDATE payments SET status = ?, transaction_id = ?, channel = ?, updated_ms = ?"
+                " WHERE reference = ?",
+                (claim.status, claim.transaction_id, claim.channel, now_ms, claim.reference),
+            )
+        elif verdict == "duplicate_payment":
+            assert current is not None
+            detail = (
+                f"{claim.amount} paid again through {claim.channel} ({claim.transaction_id}) for a reference"
+                f" already paid through {current.channel} ({current.transaction_id})"
+            )
+            self._db.execute(
+                f"INSERT INTO payment_findings ({_FINDING_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (kind, channel, transaction_id) DO NOTHING",
+                (now_ms, verdict, claim.reference, claim.channel, claim.transaction_id, claim.amount, detail),
+            )
+        self.record_callback(replace(record, verdict=verdict))
+        return verdict
+
+    def _confirm(self, confirmed: IngestItem | None, now_ms: int) -> Verdict:
+        """Store the ``payment.confirmed`` event of a payment being paid."""
+        if confirmed is None:  # the payment appeared after the caller looked: it asks again
+            return "unknown_reference"
+        (answer,) = self.ingest([[confirmed]], now_ms)
+        return "transaction_reused" if isinstance(answer, IdempotencyConflict) else "accepted"
+
+    def callbacks(self, limit: int, reference: str | None = None) -> list[CallbackRecord]:
+        where, args = ("WHERE reference = ?", [reference]) if reference is not None else ("", [])
         rows = self._db.execute(
-            f"SELECT {_CALLBACK_COLUMNS} FROM payment_callbacks ORDER BY id DESC LIMIT ?", (limit,)
+            f"SELECT {_CALLBACK_COLUMNS} FROM payment_callbacks {where} ORDER BY id DESC LIMIT ?",
+            [*args, limit],
         ).fetchall()
         return [CallbackRecord(*row) for row in rows]
+
+    def payment_findings(self, limit: int) -> list[PaymentFinding]:
+        rows = self._db.execute(
+            f"SELECT {_FINDING_COLUMNS} FROM payment_findings ORDER BY id DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [PaymentFinding(*row) for row in rows]
 
     def lookups(self, limit: int) -> list[LookupRecord]:
         rows = self._db.execute(

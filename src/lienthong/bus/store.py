@@ -13,6 +13,7 @@ from typing import Any, Literal, NamedTuple, Protocol
 from lienthong.bus.envelope import ParsedEvent
 from lienthong.bus.ledger import LedgerEntry, project
 from lienthong.errors import IdempotencyConflict
+from lienthong.payments.state import Claim, Verdict
 
 MessageStatus = Literal["pending", "inflight", "delivered", "dead"]
 OutcomeKind = Literal["delivered", "retry", "dead"]
@@ -68,6 +69,7 @@ class PaymentRecord:
     """A fee payment lienthong asked the payment platform for: keyed by our reference (MaThamChieu).
 
     ``dossier`` is the dossier as the request carried it (JSON), so the confirmation event can carry it on.
+    ``channel`` and ``transaction_id`` name the payment that moved it last (the one that paid it, once paid).
     """
 
     reference: str
@@ -79,11 +81,17 @@ class PaymentRecord:
     status: str
     transaction_id: str
     updated_ms: int
+    channel: str = ""
 
 
 @dataclass(frozen=True)
 class CallbackRecord:
-    """One payment callback received, trusted or not: what came of it (``verdict``)."""
+    """One payment callback received, trusted or not: a bounded summary, never the body itself.
+
+    ``reference`` and ``transaction_id`` are as sent, cut to ``CLIP`` characters (a refused callback's
+    fields are whatever its sender chose); ``body_sha256`` and ``body_bytes`` identify the whole body.
+    ``status`` is what the callback claimed; ``verdict`` what came of it; ``detail`` why, in a line.
+    """
 
     received_ms: int
     channel: str
@@ -91,6 +99,35 @@ class CallbackRecord:
     transaction_id: str
     verdict: str
     status: str
+    source: str = ""
+    body_sha256: str = ""
+    body_bytes: int = 0
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class PaymentFinding:
+    """Something about money a person must look at: another payment for a reference already paid."""
+
+    at_ms: int
+    kind: str
+    reference: str
+    channel: str
+    transaction_id: str
+    amount: int
+    detail: str
+
+
+class Settlement(NamedTuple):
+    """A verified callback to apply to its payment in one transaction (``OutboxStore.settle_payment``).
+
+    ``confirmed`` is the ``payment.confirmed`` event to store if, and only if, this callback pays the
+    payment; ``record`` is the callback's summary, stored with the verdict whatever it is.
+    """
+
+    claim: Claim
+    record: CallbackRecord
+    confirmed: IngestItem | None
 
 
 class EventRecord(NamedTuple):
@@ -277,8 +314,18 @@ class OutboxStore(Protocol):
 
     def record_callback(self, record: CallbackRecord) -> None: ...
 
-    def callbacks(self, limit: int) -> list[CallbackRecord]:
-        """The latest callbacks, newest first."""
+    def settle_payment(self, settlement: Settlement, now_ms: int) -> Verdict:
+        """Judge a verified callback against its payment (``payments.state.judge``) and apply the verdict:
+        move the payment forward and store ``payment.confirmed`` when it pays; record a duplicate payment
+        as a finding; record the callback with its verdict in every case."""
+        ...
+
+    def callbacks(self, limit: int, reference: str | None = None) -> list[CallbackRecord]:
+        """The latest callbacks, newest first; of one reference when given."""
+        ...
+
+    def payment_findings(self, limit: int) -> list[PaymentFinding]:
+        """Findings about payments (duplicate payments), newest first."""
         ...
 
     def lookups(self, limit: int) -> list[LookupRecord]:

@@ -55,7 +55,8 @@ def _node(path: Path) -> Any:
     return build(load_config(path, env=os.environ))
 
 
-def _run(path: Path, work: Any) -> int:
+def run_on_store(path: Path, work: Any) -> int:
+    """Build the node ``path`` configures and run ``work(node)`` with its store open."""
     node = _node(path)
     return asyncio.run(_on_store(node, work))
 
@@ -70,7 +71,8 @@ async def _on_store(node: Any, work: Any) -> int:
     return code
 
 
-def _when(ms: int) -> str:
+def when(ms: int) -> str:
+    """Milliseconds since the epoch, as UTC text."""
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
@@ -82,14 +84,14 @@ def _list(args: argparse.Namespace) -> int:
                 print(orjson.dumps(_as_json(m)).decode())
             else:
                 print(
-                    f"{m.message_id}  {m.destination}.{m.operation}  {m.dossier_code}  {_when(m.updated_ms)}"
+                    f"{m.message_id}  {m.destination}.{m.operation}  {m.dossier_code}  {when(m.updated_ms)}"
                 )
                 print(f"    {m.last_error}")
         if not args.json:
             print(f"{len(letters)} dead letters", file=sys.stderr)
         return EXIT_OK
 
-    return _run(args.config, work)
+    return run_on_store(args.config, work)
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -101,7 +103,7 @@ def _show(args: argparse.Namespace) -> int:
         print(orjson.dumps(_as_json(message), option=orjson.OPT_INDENT_2).decode())
         return EXIT_OK
 
-    return _run(args.config, work)
+    return run_on_store(args.config, work)
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -128,7 +130,7 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"replayed {len(done)} dead letters", file=sys.stderr)
         return EXIT_OK
 
-    return _run(args.config, work)
+    return run_on_store(args.config, work)
 
 
 def _as_json(message: Any) -> dict[str, Any]:

@@ -62,6 +62,14 @@ class Metrics:
             ["outcome"],
             registry=registry,
         )
+        self.payment_callbacks = Counter(
+            "lienthong_payment_callbacks",
+            "Payment callbacks received, by channel and verdict (accepted, repeat, duplicate_payment,"
+            " contradiction, unknown_reference, amount_mismatch, transaction_reused, bad_signature, invalid,"
+            " too_large, throttled).",
+            ["channel", "verdict"],
+            registry=registry,
+        )
 
     def observe_outbox(
         self, stats: Iterable[DestinationStats], destinations: Iterable[str], now_ms: int

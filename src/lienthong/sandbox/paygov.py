@@ -4,13 +4,19 @@ A payment is created by INIT (pending, with a pay URL) and settled by ``pay``, w
 paying at the bank: it marks the payment and POSTs the signed confirm callback to the province's URL, as
 the real platform does. INIT with a reference it already holds answers the duplicate code, never a second
 payment. Codes: 00 ok, 06 not found, 07 bad MaXacThuc, 13 duplicate reference (06, 07 and 13 assumed).
+
+Answers come in the shape a public client reads (docs/contracts.md §2): ``{"error_code": "0", "message":
+"<a JSON string holding UrlThanhToan …>"}``, or an error's code and text; ``answers="flat"`` answers
+``{"MaLoi", "MoTaLoi", "UrlThanhToan", …}`` instead, the other shape lienthong reads. The confirm callback
+carries no ``TrangThaiGD`` (a public receiver decides on ``MaLoi`` alone), except for a pending payment,
+which has no other way to say so.
 """
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import orjson
@@ -37,9 +43,11 @@ class PayGovSandbox(Peer):
         partner_code: str = "LIENTHONG-H56",
         secret: str = "sandbox-paygov-secret",  # noqa: S107 (a simulator's own test secret)
         path: str = "/api/paygov",
+        answers: Literal["wrapped", "flat"] = "wrapped",
         faults: FaultPlan | None = None,
     ) -> None:
         super().__init__(faults)
+        self.answers = answers
         self.partner_code = partner_code
         self.secret = secret
         self.payments: dict[str, SandboxPayment] = {}
@@ -51,48 +59,57 @@ class PayGovSandbox(Peer):
         try:
             message = orjson.loads(request.body)
         except orjson.JSONDecodeError:
-            return Answer.json({"MaLoi": "01", "MoTaLoi": "Dữ liệu không phải JSON"}, 400)
+            return self._answer("01", "Dữ liệu không phải JSON", status=400)
         if not isinstance(message, dict):
-            return Answer.json({"MaLoi": "01", "MoTaLoi": "Dữ liệu không hợp lệ"}, 400)
+            return self._answer("01", "Dữ liệu không hợp lệ", status=400)
         kind = message.get("LoaiBanTin")
         fields = {"INIT": INIT_FIELDS, "QUERY": QUERY_FIELDS}.get(str(kind))
         if fields is None:
-            return Answer.json({"MaLoi": "02", "MoTaLoi": f"LoaiBanTin không hỗ trợ: {kind!r}"})
+            return self._answer("02", f"LoaiBanTin không hỗ trợ: {kind!r}")
         if message.get("MaDoiTac") != self.partner_code:
-            return Answer.json({"MaLoi": "03", "MoTaLoi": "MaDoiTac không hợp lệ"})
+            return self._answer("03", "MaDoiTac không hợp lệ")
         if str(message.get("MaXacThuc", "")) != paygov_code(message, fields, self.secret):
-            return Answer.json({"MaLoi": "07", "MoTaLoi": "Sai mã xác thực"})
+            return self._answer("07", "Sai mã xác thực")
         return self._init(message) if kind == "INIT" else self._query(message)
 
     def _init(self, message: dict[str, Any]) -> Answer:
         missing = [f for f in _REQUIRED_INIT if not field_text(message.get(f))]
         if missing:
-            return Answer.json({"MaLoi": "04", "MoTaLoi": f"Thiếu trường: {', '.join(missing)}"})
+            return self._answer("04", f"Thiếu trường: {', '.join(missing)}")
         if not field_text(message["SoTien"]).isdigit() or int(field_text(message["SoTien"])) <= 0:
-            return Answer.json({"MaLoi": "05", "MoTaLoi": "SoTien phải là số nguyên dương"})
+            return self._answer("05", "SoTien phải là số nguyên dương")
         reference = field_text(message["MaThamChieu"])
         if reference in self.payments:
-            return Answer.json({"MaLoi": "13", "MoTaLoi": "MaThamChieu đã tồn tại"})
+            return self._answer("13", "MaThamChieu đã tồn tại")
         self.payments[reference] = SandboxPayment(
             reference, int(field_text(message["SoTien"])), field_text(message["ThongTinGiaoDich"])
         )
         self.record(Received("INIT", reference, reference, message))
-        return Answer.json({"MaLoi": "00", "MoTaLoi": "Thành công", "UrlThanhToan": self._pay_url(reference)})
+        return self._answer("00", "Thành công", {"UrlThanhToan": self._pay_url(reference)})
 
     def _query(self, message: dict[str, Any]) -> Answer:
         payment = self.payments.get(field_text(message.get("MaThamChieu")))
         if payment is None:
-            return Answer.json({"MaLoi": "06", "MoTaLoi": "Không tìm thấy giao dịch"})
-        return Answer.json(
+            return self._answer("06", "Không tìm thấy giao dịch")
+        return self._answer(
+            "00",
+            "Thành công",
             {
-                "MaLoi": "00",
                 "MaThamChieu": payment.reference,
                 "SoTien": payment.amount,
                 "TrangThaiGD": payment.status,
                 "MaGiaoDich": payment.transaction_id,
                 "UrlThanhToan": self._pay_url(payment.reference),
-            }
+            },
         )
+
+    def _answer(self, code: str, text: str, data: dict[str, Any] | None = None, status: int = 200) -> Answer:
+        if self.answers == "flat":
+            return Answer.json({"MaLoi": code, "MoTaLoi": text, **(data or {})}, status)
+        if code != "00":
+            return Answer.json({"error_code": code, "message": text}, status)
+        inner = orjson.dumps({"MaLoi": code, "MoTaLoi": text, **(data or {})}).decode()
+        return Answer.json({"error_code": "0", "message": inner}, status)
 
     def _pay_url(self, reference: str) -> str:
         return f"{self.base_url}/pay/{reference}"
@@ -100,7 +117,8 @@ class PayGovSandbox(Peer):
     def confirmation(
         self, reference: str, status: str = "1", *, at: str = "20261123091245"
     ) -> dict[str, Any]:
-        """The signed confirm callback for ``reference`` (TrangThaiGD ``status``), marking the payment."""
+        """The signed confirm callback for ``reference``, marking the payment: ``status`` 1 paid (MaLoi 00),
+        4 failed (MaLoi 10, assumed), 3 pending (the only one carrying TrangThaiGD)."""
         payment = self.payments[reference]
         payment.status = status
         payment.transaction_id = payment.transaction_id or f"PG{next(self._ids):010d}"
@@ -116,8 +134,9 @@ class PayGovSandbox(Peer):
             "MaNganHang": "VCB",
             "ThoiGianGD": at,
             "ThongTinGiaoDich": payment.info,
-            "TrangThaiGD": status,
         }
+        if status == "3":
+            message["TrangThaiGD"] = status
         message["MaXacThuc"] = paygov_code(message, CONFIRM_FIELDS, self.secret)
         return message
 

@@ -1,0 +1,67 @@
+"""``lienthong payments``: the callbacks received (refused or not) and the findings about payments."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from lienthong.cli.dlq import EXIT_OK, run_on_store, when
+
+
+def add_commands(sub: Any) -> None:
+    payments = sub.add_parser("payments", help="payment callbacks and findings (duplicate payments)")
+    commands = payments.add_subparsers(title="payments commands", metavar="COMMAND")
+
+    callbacks = commands.add_parser("callbacks", help="callbacks received, newest first, with their verdicts")
+    callbacks.add_argument("config", type=Path)
+    callbacks.add_argument("--reference", help="only callbacks naming this reference (as recorded)")
+    callbacks.add_argument("--limit", type=int, default=100)
+    callbacks.add_argument("--json", action="store_true", help="one JSON object per line")
+    callbacks.set_defaults(handler=_callbacks)
+
+    findings = commands.add_parser("findings", help="payments a person must look at: duplicate payments")
+    findings.add_argument("config", type=Path)
+    findings.add_argument("--limit", type=int, default=100)
+    findings.add_argument("--json", action="store_true", help="one JSON object per line")
+    findings.set_defaults(handler=_findings)
+
+
+def _callbacks(args: argparse.Namespace) -> int:
+    async def work(node: Any) -> int:
+        records = await node.outbox.callbacks(args.limit, args.reference)
+        for r in records:
+            if args.json:
+                print(orjson.dumps(dataclasses.asdict(r)).decode())
+                continue
+            print(
+                f"{when(r.received_ms)}  {r.channel:<8} {r.verdict:<18} {r.status or '-':<8}"
+                f" ref={r.reference or '-'}  txn={r.transaction_id or '-'}  from={r.source or '-'}"
+                f"  {r.body_bytes} B sha256={r.body_sha256[:12]}"
+            )
+            if r.detail:
+                print(f"    {r.detail}")
+        if not args.json:
+            print(f"{len(records)} callbacks", file=sys.stderr)
+        return EXIT_OK
+
+    return run_on_store(args.config, work)
+
+
+def _findings(args: argparse.Namespace) -> int:
+    async def work(node: Any) -> int:
+        findings = await node.outbox.payment_findings(args.limit)
+        for f in findings:
+            if args.json:
+                print(orjson.dumps(dataclasses.asdict(f)).decode())
+            else:
+                print(f"{when(f.at_ms)}  {f.kind}  ref={f.reference}  {f.amount} đ  {f.detail}")
+        if not args.json:
+            print(f"{len(findings)} findings", file=sys.stderr)
+        return EXIT_OK
+
+    return run_on_store(args.config, work)

@@ -1,0 +1,228 @@
+"""Payment callbacks: verify, judge against the payment, record every one, raise ``payment.confirmed`` once.
+
+A callback is trusted only after its scheme verifies it. What a trusted callback may do to its payment is
+``payments.state.judge``, applied by the store in one transaction with the callback's record and, when it
+pays, the ``payment.confirmed`` event: a reference is paid at most once, and states move forward only.
+
+Every callback is recorded, refused or not, as a bounded summary (``CallbackRecord``): fields cut to
+``CLIP`` characters, the body's hash and size, never the body. Refusals cost the sender: past
+``refusals_per_minute`` refused callbacks from one address, its callbacks are answered "throttled" unread
+and unrecorded (only counted), so an anonymous sender cannot fill the disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import orjson
+
+from lienthong.bus.envelope import parse_body
+from lienthong.bus.ingest import Ingestor
+from lienthong.bus.outbox import Outbox
+from lienthong.bus.store import CallbackRecord, IngestItem, PaymentRecord, Settlement
+from lienthong.observability.metrics import Metrics
+from lienthong.payments.schemes import CallbackRefused, CallbackScheme
+from lienthong.payments.state import TAKEN, Claim, Verdict
+
+CLIP = 64
+"""Characters kept of a reference or transaction id in a callback's record."""
+
+
+class RefusalLimiter:
+    """A token bucket of refusals per source address: ``per_minute`` refusals, refilled continuously.
+
+    At most ``max_sources`` addresses are remembered (least recently refused forgotten first), so the
+    limiter's memory is bounded too.
+    """
+
+    def __init__(
+        self, per_minute: int, *, max_sources: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._capacity = float(per_minute)
+        self._rate = per_minute / 60.0
+        self._max_sources = max_sources
+        self._clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # source → (tokens, at)
+
+    def allows(self, source: str) -> bool:
+        """Whether ``source`` may still be heard (it has a refusal left)."""
+        return self._tokens(source) >= 1.0
+
+    def spend(self, source: str) -> None:
+        """One refusal of ``source``."""
+        self._buckets[source] = (max(0.0, self._tokens(source) - 1.0), self._clock())
+        self._buckets.move_to_end(source)
+        while len(self._buckets) > self._max_sources:
+            self._buckets.popitem(last=False)
+
+    def _tokens(self, source: str) -> float:
+        tokens, at = self._buckets.get(source, (self._capacity, self._clock()))
+        return min(self._capacity, tokens + (self._clock() - at) * self._rate)
+
+
+@dataclass(frozen=True)
+class Received:
+    """What came of a callback that was taken: its verdict and claim."""
+
+    verdict: Verdict
+    claim: Claim
+
+
+class PaymentCallbacks:
+    """Verifies callbacks, records every one, and turns a payment into a ``payment.confirmed`` event."""
+
+    def __init__(
+        self,
+        schemes: Mapping[str, CallbackScheme],
+        outbox: Outbox,
+        ingestor: Ingestor,
+        metrics: Metrics,
+        *,
+        dossier_code_field: str,
+        limiter: RefusalLimiter | None = None,
+    ) -> None:
+        self._schemes = schemes
+        self._outbox = outbox
+        self._ingestor = ingestor
+        self._metrics = metrics
+        self._code_field = dossier_code_field
+        self._limiter = limiter or RefusalLimiter(30)
+
+    def channels(self) -> list[str]:
+        return sorted(self._schemes)
+
+    def scheme(self, channel: str) -> CallbackScheme:
+        return self._schemes[channel]
+
+    def heard(self, channel: str, source: str) -> None:
+        """Raise CallbackRefused("throttled") when ``source`` has used up its refusals (nothing recorded)."""
+        if not self._limiter.allows(source):
+            self._metrics.payment_callbacks.labels(channel, "throttled").inc()
+            raise CallbackRefused("throttled", "too many refused callbacks from this address; try later")
+
+    async def refuse(self, channel: str, source: str, body: bytes, verdict: str, message: str) -> NoReturn:
+        """Record a callback refused before it was read, and raise CallbackRefused."""
+        now = self._outbox.now_ms()
+        await self._finish(_summary(now, channel, source, body, "", "", verdict, "", message))
+        raise CallbackRefused(verdict, message)
+
+    async def receive(
+        self, channel: str, body: bytes, headers: Mapping[str, str], source: str = ""
+    ) -> Received:
+        """Raise CallbackRefused (recorded) or KeyError for an unknown channel."""
+        scheme = self._schemes[channel]
+        self.heard(channel, source)
+        data = _json(body)
+        if not isinstance(data, dict):
+            await self.refuse(channel, source, body, "invalid", "the callback must be a JSON object")
+        reference, transaction = scheme.fields(data)
+
+        now = self._outbox.now_ms()
+
+        def record(verdict: str, status: str, detail: str) -> CallbackRecord:
+            return _summary(now, channel, source, body, reference, transaction, verdict, status, detail)
+
+        if not scheme.verify(data, headers):
+            message = "the integrity code does not match: callback refused"
+            await self._finish(record("bad_signature", "", message))
+            raise CallbackRefused("bad_signature", message)
+        try:
+            claim = scheme.read(data)
+        except ValueError as exc:
+            await self._finish(record("invalid", "", str(exc)))
+            raise CallbackRefused("invalid", str(exc)) from exc
+        payment = await self._outbox.payment(claim.reference)
+        confirmed = self._confirmed(payment, claim) if payment is not None else None
+        settlement = Settlement(claim, record("", claim.status, ""), confirmed)
+        verdict = await self._outbox.settle_payment(settlement)
+        self._metrics.payment_callbacks.labels(channel, verdict).inc()
+        if verdict not in TAKEN:
+            self._limiter.spend(source)
+            raise CallbackRefused(verdict, _explain(verdict, claim, payment))
+        if verdict == "accepted" and confirmed is not None and claim.status == "paid":
+            self._ingestor.stored([confirmed])
+        return Received(verdict, claim)
+
+    async def _finish(self, record: CallbackRecord) -> None:
+        self._metrics.payment_callbacks.labels(record.channel, record.verdict).inc()
+        self._limiter.spend(record.source)
+        await self._outbox.record_callback(record)
+
+    def _confirmed(self, payment: PaymentRecord, c: Claim) -> IngestItem | None:
+        """The ``payment.confirmed`` event this claim raises if it pays the payment."""
+        if c.status != "paid":
+            return None
+        dossier = orjson.loads(payment.dossier)
+        dossier["payment"] = {
+            **dossier.get("payment", {}),
+            "reference": c.reference,
+            "transaction_id": c.transaction_id,
+            "amount": c.amount,
+            "paid_at": c.occurred_at,
+            "channel": c.channel,
+            "bank_code": c.bank_code,
+        }
+        event = {
+            "event_id": f"{c.channel}:{c.transaction_id}",
+            "type": "payment.confirmed",
+            "occurred_at": c.occurred_at,
+            "unit_code": payment.unit_code,
+            "dossier": dossier,
+        }
+        (parsed,), _ = parse_body(orjson.dumps(event), dossier_code_field=self._code_field, max_events=1)
+        return self._ingestor.plan(parsed)
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _clip(text: str, limit: int = CLIP) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
+
+
+def _summary(  # noqa: PLR0917 (one call site per shape; keywords would only repeat the names)
+    received_ms: int,
+    channel: str,
+    source: str,
+    body: bytes,
+    reference: str,
+    transaction_id: str,
+    verdict: str,
+    status: str,
+    detail: str,
+) -> CallbackRecord:
+    return CallbackRecord(
+        received_ms=received_ms,
+        channel=channel,
+        reference=_clip(reference),
+        transaction_id=_clip(transaction_id),
+        verdict=verdict,
+        status=status,
+        source=_clip(source),
+        body_sha256=hashlib.sha256(body).hexdigest(),
+        body_bytes=len(body),
+        detail=_clip(detail, 200),
+    )
+
+
+def _explain(verdict: str, claim: Claim, payment: PaymentRecord | None) -> str:
+    ref = _clip(claim.reference)
+    if verdict == "unknown_reference" or payment is None:
+        return f"no payment with reference {ref!r}"
+    if verdict == "amount_mismatch":
+        return f"amount {claim.amount} differs from the {payment.amount} requested"
+    if verdict == "contradiction":
+        return (
+            f"payment {ref!r} is already {payment.status}: a later {claim.status!r} would move it"
+            " backwards and is refused"
+        )
+    return f"transaction {_clip(claim.transaction_id)!r} was already confirmed with other content"

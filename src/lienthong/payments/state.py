@@ -1,0 +1,63 @@
+"""A payment's states and what a verified callback may do to them: paid at most once, forward only.
+
+Money is where a careless peer or a replayed callback costs most: one fee paid twice must never become two
+receipts, and a late "pending" must not undo a "paid" whose receipt is already issued. ``judge`` is the
+whole rule, a pure function of the payment as stored and the callback's claim; the store applies it in the
+same transaction that reads the payment, so two callbacks racing each other are judged one after the other.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal, NamedTuple
+
+if TYPE_CHECKING:
+    from lienthong.bus.store import PaymentRecord
+
+PaymentStatus = Literal["initiated", "pending", "paid", "failed"]
+RANK: dict[str, int] = {"initiated": 0, "pending": 1, "failed": 2, "paid": 3}
+"""Forward only: a callback may move a payment to a higher rank, never lower. A failed attempt may be
+followed by a successful one (the citizen pays again on the same bill); nothing follows "paid"."""
+
+Verdict = Literal[
+    "accepted",  # the payment moved forward (to paid: payment.confirmed is raised)
+    "repeat",  # the same news again: taken, nothing changes
+    "duplicate_payment",  # another payment for a reference already paid: a finding, never a receipt
+    "contradiction",  # news that would move the payment backwards: refused, payment unchanged
+    "unknown_reference",
+    "amount_mismatch",
+    "transaction_reused",  # a transaction id already confirmed with other content
+]
+TAKEN: frozenset[str] = frozenset({"accepted", "repeat", "duplicate_payment"})
+"""Verdicts answered as received (the peer need not send again); the others are refusals."""
+
+
+class Claim(NamedTuple):
+    """What a verified callback says, in our words."""
+
+    channel: str
+    transaction_id: str
+    reference: str
+    amount: int
+    status: PaymentStatus
+    occurred_at: str  # ISO 8601 with the offset
+    bank_code: str = ""
+
+
+def judge(current: PaymentRecord | None, claim: Claim) -> Verdict:
+    """What ``claim`` may do to the payment ``current`` (None: no payment with that reference)."""
+    if current is None:
+        return "unknown_reference"
+    same_transaction = (current.channel, current.transaction_id) == (claim.channel, claim.transaction_id)
+    if same_transaction and current.amount != claim.amount:
+        return "transaction_reused"
+    if current.status == "paid":
+        if claim.status != "paid":
+            return "contradiction"
+        return "repeat" if same_transaction else "duplicate_payment"
+    if current.amount != claim.amount:
+        return "amount_mismatch"
+    if claim.status == current.status and same_transaction:
+        return "repeat"
+    if RANK[claim.status] < RANK[current.status]:
+        return "contradiction"
+    return "accepted"
