@@ -42,6 +42,35 @@ class ServerConfig(_Model):
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="Larger bodies get 413.")
     max_batch_events: int = Field(default=1000, ge=1, description="Most events in one POST /v1/events.")
+    max_bodies_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="Request bodies being read and handled at once, all requests together, in bytes (at"
+        " least max_body_bytes); past it: 503 with Retry-After.",
+    )
+    max_header_bytes: int = Field(
+        default=16 * 1024,
+        ge=1024,
+        description="A request's line and headers, in bytes; larger heads get 431.",
+    )
+    max_headers: int = Field(default=100, ge=8, description="Header lines in one request; more get 431.")
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="A request's head must arrive within this time (s), else 408."
+    )
+    body_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A body must arrive within this time (s) of its head, else the connection is closed.",
+    )
+
+    @model_validator(mode="after")
+    def _one_body_fits(self) -> ServerConfig:
+        if self.max_bodies_bytes < self.max_body_bytes:
+            raise ValueError(
+                f"max_bodies_bytes ({self.max_bodies_bytes}) must be at least max_body_bytes"
+                f" ({self.max_body_bytes}), or the largest body allowed could never be read"
+            )
+        return self
 
 
 class TokenConfig(_Model):
@@ -239,13 +268,30 @@ class VnptDestination(_HttpDestination, _Seller):
     }
 
     kind: Literal["vnpt"]
-    service_path: str = "/PublishService.asmx"
     account: str = Field(min_length=1, description="Account (the admin account VNPT issued).")
     ac_password: SecretStr = Field(description="ACpass.")
     username: str = Field(min_length=1, description="The service user.")
     password: SecretStr
-    pattern: str = Field(min_length=1, description="KHMSHDon, the receipt template symbol, e.g. 1.")
-    serial: str = Field(min_length=1, description="KHHDon, the receipt series, e.g. C26TBL.")
+    pattern: str = Field(min_length=1, description="The receipt template (mẫu số), e.g. 1/001 under TT78.")
+    serial: str = Field(min_length=1, description="The receipt series (ký hiệu), e.g. C26TAA.")
+    publish_wsdl: str | None = Field(
+        default=None,
+        description="PublishService's WSDL: a URL (the tenant's own, e.g. https://<tenant>-tt78admin"
+        ".vnpt-invoice.com.vn/PublishService.asmx?wsdl) or a file relative to the config; default: the"
+        " bundled one. Calls go to {base_url}/PublishService.asmx.",
+    )
+    business_wsdl: str | None = Field(
+        default=None, description="BusinessService's WSDL (cancelInv), likewise; default: bundled."
+    )
+    portal_wsdl: str | None = Field(
+        default=None,
+        description="PortalService's WSDL (listInvByCusFkey, the look-up where PublishService has no"
+        " GetInvoiceByFkey), likewise; default: bundled.",
+    )
+    lookup_notax: str = Field(
+        default="1",
+        description="GetInvoiceByFkey's notax (assumed): a public client saw notax 0 find drafts only.",
+    )
     timeout_s: float = Field(default=30.0, gt=0)
 
     def mapping_params(self) -> dict[str, Any]:

@@ -23,6 +23,8 @@ from typing import Any, Literal, TypeVar
 import uvicorn
 from starlette.types import ASGIApp
 
+from lienthong.request_limits import RequestLimits, limited_protocol
+
 Lifespan = Literal["auto", "on", "off"]
 T = TypeVar("T")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -60,7 +62,11 @@ class ServerTls:
 
 
 class HttpServer:
-    """One ASGI app on one socket, served in the running event loop."""
+    """One ASGI app on one socket, served in the running event loop.
+
+    ``limits`` bound each request's head and how slowly it may arrive (``RequestLimits``: 16 KiB and 100
+    headers, 10 s for a head, 60 s for a body, by default), before the app sees it.
+    """
 
     def __init__(
         self,
@@ -70,6 +76,7 @@ class HttpServer:
         port: int = 0,
         lifespan: Lifespan = "auto",
         tls: ServerTls | None = None,
+        limits: RequestLimits | None = None,
     ) -> None:
         self._sock = bind(host, port)
         self._scheme = "https" if tls is not None else "http"
@@ -80,7 +87,7 @@ class HttpServer:
                 extra |= {"ssl_ca_certs": tls.client_ca, "ssl_cert_reqs": ssl.CERT_REQUIRED}
         config = uvicorn.Config(
             app,
-            http="httptools",
+            http=limited_protocol(limits or RequestLimits()),
             lifespan=lifespan,
             log_level="warning",
             access_log=False,
