@@ -268,30 +268,13 @@ class VnptDestination(_HttpDestination, _Seller):
     }
 
     kind: Literal["vnpt"]
+    service_path: str = "/PublishService.asmx"
     account: str = Field(min_length=1, description="Account (the admin account VNPT issued).")
     ac_password: SecretStr = Field(description="ACpass.")
     username: str = Field(min_length=1, description="The service user.")
     password: SecretStr
-    pattern: str = Field(min_length=1, description="The receipt template (mẫu số), e.g. 1/001 under TT78.")
-    serial: str = Field(min_length=1, description="The receipt series (ký hiệu), e.g. C26TAA.")
-    publish_wsdl: str | None = Field(
-        default=None,
-        description="PublishService's WSDL: a URL (the tenant's own, e.g. https://<tenant>-tt78admin"
-        ".vnpt-invoice.com.vn/PublishService.asmx?wsdl) or a file relative to the config; default: the"
-        " bundled one. Calls go to {base_url}/PublishService.asmx.",
-    )
-    business_wsdl: str | None = Field(
-        default=None, description="BusinessService's WSDL (cancelInv), likewise; default: bundled."
-    )
-    portal_wsdl: str | None = Field(
-        default=None,
-        description="PortalService's WSDL (listInvByCusFkey, the look-up where PublishService has no"
-        " GetInvoiceByFkey), likewise; default: bundled.",
-    )
-    lookup_notax: str = Field(
-        default="1",
-        description="GetInvoiceByFkey's notax (assumed): a public client saw notax 0 find drafts only.",
-    )
+    pattern: str = Field(min_length=1, description="KHMSHDon, the receipt template symbol, e.g. 1.")
+    serial: str = Field(min_length=1, description="KHHDon, the receipt series, e.g. C26TBL.")
     timeout_s: float = Field(default=30.0, gt=0)
 
     def mapping_params(self) -> dict[str, Any]:
