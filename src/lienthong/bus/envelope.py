@@ -94,20 +94,26 @@ def parse_body(body: bytes, *, dossier_code_field: str, max_events: int) -> tupl
     if not isinstance(data, dict):
         raise InvalidEvent('the body must be a JSON object: one event, or {"events": [...]}', malformed=True)
     is_batch = "events" in data
+    if is_batch:
+        _check_count(data["events"], max_events)
     try:
         events = _batch.validate_python(data).events if is_batch else [_single.validate_python(data)]
     except ValidationError as exc:
         raise _invalid(exc) from exc
-    if len(events) > max_events:
-        raise InvalidEvent(
-            f"a batch holds at most {max_events} events, this one has {len(events)}", path="events"
-        )
     raws = data["events"] if is_batch else [data]
     parsed = [
         _derive(event, raw, index if is_batch else None, dossier_code_field)
         for index, (event, raw) in enumerate(zip(events, raws, strict=True))
     ]
     return parsed, is_batch
+
+
+def _check_count(events: Any, max_events: int) -> None:
+    """Count a batch before validating it: 30,000 events took 0.28 s of the event loop to be refused."""
+    if isinstance(events, list) and len(events) > max_events:
+        raise InvalidEvent(
+            f"a batch holds at most {max_events} events, this one has {len(events)}", path="events"
+        )
 
 
 def _derive(event: Event, raw: dict[str, Any], index: int | None, field: str) -> ParsedEvent:
