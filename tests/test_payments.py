@@ -123,7 +123,7 @@ def vnpt_destination(url: str) -> dict[str, Any]:
         "username": "h56service",
         "password": "sandbox-pass",
     }
-    return {"kind": "vnpt", "base_url": url, **account, "pattern": "1", "serial": "C26TBL", **SELLER}
+    return {"kind": "vnpt", "base_url": url, **account, "pattern": "1/001", "serial": "C26TAA", **SELLER}
 
 
 @pytest.fixture
@@ -385,7 +385,7 @@ async def test_a_paid_fee_gets_one_vnpt_receipt_and_the_province_hears_its_numbe
         assert invoice.fkey == f"paygov-{paygov[0].payments[reference].transaction_id}"
         (notice,) = province.received
         assert notice.body["kind"] == "receipt.issued"
-        assert (notice.body["number"], notice.body["serial"]) == (invoice.number, "C26TBL")
+        assert (notice.body["number"], notice.body["serial"]) == (invoice.number, "C26TAA")
         assert (
             running.sample(
                 "lienthong_deliveries_total", destination="vnpt", operation="issue", outcome="retry"

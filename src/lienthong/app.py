@@ -25,7 +25,7 @@ from lienthong import __version__
 from lienthong.adapters.auth import AuthenticatedTransport, BasicAuth, OAuth2ClientCredentials
 from lienthong.adapters.base import Adapter
 from lienthong.adapters.einvoice.viettel import ViettelAccount, ViettelInvoiceAdapter
-from lienthong.adapters.einvoice.vnpt import VnptAccount, VnptInvoiceAdapter
+from lienthong.adapters.einvoice.vnpt import VnptAccount, VnptInvoiceAdapter, VnptServices
 from lienthong.adapters.emc import EmcAdapter
 from lienthong.adapters.http import HttpPeer, make_transport
 from lienthong.adapters.paygov import PayGovAdapter, PayGovSettings
@@ -140,6 +140,7 @@ def build(
         for name, dest in config.destinations.items()
         if not isinstance(dest, PopulationDestination)
     }
+    check_local_wsdls(config, adapters)
     mapper = Mapper(routes, outbox, loader)
     dispatcher = Dispatcher(
         outbox,
@@ -210,6 +211,43 @@ def build_api(node: Lienthong) -> FastAPI:
         )
     api.add_middleware(BodySizeLimit, max_bytes=config.server.max_body_bytes)
     return api
+
+
+def route_operations(config: Config, destination: str) -> list[str]:
+    """The operations the routes ask of ``destination``, in route order."""
+    ops = (rule.operation for route in config.routes for rule in route.deliver if rule.to == destination)
+    return list(dict.fromkeys(ops))
+
+
+def wsdl_issues(config: Config, adapters: dict[str, Adapter], *, fetch: bool) -> list[ConfigIssue]:
+    """VNPT operations the routes need that the configured WSDLs lack; ``fetch`` reads WSDLs given as
+    URLs too (``check --connect``), else only files are read."""
+    issues: list[ConfigIssue] = []
+    for name, dest in config.destinations.items():
+        adapter = adapters.get(name)
+        if not isinstance(dest, VnptDestination) or not isinstance(adapter, VnptInvoiceAdapter):
+            continue
+        wsdls = (dest.publish_wsdl, dest.business_wsdl, dest.portal_wsdl)
+        if not fetch and any(w is not None and "://" in w for w in wsdls):
+            continue
+        try:
+            missing = adapter.missing_operations(route_operations(config, name))
+        except Exception as exc:  # zeep and httpx: a WSDL that cannot be read, named with its cause
+            message = f"cannot read a VNPT WSDL: {type(exc).__name__}: {str(exc)[:200]}"
+            issues.append(config.issue(("destinations", name), message))
+            continue
+        issues += [
+            config.issue(("destinations", name), f"the configured WSDLs lack the operation {op}")
+            for op in missing
+        ]
+    return issues
+
+
+def check_local_wsdls(config: Config, adapters: dict[str, Adapter]) -> None:
+    """Raise ConfigError when a WSDL file lacks an operation the routes need (URLs: ``check --connect``)."""
+    issues = wsdl_issues(config, adapters, fetch=False)
+    if issues:
+        raise ConfigError(issues)
 
 
 def build_routes(config: Config, loader: SpecLoader) -> Routes:
@@ -342,6 +380,39 @@ def destination_transport(dest: Destination, base_dir: Path) -> httpx.AsyncBaseT
     return AuthenticatedTransport(transport, strategy)
 
 
+def build_vnpt(name: str, dest: VnptDestination, events: EventSink, base_dir: Path) -> VnptInvoiceAdapter:
+    account = VnptAccount(
+        dest.account,
+        dest.ac_password.get_secret_value(),
+        dest.username,
+        dest.password.get_secret_value(),
+        dest.pattern,
+        dest.serial,
+        comtaxcode=dest.seller_tax_code,
+        notax=dest.lookup_notax,
+    )
+
+    def where(wsdl: str | None) -> str | None:
+        if wsdl is None or "://" in wsdl:
+            return wsdl
+        return str(base_dir / wsdl)
+
+    services = VnptServices.at(
+        dest.base_url,
+        publish=where(dest.publish_wsdl),
+        business=where(dest.business_wsdl),
+        portal=where(dest.portal_wsdl),
+    )
+    client = httpx.AsyncClient(transport=destination_transport(dest, base_dir))
+    context = tls_context(dest, base_dir)
+    # Tenants host their own WSDLs: fetched (verified TLS) once, when first needed.
+    fetcher = httpx.Client(verify=context or True, timeout=dest.timeout_s, trust_env=False)
+    transport = make_soap_transport(client, wsdl_client=fetcher)
+    return VnptInvoiceAdapter(
+        name, transport, services=services, account=account, timeout_s=dest.timeout_s, events=events
+    )
+
+
 def build_adapter(
     name: str, dest: Destination, outbox: Outbox, events: EventSink, base_dir: Path = Path()
 ) -> Adapter:
@@ -359,20 +430,7 @@ def build_adapter(
         token = dest.bearer_token.get_secret_value() if dest.bearer_token else None
         return EmcAdapter(name, peer, tracking_path=dest.tracking_path, bearer_token=token)
     if isinstance(dest, VnptDestination):
-        account = VnptAccount(
-            dest.account,
-            dest.ac_password.get_secret_value(),
-            dest.username,
-            dest.password.get_secret_value(),
-            dest.pattern,
-            dest.serial,
-        )
-        client = httpx.AsyncClient(transport=destination_transport(dest, base_dir))
-        address = f"{dest.base_url.rstrip('/')}{dest.service_path}"
-        transport = make_soap_transport(client)
-        return VnptInvoiceAdapter(
-            name, transport, address=address, account=account, timeout_s=dest.timeout_s, events=events
-        )
+        return build_vnpt(name, dest, events, base_dir)
     if isinstance(dest, ViettelDestination):
         viettel = ViettelAccount(
             dest.username, dest.password.get_secret_value(), dest.supplier_tax_code, dest.login_path

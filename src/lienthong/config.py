@@ -187,6 +187,12 @@ class PortalDestination(_HttpDestination):
     dstcode: str = Field(min_length=1)
     username: str = Field(min_length=1)
     password: SecretStr
+    madonvi: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The unit code the portal issued to this connection, sent as `madonvi` in every call."
+        " Unset: each event's unit_code (the portal expects one value per connection: set it).",
+    )
 
 
 class EmcDestination(_HttpDestination):
@@ -268,13 +274,30 @@ class VnptDestination(_HttpDestination, _Seller):
     }
 
     kind: Literal["vnpt"]
-    service_path: str = "/PublishService.asmx"
     account: str = Field(min_length=1, description="Account (the admin account VNPT issued).")
     ac_password: SecretStr = Field(description="ACpass.")
     username: str = Field(min_length=1, description="The service user.")
     password: SecretStr
-    pattern: str = Field(min_length=1, description="KHMSHDon, the receipt template symbol, e.g. 1.")
-    serial: str = Field(min_length=1, description="KHHDon, the receipt series, e.g. C26TBL.")
+    pattern: str = Field(min_length=1, description="The receipt template (mẫu số), e.g. 1/001 under TT78.")
+    serial: str = Field(min_length=1, description="The receipt series (ký hiệu), e.g. C26TAA.")
+    publish_wsdl: str | None = Field(
+        default=None,
+        description="PublishService's WSDL: a URL (the tenant's own, e.g. https://<tenant>-tt78admin"
+        ".vnpt-invoice.com.vn/PublishService.asmx?wsdl) or a file relative to the config; default: the"
+        " bundled one. Calls go to {base_url}/PublishService.asmx.",
+    )
+    business_wsdl: str | None = Field(
+        default=None, description="BusinessService's WSDL (cancelInv), likewise; default: bundled."
+    )
+    portal_wsdl: str | None = Field(
+        default=None,
+        description="PortalService's WSDL (listInvByCusFkey, the look-up where PublishService has no"
+        " GetInvoiceByFkey), likewise; default: bundled.",
+    )
+    lookup_notax: str = Field(
+        default="1",
+        description="GetInvoiceByFkey's notax (assumed): a public client saw notax 0 find drafts only.",
+    )
     timeout_s: float = Field(default=30.0, gt=0)
 
     def mapping_params(self) -> dict[str, Any]:
@@ -282,7 +305,7 @@ class VnptDestination(_HttpDestination, _Seller):
 
 
 class ViettelDestination(_HttpDestination, _Seller):
-    """Viettel S-Invoice (REST): login for a Bearer token, createInvoice, search by transactionUuid."""
+    """Viettel S-Invoice (REST): login for a token, createInvoice, search by transactionUuid."""
 
     operations: ClassVar[tuple[str, ...]] = ("issue",)
     default_mappings: ClassVar[dict[str, str]] = {"issue": "bundled:einvoice_viettel"}
@@ -295,6 +318,22 @@ class ViettelDestination(_HttpDestination, _Seller):
     template_code: str = Field(min_length=1, description="templateCode of the receipt template.")
     series: str = Field(min_length=1, description="invoiceSeries.")
     timeout_s: float = Field(default=30.0, gt=0)
+    token_as: Literal["cookie", "bearer", "both"] = Field(
+        default="both",
+        description="How the login token travels: the cookie access_token, an Authorization: Bearer"
+        " header, or both (default; public clients use one or the other).",
+    )
+    duplicate_codes: list[str] = Field(
+        default=["TRANSACTION_UUID_INVALID"],
+        min_length=1,
+        description="Error codes (`message`) meaning this transactionUuid already has an invoice: it is"
+        " looked up, never issued again.",
+    )
+    not_found_codes: list[str] = Field(
+        default=["NOT_FOUND_DATA"],
+        min_length=1,
+        description="Error codes (`message`) of a search meaning nothing was issued: it is issued now.",
+    )
 
     def mapping_params(self) -> dict[str, Any]:
         return self.receipt_params(template_code=self.template_code, series=self.series)

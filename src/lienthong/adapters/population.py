@@ -110,15 +110,21 @@ def wsdl_path() -> str:
 
 
 def make_soap_transport(
-    client: httpx.AsyncClient, *, max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES
+    client: httpx.AsyncClient,
+    *,
+    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+    wsdl_client: httpx.Client | None = None,
 ) -> AsyncTransport:
-    """zeep's async transport over ``client``. The WSDL is read from the package, never fetched.
+    """zeep's async transport over ``client``. The WSDL is read from the package, never fetched, unless
+    ``wsdl_client`` is given to fetch it (VNPT's tenants host their own WSDLs).
 
     An answer is read as a stream and dropped, before zeep parses it, once its decoded size passes
     ``max_answer_bytes`` (default 8 MiB): ``AnswerTooLarge``, which the adapters treat as retry-later.
     """
     return _CappedSoapTransport(
-        client=client, wsdl_client=httpx.Client(transport=_NoFetching()), max_answer_bytes=max_answer_bytes
+        client=client,
+        wsdl_client=wsdl_client or httpx.Client(transport=_NoFetching()),
+        max_answer_bytes=max_answer_bytes,
     )
 
 

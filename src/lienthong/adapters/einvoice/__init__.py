@@ -14,6 +14,13 @@ async def announce(
     take it makes the delivery retry: the provider then finds the receipt it already issued."""
     if events is None:
         return
+    empty = sorted(k for k in ("provider", "fkey", "number") if not receipt.get(k))
+    if empty:  # an event id (receipt:<provider>:<key>) built from an empty value would collide
+        raise RetryableError(
+            f"the receipt has no {', '.join(empty)}: not announced",
+            destination=destination,
+            operation="issue",
+        )
     try:
         await events.receipt_issued(delivery, receipt)
     except StoreError as exc:
