@@ -78,7 +78,9 @@ async def test_an_invoice_is_created_and_found_by_its_transaction_uuid(
         "K26TBL0000001",
         "K26TBL",
     )
-    assert await viettel.find("paygov-PG0000000009") == created
+    found = await viettel.find("paygov-PG0000000009")
+    assert found is not None
+    assert (found.invoice_no, found.reservation_code) == (created.invoice_no, created.reservation_code)
     assert await viettel.find("paygov-NONE") is None
     assert viettel.logins == 1  # the token is reused
 
@@ -98,7 +100,7 @@ async def test_a_duplicate_answer_is_looked_up_not_issued_again(
     viettel: ViettelInvoiceAdapter, sandbox: tuple[ViettelSandbox, str]
 ) -> None:
     first = await viettel.issue(invoice(), retrying=False)
-    assert await viettel.issue(invoice(), retrying=False) == first  # DUPLICATE_TRANSACTION_UUID → search
+    assert await viettel.issue(invoice(), retrying=False) == first  # TRANSACTION_UUID_INVALID → search
     assert len(sandbox[0].invoices) == 1
 
 
@@ -106,7 +108,7 @@ async def test_an_expired_token_is_renewed_once_and_early(sandbox: tuple[Viettel
     clock = Clock()
     adapter = adapter_for(sandbox[1], clock=clock)
     await adapter.issue(invoice("T1"), retrying=False)
-    sandbox[0].expire_tokens()  # revoked at the service: a 401, then one new login
+    sandbox[0].revoke_tokens()  # revoked at the service: a 401, then one new login
     await adapter.issue(invoice("T2"), retrying=False)
     assert adapter.logins == 2
     clock.now += 3600 - 59  # within a minute of the token's end: renewed before use
@@ -125,10 +127,10 @@ async def test_refusals_are_permanent(
     broken = invoice()
     broken["summarizeInfo"]["totalAmountWithTax"] = 1
     with pytest.raises(
-        PermanentError, match="Viettel refused createInvoice: itemInfo does not add up"
+        PermanentError, match=r"Viettel refused createInvoice: INVALID_DATA \(itemInfo does not add up"
     ) as caught:
         await viettel.issue(broken, retrying=False)
-    assert caught.value.remote_code == "INVALID_DATA"
+    assert (caught.value.remote_code, caught.value.status) == ("INVALID_DATA", 400)
 
 
 @pytest.mark.parametrize("fault", ["error", "throttle", "malformed"])

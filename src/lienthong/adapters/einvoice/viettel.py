@@ -1,10 +1,29 @@
-"""Viettel S-Invoice adapter (REST): log in for a Bearer token, createInvoice, search by transactionUuid.
+"""Viettel S-Invoice adapter (REST): log in, createInvoice, searchInvoiceByTransactionUuid.
 
-The token is cached until shortly before it expires and fetched again once when the service answers 401.
+What the wire looks like (docs/contracts.md §3, each fact's standing there):
+
+- ``POST /auth/login`` with JSON ``{username, password}`` answers ``{access_token, expires_in}`` (seconds).
+  The token is cached until ``refresh_margin_s`` before it ends.
+- The token travels as the cookie ``access_token`` (Odoo's and V6's clients) or as ``Authorization:
+  Bearer`` (another client): ``token_as`` is ``cookie``, ``bearer`` or ``both``. **Default ``both``**:
+  each is seen in a public client on these endpoints, nobody has seen a server refuse the other one next
+  to the one it reads, and sending both works whichever the tenant's gateway reads.
+- An expired token can answer HTTP 500 ``{"message": "GENERAL", "error": "Internal Server Error"}``
+  rather than 401: on either, the adapter logs in again once and repeats the call once.
+- ``createInvoice/{supplierTaxCode}`` takes JSON and answers ``{errorCode: null, description: null,
+  result: {supplierTaxCode, invoiceNo, transactionID, reservationCode}}``.
+- ``searchInvoiceByTransactionUuid`` takes a **form-encoded** body (``supplierTaxCode``,
+  ``transactionUuid``) and answers ``{result: [{invoiceNo, status, reservationCode, transactionID,
+  issueDate}]}``; ``status`` is the *payment* status as text, not whether the invoice exists.
+- Errors are HTTP 4xx/5xx with ``{"code": 400, "message": "<CODE>", "data": "<text>"}``.
+  ``NOT_FOUND_DATA`` (``not_found_codes``) on a search means nothing was issued: issue it now.
+  ``TRANSACTION_UUID_INVALID`` (``duplicate_codes``) on a create means it was: search and take it.
+
 Never issue twice: the body's ``transactionUuid`` is derived from the payment (bundled
-``einvoice_viettel`` mapping), and any attempt after the first searches for it before creating; a
-duplicate answer is searched the same way. The paths and reply fields follow Viettel's published API;
-the error codes are (assumed).
+``einvoice_viettel`` mapping); any attempt after the first searches before creating. An answer that names
+no ``invoiceNo`` is "unknown", retried (the next attempt searches first), never "delivered".
+``generalInvoiceInfo.invoiceIssuedDate`` is the moment of the attempt in epoch milliseconds, whole seconds
+(× 1000), unless the mapping gave one.
 """
 
 from __future__ import annotations
@@ -13,28 +32,39 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import quote
+from datetime import datetime
+from typing import Any, Literal
+from urllib.parse import quote, urlencode
 
+import httpx
 import orjson
 
-from lienthong.adapters.base import Receipt, json_body, map_transport_errors, raise_for_status
+from lienthong.adapters.base import RETRYABLE_STATUS, Receipt, map_transport_errors, raise_for_status
 from lienthong.adapters.einvoice import announce
-from lienthong.adapters.http import HttpPeer
+from lienthong.adapters.http import Endpoint, HttpPeer
 from lienthong.bus.emit import EventSink
 from lienthong.bus.store import ClaimedDelivery
-from lienthong.errors import PermanentError
+from lienthong.errors import PermanentError, RetryableError, TranslationError
 
 API = "/services/einvoiceapplication/api/InvoiceAPI/InvoiceWS"
+TokenAs = Literal["cookie", "bearer", "both"]
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
 
 
 @dataclass(frozen=True)
 class ViettelAccount:
+    """Credentials and the codes Viettel answers with; the codes' defaults are the ones seen in public
+    clients (docs/contracts.md §3), configurable because Viettel publishes no list."""
+
     username: str
     password: str
     supplier_tax_code: str
     login_path: str = "/auth/login"
-    duplicate_codes: frozenset[str] = frozenset({"DUPLICATE_TRANSACTION_UUID"})  # (assumed)
+    token_as: TokenAs = "both"  # noqa: S105 (how the token travels, not a secret)
+    duplicate_codes: frozenset[str] = frozenset({"TRANSACTION_UUID_INVALID"})
+    not_found_codes: frozenset[str] = frozenset({"NOT_FOUND_DATA"})
+    expired_token_codes: frozenset[str] = frozenset({"GENERAL"})  # with HTTP 500
 
 
 @dataclass(frozen=True)
@@ -43,10 +73,35 @@ class ViettelInvoice:
     invoice_no: str
     template_code: str
     series: str
+    reservation_code: str = ""
 
 
-class _Expired(Exception):
-    pass
+@dataclass(frozen=True)
+class ViettelFound:
+    """One row of a search answer. ``status`` is Viettel's payment status text ("Chưa thanh toán")."""
+
+    invoice_no: str
+    reservation_code: str
+    transaction_id: str
+    issue_date: int | None
+    status: str
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    body: dict[str, Any]
+
+    @property
+    def code(self) -> str:
+        """The error code: ``message`` of an error answer, or ``errorCode`` of a 2xx one."""
+        if 200 <= self.status < 300:
+            return str(self.body.get("errorCode") or "")
+        return str(self.body.get("message") or self.body.get("errorCode") or "")
+
+    @property
+    def text(self) -> str:
+        return str(self.body.get("data") or self.body.get("description") or self.body.get("error") or "")
 
 
 class ViettelInvoiceAdapter:
@@ -60,6 +115,7 @@ class ViettelInvoiceAdapter:
         *,
         events: EventSink | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         refresh_margin_s: float = 60.0,
     ) -> None:
         self.name = name
@@ -67,6 +123,7 @@ class ViettelInvoiceAdapter:
         self._account = account
         self._events = events
         self._clock = clock
+        self._wall_clock = wall_clock
         self._margin = refresh_margin_s
         self._login = peer.endpoint(account.login_path)
         tax = quote(account.supplier_tax_code)
@@ -95,6 +152,7 @@ class ViettelInvoiceAdapter:
         return Receipt(http_status=200)
 
     async def issue(self, body: dict[str, Any], *, retrying: bool) -> ViettelInvoice:
+        """Create the invoice of ``body``, or take the one an earlier attempt created."""
         info = body.get("generalInvoiceInfo") or {}
         uuid = str(info.get("transactionUuid") or "")
         if not uuid:
@@ -103,60 +161,127 @@ class ViettelInvoiceAdapter:
             )
         with map_transport_errors(self.name, "createInvoice"):
             found = await self.find(uuid) if retrying else None
-            if found is not None:
-                return found
-            answer = await self._authorized(self._create, orjson.dumps(body), "createInvoice")
-            code = str(answer.get("errorCode") or "")
-            if code in self._account.duplicate_codes:
-                found = await self.find(uuid)
-                if found is not None:
-                    return found
-            if code:
-                raise PermanentError(
-                    f"Viettel refused createInvoice: {answer.get('description', '')}".rstrip(": "),
-                    destination=self.name, operation="createInvoice", status=200, remote_code=code,
-                )  # fmt: skip
-            result = answer.get("result") or {}
-            return ViettelInvoice(
-                uuid,
-                str(result.get("invoiceNo", "")),
-                str(info.get("templateCode", "")),
-                str(info.get("invoiceSeries", "")),
-            )
-
-    async def find(self, transaction_uuid: str) -> ViettelInvoice | None:
-        """The invoice issued under ``transaction_uuid``, or None."""
-        body = orjson.dumps(
-            {"supplierTaxCode": self._account.supplier_tax_code, "transactionUuid": transaction_uuid}
-        )
-        answer = await self._authorized(self._search, body, "searchInvoiceByTransactionUuid")
-        results = answer.get("result") or []
-        if answer.get("errorCode") or not results:
-            return None
-        first = results[0]
+            if found is None:
+                found = await self._create_or_find(body, uuid)
         return ViettelInvoice(
-            transaction_uuid,
-            str(first.get("invoiceNo", "")),
-            str(first.get("templateCode", "")),
-            str(first.get("invoiceSeries", "")),
+            uuid,
+            found.invoice_no,
+            str(info.get("templateCode", "")),
+            str(info.get("invoiceSeries", "")),
+            found.reservation_code,
         )
+
+    async def find(self, transaction_uuid: str) -> ViettelFound | None:
+        """The invoice issued under ``transaction_uuid``; None when Viettel says nothing was issued."""
+        operation = "searchInvoiceByTransactionUuid"
+        form = {"supplierTaxCode": self._account.supplier_tax_code, "transactionUuid": transaction_uuid}
+        with map_transport_errors(self.name, operation):
+            answer = await self._authorized(self._search, urlencode(form).encode(), FORM, operation)
+        if answer.code in self._account.not_found_codes:
+            return None
+        self._refuse_unless_ok(answer, operation)
+        results = answer.body.get("result")
+        if not results:  # an empty list: nothing under this uuid (creating again is refused as duplicate)
+            return None
+        if not isinstance(results, list) or not isinstance(results[0], dict):
+            raise self._unknown(operation, f"a search answer without a list of invoices: {results!r:.120}")
+        return self._found(results[0], operation)
 
     async def aclose(self) -> None:
         await self._peer.aclose()
 
-    async def _authorized(self, endpoint: Any, body: bytes, operation: str) -> dict[str, Any]:
+    async def _create_or_find(self, body: dict[str, Any], uuid: str) -> ViettelFound:
+        payload = orjson.dumps(_with_issued_date(body, self._wall_clock(), self.name))
+        answer = await self._authorized(self._create, payload, JSON, "createInvoice")
+        if answer.code in self._account.duplicate_codes:
+            found = await self.find(uuid)
+            if found is None:
+                raise self._unknown("createInvoice", f"{answer.code} for {uuid}, yet a search finds nothing")
+            return found
+        self._refuse_unless_ok(answer, "createInvoice")
+        result = answer.body.get("result")
+        if not isinstance(result, dict):
+            raise self._unknown("createInvoice", "the answer has no result")
+        return self._found(result, "createInvoice")
+
+    def _found(self, row: dict[str, Any], operation: str) -> ViettelFound:
+        number = row.get("invoiceNo")
+        if not isinstance(number, str) or not number.strip():
+            raise self._unknown(operation, "the answer names no invoiceNo")
+        issued = row.get("issueDate")
+        return ViettelFound(
+            number.strip(),
+            str(row.get("reservationCode") or ""),
+            str(row.get("transactionID") or ""),
+            issued if isinstance(issued, int) else None,
+            str(row.get("status") or ""),
+        )
+
+    def _unknown(self, operation: str, why: str) -> RetryableError:
+        """Whether an invoice exists is not known: retry; the next attempt searches before creating."""
+        return RetryableError(
+            f"Viettel's answer leaves the invoice unknown: {why}", destination=self.name, operation=operation
+        )
+
+    def _refuse_unless_ok(self, answer: _Answer, operation: str) -> None:
+        if 200 <= answer.status < 300 and not answer.code:
+            return
+        message = f"Viettel refused {operation}: {answer.code or f'http {answer.status}'}"
+        message += f" ({answer.text})" if answer.text else ""
+        raise PermanentError(
+            message, destination=self.name, operation=operation, status=answer.status,
+            remote_code=answer.code or None,
+        )  # fmt: skip
+
+    async def _authorized(self, endpoint: Endpoint, body: bytes, kind: str, operation: str) -> _Answer:
+        """POST with the current token; a 401, or a 500 naming an expired token, logs in again once."""
         for _ in range(2):
             token = await self._current_token()
-            headers = {"content-type": "application/json", "authorization": f"Bearer {token}"}
-            response = await endpoint.post(body, headers)
-            if response.status_code == 401:
-                await self._forget(token)  # expired or revoked: log in again, once
-                continue
-            raise_for_status(response, self.name, operation)
-            return json_body(response, self.name, operation)
+            response = await endpoint.post(body, {"content-type": kind, **self._token_headers(token)})
+            answer = self._read(response, operation)
+            if not self._token_refused(answer):
+                return answer
+            await self._forget(token)
+        if answer.status >= 500:
+            raise RetryableError(
+                f"Viettel answered {answer.code} with HTTP {answer.status} after a fresh login",
+                destination=self.name, operation=operation, status=answer.status,
+            )  # fmt: skip
         raise PermanentError(
             "Viettel refused a fresh token", destination=self.name, operation=operation, status=401
         )
+
+    def _token_refused(self, answer: _Answer) -> bool:
+        return answer.status == 401 or (
+            answer.status == 500 and answer.code in self._account.expired_token_codes
+        )
+
+    def _token_headers(self, token: str) -> dict[str, str]:
+        how = self._account.token_as
+        headers = {}
+        if how in ("cookie", "both"):
+            headers["cookie"] = f"access_token={token}"
+        if how in ("bearer", "both"):
+            headers["authorization"] = f"Bearer {token}"
+        return headers
+
+    def _read(self, response: httpx.Response, operation: str) -> _Answer:
+        """The answer's JSON object; an unreadable one is classified by its HTTP status alone."""
+        try:
+            body = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            body = None
+        if isinstance(body, dict):
+            answer = _Answer(response.status_code, body)
+            if answer.status in RETRYABLE_STATUS | {501, 505} and not self._token_refused(answer):
+                raise_for_status(response, self.name, operation)  # with its Retry-After
+            return answer
+        raise_for_status(response, self.name, operation)  # a 4xx/5xx page that is not Viettel's JSON
+        kind = response.headers.get("content-type", "no content type")
+        raise RetryableError(
+            f"answer is not a JSON object ({kind}): {response.text[:120]!r}",
+            destination=self.name, operation=operation, status=response.status_code,
+        )  # fmt: skip
 
     async def _current_token(self) -> str:
         async with self._lock:
@@ -172,13 +297,43 @@ class ViettelInvoiceAdapter:
     async def _log_in(self) -> tuple[str, float]:
         self.logins += 1
         body = orjson.dumps({"username": self._account.username, "password": self._account.password})
-        response = await self._login.post(body, {"content-type": "application/json"})
+        response = await self._login.post(body, {"content-type": JSON})
         raise_for_status(response, self.name, "login")
-        answer = json_body(response, self.name, "login")
-        token = answer.get("access_token")
+        answer = self._read(response, "login")
+        token = answer.body.get("access_token")
         if not isinstance(token, str) or not token:
             raise PermanentError(
                 "Viettel login gave no access_token", destination=self.name, operation="login"
             )
-        lifetime = float(answer.get("expires_in") or 300)
+        lifetime = float(answer.body.get("expires_in") or 300)
         return token, self._clock() + max(0.0, lifetime - self._margin)
+
+
+def _with_issued_date(body: dict[str, Any], now_s: float, destination: str) -> dict[str, Any]:
+    """``body`` with ``generalInvoiceInfo.invoiceIssuedDate`` in epoch ms, whole seconds: the mapping's
+    value (epoch ms, or ISO 8601 text with an offset) if it gave one, else ``now_s``."""
+    info = dict(body.get("generalInvoiceInfo") or {})
+    given = info.get("invoiceIssuedDate")
+    if isinstance(given, str) and given:
+        seconds = _iso_seconds(given, destination)
+    elif isinstance(given, int | float) and not isinstance(given, bool):
+        seconds = given / 1000
+    else:
+        seconds = now_s
+    info["invoiceIssuedDate"] = int(seconds) * 1000
+    return {**body, "generalInvoiceInfo": info}
+
+
+def _iso_seconds(text: str, destination: str) -> float:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise TranslationError(
+            f"expected epoch ms or ISO 8601 with an offset, got {text!r}",
+            field="generalInvoiceInfo.invoiceIssuedDate",
+            destination=destination,
+            operation="createInvoice",
+        )
+    return moment.timestamp()
