@@ -55,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
         "check", help="validate a config file and the mappings it uses; lists every problem with its line"
     )
     check.add_argument("config", type=Path)
+    check.add_argument(
+        "--connect",
+        action="store_true",
+        help="also try each destination without sending business data: TLS and certificate dates, the"
+        " OAuth2 token endpoint, the portal's and Viettel's logins, VNPT's WSDLs and operations",
+    )
     check.set_defaults(handler=_check)
 
     config = sub.add_parser("config", help="config helpers")
@@ -124,6 +130,45 @@ def _check(args: argparse.Namespace) -> int:
         + (f"; e-forms: {', '.join(f'{n}@{m.short_hash}' for n, m in forms.items())}" if forms else "")
     )
     print(f"{args.config}: ok ({counts})")
+    return _connect(config) if args.connect else EXIT_OK
+
+
+def _connect(config: Any) -> int:
+    import time  # noqa: PLC0415
+
+    from lienthong.app import build_adapter, wsdl_issues  # noqa: PLC0415
+    from lienthong.bus.emit import EventSink  # noqa: PLC0415
+    from lienthong.bus.outbox import Outbox  # noqa: PLC0415
+    from lienthong.config import PopulationDestination  # noqa: PLC0415
+    from lienthong.connect import probe_all  # noqa: PLC0415
+    from lienthong.serving import run  # noqa: PLC0415
+
+    unopened = Outbox(lambda: None, clock=time.time)  # type: ignore[arg-type,return-value]  # never opened
+    events = EventSink(config.events.dossier_code_field)
+    adapters = {
+        name: build_adapter(name, dest, unopened, events, config.base_dir)
+        for name, dest in config.destinations.items()
+        if not isinstance(dest, PopulationDestination)
+    }
+
+    def wsdl_problems(name: str) -> list[str]:
+        issues = wsdl_issues(config, {name: adapters[name]}, fetch=True)
+        return [issue.message for issue in issues]
+
+    async def main() -> list[Any]:
+        try:
+            return await probe_all(config, adapters, wsdl_problems=wsdl_problems)
+        finally:
+            for adapter in adapters.values():
+                await adapter.aclose()
+
+    probes = run(main())
+    for probe in probes:
+        print(probe.line())
+    failed = [p.destination for p in probes if not p.ok]
+    if failed:
+        print(f"{len(failed)} of {len(probes)} destinations failed: {', '.join(failed)}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 
