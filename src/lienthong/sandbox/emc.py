@@ -1,4 +1,10 @@
-"""Sandbox EMC: ``TrackingMCDT``, checking the field codes DESIGN §4 lists."""
+"""Sandbox EMC: ``TrackingMCDT``, checking the field codes and the ``User`` string (docs/contracts.md §4).
+
+``User`` must be a JSON string holding ``{"ID_local", "ID_QG", "TYPE", "LOCATION"}`` as the public client
+writes it: TYPE "1" for a 10-character id (a tax code), "2" otherwise; LOCATION the province's code (checked
+when the sandbox is given ``province_code``). EMC's real reply body is not public: this one answers
+``{"error_code": 0, "message": "OK"}``, and a refusal with a non-zero ``error_code`` (our assumption).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ _CODES: dict[str, frozenset[int]] = {
     "IsFromDVCQG": frozenset({0, 1}),
     "IsDVCBC": frozenset({0, 1, 2}),
 }
+_USER_KEYS = ("ID_local", "ID_QG", "TYPE", "LOCATION")
 _REQUIRED_TEXT = ("CodeProfile", "SiteId", "CodeTTHC", "NameTTHC", "MaHoSo", "User")
 
 
@@ -25,6 +32,7 @@ class EmcSandbox(Peer):
         self,
         *,
         site_id: str = "SANDBOX-SITE",
+        province_code: str | None = None,
         bearer_token: str | None = None,
         faults: FaultPlan | None = None,
         tracking_path: str = "/api/TrackingMCDT",
@@ -32,6 +40,7 @@ class EmcSandbox(Peer):
     ) -> None:
         super().__init__(faults)
         self.site_id = site_id
+        self.province_code = province_code
         self.bearer_token = bearer_token
         self.token_check = token_check  # behind an LGSP gateway: accept the tokens it issued
         self.routes[("POST", tracking_path)] = self._track
@@ -64,10 +73,20 @@ class EmcSandbox(Peer):
         for name, allowed in _CODES.items():
             if body.get(name) not in allowed:
                 return f"{name}: must be one of {sorted(allowed)}, got {body.get(name)!r}"
+        return self._check_user(body["User"])
+
+    def _check_user(self, text: str) -> str | None:
         try:
-            user = orjson.loads(body["User"])
+            user = orjson.loads(text)
         except orjson.JSONDecodeError:
             return "User must be a JSON string"
-        if not isinstance(user, dict):
-            return "User must be a JSON object in a string"
+        if not isinstance(user, dict) or set(user) != set(_USER_KEYS):
+            return f"User must hold exactly {', '.join(_USER_KEYS)}, got {text!r}"
+        if not all(isinstance(user[k], str) and user[k] for k in _USER_KEYS):
+            return f"User: {', '.join(_USER_KEYS)} must be non-empty strings"
+        expected = "1" if len(user["ID_local"]) == 10 else "2"
+        if user["TYPE"] != expected:
+            return f"User.TYPE must be {expected!r} for an id of {len(user['ID_local'])} characters"
+        if self.province_code is not None and user["LOCATION"] != self.province_code:
+            return f"User.LOCATION {user['LOCATION']!r} is not this province ({self.province_code})"
         return None
