@@ -17,6 +17,7 @@ from lienthong.cli import dlq, mapping, payments
 from lienthong.errors import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+SANDBOX_KINDS = ("portal", "emc", "population", "paygov", "vnpt", "viettel", "province")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -88,9 +89,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=0, help="the bus API's port (default: a free one)")
     demo.set_defaults(handler=_demo)
 
-    sandbox = sub.add_parser("sandbox", help="serve one sandbox peer on loopback (for benchmarks and trials)")
-    sandbox.add_argument("peer", choices=("portal", "emc", "population"))
-    sandbox.add_argument("--port", type=int, default=0, help="0 picks a free port, printed on stdout")
+    sandbox = sub.add_parser(
+        "sandbox",
+        help="serve sandbox peers on loopback; print the destinations (with credentials) that reach them",
+    )
+    sandbox.add_argument("peer", choices=(*SANDBOX_KINDS, "all"), help="one kind of peer, or all of them")
+    sandbox.add_argument("--port", type=int, default=0, help="one peer: its port (0 picks a free one)")
     sandbox.add_argument("--fault-rate", type=float, default=0.0)
     sandbox.add_argument(
         "--citizens",
@@ -249,26 +253,34 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _sandbox(args: argparse.Namespace) -> int:
-    from lienthong.sandbox import EmcSandbox, FaultPlan, PortalSandbox  # noqa: PLC0415
-    from lienthong.sandbox.dossiers import PROCEDURE_CODES  # noqa: PLC0415
-    from lienthong.sandbox.population import PopulationSandbox, synthetic_citizen  # noqa: PLC0415
-    from lienthong.serving import HttpServer, run  # noqa: PLC0415
+    from lienthong.demo import DemoOptions, DemoPeers, demo_config  # noqa: PLC0415
+    from lienthong.sandbox.population import synthetic_citizen  # noqa: PLC0415
+    from lienthong.serving import HttpServer, on_stop_signals, run  # noqa: PLC0415
 
-    faults = FaultPlan(rate=args.fault_rate)
-    peer: Any
-    if args.peer == "portal":
-        peer = PortalSandbox(procedures=PROCEDURE_CODES, faults=faults)
-    elif args.peer == "emc":
-        peer = EmcSandbox(faults=faults)
-    else:
-        peer = PopulationSandbox(faults=faults)
-        for n in range(args.citizens):
-            peer.add(synthetic_citizen(f"046{n:09d}", f"Công Dân Thử {n}"))
+    peers = DemoPeers(DemoOptions(fault_rate=args.fault_rate))
+    for n in range(args.citizens):
+        peers.population.add(synthetic_citizen(f"046{n:09d}", f"Công Dân Thử {n}"))
+    chosen = {k: p for k, p in peers.named().items() if args.peer in ("all", k)}
 
     async def serve() -> None:
-        server = HttpServer(peer, port=args.port, lifespan="off")
-        print(server.url, flush=True)
-        await server.serve_forever()
+        port = args.port if len(chosen) == 1 else 0
+        servers = {name: HttpServer(peer, port=port, lifespan="off") for name, peer in chosen.items()}
+        peers.paygov.base_url = servers["paygov"].url if "paygov" in servers else ""
+        for server in servers.values():
+            await server.start()
+        urls = {name: servers[name].url if name in servers else "" for name in peers.named()}
+        destinations = demo_config(Path("."), "", urls, peers)["destinations"]
+        shown = {name: destinations[name] for name in servers}
+        print(json.dumps({"destinations": shown}, ensure_ascii=False, indent=2), flush=True)
+        print(
+            "the destinations above reach these peers (paste them into a config); Ctrl-C to stop",
+            file=sys.stderr,
+        )
+        stop = asyncio.Event()
+        with on_stop_signals(stop):
+            await stop.wait()
+        for server in servers.values():
+            await server.stop()
 
     run(serve())
     return EXIT_OK
