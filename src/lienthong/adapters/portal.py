@@ -1,8 +1,10 @@
 """National Public Service Portal (Cổng DVCQG) adapter: session login, DongBoHoSoMC, CapNhatTienDoHoSoMC.
 
-Contract (DESIGN §4): JSON POSTs; log in with ``{"username","password"}`` and the ``dstcode`` header to get
-a ``session``; every later call carries ``session``, ``madonvi`` and ``service`` in its body and ``dstcode``
-again. Replies are ``{"error_code": 0|"00", "message", "result"}``. DongBoHoSoMC must say whether it
+Contract (docs/contracts.md §5): JSON POSTs; log in with ``{"username","password"}`` and the ``dstcode``
+header to get a ``session``; every later call carries ``session``, ``madonvi`` and ``service`` in its body
+and ``dstcode`` again. ``madonvi`` is one value per connection, as a public client configures it
+(``PortalCredentials.madonvi``); unset, each event's unit code is sent instead (not what that client
+does). Replies are ``{"error_code": 0|"00", "message", "result"}``. DongBoHoSoMC must say whether it
 creates or updates (``isUpdating``), which ``TraCuuHoSo`` tells; dossiers we have seen on the portal are
 remembered so their later syncs skip the look-up (a miss costs only one extra look-up).
 """
@@ -31,6 +33,7 @@ class PortalCredentials:
     password: str
     login_path: str = "/api/auth/login"
     service_path: str = "/api/service"
+    madonvi: str | None = None  # the connection's unit code; None: each event's unit_code
     # (assumed) error codes the portal uses for a missing or expired session; we log in again once.
     session_expired_codes: frozenset[str] = frozenset({"401"})
 
@@ -107,7 +110,8 @@ class PortalAdapter:
     async def _post(
         self, service: str, delivery: ClaimedDelivery, session: str, body: dict[str, Any]
     ) -> dict[str, Any]:
-        payload = {"session": session, "madonvi": delivery.event.unit_code, "service": service, **body}
+        madonvi = self._creds.madonvi or delivery.event.unit_code
+        payload = {"session": session, "madonvi": madonvi, "service": service, **body}
         headers = {
             "dstcode": self._creds.dstcode,
             "content-type": "application/json",

@@ -1,9 +1,13 @@
 """Sandbox National Public Service Portal: session login, DongBoHoSoMC, CapNhatTienDoHoSoMC, TraCuuHoSo.
 
-It checks what the real portal checks, as far as DESIGN §4 tells: the ``dstcode`` header, a live session,
-``madonvi`` and ``service`` in the body, required dossier fields, ``yyyyMMddHHmmss`` dates, status and
-channel codes, and create-versus-update consistency. Error codes are our assumption (0 success, "400"
-invalid data, "401" no or expired session, "409" create of an existing or update of a missing dossier).
+It checks what the real portal checks, as far as public clients tell (docs/contracts.md §5): the ``dstcode``
+header, a live session, ``service`` in the body and the connection's own ``madonvi`` (when given one;
+another is refused), required dossier fields, ``yyyyMMddHHmmss`` dates, status codes, ``HinhThuc`` in its
+table ("0" direct, "1" postal), ``MaDoiTuong`` empty or the portal's own applicant id (a 12-digit citizen
+ID number is refused), and create-versus-update consistency. Every reply is ``{"error_code", "message",
+"result"}``; the error codes are our assumption (0 success, "400" invalid data, "401" no or expired
+session, "403" another connection's dstcode or madonvi, "409" create of an existing or update of a missing
+dossier).
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ DOSSIER_REQUIRED = (
     "TenTTHC",
     "ChuHoSo",
     "LoaiDoiTuong",
-    "MaDoiTuong",
     "TrichYeuHoSo",
     "NgayTiepNhan",
     "NgayHenTra",
@@ -36,6 +39,8 @@ DOSSIER_REQUIRED = (
 )
 PROGRESS_REQUIRED = ("MaHoSo", "NguoiXuLy", "ThoiDiemXuLy", "PhongBanXuLy", "NoiDungXuLy", "TrangThai")
 STATUSES = frozenset(str(n) for n in range(1, 11))
+CHANNELS = frozenset({"0", "1"})  # HinhThuc: 0 direct, 1 postal
+_CITIZEN_ID = re.compile(r"^\d{12}$")
 
 
 class _Invalid(Exception):
@@ -56,9 +61,11 @@ class PortalSandbox(Peer):
         clock: Callable[[], float] = time.monotonic,
         login_path: str = "/api/auth/login",
         service_path: str = "/api/service",
+        madonvi: str | None = None,
     ) -> None:
         super().__init__(faults)
         self.dstcode, self.username, self.password = dstcode, username, password
+        self.madonvi = madonvi  # the connection's unit code; None: any non-empty one
         self.procedures = procedures
         self.session_ttl_s = session_ttl_s
         self._clock = clock
@@ -75,30 +82,30 @@ class PortalSandbox(Peer):
 
     async def _login(self, request: Request) -> Answer:
         if request.headers.get("dstcode") != self.dstcode:
-            return Answer.json({"error_code": "403", "message": "dstcode không hợp lệ"}, 403)
+            return _reply("403", "dstcode không hợp lệ", status=403)
         body = _json(request.body)
         if (
             not isinstance(body, dict)
             or body.get("username") != self.username
             or body.get("password") != self.password
         ):
-            return Answer.json({"error_code": "401", "message": "Sai tên đăng nhập hoặc mật khẩu"})
+            return _reply("401", "Sai tên đăng nhập hoặc mật khẩu")
         session = secrets.token_hex(16)
         self.sessions[session] = self._clock() + self.session_ttl_s
         self.logins += 1
-        return Answer.json({"error_code": 0, "message": "Đăng nhập thành công", "session": session})
+        return Answer.json(
+            {"error_code": 0, "message": "Đăng nhập thành công", "session": session, "result": None}
+        )
 
     async def _service(self, request: Request) -> Answer:
         if request.headers.get("dstcode") != self.dstcode:
-            return Answer.json({"error_code": "403", "message": "dstcode không hợp lệ"}, 403)
+            return _reply("403", "dstcode không hợp lệ", status=403)
         body = _json(request.body)
         if not isinstance(body, dict):
-            return Answer.json({"error_code": "400", "message": "body must be a JSON object"}, 400)
+            return _reply("400", "body must be a JSON object", status=400)
         expiry = self.sessions.get(str(body.get("session")))
         if expiry is None or expiry < self._clock():
-            return Answer.json(
-                {"error_code": "401", "message": "Phiên làm việc không hợp lệ hoặc đã hết hạn"}
-            )
+            return _reply("401", "Phiên làm việc không hợp lệ hoặc đã hết hạn")
         service = body.get("service")
         handler = {
             "TraCuuHoSo": self._lookup,
@@ -106,13 +113,16 @@ class PortalSandbox(Peer):
             "CapNhatTienDoHoSoMC": self._progress,
         }.get(str(service))
         if handler is None:
-            return Answer.json({"error_code": "400", "message": f"unknown service {service!r}"})
-        if not body.get("madonvi"):
-            return Answer.json({"error_code": "400", "message": "madonvi is required"})
+            return _reply("400", f"unknown service {service!r}")
+        madonvi = body.get("madonvi")
+        if not madonvi:
+            return _reply("400", "madonvi is required")
+        if self.madonvi is not None and madonvi != self.madonvi:
+            return _reply("403", f"madonvi {madonvi!r} không thuộc kết nối này")
         try:
             return handler(body, request.headers.get("idempotency-key"))
         except _Invalid as exc:
-            return Answer.json({"error_code": exc.code, "message": exc.message})
+            return _reply(exc.code, exc.message)
 
     def _lookup(self, body: dict[str, Any], key: str | None) -> Answer:
         code = body.get("mahoso")
@@ -157,12 +167,23 @@ class PortalSandbox(Peer):
         _timestamps(item, ("NgayTiepNhan", "NgayHenTra", "NgayTra"), where)
         if item["TrangThaiHoSo"] not in STATUSES:
             raise _Invalid("400", f"{where}.TrangThaiHoSo: unknown status {item['TrangThaiHoSo']!r}")
-        if item["HinhThuc"] not in ("1", "2", "3"):
-            raise _Invalid("400", f"{where}.HinhThuc: must be 1, 2 or 3, got {item['HinhThuc']!r}")
+        if item["HinhThuc"] not in CHANNELS:
+            raise _Invalid("400", f"{where}.HinhThuc: must be 0 or 1, got {item['HinhThuc']!r}")
+        applicant = item.get("MaDoiTuong", "")
+        if not isinstance(applicant, str) or _CITIZEN_ID.match(applicant):
+            raise _Invalid(
+                "400",
+                f"{where}.MaDoiTuong: the portal's own applicant id or empty, not a citizen ID number"
+                f" ({applicant!r})",
+            )
         if item["LoaiDoiTuong"] not in ("1", "2"):
             raise _Invalid("400", f"{where}.LoaiDoiTuong: must be 1 or 2, got {item['LoaiDoiTuong']!r}")
         if self.procedures is not None and item["MaTTHC"] not in self.procedures:
             raise _Invalid("400", f"{where}.MaTTHC: thủ tục {item['MaTTHC']} không có trong danh mục")
+
+
+def _reply(code: str, message: str, *, status: int = 200) -> Answer:
+    return Answer.json({"error_code": code, "message": message, "result": None}, status)
 
 
 def _json(body: bytes) -> Any:
