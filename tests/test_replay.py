@@ -183,7 +183,8 @@ async def test_replay_refuses_messages_that_are_not_dead_letters_and_needs_a_tar
 
 
 def undo_version_3(db: sqlite3.Connection) -> None:
-    """What version 3 added: payments' channel, callbacks' bounded summary, payment findings."""
+    """What version 3 added: events' caller, payments' channel, callbacks' bounded summary, findings."""
+    db.execute("ALTER TABLE events DROP COLUMN caller")
     db.execute("ALTER TABLE payments DROP COLUMN channel")
     db.execute("DROP INDEX payment_callbacks_reference")
     for column in ("source", "body_sha256", "body_bytes", "detail"):

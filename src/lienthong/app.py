@@ -179,7 +179,10 @@ def build_api(node: Lienthong) -> FastAPI:
     config = node.config
     api = FastAPI(title="lienthong", version=__version__, lifespan=node.lifespan)
     install_error_handlers(api)
-    auth = BearerAuth({t.sha256: t.name for t in config.auth.tokens})
+    auth = BearerAuth(
+        {t.sha256: t.name for t in config.auth.tokens},
+        read_all=frozenset(t.name for t in config.auth.tokens if t.read_all),
+    )
     api.include_router(
         events_router(
             ingestor=node.ingestor,

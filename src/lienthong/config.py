@@ -78,6 +78,11 @@ class TokenConfig(_Model):
 
     name: str = Field(min_length=1, description="Who holds the token; shown in logs, never the token.")
     sha256: str = Field(description="lowercase hex SHA-256 of the token (`lienthong token hash`)")
+    read_all: bool = Field(
+        default=False,
+        description="May read every caller's messages (an operator's token); otherwise a caller sees only"
+        " the messages of events it sent.",
+    )
 
     @field_validator("sha256")
     @classmethod

@@ -28,15 +28,24 @@ def new_token() -> str:
 
 @dataclass(frozen=True)
 class Caller:
+    """Who presented a valid token. ``read_all`` callers may read every caller's messages."""
+
     name: str
+    read_all: bool = False
+
+    def may_read(self, sender: str) -> bool:
+        """Whether this caller may see what ``sender`` sent ('' is lienthong itself: anyone may)."""
+        return self.read_all or not sender or sender == self.name
 
 
 class BearerAuth:
     """A FastAPI dependency: the caller named by a valid bearer token, or 401."""
 
-    def __init__(self, tokens: dict[str, str]) -> None:
-        """``tokens`` maps each token's SHA-256 hex to the name of its holder."""
+    def __init__(self, tokens: dict[str, str], *, read_all: frozenset[str] = frozenset()) -> None:
+        """``tokens`` maps each token's SHA-256 hex to the name of its holder; holders named in
+        ``read_all`` may read every caller's messages."""
         self._tokens = [(bytes.fromhex(digest), name) for digest, name in tokens.items()]
+        self._read_all = read_all
 
     async def __call__(self, request: Request) -> Caller:
         # async so that FastAPI calls it on the event loop, not through a thread pool (measured: a thread
@@ -52,7 +61,7 @@ class BearerAuth:
                 name = holder
         if name is None:
             raise _unauthorized(request, "invalid bearer token")
-        return Caller(name)
+        return Caller(name, name in self._read_all)
 
 
 def _unauthorized(request: Request, message: str) -> HTTPException:

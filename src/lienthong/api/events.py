@@ -52,7 +52,7 @@ def events_router(
             )
             return error_response(422, "invalid_event", message, path=path)
         try:
-            results = await ingestor.accept(parsed)
+            results = await ingestor.accept(parsed, caller.name)
         except IdempotencyConflict as exc:
             return error_response(409, "event_id_reused", str(exc), path="event_id")
         payload: Any = {"results": [_result(r) for r in results]} if is_batch else _result(results[0])
@@ -62,8 +62,8 @@ def events_router(
     async def get_message(message_id: str, caller: Authenticated) -> Response:
         """A delivery's state and every attempt made."""
         view = await outbox.message(message_id)
-        if view is None:
-            return error_response(404, "not_found", f"no message {message_id!r}")
+        if view is None or not caller.may_read(view.caller):  # another's message is as good as none
+            return error_response(404, "not_found", f"no message {message_id[:64]!r}")
         return Response(orjson.dumps(dataclasses.asdict(view)), media_type="application/json")
 
     return router

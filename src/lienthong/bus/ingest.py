@@ -45,7 +45,7 @@ class Ingestor:
         self._on_accepted = on_accepted
         self._new_id = MessageIds()
 
-    def plan(self, parsed: ParsedEvent) -> IngestItem:
+    def plan(self, parsed: ParsedEvent, caller: str = "") -> IngestItem:
         new_id = self._new_id
         unit = parsed.event.unit_code
         deliveries = tuple(
@@ -53,12 +53,13 @@ class Ingestor:
             for r in self._routes.for_type(parsed.event.type)
             if r.serves(unit)
         )
-        return IngestItem.of(parsed, deliveries)
+        return IngestItem.of(parsed, deliveries, caller)
 
-    async def accept(self, events: list[ParsedEvent]) -> list[IngestResult]:
-        """Store all of ``events`` atomically, or none of them (IdempotencyConflict)."""
+    async def accept(self, events: list[ParsedEvent], caller: str = "") -> list[IngestResult]:
+        """Store all of ``events`` atomically, or none of them (IdempotencyConflict); ``caller`` is who
+        sent them ('' for lienthong's own)."""
         try:
-            results = await self._outbox.ingest([self.plan(e) for e in events])
+            results = await self._outbox.ingest([self.plan(e, caller) for e in events])
         except IdempotencyConflict:
             self._count(Counter((e.event.type, "rejected") for e in events))
             raise

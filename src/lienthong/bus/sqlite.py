@@ -53,7 +53,8 @@ CREATE TABLE IF NOT EXISTS events (
     payload_sha256  TEXT NOT NULL,
     payload         TEXT NOT NULL,
     message_ids     TEXT NOT NULL,
-    received_ms     BIGINT NOT NULL
+    received_ms     BIGINT NOT NULL,
+    caller          TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS outbox (
     seq              INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -200,7 +201,7 @@ WHERE excluded.occurred_ms >= dossiers.occurred_ms
 
 _EVENT_INSERT = (
     "INSERT INTO events (event_id, type, unit_code, dossier_code, occurred_at, payload_sha256, payload,"
-    " message_ids, received_ms)",
+    " caller, message_ids, received_ms)",
     "",
 )
 # Columns in the order of PlannedDelivery's fields, then the event's.
@@ -234,6 +235,7 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE outbox ADD COLUMN replay_base INTEGER NOT NULL DEFAULT 0",
     ),
     2: (
+        "ALTER TABLE events ADD COLUMN caller TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE payments ADD COLUMN channel TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE payment_callbacks ADD COLUMN source TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE payment_callbacks ADD COLUMN body_sha256 TEXT NOT NULL DEFAULT ''",
@@ -385,17 +387,19 @@ class SqliteOutbox:
             values = ", ".join([one] * len(chunk))
             self._db.execute(f"{head} VALUES {values} {tail}", [v for row in chunk for v in row])
 
-    def _known(self, event_ids: list[str]) -> dict[str, tuple[str, tuple[str, ...]]]:
-        """Events already stored among ``event_ids``: their payload hash and message ids."""
-        known: dict[str, tuple[str, tuple[str, ...]]] = {}
+    def _known(self, event_ids: list[str]) -> dict[str, _Seen]:
+        """Events already stored among ``event_ids``: their payload hash, message ids and caller."""
+        known: dict[str, _Seen] = {}
         for start in range(0, len(event_ids), 500):
             chunk = event_ids[start : start + 500]
             rows = self._db.execute(
-                "SELECT event_id, payload_sha256, message_ids FROM events"
+                "SELECT event_id, payload_sha256, message_ids, caller FROM events"
                 f" WHERE event_id IN ({', '.join('?' * len(chunk))})",
                 chunk,
             )
-            known.update((event_id, (sha, tuple(orjson.loads(ids)))) for event_id, sha, ids in rows)
+            known.update(
+                (event_id, (sha, tuple(orjson.loads(ids)), caller)) for event_id, sha, ids, caller in rows
+            )
         return known
 
     def claim(self, now_ms: int, limit: int) -> list[ClaimedDelivery]:
@@ -446,7 +450,10 @@ class SqliteOutbox:
             (message_id,),
         ).fetchall()
         fields = dict(zip(_MESSAGE_FIELDS, row, strict=True))
-        return MessageView(**fields, history=tuple(AttemptView(*h) for h in history))
+        (caller,) = self._db.execute(
+            "SELECT caller FROM events WHERE event_id = ?", (fields["event_id"],)
+        ).fetchone() or ("",)
+        return MessageView(**fields, caller=caller, history=tuple(AttemptView(*h) for h in history))
 
     def stats(self) -> list[DestinationStats]:
         # Two index-backed scans: undelivered rows through outbox_key, dead letters through outbox_dead.
@@ -605,26 +612,33 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
 
+_Seen = tuple[str, tuple[str, ...], str]
+"""An event already stored: its payload hash, message ids and caller."""
+
+
 def _resolve(
-    items: list[IngestItem], known: dict[str, tuple[str, tuple[str, ...]]]
+    items: list[IngestItem], known: dict[str, _Seen]
 ) -> tuple[list[IngestResult], list[IngestItem]] | IdempotencyConflict:
     """One request's results and the items it adds, or its conflict. ``known`` learns what it adds, so a
-    later request repeating an event sees a duplicate; a conflicting request adds nothing."""
+    later request repeating an event sees a duplicate; a conflicting request adds nothing.
+
+    An event id another caller sent is a conflict whatever the content: a caller never learns of, nor
+    rides on, another's events (events stored before callers were recorded have caller '')."""
     results: list[IngestResult] = []
     fresh: list[IngestItem] = []
     added: list[str] = []
     for item in items:
-        event_id, sha = item.event.event_id, item.event.payload_sha256
+        event_id, sha, caller = item.event.event_id, item.event.payload_sha256, item.event.caller
         seen = known.get(event_id)
         if seen is not None:
-            if seen[0] != sha:
+            if seen[0] != sha or (seen[2] and seen[2] != caller):
                 for undo in added:
                     del known[undo]
                 return IdempotencyConflict(event_id)
             results.append(IngestResult(event_id, seen[1], duplicate=True))
             continue
         ids = tuple(d.message_id for d in item.deliveries)
-        known[event_id] = (sha, ids)
+        known[event_id] = (sha, ids, caller)
         added.append(event_id)
         fresh.append(item)
         results.append(IngestResult(event_id, ids, duplicate=False))

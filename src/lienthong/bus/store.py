@@ -132,7 +132,8 @@ class Settlement(NamedTuple):
 
 class EventRecord(NamedTuple):
     """An accepted event as the store keeps it. ``payload`` is the event's JSON with its keys sorted, and
-    ``payload_sha256`` its hash: the same event_id with another hash is a conflict."""
+    ``payload_sha256`` its hash: the same event_id with another hash, or from another caller, is a
+    conflict. ``caller`` is the token's name that sent it ('' for events lienthong raises itself)."""
 
     event_id: str
     type: str
@@ -141,9 +142,10 @@ class EventRecord(NamedTuple):
     occurred_at: str
     payload_sha256: str
     payload: str
+    caller: str = ""
 
     @classmethod
-    def of(cls, parsed: ParsedEvent) -> EventRecord:
+    def of(cls, parsed: ParsedEvent, caller: str = "") -> EventRecord:
         event = parsed.event
         return cls(
             event.event_id,
@@ -153,6 +155,7 @@ class EventRecord(NamedTuple):
             event.occurred_at.isoformat(),
             parsed.payload_sha256,
             parsed.payload.decode(),
+            caller,
         )
 
 
@@ -168,8 +171,8 @@ class IngestItem(NamedTuple):
     ledger: LedgerEntry
 
     @classmethod
-    def of(cls, parsed: ParsedEvent, deliveries: tuple[PlannedDelivery, ...]) -> IngestItem:
-        return cls(EventRecord.of(parsed), deliveries, project(parsed))
+    def of(cls, parsed: ParsedEvent, deliveries: tuple[PlannedDelivery, ...], caller: str = "") -> IngestItem:
+        return cls(EventRecord.of(parsed, caller), deliveries, project(parsed))
 
 
 @dataclass(frozen=True)
@@ -255,6 +258,7 @@ class MessageView:
     mapping: str | None = None
     mapping_hash: str | None = None
     history: tuple[AttemptView, ...] = field(default=())
+    caller: str = ""  # who sent the event ('' for lienthong's own); set by ``message``, not by listings
 
 
 @dataclass(frozen=True)
