@@ -75,8 +75,16 @@ class Child:
         )
 
     def read_url(self) -> str:
+        """The peer's URL from what ``lienthong sandbox KIND`` prints: the destination that reaches it."""
         assert self.proc.stdout is not None
-        return self.proc.stdout.readline().decode().strip()
+        text = ""
+        while not text.strip() or text.count("{") != text.count("}"):
+            line = self.proc.stdout.readline().decode()
+            if not line:
+                raise RuntimeError(f"the sandbox printed no destination: {text!r}")
+            text += line
+        (destination,) = orjson.loads(text)["destinations"].values()
+        return str(destination["base_url"])
 
     def stop(self) -> None:
         self.proc.terminate()

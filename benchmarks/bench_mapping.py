@@ -29,7 +29,7 @@ JSONATA = """
   $status := {"received": "1", "accepted": "2", "refused": "3", "processing": "4",
               "supplement_requested": "5", "financial_obligation": "6", "withdrawn": "7", "stopped": "8",
               "processed": "9", "returned": "10"};
-  $channel := {"in_person": "1", "online": "2", "postal": "3"};
+  $channel := {"in_person": "0", "online": "0", "postal": "1"};
   $kind := {"citizen": "1", "business": "2"};
   $t := function($v) { $v ? $fromMillis($toMillis($v), "[Y0001][M01][D01][H01][m01][s01]", "+0700") : "" };
   {
@@ -41,7 +41,7 @@ JSONATA = """
     "SoBienNhan": dossier.receipt_no ? dossier.receipt_no : "",
     "ChuHoSo": dossier.applicant.full_name,
     "LoaiDoiTuong": $lookup($kind, dossier.applicant.kind),
-    "MaDoiTuong": dossier.applicant.id_number,
+    "MaDoiTuong": dossier.applicant.portal_id ? dossier.applicant.portal_id : "",
     "SoDienThoai": dossier.applicant.phone ? dossier.applicant.phone : "",
     "Email": dossier.applicant.email ? dossier.applicant.email : "",
     "TrichYeuHoSo": dossier.summary,

@@ -29,7 +29,7 @@ PORTAL_STATUS = {
     "processed": 9,
     "returned": 10,
 }
-PORTAL_CHANNEL = {"in_person": 1, "online": 2, "postal": 3}
+PORTAL_CHANNEL = {"in_person": 0, "online": 0, "postal": 1}  # HinhThuc: 0 direct, 1 postal
 APPLICANT_KIND = {"citizen": 1, "business": 2}
 EMC_LEVELS = frozenset({0, 1, 3, 4})
 
@@ -104,7 +104,7 @@ def portal_dossier(dossier: Mapping[str, Any]) -> dict[str, Any]:
         "SoBienNhan": r.text("receipt_no", required=False),
         "ChuHoSo": r.text("applicant.full_name"),
         "LoaiDoiTuong": str(r.code("applicant.kind", APPLICANT_KIND)),
-        "MaDoiTuong": r.text("applicant.id_number"),
+        "MaDoiTuong": r.text("applicant.portal_id", required=False),
         "SoDienThoai": r.text("applicant.phone", required=False),
         "Email": r.text("applicant.email", required=False),
         "TrichYeuHoSo": r.text("summary"),
@@ -153,14 +153,17 @@ def portal_progress(dossier: Mapping[str, Any], occurred_at: str) -> dict[str, A
 def emc_tracking(dossier: Mapping[str, Any], *, site_id: str, province_code: str) -> dict[str, Any]:
     """The TrackingMCDT body for one dossier event."""
     r = _Reader(dossier)
-    channel = r.code("channel", PORTAL_CHANNEL)
+    r.code("channel", PORTAL_CHANNEL)  # a known channel
+    channel = r.text("channel")
     level = r.get("level")
     if level not in EMC_LEVELS:
         raise TranslationError(f"expected one of 0, 1, 3, 4, got {level!r}", field="dossier.level")
+    id_number = r.text("applicant.id_number")
     user = {
-        "SoDinhDanh": r.text("applicant.id_number"),
-        "LoaiDoiTuong": r.code("applicant.kind", APPLICANT_KIND),
-        "MaTinh": province_code,
+        "ID_local": id_number,
+        "ID_QG": id_number,
+        "TYPE": "1" if len(id_number) == 10 else "2",
+        "LOCATION": province_code,
     }
     return {
         "CodeProfile": r.text("code"),
@@ -169,11 +172,11 @@ def emc_tracking(dossier: Mapping[str, Any], *, site_id: str, province_code: str
         "NameTTHC": r.text("procedure.name"),
         "MaHoSo": r.text("code"),
         "Status": emc_status(r.code("status", PORTAL_STATUS)),
-        "FormsReception": 1 if channel == 2 else 2,
+        "FormsReception": 1 if channel == "online" else 2,
         "FormsPayments": _forms_payments(r),
         "Level": level,
         "IsFromDVCQG": 1 if r.get("from_national_portal") is True else 0,
-        "IsDVCBC": 1 if channel == 3 else 0,
+        "IsDVCBC": 1 if channel == "postal" else 0,
         "User": json.dumps(user, ensure_ascii=False, separators=(",", ":")),
     }
 

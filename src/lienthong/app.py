@@ -427,6 +427,7 @@ def build_adapter(
             password=dest.password.get_secret_value(),
             login_path=dest.login_path,
             service_path=dest.service_path,
+            madonvi=dest.madonvi,
         )
         return PortalAdapter(name, peer, credentials)
     if isinstance(dest, EmcDestination):
@@ -436,7 +437,13 @@ def build_adapter(
         return build_vnpt(name, dest, events, base_dir)
     if isinstance(dest, ViettelDestination):
         viettel = ViettelAccount(
-            dest.username, dest.password.get_secret_value(), dest.supplier_tax_code, dest.login_path
+            dest.username,
+            dest.password.get_secret_value(),
+            dest.supplier_tax_code,
+            dest.login_path,
+            token_as=dest.token_as,
+            duplicate_codes=frozenset(dest.duplicate_codes),
+            not_found_codes=frozenset(dest.not_found_codes),
         )
         return ViettelInvoiceAdapter(name, peer, viettel, events=events)
     if isinstance(dest, ProvincialDestination):
