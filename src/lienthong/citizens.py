@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import unicodedata
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,8 +30,17 @@ from lienthong.errors import (
 from lienthong.mappings import CompiledMapping
 from lienthong.observability.metrics import Metrics
 
-_ID = re.compile(r"^\d{12}$")
-_BIRTH = (re.compile(r"^(\d{2})/(\d{2})/(\d{4})$"), re.compile(r"^(\d{4})(\d{2})(\d{2})$"))
+# ASCII digits, matched whole: Python's \d takes any Unicode digit (full-width ０-９), $ a trailing newline.
+_ID = re.compile(r"[0-9]{12}")
+_BIRTH = (re.compile(r"([0-9]{2})/([0-9]{2})/([0-9]{4})"), re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})"))
+MAX_PURPOSE_CHARS = 500
+"""The longest purpose (X-Purpose, decoded) a look-up may give, in characters."""
+MAX_OFFICIAL_ID_CHARS = 100
+"""The longest official's id (X-Official-Id), in characters."""
+_MAX_FORM_CHARS = 64  # as audited: an unknown form's name is refused, yet recorded
+_CONTROL = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+"""Unicode categories refused in audited text: controls (NUL, CR, LF), format characters (bidi overrides,
+zero-width spaces) that change how a record reads, surrogates, and line and paragraph separators."""
 
 
 class PrefillRefused(Exception):
@@ -106,7 +116,9 @@ class Prefill:
                 "accountability_required",
                 "say who asks and why: send the official's id in X-Official-Id and the purpose in X-Purpose",
             )
-        if not _ID.match(request.id_number):
+        _check_text(request.official_id, "X-Official-Id", MAX_OFFICIAL_ID_CHARS, "invalid_official_id")
+        _check_text(request.purpose, "X-Purpose", MAX_PURPOSE_CHARS, "invalid_purpose")
+        if not _ID.fullmatch(request.id_number):
             raise PrefillRefused(422, "invalid_id", "SoDinhDanh must be 12 digits", path="id")
         form = self._forms.get(request.form)
         if form is None:
@@ -122,21 +134,40 @@ class Prefill:
             request_id,
             self._outbox.now_ms(),
             request.caller,
-            request.official_id,
-            request.purpose,
+            _audited(request.official_id, MAX_OFFICIAL_ID_CHARS),
+            _audited(request.purpose, MAX_PURPOSE_CHARS),
             subject,
-            request.form,
+            _audited(request.form, _MAX_FORM_CHARS),
             outcome,
         )
         # No audit, no answer: a StoreError here replaces the result, and the caller gets 503.
         await self._outbox.record_lookup(record)
 
 
+def _check_text(text: str, header: str, max_chars: int, code: str) -> None:
+    """Refuse (422, naming ``header``) text longer than ``max_chars`` or holding control characters."""
+    if len(text) > max_chars:
+        message = f"{header} holds at most {max_chars} characters (decoded), this one has {len(text)}"
+        raise PrefillRefused(422, code, message, path=header)
+    control = next((n for n, c in enumerate(text) if unicodedata.category(c) in _CONTROL), None)
+    if control is not None:
+        message = (
+            f"{header} must not hold control characters: U+{ord(text[control]):04X} at position {control}"
+        )
+        raise PrefillRefused(422, code, message, path=header)
+
+
+def _audited(text: str, max_chars: int) -> str:
+    """``text`` as the audit may keep it, whatever the request held: control characters shown as U+FFFD,
+    at most ``max_chars`` characters."""
+    return "".join("\ufffd" if unicodedata.category(c) in _CONTROL else c for c in text[:max_chars])
+
+
 def _birth_date(text: str | None) -> str | None:
     if text is None or not text.strip():
         return None
     for pattern in _BIRTH:
-        match = pattern.match(text.strip())
+        match = pattern.fullmatch(text.strip())
         if match:
             parts = match.groups()
             return "".join(reversed(parts)) if pattern is _BIRTH[0] else "".join(parts)
