@@ -82,7 +82,9 @@ def test_every_destination_is_tried_and_all_good_exits_zero(
 
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
     assert set(lines) == {"portal", "emc", "province", "vnpt"}
-    assert "ok" in lines["portal"].split()[1]
+    assert lines["portal"].split()[1] == "ok"
+    assert "portal login ok" in lines["portal"]
+    assert peers.portal.received == []  # a login, no dossier
     assert "plain http: no TLS" in lines["emc"]
     assert "certificate valid until" in lines["province"]
     assert "OAuth2 token from 127.0.0.1" in lines["province"]
@@ -119,6 +121,9 @@ def test_an_unreachable_an_expired_and_an_incomplete_destination_each_fail_by_na
             },
         )
         data = json.loads(config.read_text())
+        data["destinations"]["portal"]["password"] = "not-the-password"
+        config.write_text(json.dumps(data))
+        data = json.loads(config.read_text())
         data["destinations"]["vnpt"]["portal_wsdl"] = f"{tenant.url}/Nowhere.asmx?wsdl"
         config.write_text(json.dumps(data))
 
@@ -132,5 +137,6 @@ def test_an_unreachable_an_expired_and_an_incomplete_destination_each_fail_by_na
     assert "certificate" in lines["expired"].lower()
     assert lines["vnpt"].split()[1] == "FAILED"
     assert "cannot read a VNPT WSDL" in lines["vnpt"] or "lack the operation" in lines["vnpt"]
-    assert lines["portal"].split()[1] == "ok"
-    assert "3 of 5 destinations failed: gone, expired, vnpt" in captured.err
+    assert lines["portal"].split()[1] == "FAILED"
+    assert "portal login refused" in lines["portal"]
+    assert "4 of 5 destinations failed: portal, gone, expired, vnpt" in captured.err

@@ -47,6 +47,9 @@ def test_the_printed_destinations_reach_every_peer_and_ctrl_c_stops_it(
         assert main(["check", str(path), "--connect"]) == 0, capsys.readouterr()
         out = capsys.readouterr().out
         assert out.count(" ok ") >= len(SANDBOX_KINDS), out
+        assert "portal login ok" in out
+        assert "Viettel login ok" in out
+        assert "WSDLs read, operations present" in out
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=20)

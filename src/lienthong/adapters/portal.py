@@ -132,6 +132,12 @@ class PortalAdapter:
             )
         return answer
 
+    async def probe(self) -> str:
+        """Log in (``check --connect``): the credentials and dstcode work, and nothing else is sent."""
+        with map_transport_errors(self.name, "login"):
+            await self._current_session()
+        return "portal login ok (a session was given)"
+
     async def _current_session(self) -> str:
         if self._session is not None:
             return self._session

@@ -187,6 +187,12 @@ class ViettelInvoiceAdapter:
             raise self._unknown(operation, f"a search answer without a list of invoices: {results!r:.120}")
         return self._found(results[0], operation)
 
+    async def probe(self) -> str:
+        """Log in (``check --connect``): the account works, and no invoice is sent."""
+        with map_transport_errors(self.name, "login"):
+            await self._current_token()
+        return "Viettel login ok (a token was given)"
+
     async def aclose(self) -> None:
         await self._peer.aclose()
 
