@@ -652,3 +652,39 @@ async def test_hostile_callbacks_cannot_fill_the_disk(node: Running, tmp_path: P
     assert db.exists()
     state = (await node.client.get(f"/v1/payments/{reference}", headers=AUTH)).json()
     assert state["status"] == "initiated"
+
+
+async def test_init_carries_the_receipt_information_and_the_platforms_bearer_token(
+    run_node: RunNode, tmp_path: Path, peers: Peers
+) -> None:
+    peer = PayGovSandbox(secret=SECRET, access_token="platform-issued-token")
+    with ThreadedServer(lambda: peer) as server:
+        peer.base_url = server.url
+        data = payments_config(tmp_path, peers, server.url)
+        data["destinations"]["paygov"]["auth"] = {"kind": "bearer", "token": "platform-issued-token"}
+        data["routes"][-1]["deliver"][0]["params"] = {"beneficiary_account": "1234567890"}
+        running: Running = await run_node(**data)
+        reference = await requested(running)
+
+        (init,) = peer.received
+        info = init.body["ThongTinBienLai"]
+        event, _ = payment_request()
+        expected = (event["dossier"]["code"], event["unit_code"], "1234567890")
+        assert (info["MaHoSo"], info["MaDonVi"], info["TKThuHuong"]) == expected
+        assert [f["SoTien"] for f in info["PhiLePhi"]] == [100_000, 25_000]
+        assert (await running.client.get(f"/v1/payments/{reference}", headers=AUTH)).json()["pay_url"]
+
+
+async def test_init_without_the_platforms_token_is_refused_and_not_retried(
+    run_node: RunNode, tmp_path: Path, peers: Peers
+) -> None:
+    peer = PayGovSandbox(secret=SECRET, access_token="platform-issued-token")
+    with ThreadedServer(lambda: peer) as server:
+        running: Running = await run_node(**payments_config(tmp_path, peers, server.url))
+        event, _ = payment_request()
+        (message_id,) = (await running.post(event)).json()["message_ids"]
+        await running.settle()
+        view = await running.node.outbox.message(message_id)
+        assert view is not None
+        assert (view.status, view.attempts) == ("dead", 1)
+        assert "http 401" in str(view.last_error)

@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from lienthong import __version__
-from lienthong.adapters.auth import AuthenticatedTransport, BasicAuth, OAuth2ClientCredentials
+from lienthong.adapters.auth import AuthenticatedTransport, BasicAuth, OAuth2ClientCredentials, StaticBearer
 from lienthong.adapters.base import Adapter
 from lienthong.adapters.einvoice.viettel import ViettelAccount, ViettelInvoiceAdapter
 from lienthong.adapters.einvoice.vnpt import VnptAccount, VnptInvoiceAdapter, VnptServices
@@ -51,6 +51,7 @@ from lienthong.certs import client_context
 from lienthong.citizens import Prefill
 from lienthong.config import (
     BasicAuthConfig,
+    BearerTokenConfig,
     Config,
     Destination,
     EmcDestination,
@@ -372,6 +373,8 @@ def destination_transport(dest: Destination, base_dir: Path) -> httpx.AsyncBaseT
         return transport
     if isinstance(auth, BasicAuthConfig):
         return AuthenticatedTransport(transport, BasicAuth(auth.username, auth.password.get_secret_value()))
+    if isinstance(auth, BearerTokenConfig):
+        return AuthenticatedTransport(transport, StaticBearer(auth.token.get_secret_value()))
     strategy = OAuth2ClientCredentials(
         transport,
         token_url=auth.token_url,

@@ -141,6 +141,13 @@ class BasicAuthConfig(_Model):
     password: SecretStr
 
 
+class BearerTokenConfig(_Model):
+    """A fixed token the system issued, sent as ``Authorization: Bearer`` (the payment platform's)."""
+
+    kind: Literal["bearer"]
+    token: SecretStr = Field(description="The token (use ${ENV}).")
+
+
 class OAuth2Config(_Model):
     """OAuth2 client credentials, as provincial LGSP gateways issue Bearer tokens."""
 
@@ -171,8 +178,10 @@ class _HttpDestination(_Model):
     base_url: str = Field(pattern=r"^https?://", description="Scheme, host and port of the system.")
     timeout_s: float = Field(default=10.0, gt=0)
     max_connections: int = Field(default=64, ge=1)
-    auth: Annotated[BasicAuthConfig | OAuth2Config, Field(discriminator="kind")] | None = Field(
-        default=None, description="How lienthong authenticates to this system: basic or oauth2."
+    auth: (
+        Annotated[BasicAuthConfig | BearerTokenConfig | OAuth2Config, Field(discriminator="kind")] | None
+    ) = Field(
+        default=None, description="How lienthong authenticates to this system: basic, bearer or oauth2."
     )
     tls: TlsConfig | None = None
 

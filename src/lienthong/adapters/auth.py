@@ -43,6 +43,20 @@ class BasicAuth:
         return False  # the same credentials would be refused again
 
 
+class StaticBearer:
+    """A fixed token the peer issued, sent as ``Authorization: Bearer`` (the payment platform's
+    ``AccessToken`` in a public client). A 401 is final: the same token would be refused again."""
+
+    def __init__(self, token: str) -> None:
+        self._header = {"authorization": f"Bearer {token}"}
+
+    async def headers(self) -> dict[str, str]:
+        return self._header
+
+    async def rejected(self) -> bool:
+        return False
+
+
 class OAuth2ClientCredentials:
     """RFC 6749 §4.4: POST the token endpoint with the client's id and secret (HTTP basic)."""
 

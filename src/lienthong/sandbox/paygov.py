@@ -44,10 +44,12 @@ class PayGovSandbox(Peer):
         secret: str = "sandbox-paygov-secret",  # noqa: S107 (a simulator's own test secret)
         path: str = "/api/paygov",
         answers: Literal["wrapped", "flat"] = "wrapped",
+        access_token: str | None = None,
         faults: FaultPlan | None = None,
     ) -> None:
         super().__init__(faults)
         self.answers = answers
+        self.access_token = access_token  # when set, every message must carry it as a Bearer token
         self.partner_code = partner_code
         self.secret = secret
         self.payments: dict[str, SandboxPayment] = {}
@@ -56,6 +58,11 @@ class PayGovSandbox(Peer):
         self.routes[("POST", path)] = self._message
 
     async def _message(self, request: Request) -> Answer:
+        if (
+            self.access_token is not None
+            and request.headers.get("authorization") != f"Bearer {self.access_token}"
+        ):
+            return Answer.json({"error_code": "401", "message": "Unauthorized"}, 401)
         try:
             message = orjson.loads(request.body)
         except orjson.JSONDecodeError:
