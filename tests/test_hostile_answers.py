@@ -14,8 +14,13 @@ import pytest
 from starlette.types import Receive, Scope, Send
 
 from lienthong.adapters.emc import EmcAdapter
-from lienthong.adapters.http import DEFAULT_MAX_ANSWER_BYTES, HttpPeer, make_transport
-from lienthong.adapters.population import CitizenQuery, PopulationAdapter, make_soap_transport
+from lienthong.adapters.http import HttpPeer, make_transport
+from lienthong.adapters.population import (
+    DEFAULT_MAX_SOAP_ANSWER_BYTES,
+    CitizenQuery,
+    PopulationAdapter,
+    make_soap_transport,
+)
 from lienthong.bus.store import ClaimedDelivery, StoredEvent
 from lienthong.errors import PopulationUnavailable, RetryableError
 from lienthong.serving import ThreadedServer
@@ -90,7 +95,7 @@ def huge() -> Iterator[tuple[HugeAnswers, str]]:
 def population(url: str, max_answer_bytes: int | None = None) -> PopulationAdapter:
     """The adapter with a cap of ``max_answer_bytes`` on the SOAP transport only; None: the defaults."""
     client = httpx.AsyncClient(transport=make_transport(max_connections=1))
-    soap = make_soap_transport(client, max_answer_bytes=max_answer_bytes or DEFAULT_MAX_ANSWER_BYTES)
+    soap = make_soap_transport(client, max_answer_bytes=max_answer_bytes or DEFAULT_MAX_SOAP_ANSWER_BYTES)
     return PopulationAdapter(
         "population",
         soap,
@@ -110,9 +115,9 @@ async def test_a_huge_soap_answer_is_refused_at_the_cap_without_reading_it_all(
     huge: tuple[HugeAnswers, str],
 ) -> None:
     peer, url = huge
-    adapter = population(url, max_answer_bytes=1 * MiB)
+    adapter = population(url, max_answer_bytes=512 * 1024)
     try:
-        with pytest.raises(PopulationUnavailable, match=r"larger than the limit of 1,048,576 bytes"):
+        with pytest.raises(PopulationUnavailable, match=r"larger than the limit of 524,288 bytes"):
             await adapter.lookup(CitizenQuery("046090000123", "CB-1", "lk-1"))
     finally:
         await adapter.aclose()
@@ -121,11 +126,11 @@ async def test_a_huge_soap_answer_is_refused_at_the_cap_without_reading_it_all(
     assert peer.streamed < 32 * MiB  # the client stopped: what was written is at most the socket buffers
 
 
-async def test_the_soap_cap_defaults_to_8_mib(huge: tuple[HugeAnswers, str]) -> None:
+async def test_the_soap_cap_defaults_to_1_mib(huge: tuple[HugeAnswers, str]) -> None:
     peer, url = huge
     adapter = population(url)
     try:
-        with pytest.raises(PopulationUnavailable, match=r"larger than the limit of 8,388,608 bytes"):
+        with pytest.raises(PopulationUnavailable, match=r"larger than the limit of 1,048,576 bytes"):
             await adapter.lookup(CitizenQuery("046090000123", "CB-1", "lk-1"))
     finally:
         await adapter.aclose()

@@ -43,7 +43,7 @@ class ServerConfig(_Model):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="Larger bodies get 413.")
     max_batch_events: int = Field(default=1000, ge=1, description="Most events in one POST /v1/events.")
     max_bodies_bytes: int = Field(
-        default=16 * 1024 * 1024,
+        default=8 * 1024 * 1024,
         ge=1024,
         description="Request bodies being read and handled at once, all requests together, in bytes (at"
         " least max_body_bytes); past it: 503 with Retry-After.",

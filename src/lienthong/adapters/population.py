@@ -24,7 +24,7 @@ from zeep.helpers import serialize_object
 from zeep.proxy import AsyncServiceProxy
 from zeep.transports import AsyncTransport
 
-from lienthong.adapters.http import DEFAULT_MAX_ANSWER_BYTES, read_capped
+from lienthong.adapters.http import read_capped
 from lienthong.adapters.soap import SAFE, map_soap_errors
 from lienthong.errors import (
     CitizenMismatch,
@@ -109,17 +109,22 @@ def wsdl_path() -> str:
     return str(resources.files("lienthong.adapters") / "wsdl" / "population.wsdl")
 
 
+DEFAULT_MAX_SOAP_ANSWER_BYTES = 1024 * 1024
+"""The default cap on one SOAP answer, in bytes (1 MiB). A citizen record or an invoice's status is a few KB,
+and zeep's parse takes some 40 times an answer's size: a 24 MB answer took the node from 99 MB to 1 GB."""
+
+
 def make_soap_transport(
     client: httpx.AsyncClient,
     *,
-    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+    max_answer_bytes: int = DEFAULT_MAX_SOAP_ANSWER_BYTES,
     wsdl_client: httpx.Client | None = None,
 ) -> AsyncTransport:
     """zeep's async transport over ``client``. The WSDL is read from the package, never fetched, unless
     ``wsdl_client`` is given to fetch it (VNPT's tenants host their own WSDLs).
 
     An answer is read as a stream and dropped, before zeep parses it, once its decoded size passes
-    ``max_answer_bytes`` (default 8 MiB): ``AnswerTooLarge``, which the adapters treat as retry-later.
+    ``max_answer_bytes`` (default 1 MiB): ``AnswerTooLarge``, which the adapters treat as retry-later.
     """
     return _CappedSoapTransport(
         client=client,

@@ -18,8 +18,8 @@ import orjson
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-DEFAULT_MAX_TOTAL_BYTES = 16 * 1024 * 1024
-"""Bytes of request bodies in flight, all requests together (16 MiB; config ``server.max_bodies_bytes``)."""
+DEFAULT_MAX_TOTAL_BYTES = 8 * 1024 * 1024
+"""Bytes of request bodies in flight, all requests together (8 MiB; config ``server.max_bodies_bytes``)."""
 RETRY_AFTER_S = 1
 
 
@@ -63,7 +63,7 @@ class _Hold:
 
 
 class BodySizeLimit:
-    """``max_bytes`` per body (413 past it); ``max_total_bytes`` (default 16 MiB, at least ``max_bytes``)
+    """``max_bytes`` per body (413 past it); ``max_total_bytes`` (default 8 MiB, at least ``max_bytes``)
     for all bodies in flight (503 with Retry-After past it)."""
 
     def __init__(
