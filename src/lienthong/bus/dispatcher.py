@@ -96,6 +96,10 @@ class Dispatcher:
         except StoreError:
             log.exception("claiming from the outbox failed; trying again at the next poll")
             return
+        if self._stopping:
+            # ``stop`` began while the claim was under way and waits only for deliveries already started:
+            # these stay in flight in the store, and the next start's recover() makes them pending again.
+            return
         for delivery in claimed:
             task = asyncio.create_task(self._deliver(delivery), name=f"deliver {delivery.message_id}")
             self._tasks.add(task)
