@@ -68,6 +68,7 @@ from lienthong.mappings import BUNDLED_PREFIX, CompiledMapping, FunctionRegistry
 from lienthong.observability.metrics import Metrics
 from lienthong.payments import CallbackScheme, HmacFieldsScheme, PayGovScheme
 from lienthong.payments.callbacks import PaymentCallbacks, RefusalLimiter
+from lienthong.request_limits import RequestLimits
 
 log = logging.getLogger("lienthong.app")
 
@@ -213,8 +214,21 @@ def build_api(node: Lienthong) -> FastAPI:
                 max_callback_bytes=config.payments.max_callback_bytes,
             )
         )
-    api.add_middleware(BodySizeLimit, max_bytes=config.server.max_body_bytes)
+    api.add_middleware(
+        BodySizeLimit, max_bytes=config.server.max_body_bytes, max_total_bytes=config.server.max_bodies_bytes
+    )
     return api
+
+
+def request_limits(config: Config) -> RequestLimits:
+    """The ``server`` section's limits on each request's head and pace."""
+    server = config.server
+    return RequestLimits(
+        max_header_bytes=server.max_header_bytes,
+        max_headers=server.max_headers,
+        header_timeout_s=server.header_timeout_s,
+        body_timeout_s=server.body_timeout_s,
+    )
 
 
 def route_operations(config: Config, destination: str) -> list[str]:

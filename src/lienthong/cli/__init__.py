@@ -200,7 +200,7 @@ def _token_hash(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from lienthong.app import build  # noqa: PLC0415
+    from lienthong.app import build, request_limits  # noqa: PLC0415
     from lienthong.serving import HttpServer, on_stop_signals, run, tune_runtime  # noqa: PLC0415
 
     config = _load(args.config)
@@ -208,7 +208,13 @@ def _run(args: argparse.Namespace) -> int:
     tune_runtime()
 
     async def serve() -> None:
-        server = HttpServer(node.api, host=config.server.host, port=config.server.port, lifespan="on")
+        server = HttpServer(
+            node.api,
+            host=config.server.host,
+            port=config.server.port,
+            lifespan="on",
+            limits=request_limits(config),
+        )
         logging.getLogger("lienthong").info("serving on %s", server.url)
         stop = asyncio.Event()
         with on_stop_signals(stop):
