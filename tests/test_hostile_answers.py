@@ -117,10 +117,11 @@ async def test_a_huge_soap_answer_is_refused_at_the_cap_without_reading_it_all(
     peer, url = huge
     adapter = population(url, max_answer_bytes=512 * 1024)
     try:
-        with pytest.raises(PopulationUnavailable, match=r"larger than the limit of 524,288 bytes"):
+        with pytest.raises(PopulationUnavailable, match=r"larger than the limit of 524,288 bytes") as caught:
             await adapter.lookup(CitizenQuery("046090000123", "CB-1", "lk-1"))
     finally:
         await adapter.aclose()
+    assert "cannot reach" not in str(caught.value)  # the service was reached: it said too much
     assert peer.stopped.wait(10)
     assert not peer.finished
     assert peer.streamed < 32 * MiB  # the client stopped: what was written is at most the socket buffers

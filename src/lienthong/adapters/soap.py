@@ -18,6 +18,7 @@ import zeep.exceptions
 from lxml import etree
 
 from lienthong.adapters.base import exception_text
+from lienthong.adapters.http import AnswerTooLarge
 from lienthong.errors import LienthongError
 
 # DESIGN §6: no DTDs, no entities, no external references, no huge trees.
@@ -84,6 +85,8 @@ def soap_failure(exc: BaseException) -> Verdict | None:
         return "retry", f"the answer is not SOAP: {exception_text(exc)[:200]}", None
     if isinstance(exc, zeep.exceptions.Error):
         return "retry", f"the answer does not match the WSDL: {exception_text(exc)}", None
+    if isinstance(exc, AnswerTooLarge):
+        return "retry", str(exc), None
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
         return "retry", "the service did not answer in time", None
     if isinstance(exc, httpx.HTTPError | aiohttp.ClientError | OSError):
