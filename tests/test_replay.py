@@ -186,6 +186,7 @@ def undo_version_3(db: sqlite3.Connection) -> None:
     """What version 3 added: events' caller, payments' channel, callbacks' bounded summary, findings."""
     db.execute("ALTER TABLE events DROP COLUMN caller")
     db.execute("ALTER TABLE payments DROP COLUMN channel")
+    db.execute("ALTER TABLE payments DROP COLUMN caller")
     db.execute("DROP INDEX payment_callbacks_reference")
     for column in ("source", "body_sha256", "body_bytes", "detail"):
         db.execute(f"ALTER TABLE payment_callbacks DROP COLUMN {column}")

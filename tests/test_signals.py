@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -141,3 +142,20 @@ def test_a_demo_stopped_before_its_summary_exits_zero_and_removes_its_files(
     for word in UNCLEAN:
         assert word not in text, text[-3000:]
     assert not workdir.exists()
+
+
+@pytest.mark.parametrize("delay_s", [0.8, 1.6])
+def test_a_stop_signal_while_starting_up_exits_zero_quietly(bus: Bus, delay_s: float) -> None:
+    with bus.log.open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lienthong.cli", "run", str(bus.config)],
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+    time.sleep(delay_s)
+    os.killpg(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0, bus.log.read_text()[-3000:]
+    for word in UNCLEAN:
+        assert word not in bus.log.read_text()
+    bus.start()  # and the store it may have begun to open opens again

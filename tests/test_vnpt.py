@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -264,3 +265,36 @@ def test_a_wsdl_file_lacking_an_operation_the_routes_need_is_a_config_error(tmp_
     )
     assert "or listInvByCusFkey (PortalService)" in text
     assert "lack the operation cancelInv (BusinessService)" in text
+
+
+@pytest.mark.parametrize("text", ["OK:1/001;C26TAA-paygov-PG1_٣", "OK:1/001;C26TAA-paygov-PG1_²"])
+def test_a_number_that_is_not_ascii_digits_is_not_a_result(text: str) -> None:
+    with pytest.raises(ValueError, match="not a VNPT result"):
+        parse_result(text)
+
+
+def _claimed_with(transaction: str, channel: str = "vcb") -> Any:
+    from lienthong.bus.store import ClaimedDelivery, StoredEvent  # noqa: PLC0415
+
+    dossier = {"code": "HS-1", "payment": {"transaction_id": transaction, "channel": channel}}
+    event = StoredEvent("e1", "payment.confirmed", "U", "2026-12-02T10:00:00+07:00", dossier)
+    return ClaimedDelivery("m1", "vnpt", "issue", "HS-1", 0, 0, event)
+
+
+def test_two_payments_never_share_a_receipt_key() -> None:
+    from lienthong.adapters.einvoice.vnpt import fkey_for  # noqa: PLC0415
+
+    assert fkey_for(_claimed_with("PG0000000001", "paygov")) == "paygov-PG0000000001"  # plain ids stay
+    keys = {fkey_for(_claimed_with(t)) for t in ("FT26/0001", "FT26-0001", "FT26 0001", "FT26_0001")}
+    assert len(keys) == 4
+    assert all(re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", k) for k in keys)
+    assert fkey_for(_claimed_with("FT26/0001")) == fkey_for(_claimed_with("FT26/0001"))  # and stable
+
+
+async def test_a_look_up_number_that_is_not_ascii_is_unknown_never_an_internal_error(
+    vnpt: VnptInvoiceAdapter, sandbox: tuple[VnptSandbox, str]
+) -> None:
+    await vnpt.issue("paygov-PG8", receipt())
+    sandbox[0].invoices["paygov-PG8"].number = "²"
+    with pytest.raises(RetryableError, match="not a published one"):
+        await vnpt.issue("paygov-PG8", receipt())

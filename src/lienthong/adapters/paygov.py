@@ -180,6 +180,7 @@ class PayGovAdapter:
                 status="initiated",
                 transaction_id="",
                 updated_ms=self._outbox.now_ms(),
+                caller=event.caller,
             )
         )
         try:

@@ -7,6 +7,8 @@ after a retry is a duplicate, accepted once.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,8 +18,23 @@ from lienthong.bus.envelope import ParsedEvent, parse_body
 from lienthong.bus.ingest import Ingestor
 from lienthong.bus.store import ClaimedDelivery, IngestItem, Outcome
 
-INTERNAL_EVENT_TYPES = frozenset({"receipt.issued", "delivery.failed"})
-"""Types only lienthong raises; the API refuses them from outside."""
+INTERNAL_EVENT_TYPES = frozenset({"payment.confirmed", "receipt.issued", "delivery.failed"})
+"""Types only lienthong raises; the API refuses them from outside. ``payment.confirmed`` comes from a
+verified callback only (decision 0007): from outside it would be a receipt without a payment."""
+INTERNAL_ID_PREFIX = "lienthong:"
+"""Event ids lienthong gives the events it raises; the API refuses ids with it from outside, so no caller
+can take one first and block the event it stands for."""
+_PLAIN = re.compile(r"^[\x21-\x7e]{1,100}$")
+
+
+def internal_event_id(kind: str, *parts: str) -> str:
+    """``lienthong:<kind>:<part>:…``, the same for the same parts; parts that would not make a plain
+    printable id of at most 128 characters are replaced by their SHA-256 (still the same for the same)."""
+    text = ":".join((kind, *parts))
+    if _PLAIN.match(text):
+        return f"{INTERNAL_ID_PREFIX}{text}"
+    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:48]
+    return f"{INTERNAL_ID_PREFIX}{kind}:sha256:{digest}"
 
 
 class EventSink:
@@ -48,14 +65,14 @@ class EventSink:
             "error": outcome.error or "",
         }
         event = {
-            "event_id": f"failed:{delivery.message_id}:{outcome.attempt}",
+            "event_id": internal_event_id("failed", delivery.message_id, str(outcome.attempt)),
             "type": "delivery.failed",
             "occurred_at": at,
             "unit_code": delivery.event.unit_code,
             "dossier": {self._code_field: delivery.dossier_code, "failure": failure},
         }
         assert self._ingestor is not None, "EventSink.attach was not called"
-        return self._ingestor.plan(self._parse(event))
+        return self._ingestor.plan(self._parse(event), delivery.event.caller)
 
     async def receipt_issued(self, delivery: ClaimedDelivery, receipt: dict[str, str]) -> None:
         """Raise ``receipt.issued`` for the payment ``delivery`` carried; ``receipt`` has provider, fkey,
@@ -64,18 +81,21 @@ class EventSink:
         event = delivery.event
         await self.emit(
             {
-                "event_id": f"receipt:{receipt['provider']}:{receipt['fkey']}",
+                "event_id": internal_event_id("receipt", receipt["provider"], receipt["fkey"]),
                 "type": "receipt.issued",
                 "occurred_at": event.occurred_at,
                 "unit_code": event.unit_code,
                 "dossier": {**event.dossier, "receipt": receipt},
-            }
+            },
+            caller=event.caller,
         )
 
-    async def emit(self, event: dict[str, Any]) -> None:
-        """Raises StoreError when the event cannot be stored (the caller retries)."""
+    async def emit(self, event: dict[str, Any], *, caller: str = "") -> None:
+        """Store ``event`` as sent on behalf of ``caller`` (the sender of what caused it: it alone, and
+        operators, may read its messages). Raises StoreError when it cannot be stored (the caller
+        retries)."""
         assert self._ingestor is not None, "EventSink.attach was not called"
-        await self._ingestor.accept([self._parse(event)])
+        await self._ingestor.accept([self._parse(event)], caller)
 
     def _parse(self, event: dict[str, Any]) -> ParsedEvent:
         (parsed,), _ = parse_body(orjson.dumps(event), dossier_code_field=self._code_field, max_events=1)

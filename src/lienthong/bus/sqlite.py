@@ -123,7 +123,8 @@ CREATE TABLE IF NOT EXISTS payments (
     status          TEXT NOT NULL,
     transaction_id  TEXT NOT NULL,
     updated_ms      BIGINT NOT NULL,
-    channel         TEXT NOT NULL DEFAULT ''
+    channel         TEXT NOT NULL DEFAULT '',
+    caller          TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS payment_callbacks (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -237,6 +238,7 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: (
         "ALTER TABLE events ADD COLUMN caller TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE payments ADD COLUMN channel TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE payments ADD COLUMN caller TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE payment_callbacks ADD COLUMN source TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE payment_callbacks ADD COLUMN body_sha256 TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE payment_callbacks ADD COLUMN body_bytes INTEGER NOT NULL DEFAULT 0",
@@ -267,12 +269,12 @@ _MESSAGE_FIELDS = (
 _CLAIM = """
 SELECT json_group_array(json_array(seq, message_id, destination, operation, dossier_code, attempts,
                                    age_from_ms, event_id, type, unit_code, occurred_at, json(payload),
-                                   mapping, mapping_hash, replay_base))
+                                   mapping, mapping_hash, replay_base, caller))
 FROM (
     SELECT o.seq, o.message_id, o.destination, o.operation, o.dossier_code, o.attempts,
            COALESCE(o.replayed_ms, o.created_ms) AS age_from_ms,
            e.event_id, e.type, e.unit_code, e.occurred_at, e.payload, o.mapping, o.mapping_hash,
-           o.replay_base
+           o.replay_base, e.caller
     FROM outbox o JOIN events e ON e.event_id = o.event_id
     WHERE o.status = 'pending' AND o.next_attempt_ms <= ?
       AND NOT EXISTS (
@@ -516,9 +518,11 @@ class SqliteOutbox:
         if verdict == "accepted" and claim.status == "paid":
             verdict = self._confirm(confirmed, now_ms)
         elif verdict == "repeat" and claim.status == "paid" and confirmed is not None:
-            # The same transaction again: a duplicate of the stored event, or the same id with other
-            # content (another time, another bank), which is refused like any reused event id.
-            verdict = "repeat" if self._confirm(confirmed, now_ms) == "accepted" else "transaction_reused"
+            # The same transaction again: the stored event's content, or other content (another time,
+            # another bank), refused like any reused event id. Nothing is stored either way.
+            seen = self._known([confirmed.event.event_id]).get(confirmed.event.event_id)
+            if seen is not None and seen[0] != confirmed.event.payload_sha256:
+                verdict = "transaction_reused"
         if verdict == "accepted":
             self._db.execute(
                 "UPDATE payments SET status = ?, transaction_id = ?, channel = ?, updated_ms = ?"
@@ -583,12 +587,12 @@ class SqliteOutbox:
 
     def stored_event(self, event_id: str) -> StoredEvent | None:
         row = self._db.execute(
-            "SELECT event_id, type, unit_code, occurred_at, payload FROM events WHERE event_id = ?",
+            "SELECT event_id, type, unit_code, occurred_at, payload, caller FROM events WHERE event_id = ?",
             (event_id,),
         ).fetchone()
         if row is None:
             return None
-        return StoredEvent(row[0], row[1], row[2], row[3], orjson.loads(row[4])["dossier"])
+        return StoredEvent(row[0], row[1], row[2], row[3], orjson.loads(row[4])["dossier"], row[5])
 
     def replay(self, replays: list[Replay], *, by: str, reason: str, now_ms: int) -> list[str]:
         done: list[str] = []
@@ -684,7 +688,7 @@ def _ledger_row(entry: LedgerEntry, now_ms: int) -> tuple[Any, ...]:
 
 
 def _claimed(row: Sequence[Any]) -> ClaimedDelivery:
-    event = StoredEvent(row[7], row[8], row[9], row[10], row[11]["dossier"])
+    event = StoredEvent(row[7], row[8], row[9], row[10], row[11]["dossier"], row[15])
     return ClaimedDelivery(
         row[1], row[2], row[3], row[4], row[5], row[6], event, row[12] or "", row[13] or "", row[14]
     )

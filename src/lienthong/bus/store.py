@@ -82,6 +82,7 @@ class PaymentRecord:
     transaction_id: str
     updated_ms: int
     channel: str = ""
+    caller: str = ""  # who asked for the payment (the payment.requested event's sender)
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,7 @@ class StoredEvent:
     unit_code: str
     occurred_at: str
     dossier: dict[str, Any]
+    caller: str = ""  # who sent it; events lienthong raises carry on the caller of what caused them
 
 
 @dataclass(frozen=True)

@@ -298,12 +298,12 @@ def _serve(sock: socket.socket, frames: _Frames, store: OutboxStore, max_batch: 
     try:
         while True:
             while not pending:  # wait for the next call
-                data = sock.recv(_BUFFER)
+                data = _recv(sock)
                 if not data:
                     return  # the parent is gone: what was committed stays, nobody waits for the rest
                 pending.extend(frames.feed(data))
             while select.select([sock], [], [], 0)[0]:  # and take whatever else has arrived
-                data = sock.recv(_BUFFER)
+                data = _recv(sock)
                 if not data:
                     break
                 pending.extend(frames.feed(data))
@@ -324,6 +324,14 @@ def _serve(sock: socket.socket, frames: _Frames, store: OutboxStore, max_batch: 
     finally:
         store.close()
         sock.close()
+
+
+def _recv(sock: socket.socket) -> bytes:
+    """What has arrived; b"" when the parent is gone, by a clean close or a reset (it exited at once)."""
+    try:
+        return sock.recv(_BUFFER)
+    except ConnectionError:
+        return b""
 
 
 def _answers(batch: list[Op]) -> bytes:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +202,12 @@ def _token_hash(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    with _stopped_early():  # from the first moment: a service manager may stop us while we start
+        _serve(args)
+    return EXIT_OK
+
+
+def _serve(args: argparse.Namespace) -> None:
     from lienthong.app import build, request_limits  # noqa: PLC0415
     from lienthong.serving import HttpServer, on_stop_signals, run, tune_runtime  # noqa: PLC0415
 
@@ -222,7 +230,28 @@ def _run(args: argparse.Namespace) -> int:
         logging.getLogger("lienthong").info("stopped")
 
     run(serve())
-    return EXIT_OK
+
+
+class _StopRequested(Exception):
+    """A stop signal before the server's own handlers were in place."""
+
+
+@contextlib.contextmanager
+def _stopped_early() -> Iterator[None]:
+    """SIGINT or SIGTERM ends the block quietly wherever it is (starting up: nothing is acknowledged yet).
+    Once serving, ``serving.on_stop_signals`` handles them in the event loop instead, in order."""
+
+    def stop(signum: int, _frame: object) -> None:
+        raise _StopRequested(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    except _StopRequested:
+        logging.getLogger("lienthong").info("stopped while starting")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _demo(args: argparse.Namespace) -> int:

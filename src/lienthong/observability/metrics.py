@@ -66,7 +66,7 @@ class Metrics:
             "lienthong_payment_callbacks",
             "Payment callbacks received, by channel and verdict (accepted, repeat, duplicate_payment,"
             " contradiction, unknown_reference, amount_mismatch, transaction_reused, bad_signature, invalid,"
-            " too_large, throttled).",
+            " too_large; unrecorded: refused past the sender's recording budget).",
             ["channel", "verdict"],
             registry=registry,
         )

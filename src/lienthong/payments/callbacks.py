@@ -5,9 +5,11 @@ A callback is trusted only after its scheme verifies it. What a trusted callback
 pays, the ``payment.confirmed`` event: a reference is paid at most once, and states move forward only.
 
 Every callback is recorded, refused or not, as a bounded summary (``CallbackRecord``): fields cut to
-``CLIP`` characters, the body's hash and size, never the body. Refusals cost the sender: past
-``refusals_per_minute`` refused callbacks from one address, its callbacks are answered "throttled" unread
-and unrecorded (only counted), so an anonymous sender cannot fill the disk.
+``CLIP`` characters, the body's hash and size, never the body. Callbacks nobody vouched for (unreadable,
+too large, a signature that does not hold) are recorded within a budget per sender address
+(``refusals_per_minute``); past it they are still refused but only counted, so an anonymous sender cannot
+fill the disk, and cannot lock the real peer out either: a callback whose signature holds is always
+heard and recorded, from any address.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ from typing import Any, NoReturn
 
 import orjson
 
+from lienthong.bus.emit import internal_event_id
 from lienthong.bus.envelope import parse_body
 from lienthong.bus.ingest import Ingestor
 from lienthong.bus.outbox import Outbox
 from lienthong.bus.store import CallbackRecord, IngestItem, PaymentRecord, Settlement
+from lienthong.errors import InvalidEvent
 from lienthong.observability.metrics import Metrics
 from lienthong.payments.schemes import CallbackRefused, CallbackScheme
 from lienthong.payments.state import TAKEN, Claim, Verdict
@@ -99,16 +103,10 @@ class PaymentCallbacks:
     def scheme(self, channel: str) -> CallbackScheme:
         return self._schemes[channel]
 
-    def heard(self, channel: str, source: str) -> None:
-        """Raise CallbackRefused("throttled") when ``source`` has used up its refusals (nothing recorded)."""
-        if not self._limiter.allows(source):
-            self._metrics.payment_callbacks.labels(channel, "throttled").inc()
-            raise CallbackRefused("throttled", "too many refused callbacks from this address; try later")
-
     async def refuse(self, channel: str, source: str, body: bytes, verdict: str, message: str) -> NoReturn:
-        """Record a callback refused before it was read, and raise CallbackRefused."""
+        """Record (within the sender's budget) a callback refused unread, and raise CallbackRefused."""
         now = self._outbox.now_ms()
-        await self._finish(_summary(now, channel, source, body, "", "", verdict, "", message))
+        await self._unverified(_summary(now, channel, source, body, "", "", verdict, "", message))
         raise CallbackRefused(verdict, message)
 
     async def receive(
@@ -116,12 +114,10 @@ class PaymentCallbacks:
     ) -> Received:
         """Raise CallbackRefused (recorded) or KeyError for an unknown channel."""
         scheme = self._schemes[channel]
-        self.heard(channel, source)
         data = _json(body)
         if not isinstance(data, dict):
             await self.refuse(channel, source, body, "invalid", "the callback must be a JSON object")
         reference, transaction = scheme.fields(data)
-
         now = self._outbox.now_ms()
 
         def record(verdict: str, status: str, detail: str) -> CallbackRecord:
@@ -129,29 +125,42 @@ class PaymentCallbacks:
 
         if not scheme.verify(data, headers):
             message = "the integrity code does not match: callback refused"
-            await self._finish(record("bad_signature", "", message))
+            await self._unverified(record("bad_signature", "", message))
             raise CallbackRefused("bad_signature", message)
         try:
             claim = scheme.read(data)
         except ValueError as exc:
-            await self._finish(record("invalid", "", str(exc)))
+            await self._verified(record("invalid", "", str(exc)))
             raise CallbackRefused("invalid", str(exc)) from exc
         payment = await self._outbox.payment(claim.reference)
-        confirmed = self._confirmed(payment, claim) if payment is not None else None
+        try:
+            confirmed = self._confirmed(payment, claim) if payment is not None else None
+        except InvalidEvent as exc:  # the claim cannot make a storable event: say why, and record it
+            message = f"the callback cannot become an event: {exc.message}"
+            await self._verified(record("invalid", claim.status, message))
+            raise CallbackRefused("invalid", message) from exc
         settlement = Settlement(claim, record("", claim.status, ""), confirmed)
         verdict = await self._outbox.settle_payment(settlement)
         self._metrics.payment_callbacks.labels(channel, verdict).inc()
         if verdict not in TAKEN:
-            self._limiter.spend(source)
             raise CallbackRefused(verdict, _explain(verdict, claim, payment))
-        if verdict == "accepted" and confirmed is not None and claim.status == "paid":
+        if verdict == "accepted" and confirmed is not None:
             self._ingestor.stored([confirmed])
         return Received(verdict, claim)
 
-    async def _finish(self, record: CallbackRecord) -> None:
+    async def _verified(self, record: CallbackRecord) -> None:
+        """Record a refusal of a callback whose signature held: always (its sender is the peer itself)."""
         self._metrics.payment_callbacks.labels(record.channel, record.verdict).inc()
-        self._limiter.spend(record.source)
         await self._outbox.record_callback(record)
+
+    async def _unverified(self, record: CallbackRecord) -> None:
+        """Record a refusal of a callback nobody vouched for, within its sender's budget; past it, count it
+        only. Never refuses anything itself: the peer's own callbacks from that address still go through."""
+        if not self._limiter.allows(record.source):
+            self._metrics.payment_callbacks.labels(record.channel, "unrecorded").inc()
+            return
+        self._limiter.spend(record.source)
+        await self._verified(record)
 
     def _confirmed(self, payment: PaymentRecord, c: Claim) -> IngestItem | None:
         """The ``payment.confirmed`` event this claim raises if it pays the payment."""
@@ -168,14 +177,14 @@ class PaymentCallbacks:
             "bank_code": c.bank_code,
         }
         event = {
-            "event_id": f"{c.channel}:{c.transaction_id}",
+            "event_id": internal_event_id("paid", c.channel, c.transaction_id),
             "type": "payment.confirmed",
             "occurred_at": c.occurred_at,
             "unit_code": payment.unit_code,
             "dossier": dossier,
         }
         (parsed,), _ = parse_body(orjson.dumps(event), dossier_code_field=self._code_field, max_events=1)
-        return self._ingestor.plan(parsed)
+        return self._ingestor.plan(parsed, payment.caller)  # the sender of payment.requested
 
 
 def _json(body: bytes) -> Any:

@@ -51,7 +51,7 @@ def paygov_code(message: Mapping[str, Any], fields: Sequence[str], secret: str) 
 
 
 class CallbackRefused(Exception):
-    """``verdict`` is what the record says (bad_signature, invalid, too_large, throttled, or a
+    """``verdict`` is what the record says (bad_signature, invalid, too_large, or a
     ``payments.state.Verdict`` refusal)."""
 
     def __init__(self, verdict: str, message: str) -> None:
@@ -81,7 +81,7 @@ class PayGovScheme:
 
     Its status is ``MaLoi`` alone ("00" paid, anything else failed), as a public receiver reads it: the
     confirm carries no ``TrangThaiGD`` (docs/contracts.md §2). A ``TrangThaiGD`` that is there anyway is
-    read (1 paid, 3 pending, 4 failed), and a paid one with another MaLoi is failed.
+    not signed: it can only mark an unpaid one pending (3).
     """
 
     channel = "paygov"
@@ -97,15 +97,15 @@ class PayGovScheme:
         return hmac.compare_digest(given, expected) and body.get("MaDoiTac") == self._partner_code
 
     def read(self, body: Mapping[str, Any]) -> Claim:
-        paid = field_text(body.get("MaLoi")) == "00"
-        if "TrangThaiGD" in body and body["TrangThaiGD"] not in (None, ""):
-            status = PAYGOV_STATUS.get(field_text(body["TrangThaiGD"]))
-            if status is None:
-                raise ValueError(f"TrangThaiGD must be 1, 3 or 4, got {body['TrangThaiGD']!r:.40}")
-            if status == "paid" and not paid:
-                status = "failed"
-        else:
-            status = "paid" if paid else "failed"
+        # MaLoi is signed, TrangThaiGD is not: only MaLoi says "paid". TrangThaiGD, when present, may
+        # only tell a pending payment (3) from a failed one among those MaLoi says are not paid.
+        status: PaymentStatus = "paid" if field_text(body.get("MaLoi")) == "00" else "failed"
+        state = body.get("TrangThaiGD")
+        if state not in (None, ""):
+            if field_text(state) not in PAYGOV_STATUS:
+                raise ValueError(f"TrangThaiGD must be 1, 3 or 4, got {state!r:.40}")
+            if status != "paid" and PAYGOV_STATUS[field_text(state)] == "pending":
+                status = "pending"
         return Claim(
             self.channel,
             _required(body, "MaGiaoDich"),
@@ -164,9 +164,11 @@ class HmacFieldsScheme:
             raise ValueError(f"status must be paid or failed, got {status!r:.40}")
         paid_at = _required(body, "paid_at")
         try:
-            datetime.fromisoformat(paid_at)
+            aware = datetime.fromisoformat(paid_at).tzinfo is not None
         except ValueError:
-            raise ValueError(f"paid_at must be ISO 8601, got {paid_at!r:.40}") from None
+            aware = False
+        if not aware:
+            raise ValueError(f"paid_at must be ISO 8601 with its UTC offset, got {paid_at!r:.40}")
         return Claim(
             self.channel,
             _required(body, "transaction_id"),

@@ -21,6 +21,7 @@ found included, is "unknown": retried, never "delivered", never issued again.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ from lienthong.bus.store import ClaimedDelivery
 from lienthong.errors import PermanentError, RetryableError
 from lienthong.mappings.xmlout import to_xml
 
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_.-]+$")
+_PLAIN_KEY_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
 _OK = re.compile(r"^OK:(?P<pattern>[^;]*);(?P<serial>[^-]*)-(?P<rest>.*)$")
 # ImportAndPublishInv's ERR:n as VNPT's integration document gives them (docs/contracts.md §1), and
 # whether trying again can help. The same number means other things in other operations.
@@ -100,21 +103,32 @@ def parse_result(text: str | None) -> Published | VnptFailure:
     if match is None:
         raise ValueError(f"not a VNPT result: {text[:80]!r}")
     fkey, _, number = match.group("rest").partition(",")[0].rpartition("_")
-    if not number.isdigit():  # a cash-register receipt: key_no_MCCQT
+    if not _digits(number):  # a cash-register receipt: key_no_MCCQT
         fkey, _, number = fkey.rpartition("_")
-    if not fkey or not number.isdigit():
+    if not fkey or not _digits(number):
         raise ValueError(f"not a VNPT result: {text[:80]!r}")
     return Published(match.group("pattern"), match.group("serial"), fkey, number)
 
 
+def _digits(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also takes ``٣`` and ``²``."""
+    return text.isascii() and text.isdigit()
+
+
 def fkey_for(delivery: ClaimedDelivery) -> str:
-    """The same for every attempt at one payment's receipt: channel and transaction id, else the event."""
+    """The same for every attempt at one payment's receipt, and different for different payments:
+    ``<channel>-<transaction id>`` when that is already plain (letters, digits, ``_.-``), else
+    ``<channel>-h<SHA-256 of it>`` (rewriting ``FT26/0001`` as ``FT26-0001`` would give two payments one
+    key). Without a payment, the same from the event id."""
     payment = delivery.event.dossier.get("payment")
     if isinstance(payment, dict) and payment.get("transaction_id"):
-        raw = f"{payment.get('channel') or 'pay'}-{payment['transaction_id']}"
+        channel, raw = str(payment.get("channel") or "pay"), str(payment["transaction_id"])
     else:
-        raw = delivery.event.event_id
-    return re.sub(r"[^A-Za-z0-9_.-]", "-", raw)
+        channel, raw = "event", delivery.event.event_id
+    if _PLAIN_KEY.match(channel) and _PLAIN_KEY.match(raw) and len(channel) + len(raw) < 64:
+        return f"{channel}-{raw}"
+    digest = hashlib.sha256(f"{channel}\x1f{raw}".encode()).hexdigest()[:32]
+    return f"{_PLAIN_KEY_CHARS.sub('-', channel)[:16]}-h{digest}"
 
 
 @dataclass(frozen=True)
@@ -382,7 +396,7 @@ def _number(values: list[str]) -> str:
     if len(numbers) != 1:
         raise Unconfirmed(f"the answer gives {len(numbers)} invoice numbers")
     (number,) = numbers
-    if not number.isdigit() or int(number) == 0:
+    if not _digits(number) or int(number) == 0:
         raise Unconfirmed(f"the invoice number {number[:20]!r} is not a published one")
     return number
 
