@@ -298,3 +298,20 @@ async def test_a_look_up_number_that_is_not_ascii_is_unknown_never_an_internal_e
     sandbox[0].invoices["paygov-PG8"].number = "²"
     with pytest.raises(RetryableError, match="not a published one"):
         await vnpt.issue("paygov-PG8", receipt())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '<!DOCTYPE r [<!ENTITY a "aaaa">]><r>&a;</r>',
+        "<!--" + "x" * 5000 + '--><!DOCTYPE r [<!ENTITY a "a">]><r>&a;</r>',
+        "<?pi " + "y" * 5000 + '?><!DOCTYPE r SYSTEM "file:///etc/passwd"><r/>',
+        "<r>" + "z" * 1_100_000 + "</r>",
+    ],
+    ids=["dtd", "dtd-after-a-long-comment", "dtd-after-a-long-pi", "too-large"],
+)
+def test_inner_xml_with_a_dtd_anywhere_or_too_large_is_refused_unparsed(text: str) -> None:
+    from lienthong.adapters.soap import UnsafeXml, safe_xml  # noqa: PLC0415
+
+    with pytest.raises(UnsafeXml):
+        safe_xml(text)

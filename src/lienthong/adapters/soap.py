@@ -42,8 +42,9 @@ def safe_xml(text: str | bytes, *, max_chars: int = MAX_INNER_XML) -> etree._Ele
     network, a bounded size. Raises UnsafeXml, or lxml's XMLSyntaxError for XML that is not well formed."""
     if len(text) > max_chars:
         raise UnsafeXml(f"the XML is larger than {max_chars} characters")
-    head = text[:4096].lower() if isinstance(text, str) else text[:4096].lower().decode("latin-1")
-    if "<!doctype" in head or "<!entity" in head:
+    # The whole text, not its head: a DTD may follow a long comment or processing instruction.
+    lowered = text.lower() if isinstance(text, str) else text.lower().decode("latin-1")
+    if "<!doctype" in lowered or "<!entity" in lowered:
         raise UnsafeXml("the XML carries a DTD or entities")
     root = etree.fromstring(text.encode("utf-8") if isinstance(text, str) else text, _PARSER)
     if getattr(root.getroottree().docinfo, "doctype", ""):
