@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -73,3 +74,24 @@ class Bus:
         assert self.proc is not None
         os.killpg(self.proc.pid, sig)
         return self.proc.wait(timeout=30)
+
+    def post_slowly_delivered(self, peers: Any, dossiers: int, seed: int) -> list[str]:
+        """Slow the sandbox portal and EMC down (40 ms an answer), start the bus, post ``dossiers``
+        dossiers' events in batches of 20 and return every delivery's message id."""
+        from conftest import AUTH  # noqa: PLC0415 (conftest imports this module)
+        from lienthong.sandbox import FaultPlan  # noqa: PLC0415
+        from lienthong.sandbox.dossiers import generate, interleave  # noqa: PLC0415
+
+        slow = FaultPlan(rate=1.0, kinds=("latency",), latency_ms=40)
+        peers.portal.set_faults(slow)
+        peers.emc.set_faults(slow)
+        self.start()
+        events = list(interleave(generate(dossiers, seed=seed)))
+        message_ids: list[str] = []
+        for start in range(0, len(events), 20):
+            response = httpx.post(
+                f"{self.url}/v1/events", json={"events": events[start : start + 20]}, headers=AUTH
+            )
+            assert response.status_code == 202
+            message_ids += [m for r in response.json()["results"] for m in r["message_ids"]]
+        return message_ids

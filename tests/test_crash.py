@@ -10,7 +10,7 @@ import pytest
 
 from conftest import AUTH, Peers
 from lienthong.sandbox import FaultPlan
-from lienthong.sandbox.dossiers import generate, interleave
+from lienthong.sandbox.dossiers import generate
 from processes import Bus, wait_until
 
 pytestmark = pytest.mark.slow
@@ -19,18 +19,7 @@ pytestmark = pytest.mark.slow
 def test_a_bus_killed_mid_delivery_delivers_every_accepted_event_after_restart(
     bus: Bus, peers: Peers
 ) -> None:
-    slow = FaultPlan(rate=1.0, kinds=("latency",), latency_ms=40)
-    peers.portal.set_faults(slow)
-    peers.emc.set_faults(slow)
-    bus.start()
-    events = list(interleave(generate(25, seed=3)))
-    message_ids: list[str] = []
-    for start in range(0, len(events), 20):
-        response = httpx.post(
-            f"{bus.url}/v1/events", json={"events": events[start : start + 20]}, headers=AUTH
-        )
-        assert response.status_code == 202
-        message_ids += [m for r in response.json()["results"] for m in r["message_ids"]]
+    message_ids = bus.post_slowly_delivered(peers, dossiers=25, seed=3)
 
     def delivered_so_far() -> int:
         return len(peers.portal.received) + len(peers.emc.received)

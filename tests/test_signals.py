@@ -21,7 +21,6 @@ import pytest
 
 from conftest import AUTH, Peers
 from lienthong.sandbox import FaultPlan
-from lienthong.sandbox.dossiers import generate, interleave
 from processes import Bus, free_port, wait_until
 
 pytestmark = pytest.mark.slow
@@ -33,18 +32,7 @@ UNCLEAN = ("Traceback", "shutdown failed", "Exception", "exit code")
 def test_a_stop_signal_to_the_group_stops_run_in_order_and_loses_nothing(
     bus: Bus, peers: Peers, sig: signal.Signals
 ) -> None:
-    slow = FaultPlan(rate=1.0, kinds=("latency",), latency_ms=40)
-    peers.portal.set_faults(slow)
-    peers.emc.set_faults(slow)
-    bus.start()
-    events = list(interleave(generate(20, seed=5)))
-    message_ids: list[str] = []
-    for start in range(0, len(events), 20):
-        response = httpx.post(
-            f"{bus.url}/v1/events", json={"events": events[start : start + 20]}, headers=AUTH
-        )
-        assert response.status_code == 202
-        message_ids += [m for r in response.json()["results"] for m in r["message_ids"]]
+    message_ids = bus.post_slowly_delivered(peers, dossiers=20, seed=5)
     wait_until(lambda: len(peers.portal.received) >= 5, 30, "some deliveries")
 
     code = bus.signal_group(sig)

@@ -55,6 +55,7 @@ from lienthong.config import (
     Config,
     Destination,
     EmcDestination,
+    OAuth2Config,
     PayGovDestination,
     PopulationDestination,
     PortalDestination,
@@ -389,15 +390,21 @@ def destination_transport(dest: Destination, base_dir: Path) -> httpx.AsyncBaseT
         return AuthenticatedTransport(transport, BasicAuth(auth.username, auth.password.get_secret_value()))
     if isinstance(auth, BearerTokenConfig):
         return AuthenticatedTransport(transport, StaticBearer(auth.token.get_secret_value()))
-    strategy = OAuth2ClientCredentials(
+    return AuthenticatedTransport(transport, oauth2(auth, transport, dest.timeout_s))
+
+
+def oauth2(
+    auth: OAuth2Config, transport: httpx.AsyncBaseTransport, timeout_s: float
+) -> OAuth2ClientCredentials:
+    """The OAuth2 client-credentials strategy ``auth`` configures, fetching tokens over ``transport``."""
+    return OAuth2ClientCredentials(
         transport,
         token_url=auth.token_url,
         client_id=auth.client_id,
         client_secret=auth.client_secret.get_secret_value(),
         scope=auth.scope,
-        timeout_s=dest.timeout_s,
+        timeout_s=timeout_s,
     )
-    return AuthenticatedTransport(transport, strategy)
 
 
 def build_vnpt(name: str, dest: VnptDestination, events: EventSink, base_dir: Path) -> VnptInvoiceAdapter:

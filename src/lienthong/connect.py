@@ -123,23 +123,14 @@ def _dates(cert: dict[str, Any], tls: ssl.SSLObject | None, now: datetime) -> st
 
 
 async def _token(dest: Destination, config: Config, timeout_s: float) -> str:
-    from lienthong.adapters.auth import OAuth2ClientCredentials  # noqa: PLC0415
     from lienthong.adapters.http import make_transport  # noqa: PLC0415
-    from lienthong.app import tls_context  # noqa: PLC0415
+    from lienthong.app import oauth2, tls_context  # noqa: PLC0415
 
     auth = dest.auth
     assert isinstance(auth, OAuth2Config)
     transport = make_transport(max_connections=1, ssl_context=tls_context(dest, config.base_dir))
     try:
-        strategy = OAuth2ClientCredentials(
-            transport,
-            token_url=auth.token_url,
-            client_id=auth.client_id,
-            client_secret=auth.client_secret.get_secret_value(),
-            scope=auth.scope,
-            timeout_s=timeout_s,
-        )
-        await strategy.headers()
+        await oauth2(auth, transport, timeout_s).headers()
     finally:
         await transport.aclose()
     return f"OAuth2 token from {httpx.URL(auth.token_url).host}"
