@@ -196,3 +196,22 @@ async def test_an_answer_within_the_cap_is_read_whole(huge: tuple[HugeAnswers, s
     await http.aclose()
     assert len(response.content) == len(CHUNK) * (MiB // len(CHUNK))
     assert peer.finished
+
+
+async def test_a_token_endpoint_answering_without_end_is_dropped_at_its_cap(
+    huge: tuple[HugeAnswers, str],
+) -> None:
+    from lienthong.adapters.auth import TOKEN_ANSWER_BYTES, OAuth2ClientCredentials  # noqa: PLC0415
+
+    peer, url = huge
+    transport = make_transport(max_connections=1)
+    strategy = OAuth2ClientCredentials(
+        transport, token_url=f"{url}/oauth2/token", client_id="c", client_secret="s"
+    )
+    try:
+        with pytest.raises(RetryableError, match="token endpoint"):
+            await strategy.headers()
+    finally:
+        await transport.aclose()
+    assert peer.stopped.wait(10)
+    assert peer.streamed < 64 * TOKEN_ANSWER_BYTES  # stopped near the cap, not after 128 MiB

@@ -20,6 +20,7 @@ import aiohttp
 import httpx
 import orjson
 
+from lienthong.adapters.http import read_capped
 from lienthong.errors import PermanentError, RetryableError
 
 
@@ -55,6 +56,10 @@ class StaticBearer:
 
     async def rejected(self) -> bool:
         return False
+
+
+TOKEN_ANSWER_BYTES = 65_536
+"""The most a token endpoint may answer (bytes); a token is a few hundred."""
 
 
 class OAuth2ClientCredentials:
@@ -106,7 +111,10 @@ class OAuth2ClientCredentials:
         )
         try:
             response = await self._transport.handle_async_request(request)
-            body = await response.aread()
+            try:
+                body = await read_capped(response, TOKEN_ANSWER_BYTES)
+            finally:
+                await response.aclose()
         except (httpx.HTTPError, aiohttp.ClientError, OSError) as exc:
             raise RetryableError(
                 f"cannot reach the token endpoint: {type(exc).__name__}", operation="oauth2"
