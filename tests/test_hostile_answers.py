@@ -131,7 +131,7 @@ async def test_the_soap_cap_defaults_to_1_mib(huge: tuple[HugeAnswers, str]) -> 
     peer, url = huge
     adapter = population(url)
     try:
-        with pytest.raises(PopulationUnavailable, match=r"larger than the limit of 1,048,576 bytes"):
+        with pytest.raises(PopulationUnavailable, match=r"larger than the limit of 262,144 bytes"):
             await adapter.lookup(CitizenQuery("046090000123", "CB-1", "lk-1"))
     finally:
         await adapter.aclose()
