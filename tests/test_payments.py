@@ -6,6 +6,8 @@ import asyncio
 import copy
 import hashlib
 import hmac
+import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -630,6 +632,7 @@ async def test_hostile_callbacks_cannot_fill_the_disk_nor_lock_the_platform_out(
     (oversized,) = await node.node.outbox.callbacks()
     assert (oversized.verdict, oversized.body_bytes) == ("too_large", 0)  # refused on its Content-Length
     long_ref = bank_notice("R" * 10_000)  # under the body cap, but a reference nobody has
+    started = time.monotonic()
     answers = [
         (
             await node.client.post(
@@ -638,11 +641,11 @@ async def test_hostile_callbacks_cannot_fill_the_disk_nor_lock_the_platform_out(
         ).status_code
         for _ in range(60)
     ]
+    refilled = math.ceil((time.monotonic() - started) * 30 / 60)  # the budget refills as time passes
     assert set(answers) == {403}  # every one refused, as what it is
     records = await node.node.outbox.callbacks(limit=1000)
-    # 30 recorded refusals a minute per address (the oversized one was the first), refilled as time
-    # passes: the run takes a second or two; the rest are only counted
-    assert 30 <= len(records) <= 33
+    # 30 recorded refusals a minute per address (the oversized one was the first); the rest only counted
+    assert 30 <= len(records) <= 30 + refilled
     assert max(len(r.reference) for r in records) <= 64
     unrecorded = node.sample("lienthong_payment_callbacks_total", channel="vcb", verdict="unrecorded")
     assert unrecorded == 61 - len(records)
