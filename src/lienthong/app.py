@@ -165,14 +165,8 @@ def build(
         node.prefill = build_prefill(config, node.population, outbox, metrics, loader)
     schemes = payment_schemes(config)
     if schemes:
-        code_field = config.events.dossier_code_field
         node.payments = PaymentCallbacks(
-            schemes,
-            outbox,
-            ingestor,
-            metrics,
-            dossier_code_field=code_field,
-            limiter=RefusalLimiter(config.payments.refusals_per_minute),
+            schemes, outbox, events, metrics, limiter=RefusalLimiter(config.payments.refusals_per_minute)
         )
     node.api = build_api(node)
     return node

@@ -71,8 +71,7 @@ class EventSink:
             "unit_code": delivery.event.unit_code,
             "dossier": {self._code_field: delivery.dossier_code, "failure": failure},
         }
-        assert self._ingestor is not None, "EventSink.attach was not called"
-        return self._ingestor.plan(self._parse(event), delivery.event.caller)
+        return self.plan(event, delivery.event.caller)
 
     async def receipt_issued(self, delivery: ClaimedDelivery, receipt: dict[str, str]) -> None:
         """Raise ``receipt.issued`` for the payment ``delivery`` carried; ``receipt`` has provider, fkey,
@@ -96,6 +95,17 @@ class EventSink:
         retries)."""
         assert self._ingestor is not None, "EventSink.attach was not called"
         await self._ingestor.accept([self._parse(event)], caller)
+
+    def plan(self, event: dict[str, Any], caller: str) -> IngestItem:
+        """``event`` parsed and routed, ready for a store operation that stores it with something else
+        (a dead letter, a payment); raises InvalidEvent when it is not a valid event."""
+        assert self._ingestor is not None, "EventSink.attach was not called"
+        return self._ingestor.plan(self._parse(event), caller)
+
+    def stored(self, items: list[IngestItem]) -> None:
+        """``items`` planned here were stored: count them and wake the dispatcher."""
+        assert self._ingestor is not None, "EventSink.attach was not called"
+        self._ingestor.stored(items)
 
     def _parse(self, event: dict[str, Any]) -> ParsedEvent:
         (parsed,), _ = parse_body(orjson.dumps(event), dossier_code_field=self._code_field, max_events=1)

@@ -23,9 +23,7 @@ from typing import Any, NoReturn
 
 import orjson
 
-from lienthong.bus.emit import internal_event_id
-from lienthong.bus.envelope import parse_body
-from lienthong.bus.ingest import Ingestor
+from lienthong.bus.emit import EventSink, internal_event_id
 from lienthong.bus.outbox import Outbox
 from lienthong.bus.store import CallbackRecord, IngestItem, PaymentRecord, Settlement
 from lienthong.errors import InvalidEvent
@@ -84,17 +82,15 @@ class PaymentCallbacks:
         self,
         schemes: Mapping[str, CallbackScheme],
         outbox: Outbox,
-        ingestor: Ingestor,
+        events: EventSink,
         metrics: Metrics,
         *,
-        dossier_code_field: str,
         limiter: RefusalLimiter | None = None,
     ) -> None:
         self._schemes = schemes
         self._outbox = outbox
-        self._ingestor = ingestor
+        self._events = events
         self._metrics = metrics
-        self._code_field = dossier_code_field
         self._limiter = limiter or RefusalLimiter(30)
 
     def channels(self) -> list[str]:
@@ -145,7 +141,7 @@ class PaymentCallbacks:
         if verdict not in TAKEN:
             raise CallbackRefused(verdict, _explain(verdict, claim, payment))
         if verdict == "accepted" and confirmed is not None:
-            self._ingestor.stored([confirmed])
+            self._events.stored([confirmed])
         return Received(verdict, claim)
 
     async def _verified(self, record: CallbackRecord) -> None:
@@ -183,8 +179,7 @@ class PaymentCallbacks:
             "unit_code": payment.unit_code,
             "dossier": dossier,
         }
-        (parsed,), _ = parse_body(orjson.dumps(event), dossier_code_field=self._code_field, max_events=1)
-        return self._ingestor.plan(parsed, payment.caller)  # the sender of payment.requested
+        return self._events.plan(event, payment.caller)  # the sender of payment.requested
 
 
 def _json(body: bytes) -> Any:
