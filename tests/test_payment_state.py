@@ -42,3 +42,41 @@ def test_a_claim_is_judged_against_the_stored_payment(
     current: PaymentRecord | None, news: Claim, verdict: Verdict
 ) -> None:
     assert judge(current, news) == verdict
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_each_address_has_its_own_budget_refilled_with_time() -> None:
+    from lienthong.payments.callbacks import RefusalLimiter  # noqa: PLC0415
+
+    clock = Clock()
+    limiter = RefusalLimiter(3, total_per_minute=100, clock=clock)
+    for _ in range(3):
+        assert limiter.allows("10.0.0.1")
+        limiter.spend("10.0.0.1")
+    assert not limiter.allows("10.0.0.1")
+    assert limiter.allows("10.0.0.2")  # another address is not held back by the first
+    clock.now += 20  # 3 a minute: one more after 20 s
+    assert limiter.allows("10.0.0.1")
+
+
+def test_many_addresses_together_cannot_pass_the_total_budget() -> None:
+    from lienthong.payments.callbacks import RefusalLimiter  # noqa: PLC0415
+
+    clock = Clock()
+    limiter = RefusalLimiter(30, total_per_minute=50, max_sources=10, clock=clock)
+    recorded = 0
+    for n in range(1000):  # an IPv6 sender: a new address for every request
+        address = f"2001:db8::{n:x}"
+        if limiter.allows(address):
+            limiter.spend(address)
+            recorded += 1
+    assert recorded == 50
+    clock.now += 60
+    assert limiter.allows("2001:db8::ffff")  # the total refills too

@@ -166,7 +166,14 @@ def build(
     schemes = payment_schemes(config)
     if schemes:
         node.payments = PaymentCallbacks(
-            schemes, outbox, events, metrics, limiter=RefusalLimiter(config.payments.refusals_per_minute)
+            schemes,
+            outbox,
+            events,
+            metrics,
+            limiter=RefusalLimiter(
+                config.payments.refusals_per_minute,
+                total_per_minute=config.payments.refusals_per_minute_total,
+            ),
         )
     node.api = build_api(node)
     return node

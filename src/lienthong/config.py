@@ -440,6 +440,12 @@ class PaymentsConfig(_Model):
         description="Refused callbacks one source address may cause per minute; past that its callbacks"
         " are answered 429 unread and unrecorded (only counted).",
     )
+    refusals_per_minute_total: int = Field(
+        default=300,
+        ge=1,
+        description="Refused unsigned callbacks recorded per minute from all addresses together; past it"
+        " they are only counted (the store's growth is bounded whatever the number of addresses).",
+    )
     paygov_reply_code: Literal["echo", "sign"] = Field(
         default="echo",
         description="MaXacThuc of the confirm reply: echo the request's (seen in a public receiver), or"

@@ -36,35 +36,58 @@ CLIP = 64
 
 
 class RefusalLimiter:
-    """A token bucket of refusals per source address: ``per_minute`` refusals, refilled continuously.
+    """Token buckets of recorded refusals: ``per_minute`` per source address, and ``total_per_minute`` for
+    all addresses together, refilled continuously.
 
-    At most ``max_sources`` addresses are remembered (least recently refused forgotten first), so the
-    limiter's memory is bounded too.
+    The total bounds what the store can grow by whatever the number of addresses (an IPv6 sender has as
+    many as it likes); at most ``max_sources`` addresses are remembered (least recently refused forgotten
+    first), so the limiter's memory is bounded too.
     """
 
     def __init__(
-        self, per_minute: int, *, max_sources: int = 10_000, clock: Callable[[], float] = time.monotonic
+        self,
+        per_minute: int,
+        *,
+        total_per_minute: int | None = None,
+        max_sources: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._capacity = float(per_minute)
-        self._rate = per_minute / 60.0
+        self._per_source = _Bucket(per_minute, clock)
+        self._total = _Bucket(total_per_minute or 10 * per_minute, clock)
         self._max_sources = max_sources
-        self._clock = clock
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # source → (tokens, at)
+        self._all = (self._total.capacity, clock())
 
     def allows(self, source: str) -> bool:
-        """Whether ``source`` may still be heard (it has a refusal left)."""
-        return self._tokens(source) >= 1.0
+        """Whether a refusal of ``source`` may still be recorded."""
+        return self._total.left(self._all) >= 1.0 and self._per_source.left(self._buckets.get(source)) >= 1.0
 
     def spend(self, source: str) -> None:
-        """One refusal of ``source``."""
-        self._buckets[source] = (max(0.0, self._tokens(source) - 1.0), self._clock())
+        """One recorded refusal of ``source``."""
+        self._all = self._total.take(self._all)
+        self._buckets[source] = self._per_source.take(self._buckets.get(source))
         self._buckets.move_to_end(source)
         while len(self._buckets) > self._max_sources:
             self._buckets.popitem(last=False)
 
-    def _tokens(self, source: str) -> float:
-        tokens, at = self._buckets.get(source, (self._capacity, self._clock()))
-        return min(self._capacity, tokens + (self._clock() - at) * self._rate)
+
+class _Bucket:
+    """A token bucket's rule: ``per_minute`` tokens at most, refilled continuously; its state is a
+    (tokens, at) pair kept by the caller, None meaning full."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float]) -> None:
+        self.capacity = float(per_minute)
+        self._rate = per_minute / 60.0
+        self._clock = clock
+
+    def left(self, state: tuple[float, float] | None) -> float:
+        if state is None:
+            return self.capacity
+        tokens, at = state
+        return min(self.capacity, tokens + (self._clock() - at) * self._rate)
+
+    def take(self, state: tuple[float, float] | None) -> tuple[float, float]:
+        return max(0.0, self.left(state) - 1.0), self._clock()
 
 
 @dataclass(frozen=True)
