@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
@@ -175,16 +176,22 @@ class _Service:
         self.wsdl, self.address = wsdl, address
         self._transport = transport
         self._proxy: AsyncServiceProxy | None = None
+        self._loading = threading.Lock()
         self.operations: frozenset[str] = frozenset()
 
     def load(self) -> AsyncServiceProxy:
-        """Read the WSDL (blocking: a file, or a fetch with the transport's synchronous client)."""
-        if self._proxy is None:
-            client = zeep.AsyncClient(self.wsdl, transport=self._transport, settings=SAFE)
-            binding = _soap11_binding(client)
-            self.operations = frozenset(binding._operations)
-            self._proxy = AsyncServiceProxy(client, binding, address=self.address)
-        return self._proxy
+        """Read the WSDL once (blocking: a file, or a fetch with the transport's synchronous client)."""
+        with self._loading:
+            if self._proxy is None:
+                client = zeep.AsyncClient(self.wsdl, transport=self._transport, settings=SAFE)
+                binding = _soap11_binding(client)
+                self.operations = frozenset(binding._operations)
+                self._proxy = AsyncServiceProxy(client, binding, address=self.address)
+            return self._proxy
+
+    async def proxy(self) -> AsyncServiceProxy:
+        """The loaded service; the first call reads the WSDL on a worker thread, later ones do not hop."""
+        return self._proxy if self._proxy is not None else await asyncio.to_thread(self.load)
 
 
 def _soap11_binding(client: zeep.AsyncClient) -> Any:
@@ -280,7 +287,10 @@ class VnptInvoiceAdapter:
     async def find(self, fkey: str) -> Published:
         """The receipt published under ``fkey``. Raises Unconfirmed when the look-up does not confirm it
         (unreadable, another key, no number, not found: VNPT's look-ups cannot tell "not issued" reliably)."""
-        lookup = await asyncio.to_thread(self._lookup)
+        await self._publish.proxy()
+        if "GetInvoiceByFkey" not in self._publish.operations:
+            await self._portal.proxy()
+        lookup = self._lookup()  # both WSDLs it may read are loaded: no blocking here
         a = self._account
         if lookup == "GetInvoiceByFkey":
             text = await self._call(
@@ -347,7 +357,7 @@ class VnptInvoiceAdapter:
                 message, destination=name, operation=operation, remote_code=code
             ),
         ):
-            proxy = await asyncio.to_thread(service.load)
+            proxy = await service.proxy()
             if operation not in service.operations:
                 raise PermanentError(
                     f"{service.wsdl} offers no operation {operation}", destination=name, operation=operation
