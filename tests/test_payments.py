@@ -777,3 +777,13 @@ async def test_a_caller_cannot_read_another_callers_payment(
     assert mine.status_code == 200
     assert "caller" not in mine.json()
     assert (theirs.status_code, theirs.json()["error"]["code"]) == (404, "not_found")
+
+
+async def test_a_paygov_confirm_to_a_node_without_the_platform_is_not_found(
+    run_node: RunNode, tmp_path: Path, peers: Peers
+) -> None:
+    data = payments_config(tmp_path, peers, "http://127.0.0.1:9")
+    data["payments"] = {"banks": {"vcb": {"secret": BANK_SECRET}}}  # banks only
+    running: Running = await run_node(**data)
+    answer = await running.client.post("/v1/payments/paygov/confirm", json={"MaLoi": "00"})
+    assert (answer.status_code, answer.json()["error"]["code"]) == (404, "not_found")

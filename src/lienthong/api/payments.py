@@ -65,6 +65,7 @@ def payments_router(
 ) -> APIRouter:
     router = APIRouter()
     Authenticated = Annotated[Caller, Depends(auth)]
+    paygov = callbacks.scheme("paygov") if "paygov" in callbacks.channels() else None
 
     async def capped(request: Request, channel: str) -> bytes:
         """The body; refused (and recorded, within the sender's budget) past the cap."""
@@ -77,8 +78,9 @@ def payments_router(
     @router.post("/v1/payments/paygov/confirm", responses=_REFUSALS)
     async def paygov_confirm(request: Request) -> Response:
         """The payment platform's confirm callback."""
-        scheme = callbacks.scheme("paygov")
-        assert isinstance(scheme, PayGovScheme)
+        if not isinstance(paygov, PayGovScheme):
+            return error_response(404, "not_found", "no payment platform is configured")
+        scheme = paygov
         body = b""
         try:
             body = await capped(request, "paygov")
