@@ -201,7 +201,7 @@ async def test_an_answer_within_the_cap_is_read_whole(huge: tuple[HugeAnswers, s
 async def test_a_token_endpoint_answering_without_end_is_dropped_at_its_cap(
     huge: tuple[HugeAnswers, str],
 ) -> None:
-    from lienthong.adapters.auth import TOKEN_ANSWER_BYTES, OAuth2ClientCredentials  # noqa: PLC0415
+    from lienthong.adapters.auth import OAuth2ClientCredentials  # noqa: PLC0415
 
     peer, url = huge
     transport = make_transport(max_connections=1)
@@ -214,4 +214,5 @@ async def test_a_token_endpoint_answering_without_end_is_dropped_at_its_cap(
     finally:
         await transport.aclose()
     assert peer.stopped.wait(10)
-    assert peer.streamed < 64 * TOKEN_ANSWER_BYTES  # stopped near the cap, not after 128 MiB
+    assert not peer.finished
+    assert peer.streamed < 32 * MiB  # the client stopped: what was written is at most the socket buffers
