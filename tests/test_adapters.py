@@ -15,20 +15,20 @@ from lienthong.adapters.base import Adapter, Receipt, map_transport_errors
 from lienthong.adapters.emc import EmcAdapter
 from lienthong.adapters.http import HttpPeer, make_transport
 from lienthong.adapters.portal import PortalAdapter, PortalCredentials
-from lienthong.bus.store import ClaimedDelivery, StoredEvent
 from lienthong.errors import DeliveryError, PermanentError, RetryableError
 from lienthong.mappings import SpecLoader
+from lienthong.model import Message, StoredEvent
 from lienthong.sandbox import FaultPlan
 from lienthong.sandbox.dossiers import generate
 from lienthong.serving import bind
 
 
-def claimed(event_index: int = 0, operation: str = "DongBoHoSoMC", dossier: int = 0) -> ClaimedDelivery:
+def claimed(event_index: int = 0, operation: str = "DongBoHoSoMC", dossier: int = 0) -> Message:
     event = generate(dossier + 1)[dossier].events[event_index]
     stored = StoredEvent(
         event["event_id"], event["type"], event["unit_code"], event["occurred_at"], event["dossier"]
     )
-    return ClaimedDelivery(
+    return Message(
         f"m-test-{event_index}-{operation}", "portal", operation, event["dossier"]["code"], 0, 0, stored
     )
 
@@ -40,7 +40,7 @@ MAPPINGS = {
 }
 
 
-async def send(adapter: Adapter, delivery: ClaimedDelivery, site_id: str = "SANDBOX-SITE") -> Receipt:
+async def send(adapter: Adapter, delivery: Message, site_id: str = "SANDBOX-SITE") -> Receipt:
     """Map the delivery's event with the bundled mapping of its operation, then deliver it."""
     event = delivery.event
     record = {

@@ -13,9 +13,9 @@ import pytest
 
 from lienthong.adapters.http import HttpPeer, make_transport
 from lienthong.adapters.portal import PortalAdapter, PortalCredentials
-from lienthong.bus.store import ClaimedDelivery, StoredEvent
 from lienthong.config import PortalDestination
 from lienthong.errors import PermanentError
+from lienthong.model import Message, StoredEvent
 from lienthong.sandbox import PortalSandbox
 from lienthong.sandbox.dossiers import PROCEDURE_CODES, generate
 from lienthong.serving import ThreadedServer
@@ -36,18 +36,18 @@ def adapter(url: str, peer: PortalSandbox, madonvi: str | None = MADONVI) -> Por
     return PortalAdapter("portal", HttpPeer(url, make_transport(max_connections=2), timeout_s=2), credentials)
 
 
-def dossier_event(index: int, **applicant: Any) -> tuple[ClaimedDelivery, dict[str, Any]]:
+def dossier_event(index: int, **applicant: Any) -> tuple[Message, dict[str, Any]]:
     """The first event of generated dossier ``index``, with ``applicant`` fields changed, and its mapped item."""
     event = generate(index + 1)[index].events[0]
     dossier = copy.deepcopy(event["dossier"])
     dossier["applicant"].update(applicant)
     stored = StoredEvent(event["event_id"], event["type"], event["unit_code"], event["occurred_at"], dossier)
-    delivery = ClaimedDelivery(f"m-{index}", "portal", "DongBoHoSoMC", dossier["code"], 0, 0, stored)
+    delivery = Message(f"m-{index}", "portal", "DongBoHoSoMC", dossier["code"], 0, 0, stored)
     item: dict[str, Any] = MAPPINGS["DongBoHoSoMC"]({**event, "dossier": dossier})
     return delivery, item
 
 
-def with_channel(index: int, channel: str) -> tuple[ClaimedDelivery, dict[str, Any]]:
+def with_channel(index: int, channel: str) -> tuple[Message, dict[str, Any]]:
     delivery, _ = dossier_event(index)
     dossier = {**delivery.event.dossier, "channel": channel}
     event = replace(delivery.event, dossier=dossier)

@@ -21,8 +21,8 @@ from lienthong.adapters.population import (
     PopulationAdapter,
     make_soap_transport,
 )
-from lienthong.bus.store import ClaimedDelivery, StoredEvent
 from lienthong.errors import PopulationUnavailable, RetryableError
+from lienthong.model import Message, StoredEvent
 from lienthong.serving import ThreadedServer
 
 MiB = 1024 * 1024
@@ -106,9 +106,9 @@ def population(url: str, max_answer_bytes: int | None = None) -> PopulationAdapt
     )
 
 
-def delivery() -> ClaimedDelivery:
+def delivery() -> Message:
     event = StoredEvent("e-1", "dossier.received", "000.00.12.H56", "2026-01-01T08:00:00+07:00", {})
-    return ClaimedDelivery("m-1", "emc", "TrackingMCDT", "D-1", 0, 0, event)
+    return Message("m-1", "emc", "TrackingMCDT", "D-1", 0, 0, event)
 
 
 async def test_a_huge_soap_answer_is_refused_at_the_cap_without_reading_it_all(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lienthong.bus.store import PaymentRecord
 from lienthong.payments import Claim, PaymentStatus, Verdict, judge
+from lienthong.payments.records import PaymentRecord
 
 
 def stored(status: str, transaction: str = "", channel: str = "", amount: int = 8000) -> PaymentRecord:

@@ -593,7 +593,7 @@ def test_the_callbacks_command_lists_every_callback_with_its_verdict(
     data = config_dict(tmp_path, peers, **payments_config(tmp_path, peers, "http://127.0.0.1:9"))
     config.write_text(orjson.dumps(data).decode())
     from lienthong.bus.sqlite import SqliteOutbox  # noqa: PLC0415
-    from lienthong.bus.store import CallbackRecord  # noqa: PLC0415
+    from lienthong.payments.records import CallbackRecord  # noqa: PLC0415
 
     store = SqliteOutbox(tmp_path / "lienthong.db")
     store.begin()

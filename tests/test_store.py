@@ -18,10 +18,11 @@ import pytest
 
 from lienthong.bus.committer import Committer
 from lienthong.bus.envelope import ParsedEvent, parse_body
-from lienthong.bus.ingest import MessageIds
+from lienthong.bus.ingest import MessageIds, ingest_item
 from lienthong.bus.sqlite import SqliteOutbox
-from lienthong.bus.store import IngestItem, IngestResult, OutboxStore, Outcome, PlannedDelivery
+from lienthong.bus.store import OutboxStore
 from lienthong.errors import IdempotencyConflict, StoreError
+from lienthong.model import IngestItem, IngestResult, Outcome, PlannedMessage
 from lienthong.sandbox.dossiers import generate
 
 NOW = 1_700_000_000_000
@@ -52,8 +53,8 @@ def parsed(event: dict[str, Any]) -> ParsedEvent:
 
 
 def item(event: dict[str, Any], *destinations: str) -> IngestItem:
-    deliveries = tuple(PlannedDelivery(new_id(), d, "op") for d in destinations)
-    return IngestItem.of(parsed(event), deliveries)
+    deliveries = tuple(PlannedMessage(new_id(), d, "op") for d in destinations)
+    return ingest_item(parsed(event), deliveries)
 
 
 def tx(store: OutboxStore, fn: Callable[[OutboxStore], Any]) -> Any:

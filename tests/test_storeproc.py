@@ -19,12 +19,13 @@ import orjson
 import pytest
 
 from lienthong.bus.envelope import parse_body
-from lienthong.bus.ingest import MessageIds
+from lienthong.bus.ingest import MessageIds, ingest_item
 from lienthong.bus.outbox import Outbox
 from lienthong.bus.sqlite import SqliteOutbox
-from lienthong.bus.store import IngestItem, OutboxStore, Outcome, PlannedDelivery
+from lienthong.bus.store import OutboxStore
 from lienthong.bus.storeproc import ProcessCommitter
 from lienthong.errors import IdempotencyConflict, MappingError, StoreError
+from lienthong.model import IngestItem, Outcome, PlannedMessage
 from lienthong.sandbox.dossiers import generate
 from lienthong.serving import new_event_loop
 
@@ -43,7 +44,7 @@ async def committer(tmp_path: Path) -> AsyncIterator[ProcessCommitter[OutboxStor
 def items(count: int, *, seed: int = 1) -> list[IngestItem]:
     events = [stream.events[0] for stream in generate(count, seed=seed)]
     parsed, _ = parse_body(orjson.dumps({"events": events}), dossier_code_field="code", max_events=count)
-    return [IngestItem.of(p, (PlannedDelivery(new_id(), "portal", "op"),)) for p in parsed]
+    return [ingest_item(p, (PlannedMessage(new_id(), "portal", "op"),)) for p in parsed]
 
 
 @pytest.mark.parametrize("in_process", [True, False], ids=["process", "thread"])

@@ -274,11 +274,11 @@ def test_a_number_that_is_not_ascii_digits_is_not_a_result(text: str) -> None:
 
 
 def _claimed_with(transaction: str, channel: str = "vcb") -> Any:
-    from lienthong.bus.store import ClaimedDelivery, StoredEvent  # noqa: PLC0415
+    from lienthong.model import Message, StoredEvent  # noqa: PLC0415
 
     dossier = {"code": "HS-1", "payment": {"transaction_id": transaction, "channel": channel}}
     event = StoredEvent("e1", "payment.confirmed", "U", "2026-12-02T10:00:00+07:00", dossier)
-    return ClaimedDelivery("m1", "vnpt", "issue", "HS-1", 0, 0, event)
+    return Message("m1", "vnpt", "issue", "HS-1", 0, 0, event)
 
 
 def test_two_payments_never_share_a_receipt_key() -> None:

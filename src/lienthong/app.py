@@ -48,7 +48,7 @@ from lienthong.bus.retry import ExponentialBackoff, RetryPolicy, StopAfterAge, S
 from lienthong.bus.routes import DeliveryRoute, Mapper, Routes
 from lienthong.bus.sqlite import SqliteOutbox
 from lienthong.certs import client_context
-from lienthong.citizens import Prefill
+from lienthong.citizens.prefill import Prefill
 from lienthong.config import (
     BasicAuthConfig,
     BearerTokenConfig,

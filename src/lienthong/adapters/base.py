@@ -19,8 +19,8 @@ import httpx
 import orjson
 
 from lienthong.adapters.http import AnswerTooLarge
-from lienthong.bus.store import ClaimedDelivery
 from lienthong.errors import DeliveryError, PermanentError, RetryableError
+from lienthong.model import Message
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -37,7 +37,7 @@ class Adapter(Protocol):
 
     name: str
 
-    async def deliver(self, delivery: ClaimedDelivery, body: dict[str, Any]) -> Receipt:
+    async def deliver(self, delivery: Message, body: dict[str, Any]) -> Receipt:
         """Send ``body`` (the delivery's mapped event) with ``delivery.operation``.
 
         Raise RetryableError or PermanentError on failure.

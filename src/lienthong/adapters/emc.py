@@ -25,8 +25,8 @@ import orjson
 
 from lienthong.adapters.base import Receipt, map_transport_errors, raise_for_status
 from lienthong.adapters.http import HttpPeer
-from lienthong.bus.store import ClaimedDelivery
 from lienthong.errors import PermanentError, RetryableError
+from lienthong.model import Message
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class EmcAdapter:
         self._auth = {"authorization": f"Bearer {bearer_token}"} if bearer_token else {}
         self._rules = rules or EmcReplyRules()
 
-    async def deliver(self, delivery: ClaimedDelivery, body: dict[str, Any]) -> Receipt:
+    async def deliver(self, delivery: Message, body: dict[str, Any]) -> Receipt:
         op = delivery.operation
         if op != "TrackingMCDT":
             raise PermanentError(f"unknown operation {op!r}", destination=self.name, operation=op)

@@ -21,10 +21,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from lienthong.adapters.base import Receipt, json_body, map_transport_errors, raise_for_status
 from lienthong.adapters.http import HttpPeer
 from lienthong.bus.outbox import Outbox
-from lienthong.bus.store import ClaimedDelivery, PaymentRecord
 from lienthong.errors import PermanentError, RetryableError, StoreError
 from lienthong.mappings.dates import VIETNAM
+from lienthong.model import Message
 from lienthong.payments import INIT_FIELDS, PHIEN_BAN, QUERY_FIELDS, field_text, paygov_code
+from lienthong.payments.records import PaymentRecord
 
 
 class PayGovReply(BaseModel):
@@ -87,7 +88,7 @@ class PayGovAdapter:
         self._endpoint = peer.endpoint(settings.service_path)
         self._outbox = outbox
 
-    async def deliver(self, delivery: ClaimedDelivery, body: dict[str, Any]) -> Receipt:
+    async def deliver(self, delivery: Message, body: dict[str, Any]) -> Receipt:
         """``body`` is the INIT message's business fields (the bundled paygov_init mapping)."""
         if delivery.operation != "INIT":
             raise PermanentError(
@@ -167,7 +168,7 @@ class PayGovAdapter:
         message = f"payment platform refused {kind}: {answer.MoTaLoi}".rstrip(": ")
         return PermanentError(message, destination=self.name, operation=kind, status=200, remote_code=code)
 
-    async def _record(self, delivery: ClaimedDelivery, body: dict[str, Any], pay_url: str) -> None:
+    async def _record(self, delivery: Message, body: dict[str, Any], pay_url: str) -> None:
         event = delivery.event
         record = self._outbox.save_payment(
             PaymentRecord(

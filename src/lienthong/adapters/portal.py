@@ -20,8 +20,8 @@ import orjson
 
 from lienthong.adapters.base import Receipt, json_body, map_transport_errors, raise_for_status
 from lienthong.adapters.http import HttpPeer
-from lienthong.bus.store import ClaimedDelivery
 from lienthong.errors import PermanentError
+from lienthong.model import Message
 
 SUCCESS_CODES = frozenset({"0", "00"})
 
@@ -60,7 +60,7 @@ class PortalAdapter:
         self._on_portal: OrderedDict[str, None] = OrderedDict()
         self._remember = remember
 
-    async def deliver(self, delivery: ClaimedDelivery, body: dict[str, Any]) -> Receipt:
+    async def deliver(self, delivery: Message, body: dict[str, Any]) -> Receipt:
         """``body`` is one item of the operation's ``data`` list (the bundled portal_* mappings)."""
         op = delivery.operation
         with map_transport_errors(self.name, op):
@@ -74,7 +74,7 @@ class PortalAdapter:
     async def aclose(self) -> None:
         await self._peer.aclose()
 
-    async def _sync(self, delivery: ClaimedDelivery, item: dict[str, Any]) -> Receipt:
+    async def _sync(self, delivery: Message, item: dict[str, Any]) -> Receipt:
         code = item.get("MaHoSo")
         if not isinstance(code, str) or not code:
             raise PermanentError(
@@ -97,7 +97,7 @@ class PortalAdapter:
         if len(self._on_portal) > self._remember:
             self._on_portal.popitem(last=False)
 
-    async def _call(self, service: str, delivery: ClaimedDelivery, body: dict[str, Any]) -> dict[str, Any]:
+    async def _call(self, service: str, delivery: Message, body: dict[str, Any]) -> dict[str, Any]:
         """POST one service call; log in again once if the portal says the session is gone."""
         for _ in range(2):
             session = await self._current_session()
@@ -108,7 +108,7 @@ class PortalAdapter:
         raise PermanentError("the portal refused a fresh session", destination=self.name, operation=service)
 
     async def _post(
-        self, service: str, delivery: ClaimedDelivery, session: str, body: dict[str, Any]
+        self, service: str, delivery: Message, session: str, body: dict[str, Any]
     ) -> dict[str, Any]:
         madonvi = self._creds.madonvi or delivery.event.unit_code
         payload = {"session": session, "madonvi": madonvi, "service": service, **body}

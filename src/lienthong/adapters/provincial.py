@@ -20,8 +20,8 @@ import orjson
 
 from lienthong.adapters.base import Receipt, json_body, map_transport_errors, raise_for_status
 from lienthong.adapters.http import HttpPeer
-from lienthong.bus.store import ClaimedDelivery
 from lienthong.errors import PermanentError
+from lienthong.model import Message
 
 SIGNATURE_HEADER = "x-lienthong-signature"
 
@@ -60,7 +60,7 @@ class ProvincialAdapter:
         self._webhook = peer.endpoint(webhook_path)
         self._clock = clock
 
-    async def deliver(self, delivery: ClaimedDelivery, body: dict[str, Any]) -> Receipt:
+    async def deliver(self, delivery: Message, body: dict[str, Any]) -> Receipt:
         if delivery.operation != "notify":
             raise PermanentError(
                 f"unknown operation {delivery.operation!r}",

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from lienthong.api.auth import BearerAuth, Caller
 from lienthong.api.errors import error_response
-from lienthong.citizens import Prefill, PrefillRefused, PrefillRequest
+from lienthong.citizens.prefill import Prefill, PrefillRefused, PrefillRequest
 from lienthong.errors import (
     CitizenMismatch,
     CitizenNotFound,

@@ -15,8 +15,8 @@ from lienthong.bus.emit import INTERNAL_EVENT_TYPES, INTERNAL_ID_PREFIX
 from lienthong.bus.envelope import parse_body
 from lienthong.bus.ingest import Ingestor
 from lienthong.bus.outbox import Outbox
-from lienthong.bus.store import IngestResult
 from lienthong.errors import IdempotencyConflict, InvalidEvent
+from lienthong.model import IngestResult
 from lienthong.observability.metrics import Metrics
 
 

@@ -1,22 +1,21 @@
 """Durable delivery: envelope, outbox stores, group commit, dispatcher, retry policy, dossier ledger."""
 
 from lienthong.bus.envelope import EVENT_TYPES, Event, EventBatch, EventType, ParsedEvent, parse_body
-from lienthong.bus.ledger import LedgerEntry
-from lienthong.bus.store import (
-    ClaimedDelivery,
+from lienthong.bus.store import OutboxStore
+from lienthong.model import (
     DestinationStats,
     IngestItem,
     IngestResult,
+    LedgerEntry,
+    Message,
     MessageView,
-    OutboxStore,
     Outcome,
-    PlannedDelivery,
+    PlannedMessage,
     StoredEvent,
 )
 
 __all__ = [
     "EVENT_TYPES",
-    "ClaimedDelivery",
     "DestinationStats",
     "Event",
     "EventBatch",
@@ -24,11 +23,12 @@ __all__ = [
     "IngestItem",
     "IngestResult",
     "LedgerEntry",
+    "Message",
     "MessageView",
     "OutboxStore",
     "Outcome",
     "ParsedEvent",
-    "PlannedDelivery",
+    "PlannedMessage",
     "StoredEvent",
     "parse_body",
 ]

@@ -13,8 +13,8 @@ from typing import Literal
 
 from lienthong.bus.outbox import Outbox
 from lienthong.bus.routes import Mapper, Routes
-from lienthong.bus.store import ClaimedDelivery, MessageView, Replay
 from lienthong.errors import DeliveryError
+from lienthong.model import Message, MessageView, Replay
 
 MappingChoice = Literal["original", "current"]
 
@@ -71,7 +71,7 @@ class DeadLetters:
         event = await self._outbox.stored_event(message.event_id)
         if event is None:  # cannot happen while the store's foreign key holds; say so rather than crash
             return ReplayPlan(message, version, "its event is missing from the store")
-        delivery = ClaimedDelivery(
+        delivery = Message(
             message.message_id,
             message.destination,
             message.operation,

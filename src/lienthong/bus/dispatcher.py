@@ -18,8 +18,8 @@ from lienthong.adapters.base import Adapter
 from lienthong.bus.outbox import Clock, Outbox
 from lienthong.bus.retry import RetryPolicy
 from lienthong.bus.routes import Mapper
-from lienthong.bus.store import ClaimedDelivery, IngestItem, Outcome, OutcomeKind
 from lienthong.errors import PermanentError, RetryableError, StoreError
+from lienthong.model import IngestItem, Message, Outcome, OutcomeKind
 from lienthong.observability.metrics import Metrics
 
 log = logging.getLogger("lienthong.bus.dispatcher")
@@ -37,7 +37,7 @@ class Dispatcher:
         clock: Clock,
         max_in_flight: int = 64,
         poll_interval_s: float = 0.5,
-        on_dead: Callable[[ClaimedDelivery, Outcome], IngestItem | None] | None = None,
+        on_dead: Callable[[Message, Outcome], IngestItem | None] | None = None,
     ) -> None:
         self._outbox = outbox
         self._mapper = mapper
@@ -109,7 +109,7 @@ class Dispatcher:
         self._tasks.discard(task)
         self.wake()
 
-    async def _deliver(self, delivery: ClaimedDelivery) -> None:
+    async def _deliver(self, delivery: Message) -> None:
         attempt = delivery.attempts + 1
         started = self._clock()
         outcome = await self._attempt(delivery, attempt, started)
@@ -128,7 +128,7 @@ class Dispatcher:
             # it pending again, and its next outcome raises it again.
             log.exception("could not record the outcome of %s", delivery.message_id)
 
-    async def _attempt(self, delivery: ClaimedDelivery, attempt: int, started: float) -> Outcome:
+    async def _attempt(self, delivery: Message, attempt: int, started: float) -> Outcome:
         record = _Record(delivery.message_id, attempt, int(started * 1000), self._clock)
         adapter = self._adapters.get(delivery.destination)
         if adapter is None:
@@ -149,7 +149,7 @@ class Dispatcher:
             return record.outcome("dead", error=f"internal error: {type(exc).__name__}: {exc}")
         return record.outcome("delivered", http_status=receipt.http_status)
 
-    def _after_retryable(self, delivery: ClaimedDelivery, exc: RetryableError, record: _Record) -> Outcome:
+    def _after_retryable(self, delivery: Message, exc: RetryableError, record: _Record) -> Outcome:
         now = self._clock()
         age_s = now - delivery.created_ms / 1000
         attempts = record.attempt - delivery.replay_base  # a replay gives the policy a fresh start

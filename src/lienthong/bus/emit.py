@@ -16,7 +16,7 @@ import orjson
 
 from lienthong.bus.envelope import ParsedEvent, parse_body
 from lienthong.bus.ingest import Ingestor
-from lienthong.bus.store import ClaimedDelivery, IngestItem, Outcome
+from lienthong.model import IngestItem, Message, Outcome
 
 INTERNAL_EVENT_TYPES = frozenset({"payment.confirmed", "receipt.issued", "delivery.failed"})
 """Types only lienthong raises; the API refuses them from outside. ``payment.confirmed`` comes from a
@@ -46,7 +46,7 @@ class EventSink:
         """Connect the ingestor (built after the adapters that emit, in the composition root)."""
         self._ingestor = ingestor
 
-    def delivery_failed(self, delivery: ClaimedDelivery, outcome: Outcome) -> IngestItem | None:
+    def delivery_failed(self, delivery: Message, outcome: Outcome) -> IngestItem | None:
         """``delivery.failed`` for a new dead letter, so a route can tell a person (the province); the
         dispatcher stores it with the dead letter itself (``Outcome.raises``).
 
@@ -73,7 +73,7 @@ class EventSink:
         }
         return self.plan(event, delivery.event.caller)
 
-    async def receipt_issued(self, delivery: ClaimedDelivery, receipt: dict[str, str]) -> None:
+    async def receipt_issued(self, delivery: Message, receipt: dict[str, str]) -> None:
         """Raise ``receipt.issued`` for the payment ``delivery`` carried; ``receipt`` has provider, fkey,
         pattern, serial and number. The payment's time and the receipt's key make the event the same on
         every retry."""

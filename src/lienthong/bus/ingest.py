@@ -9,10 +9,11 @@ from collections import Counter
 from collections.abc import Callable
 
 from lienthong.bus.envelope import ParsedEvent
+from lienthong.bus.ledger import project
 from lienthong.bus.outbox import Outbox
 from lienthong.bus.routes import Routes
-from lienthong.bus.store import IngestItem, IngestResult, PlannedDelivery
 from lienthong.errors import IdempotencyConflict
+from lienthong.model import EventRecord, IngestItem, IngestResult, PlannedMessage
 from lienthong.observability.metrics import Metrics
 
 
@@ -49,11 +50,11 @@ class Ingestor:
         new_id = self._new_id
         unit = parsed.event.unit_code
         deliveries = tuple(
-            PlannedDelivery(new_id(), r.destination, r.operation, r.mapping.name, r.mapping.hash)
+            PlannedMessage(new_id(), r.destination, r.operation, r.mapping.name, r.mapping.hash)
             for r in self._routes.for_type(parsed.event.type)
             if r.serves(unit)
         )
-        return IngestItem.of(parsed, deliveries, caller)
+        return ingest_item(parsed, deliveries, caller)
 
     async def accept(self, events: list[ParsedEvent], caller: str = "") -> list[IngestResult]:
         """Store all of ``events`` atomically, or none of them (IdempotencyConflict); ``caller`` is who
@@ -79,3 +80,19 @@ class Ingestor:
     def _count(self, counts: Counter[tuple[str, str]]) -> None:
         for labels, n in counts.items():
             self._metrics.events_received.labels(*labels).inc(n)
+
+
+def ingest_item(parsed: ParsedEvent, deliveries: tuple[PlannedMessage, ...], caller: str = "") -> IngestItem:
+    """``parsed`` as the store keeps it, with its messages and ledger update; ``caller`` is who sent it."""
+    event = parsed.event
+    record = EventRecord(
+        event.event_id,
+        event.type,
+        event.unit_code,
+        parsed.dossier_code,
+        event.occurred_at.isoformat(),
+        parsed.payload_sha256,
+        parsed.payload.decode(),
+        caller,
+    )
+    return IngestItem(record, deliveries, project(parsed))

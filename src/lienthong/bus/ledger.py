@@ -8,27 +8,10 @@ tolerates anything missing: it records what it can and never rejects an event.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 from lienthong.bus.envelope import ParsedEvent
-
-
-class LedgerEntry(NamedTuple):
-    dossier_code: str
-    unit_code: str
-    last_event_id: str
-    last_event_type: str
-    occurred_ms: int
-    status: str | None = None
-    procedure_code: str | None = None
-    channel: str | None = None
-    level: int | None = None
-    received_at: str | None = None
-    due_at: str | None = None
-    returned_at: str | None = None
-    fees_total: int | None = None
-    fees_paid: int | None = None
-    result_sha256: tuple[str, ...] = ()
+from lienthong.model import LedgerEntry
 
 
 def project(parsed: ParsedEvent) -> LedgerEntry:

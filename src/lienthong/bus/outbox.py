@@ -18,25 +18,22 @@ from operator import methodcaller
 from typing import Generic, TypeVar
 
 from lienthong.bus.committer import Committer, Runner
-from lienthong.bus.ledger import LedgerEntry
-from lienthong.bus.store import (
-    CallbackRecord,
-    ClaimedDelivery,
+from lienthong.bus.store import OutboxStore
+from lienthong.bus.storeproc import ProcessCommitter
+from lienthong.citizens.records import LookupRecord
+from lienthong.model import (
     DestinationStats,
     IngestItem,
     IngestResult,
-    LookupRecord,
+    LedgerEntry,
     MappingVersion,
+    Message,
     MessageView,
-    OutboxStore,
     Outcome,
-    PaymentFinding,
-    PaymentRecord,
     Replay,
-    Settlement,
     StoredEvent,
 )
-from lienthong.bus.storeproc import ProcessCommitter
+from lienthong.payments.records import CallbackRecord, PaymentFinding, PaymentRecord, Settlement
 from lienthong.payments.state import Verdict
 
 Clock = Callable[[], float]
@@ -133,7 +130,7 @@ class Outbox:
             raise answer
         return answer
 
-    async def claim(self, limit: int) -> list[ClaimedDelivery]:
+    async def claim(self, limit: int) -> list[Message]:
         now = self.now_ms()
         return await self._committer.call(methodcaller("claim", now, limit))
 

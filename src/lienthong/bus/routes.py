@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from lienthong.bus.outbox import Outbox
-from lienthong.bus.store import ClaimedDelivery, MappingVersion
 from lienthong.errors import ConfigError, MappingError, PermanentError, RetryableError, StoreError
 from lienthong.mappings import CompiledMapping, SpecLoader
+from lienthong.model import MappingVersion, Message
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class Mapper:
         self._loader = loader
         self._versions = {m.hash: m for m in routes.mappings()}
 
-    async def body(self, delivery: ClaimedDelivery) -> dict[str, Any]:
+    async def body(self, delivery: Message) -> dict[str, Any]:
         """Raises MappingError (a permanent error) when the record cannot be mapped."""
         event = delivery.event
         route = self._routes.route(event.type, delivery.destination, delivery.operation)
@@ -86,7 +86,7 @@ class Mapper:
             exc.destination, exc.operation = delivery.destination, delivery.operation
             raise
 
-    async def _version(self, delivery: ClaimedDelivery, route: DeliveryRoute | None) -> CompiledMapping:
+    async def _version(self, delivery: Message, route: DeliveryRoute | None) -> CompiledMapping:
         where: dict[str, Any] = {"destination": delivery.destination, "operation": delivery.operation}
         if not delivery.mapping_hash:
             # A row stored before mappings were recorded: the route's current mapping is all there is.

@@ -19,25 +19,22 @@ from typing import Any
 
 import orjson
 
-from lienthong.bus.ledger import LedgerEntry
-from lienthong.bus.store import (
+from lienthong.citizens.records import LookupRecord
+from lienthong.errors import IdempotencyConflict, StoreError
+from lienthong.model import (
     AttemptView,
-    CallbackRecord,
-    ClaimedDelivery,
     DestinationStats,
     IngestItem,
     IngestResult,
-    LookupRecord,
+    LedgerEntry,
     MappingVersion,
+    Message,
     MessageView,
     Outcome,
-    PaymentFinding,
-    PaymentRecord,
     Replay,
-    Settlement,
     StoredEvent,
 )
-from lienthong.errors import IdempotencyConflict, StoreError
+from lienthong.payments.records import CallbackRecord, PaymentFinding, PaymentRecord, Settlement
 from lienthong.payments.state import Verdict, judge
 
 SCHEMA_VERSION = 3
@@ -205,7 +202,7 @@ _EVENT_INSERT = (
     " caller, message_ids, received_ms)",
     "",
 )
-# Columns in the order of PlannedDelivery's fields, then the event's.
+# Columns in the order of PlannedMessage's fields, then the event's.
 _OUTBOX_INSERT = (
     "INSERT INTO outbox (message_id, destination, operation, mapping, mapping_hash, event_id, dossier_code,"
     " status, created_ms, updated_ms, next_attempt_ms)",
@@ -404,7 +401,7 @@ class SqliteOutbox:
             )
         return known
 
-    def claim(self, now_ms: int, limit: int) -> list[ClaimedDelivery]:
+    def claim(self, now_ms: int, limit: int) -> list[Message]:
         (found,) = self._db.execute(_CLAIM, (now_ms, limit)).fetchone()
         rows = orjson.loads(found)
         if not rows:
@@ -687,9 +684,9 @@ def _ledger_row(entry: LedgerEntry, now_ms: int) -> tuple[Any, ...]:
     )
 
 
-def _claimed(row: Sequence[Any]) -> ClaimedDelivery:
+def _claimed(row: Sequence[Any]) -> Message:
     event = StoredEvent(row[7], row[8], row[9], row[10], row[11]["dossier"], row[15])
-    return ClaimedDelivery(
+    return Message(
         row[1], row[2], row[3], row[4], row[5], row[6], event, row[12] or "", row[13] or "", row[14]
     )
 

@@ -25,9 +25,10 @@ import orjson
 
 from lienthong.bus.emit import EventSink, internal_event_id
 from lienthong.bus.outbox import Outbox
-from lienthong.bus.store import CallbackRecord, IngestItem, PaymentRecord, Settlement
 from lienthong.errors import InvalidEvent
+from lienthong.model import IngestItem
 from lienthong.observability.metrics import Metrics
+from lienthong.payments.records import CallbackRecord, PaymentRecord, Settlement
 from lienthong.payments.schemes import CallbackRefused, CallbackScheme
 from lienthong.payments.state import TAKEN, Claim, Verdict
 

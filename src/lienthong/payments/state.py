@@ -8,39 +8,16 @@ same transaction that reads the payment, so two callbacks racing each other are 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from lienthong.payments.records import Claim, PaymentRecord, PaymentStatus, Verdict
 
-if TYPE_CHECKING:
-    from lienthong.bus.store import PaymentRecord
+__all__ = ["RANK", "TAKEN", "Claim", "PaymentStatus", "Verdict", "judge"]
 
-PaymentStatus = Literal["initiated", "pending", "paid", "failed"]
 RANK: dict[str, int] = {"initiated": 0, "pending": 1, "failed": 2, "paid": 3}
 """Forward only: a callback may move a payment to a higher rank, never lower. A failed attempt may be
 followed by a successful one (the citizen pays again on the same bill); nothing follows "paid"."""
 
-Verdict = Literal[
-    "accepted",  # the payment moved forward (to paid: payment.confirmed is raised)
-    "repeat",  # the same news again: taken, nothing changes
-    "duplicate_payment",  # another payment for a reference already paid: a finding, never a receipt
-    "contradiction",  # news that would move the payment backwards: refused, payment unchanged
-    "unknown_reference",
-    "amount_mismatch",
-    "transaction_reused",  # a transaction id already confirmed with other content
-]
 TAKEN: frozenset[str] = frozenset({"accepted", "repeat", "duplicate_payment"})
 """Verdicts answered as received (the peer need not send again); the others are refusals."""
-
-
-class Claim(NamedTuple):
-    """What a verified callback says, in our words."""
-
-    channel: str
-    transaction_id: str
-    reference: str
-    amount: int
-    status: PaymentStatus
-    occurred_at: str  # ISO 8601 with the offset
-    bank_code: str = ""
 
 
 def judge(current: PaymentRecord | None, claim: Claim) -> Verdict:

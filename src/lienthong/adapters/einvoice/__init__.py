@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from lienthong.bus.emit import EventSink
-from lienthong.bus.store import ClaimedDelivery
 from lienthong.errors import RetryableError, StoreError
+from lienthong.model import Message
 
 
 async def announce(
-    events: EventSink | None, destination: str, delivery: ClaimedDelivery, receipt: dict[str, str]
+    events: EventSink | None, destination: str, delivery: Message, receipt: dict[str, str]
 ) -> None:
     """Raise ``receipt.issued`` so routes can tell the province the receipt's number. A store that cannot
     take it makes the delivery retry: the provider then finds the receipt it already issued."""

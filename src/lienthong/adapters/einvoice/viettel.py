@@ -43,8 +43,8 @@ from lienthong.adapters.base import RETRYABLE_STATUS, Receipt, map_transport_err
 from lienthong.adapters.einvoice import announce
 from lienthong.adapters.http import Endpoint, HttpPeer
 from lienthong.bus.emit import EventSink
-from lienthong.bus.store import ClaimedDelivery
 from lienthong.errors import PermanentError, RetryableError, TranslationError
+from lienthong.model import Message
 
 API = "/services/einvoiceapplication/api/InvoiceAPI/InvoiceWS"
 TokenAs = Literal["cookie", "bearer", "both"]
@@ -133,7 +133,7 @@ class ViettelInvoiceAdapter:
         self._lock = asyncio.Lock()
         self.logins = 0
 
-    async def deliver(self, delivery: ClaimedDelivery, body: dict[str, Any]) -> Receipt:
+    async def deliver(self, delivery: Message, body: dict[str, Any]) -> Receipt:
         if delivery.operation != "issue":
             raise PermanentError(
                 f"unknown operation {delivery.operation!r}",

@@ -39,9 +39,9 @@ from lienthong.adapters.base import Receipt
 from lienthong.adapters.einvoice import announce
 from lienthong.adapters.soap import SAFE, UnsafeXml, map_soap_errors, safe_xml
 from lienthong.bus.emit import EventSink
-from lienthong.bus.store import ClaimedDelivery
 from lienthong.errors import PermanentError, RetryableError
 from lienthong.mappings.xmlout import to_xml
+from lienthong.model import Message
 
 _PLAIN_KEY = re.compile(r"^[A-Za-z0-9_.-]+$")
 _PLAIN_KEY_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
@@ -116,7 +116,7 @@ def _digits(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
-def fkey_for(delivery: ClaimedDelivery) -> str:
+def fkey_for(delivery: Message) -> str:
     """The same for every attempt at one payment's receipt, and different for different payments:
     ``<channel>-<transaction id>`` when that is already plain (letters, digits, ``_.-``), else
     ``<channel>-h<SHA-256 of it>`` (rewriting ``FT26/0001`` as ``FT26-0001`` would give two payments one
@@ -243,7 +243,7 @@ class VnptInvoiceAdapter:
                     missing.append("cancelInv (BusinessService)")
         return missing
 
-    async def deliver(self, delivery: ClaimedDelivery, body: dict[str, Any]) -> Receipt:
+    async def deliver(self, delivery: Message, body: dict[str, Any]) -> Receipt:
         op = delivery.operation
         fkey = fkey_for(delivery)
         if op == "issue":

@@ -18,7 +18,7 @@ from typing import Any
 
 from lienthong.adapters.population import CitizenQuery, PopulationAdapter
 from lienthong.bus.outbox import Outbox
-from lienthong.bus.store import LookupRecord
+from lienthong.citizens.records import LookupRecord
 from lienthong.errors import (
     CitizenLookupError,
     CitizenMismatch,

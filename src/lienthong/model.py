@@ -1,0 +1,181 @@
+"""Plain data shared by the bus, the store and the adapters: events, messages, outcomes, the ledger.
+
+A *message* is one event's delivery to one destination operation (one outbox row); an *attempt* is one try
+at delivering it. Nothing here imports the rest of lienthong, so every package may import this one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+
+MessageStatus = Literal["pending", "inflight", "delivered", "dead"]
+OutcomeKind = Literal["delivered", "retry", "dead"]
+
+
+class PlannedMessage(NamedTuple):
+    """One outbox row to create for an event: a route's delivery to one destination operation."""
+
+    message_id: str
+    destination: str
+    operation: str
+    mapping: str | None = None
+    mapping_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class MappingVersion:
+    """One version of a mapping spec: its resolved document, stored so a replay can use it again."""
+
+    hash: str
+    name: str
+    document: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Replay:
+    """Make a dead letter pending again; ``mapping_hash`` re-pins its mapping version (None keeps it)."""
+
+    message_id: str
+    mapping_hash: str | None = None
+
+
+class EventRecord(NamedTuple):
+    """An accepted event as the store keeps it. ``payload`` is the event's JSON with its keys sorted, and
+    ``payload_sha256`` its hash: the same event_id with another hash, or from another caller, is a
+    conflict. ``caller`` is the token's name that sent it ('' for events lienthong raises itself)."""
+
+    event_id: str
+    type: str
+    unit_code: str
+    dossier_code: str
+    occurred_at: str
+    payload_sha256: str
+    payload: str
+    caller: str = ""
+
+
+class IngestItem(NamedTuple):
+    """One event to store with its outbox rows and ledger update.
+
+    Plain tuples of text and numbers (NamedTuples), built on the event loop: they cross to the store's
+    process as a cheap pickle (bus.storeproc), and the store only binds them.
+    """
+
+    event: EventRecord
+    deliveries: tuple[PlannedMessage, ...]
+    ledger: LedgerEntry
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    event_id: str
+    message_ids: tuple[str, ...]
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    event_id: str
+    type: str
+    unit_code: str
+    occurred_at: str
+    dossier: dict[str, Any]
+    caller: str = ""  # who sent it; events lienthong raises carry on the caller of what caused them
+
+
+@dataclass(frozen=True)
+class Message:
+    """An outbox row handed to the dispatcher; ``attempts`` counts the attempts made before this one.
+
+    ``created_ms`` is when the row was made or last replayed, and ``replay_base`` how many attempts came
+    before the last replay: the retry policy counts age and attempts from the replay.
+    """
+
+    message_id: str
+    destination: str
+    operation: str
+    dossier_code: str
+    attempts: int
+    created_ms: int
+    event: StoredEvent
+    mapping: str = ""
+    mapping_hash: str = ""
+    replay_base: int = 0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one attempt, to be written back to the outbox."""
+
+    message_id: str
+    kind: OutcomeKind
+    attempt: int
+    started_ms: int
+    finished_ms: int
+    next_attempt_ms: int | None = None
+    error: str | None = None
+    http_status: int | None = None
+    raises: tuple[IngestItem, ...] = ()
+    """Events this outcome raises (``delivery.failed`` for a dead letter), stored in the same transaction
+    as the outcome: a crash or store error cannot keep one and lose the other."""
+
+    @property
+    def detail(self) -> tuple[str | None, int | None]:
+        return self.error, self.http_status
+
+
+@dataclass(frozen=True)
+class AttemptView:
+    attempt: int
+    started_ms: int
+    duration_ms: int
+    outcome: OutcomeKind
+    error: str | None
+    http_status: int | None
+
+
+@dataclass(frozen=True)
+class MessageView:
+    message_id: str
+    event_id: str
+    destination: str
+    operation: str
+    dossier_code: str
+    status: MessageStatus
+    attempts: int
+    created_ms: int
+    updated_ms: int
+    next_attempt_ms: int
+    last_error: str | None
+    mapping: str | None = None
+    mapping_hash: str | None = None
+    history: tuple[AttemptView, ...] = field(default=())
+    caller: str = ""  # who sent the event ('' for lienthong's own); set by ``message``, not by listings
+
+
+@dataclass(frozen=True)
+class DestinationStats:
+    destination: str
+    pending: int
+    inflight: int
+    dead: int
+    oldest_pending_created_ms: int | None
+
+
+class LedgerEntry(NamedTuple):
+    dossier_code: str
+    unit_code: str
+    last_event_id: str
+    last_event_type: str
+    occurred_ms: int
+    status: str | None = None
+    procedure_code: str | None = None
+    channel: str | None = None
+    level: int | None = None
+    received_at: str | None = None
+    due_at: str | None = None
+    returned_at: str | None = None
+    fees_total: int | None = None
+    fees_paid: int | None = None
+    result_sha256: tuple[str, ...] = ()
