@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -20,7 +21,14 @@ from lienthong.config import Config
 from lienthong.sandbox import EmcSandbox, PortalSandbox
 from lienthong.sandbox.dossiers import PROCEDURE_CODES
 from lienthong.serving import HttpServer, ThreadedServer
+import stores
+from lienthong.store import Store
 from processes import Bus, free_port
+
+# The store's own process (store.process) loads units of work by module name: let it import test modules.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")) if p
+)
 
 TOKEN = "test-token-for-the-provincial-system"
 # What examples/lienthong.yaml reads from the environment.
@@ -171,3 +179,28 @@ def bus(tmp_path: Path, peers: Peers) -> Iterator[Bus]:
     bus = Bus(path, tmp_path / "bus.log", f"http://127.0.0.1:{port}")
     yield bus
     bus.stop()
+
+
+@pytest.fixture(params=stores.BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each backend's name in turn: memory, sqlite (thread), sqlite-process, postgres."""
+    kind: str = request.param
+    if kind == "postgres":
+        stores.postgres_or_skip()
+    return kind
+
+
+@pytest.fixture
+def pg_dsn() -> Iterator[str]:
+    """A DSN on a fresh PostgreSQL schema (skips locally, fails under CI, without a server)."""
+    yield from stores.pg_schema()
+
+
+@pytest.fixture
+async def store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    """An opened store of each backend in turn."""
+    dsn = request.getfixturevalue("pg_dsn") if backend == "postgres" else None
+    opened = stores.make_store(backend, tmp_path, dsn)
+    opened.open()
+    yield opened
+    opened.close()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import ssl
 import time
@@ -43,12 +42,12 @@ from lienthong.bus.deadletters import DeadLetters
 from lienthong.bus.dispatcher import Dispatcher
 from lienthong.bus.emit import EventSink
 from lienthong.bus.ingest import Ingestor
-from lienthong.bus.outbox import Clock, Outbox
+from lienthong.bus.middleware import DeadLetterNotice, DeliveryMetrics, Retries
 from lienthong.bus.retry import ExponentialBackoff, RetryPolicy, StopAfterAge, StopAfterAttempts
 from lienthong.bus.routes import DeliveryRoute, Mapper, Routes
-from lienthong.bus.sqlite import SqliteOutbox
 from lienthong.certs import client_context
 from lienthong.citizens.prefill import Prefill
+from lienthong.clock import Clock, now_ms
 from lienthong.config import (
     BasicAuthConfig,
     BearerTokenConfig,
@@ -70,6 +69,7 @@ from lienthong.observability.metrics import Metrics
 from lienthong.payments import CallbackScheme, HmacFieldsScheme, PayGovScheme
 from lienthong.payments.callbacks import PaymentCallbacks, RefusalLimiter
 from lienthong.request_limits import RequestLimits
+from lienthong.store import Store, build_store, units
 
 log = logging.getLogger("lienthong.app")
 
@@ -80,12 +80,13 @@ class Lienthong:
 
     config: Config
     metrics: Metrics
-    outbox: Outbox
+    store: Store
     routes: Routes
     dead_letters: DeadLetters
     ingestor: Ingestor
     dispatcher: Dispatcher
     adapters: dict[str, Adapter]
+    clock: Clock
     prefill: Prefill | None = None
     payments: PaymentCallbacks | None = None
     population: PopulationAdapter | None = None
@@ -94,9 +95,9 @@ class Lienthong:
 
     async def start(self) -> None:
         """Open the store, return rows a crash left in flight to pending, and start dispatching."""
-        self.outbox.open()
-        await self.outbox.save_mappings(self.routes.versions())
-        recovered = await self.outbox.recover()
+        self.store.open()
+        await self.store.run(units.save_mappings, self.routes.versions(), now_ms(self.clock))
+        recovered = await self.store.run(units.recover)
         if recovered:
             log.warning("returned %d deliveries left in flight by an earlier stop to pending", recovered)
         if self.config.dispatcher.enabled:
@@ -112,7 +113,7 @@ class Lienthong:
             await adapter.aclose()
         if self.population is not None:
             await self.population.aclose()
-        self.outbox.close()
+        self.store.close()
 
     @asynccontextmanager
     async def lifespan(self, _: FastAPI) -> AsyncIterator[None]:
@@ -129,51 +130,55 @@ def build(
     clock: Clock = time.time,
     registry: CollectorRegistry | None = None,
     loader: SpecLoader | None = None,
+    init_store: bool = False,
 ) -> Lienthong:
-    """Build a node. Raises ConfigError when a mapping the routes use does not compile."""
+    """Build a node. Raises ConfigError when a mapping the routes use does not compile. ``init_store``
+    creates the store even where one ran before and was removed (``lienthong db init``)."""
     loader = loader or SpecLoader(FunctionRegistry.with_plugins())
     routes = build_routes(config, loader)
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
-    store = config.store
-    open_store = functools.partial(SqliteOutbox, store.path, synchronous=store.synchronous)
-    outbox = Outbox(open_store, clock=clock, in_process=store.process)
+    store = build_store(config.store, init=init_store)
     events = EventSink(config.events.dossier_code_field)
     adapters = {
-        name: build_adapter(name, dest, outbox, events, config.base_dir)
+        name: build_adapter(name, dest, store, events, config.base_dir, clock=clock)
         for name, dest in config.destinations.items()
         if not isinstance(dest, PopulationDestination)
     }
     check_local_wsdls(config, adapters)
-    mapper = Mapper(routes, outbox, loader)
+    mapper = Mapper(routes, store, loader)
     dispatcher = Dispatcher(
-        outbox,
+        store,
         mapper,
         adapters,
-        retry_policy(config.dispatcher.retry),
-        metrics,
+        [
+            Retries(retry_policy(config.dispatcher.retry)),
+            DeadLetterNotice(events.delivery_failed),
+            DeliveryMetrics(metrics),
+        ],
         clock=clock,
         max_in_flight=config.dispatcher.max_in_flight,
         poll_interval_s=config.dispatcher.poll_interval_s,
-        on_dead=events.delivery_failed,
+        lease_s=config.dispatcher.lease_s,
     )
-    ingestor = Ingestor(outbox, routes, metrics, on_accepted=dispatcher.wake)
+    ingestor = Ingestor(store, routes, metrics, on_accepted=dispatcher.wake, clock=clock)
     events.attach(ingestor)
-    dead_letters = DeadLetters(outbox, routes, mapper)
-    node = Lienthong(config, metrics, outbox, routes, dead_letters, ingestor, dispatcher, adapters)
+    dead_letters = DeadLetters(store, routes, mapper, clock=clock)
+    node = Lienthong(config, metrics, store, routes, dead_letters, ingestor, dispatcher, adapters, clock)
     if config.citizens.source is not None:
         node.population = build_population(config, config.citizens.source)
-        node.prefill = build_prefill(config, node.population, outbox, metrics, loader)
+        node.prefill = build_prefill(config, node.population, store, metrics, loader, clock=clock)
     schemes = payment_schemes(config)
     if schemes:
         node.payments = PaymentCallbacks(
             schemes,
-            outbox,
+            store,
             events,
             metrics,
             limiter=RefusalLimiter(
                 config.payments.refusals_per_minute,
                 total_per_minute=config.payments.refusals_per_minute_total,
             ),
+            clock=clock,
         )
     node.api = build_api(node)
     return node
@@ -190,7 +195,7 @@ def build_api(node: Lienthong) -> FastAPI:
     api.include_router(
         events_router(
             ingestor=node.ingestor,
-            outbox=node.outbox,
+            store=node.store,
             metrics=node.metrics,
             auth=auth,
             dossier_code_field=config.events.dossier_code_field,
@@ -199,10 +204,11 @@ def build_api(node: Lienthong) -> FastAPI:
     )
     api.include_router(
         health_router(
-            outbox=node.outbox,
+            store=node.store,
             metrics=node.metrics,
             destinations=tuple(config.destinations),
             dispatcher_running=lambda: node.dispatcher.running or not config.dispatcher.enabled,
+            clock=node.clock,
         )
     )
     if node.prefill is not None:
@@ -211,7 +217,7 @@ def build_api(node: Lienthong) -> FastAPI:
         api.include_router(
             payments_router(
                 callbacks=node.payments,
-                outbox=node.outbox,
+                store=node.store,
                 auth=auth,
                 max_callback_bytes=config.payments.max_callback_bytes,
             )
@@ -321,13 +327,19 @@ def build_population(config: Config, name: str) -> PopulationAdapter:
 
 
 def build_prefill(
-    config: Config, population: PopulationAdapter, outbox: Outbox, metrics: Metrics, loader: SpecLoader
+    config: Config,
+    population: PopulationAdapter,
+    store: Store,
+    metrics: Metrics,
+    loader: SpecLoader,
+    *,
+    clock: Clock = time.time,
 ) -> Prefill:
     """Raises ConfigError when a form's mapping does not compile."""
     forms = compile_forms(config, loader)
     key = config.citizens.audit_key
     assert key is not None  # checked when the config loaded
-    return Prefill(population, forms, outbox, metrics, audit_key=key.get_secret_value().encode())
+    return Prefill(population, forms, store, metrics, audit_key=key.get_secret_value().encode(), clock=clock)
 
 
 def compile_forms(config: Config, loader: SpecLoader) -> dict[str, CompiledMapping]:
@@ -442,7 +454,13 @@ def build_vnpt(name: str, dest: VnptDestination, events: EventSink, base_dir: Pa
 
 
 def build_adapter(
-    name: str, dest: Destination, outbox: Outbox, events: EventSink, base_dir: Path = Path()
+    name: str,
+    dest: Destination,
+    store: Store,
+    events: EventSink,
+    base_dir: Path = Path(),
+    *,
+    clock: Clock = time.time,
 ) -> Adapter:
     peer = HttpPeer(dest.base_url, destination_transport(dest, base_dir), timeout_s=dest.timeout_s)
     if isinstance(dest, PortalDestination):
@@ -476,5 +494,5 @@ def build_adapter(
         return ProvincialAdapter(name, peer, secret=secret, webhook_path=dest.webhook_path)
     if isinstance(dest, PayGovDestination):
         settings = PayGovSettings(dest.partner_code, dest.secret.get_secret_value(), dest.service_path)
-        return PayGovAdapter(name, peer, settings, outbox)
+        return PayGovAdapter(name, peer, settings, store, clock=clock)
     raise AssertionError(f"unhandled destination kind {dest!r}")

@@ -16,9 +16,11 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     PrivateAttr,
     SecretStr,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -96,8 +98,16 @@ class AuthConfig(_Model):
     tokens: list[TokenConfig] = Field(default_factory=list)
 
 
+_DEADLINE = Field(
+    default=10.0,
+    gt=0,
+    description="Every store call's deadline in seconds: past it, ingest answers 503 with Retry-After and"
+    " /readyz fails, instead of requests hanging on a frozen disk or database.",
+)
+
+
 class SqliteStoreConfig(_Model):
-    """The embedded default store: one SQLite file in WAL mode."""
+    """The embedded default store: one SQLite file in WAL mode, one node."""
 
     kind: Literal["sqlite"] = "sqlite"
     path: str = "lienthong.db"
@@ -110,6 +120,38 @@ class SqliteStoreConfig(_Model):
         description="true: run the store in a child process, on its own core (decision 0006); false: on a"
         " thread of the server's process.",
     )
+    deadline_s: float = _DEADLINE
+
+
+class PostgresStoreConfig(_Model):
+    """PostgreSQL (psycopg 3, a connection pool): the store for several nodes (decision 0010)."""
+
+    kind: Literal["postgres"]
+    dsn: SecretStr = Field(
+        description="libpq connection string or URI, e.g. postgresql://lienthong@127.0.0.1:5432/lienthong"
+        " (use ${ENV} for a password)."
+    )
+    pool_size: int = Field(default=4, ge=1, le=64, description="Connections, one per store worker thread.")
+    deadline_s: float = _DEADLINE
+
+
+class MemoryStoreConfig(_Model):
+    """Nothing kept after the process ends: for tests and trials only."""
+
+    kind: Literal["memory"]
+
+
+def _store_kind(value: Any) -> str:
+    kind = value.get("kind", "sqlite") if isinstance(value, dict) else getattr(value, "kind", "sqlite")
+    return kind if isinstance(kind, str) else "sqlite"
+
+
+StoreConfig = Annotated[
+    Annotated[SqliteStoreConfig, Tag("sqlite")]
+    | Annotated[PostgresStoreConfig, Tag("postgres")]
+    | Annotated[MemoryStoreConfig, Tag("memory")],
+    Discriminator(_store_kind),
+]
 
 
 class RetryConfig(_Model):
@@ -132,6 +174,13 @@ class DispatcherConfig(_Model):
     )
     poll_interval_s: float = Field(default=0.5, gt=0, description="Idle wait before looking for due retries.")
     shutdown_grace_s: float = Field(default=10.0, ge=0)
+    lease_s: float = Field(
+        default=300.0,
+        ge=1,
+        description="How long a claimed message stays with its delivery. If its outcome cannot be written (a"
+        " store fault), it is due again once the lease runs out; keep it above the slowest destination's"
+        " timeout.",
+    )
     retry: RetryConfig = RetryConfig()
 
 
@@ -464,7 +513,10 @@ class Config(_Model):
 
     server: ServerConfig = ServerConfig()
     auth: AuthConfig = AuthConfig()
-    store: SqliteStoreConfig = SqliteStoreConfig()
+    store: StoreConfig = Field(
+        default_factory=SqliteStoreConfig,
+        description="Where events and messages are kept (kind: sqlite, postgres, memory).",
+    )
     dispatcher: DispatcherConfig = DispatcherConfig()
     events: EventsConfig = EventsConfig()
     destinations: dict[str, Destination] = Field(default_factory=dict)

@@ -37,6 +37,7 @@ from lienthong.sandbox.provincial import ProvincialSandbox
 from lienthong.sandbox.viettel import ViettelSandbox
 from lienthong.sandbox.vnpt import VnptSandbox
 from lienthong.serving import HttpServer, ThreadedServer, on_stop_signals, run
+from lienthong.store import units
 
 T = TypeVar("T")
 
@@ -413,7 +414,7 @@ class Demo:
         assert self.node is not None
         deadline = time.monotonic() + timeout_s
         while True:
-            stats = await self.node.outbox.stats()
+            stats = await self.node.store.run(units.stats)
             pending = sum(s.pending + s.inflight for s in stats)
             if pending == 0 or time.monotonic() > deadline:
                 return pending

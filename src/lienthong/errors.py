@@ -13,7 +13,10 @@ message::
     │   └── PermanentError     retrying cannot help: validation, auth, business rejection
     │       └── TranslationError  our translation of the event into the destination's format failed
     │           └── MappingError     a mapping spec failed on one record (mapping, record, field, source)
-    ├── StoreError             the outbox store failed or its schema is not one we know
+    ├── StoreError             the store failed or its schema is not one we know
+    │   ├── StoreMissing       no store where one is expected (never created, or removed): `db init`
+    │   └── StoreUnavailable   the store cannot answer now (its process is down, a call ran out of time,
+    │                          its file was removed under it): nothing was acknowledged, try again
     └── CitizenLookupError     a look-up in the population database did not give a citizen
         ├── CitizenNotFound        no citizen has that SoDinhDanh
         ├── CitizenMismatch        the citizen exists, but the name or birth date given differs (fields)
@@ -172,7 +175,16 @@ class MappingError(TranslationError):
 
 
 class StoreError(LienthongError):
-    """The outbox store failed, or its schema version is not one this code knows."""
+    """The store failed, or its schema version is not one this code knows."""
+
+
+class StoreMissing(StoreError):
+    """No store where one is expected: it was never created (``lienthong db init``), or it was removed."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot answer now: its process is down, a call ran past its deadline, or its file was
+    removed under it. What was not acknowledged may be sent again."""
 
 
 class CitizenLookupError(LienthongError):

@@ -102,6 +102,8 @@ class Message:
     mapping: str = ""
     mapping_hash: str = ""
     replay_base: int = 0
+    lease_until_ms: int = 0
+    """The claim's lease: past it, the message is due again (its outcome could not be written)."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,9 @@ class Outcome:
     raises: tuple[IngestItem, ...] = ()
     """Events this outcome raises (``delivery.failed`` for a dead letter), stored in the same transaction
     as the outcome: a crash or store error cannot keep one and lose the other."""
+    lease_until_ms: int | None = None
+    """The lease of the claim this attempt was made under: if the message was claimed again since (the
+    lease ran out), the outcome is dropped. None writes it whatever the lease (tools, tests)."""
 
     @property
     def detail(self) -> tuple[str | None, int | None]:

@@ -20,12 +20,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from lienthong.adapters.base import Receipt, json_body, map_transport_errors, raise_for_status
 from lienthong.adapters.http import HttpPeer
-from lienthong.bus.outbox import Outbox
+from lienthong.clock import Clock, now_ms
 from lienthong.errors import PermanentError, RetryableError, StoreError
 from lienthong.mappings.dates import VIETNAM
 from lienthong.model import Message
 from lienthong.payments import INIT_FIELDS, PHIEN_BAN, QUERY_FIELDS, field_text, paygov_code
 from lienthong.payments.records import PaymentRecord
+from lienthong.store import Store, units
 
 
 class PayGovReply(BaseModel):
@@ -81,12 +82,15 @@ class PayGovSettings:
 class PayGovAdapter:
     operations = ("INIT",)
 
-    def __init__(self, name: str, peer: HttpPeer, settings: PayGovSettings, outbox: Outbox) -> None:
+    def __init__(
+        self, name: str, peer: HttpPeer, settings: PayGovSettings, store: Store, *, clock: Clock
+    ) -> None:
         self.name = name
         self._peer = peer
         self._settings = settings
         self._endpoint = peer.endpoint(settings.service_path)
-        self._outbox = outbox
+        self._store = store
+        self._clock = clock
 
     async def deliver(self, delivery: Message, body: dict[str, Any]) -> Receipt:
         """``body`` is the INIT message's business fields (the bundled paygov_init mapping)."""
@@ -170,7 +174,8 @@ class PayGovAdapter:
 
     async def _record(self, delivery: Message, body: dict[str, Any], pay_url: str) -> None:
         event = delivery.event
-        record = self._outbox.save_payment(
+        record = self._store.run(
+            units.save_payment,
             PaymentRecord(
                 reference=field_text(body["MaThamChieu"]),
                 dossier_code=delivery.dossier_code,
@@ -180,9 +185,9 @@ class PayGovAdapter:
                 pay_url=pay_url,
                 status="initiated",
                 transaction_id="",
-                updated_ms=self._outbox.now_ms(),
+                updated_ms=now_ms(self._clock),
                 caller=event.caller,
-            )
+            ),
         )
         try:
             await record

@@ -14,16 +14,16 @@ from lienthong.api.errors import error_response
 from lienthong.bus.emit import INTERNAL_EVENT_TYPES, INTERNAL_ID_PREFIX
 from lienthong.bus.envelope import parse_body
 from lienthong.bus.ingest import Ingestor
-from lienthong.bus.outbox import Outbox
 from lienthong.errors import IdempotencyConflict, InvalidEvent
 from lienthong.model import IngestResult
 from lienthong.observability.metrics import Metrics
+from lienthong.store import Store, units
 
 
 def events_router(
     *,
     ingestor: Ingestor,
-    outbox: Outbox,
+    store: Store,
     metrics: Metrics,
     auth: BearerAuth,
     dossier_code_field: str,
@@ -68,7 +68,7 @@ def events_router(
     @router.get("/v1/messages/{message_id}", responses={401: {}, 404: {}})
     async def get_message(message_id: str, caller: Authenticated) -> Response:
         """A delivery's state and every attempt made."""
-        view = await outbox.message(message_id)
+        view = await store.run(units.message, message_id)
         if view is None or not caller.may_read(view.caller):  # another's message is as good as none
             return error_response(404, "not_found", f"no message {message_id[:64]!r}")
         return Response(orjson.dumps(dataclasses.asdict(view)), media_type="application/json")

@@ -10,26 +10,35 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
 from lienthong.api.errors import error_response
-from lienthong.bus.outbox import Outbox
+from lienthong.clock import Clock, now_ms
 from lienthong.errors import StoreError
 from lienthong.observability.metrics import Metrics
+from lienthong.store import Store, units
 
 
 def health_router(
-    *, outbox: Outbox, metrics: Metrics, destinations: Sequence[str], dispatcher_running: Callable[[], bool]
+    *,
+    store: Store,
+    metrics: Metrics,
+    destinations: Sequence[str],
+    dispatcher_running: Callable[[], bool],
+    clock: Clock,
 ) -> APIRouter:
     router = APIRouter()
 
-    @router.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        """The process is up and serving."""
-        return {"status": "ok"}
+    @router.get("/healthz", responses={503: {}})
+    async def healthz() -> Response:
+        """The process is up and serving, and its store can be reached (or brought back): when the store's
+        process cannot be started again, this fails so that a supervisor restarts the node."""
+        if not store.healthy:
+            return error_response(503, "store_lost", "the store cannot be reached; restart the node")
+        return Response(b'{"status":"ok"}', media_type="application/json")
 
     @router.get("/readyz", responses={503: {}})
     async def readyz() -> Response:
         """Ready when the store answers and the dispatcher runs."""
         try:
-            await outbox.stats()
+            await store.run(units.stats)
         except StoreError as exc:
             return error_response(503, "store_unavailable", str(exc))
         if not dispatcher_running():
@@ -40,7 +49,7 @@ def health_router(
     async def prometheus() -> Response:
         """Prometheus exposition; outbox gauges are read fresh from the store."""
         with contextlib.suppress(StoreError):  # serve what we have; readyz reports the store
-            metrics.observe_outbox(await outbox.stats(), destinations, outbox.now_ms())
+            metrics.observe_outbox(await store.run(units.stats), destinations, now_ms(clock))
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return router

@@ -20,9 +20,9 @@ from starlette.responses import Response
 
 from lienthong.api.auth import BearerAuth, Caller
 from lienthong.api.errors import error_response
-from lienthong.bus.outbox import Outbox
 from lienthong.payments import CallbackRefused, PayGovScheme
 from lienthong.payments.callbacks import PaymentCallbacks
+from lienthong.store import Store, units
 
 log = logging.getLogger("lienthong.api.payments")
 
@@ -61,7 +61,7 @@ class _TooLarge(Exception):
 
 
 def payments_router(
-    *, callbacks: PaymentCallbacks, outbox: Outbox, auth: BearerAuth, max_callback_bytes: int
+    *, callbacks: PaymentCallbacks, store: Store, auth: BearerAuth, max_callback_bytes: int
 ) -> APIRouter:
     router = APIRouter()
     Authenticated = Annotated[Caller, Depends(auth)]
@@ -109,7 +109,7 @@ def payments_router(
     @router.get("/v1/payments/{reference}", responses={401: {}, 404: {}})
     async def get_payment(reference: str, caller: Authenticated) -> Response:
         """A payment's state (initiated, pending, paid, failed) and its pay URL."""
-        payment = await outbox.payment(reference)
+        payment = await store.run(units.payment, reference)
         if payment is None or not caller.may_read(payment.caller):  # another's payment is as good as none
             return error_response(404, "not_found", f"no payment {reference[:64]!r}")
         view = {k: v for k, v in dataclasses.asdict(payment).items() if k not in ("dossier", "caller")}

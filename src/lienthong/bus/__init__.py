@@ -1,34 +1,8 @@
-"""Durable delivery: envelope, outbox stores, group commit, dispatcher, retry policy, dossier ledger."""
+"""Durable delivery: envelope, ingest, routes, dispatcher and its middleware, retry policy, dossier ledger.
+
+What the bus keeps lives in ``lienthong.store``; the records it passes around in ``lienthong.model``.
+"""
 
 from lienthong.bus.envelope import EVENT_TYPES, Event, EventBatch, EventType, ParsedEvent, parse_body
-from lienthong.bus.store import OutboxStore
-from lienthong.model import (
-    DestinationStats,
-    IngestItem,
-    IngestResult,
-    LedgerEntry,
-    Message,
-    MessageView,
-    Outcome,
-    PlannedMessage,
-    StoredEvent,
-)
 
-__all__ = [
-    "EVENT_TYPES",
-    "DestinationStats",
-    "Event",
-    "EventBatch",
-    "EventType",
-    "IngestItem",
-    "IngestResult",
-    "LedgerEntry",
-    "Message",
-    "MessageView",
-    "OutboxStore",
-    "Outcome",
-    "ParsedEvent",
-    "PlannedMessage",
-    "StoredEvent",
-    "parse_body",
-]
+__all__ = ["EVENT_TYPES", "Event", "EventBatch", "EventType", "ParsedEvent", "parse_body"]

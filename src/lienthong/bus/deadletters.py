@@ -11,10 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from lienthong.bus.outbox import Outbox
 from lienthong.bus.routes import Mapper, Routes
+from lienthong.clock import Clock, now_ms
 from lienthong.errors import DeliveryError
 from lienthong.model import Message, MessageView, Replay
+from lienthong.store import Store, units
 
 MappingChoice = Literal["original", "current"]
 
@@ -33,22 +34,23 @@ class ReplayPlan:
 
 
 class DeadLetters:
-    def __init__(self, outbox: Outbox, routes: Routes, mapper: Mapper) -> None:
-        self._outbox = outbox
+    def __init__(self, store: Store, routes: Routes, mapper: Mapper, *, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
         self._routes = routes
         self._mapper = mapper
 
     async def listing(self, destination: str | None = None, limit: int = 100) -> list[MessageView]:
-        return await self._outbox.dead_letters(destination, limit)
+        return await self._store.run(units.dead_letters, destination, limit)
 
     async def plan(
         self, message_ids: list[str] | None, *, destination: str | None = None, mapping: MappingChoice
     ) -> list[ReplayPlan]:
         """Plans for ``message_ids``, or for every dead letter (of ``destination``) when None."""
         if message_ids is None:
-            messages = await self._outbox.dead_letters(destination, 1_000_000)
+            messages = await self._store.run(units.dead_letters, destination, 1_000_000)
         else:
-            found = [await self._outbox.message(i) for i in message_ids]
+            found = [await self._store.run(units.message, i) for i in message_ids]
             missing = [i for i, m in zip(message_ids, found, strict=True) if m is None or m.status != "dead"]
             if missing:
                 raise LookupError(f"not dead letters: {', '.join(missing)}")
@@ -59,16 +61,17 @@ class DeadLetters:
         """Replay the planned dead letters; returns the ids made pending again."""
         if not by.strip() or not reason.strip():
             raise ValueError("a replay needs who (by) and why (reason)")
-        await self._outbox.save_mappings(self._routes.versions())
+        now = now_ms(self._clock)
+        await self._store.run(units.save_mappings, self._routes.versions(), now)
         replays = [Replay(p.message.message_id, p.mapping_hash if p.changes_version else None) for p in plans]
-        return await self._outbox.replay(replays, by=by, reason=reason)
+        return await self._store.run(units.replay, replays, by, reason, now)
 
     async def _plan_one(self, message: MessageView, choice: MappingChoice) -> ReplayPlan:
         version = message.mapping_hash
         if choice == "current" and message.mapping:
             current = self._routes.current(message.mapping)
             version = current.hash if current is not None else version
-        event = await self._outbox.stored_event(message.event_id)
+        event = await self._store.run(units.stored_event, message.event_id)
         if event is None:  # cannot happen while the store's foreign key holds; say so rather than crash
             return ReplayPlan(message, version, "its event is missing from the store")
         delivery = Message(

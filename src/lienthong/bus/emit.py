@@ -12,9 +12,9 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
+from pydantic import ValidationError
 
-from lienthong.bus.envelope import ParsedEvent, parse_body
+from lienthong.bus.envelope import Event, derive, invalid_event
 from lienthong.bus.ingest import Ingestor
 from lienthong.model import IngestItem, Message, Outcome
 
@@ -37,7 +37,18 @@ def internal_event_id(kind: str, *parts: str) -> str:
     return f"{INTERNAL_ID_PREFIX}{kind}:sha256:{digest}"
 
 
+def build_event(**fields: Any) -> Event:
+    """An event of lienthong's own, validated as a sent one is; raises InvalidEvent naming the field."""
+    try:
+        return Event.model_validate(fields)
+    except ValidationError as exc:
+        raise invalid_event(exc) from exc
+
+
 class EventSink:
+    """Where lienthong's own events enter the bus: stored at once (``emit``), or planned to be stored
+    inside another unit of work (``plan``, then ``stored``)."""
+
     def __init__(self, dossier_code_field: str) -> None:
         self._code_field = dossier_code_field
         self._ingestor: Ingestor | None = None
@@ -46,67 +57,62 @@ class EventSink:
         """Connect the ingestor (built after the adapters that emit, in the composition root)."""
         self._ingestor = ingestor
 
-    def delivery_failed(self, delivery: Message, outcome: Outcome) -> IngestItem | None:
+    def delivery_failed(self, message: Message, outcome: Outcome) -> IngestItem | None:
         """``delivery.failed`` for a new dead letter, so a route can tell a person (the province); the
-        dispatcher stores it with the dead letter itself (``Outcome.raises``).
+        dispatcher's ``DeadLetterNotice`` stores it with the dead letter itself (``Outcome.raises``).
 
         A failed ``delivery.failed`` delivery raises nothing: no loops.
         """
-        if delivery.event.type == "delivery.failed":
+        if message.event.type == "delivery.failed":
             return None
-        at = datetime.fromtimestamp(outcome.finished_ms / 1000, UTC).isoformat()
         failure = {
-            "message_id": delivery.message_id,
-            "destination": delivery.destination,
-            "operation": delivery.operation,
-            "event_id": delivery.event.event_id,
-            "event_type": delivery.event.type,
+            "message_id": message.message_id,
+            "destination": message.destination,
+            "operation": message.operation,
+            "event_id": message.event.event_id,
+            "event_type": message.event.type,
             "attempts": outcome.attempt,
             "error": outcome.error or "",
         }
-        event = {
-            "event_id": internal_event_id("failed", delivery.message_id, str(outcome.attempt)),
-            "type": "delivery.failed",
-            "occurred_at": at,
-            "unit_code": delivery.event.unit_code,
-            "dossier": {self._code_field: delivery.dossier_code, "failure": failure},
-        }
-        return self.plan(event, delivery.event.caller)
+        event = build_event(
+            event_id=internal_event_id("failed", message.message_id, str(outcome.attempt)),
+            type="delivery.failed",
+            occurred_at=datetime.fromtimestamp(outcome.finished_ms / 1000, UTC),
+            unit_code=message.event.unit_code,
+            dossier={self._code_field: message.dossier_code, "failure": failure},
+        )
+        return self.plan(event, message.event.caller)
 
-    async def receipt_issued(self, delivery: Message, receipt: dict[str, str]) -> None:
-        """Raise ``receipt.issued`` for the payment ``delivery`` carried; ``receipt`` has provider, fkey,
+    async def receipt_issued(self, message: Message, receipt: dict[str, str]) -> None:
+        """Raise ``receipt.issued`` for the payment ``message`` carried; ``receipt`` has provider, fkey,
         pattern, serial and number. The payment's time and the receipt's key make the event the same on
         every retry."""
-        event = delivery.event
+        event = message.event
         await self.emit(
-            {
-                "event_id": internal_event_id("receipt", receipt["provider"], receipt["fkey"]),
-                "type": "receipt.issued",
-                "occurred_at": event.occurred_at,
-                "unit_code": event.unit_code,
-                "dossier": {**event.dossier, "receipt": receipt},
-            },
+            build_event(
+                event_id=internal_event_id("receipt", receipt["provider"], receipt["fkey"]),
+                type="receipt.issued",
+                occurred_at=event.occurred_at,
+                unit_code=event.unit_code,
+                dossier={**event.dossier, "receipt": receipt},
+            ),
             caller=event.caller,
         )
 
-    async def emit(self, event: dict[str, Any], *, caller: str = "") -> None:
+    async def emit(self, event: Event, *, caller: str = "") -> None:
         """Store ``event`` as sent on behalf of ``caller`` (the sender of what caused it: it alone, and
         operators, may read its messages). Raises StoreError when it cannot be stored (the caller
         retries)."""
         assert self._ingestor is not None, "EventSink.attach was not called"
-        await self._ingestor.accept([self._parse(event)], caller)
+        await self._ingestor.accept([derive(event, dossier_code_field=self._code_field)], caller)
 
-    def plan(self, event: dict[str, Any], caller: str) -> IngestItem:
-        """``event`` parsed and routed, ready for a store operation that stores it with something else
-        (a dead letter, a payment); raises InvalidEvent when it is not a valid event."""
+    def plan(self, event: Event, caller: str) -> IngestItem:
+        """``event`` routed, ready for a unit of work that stores it with something else (a dead letter,
+        a payment); raises InvalidEvent when its dossier code is missing."""
         assert self._ingestor is not None, "EventSink.attach was not called"
-        return self._ingestor.plan(self._parse(event), caller)
+        return self._ingestor.plan(derive(event, dossier_code_field=self._code_field), caller)
 
     def stored(self, items: list[IngestItem]) -> None:
         """``items`` planned here were stored: count them and wake the dispatcher."""
         assert self._ingestor is not None, "EventSink.attach was not called"
         self._ingestor.stored(items)
-
-    def _parse(self, event: dict[str, Any]) -> ParsedEvent:
-        (parsed,), _ = parse_body(orjson.dumps(event), dossier_code_field=self._code_field, max_events=1)
-        return parsed

@@ -99,13 +99,20 @@ def parse_body(body: bytes, *, dossier_code_field: str, max_events: int) -> tupl
     try:
         events = _batch.validate_python(data).events if is_batch else [_single.validate_python(data)]
     except ValidationError as exc:
-        raise _invalid(exc) from exc
+        raise invalid_event(exc) from exc
     refuse_wide_integers(body)
     parsed = [
         _derive(event, payload, index if is_batch else None, dossier_code_field)
         for index, (event, payload) in enumerate(zip(events, payloads, strict=True))
     ]
     return parsed, is_batch
+
+
+def derive(event: Event, *, dossier_code_field: str) -> ParsedEvent:
+    """An event built in code (lienthong's own), derived as ``parse_body`` derives a sent one: no JSON
+    text in between. Raises InvalidEvent when its dossier code is missing or it nests too deep."""
+    payload = encode_event(event.model_dump(mode="json"), "")
+    return _derive(event, payload, None, dossier_code_field)
 
 
 def _check_count(events: list[Any], max_events: int) -> None:
@@ -127,7 +134,7 @@ def _derive(event: Event, payload: bytes, index: int | None, field: str) -> Pars
     return ParsedEvent(event, code, payload, hashlib.sha256(payload).hexdigest())
 
 
-def _invalid(exc: ValidationError) -> InvalidEvent:
+def invalid_event(exc: ValidationError) -> InvalidEvent:
     first = exc.errors(include_url=False)[0]
     path = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in first["loc"]).replace(".[", "[")
     extra = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""

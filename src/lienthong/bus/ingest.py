@@ -10,11 +10,12 @@ from collections.abc import Callable
 
 from lienthong.bus.envelope import ParsedEvent
 from lienthong.bus.ledger import project
-from lienthong.bus.outbox import Outbox
 from lienthong.bus.routes import Routes
+from lienthong.clock import Clock, now_ms
 from lienthong.errors import IdempotencyConflict
 from lienthong.model import EventRecord, IngestItem, IngestResult, PlannedMessage
 from lienthong.observability.metrics import Metrics
+from lienthong.store import Store, units
 
 
 class MessageIds:
@@ -38,9 +39,16 @@ class Ingestor:
     """Turns parsed events into stored events and outbox rows; the same event_id twice is stored once."""
 
     def __init__(
-        self, outbox: Outbox, routes: Routes, metrics: Metrics, on_accepted: Callable[[], None]
+        self,
+        store: Store,
+        routes: Routes,
+        metrics: Metrics,
+        on_accepted: Callable[[], None],
+        *,
+        clock: Clock = time.time,
     ) -> None:
-        self._outbox = outbox
+        self._store = store
+        self._clock = clock
         self._routes = routes
         self._metrics = metrics
         self._on_accepted = on_accepted
@@ -59,8 +67,12 @@ class Ingestor:
     async def accept(self, events: list[ParsedEvent], caller: str = "") -> list[IngestResult]:
         """Store all of ``events`` atomically, or none of them (IdempotencyConflict); ``caller`` is who
         sent them ('' for lienthong's own)."""
+        items = [self.plan(e, caller) for e in events]
         try:
-            results = await self._outbox.ingest([self.plan(e, caller) for e in events])
+            (answer,) = await self._store.run(units.ingest, [items], now_ms(self._clock))
+            if isinstance(answer, IdempotencyConflict):
+                raise answer
+            results = answer
         except IdempotencyConflict:
             self._count(Counter((e.event.type, "rejected") for e in events))
             raise

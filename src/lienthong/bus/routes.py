@@ -12,10 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lienthong.bus.outbox import Outbox
 from lienthong.errors import ConfigError, MappingError, PermanentError, RetryableError, StoreError
 from lienthong.mappings import CompiledMapping, SpecLoader
 from lienthong.model import MappingVersion, Message
+from lienthong.store import Store, units
 
 
 @dataclass(frozen=True)
@@ -62,9 +62,9 @@ class Routes:
 class Mapper:
     """Turns a claimed delivery into the body its adapter sends, with the mapping version its row records."""
 
-    def __init__(self, routes: Routes, outbox: Outbox, loader: SpecLoader) -> None:
+    def __init__(self, routes: Routes, store: Store, loader: SpecLoader) -> None:
         self._routes = routes
-        self._outbox = outbox
+        self._store = store
         self._loader = loader
         self._versions = {m.hash: m for m in routes.mappings()}
 
@@ -94,7 +94,7 @@ class Mapper:
                 raise PermanentError(f"no route delivers {delivery.event.type} here any more", **where)
             return route.mapping
         try:
-            version = await self._outbox.mapping_version(delivery.mapping_hash)
+            version = await self._store.run(units.mapping_version, delivery.mapping_hash)
         except StoreError as exc:
             raise RetryableError(f"cannot read mapping version from the store: {exc}", **where) from exc
         if version is None:

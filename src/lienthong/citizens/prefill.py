@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import time
 import unicodedata
 import uuid
 from collections.abc import Callable, Mapping
@@ -17,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from lienthong.adapters.population import CitizenQuery, PopulationAdapter
-from lienthong.bus.outbox import Outbox
 from lienthong.citizens.records import LookupRecord
+from lienthong.clock import Clock, now_ms
 from lienthong.errors import (
     CitizenLookupError,
     CitizenMismatch,
@@ -29,6 +30,7 @@ from lienthong.errors import (
 )
 from lienthong.mappings import CompiledMapping
 from lienthong.observability.metrics import Metrics
+from lienthong.store import Store, units
 
 # ASCII digits, matched whole: Python's \d takes any Unicode digit (full-width ０-９), $ a trailing newline.
 _ID = re.compile(r"[0-9]{12}")
@@ -74,15 +76,17 @@ class Prefill:
         self,
         population: PopulationAdapter,
         forms: Mapping[str, CompiledMapping],
-        outbox: Outbox,
+        store: Store,
         metrics: Metrics,
         *,
         audit_key: bytes,
+        clock: Clock = time.time,
         new_id: Callable[[], str] = lambda: f"lk-{uuid.uuid4().hex}",
     ) -> None:
         self._population = population
         self._forms = forms
-        self._outbox = outbox
+        self._store = store
+        self._clock = clock
         self._metrics = metrics
         self._audit_key = audit_key
         self._new_id = new_id
@@ -104,6 +108,11 @@ class Prefill:
             raise
         except MappingError:
             outcome = "form_failed"
+            raise
+        except PrefillRefused:
+            raise
+        except Exception:
+            outcome = "failed"  # our fault, not the request's: never audited as "invalid"
             raise
         finally:
             self._metrics.citizen_lookups.labels(outcome).inc()
@@ -132,7 +141,7 @@ class Prefill:
         subject = hmac.new(self._audit_key, request.id_number.encode(), hashlib.sha256).hexdigest()
         record = LookupRecord(
             request_id,
-            self._outbox.now_ms(),
+            now_ms(self._clock),
             request.caller,
             _audited(request.official_id, MAX_OFFICIAL_ID_CHARS),
             _audited(request.purpose, MAX_PURPOSE_CHARS),
@@ -141,7 +150,7 @@ class Prefill:
             outcome,
         )
         # No audit, no answer: a StoreError here replaces the result, and the caller gets 503.
-        await self._outbox.record_lookup(record)
+        await self._store.run(units.record_lookup, record)
 
 
 def _check_text(text: str, header: str, max_chars: int, code: str) -> None:

@@ -144,15 +144,15 @@ def _connect(config: Any) -> int:
 
     from lienthong.app import build_adapter, wsdl_issues  # noqa: PLC0415
     from lienthong.bus.emit import EventSink  # noqa: PLC0415
-    from lienthong.bus.outbox import Outbox  # noqa: PLC0415
-    from lienthong.config import PopulationDestination  # noqa: PLC0415
+    from lienthong.config import MemoryStoreConfig, PopulationDestination  # noqa: PLC0415
     from lienthong.connect import probe_all  # noqa: PLC0415
     from lienthong.serving import run  # noqa: PLC0415
+    from lienthong.store import build_store  # noqa: PLC0415
 
-    unopened = Outbox(lambda: None, clock=time.time)  # type: ignore[arg-type,return-value]  # never opened
+    unopened = build_store(MemoryStoreConfig(kind="memory"))  # never opened: probes store nothing
     events = EventSink(config.events.dossier_code_field)
     adapters = {
-        name: build_adapter(name, dest, unopened, events, config.base_dir)
+        name: build_adapter(name, dest, unopened, events, config.base_dir, clock=time.time)
         for name, dest in config.destinations.items()
         if not isinstance(dest, PopulationDestination)
     }

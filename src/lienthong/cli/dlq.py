@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 
+from lienthong.store import units
+
 EXIT_OK, EXIT_FAILED = 0, 1
 
 
@@ -63,11 +65,11 @@ def run_on_store(path: Path, work: Any) -> int:
 
 async def _on_store(node: Any, work: Any) -> int:
     """Run ``work(node)`` with the store open; closed on this loop, to which the store's process is bound."""
-    node.outbox.open()
+    node.store.open()
     try:
         code: int = await work(node)
     finally:
-        node.outbox.close()
+        node.store.close()
     return code
 
 
@@ -96,7 +98,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     async def work(node: Any) -> int:
-        message = await node.outbox.message(args.message_id)
+        message = await node.store.run(units.message, args.message_id)
         if message is None:
             print(f"no message {args.message_id}", file=sys.stderr)
             return EXIT_FAILED

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from lienthong.cli.dlq import EXIT_OK, run_on_store, when
+from lienthong.store import units
 
 
 def add_commands(sub: Any) -> None:
@@ -33,7 +34,7 @@ def add_commands(sub: Any) -> None:
 
 def _callbacks(args: argparse.Namespace) -> int:
     async def work(node: Any) -> int:
-        records = await node.outbox.callbacks(args.limit, args.reference)
+        records = await node.store.run(units.callbacks, args.limit, args.reference)
         for r in records:
             if args.json:
                 print(orjson.dumps(dataclasses.asdict(r)).decode())
@@ -54,7 +55,7 @@ def _callbacks(args: argparse.Namespace) -> int:
 
 def _findings(args: argparse.Namespace) -> int:
     async def work(node: Any) -> int:
-        findings = await node.outbox.payment_findings(args.limit)
+        findings = await node.store.run(units.payment_findings, args.limit)
         for f in findings:
             if args.json:
                 print(orjson.dumps(dataclasses.asdict(f)).decode())

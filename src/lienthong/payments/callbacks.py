@@ -23,14 +23,15 @@ from typing import Any, NoReturn
 
 import orjson
 
-from lienthong.bus.emit import EventSink, internal_event_id
-from lienthong.bus.outbox import Outbox
+from lienthong.bus.emit import EventSink, build_event, internal_event_id
+from lienthong.clock import Clock, now_ms
 from lienthong.errors import InvalidEvent
 from lienthong.model import IngestItem
 from lienthong.observability.metrics import Metrics
 from lienthong.payments.records import CallbackRecord, PaymentRecord, Settlement
 from lienthong.payments.schemes import CallbackRefused, CallbackScheme
 from lienthong.payments.state import TAKEN, Claim, Verdict
+from lienthong.store import Store, units
 
 CLIP = 64
 """Characters kept of a reference or transaction id in a callback's record."""
@@ -105,14 +106,16 @@ class PaymentCallbacks:
     def __init__(
         self,
         schemes: Mapping[str, CallbackScheme],
-        outbox: Outbox,
+        store: Store,
         events: EventSink,
         metrics: Metrics,
         *,
         limiter: RefusalLimiter | None = None,
+        clock: Clock = time.time,
     ) -> None:
         self._schemes = schemes
-        self._outbox = outbox
+        self._store = store
+        self._clock = clock
         self._events = events
         self._metrics = metrics
         self._limiter = limiter or RefusalLimiter(30)
@@ -125,7 +128,7 @@ class PaymentCallbacks:
 
     async def refuse(self, channel: str, source: str, body: bytes, verdict: str, message: str) -> NoReturn:
         """Record (within the sender's budget) a callback refused unread, and raise CallbackRefused."""
-        now = self._outbox.now_ms()
+        now = now_ms(self._clock)
         await self._unverified(_summary(now, channel, source, body, "", "", verdict, "", message))
         raise CallbackRefused(verdict, message)
 
@@ -138,7 +141,7 @@ class PaymentCallbacks:
         if not isinstance(data, dict):
             await self.refuse(channel, source, body, "invalid", "the callback must be a JSON object")
         reference, transaction = scheme.fields(data)
-        now = self._outbox.now_ms()
+        now = now_ms(self._clock)
 
         def record(verdict: str, status: str, detail: str) -> CallbackRecord:
             return _summary(now, channel, source, body, reference, transaction, verdict, status, detail)
@@ -152,7 +155,7 @@ class PaymentCallbacks:
         except ValueError as exc:
             await self._verified(record("invalid", "", str(exc)))
             raise CallbackRefused("invalid", str(exc)) from exc
-        payment = await self._outbox.payment(claim.reference)
+        payment = await self._store.run(units.payment, claim.reference)
         try:
             confirmed = self._confirmed(payment, claim) if payment is not None else None
         except InvalidEvent as exc:  # the claim cannot make a storable event: say why, and record it
@@ -160,7 +163,7 @@ class PaymentCallbacks:
             await self._verified(record("invalid", claim.status, message))
             raise CallbackRefused("invalid", message) from exc
         settlement = Settlement(claim, record("", claim.status, ""), confirmed)
-        verdict = await self._outbox.settle_payment(settlement)
+        verdict = await self._store.run(units.settle_payment, settlement, now_ms(self._clock))
         self._metrics.payment_callbacks.labels(channel, verdict).inc()
         if verdict not in TAKEN:
             raise CallbackRefused(verdict, _explain(verdict, claim, payment))
@@ -171,7 +174,7 @@ class PaymentCallbacks:
     async def _verified(self, record: CallbackRecord) -> None:
         """Record a refusal of a callback whose signature held: always (its sender is the peer itself)."""
         self._metrics.payment_callbacks.labels(record.channel, record.verdict).inc()
-        await self._outbox.record_callback(record)
+        await self._store.run(units.record_callback, record)
 
     async def _unverified(self, record: CallbackRecord) -> None:
         """Record a refusal of a callback nobody vouched for, within its sender's budget; past it, count it
@@ -196,13 +199,13 @@ class PaymentCallbacks:
             "channel": c.channel,
             "bank_code": c.bank_code,
         }
-        event = {
-            "event_id": internal_event_id("paid", c.channel, c.transaction_id),
-            "type": "payment.confirmed",
-            "occurred_at": c.occurred_at,
-            "unit_code": payment.unit_code,
-            "dossier": dossier,
-        }
+        event = build_event(
+            event_id=internal_event_id("paid", c.channel, c.transaction_id),
+            type="payment.confirmed",
+            occurred_at=c.occurred_at,
+            unit_code=payment.unit_code,
+            dossier=dossier,
+        )
         return self._events.plan(event, payment.caller)  # the sender of payment.requested
 
 

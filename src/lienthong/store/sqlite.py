@@ -1,31 +1,38 @@
-"""The embedded default store: SQLite in WAL mode.
+"""The embedded default backend: SQLite in WAL mode, one file, one node.
 
-The SQL is kept portable (``ON CONFLICT``, ``UPDATE ... FROM``, CTEs, partial indexes and savepoints all
-exist in PostgreSQL); only the DDL's key types and the placeholder style differ between dialects.
+The SQL is kept portable (``ON CONFLICT``, ``UPDATE ... FROM``, CTEs, partial indexes) so the PostgreSQL
+backend (``store.postgres``) reads the same way; its dialect differs in key types and placeholders.
 
 Statements are set-wise: one multi-row ``INSERT ... VALUES (...), (...)`` rather than ``executemany``.
 Python's sqlite3 releases the GIL around every row step; each step then has to win the GIL back from the
 event loop thread, which can take a whole switch interval. Measured here: a store doing 21,800 events/s
 alone fell to 50 events/s beside one busy Python thread with ``executemany``.
+
+One node per file: the backend holds an exclusive lock on ``<file>.lock`` naming its node, and refuses to
+open a file another node holds. It also remembers which file it opened: if the file at its path is
+removed or replaced under it, every transaction is refused rather than written to a file nobody will see.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import socket
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import fields, replace
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
 from lienthong.citizens.records import LookupRecord
-from lienthong.errors import IdempotencyConflict, StoreError
+from lienthong.errors import StoreError, StoreMissing, StoreUnavailable
 from lienthong.model import (
     AttemptView,
     DestinationStats,
     IngestItem,
-    IngestResult,
     LedgerEntry,
     MappingVersion,
     Message,
@@ -34,10 +41,10 @@ from lienthong.model import (
     Replay,
     StoredEvent,
 )
-from lienthong.payments.records import CallbackRecord, PaymentFinding, PaymentRecord, Settlement
-from lienthong.payments.state import Verdict, judge
+from lienthong.payments.records import CallbackRecord, Claim, PaymentFinding, PaymentRecord
+from lienthong.store.contract import KnownEvent
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -70,12 +77,14 @@ CREATE TABLE IF NOT EXISTS outbox (
     mapping          TEXT,
     mapping_hash     TEXT,
     replayed_ms      BIGINT,
-    replay_base      INTEGER NOT NULL DEFAULT 0
+    replay_base      INTEGER NOT NULL DEFAULT 0,
+    lease_until_ms   BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (seq) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS outbox_key ON outbox (destination, dossier_code, seq)
     WHERE status IN ('pending', 'inflight');
 CREATE INDEX IF NOT EXISTS outbox_dead ON outbox (destination) WHERE status = 'dead';
+CREATE INDEX IF NOT EXISTS outbox_leased ON outbox (lease_until_ms) WHERE status = 'inflight';
 CREATE TABLE IF NOT EXISTS attempts (
     message_id   TEXT NOT NULL,
     attempt      INTEGER NOT NULL,
@@ -213,11 +222,14 @@ _ATTEMPT_INSERT = (
     "ON CONFLICT (message_id, attempt) DO NOTHING",
 )
 _OUTCOME_UPDATE = (
-    "WITH v (message_id, status, attempts, updated_ms, next_attempt_ms, last_error, last_http_status) AS (",
+    "WITH v (message_id, status, attempts, updated_ms, next_attempt_ms, last_error, last_http_status, lease)"
+    " AS (",
     """)
 UPDATE outbox SET status = v.status, attempts = v.attempts, updated_ms = v.updated_ms,
     next_attempt_ms = v.next_attempt_ms, last_error = v.last_error, last_http_status = v.last_http_status
-FROM v WHERE outbox.message_id = v.message_id""",
+FROM v WHERE outbox.message_id = v.message_id
+    AND (v.lease IS NULL
+         OR (outbox.lease_until_ms = v.lease AND outbox.status IN ('inflight', 'pending')))""",
 )
 _KEEP_FIRST = "ON CONFLICT (hash) DO NOTHING"
 _LOOKUP_COLUMNS = "request_id, at_ms, caller, official_id, purpose, subject_ref, form, outcome"
@@ -241,6 +253,7 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE payment_callbacks ADD COLUMN body_bytes INTEGER NOT NULL DEFAULT 0",
         "ALTER TABLE payment_callbacks ADD COLUMN detail TEXT NOT NULL DEFAULT ''",
     ),
+    3: ("ALTER TABLE outbox ADD COLUMN lease_until_ms BIGINT NOT NULL DEFAULT 0",),
 }
 _MAX_PARAMS = 30_000  # SQLite's default limit is 32,766 parameters in one statement
 
@@ -277,103 +290,20 @@ FROM (
       AND NOT EXISTS (
           SELECT 1 FROM outbox p
           WHERE p.destination = o.destination AND p.dossier_code = o.dossier_code
-            AND p.status IN ('pending', 'inflight') AND p.seq < o.seq)
+            AND (p.status = 'inflight' OR (p.status = 'pending' AND p.seq < o.seq)))
     ORDER BY o.seq
     LIMIT ?
 )
 """
 
 
-class SqliteOutbox:
-    """OutboxStore on one SQLite connection. Use it from one thread: the committer's."""
+class _Db:
+    """The connection, and multi-row statements within SQLite's parameter limit."""
 
-    def __init__(self, path: str | Path, *, synchronous: str = "full") -> None:
-        try:
-            self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=True)
-            self._db.execute("PRAGMA journal_mode = WAL")
-            self._db.execute(f"PRAGMA synchronous = {'FULL' if synchronous == 'full' else 'NORMAL'}")
-            self._db.execute("PRAGMA foreign_keys = ON")
-            self._db.execute("PRAGMA busy_timeout = 5000")
-            self._migrate()
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the SQLite store at {path}: {exc}") from exc
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.execute = connection.execute
 
-    def _migrate(self) -> None:
-        """Create the schema, or bring an older one up to SCHEMA_VERSION, in one transaction."""
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._upgrade()
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-
-    def _upgrade(self) -> None:
-        exists = self._db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
-        ).fetchone()
-        row = self._db.execute("SELECT version FROM schema_version").fetchone() if exists else None
-        version = row[0] if row is not None else None
-        if version is not None and version > SCHEMA_VERSION:
-            raise StoreError(
-                f"the store's schema version is {version}, newer than this lienthong knows"
-                f" ({SCHEMA_VERSION}); upgrade lienthong"
-            )
-        for older in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
-            for step in _MIGRATIONS.get(older, ()):
-                self._db.execute(step)
-        for statement in _statements(_SCHEMA):
-            self._db.execute(statement)
-        if version is None:
-            self._db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-        elif version < SCHEMA_VERSION:
-            self._db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
-
-    # -- transactions (driven by the committer) --------------------------------------------------------
-    def begin(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def commit(self) -> None:
-        self._db.execute("COMMIT")
-
-    def rollback(self) -> None:
-        if self._db.in_transaction:
-            self._db.execute("ROLLBACK")
-
-    def close(self) -> None:
-        self._db.close()
-
-    # -- operations ------------------------------------------------------------------------------------
-    def recover(self) -> int:
-        cursor = self._db.execute("UPDATE outbox SET status = 'pending' WHERE status = 'inflight'")
-        return cursor.rowcount
-
-    def ingest(
-        self, requests: list[list[IngestItem]], now_ms: int
-    ) -> list[list[IngestResult] | IdempotencyConflict]:
-        # Set-wise: one look-up for events seen before, then one insert per table for all requests.
-        known = self._known([item.event.event_id for items in requests for item in items])
-        answers: list[list[IngestResult] | IdempotencyConflict] = []
-        fresh: list[IngestItem] = []
-        for items in requests:
-            answer = _resolve(items, known)
-            if isinstance(answer, IdempotencyConflict):
-                answers.append(answer)
-            else:
-                answers.append(answer[0])
-                fresh += answer[1]
-        self._rows(_EVENT_INSERT, [_event_row(item, now_ms) for item in fresh])
-        stamps = ("pending", now_ms, now_ms, now_ms)  # status, created, updated, next attempt
-        outbox = [
-            (*d, item.event.event_id, item.event.dossier_code, *stamps)
-            for item in fresh
-            for d in item.deliveries
-        ]
-        self._rows(_OUTBOX_INSERT, outbox)
-        self._rows(_LEDGER_UPSERT, [_ledger_row(entry, now_ms) for entry in _latest_per_dossier(fresh)])
-        return answers
-
-    def _rows(self, statement: tuple[str, str], rows: list[tuple[Any, ...]]) -> None:
+    def rows(self, statement: tuple[str, str], rows: Sequence[tuple[Any, ...]]) -> None:
         """Run ``head VALUES (...), (...) tail`` over ``rows``, in as few statements as the limits allow."""
         if not rows:
             return
@@ -384,58 +314,102 @@ class SqliteOutbox:
         for start in range(0, len(rows), per):
             chunk = rows[start : start + per]
             values = ", ".join([one] * len(chunk))
-            self._db.execute(f"{head} VALUES {values} {tail}", [v for row in chunk for v in row])
+            self.execute(f"{head} VALUES {values} {tail}", [v for row in chunk for v in row])
 
-    def _known(self, event_ids: list[str]) -> dict[str, _Seen]:
-        """Events already stored among ``event_ids``: their payload hash, message ids and caller."""
-        known: dict[str, _Seen] = {}
+
+class SqliteEvents:
+    def __init__(self, db: _Db) -> None:
+        self._db = db
+
+    def known(self, event_ids: Sequence[str]) -> dict[str, KnownEvent]:
+        known: dict[str, KnownEvent] = {}
         for start in range(0, len(event_ids), 500):
             chunk = event_ids[start : start + 500]
             rows = self._db.execute(
                 "SELECT event_id, payload_sha256, message_ids, caller FROM events"
                 f" WHERE event_id IN ({', '.join('?' * len(chunk))})",
-                chunk,
+                list(chunk),
             )
             known.update(
-                (event_id, (sha, tuple(orjson.loads(ids)), caller)) for event_id, sha, ids, caller in rows
+                (event_id, KnownEvent(sha, tuple(orjson.loads(ids)), caller))
+                for event_id, sha, ids, caller in rows
             )
         return known
 
-    def claim(self, now_ms: int, limit: int) -> list[Message]:
+    def add(self, items: Sequence[IngestItem], now_ms: int) -> None:
+        self._db.rows(_EVENT_INSERT, [_event_row(item, now_ms) for item in items])
+
+    def get(self, event_id: str) -> StoredEvent | None:
+        row = self._db.execute(
+            "SELECT event_id, type, unit_code, occurred_at, payload, caller FROM events WHERE event_id = ?",
+            (event_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return StoredEvent(row[0], row[1], row[2], row[3], orjson.loads(row[4])["dossier"], row[5])
+
+
+class SqliteOutbox:
+    def __init__(self, db: _Db) -> None:
+        self._db = db
+
+    def add(self, items: Sequence[IngestItem], now_ms: int) -> None:
+        stamps = ("pending", now_ms, now_ms, now_ms)  # status, created, updated, next attempt
+        self._db.rows(
+            _OUTBOX_INSERT,
+            [
+                (*d, item.event.event_id, item.event.dossier_code, *stamps)
+                for item in items
+                for d in item.deliveries
+            ],
+        )
+
+    def claim(self, now_ms: int, limit: int, lease_until_ms: int) -> list[Message]:
         (found,) = self._db.execute(_CLAIM, (now_ms, limit)).fetchone()
         rows = orjson.loads(found)
         if not rows:
             return []
         seqs = [r[0] for r in rows]
-        marks = ", ".join("?" * len(seqs))
         self._db.execute(
-            f"UPDATE outbox SET status = 'inflight', updated_ms = ? WHERE seq IN ({marks})", [now_ms, *seqs]
+            f"UPDATE outbox SET status = 'inflight', updated_ms = ?, lease_until_ms = ?"
+            f" WHERE seq IN ({', '.join('?' * len(seqs))})",
+            [now_ms, lease_until_ms, *seqs],
         )
-        return [_claimed(row) for row in rows]
+        return [_claimed(row, lease_until_ms) for row in rows]
 
-    def complete(self, outcomes: list[Outcome]) -> None:
-        updates = [
-            (
-                o.message_id,
-                "pending" if o.kind == "retry" else o.kind,
-                o.attempt,
-                o.finished_ms,
-                o.next_attempt_ms if o.next_attempt_ms is not None else o.finished_ms,
-                *o.detail,
+    def release(self, *, now_ms: int | None) -> int:
+        if now_ms is None:
+            cursor = self._db.execute("UPDATE outbox SET status = 'pending' WHERE status = 'inflight'")
+        else:
+            cursor = self._db.execute(
+                "UPDATE outbox SET status = 'pending' WHERE status = 'inflight' AND lease_until_ms <= ?",
+                (now_ms,),
             )
-            for o in outcomes
-        ]
-        self._rows(_OUTCOME_UPDATE, updates)
-        attempts = [
-            (o.message_id, o.attempt, o.started_ms, o.finished_ms - o.started_ms, o.kind, *o.detail)
-            for o in outcomes
-        ]
-        self._rows(_ATTEMPT_INSERT, attempts)
-        raised = [[item] for o in outcomes for item in o.raises]
-        if raised:
-            # Ids of raised events derive from the outcome (``failed:<message>:<attempt>``): a repeat is a
-            # duplicate, never a conflict, so every answer is a result.
-            self.ingest(raised, max(o.finished_ms for o in outcomes))
+        return cursor.rowcount
+
+    def finish(self, outcomes: Sequence[Outcome]) -> None:
+        self._db.rows(
+            _OUTCOME_UPDATE,
+            [
+                (
+                    o.message_id,
+                    "pending" if o.kind == "retry" else o.kind,
+                    o.attempt,
+                    o.finished_ms,
+                    o.next_attempt_ms if o.next_attempt_ms is not None else o.finished_ms,
+                    *o.detail,
+                    o.lease_until_ms,
+                )
+                for o in outcomes
+            ],
+        )
+        self._db.rows(
+            _ATTEMPT_INSERT,
+            [
+                (o.message_id, o.attempt, o.started_ms, o.finished_ms - o.started_ms, o.kind, *o.detail)
+                for o in outcomes
+            ],
+        )
 
     def message(self, message_id: str) -> MessageView | None:
         row = self._db.execute(
@@ -448,11 +422,11 @@ class SqliteOutbox:
             " WHERE message_id = ? ORDER BY attempt",
             (message_id,),
         ).fetchall()
-        fields = dict(zip(_MESSAGE_FIELDS, row, strict=True))
+        values = dict(zip(_MESSAGE_FIELDS, row, strict=True))
         (caller,) = self._db.execute(
-            "SELECT caller FROM events WHERE event_id = ?", (fields["event_id"],)
+            "SELECT caller FROM events WHERE event_id = ?", (values["event_id"],)
         ).fetchone() or ("",)
-        return MessageView(**fields, caller=caller, history=tuple(AttemptView(*h) for h in history))
+        return MessageView(**values, caller=caller, history=tuple(AttemptView(*h) for h in history))
 
     def stats(self) -> list[DestinationStats]:
         # Two index-backed scans: undelivered rows through outbox_key, dead letters through outbox_dead.
@@ -464,116 +438,7 @@ class SqliteOutbox:
         ).fetchall()
         return _fold_stats(rows)
 
-    def ledger_entry(self, dossier_code: str) -> LedgerEntry | None:
-        row = self._db.execute(
-            f"SELECT {_LEDGER_COLUMNS} FROM dossiers WHERE dossier_code = ?", (dossier_code,)
-        ).fetchone()
-        if row is None:
-            return None
-        values = list(row[:-1])
-        values[14] = tuple(orjson.loads(values[14])) if values[14] else ()
-        return LedgerEntry(*values)
-
-    def save_mappings(self, versions: list[MappingVersion], now_ms: int) -> None:
-        rows = [(v.hash, v.name, orjson.dumps(v.document).decode(), now_ms) for v in versions]
-        self._rows(("INSERT INTO mapping_versions (hash, name, document, first_seen_ms)", _KEEP_FIRST), rows)
-
-    def record_lookups(self, records: list[LookupRecord]) -> None:
-        self._rows(
-            (f"INSERT INTO lookups ({_LOOKUP_COLUMNS})", ""),
-            [tuple(getattr(r, name) for name in _LOOKUP_COLUMNS.split(", ")) for r in records],
-        )
-
-    def save_payment(self, payment: PaymentRecord) -> None:
-        # A payment asked for again (an INIT retried or replayed) refreshes its pay URL and nothing else:
-        # its state belongs to the callbacks, and must never go back to "initiated".
-        columns = _PAYMENT_COLUMNS.split(", ")
-        self._db.execute(
-            f"INSERT INTO payments ({_PAYMENT_COLUMNS}) VALUES ({', '.join('?' * len(columns))})"
-            " ON CONFLICT (reference) DO UPDATE SET pay_url = excluded.pay_url"
-            " WHERE payments.status = 'initiated'",
-            [getattr(payment, c) for c in columns],
-        )
-
-    def payment(self, reference: str) -> PaymentRecord | None:
-        row = self._db.execute(
-            f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE reference = ?", (reference,)
-        ).fetchone()
-        return PaymentRecord(*row) if row is not None else None
-
-    def record_callback(self, record: CallbackRecord) -> None:
-        columns = _CALLBACK_COLUMNS.split(", ")
-        self._db.execute(
-            f"INSERT INTO payment_callbacks ({_CALLBACK_COLUMNS}) VALUES ({', '.join('?' * len(columns))})",
-            [getattr(record, c) for c in columns],
-        )
-
-    def settle_payment(self, settlement: Settlement, now_ms: int) -> Verdict:
-        claim, record, confirmed = settlement
-        current = self.payment(claim.reference)
-        verdict = judge(current, claim)
-        if verdict == "accepted" and claim.status == "paid":
-            verdict = self._confirm(confirmed, now_ms)
-        elif verdict == "repeat" and claim.status == "paid" and confirmed is not None:
-            # The same transaction again: the stored event's content, or other content (another time,
-            # another bank), refused like any reused event id. Nothing is stored either way.
-            seen = self._known([confirmed.event.event_id]).get(confirmed.event.event_id)
-            if seen is not None and seen[0] != confirmed.event.payload_sha256:
-                verdict = "transaction_reused"
-        if verdict == "accepted":
-            self._db.execute(
-                "UPDATE payments SET status = ?, transaction_id = ?, channel = ?, updated_ms = ?"
-                " WHERE reference = ?",
-                (claim.status, claim.transaction_id, claim.channel, now_ms, claim.reference),
-            )
-        elif verdict == "duplicate_payment":
-            assert current is not None
-            detail = (
-                f"{claim.amount} paid again through {claim.channel} ({claim.transaction_id}) for a reference"
-                f" already paid through {current.channel} ({current.transaction_id})"
-            )
-            self._db.execute(
-                f"INSERT INTO payment_findings ({_FINDING_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (kind, channel, transaction_id) DO NOTHING",
-                (now_ms, verdict, claim.reference, claim.channel, claim.transaction_id, claim.amount, detail),
-            )
-        self.record_callback(replace(record, verdict=verdict))
-        return verdict
-
-    def _confirm(self, confirmed: IngestItem | None, now_ms: int) -> Verdict:
-        """Store the ``payment.confirmed`` event of a payment being paid."""
-        if confirmed is None:  # the payment appeared after the caller looked: it asks again
-            return "unknown_reference"
-        (answer,) = self.ingest([[confirmed]], now_ms)
-        return "transaction_reused" if isinstance(answer, IdempotencyConflict) else "accepted"
-
-    def callbacks(self, limit: int, reference: str | None = None) -> list[CallbackRecord]:
-        where, args = ("WHERE reference = ?", [reference]) if reference is not None else ("", [])
-        rows = self._db.execute(
-            f"SELECT {_CALLBACK_COLUMNS} FROM payment_callbacks {where} ORDER BY id DESC LIMIT ?",
-            [*args, limit],
-        ).fetchall()
-        return [CallbackRecord(*row) for row in rows]
-
-    def payment_findings(self, limit: int) -> list[PaymentFinding]:
-        rows = self._db.execute(
-            f"SELECT {_FINDING_COLUMNS} FROM payment_findings ORDER BY id DESC LIMIT ?", (limit,)
-        ).fetchall()
-        return [PaymentFinding(*row) for row in rows]
-
-    def lookups(self, limit: int) -> list[LookupRecord]:
-        rows = self._db.execute(
-            f"SELECT {_LOOKUP_COLUMNS} FROM lookups ORDER BY at_ms DESC, rowid DESC LIMIT ?", (limit,)
-        ).fetchall()
-        return [LookupRecord(*row) for row in rows]
-
-    def mapping_version(self, mapping_hash: str) -> MappingVersion | None:
-        row = self._db.execute(
-            "SELECT hash, name, document FROM mapping_versions WHERE hash = ?", (mapping_hash,)
-        ).fetchone()
-        return MappingVersion(row[0], row[1], orjson.loads(row[2])) if row is not None else None
-
-    def dead_letters(self, destination: str | None, limit: int) -> list[MessageView]:
+    def dead(self, destination: str | None, limit: int) -> list[MessageView]:
         where = "status = 'dead'" + (" AND destination = ?" if destination is not None else "")
         args: list[Any] = [destination] if destination is not None else []
         rows = self._db.execute(
@@ -582,16 +447,7 @@ class SqliteOutbox:
         ).fetchall()
         return [MessageView(**dict(zip(_MESSAGE_FIELDS, row, strict=True))) for row in rows]
 
-    def stored_event(self, event_id: str) -> StoredEvent | None:
-        row = self._db.execute(
-            "SELECT event_id, type, unit_code, occurred_at, payload, caller FROM events WHERE event_id = ?",
-            (event_id,),
-        ).fetchone()
-        if row is None:
-            return None
-        return StoredEvent(row[0], row[1], row[2], row[3], orjson.loads(row[4])["dossier"], row[5])
-
-    def replay(self, replays: list[Replay], *, by: str, reason: str, now_ms: int) -> list[str]:
+    def replay(self, replays: Sequence[Replay], *, by: str, reason: str, now_ms: int) -> list[str]:
         done: list[str] = []
         for item in replays:
             cursor = self._db.execute(
@@ -602,59 +458,265 @@ class SqliteOutbox:
             )
             if cursor.rowcount:
                 done.append(item.message_id)
-        self._rows(
+        self._db.rows(
             ("INSERT INTO replays (message_id, replayed_ms, by_whom, reason, mapping_hash)", ""),
             [(i.message_id, now_ms, by, reason, i.mapping_hash) for i in replays if i.message_id in done],
         )
         return done
 
 
+class SqliteLedger:
+    def __init__(self, db: _Db) -> None:
+        self._db = db
+
+    def apply(self, entries: Sequence[LedgerEntry], now_ms: int) -> None:
+        self._db.rows(_LEDGER_UPSERT, [_ledger_row(entry, now_ms) for entry in entries])
+
+    def get(self, dossier_code: str) -> LedgerEntry | None:
+        row = self._db.execute(
+            f"SELECT {_LEDGER_COLUMNS} FROM dossiers WHERE dossier_code = ?", (dossier_code,)
+        ).fetchone()
+        return _ledger_entry(row) if row is not None else None
+
+
+class SqliteMappings:
+    def __init__(self, db: _Db) -> None:
+        self._db = db
+
+    def save(self, versions: Sequence[MappingVersion], now_ms: int) -> None:
+        rows = [(v.hash, v.name, orjson.dumps(v.document).decode(), now_ms) for v in versions]
+        self._db.rows(
+            ("INSERT INTO mapping_versions (hash, name, document, first_seen_ms)", _KEEP_FIRST), rows
+        )
+
+    def get(self, mapping_hash: str) -> MappingVersion | None:
+        row = self._db.execute(
+            "SELECT hash, name, document FROM mapping_versions WHERE hash = ?", (mapping_hash,)
+        ).fetchone()
+        return MappingVersion(row[0], row[1], orjson.loads(row[2])) if row is not None else None
+
+
+class SqlitePayments:
+    def __init__(self, db: _Db) -> None:
+        self._db = db
+
+    def save(self, payment: PaymentRecord) -> None:
+        # A payment asked for again (an INIT retried or replayed) refreshes its pay URL and nothing else:
+        # its state belongs to the callbacks, and must never go back to "initiated".
+        columns = _PAYMENT_COLUMNS.split(", ")
+        self._db.execute(
+            f"INSERT INTO payments ({_PAYMENT_COLUMNS}) VALUES ({', '.join('?' * len(columns))})"
+            " ON CONFLICT (reference) DO UPDATE SET pay_url = excluded.pay_url"
+            " WHERE payments.status = 'initiated'",
+            [getattr(payment, c) for c in columns],
+        )
+
+    def get(self, reference: str) -> PaymentRecord | None:
+        row = self._db.execute(
+            f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE reference = ?", (reference,)
+        ).fetchone()
+        return PaymentRecord(*row) if row is not None else None
+
+    def move(self, claim: Claim, now_ms: int) -> None:
+        self._db.execute(
+            "UPDATE payments SET status = ?, transaction_id = ?, channel = ?, updated_ms = ?"
+            " WHERE reference = ?",
+            (claim.status, claim.transaction_id, claim.channel, now_ms, claim.reference),
+        )
+
+    def add_finding(self, finding: PaymentFinding) -> None:
+        self._db.execute(
+            f"INSERT INTO payment_findings ({_FINDING_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (kind, channel, transaction_id) DO NOTHING",
+            [getattr(finding, c) for c in _FINDING_COLUMNS.split(", ")],
+        )
+
+    def record_callback(self, record: CallbackRecord) -> None:
+        columns = _CALLBACK_COLUMNS.split(", ")
+        self._db.execute(
+            f"INSERT INTO payment_callbacks ({_CALLBACK_COLUMNS}) VALUES ({', '.join('?' * len(columns))})",
+            [getattr(record, c) for c in columns],
+        )
+
+    def callbacks(self, limit: int, reference: str | None) -> list[CallbackRecord]:
+        where, args = ("WHERE reference = ?", [reference]) if reference is not None else ("", [])
+        rows = self._db.execute(
+            f"SELECT {_CALLBACK_COLUMNS} FROM payment_callbacks {where} ORDER BY id DESC LIMIT ?",
+            [*args, limit],
+        ).fetchall()
+        return [CallbackRecord(*row) for row in rows]
+
+    def findings(self, limit: int) -> list[PaymentFinding]:
+        rows = self._db.execute(
+            f"SELECT {_FINDING_COLUMNS} FROM payment_findings ORDER BY id DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [PaymentFinding(*row) for row in rows]
+
+
+class SqliteAudit:
+    def __init__(self, db: _Db) -> None:
+        self._db = db
+
+    def record_lookups(self, records: Sequence[LookupRecord]) -> None:
+        self._db.rows(
+            (f"INSERT INTO lookups ({_LOOKUP_COLUMNS})", ""),
+            [tuple(getattr(r, name) for name in _LOOKUP_COLUMNS.split(", ")) for r in records],
+        )
+
+    def lookups(self, limit: int) -> list[LookupRecord]:
+        rows = self._db.execute(
+            f"SELECT {_LOOKUP_COLUMNS} FROM lookups ORDER BY at_ms DESC, rowid DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [LookupRecord(*row) for row in rows]
+
+
+class SqliteBackend:
+    """A ``store.contract.Backend`` on one SQLite connection. Use it from one thread: its runner's.
+
+    The lock file ``.<name>.lock`` beside the database (a name ``rm lienthong.db*`` does not catch) also
+    says that a store ran here. A missing database with no lock file is a first start: it is created. A
+    missing database beside a lock file was removed, and opening it is StoreMissing, so it is never
+    silently replaced by an empty one; ``init`` (``lienthong db init``) creates it anyway.
+    ``node`` names this node in the lock file, for the message another node gets.
+    """
+
+    def __init__(
+        self, path: str | Path, *, synchronous: str = "full", init: bool = False, node: str = ""
+    ) -> None:
+        self.path = Path(path)
+        lock_path = lock_file(self.path)
+        if not init and not self.path.exists() and lock_path.exists():
+            raise StoreMissing(
+                f"no store at {self.path}, but a store ran there before ({lock_path} is its lock file): the"
+                " database was removed or moved. Restore it, or create an empty one with"
+                " `lienthong db init CONFIG`"
+            )
+        self._lock = _lock(self.path, node or f"{socket.gethostname()} pid {os.getpid()}")
+        try:
+            connection = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=True)
+            self._connection = connection
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute(f"PRAGMA synchronous = {'FULL' if synchronous == 'full' else 'NORMAL'}")
+            connection.execute("PRAGMA foreign_keys = ON")
+            connection.execute("PRAGMA busy_timeout = 5000")
+            _migrate(connection)
+            self._identity = _identity(self.path)
+        except sqlite3.Error as exc:
+            self._lock.close()
+            raise StoreError(f"cannot open the SQLite store at {self.path}: {exc}") from exc
+        db = _Db(connection)
+        self.events = SqliteEvents(db)
+        self.outbox = SqliteOutbox(db)
+        self.ledger = SqliteLedger(db)
+        self.mappings = SqliteMappings(db)
+        self.payments = SqlitePayments(db)
+        self.audit = SqliteAudit(db)
+
+    def begin(self) -> None:
+        # One stat per transaction (about a microsecond) guards against writing to a file nobody will see.
+        if _identity(self.path) != self._identity:
+            raise StoreUnavailable(
+                f"the database file {self.path} was removed or replaced under the running store; refusing"
+                " to write. Stop the node, restore the file, and start it again"
+            )
+        self._connection.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        self._connection.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self._connection.in_transaction:
+            self._connection.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self._connection.close()
+        self._lock.close()
+
+
+def schema_version(path: str | Path) -> int | None:
+    """The schema version of the store at ``path``, or None when there is none (read only)."""
+    if not Path(path).exists():
+        return None
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        found = connection.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+        ).fetchone()
+        if not found:
+            return None
+        row = connection.execute("SELECT version FROM schema_version").fetchone()
+        return int(row[0]) if row is not None else None
+    finally:
+        connection.close()
+
+
+def lock_file(path: Path) -> Path:
+    """The lock file of the database at ``path``: ``.<name>.lock`` in its directory."""
+    return path.with_name(f".{path.name}.lock")
+
+
+def _lock(path: Path, node: str) -> IO[str]:
+    """Hold the lock file for as long as the store is open; refuse when another node holds it."""
+    handle = open(lock_file(path), "a+", encoding="utf-8")  # noqa: SIM115 (held until close)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise StoreError(
+            f"the store {path} is in use by another node ({holder}): one node per SQLite file"
+            " (several nodes need PostgreSQL)"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(node)
+    handle.flush()
+    return handle
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    with contextlib.suppress(FileNotFoundError):
+        stat = os.stat(path)
+        return stat.st_dev, stat.st_ino
+    return None
+
+
+def _migrate(connection: sqlite3.Connection) -> None:
+    """Create the schema, or bring an older one up to SCHEMA_VERSION, in one transaction."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        _upgrade(connection)
+        connection.execute("COMMIT")
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+
+
+def _upgrade(connection: sqlite3.Connection) -> None:
+    exists = connection.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    ).fetchone()
+    row = connection.execute("SELECT version FROM schema_version").fetchone() if exists else None
+    version = row[0] if row is not None else None
+    if version is not None and version > SCHEMA_VERSION:
+        raise StoreError(
+            f"the store's schema version is {version}, newer than this lienthong knows"
+            f" ({SCHEMA_VERSION}); upgrade lienthong"
+        )
+    for older in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
+        for step in _MIGRATIONS.get(older, ()):
+            connection.execute(step)
+    for statement in _statements(_SCHEMA):
+        connection.execute(statement)
+    if version is None:
+        connection.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+    elif version < SCHEMA_VERSION:
+        connection.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+
+
 def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
-
-
-_Seen = tuple[str, tuple[str, ...], str]
-"""An event already stored: its payload hash, message ids and caller."""
-
-
-def _resolve(
-    items: list[IngestItem], known: dict[str, _Seen]
-) -> tuple[list[IngestResult], list[IngestItem]] | IdempotencyConflict:
-    """One request's results and the items it adds, or its conflict. ``known`` learns what it adds, so a
-    later request repeating an event sees a duplicate; a conflicting request adds nothing.
-
-    An event id another caller sent is a conflict whatever the content: a caller never learns of, nor
-    rides on, another's events (events stored before callers were recorded have caller '')."""
-    results: list[IngestResult] = []
-    fresh: list[IngestItem] = []
-    added: list[str] = []
-    for item in items:
-        event_id, sha, caller = item.event.event_id, item.event.payload_sha256, item.event.caller
-        seen = known.get(event_id)
-        if seen is not None:
-            if seen[0] != sha or (seen[2] and seen[2] != caller):
-                for undo in added:
-                    del known[undo]
-                return IdempotencyConflict(event_id)
-            results.append(IngestResult(event_id, seen[1], duplicate=True))
-            continue
-        ids = tuple(d.message_id for d in item.deliveries)
-        known[event_id] = (sha, ids, caller)
-        added.append(event_id)
-        fresh.append(item)
-        results.append(IngestResult(event_id, ids, duplicate=False))
-    return results, fresh
-
-
-def _latest_per_dossier(items: list[IngestItem]) -> list[LedgerEntry]:
-    """One ledger row per dossier, the latest event's: one statement may not upsert the same row twice."""
-    latest: dict[str, LedgerEntry] = {}
-    for item in items:
-        entry = item.ledger
-        seen = latest.get(entry.dossier_code)
-        if seen is None or entry.occurred_ms >= seen.occurred_ms:
-            latest[entry.dossier_code] = entry
-    return list(latest.values())
 
 
 def _event_row(item: IngestItem, now_ms: int) -> tuple[Any, ...]:
@@ -684,11 +746,27 @@ def _ledger_row(entry: LedgerEntry, now_ms: int) -> tuple[Any, ...]:
     )
 
 
-def _claimed(row: Sequence[Any]) -> Message:
+def _claimed(row: Sequence[Any], lease_until_ms: int) -> Message:
     event = StoredEvent(row[7], row[8], row[9], row[10], row[11]["dossier"], row[15])
     return Message(
-        row[1], row[2], row[3], row[4], row[5], row[6], event, row[12] or "", row[13] or "", row[14]
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        event,
+        row[12] or "",
+        row[13] or "",
+        row[14],
+        lease_until_ms,
     )
+
+
+def _ledger_entry(row: Sequence[Any]) -> LedgerEntry:
+    values = list(row[:-1])
+    values[14] = tuple(orjson.loads(values[14])) if values[14] else ()
+    return LedgerEntry(*values)
 
 
 def _fold_stats(rows: Iterable[Sequence[Any]]) -> list[DestinationStats]:

@@ -1,21 +1,24 @@
-"""Group commit in a child process: the store's work on its own core, under its own interpreter lock.
+"""The process runner: group commit in a child process, on its own core, under its own interpreter lock.
 
-The thread committer (bus/committer.py) shares the GIL with the event loop. SQLite releases the GIL around
+The thread runner (store/runner.py) shares the GIL with the event loop. SQLite releases the GIL around
 every statement and must win it back afterwards, and every answer must wait for the busy loop to pick it
 up: the loop and the store ended up taking turns, each idle about half the time, while ingest stalled
 near 15,000 events/s (decision 0006). Here the store runs in a process of its own. The event loop writes
-each call (a ``methodcaller`` on the store, or any other picklable callable) to a socket pair as a
+each call (a unit of work with its arguments, ``runner.Bound``) to a socket pair as a
 length-prefixed pickle and reads the answers from it, both without blocking and without a helper thread;
-the child runs every call that has arrived in one transaction, exactly as the thread committer does, and
+the child runs every call that has arrived in one transaction, exactly as the thread runner does, and
 answers them together. Nothing in the standard library or our dependencies runs a group commit across
 processes, hence this module.
 
 The parent and child are the only ends of an unnamed socket pair, so the pickles are our own. If the
-child dies, every waiting call and every later one fails with StoreError naming its exit code; what it
-had committed stays committed, and what it had not was never acknowledged. If the parent dies (kill -9),
-the child reads end-of-file, finishes the transaction it is in and exits.
+child dies, every waiting call fails with StoreUnavailable naming its exit code; what it had committed
+stays committed, and what it had not was never acknowledged. A later call starts a new child, with a
+backoff between failed starts (1 s doubling to 30 s); after ``unhealthy_after`` failed starts in a row the
+runner reports itself unhealthy, so ``/healthz`` fails and a supervisor restarts the node. Each change of
+state is logged once. If the parent dies (kill -9), the child reads end-of-file, finishes the transaction
+it is in and exits.
 
-A ProcessCommitter belongs to the event loop that first calls it.
+A ProcessRunner belongs to the event loop that first calls it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import pickle
 import select
 import signal
@@ -30,19 +34,19 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
-from lienthong.bus.committer import Op, execute
-from lienthong.bus.store import OutboxStore
-from lienthong.errors import StoreError
+from lienthong.errors import StoreError, StoreUnavailable
+from lienthong.store.contract import Backend, Tx
+from lienthong.store.runner import Op, OpenBackend, execute
 
 T = TypeVar("T")
-S = TypeVar("S", bound=OutboxStore)
+log = logging.getLogger("lienthong.store")
 
 _HEADER = struct.Struct("!I")
-_CHILD = "from lienthong.bus.storeproc import child_main; child_main"
 _STOP = "stop"
 _PROTOCOL = pickle.HIGHEST_PROTOCOL
 _BUFFER = (
@@ -85,18 +89,28 @@ class _Frames:
         return messages
 
 
-class ProcessCommitter(Generic[S]):
-    """Runs picklable operations ``fn(store)`` in a child process, committing them together.
+class ProcessRunner:
+    """Runs picklable units ``fn(tx)`` in a child process, committing them together.
 
-    ``open_store`` must be picklable too (``functools.partial(SqliteOutbox, path)``): the child calls it.
+    ``open_backend`` must be picklable too (``functools.partial(SqliteBackend, path)``): the child calls it.
     """
 
     def __init__(
-        self, open_store: Callable[[], S], *, max_batch: int = 512, name: str = "lienthong-store"
+        self,
+        open_backend: OpenBackend,
+        *,
+        max_batch: int = 512,
+        unhealthy_after: int = 3,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._open_store = open_store
+        self._open_backend = open_backend
         self._max_batch = max_batch
-        self._name = name
+        self._unhealthy_after = unhealthy_after
+        self._monotonic = monotonic
+        self._failed_starts = 0
+        self._backoff_s = 1.0
+        self._retry_at = 0.0
+        self._restarting: asyncio.Future[None] | None = None
         self._ids = itertools.count()
         self._waiting: dict[int, asyncio.Future[Any]] = {}
         self._process: subprocess.Popen[bytes] | None = None
@@ -112,6 +126,10 @@ class ProcessCommitter(Generic[S]):
         """The store process's id, once started."""
         return self._process.pid if self._process is not None else None
 
+    @property
+    def healthy(self) -> bool:
+        return self._failed_starts < self._unhealthy_after
+
     def start(self) -> None:
         """Start the child and open the store there; raises what opening raised."""
         parent, child = socket.socketpair()
@@ -125,7 +143,7 @@ class ProcessCommitter(Generic[S]):
             [
                 sys.executable,
                 "-c",
-                f"from lienthong.bus.storeproc import child_main; child_main({child.fileno()})",
+                f"from lienthong.store.process import child_main; child_main({child.fileno()})",
             ],
             pass_fds=[child.fileno()],
             stdin=subprocess.DEVNULL,
@@ -136,7 +154,7 @@ class ProcessCommitter(Generic[S]):
         )
         child.close()
         try:
-            parent.sendall(_frame((self._open_store, self._max_batch)))
+            parent.sendall(_frame((self._open_backend, self._max_batch)))
             opened = _read_frame(parent, _Frames())
         except (OSError, EOFError):
             parent.close()
@@ -150,11 +168,13 @@ class ProcessCommitter(Generic[S]):
         self._sock = parent
         self._sock.setblocking(False)
 
-    async def call(self, fn: Callable[[S], T]) -> T:
-        """Run ``fn(store)`` in the child inside a transaction; return its result once committed."""
+    async def call(self, fn: Callable[[Tx], T]) -> T:
+        """Run ``fn(tx)`` in the child inside a transaction; return its result once committed."""
         if self._closed:
             raise StoreError("the store is closed")
         loop = asyncio.get_running_loop()
+        if self._failure is not None:
+            await self._restart(loop)
         if self._transport is None:
             await self._connect(loop)
         elif loop is not self._loop:
@@ -163,11 +183,48 @@ class ProcessCommitter(Generic[S]):
             raise self._failure
         assert self._transport is not None
         op_id = next(self._ids)
-        frame = _frame((op_id, fn))  # first: a call that cannot be pickled raises here, leaving no trace
+        # First: a call that cannot be pickled raises here, leaving no trace. The unit is pickled on its own
+        # so that the child can refuse one it cannot load (its module is not importable there) alone.
+        frame = _frame((op_id, pickle.dumps(fn, _PROTOCOL)))
         future: asyncio.Future[T] = loop.create_future()
         self._waiting[op_id] = future
         self._transport.write(frame)
         return await future
+
+    async def _restart(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start a new child in place of the lost one, unless the last failed start is too recent."""
+        if self._restarting is not None:
+            await asyncio.shield(self._restarting)
+            return
+        if self._monotonic() < self._retry_at:
+            assert self._failure is not None
+            raise self._failure
+        self._restarting = loop.create_future()
+        try:
+            await loop.run_in_executor(None, self.start)
+        except Exception as exc:
+            self._failed_starts += 1
+            self._retry_at = self._monotonic() + self._backoff_s
+            self._backoff_s = min(30.0, self._backoff_s * 2)
+            self._failure = StoreUnavailable(f"the store process could not be started again: {exc}")
+            log.warning(
+                "the store process could not be started again (%d in a row; next try in %g s): %s",
+                self._failed_starts,
+                self._backoff_s,
+                exc,
+            )
+            if self._failed_starts == self._unhealthy_after:
+                log.critical("the store cannot be reached: the node reports itself unhealthy (/healthz)")
+            raise self._failure from None
+        finally:
+            self._restarting.set_result(None)
+            self._restarting = None
+        self._transport = None
+        self._connecting = None
+        self._failure = None
+        self._failed_starts = 0
+        self._backoff_s = 1.0
+        log.warning("the store process was started again (pid %s)", self.pid)
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._failure is not None:
@@ -230,9 +287,10 @@ class ProcessCommitter(Generic[S]):
         assert self._process is not None
         with contextlib.suppress(subprocess.TimeoutExpired):
             self._process.wait(timeout=5)
-        self._failure = StoreError(
+        self._failure = StoreUnavailable(
             f"the store process stopped unexpectedly (exit code {self._process.returncode})"
         )
+        log.warning("%s; starting it again at the next call", self._failure)
         self._fail_waiting(self._failure)
 
     def _fail_waiting(self, error: StoreError) -> None:
@@ -243,7 +301,7 @@ class ProcessCommitter(Generic[S]):
 
 
 class _Channel(asyncio.Protocol):
-    def __init__(self, owner: ProcessCommitter[Any]) -> None:
+    def __init__(self, owner: ProcessRunner) -> None:
         self._owner = owner
         self._frames = _Frames()
 
@@ -280,8 +338,8 @@ def child_main(fd: int) -> None:
     sock = socket.socket(fileno=fd)
     frames = _Frames()
     try:
-        open_store, max_batch = _read_frame(sock, frames)
-        store = open_store()
+        open_backend, max_batch = _read_frame(sock, frames)
+        backend = open_backend()
     except EOFError:
         return
     except BaseException as exc:
@@ -289,10 +347,10 @@ def child_main(fd: int) -> None:
             sock.sendall(_dumps_error(exc))
         return
     sock.sendall(_frame(None))
-    _serve(sock, frames, store, max_batch)
+    _serve(sock, frames, backend, max_batch)
 
 
-def _serve(sock: socket.socket, frames: _Frames, store: OutboxStore, max_batch: int) -> None:
+def _serve(sock: socket.socket, frames: _Frames, backend: Backend, max_batch: int) -> None:
     """The child's loop: take every call that has arrived, run them in one transaction, answer them."""
     pending: deque[Any] = deque()
     try:
@@ -308,22 +366,35 @@ def _serve(sock: socket.socket, frames: _Frames, store: OutboxStore, max_batch: 
                     break
                 pending.extend(frames.feed(data))
             batch: list[Op] = []
+            unloadable: list[Op] = []
             stopping = False
             while pending and len(batch) < max_batch:
                 message = pending.popleft()
                 if message == _STOP:
                     stopping = True
                     break
-                batch.append(Op(message[1], message[0]))
+                op = _op(message)
+                (batch if op.error is None else unloadable).append(op)
             if batch:
-                execute(store, batch)
+                execute(backend, batch)
+            if batch or unloadable:
                 with contextlib.suppress(OSError):
-                    sock.sendall(_answers(batch))
+                    sock.sendall(_answers(batch + unloadable))
             if stopping:
                 return
     finally:
-        store.close()
+        backend.close()
         sock.close()
+
+
+def _op(message: tuple[int, bytes]) -> Op:
+    """The call in ``message``, or an Op already failed with why it could not be loaded here."""
+    op_id, data = message
+    try:
+        return Op(_loads(data), op_id)
+    except Exception as exc:
+        error = StoreError(f"the store's process cannot load this call: {type(exc).__name__}: {exc}")
+        return Op(None, op_id, error=error)  # type: ignore[arg-type]
 
 
 def _recv(sock: socket.socket) -> bytes:

@@ -1,0 +1,46 @@
+"""All persistence: the contract (``contract``), units of work (``units``), runners (``runner``,
+``process``) and three backends (``sqlite``, the embedded default; ``postgres``, for several nodes;
+``memory``, the stub for tests).
+
+``build_store`` turns the config's ``store`` section into a ``Store``, not yet opened.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+
+from lienthong.config import MemoryStoreConfig, PostgresStoreConfig, SqliteStoreConfig
+from lienthong.store.contract import Backend, Tx
+from lienthong.store.memory import MemoryBackend
+from lienthong.store.process import ProcessRunner
+from lienthong.store.runner import InlineRunner, Runner, Store, ThreadRunner
+from lienthong.store.sqlite import SqliteBackend
+
+__all__ = ["Backend", "Store", "Tx", "build_store", "node_name"]
+
+
+def node_name() -> str:
+    """This node as the store names it to others: host and process id."""
+    return f"{socket.gethostname()} pid {os.getpid()}"
+
+
+def build_store(
+    config: SqliteStoreConfig | PostgresStoreConfig | MemoryStoreConfig, *, init: bool = False
+) -> Store:
+    """The store ``config`` describes. ``init`` creates a store where one ran before and was removed
+    (``lienthong db init``); without it, that is StoreMissing at open."""
+    runner: Runner
+    if isinstance(config, MemoryStoreConfig):
+        return Store(InlineRunner(MemoryBackend))
+    if isinstance(config, PostgresStoreConfig):
+        from lienthong.store.postgres import PostgresPool  # noqa: PLC0415 (psycopg loads only when used)
+
+        pool = PostgresPool(config.dsn.get_secret_value(), size=config.pool_size, init=init)
+        return Store(pool.runner(), deadline_s=config.deadline_s)
+    open_backend = functools.partial(
+        SqliteBackend, config.path, synchronous=config.synchronous, init=init, node=node_name()
+    )
+    runner = ProcessRunner(open_backend) if config.process else ThreadRunner(open_backend)
+    return Store(runner, deadline_s=config.deadline_s)

@@ -1,0 +1,171 @@
+"""The store's contract: repositories that act inside one open transaction, and the backend that opens it.
+
+A backend is one connection to one database (SQLite, PostgreSQL, or the memory stub). Its repositories
+are small and plain: each reads or writes one table's worth of records and decides nothing. What lienthong
+does with them (accept a request, settle a payment, finish a delivery with its follow-up events) is a
+*unit of work* in ``store.units``: a module-level function of a ``Tx`` that mypy checks against these
+protocols, run in one transaction by a runner (``store.runner``). Rename a method here and every unit that
+calls it fails ``mypy --strict``; rename it in one backend and that backend no longer satisfies ``Backend``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
+
+from lienthong.citizens.records import LookupRecord
+from lienthong.model import (
+    DestinationStats,
+    IngestItem,
+    LedgerEntry,
+    MappingVersion,
+    Message,
+    MessageView,
+    Outcome,
+    Replay,
+    StoredEvent,
+)
+from lienthong.payments.records import CallbackRecord, Claim, PaymentFinding, PaymentRecord
+
+
+class KnownEvent(NamedTuple):
+    """An event already stored: its payload's hash, its messages' ids, and who sent it."""
+
+    payload_sha256: str
+    message_ids: tuple[str, ...]
+    caller: str
+
+
+class Events(Protocol):
+    """Accepted events, as sent (with their payload's hash and sender)."""
+
+    def known(self, event_ids: Sequence[str]) -> dict[str, KnownEvent]:
+        """The events among ``event_ids`` that are stored already."""
+        ...
+
+    def add(self, items: Sequence[IngestItem], now_ms: int) -> None:
+        """Store new events (their ids are not known: see ``known``)."""
+        ...
+
+    def get(self, event_id: str) -> StoredEvent | None: ...
+
+
+class Outbox(Protocol):
+    """Messages: one event's delivery to one destination operation, with its attempts and replays."""
+
+    def add(self, items: Sequence[IngestItem], now_ms: int) -> None:
+        """A pending message for every planned message of ``items``, due now."""
+        ...
+
+    def claim(self, now_ms: int, limit: int, lease_until_ms: int) -> list[Message]:
+        """Take up to ``limit`` due messages, oldest first, leased until ``lease_until_ms``.
+
+        Per key (destination, dossier): at most one message in flight, and never one behind an undelivered
+        message of the same key. A message whose lease ran out is due again.
+        """
+        ...
+
+    def release(self, *, now_ms: int | None) -> int:
+        """Return messages in flight to pending: those whose lease ran out by ``now_ms``, or all (None)."""
+        ...
+
+    def finish(self, outcomes: Sequence[Outcome]) -> None:
+        """Write attempts' outcomes; an outcome whose lease was taken over by a later claim is dropped."""
+        ...
+
+    def message(self, message_id: str) -> MessageView | None: ...
+
+    def stats(self) -> list[DestinationStats]: ...
+
+    def dead(self, destination: str | None, limit: int) -> list[MessageView]:
+        """Dead letters, oldest first, of one destination or all."""
+        ...
+
+    def replay(self, replays: Sequence[Replay], *, by: str, reason: str, now_ms: int) -> list[str]:
+        """Make dead letters pending, due now, with a fresh retry budget; record who and why. Returns the
+        ids replayed (ids that are not dead letters are skipped)."""
+        ...
+
+
+class Ledger(Protocol):
+    """Each dossier's latest known state."""
+
+    def apply(self, entries: Sequence[LedgerEntry], now_ms: int) -> None:
+        """Upsert one entry per dossier; an entry older than the stored one changes nothing."""
+        ...
+
+    def get(self, dossier_code: str) -> LedgerEntry | None: ...
+
+
+class Mappings(Protocol):
+    """Mapping spec versions, kept so a replay can map with the version a message was planned with."""
+
+    def save(self, versions: Sequence[MappingVersion], now_ms: int) -> None:
+        """Remember versions; known hashes are left as they are."""
+        ...
+
+    def get(self, mapping_hash: str) -> MappingVersion | None: ...
+
+
+class Payments(Protocol):
+    """Fee payments, the callbacks received about them, and findings a person must look at."""
+
+    def save(self, payment: PaymentRecord) -> None:
+        """Create the payment; asked again while still initiated, refresh its pay URL only."""
+        ...
+
+    def get(self, reference: str) -> PaymentRecord | None: ...
+
+    def move(self, claim: Claim, now_ms: int) -> None:
+        """Set the payment's status, transaction and channel to the claim's."""
+        ...
+
+    def add_finding(self, finding: PaymentFinding) -> None:
+        """Record a finding once per (kind, channel, transaction)."""
+        ...
+
+    def record_callback(self, record: CallbackRecord) -> None: ...
+
+    def callbacks(self, limit: int, reference: str | None) -> list[CallbackRecord]:
+        """The latest callbacks, newest first; of one reference when given."""
+        ...
+
+    def findings(self, limit: int) -> list[PaymentFinding]:
+        """The latest findings, newest first."""
+        ...
+
+
+class Audit(Protocol):
+    """Population-database look-ups: who asked, why, when, and what came of it."""
+
+    def record_lookups(self, records: Sequence[LookupRecord]) -> None: ...
+
+    def lookups(self, limit: int) -> list[LookupRecord]:
+        """The latest look-ups, newest first."""
+        ...
+
+
+class Tx(Protocol):
+    """The repositories of one open transaction."""
+
+    @property
+    def events(self) -> Events: ...
+    @property
+    def outbox(self) -> Outbox: ...
+    @property
+    def ledger(self) -> Ledger: ...
+    @property
+    def mappings(self) -> Mappings: ...
+    @property
+    def payments(self) -> Payments: ...
+    @property
+    def audit(self) -> Audit: ...
+
+
+class Backend(Tx, Protocol):
+    """One connection to one database. A runner drives its transactions from one thread."""
+
+    def begin(self) -> None: ...
+    def commit(self) -> None: ...
+    def rollback(self) -> None: ...
+    def close(self) -> None: ...

@@ -1,0 +1,228 @@
+"""Units of work: what lienthong does with its store, each one transaction on any backend.
+
+Each unit is a module-level function of a ``Tx`` (``store.contract``), so mypy checks its calls against
+the repositories, and ``Store.run(unit, *args)`` checks the arguments against the unit. Module-level
+functions pickle by name: the same unit runs on a thread or in the store's own process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from lienthong.citizens.records import LookupRecord
+from lienthong.errors import IdempotencyConflict
+from lienthong.model import (
+    DestinationStats,
+    IngestItem,
+    IngestResult,
+    LedgerEntry,
+    MappingVersion,
+    Message,
+    MessageView,
+    Outcome,
+    Replay,
+    StoredEvent,
+)
+from lienthong.payments.records import CallbackRecord, PaymentFinding, PaymentRecord, Settlement, Verdict
+from lienthong.payments.state import judge
+from lienthong.store.contract import KnownEvent, Tx
+
+Answer = list[IngestResult] | IdempotencyConflict
+"""One request's answer: its results, or the conflict that stored none of its events."""
+
+
+# -- events and messages -----------------------------------------------------------------------------------
+def ingest(tx: Tx, requests: Sequence[Sequence[IngestItem]], now_ms: int) -> list[Answer]:
+    """Store the events of several requests with their messages and ledger updates.
+
+    Each request is all or nothing: a request reusing an event id with other content (or one another
+    caller sent) stores nothing and gets its IdempotencyConflict back; the other requests are stored.
+    Set-wise: one look-up for events seen before, then one write per table for all requests.
+    """
+    known = tx.events.known([item.event.event_id for items in requests for item in items])
+    answers: list[Answer] = []
+    fresh: list[IngestItem] = []
+    for items in requests:
+        answer = _resolve(items, known)
+        if isinstance(answer, IdempotencyConflict):
+            answers.append(answer)
+        else:
+            answers.append(answer[0])
+            fresh += answer[1]
+    if fresh:
+        tx.events.add(fresh, now_ms)
+        tx.outbox.add(fresh, now_ms)
+        tx.ledger.apply(_latest_per_dossier(fresh), now_ms)
+    return answers
+
+
+def claim(tx: Tx, now_ms: int, limit: int, lease_ms: int) -> list[Message]:
+    """Take up to ``limit`` due messages, leased for ``lease_ms``; lapsed leases are due again."""
+    tx.outbox.release(now_ms=now_ms)
+    return tx.outbox.claim(now_ms, limit, now_ms + lease_ms)
+
+
+def complete(tx: Tx, outcomes: Sequence[Outcome]) -> list[None]:
+    """Write outcomes and the events they raise (``delivery.failed``), in this one transaction."""
+    tx.outbox.finish(outcomes)
+    raised = [[item] for o in outcomes for item in o.raises]
+    if raised:
+        # Ids of raised events derive from the outcome (``failed:<message>:<attempt>``): a repeat is a
+        # duplicate, never a conflict.
+        ingest(tx, raised, max(o.finished_ms for o in outcomes))
+    return [None] * len(outcomes)
+
+
+def recover(tx: Tx) -> int:
+    """Return every message in flight to pending (at start: no delivery of this node is under way)."""
+    return tx.outbox.release(now_ms=None)
+
+
+def message(tx: Tx, message_id: str) -> MessageView | None:
+    return tx.outbox.message(message_id)
+
+
+def stats(tx: Tx) -> list[DestinationStats]:
+    return tx.outbox.stats()
+
+
+def dead_letters(tx: Tx, destination: str | None, limit: int) -> list[MessageView]:
+    return tx.outbox.dead(destination, limit)
+
+
+def replay(tx: Tx, replays: Sequence[Replay], by: str, reason: str, now_ms: int) -> list[str]:
+    return tx.outbox.replay(replays, by=by, reason=reason, now_ms=now_ms)
+
+
+def stored_event(tx: Tx, event_id: str) -> StoredEvent | None:
+    return tx.events.get(event_id)
+
+
+def ledger_entry(tx: Tx, dossier_code: str) -> LedgerEntry | None:
+    return tx.ledger.get(dossier_code)
+
+
+# -- mappings and audit ------------------------------------------------------------------------------------
+def save_mappings(tx: Tx, versions: Sequence[MappingVersion], now_ms: int) -> None:
+    tx.mappings.save(versions, now_ms)
+
+
+def mapping_version(tx: Tx, mapping_hash: str) -> MappingVersion | None:
+    return tx.mappings.get(mapping_hash)
+
+
+def record_lookup(tx: Tx, record: LookupRecord) -> None:
+    tx.audit.record_lookups([record])
+
+
+def lookups(tx: Tx, limit: int) -> list[LookupRecord]:
+    return tx.audit.lookups(limit)
+
+
+# -- payments ----------------------------------------------------------------------------------------------
+def save_payment(tx: Tx, payment: PaymentRecord) -> None:
+    tx.payments.save(payment)
+
+
+def payment(tx: Tx, reference: str) -> PaymentRecord | None:
+    return tx.payments.get(reference)
+
+
+def record_callback(tx: Tx, record: CallbackRecord) -> None:
+    tx.payments.record_callback(record)
+
+
+def callbacks(tx: Tx, limit: int, reference: str | None) -> list[CallbackRecord]:
+    return tx.payments.callbacks(limit, reference)
+
+
+def payment_findings(tx: Tx, limit: int) -> list[PaymentFinding]:
+    return tx.payments.findings(limit)
+
+
+def settle_payment(tx: Tx, settlement: Settlement, now_ms: int) -> Verdict:
+    """Judge a verified callback against its payment (``payments.state.judge``) and apply the verdict:
+    move the payment forward and store ``payment.confirmed`` when it pays; record a duplicate payment as
+    a finding; record the callback with its verdict in every case (decision 0007)."""
+    claim_, record, confirmed = settlement
+    current = tx.payments.get(claim_.reference)
+    verdict = judge(current, claim_)
+    if verdict == "accepted" and claim_.status == "paid":
+        verdict = _confirm(tx, confirmed, now_ms)
+    elif verdict == "repeat" and claim_.status == "paid" and confirmed is not None:
+        # The same transaction again: the stored event's content, or other content (another time, another
+        # bank), refused like any reused event id. Nothing is stored either way.
+        seen = tx.events.known([confirmed.event.event_id]).get(confirmed.event.event_id)
+        if seen is not None and seen.payload_sha256 != confirmed.event.payload_sha256:
+            verdict = "transaction_reused"
+    if verdict == "accepted":
+        tx.payments.move(claim_, now_ms)
+    elif verdict == "duplicate_payment":
+        assert current is not None
+        detail = (
+            f"{claim_.amount} paid again through {claim_.channel} ({claim_.transaction_id}) for a reference"
+            f" already paid through {current.channel} ({current.transaction_id})"
+        )
+        tx.payments.add_finding(
+            PaymentFinding(
+                now_ms,
+                verdict,
+                claim_.reference,
+                claim_.channel,
+                claim_.transaction_id,
+                claim_.amount,
+                detail,
+            )
+        )
+    tx.payments.record_callback(replace(record, verdict=verdict))
+    return verdict
+
+
+def _confirm(tx: Tx, confirmed: IngestItem | None, now_ms: int) -> Verdict:
+    """Store the ``payment.confirmed`` event of a payment being paid."""
+    if confirmed is None:  # the payment appeared after the caller looked: it asks again
+        return "unknown_reference"
+    (answer,) = ingest(tx, [[confirmed]], now_ms)
+    return "transaction_reused" if isinstance(answer, IdempotencyConflict) else "accepted"
+
+
+# -- helpers -----------------------------------------------------------------------------------------------
+def _resolve(
+    items: Sequence[IngestItem], known: dict[str, KnownEvent]
+) -> tuple[list[IngestResult], list[IngestItem]] | IdempotencyConflict:
+    """One request's results and the items it adds, or its conflict. ``known`` learns what it adds, so a
+    later request repeating an event sees a duplicate; a conflicting request adds nothing.
+
+    An event id another caller sent is a conflict whatever the content: a caller never learns of, nor
+    rides on, another's events (events stored before callers were recorded have caller '')."""
+    results: list[IngestResult] = []
+    fresh: list[IngestItem] = []
+    added: list[str] = []
+    for item in items:
+        event_id, sha, caller = item.event.event_id, item.event.payload_sha256, item.event.caller
+        seen = known.get(event_id)
+        if seen is not None:
+            if seen.payload_sha256 != sha or (seen.caller and seen.caller != caller):
+                for undo in added:
+                    del known[undo]
+                return IdempotencyConflict(event_id)
+            results.append(IngestResult(event_id, seen.message_ids, duplicate=True))
+            continue
+        ids = tuple(d.message_id for d in item.deliveries)
+        known[event_id] = KnownEvent(sha, ids, caller)
+        added.append(event_id)
+        fresh.append(item)
+        results.append(IngestResult(event_id, ids, duplicate=False))
+    return results, fresh
+
+
+def _latest_per_dossier(items: Sequence[IngestItem]) -> list[LedgerEntry]:
+    """One ledger entry per dossier, the latest event's: one statement may not upsert the same row twice."""
+    latest: dict[str, LedgerEntry] = {}
+    for item in items:
+        entry = item.ledger
+        seen = latest.get(entry.dossier_code)
+        if seen is None or entry.occurred_ms >= seen.occurred_ms:
+            latest[entry.dossier_code] = entry
+    return list(latest.values())
