@@ -15,8 +15,10 @@ import pytest
 from conftest import AUTH, Peers, Running, RunNode, config_dict
 from lienthong.config import parse_config
 from lienthong.errors import ConfigError
+from lienthong.sandbox.lgsp import LgspSandbox
 from lienthong.sandbox.population import PopulationSandbox, synthetic_citizen
 from lienthong.serving import ThreadedServer
+from lienthong.store import units
 
 AUDIT_KEY = "audit-key-for-tests-only-0123456789"
 ID = "046090000123"
@@ -77,7 +79,7 @@ async def test_a_citizen_prefills_only_the_forms_fields_and_the_lookup_is_audite
     assert body["fields"]["ho_ten"] == "Nguyễn Thị Thu Hà"
     assert "SoSoHoKhau" not in answer.text
     assert CITIZEN["SoSoHoKhau"] not in answer.text
-    (audit,) = await node.node.outbox.lookups()
+    (audit,) = await node.node.store.run(units.lookups, 100)
     assert audit.request_id == body["request_id"]
     assert (audit.caller, audit.official_id, audit.purpose, audit.outcome) == (
         "tests",
@@ -99,7 +101,7 @@ async def test_a_request_without_official_or_purpose_is_refused_and_still_audite
     assert answer.json()["error"]["code"] == "accountability_required"
     assert "X-Purpose" in answer.json()["error"]["message"]
     assert population[0].received == []
-    (audit,) = await node.node.outbox.lookups()
+    (audit,) = await node.node.store.run(units.lookups, 100)
     assert audit.outcome == "invalid"
 
 
@@ -142,8 +144,55 @@ async def test_an_unavailable_service_is_503_and_a_refusing_one_502(
     answer = await refused.client.get(f"/v1/citizens/{ID}", headers=WHO)
     assert answer.status_code == 502
     assert "MaTichHop 'NOT-LICENSED'" in answer.json()["error"]["message"]
-    outcomes = [a.outcome for a in await node.node.outbox.lookups()]  # both nodes share the store
+    outcomes = [
+        a.outcome for a in await node.node.store.run(units.lookups, 100)
+    ]  # both nodes share the store
     assert outcomes == ["refused", "unavailable"]
+
+
+async def test_a_failing_token_endpoint_is_a_population_outage_answered_and_audited_as_one(
+    run_node: RunNode, tmp_path: Path, peers: Peers, population: tuple[PopulationSandbox, str]
+) -> None:
+    # The population service sits behind an OAuth2 gateway; its token endpoint fails, not the service.
+    gateway = LgspSandbox()
+    with ThreadedServer(lambda: gateway) as server:
+        data = with_population(tmp_path, peers, population[1])
+        data["destinations"]["population"]["auth"] = {
+            "kind": "oauth2",
+            "token_url": f"{server.url}/oauth2/token",
+            "client_id": gateway.client_id,
+            "client_secret": gateway.client_secret,
+        }
+        running: Running = await run_node(**data)
+        gateway.inject("error")  # the token endpoint answers 503
+        down = await running.client.get(f"/v1/citizens/{ID}", headers=WHO)
+        gateway.client_secret = "rotated"
+        refused = await running.client.get(f"/v1/citizens/{ID}", headers=WHO)
+        gateway.client_secret = "sandbox-client-secret"
+        found = await running.client.get(f"/v1/citizens/{ID}", headers=WHO)
+    assert (down.status_code, down.json()["error"]["code"]) == (503, "population_unavailable")
+    assert "the token endpoint answered http 503" in down.json()["error"]["message"]
+    assert (refused.status_code, refused.json()["error"]["code"]) == (502, "population_refused")
+    assert "the token endpoint refused the client: http 401" in refused.json()["error"]["message"]
+    assert found.status_code == 200
+    assert population[0].requests == 1  # the service itself is asked only once a token was given
+    outcomes = [a.outcome for a in await running.node.store.run(units.lookups, 100)]
+    assert sorted(outcomes) == ["found", "refused", "unavailable"]
+    assert running.sample("lienthong_citizen_lookups_total", outcome="unavailable") == 1
+
+
+async def test_a_fault_of_ours_during_a_lookup_is_audited_as_failed_not_invalid(
+    node: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(query: object) -> None:
+        raise RuntimeError("a bug")
+
+    assert node.node.population is not None
+    monkeypatch.setattr(node.node.population, "lookup", broken)
+    answer = await node.client.get(f"/v1/citizens/{ID}", headers=WHO)
+    assert answer.status_code == 500
+    (audit,) = await node.node.store.run(units.lookups, 100)
+    assert audit.outcome == "failed"  # the request was valid: "invalid" would blame the caller
 
 
 async def test_a_form_returns_only_what_its_mapping_names(

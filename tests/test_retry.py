@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lienthong.adapters.base import parse_retry_after
+from lienthong.adapters.failures import parse_retry_after
 from lienthong.bus.retry import ExponentialBackoff, RetryPolicy, StopAfterAge, StopAfterAttempts
 
 

@@ -175,8 +175,10 @@ def test_no_library_exception_escapes_the_soap_boundary_of_a_delivery(cls: type[
     with (
         pytest.raises(DeliveryError),
         map_soap_errors(
-            lambda message, _code: RetryableError(message, destination="vnpt"),
-            lambda message, code: PermanentError(message, destination="vnpt", remote_code=code),
+            lambda failure: RetryableError(failure.message, destination="vnpt"),
+            lambda failure: PermanentError(
+                failure.message, destination="vnpt", remote_code=failure.remote_code
+            ),
         ),
     ):
         raise instance(cls)

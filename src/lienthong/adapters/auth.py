@@ -13,15 +13,16 @@ import asyncio
 import base64
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Protocol
 from urllib.parse import urlencode
 
-import aiohttp
 import httpx
 import orjson
 
+from lienthong.adapters.failures import TOKEN_ENDPOINT, answered, delivery_errors
 from lienthong.adapters.http import read_capped
-from lienthong.errors import PermanentError, RetryableError
+from lienthong.errors import PermanentError
 
 
 class AuthStrategy(Protocol):
@@ -109,31 +110,32 @@ class OAuth2ClientCredentials:
             content=urlencode(self._form).encode(),
             extensions={"timeout": self._timeout},
         )
-        try:
+        with delivery_errors("", "oauth2", who=TOKEN_ENDPOINT):
             response = await self._transport.handle_async_request(request)
             try:
                 body = await read_capped(response, TOKEN_ANSWER_BYTES)
             finally:
                 await response.aclose()
-        except (httpx.HTTPError, aiohttp.ClientError, OSError) as exc:
-            raise RetryableError(
-                f"cannot reach the token endpoint: {type(exc).__name__}", operation="oauth2"
-            ) from exc
-        if response.status_code >= 500 or response.status_code == 429:
-            raise RetryableError(
-                f"the token endpoint answered http {response.status_code}",
-                operation="oauth2",
-                status=response.status_code,
-            )
+        status = response.status_code
+        if not 200 <= status < 300:
+            failure = answered(status, TOKEN_ENDPOINT, retry_after=response.headers.get("retry-after"))
+            if not failure.retryable:  # 400 invalid_client, 401: the same request would be refused again
+                failure = replace(failure, message=f"the token endpoint refused the client: http {status}")
+            raise failure.error("", "oauth2")
         try:
             answer = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            answer = None
+        if not isinstance(answer, dict):  # a garbled answer (a proxy's page): as any peer's, retried
+            raise answered(status, TOKEN_ENDPOINT, detail=f"{body[:120]!r}").error("", "oauth2")
+        try:
             token = answer["access_token"]
             lifetime = float(answer.get("expires_in") or 300)
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise PermanentError(
-                f"the token endpoint refused the client: http {response.status_code}",
+                f"the token endpoint gave no usable access_token: http {status}",
                 operation="oauth2",
-                status=response.status_code,
+                status=status,
             ) from exc
         return str(token), self._clock() + max(0.0, lifetime - self._margin)
 

@@ -19,13 +19,14 @@ from typing import Any
 import httpx
 import zeep
 import zeep.exceptions
+from lxml import etree
 from pydantic import BaseModel, ConfigDict, ValidationError
 from zeep.helpers import serialize_object
 from zeep.proxy import AsyncServiceProxy
 from zeep.transports import AsyncTransport
 
 from lienthong.adapters.http import read_capped
-from lienthong.adapters.soap import SAFE, map_soap_errors
+from lienthong.adapters.soap import SAFE, UnsafeXml, map_soap_errors, safe_xml
 from lienthong.errors import (
     CitizenMismatch,
     CitizenNotFound,
@@ -148,7 +149,25 @@ class _CappedSoapTransport(AsyncTransport):
             await read_capped(response, self.max_answer_bytes)
         finally:
             await response.aclose()
+        status = response.status_code
+        if not 200 <= status < 300 and response.content and not _envelope(response.content):
+            # zeep reads any XML it gets with an error status as a SOAP fault ("Unknown fault occured",
+            # retried whatever the status): a gateway's 404 page must be judged by its status, as REST's.
+            raise zeep.exceptions.TransportError(
+                f"http {status} without a SOAP envelope", status_code=status, content=response.content
+            )
         return response
+
+
+def _envelope(content: bytes) -> bool:
+    """Whether ``content`` is a SOAP envelope as zeep reads one (one with a DTD counts: zeep refuses it)."""
+    try:
+        root = safe_xml(content, max_chars=len(content))
+    except UnsafeXml:
+        return True
+    except etree.XMLSyntaxError:
+        return False
+    return etree.QName(root).localname == "Envelope"
 
 
 class _NoFetching(httpx.BaseTransport):
@@ -228,8 +247,9 @@ def _same_text(name: str) -> str:
 
 
 def map_lookup_errors() -> AbstractContextManager[None]:
-    """The one boundary where zeep's, httpx's and aiohttp's exceptions become our CitizenLookupError."""
+    """The one boundary where zeep's, httpx's and aiohttp's exceptions, and the failures of the
+    destination's token endpoint, become our CitizenLookupError."""
     return map_soap_errors(
-        lambda message, _code: PopulationUnavailable(message),
-        lambda message, code: PopulationRefused(message, remote_code=code),
+        lambda failure: PopulationUnavailable(failure.message, retry_after_s=failure.retry_after_s),
+        lambda failure: PopulationRefused(failure.message, remote_code=failure.remote_code),
     )

@@ -1,25 +1,21 @@
-"""What every SOAP adapter shares: zeep's safe parser settings and the one boundary for its failures.
+"""What every SOAP adapter shares: zeep's safe parser settings and the boundary for its failures.
 
-``soap_failure`` sorts any exception from zeep, httpx or aiohttp into *retry later* (the service is down,
+``map_soap_errors`` sorts any exception from zeep, httpx or aiohttp into *retry later* (the service is down,
 slow, or answered something that is not its SOAP reply) or *refused* (a soap:Client fault, a 4xx: our
-request is wrong), with a message. Each adapter turns those two into its own errors.
+request is wrong), as ``failures.classify`` says for every transport. Each adapter turns those two into
+its own errors.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Literal
 
-import aiohttp
-import httpx
 import zeep
-import zeep.exceptions
 from lxml import etree
 
-from lienthong.adapters.base import exception_text
-from lienthong.adapters.http import AnswerTooLarge
-from lienthong.errors import LienthongError
+from lienthong.adapters.failures import Failure, classify
+from lienthong.errors import DeliveryError, LienthongError
 
 # DESIGN §6: no DTDs, no entities, no external references, no huge trees.
 SAFE = zeep.Settings(
@@ -52,62 +48,18 @@ def safe_xml(text: str | bytes, *, max_chars: int = MAX_INNER_XML) -> etree._Ele
     return root
 
 
-Verdict = tuple[Literal["retry", "refused"], str, str | None]
-"""(what to do, message, the remote's code if any)."""
-
-
-def soap_failure(exc: BaseException) -> Verdict | None:
-    """How to treat ``exc``, or None when it is not a transport or SOAP failure."""
-    if isinstance(exc, zeep.exceptions.Fault):
-        code = str(exc.code or "")
-        if code.endswith("Client"):
-            return "refused", f"the service refused the request: {exc.message}", code
-        return "retry", f"the service failed: {exc.message}", code or None
-    if isinstance(exc, zeep.exceptions.TransportError):
-        status = exc.status_code
-        if 200 <= status < 300:  # zeep's word for a 2xx whose body is not XML
-            return "retry", f"the answer is not SOAP: {str(exc.message)[:160]}", None
-        if status in (408, 429) or status >= 500:
-            return "retry", f"the service answered http {status}", str(status)
-        return "refused", f"the service answered http {status}", str(status)
-    forbidden = (
-        zeep.exceptions.DTDForbidden,
-        zeep.exceptions.EntitiesForbidden,
-        zeep.exceptions.ExternalReferenceForbidden,
-    )
-    if isinstance(exc, forbidden):
-        name = type(exc).__name__
-        return (
-            "retry",
-            f"the answer was refused: it carried a DTD, entities or external references: {name}",
-            None,
-        )
-    if isinstance(exc, zeep.exceptions.XMLSyntaxError | zeep.exceptions.XMLParseError):
-        return "retry", f"the answer is not SOAP: {exception_text(exc)[:200]}", None
-    if isinstance(exc, zeep.exceptions.Error):
-        return "retry", f"the answer does not match the WSDL: {exception_text(exc)}", None
-    if isinstance(exc, AnswerTooLarge):
-        return "retry", str(exc), None
-    if isinstance(exc, httpx.TimeoutException | TimeoutError):
-        return "retry", "the service did not answer in time", None
-    if isinstance(exc, httpx.HTTPError | aiohttp.ClientError | OSError):
-        return "retry", f"cannot reach the service: {exception_text(exc)}", None
-    return None
-
-
 @contextmanager
 def map_soap_errors(
-    retry: Callable[[str, str | None], Exception], refused: Callable[[str, str | None], Exception]
+    retry: Callable[[Failure], Exception], refused: Callable[[Failure], Exception]
 ) -> Iterator[None]:
-    """Raise ``retry(message, code)`` or ``refused(message, code)`` for every transport or SOAP failure;
-    our own errors pass through."""
+    """Raise ``retry(failure)`` or ``refused(failure)`` for every transport or SOAP failure, as
+    ``failures.classify`` judges it. A RetryableError or PermanentError from below (the destination's
+    OAuth2 token endpoint, inside its transport) is such a failure too; our other errors pass through."""
     try:
         yield
-    except LienthongError:
-        raise
     except Exception as exc:
-        verdict = soap_failure(exc)
-        if verdict is None:
+        ours = isinstance(exc, LienthongError) and not isinstance(exc, DeliveryError)
+        failure = None if ours else classify(exc)
+        if failure is None:
             raise
-        kind, message, code = verdict
-        raise (retry if kind == "retry" else refused)(message, code) from exc
+        raise (retry if failure.retryable else refused)(failure) from exc

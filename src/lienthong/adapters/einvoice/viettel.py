@@ -39,8 +39,9 @@ from urllib.parse import quote, urlencode
 import httpx
 import orjson
 
-from lienthong.adapters.base import RETRYABLE_STATUS, Receipt, map_transport_errors, raise_for_status
+from lienthong.adapters.base import Receipt, map_transport_errors, raise_for_status
 from lienthong.adapters.einvoice import announce
+from lienthong.adapters.failures import retryable_status
 from lienthong.adapters.http import Endpoint, HttpPeer
 from lienthong.bus.emit import EventSink
 from lienthong.errors import PermanentError, RetryableError, TranslationError
@@ -279,7 +280,7 @@ class ViettelInvoiceAdapter:
             body = None
         if isinstance(body, dict):
             answer = _Answer(response.status_code, body)
-            if answer.status in RETRYABLE_STATUS | {501, 505} and not self._token_refused(answer):
+            if retryable_status(answer.status) and not self._token_refused(answer):
                 raise_for_status(response, self.name, operation)  # with its Retry-After
             return answer
         raise_for_status(response, self.name, operation)  # a 4xx/5xx page that is not Viettel's JSON

@@ -37,9 +37,10 @@ from zeep.wsdl.bindings.soap import Soap11Binding
 
 from lienthong.adapters.base import Receipt
 from lienthong.adapters.einvoice import announce
+from lienthong.adapters.failures import Failure
 from lienthong.adapters.soap import SAFE, UnsafeXml, map_soap_errors, safe_xml
 from lienthong.bus.emit import EventSink
-from lienthong.errors import PermanentError, RetryableError
+from lienthong.errors import DeliveryError, PermanentError, RetryableError
 from lienthong.mappings.xmlout import to_xml
 from lienthong.model import Message
 
@@ -351,12 +352,11 @@ class VnptInvoiceAdapter:
     async def _call(self, service: _Service, operation: str, **params: Any) -> str | None:
         """One SOAP call; transport and SOAP failures become Retryable/PermanentError here."""
         name = self.name
-        with map_soap_errors(
-            lambda message, _code: RetryableError(message, destination=name, operation=operation),
-            lambda message, code: PermanentError(
-                message, destination=name, operation=operation, remote_code=code
-            ),
-        ):
+
+        def error(failure: Failure) -> DeliveryError:
+            return failure.error(name, operation)
+
+        with map_soap_errors(error, error):
             proxy = await service.proxy()
             if operation not in service.operations:
                 raise PermanentError(
