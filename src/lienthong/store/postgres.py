@@ -1,0 +1,939 @@
+"""The backend for several nodes: PostgreSQL through psycopg 3, a connection pool and worker threads.
+
+Tables and columns are SQLite's (``store.sqlite``) in PostgreSQL types. Statements are set-wise: every
+multi-row write binds one array per column and reads them back with ``unnest``, so a statement's text
+does not depend on how many rows it carries (psycopg prepares it once) and no hot path makes a round
+trip per row.
+
+Order (decision 0010). A sequence value is taken when a row is inserted, not when its transaction
+commits, so two transactions can commit outbox rows out of ``seq`` order; a claim trusting ``seq`` could
+then hand out a dossier's later event while its earlier one is still being written. Every transaction
+that adds outbox rows (and every claim) therefore takes one transaction-scoped advisory lock, the
+*order lock*, first: rows become visible in ``seq`` order, and claims, from any node, run one at a time.
+
+``PostgresPool(dsn, size=..., init=...)`` opens the pool and brings the schema up to date on ``start``;
+``.runner()`` is the ``Runner``: ``size`` threads, each holding one pooled connection, take units from
+one queue and commit them together (``store.runner.execute``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import fields
+from typing import Any, TypeVar
+
+import orjson
+import psycopg
+from psycopg.pq import TransactionStatus
+from psycopg_pool import ConnectionPool
+
+from lienthong.citizens.records import LookupRecord
+from lienthong.errors import LienthongError, StoreError, StoreUnavailable
+from lienthong.model import (
+    AttemptView,
+    DestinationStats,
+    IngestItem,
+    LedgerEntry,
+    MappingVersion,
+    Message,
+    MessageView,
+    Outcome,
+    Replay,
+    StoredEvent,
+)
+from lienthong.payments.records import CallbackRecord, Claim, PaymentFinding, PaymentRecord
+from lienthong.store.contract import KnownEvent, Tx
+from lienthong.store.runner import Op, execute
+
+T = TypeVar("T")
+Connection = psycopg.Connection[Any]
+
+SCHEMA_VERSION = 4
+"""The same number as SQLite's schema: the two describe the same tables."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    event_id        TEXT PRIMARY KEY,
+    type            TEXT NOT NULL,
+    unit_code       TEXT NOT NULL,
+    dossier_code    TEXT NOT NULL,
+    occurred_at     TEXT NOT NULL,
+    payload_sha256  TEXT NOT NULL,
+    payload         TEXT NOT NULL,
+    message_ids     TEXT NOT NULL,
+    received_ms     BIGINT NOT NULL,
+    caller          TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq              BIGSERIAL PRIMARY KEY,
+    message_id       TEXT NOT NULL UNIQUE,
+    event_id         TEXT NOT NULL REFERENCES events(event_id),
+    destination      TEXT NOT NULL,
+    operation        TEXT NOT NULL,
+    dossier_code     TEXT NOT NULL,
+    status           TEXT NOT NULL,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    created_ms       BIGINT NOT NULL,
+    updated_ms       BIGINT NOT NULL,
+    next_attempt_ms  BIGINT NOT NULL,
+    last_error       TEXT,
+    last_http_status INTEGER,
+    mapping          TEXT,
+    mapping_hash     TEXT,
+    replayed_ms      BIGINT,
+    replay_base      INTEGER NOT NULL DEFAULT 0,
+    lease_until_ms   BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (seq) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS outbox_key ON outbox (destination, dossier_code, seq)
+    WHERE status IN ('pending', 'inflight');
+CREATE INDEX IF NOT EXISTS outbox_dead ON outbox (destination) WHERE status = 'dead';
+CREATE INDEX IF NOT EXISTS outbox_leased ON outbox (lease_until_ms) WHERE status = 'inflight';
+CREATE TABLE IF NOT EXISTS attempts (
+    message_id   TEXT NOT NULL,
+    attempt      INTEGER NOT NULL,
+    started_ms   BIGINT NOT NULL,
+    duration_ms  BIGINT NOT NULL,
+    outcome      TEXT NOT NULL,
+    error        TEXT,
+    http_status  INTEGER,
+    PRIMARY KEY (message_id, attempt)
+);
+CREATE TABLE IF NOT EXISTS mapping_versions (
+    hash           TEXT PRIMARY KEY,
+    name           TEXT NOT NULL,
+    document       TEXT NOT NULL,
+    first_seen_ms  BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS replays (
+    message_id     TEXT NOT NULL,
+    replayed_ms    BIGINT NOT NULL,
+    by_whom        TEXT NOT NULL,
+    reason         TEXT NOT NULL,
+    mapping_hash   TEXT,
+    PRIMARY KEY (message_id, replayed_ms)
+);
+CREATE TABLE IF NOT EXISTS lookups (
+    request_id     TEXT PRIMARY KEY,
+    at_ms          BIGINT NOT NULL,
+    caller         TEXT NOT NULL,
+    official_id    TEXT NOT NULL,
+    purpose        TEXT NOT NULL,
+    subject_ref    TEXT NOT NULL,
+    form           TEXT NOT NULL,
+    outcome        TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS payments (
+    reference       TEXT PRIMARY KEY,
+    dossier_code    TEXT NOT NULL,
+    unit_code       TEXT NOT NULL,
+    amount          BIGINT NOT NULL,
+    dossier         TEXT NOT NULL,
+    pay_url         TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    transaction_id  TEXT NOT NULL,
+    updated_ms      BIGINT NOT NULL,
+    channel         TEXT NOT NULL DEFAULT '',
+    caller          TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS payment_callbacks (
+    id              BIGSERIAL PRIMARY KEY,
+    received_ms     BIGINT NOT NULL,
+    channel         TEXT NOT NULL,
+    reference       TEXT NOT NULL,
+    transaction_id  TEXT NOT NULL,
+    verdict         TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    source          TEXT NOT NULL DEFAULT '',
+    body_sha256     TEXT NOT NULL DEFAULT '',
+    body_bytes      INTEGER NOT NULL DEFAULT 0,
+    detail          TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS payment_callbacks_reference ON payment_callbacks (reference);
+CREATE TABLE IF NOT EXISTS payment_findings (
+    id              BIGSERIAL PRIMARY KEY,
+    at_ms           BIGINT NOT NULL,
+    kind            TEXT NOT NULL,
+    reference       TEXT NOT NULL,
+    channel         TEXT NOT NULL,
+    transaction_id  TEXT NOT NULL,
+    amount          BIGINT NOT NULL,
+    detail          TEXT NOT NULL,
+    UNIQUE (kind, channel, transaction_id)
+);
+CREATE TABLE IF NOT EXISTS dossiers (
+    dossier_code     TEXT PRIMARY KEY,
+    unit_code        TEXT NOT NULL,
+    last_event_id    TEXT NOT NULL,
+    last_event_type  TEXT NOT NULL,
+    occurred_ms      BIGINT NOT NULL,
+    status           TEXT,
+    procedure_code   TEXT,
+    channel          TEXT,
+    level            INTEGER,
+    received_at      TEXT,
+    due_at           TEXT,
+    returned_at      TEXT,
+    fees_total       BIGINT,
+    fees_paid        BIGINT,
+    result_sha256    TEXT,
+    updated_ms       BIGINT NOT NULL
+)
+"""
+
+# Steps from each older schema version to the next; the CREATE ... IF NOT EXISTS script adds new tables.
+# PostgreSQL stores start at version 4 (SQLite's versions 1 to 3 never existed here): a step from 4 to 5
+# goes here as 4: (...), beside SQLite's.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {}
+
+# Advisory lock keys (64-bit, one space per database). The order lock is keyed by the outbox table's oid,
+# so stores in other schemas of one database do not wait for each other; migrations by the schema's name.
+_ORDER_LOCK_SPACE = 0x4C54_0001 << 32
+_MIGRATION_LOCK = (
+    "SELECT pg_advisory_xact_lock(hashtextextended('lienthong migrations ' || current_schema(), 0))"
+)
+
+
+def _unnest(*types: str) -> str:
+    """``unnest(%s::t1[], %s::t2[], ...)``: one array parameter per column."""
+    return f"unnest({', '.join(f'%s::{t}[]' for t in types)})"
+
+
+_LEDGER_COLUMNS = (
+    "dossier_code, unit_code, last_event_id, last_event_type, occurred_ms, status, procedure_code, channel, "
+    "level, received_at, due_at, returned_at, fees_total, fees_paid, result_sha256, updated_ms"
+)
+_LEDGER_TYPES = (
+    *("text",) * 4,
+    "bigint",
+    *("text",) * 3,
+    "int",
+    *("text",) * 3,
+    "bigint",
+    "bigint",
+    "text",
+    "bigint",
+)
+# Later events win; an event older than what the ledger reflects changes nothing. Fields an event does not
+# carry keep their previous value.
+_LEDGER_UPSERT = f"""
+INSERT INTO dossiers ({_LEDGER_COLUMNS}) SELECT * FROM {_unnest(*_LEDGER_TYPES)}
+ON CONFLICT (dossier_code) DO UPDATE SET
+    unit_code = excluded.unit_code,
+    last_event_id = excluded.last_event_id,
+    last_event_type = excluded.last_event_type,
+    occurred_ms = excluded.occurred_ms,
+    status = COALESCE(excluded.status, dossiers.status),
+    procedure_code = COALESCE(excluded.procedure_code, dossiers.procedure_code),
+    channel = COALESCE(excluded.channel, dossiers.channel),
+    level = COALESCE(excluded.level, dossiers.level),
+    received_at = COALESCE(excluded.received_at, dossiers.received_at),
+    due_at = COALESCE(excluded.due_at, dossiers.due_at),
+    returned_at = COALESCE(excluded.returned_at, dossiers.returned_at),
+    fees_total = COALESCE(excluded.fees_total, dossiers.fees_total),
+    fees_paid = COALESCE(excluded.fees_paid, dossiers.fees_paid),
+    result_sha256 = COALESCE(excluded.result_sha256, dossiers.result_sha256),
+    updated_ms = excluded.updated_ms
+WHERE excluded.occurred_ms >= dossiers.occurred_ms
+"""
+_EVENT_INSERT = (
+    "INSERT INTO events (event_id, type, unit_code, dossier_code, occurred_at, payload_sha256, payload,"
+    f" caller, message_ids, received_ms) SELECT * FROM {_unnest(*('text',) * 9, 'bigint')}"
+)
+# Columns in the order of PlannedMessage's fields, then the event's. Rows take their seq in the arrays'
+# order, so one request's messages of one key keep the request's order.
+_OUTBOX_INSERT = f"""
+INSERT INTO outbox (message_id, destination, operation, mapping, mapping_hash, event_id, dossier_code,
+                    status, created_ms, updated_ms, next_attempt_ms)
+SELECT m, d, op, map, h, e, dc, 'pending', %s, %s, %s
+FROM {_unnest(*("text",) * 7)} WITH ORDINALITY AS v (m, d, op, map, h, e, dc, n)
+ORDER BY n
+"""
+_ATTEMPT_INSERT = (
+    "INSERT INTO attempts (message_id, attempt, started_ms, duration_ms, outcome, error, http_status)"
+    f" SELECT * FROM {_unnest('text', 'int', 'bigint', 'bigint', 'text', 'text', 'int')}"
+    " ON CONFLICT (message_id, attempt) DO NOTHING"
+)
+# An outcome carries the lease it was claimed under: if the message was claimed again since, it is dropped.
+_OUTCOME_UPDATE = f"""
+UPDATE outbox o SET status = v.status, attempts = v.attempts, updated_ms = v.updated_ms,
+    next_attempt_ms = v.next_attempt_ms, last_error = v.last_error, last_http_status = v.last_http_status
+FROM {_unnest("text", "text", "int", "bigint", "bigint", "text", "int", "bigint")}
+    AS v (message_id, status, attempts, updated_ms, next_attempt_ms, last_error, last_http_status, lease)
+WHERE o.message_id = v.message_id
+  AND (v.lease IS NULL OR (o.lease_until_ms = v.lease AND o.status IN ('inflight', 'pending')))
+"""
+_REPLAY = """
+UPDATE outbox o SET status = 'pending', replay_base = o.attempts, next_attempt_ms = %(now)s,
+    updated_ms = %(now)s, replayed_ms = %(now)s, mapping_hash = COALESCE(v.mapping_hash, o.mapping_hash)
+FROM unnest(%(ids)s::text[], %(hashes)s::text[]) AS v (message_id, mapping_hash)
+WHERE o.message_id = v.message_id AND o.status = 'dead'
+RETURNING o.message_id
+"""
+# One statement chooses and leases: due rows, oldest first, none behind an undelivered row of its key and
+# none of a key with a row in flight (whatever its seq: a lapsed lease's row is pending again by now).
+# The UPDATE checks status and due time again on the row it locks, in case an outcome changed it meanwhile.
+_CLAIM = """
+WITH due AS (
+    SELECT o.seq FROM outbox o
+    WHERE o.status = 'pending' AND o.next_attempt_ms <= %(now)s
+      AND NOT EXISTS (
+          SELECT 1 FROM outbox p
+          WHERE p.destination = o.destination AND p.dossier_code = o.dossier_code
+            AND (p.status = 'inflight' OR (p.status = 'pending' AND p.seq < o.seq)))
+    ORDER BY o.seq
+    LIMIT %(limit)s
+)
+UPDATE outbox o SET status = 'inflight', updated_ms = %(now)s, lease_until_ms = %(lease)s
+FROM due, events e
+WHERE o.seq = due.seq AND e.event_id = o.event_id
+  AND o.status = 'pending' AND o.next_attempt_ms <= %(now)s
+RETURNING o.seq, o.message_id, o.destination, o.operation, o.dossier_code, o.attempts,
+          COALESCE(o.replayed_ms, o.created_ms), e.event_id, e.type, e.unit_code, e.occurred_at,
+          e.payload, o.mapping, o.mapping_hash, o.replay_base, e.caller
+"""
+_LOOKUP_COLUMNS = "request_id, at_ms, caller, official_id, purpose, subject_ref, form, outcome"
+_PAYMENT_COLUMNS = ", ".join(f.name for f in fields(PaymentRecord))
+_CALLBACK_COLUMNS = ", ".join(f.name for f in fields(CallbackRecord))
+_FINDING_COLUMNS = "at_ms, kind, reference, channel, transaction_id, amount, detail"
+_MESSAGE_FIELDS = (
+    "message_id",
+    "event_id",
+    "destination",
+    "operation",
+    "dossier_code",
+    "status",
+    "attempts",
+    "created_ms",
+    "updated_ms",
+    "next_attempt_ms",
+    "last_error",
+    "mapping",
+    "mapping_hash",
+)
+
+
+class _Db:
+    """The connection's cursor, and the order lock (taken at most once per transaction)."""
+
+    def __init__(self, connection: Connection, order_lock_key: int) -> None:
+        self.cursor = connection.cursor()
+        self._order_lock_key = order_lock_key
+        self.holds_order_lock = False
+
+    def execute(self, query: str, params: Sequence[Any] | dict[str, Any] = ()) -> psycopg.Cursor[Any]:
+        return self.cursor.execute(query, params)
+
+    def columns(self, query: str, rows: Sequence[Sequence[Any]], *head: Any) -> None:
+        """Run ``query`` with ``head`` and then one array per column of ``rows`` (nothing when no rows)."""
+        if rows:
+            self.execute(query, [*head, *(list(column) for column in zip(*rows, strict=True))])
+
+    def order_lock(self) -> None:
+        """Wait for the order lock; held until this transaction ends (decision 0010)."""
+        if not self.holds_order_lock:
+            self.execute("SELECT pg_advisory_xact_lock(%s)", (self._order_lock_key,))
+            self.holds_order_lock = True
+
+
+class PostgresEvents:
+    def __init__(self, db: _Db) -> None:
+        self._db = db
+
+    def known(self, event_ids: Sequence[str]) -> dict[str, KnownEvent]:
+        if not event_ids:
+            return {}
+        rows = self._db.execute(
+            "SELECT event_id, payload_sha256, message_ids, caller FROM events"
+            " WHERE event_id = ANY(%s::text[])",
+            (list(event_ids),),
+        ).fetchall()
+        return {
+            event_id: KnownEvent(sha, tuple(orjson.loads(ids)), caller) for event_id, sha, ids, caller in rows
+        }
+
+    def add(self, items: Sequence[IngestItem], now_ms: int) -> None:
+        # The order lock before the first row: a transaction inserting an event another one inserts too
+        # then waits for that one while holding nothing the other needs (no deadlock at the outbox).
+        self._db.order_lock()
+        self._db.columns(_EVENT_INSERT, [_event_row(item, now_ms) for item in items])
+
+    def get(self, event_id: str) -> StoredEvent | None:
+        row = self._db.execute(
+            "SELECT event_id, type, unit_code, occurred_at, payload, caller FROM events WHERE event_id = %s",
+            (event_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return StoredEvent(row[0], row[1], row[2], row[3], orjson.loads(row[4])["dossier"], row[5])
+
+
+class PostgresOutbox:
+    def __init__(self, db: _Db) -> None:
+        self._db = db
+
+    def add(self, items: Sequence[IngestItem], now_ms: int) -> None:
+        rows = [(*d, item.event.event_id, item.event.dossier_code) for item in items for d in item.deliveries]
+        if rows:
+            self._db.order_lock()  # rows commit in seq order (decision 0010)
+            self._db.columns(_OUTBOX_INSERT, rows, now_ms, now_ms, now_ms)
+
+    def claim(self, now_ms: int, limit: int, lease_until_ms: int) -> list[Message]:
+        # The lock first, the claim in a statement of its own: its snapshot then sees every row committed
+        # before the lock was granted, and no transaction adding rows is under way.
+        self._db.order_lock()
+        rows = self._db.execute(_CLAIM, {"now": now_ms, "limit": limit, "lease": lease_until_ms}).fetchall()
+        rows.sort(key=lambda row: row[0])
+        return [_claimed(row, lease_until_ms) for row in rows]
+
+    def release(self, *, now_ms: int | None) -> int:
+        if now_ms is None:
+            cursor = self._db.execute("UPDATE outbox SET status = 'pending' WHERE status = 'inflight'")
+        else:
+            cursor = self._db.execute(
+                "UPDATE outbox SET status = 'pending' WHERE status = 'inflight' AND lease_until_ms <= %s",
+                (now_ms,),
+            )
+        return cursor.rowcount
+
+    def finish(self, outcomes: Sequence[Outcome]) -> None:
+        self._db.columns(
+            _OUTCOME_UPDATE,
+            [
+                (
+                    o.message_id,
+                    "pending" if o.kind == "retry" else o.kind,
+                    o.attempt,
+                    o.finished_ms,
+                    o.next_attempt_ms if o.next_attempt_ms is not None else o.finished_ms,
+                    *o.detail,
+                    o.lease_until_ms,
+                )
+                for o in outcomes
+            ],
+        )
+        self._db.columns(
+            _ATTEMPT_INSERT,
+            [
+                (o.message_id, o.attempt, o.started_ms, o.finished_ms - o.started_ms, o.kind, *o.detail)
+                for o in outcomes
+            ],
+        )
+
+    def message(self, message_id: str) -> MessageView | None:
+        row = self._db.execute(
+            f"SELECT {', '.join(_MESSAGE_FIELDS)}, (SELECT caller FROM events e"
+            " WHERE e.event_id = o.event_id) FROM outbox o WHERE o.message_id = %s",
+            (message_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        history = self._db.execute(
+            "SELECT attempt, started_ms, duration_ms, outcome, error, http_status FROM attempts"
+            " WHERE message_id = %s ORDER BY attempt",
+            (message_id,),
+        ).fetchall()
+        values = dict(zip(_MESSAGE_FIELDS, row[:-1], strict=True))
+        return MessageView(**values, caller=row[-1] or "", history=tuple(AttemptView(*h) for h in history))
+
+    def stats(self) -> list[DestinationStats]:
+        rows = self._db.execute(
+            "SELECT destination, status, COUNT(*), MIN(created_ms) FROM outbox"
+            " WHERE status IN ('pending', 'inflight') GROUP BY destination, status"
+            " UNION ALL SELECT destination, 'dead', COUNT(*), NULL FROM outbox WHERE status = 'dead'"
+            " GROUP BY destination"
+        ).fetchall()
+        return _fold_stats(rows)
+
+    def dead(self, destination: str | None, limit: int) -> list[MessageView]:
+        where = "status = 'dead'" + (" AND destination = %s" if destination is not None else "")
+        args: list[Any] = [destination] if destination is not None else []
+        rows = self._db.execute(
+            f"SELECT {', '.join(_MESSAGE_FIELDS)} FROM outbox WHERE {where} ORDER BY seq LIMIT %s",
+            [*args, limit],
+        ).fetchall()
+        return [MessageView(**dict(zip(_MESSAGE_FIELDS, row, strict=True))) for row in rows]
+
+    def replay(self, replays: Sequence[Replay], *, by: str, reason: str, now_ms: int) -> list[str]:
+        wanted = list({r.message_id: r for r in reversed(replays)}.values())[::-1]  # the first of each id
+        if not wanted:
+            return []
+        rows = self._db.execute(
+            _REPLAY,
+            {
+                "now": now_ms,
+                "ids": [r.message_id for r in wanted],
+                "hashes": [r.mapping_hash for r in wanted],
+            },
+        ).fetchall()
+        replayed = {row[0] for row in rows}
+        done = [r for r in wanted if r.message_id in replayed]
+        self._db.columns(
+            "INSERT INTO replays (message_id, replayed_ms, by_whom, reason, mapping_hash)"
+            f" SELECT * FROM {_unnest('text', 'bigint', 'text', 'text', 'text')}",
+            [(r.message_id, now_ms, by, reason, r.mapping_hash) for r in done],
+        )
+        return [r.message_id for r in done]
+
+
+class PostgresLedger:
+    def __init__(self, db: _Db) -> None:
+        self._db = db
+
+    def apply(self, entries: Sequence[LedgerEntry], now_ms: int) -> None:
+        self._db.columns(_LEDGER_UPSERT, [_ledger_row(entry, now_ms) for entry in entries])
+
+    def get(self, dossier_code: str) -> LedgerEntry | None:
+        row = self._db.execute(
+            f"SELECT {_LEDGER_COLUMNS} FROM dossiers WHERE dossier_code = %s", (dossier_code,)
+        ).fetchone()
+        return _ledger_entry(row) if row is not None else None
+
+
+class PostgresMappings:
+    def __init__(self, db: _Db) -> None:
+        self._db = db
+
+    def save(self, versions: Sequence[MappingVersion], now_ms: int) -> None:
+        self._db.columns(
+            "INSERT INTO mapping_versions (hash, name, document, first_seen_ms)"
+            f" SELECT * FROM {_unnest('text', 'text', 'text', 'bigint')} ON CONFLICT (hash) DO NOTHING",
+            [(v.hash, v.name, orjson.dumps(v.document).decode(), now_ms) for v in versions],
+        )
+
+    def get(self, mapping_hash: str) -> MappingVersion | None:
+        row = self._db.execute(
+            "SELECT hash, name, document FROM mapping_versions WHERE hash = %s", (mapping_hash,)
+        ).fetchone()
+        return MappingVersion(row[0], row[1], orjson.loads(row[2])) if row is not None else None
+
+
+class PostgresPayments:
+    def __init__(self, db: _Db) -> None:
+        self._db = db
+
+    def save(self, payment: PaymentRecord) -> None:
+        # A payment asked for again (an INIT retried or replayed) refreshes its pay URL and nothing else:
+        # its state belongs to the callbacks, and must never go back to "initiated".
+        columns = _PAYMENT_COLUMNS.split(", ")
+        self._db.execute(
+            f"INSERT INTO payments ({_PAYMENT_COLUMNS}) VALUES ({', '.join(['%s'] * len(columns))})"
+            " ON CONFLICT (reference) DO UPDATE SET pay_url = excluded.pay_url"
+            " WHERE payments.status = 'initiated'",
+            [getattr(payment, c) for c in columns],
+        )
+
+    def get(self, reference: str) -> PaymentRecord | None:
+        row = self._db.execute(
+            f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE reference = %s", (reference,)
+        ).fetchone()
+        return PaymentRecord(*row) if row is not None else None
+
+    def move(self, claim: Claim, now_ms: int) -> None:
+        self._db.execute(
+            "UPDATE payments SET status = %s, transaction_id = %s, channel = %s, updated_ms = %s"
+            " WHERE reference = %s",
+            (claim.status, claim.transaction_id, claim.channel, now_ms, claim.reference),
+        )
+
+    def add_finding(self, finding: PaymentFinding) -> None:
+        self._db.execute(
+            f"INSERT INTO payment_findings ({_FINDING_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (kind, channel, transaction_id) DO NOTHING",
+            [getattr(finding, c) for c in _FINDING_COLUMNS.split(", ")],
+        )
+
+    def record_callback(self, record: CallbackRecord) -> None:
+        columns = _CALLBACK_COLUMNS.split(", ")
+        self._db.execute(
+            f"INSERT INTO payment_callbacks ({_CALLBACK_COLUMNS})"
+            f" VALUES ({', '.join(['%s'] * len(columns))})",
+            [getattr(record, c) for c in columns],
+        )
+
+    def callbacks(self, limit: int, reference: str | None) -> list[CallbackRecord]:
+        where, args = ("WHERE reference = %s", [reference]) if reference is not None else ("", [])
+        rows = self._db.execute(
+            f"SELECT {_CALLBACK_COLUMNS} FROM payment_callbacks {where} ORDER BY id DESC LIMIT %s",
+            [*args, limit],
+        ).fetchall()
+        return [CallbackRecord(*row) for row in rows]
+
+    def findings(self, limit: int) -> list[PaymentFinding]:
+        rows = self._db.execute(
+            f"SELECT {_FINDING_COLUMNS} FROM payment_findings ORDER BY id DESC LIMIT %s", (limit,)
+        ).fetchall()
+        return [PaymentFinding(*row) for row in rows]
+
+
+class PostgresAudit:
+    def __init__(self, db: _Db) -> None:
+        self._db = db
+
+    def record_lookups(self, records: Sequence[LookupRecord]) -> None:
+        self._db.columns(
+            f"INSERT INTO lookups ({_LOOKUP_COLUMNS})"
+            f" SELECT * FROM {_unnest('text', 'bigint', *('text',) * 6)}",
+            [tuple(getattr(r, name) for name in _LOOKUP_COLUMNS.split(", ")) for r in records],
+        )
+
+    def lookups(self, limit: int) -> list[LookupRecord]:
+        # No rowid here: look-ups of one millisecond come newest id first.
+        rows = self._db.execute(
+            f"SELECT {_LOOKUP_COLUMNS} FROM lookups ORDER BY at_ms DESC, request_id DESC LIMIT %s", (limit,)
+        ).fetchall()
+        return [LookupRecord(*row) for row in rows]
+
+
+class PostgresBackend:
+    """A ``store.contract.Backend`` on one psycopg connection (not in autocommit), whose schema is up to
+    date (``migrate``). Use it from one thread: its worker's. ``close`` closes the connection."""
+
+    def __init__(self, connection: Connection) -> None:
+        if connection.autocommit:
+            raise StoreError("the PostgreSQL backend needs a connection with autocommit off")
+        self.connection = connection
+        found = connection.execute("SELECT to_regclass('outbox')::oid::bigint").fetchone()
+        connection.rollback()
+        if found is None or found[0] is None:
+            raise StoreError("no lienthong schema in this PostgreSQL database: run `lienthong db upgrade`")
+        self._db = _Db(connection, _ORDER_LOCK_SPACE | found[0])
+        self.events = PostgresEvents(self._db)
+        self.outbox = PostgresOutbox(self._db)
+        self.ledger = PostgresLedger(self._db)
+        self.mappings = PostgresMappings(self._db)
+        self.payments = PostgresPayments(self._db)
+        self.audit = PostgresAudit(self._db)
+
+    @property
+    def broken(self) -> bool:
+        """The connection is lost (the server restarted, a network cut): open another."""
+        return self.connection.broken or self.connection.closed
+
+    def begin(self) -> None:
+        # psycopg opens the transaction with the first statement; a connection left in one is reset.
+        if self.connection.info.transaction_status != TransactionStatus.IDLE:
+            self.connection.rollback()
+        self._db.holds_order_lock = False
+
+    def commit(self) -> None:
+        self._db.holds_order_lock = False
+        self.connection.commit()
+
+    def rollback(self) -> None:
+        self._db.holds_order_lock = False
+        if not self.connection.closed:
+            self.connection.rollback()
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+# -- schema ------------------------------------------------------------------------------------------------
+def migrate(connection: Connection) -> tuple[int | None, int]:
+    """Create the schema, or bring an older one up to SCHEMA_VERSION, in one transaction; (old, new).
+
+    An empty database (no ``schema_version`` table in the search path) is created: a dropped database
+    cannot be told from a new one (decision 0010). A newer schema is refused. Nodes starting together
+    take turns on an advisory lock.
+    """
+    with connection.transaction():
+        connection.execute(_MIGRATION_LOCK)
+        version = _version(connection)
+        if version is not None and version > SCHEMA_VERSION:
+            raise StoreError(
+                f"the store's schema version is {version}, newer than this lienthong knows"
+                f" ({SCHEMA_VERSION}); upgrade lienthong"
+            )
+        for older in range(version or SCHEMA_VERSION, SCHEMA_VERSION):
+            if older not in _MIGRATIONS:
+                raise StoreError(
+                    f"the store's schema version is {version}, and no PostgreSQL store of version {older}"
+                    f" can be brought to {SCHEMA_VERSION}"
+                )
+            for step in _MIGRATIONS[older]:
+                connection.execute(step)
+        for statement in _SCHEMA.split(";"):
+            connection.execute(statement)
+        if version is None:
+            connection.execute("DELETE FROM schema_version")
+            connection.execute("INSERT INTO schema_version (version) VALUES (%s)", (SCHEMA_VERSION,))
+        elif version < SCHEMA_VERSION:
+            connection.execute("UPDATE schema_version SET version = %s", (SCHEMA_VERSION,))
+    return version, SCHEMA_VERSION
+
+
+def upgrade(dsn: str) -> tuple[int | None, int]:
+    """``lienthong db upgrade``: create or upgrade the schema at ``dsn``; (old version or None, new)."""
+    with _connect(dsn) as connection:
+        return migrate(connection)
+
+
+def schema_version(dsn: str) -> int | None:
+    """The schema version of the store at ``dsn``, or None when there is none (read only)."""
+    with _connect(dsn) as connection:
+        connection.read_only = True
+        try:
+            return _version(connection)
+        finally:
+            connection.rollback()
+
+
+def _version(connection: Connection) -> int | None:
+    (table,) = connection.execute("SELECT to_regclass('schema_version')").fetchone() or (None,)
+    if table is None:
+        return None
+    row = connection.execute("SELECT max(version) FROM schema_version").fetchone()
+    return int(row[0]) if row is not None and row[0] is not None else None
+
+
+def _connect(dsn: str, timeout_s: float = 10.0) -> Connection:
+    try:
+        return psycopg.connect(dsn, connect_timeout=max(1, round(timeout_s)))
+    except psycopg.OperationalError as exc:
+        raise StoreUnavailable(f"cannot connect to PostgreSQL: {exc}".strip()) from exc
+
+
+# -- pool and runner ---------------------------------------------------------------------------------------
+class PostgresPool:
+    """A psycopg pool of ``size`` connections, opened by ``start`` (which also migrates), and its runner.
+
+    ``init`` is accepted for the config's sake and changes nothing: an empty database is created on a
+    first start whatever it says (decision 0010).
+    """
+
+    def __init__(self, dsn: str, *, size: int = 4, init: bool = False, timeout_s: float = 10.0) -> None:
+        self.dsn = dsn
+        self.size = size
+        self.init = init
+        self.timeout_s = timeout_s
+        self._pool: ConnectionPool[Connection] | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        """Bring the schema up to date, then open the pool; a second call does nothing."""
+        with self._lock:
+            if self._pool is not None:
+                return
+            with _connect(self.dsn, self.timeout_s) as connection:  # a clear error when none answers
+                migrate(connection)
+            pool: ConnectionPool[Connection] = ConnectionPool(
+                self.dsn,
+                min_size=self.size,
+                max_size=self.size,
+                open=False,
+                timeout=self.timeout_s,
+                name="lienthong-store",
+                kwargs={"autocommit": False},
+            )
+            try:
+                pool.open(wait=True, timeout=self.timeout_s)
+            except Exception as exc:
+                pool.close()
+                raise StoreUnavailable(f"cannot open {self.size} connections to PostgreSQL: {exc}") from exc
+            self._pool = pool
+
+    @property
+    def closed(self) -> bool:
+        return self._pool is None or self._pool.closed
+
+    def backend(self) -> PostgresBackend:
+        """A backend on a connection of the pool, until ``give_back``."""
+        if self._pool is None:
+            raise StoreError("the PostgreSQL pool is not open")
+        connection = self._pool.getconn()
+        try:
+            return PostgresBackend(connection)
+        except BaseException:
+            self._pool.putconn(connection)
+            raise
+
+    def give_back(self, backend: PostgresBackend) -> None:
+        """Return the backend's connection (the pool replaces a broken one)."""
+        if self._pool is not None:
+            with contextlib.suppress(Exception):
+                backend.rollback()
+            self._pool.putconn(backend.connection)
+
+    def runner(self, *, max_batch: int = 512) -> PostgresRunner:
+        return PostgresRunner(self, max_batch=max_batch)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.close()
+
+
+_STOP = object()
+
+
+class PostgresRunner:
+    """``size`` worker threads, each with one pooled connection, taking units from one queue; each worker
+    runs the units it finds waiting in one transaction (group commit, ``store.runner.execute``).
+
+    A worker whose connection is lost answers its units StoreUnavailable (nothing was acknowledged) and
+    takes another connection from the pool for the next ones.
+    """
+
+    def __init__(self, pool: PostgresPool, *, max_batch: int = 512, name: str = "lienthong-store") -> None:
+        self._pool = pool
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[Op | object] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{name}-{n}", daemon=True) for n in range(pool.size)
+        ]
+        self._started = False
+        self._closed = False
+
+    @property
+    def pid(self) -> int | None:
+        return None
+
+    @property
+    def healthy(self) -> bool:
+        if self._closed:
+            return True
+        return not self._pool.closed and all(thread.is_alive() for thread in self._threads)
+
+    def start(self) -> None:
+        self._pool.start()
+        if not self._started:
+            self._started = True
+            for thread in self._threads:
+                thread.start()
+
+    async def call(self, fn: Callable[[Tx], T]) -> T:
+        if self._closed or not self._started:
+            raise StoreError("the store is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put(Op(fn, (loop, future)))
+        return await future
+
+    def close(self) -> None:
+        """Finish queued units, then return the connections and close the pool. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        started = [thread for thread in self._threads if thread.is_alive()]
+        for _ in started:
+            self._queue.put(_STOP)
+        for thread in started:
+            thread.join()
+        self._pool.close()
+
+    def _work(self) -> None:
+        backend: PostgresBackend | None = None
+        try:
+            while (batch := self._next_batch()) is not None:
+                if backend is None:
+                    try:
+                        backend = self._pool.backend()
+                    except Exception as exc:
+                        _answer(batch, StoreUnavailable(f"no connection to PostgreSQL: {exc}"))
+                        continue
+                execute(backend, batch)
+                if backend.broken:
+                    lost = StoreUnavailable("the connection to PostgreSQL was lost; nothing was stored")
+                    for op in batch:
+                        if op.error is not None and not isinstance(op.error, StoreUnavailable):
+                            lost.__cause__ = op.error
+                            op.error = lost
+                    self._pool.give_back(backend)
+                    backend = None
+                _answer(batch)
+        finally:
+            if backend is not None:
+                self._pool.give_back(backend)
+
+    def _next_batch(self) -> list[Op] | None:
+        first = self._queue.get()
+        if first is _STOP:
+            return None
+        batch = [first]
+        while len(batch) < self._max_batch:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                self._queue.put(_STOP)  # finish this batch, then stop
+                break
+            batch.append(item)
+        return batch  # type: ignore[return-value]
+
+
+def _answer(batch: list[Op], error: LienthongError | None = None) -> None:
+    """Hand each op's result or error to its caller's loop (``error``, when given, for all of them)."""
+    if error is not None:
+        for op in batch:
+            op.error = error
+    by_loop: dict[asyncio.AbstractEventLoop, list[Op]] = {}
+    for op in batch:
+        by_loop.setdefault(op.key[0], []).append(op)
+    for loop, ops in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the loop closed while we worked: nobody waits any more
+            loop.call_soon_threadsafe(_settle, ops)
+
+
+def _settle(ops: list[Op]) -> None:
+    for op in ops:
+        future: asyncio.Future[Any] = op.key[1]
+        if future.done():
+            continue
+        if op.error is not None:
+            future.set_exception(op.error)
+        else:
+            future.set_result(op.result)
+
+
+# -- rows --------------------------------------------------------------------------------------------------
+def _event_row(item: IngestItem, now_ms: int) -> tuple[Any, ...]:
+    message_ids = orjson.dumps([d.message_id for d in item.deliveries]).decode()
+    return (*item.event, message_ids, now_ms)
+
+
+def _ledger_row(entry: LedgerEntry, now_ms: int) -> tuple[Any, ...]:
+    results = orjson.dumps(list(entry.result_sha256)).decode() if entry.result_sha256 else None
+    return (*entry[:14], results, now_ms)
+
+
+def _claimed(row: Sequence[Any], lease_until_ms: int) -> Message:
+    event = StoredEvent(row[7], row[8], row[9], row[10], orjson.loads(row[11])["dossier"], row[15])
+    return Message(
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        event,
+        row[12] or "",
+        row[13] or "",
+        row[14],
+        lease_until_ms,
+    )
+
+
+def _ledger_entry(row: Sequence[Any]) -> LedgerEntry:
+    values = list(row[:-1])
+    values[14] = tuple(orjson.loads(values[14])) if values[14] else ()
+    return LedgerEntry(*values)
+
+
+def _fold_stats(rows: Sequence[Sequence[Any]]) -> list[DestinationStats]:
+    folded: dict[str, dict[str, Any]] = {}
+    for destination, status, count, oldest in rows:
+        entry = folded.setdefault(destination, {"pending": 0, "inflight": 0, "dead": 0, "oldest": None})
+        entry[status] = count
+        if status in ("pending", "inflight") and (entry["oldest"] is None or oldest < entry["oldest"]):
+            entry["oldest"] = oldest
+    return [
+        DestinationStats(d, e["pending"], e["inflight"], e["dead"], e["oldest"])
+        for d, e in sorted(folded.items())
+    ]
