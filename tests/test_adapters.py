@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 
 import aiohttp
 import httpx
@@ -110,6 +111,17 @@ async def test_an_expired_session_is_renewed_once(portal: PortalAdapter, peers: 
     peers.portal.expire_sessions()
     await send(portal, claimed(2))
     assert peers.portal.logins == 2
+
+
+async def test_concurrent_calls_on_an_expired_session_log_in_once_more(
+    portal: PortalAdapter, peers: Peers
+) -> None:
+    await send(portal, claimed(0))
+    peers.portal.expire_sessions()
+    syncs = [replace(claimed(0, dossier=n), message_id=f"m-test-{n}") for n in range(1, 7)]
+    await asyncio.gather(*(send(portal, sync) for sync in syncs))
+    assert peers.portal.logins == 2  # one new session for all six, whichever was refused first
+    assert len(peers.portal.dossiers) == 7
 
 
 async def test_wrong_credentials_are_a_permanent_error(peers: Peers) -> None:

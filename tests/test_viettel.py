@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -115,6 +116,16 @@ async def test_an_expired_token_is_renewed_once_and_early(sandbox: tuple[Viettel
     await adapter.issue(invoice("T3"), retrying=False)
     assert adapter.logins == 3
     await adapter.aclose()
+
+
+async def test_concurrent_calls_after_a_revocation_log_in_once_more(
+    viettel: ViettelInvoiceAdapter, sandbox: tuple[ViettelSandbox, str]
+) -> None:
+    await viettel.issue(invoice("T1"), retrying=False)
+    sandbox[0].revoke_tokens()
+    found = await asyncio.gather(*(viettel.find(f"paygov-NONE-{n}") for n in range(6)))
+    assert found == [None] * 6
+    assert viettel.logins == 2  # one new token for all six
 
 
 async def test_refusals_are_permanent(

@@ -3,16 +3,16 @@ client credentials (as provincial LGSP gateways issue). The portal's session log
 mutual TLS is the transport's ``ssl.SSLContext`` (``certs.client_context``).
 
 A strategy wraps the destination's httpx transport, so every adapter over HTTP gets it without knowing.
-An OAuth2 token is cached until shortly before it expires, and fetched again once when the destination
-answers 401; the request is then sent once more with the new token.
+An OAuth2 token is cached until shortly before it expires (``credentials.CredentialCache``), and fetched
+again once when the destination answers 401 to it, not when it answers 401 to a token already replaced; the
+request is then sent once more with the new token.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Protocol
 from urllib.parse import urlencode
@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 import httpx
 import orjson
 
+from lienthong.adapters.credentials import CredentialCache
 from lienthong.adapters.failures import TOKEN_ENDPOINT, answered, delivery_errors
 from lienthong.adapters.http import read_capped
 from lienthong.errors import PermanentError
@@ -28,8 +29,9 @@ from lienthong.errors import PermanentError
 class AuthStrategy(Protocol):
     async def headers(self) -> dict[str, str]: ...
 
-    async def rejected(self) -> bool:
-        """The destination said 401: forget what was sent; True when sending again may help."""
+    async def rejected(self, sent: Mapping[str, str]) -> bool:
+        """The destination said 401 to a request carrying ``sent`` (what ``headers`` gave): forget those
+        credentials unless they were replaced since; True when sending again may help."""
         ...
 
 
@@ -41,7 +43,7 @@ class BasicAuth:
     async def headers(self) -> dict[str, str]:
         return self._header
 
-    async def rejected(self) -> bool:
+    async def rejected(self, sent: Mapping[str, str]) -> bool:
         return False  # the same credentials would be refused again
 
 
@@ -55,7 +57,7 @@ class StaticBearer:
     async def headers(self) -> dict[str, str]:
         return self._header
 
-    async def rejected(self) -> bool:
+    async def rejected(self, sent: Mapping[str, str]) -> bool:
         return False
 
 
@@ -85,23 +87,21 @@ class OAuth2ClientCredentials:
         self._timeout = httpx.Timeout(timeout_s).as_dict()
         self._clock = clock
         self._margin = refresh_margin_s
-        self._token: tuple[str, float] | None = None
-        self._lock = asyncio.Lock()
-        self.fetches = 0
+        self._token = CredentialCache(self._fetch, clock=clock)
+
+    @property
+    def fetches(self) -> int:
+        """How many tokens were fetched."""
+        return self._token.fetches
 
     async def headers(self) -> dict[str, str]:
-        async with self._lock:
-            if self._token is None or self._clock() >= self._token[1]:
-                self._token = await self._fetch()
-            return {"authorization": f"Bearer {self._token[0]}"}
+        return {"authorization": f"Bearer {await self._token.get()}"}
 
-    async def rejected(self) -> bool:
-        async with self._lock:
-            self._token = None
+    async def rejected(self, sent: Mapping[str, str]) -> bool:
+        self._token.invalidate(sent.get("authorization", "").removeprefix("Bearer "))
         return True
 
     async def _fetch(self) -> tuple[str, float]:
-        self.fetches += 1
         headers = {"content-type": "application/x-www-form-urlencoded", **(await self._credentials.headers())}
         request = httpx.Request(
             "POST",
@@ -148,9 +148,10 @@ class AuthenticatedTransport(httpx.AsyncBaseTransport):
         self._strategy = strategy
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        request.headers.update(await self._strategy.headers())
+        sent = await self._strategy.headers()
+        request.headers.update(sent)
         response = await self._inner.handle_async_request(request)
-        if response.status_code == 401 and await self._strategy.rejected():
+        if response.status_code == 401 and await self._strategy.rejected(sent):
             await response.aclose()
             request.headers.update(await self._strategy.headers())
             response = await self._inner.handle_async_request(request)

@@ -11,7 +11,6 @@ remembered so their later syncs skip the look-up (a miss costs only one extra lo
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import orjson
 
 from lienthong.adapters.base import Receipt, json_body, map_transport_errors, raise_for_status
+from lienthong.adapters.credentials import CredentialCache
 from lienthong.adapters.http import HttpPeer
 from lienthong.errors import PermanentError
 from lienthong.model import Message
@@ -38,10 +38,6 @@ class PortalCredentials:
     session_expired_codes: frozenset[str] = frozenset({"401"})
 
 
-class _SessionExpired(Exception):
-    pass
-
-
 class PortalAdapter:
     """Delivers dossier syncs and progress steps to the portal over an injected HTTP peer."""
 
@@ -55,8 +51,7 @@ class PortalAdapter:
         self._creds = credentials
         self._service = peer.endpoint(credentials.service_path)
         self._login_endpoint = peer.endpoint(credentials.login_path)
-        self._session: str | None = None
-        self._login_lock = asyncio.Lock()
+        self._session = CredentialCache(self._login)  # a session lasts until the portal says it expired
         self._on_portal: OrderedDict[str, None] = OrderedDict()
         self._remember = remember
 
@@ -99,17 +94,21 @@ class PortalAdapter:
 
     async def _call(self, service: str, delivery: Message, body: dict[str, Any]) -> dict[str, Any]:
         """POST one service call; log in again once if the portal says the session is gone."""
-        for _ in range(2):
-            session = await self._current_session()
-            try:
-                return await self._post(service, delivery, session, body)
-            except _SessionExpired:
-                await self._invalidate(session)
-        raise PermanentError("the portal refused a fresh session", destination=self.name, operation=service)
+
+        async def post(session: str) -> dict[str, Any] | None:
+            return await self._post(service, delivery, session, body)
+
+        answer = await self._session.call(post, refused=lambda answer: answer is None)
+        if answer is None:
+            raise PermanentError(
+                "the portal refused a fresh session", destination=self.name, operation=service
+            )
+        return answer
 
     async def _post(
         self, service: str, delivery: Message, session: str, body: dict[str, Any]
-    ) -> dict[str, Any]:
+    ) -> dict[str, Any] | None:
+        """The portal's answer; None when it says the session is gone."""
         madonvi = self._creds.madonvi or delivery.event.unit_code
         payload = {"session": session, "madonvi": madonvi, "service": service, **body}
         headers = {
@@ -119,12 +118,12 @@ class PortalAdapter:
         }
         response = await self._service.post(orjson.dumps(payload), headers)
         if response.status_code == 401:
-            raise _SessionExpired
+            return None
         raise_for_status(response, self.name, service)
         answer = json_body(response, self.name, service)
         code = str(answer.get("error_code"))
         if code in self._creds.session_expired_codes:
-            raise _SessionExpired
+            return None
         if code not in SUCCESS_CODES:
             message = f"portal refused {service}: {answer.get('message', '')}".rstrip(": ")
             raise PermanentError(
@@ -135,23 +134,10 @@ class PortalAdapter:
     async def probe(self) -> str:
         """Log in (``check --connect``): the credentials and dstcode work, and nothing else is sent."""
         with map_transport_errors(self.name, "login"):
-            await self._current_session()
+            await self._session.get()
         return "portal login ok (a session was given)"
 
-    async def _current_session(self) -> str:
-        if self._session is not None:
-            return self._session
-        async with self._login_lock:
-            if self._session is None:
-                self._session = await self._login()
-            return self._session
-
-    async def _invalidate(self, session: str) -> None:
-        async with self._login_lock:
-            if self._session == session:
-                self._session = None
-
-    async def _login(self) -> str:
+    async def _login(self) -> tuple[str, None]:
         body = {"username": self._creds.username, "password": self._creds.password}
         headers = {"dstcode": self._creds.dstcode, "content-type": "application/json"}
         response = await self._login_endpoint.post(orjson.dumps(body), headers)
@@ -165,4 +151,4 @@ class PortalAdapter:
                 operation="login",
                 remote_code=str(answer.get("error_code")),
             )
-        return session
+        return session, None

@@ -28,7 +28,6 @@ no ``invoiceNo`` is "unknown", retried (the next attempt searches first), never 
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ import httpx
 import orjson
 
 from lienthong.adapters.base import Receipt, map_transport_errors, raise_for_status
+from lienthong.adapters.credentials import CredentialCache
 from lienthong.adapters.einvoice import announce
 from lienthong.adapters.failures import retryable_status
 from lienthong.adapters.http import Endpoint, HttpPeer
@@ -130,9 +130,7 @@ class ViettelInvoiceAdapter:
         tax = quote(account.supplier_tax_code)
         self._create = peer.endpoint(f"{API}/createInvoice/{tax}")
         self._search = peer.endpoint(f"{API}/searchInvoiceByTransactionUuid")
-        self._token: tuple[str, float] | None = None
-        self._lock = asyncio.Lock()
-        self.logins = 0
+        self._token = CredentialCache(self._log_in, clock=clock)
 
     async def deliver(self, delivery: Message, body: dict[str, Any]) -> Receipt:
         if delivery.operation != "issue":
@@ -191,8 +189,13 @@ class ViettelInvoiceAdapter:
     async def probe(self) -> str:
         """Log in (``check --connect``): the account works, and no invoice is sent."""
         with map_transport_errors(self.name, "login"):
-            await self._current_token()
+            await self._token.get()
         return "Viettel login ok (a token was given)"
+
+    @property
+    def logins(self) -> int:
+        """How many times this adapter has logged in."""
+        return self._token.fetches
 
     async def aclose(self) -> None:
         await self._peer.aclose()
@@ -242,13 +245,14 @@ class ViettelInvoiceAdapter:
 
     async def _authorized(self, endpoint: Endpoint, body: bytes, kind: str, operation: str) -> _Answer:
         """POST with the current token; a 401, or a 500 naming an expired token, logs in again once."""
-        for _ in range(2):
-            token = await self._current_token()
+
+        async def post(token: str) -> _Answer:
             response = await endpoint.post(body, {"content-type": kind, **self._token_headers(token)})
-            answer = self._read(response, operation)
-            if not self._token_refused(answer):
-                return answer
-            await self._forget(token)
+            return self._read(response, operation)
+
+        answer = await self._token.call(post, refused=self._token_refused)
+        if not self._token_refused(answer):
+            return answer
         if answer.status >= 500:
             raise RetryableError(
                 f"Viettel answered {answer.code} with HTTP {answer.status} after a fresh login",
@@ -290,19 +294,7 @@ class ViettelInvoiceAdapter:
             destination=self.name, operation=operation, status=response.status_code,
         )  # fmt: skip
 
-    async def _current_token(self) -> str:
-        async with self._lock:
-            if self._token is None or self._clock() >= self._token[1]:
-                self._token = await self._log_in()
-            return self._token[0]
-
-    async def _forget(self, token: str) -> None:
-        async with self._lock:
-            if self._token is not None and self._token[0] == token:
-                self._token = None
-
     async def _log_in(self) -> tuple[str, float]:
-        self.logins += 1
         body = orjson.dumps({"username": self._account.username, "password": self._account.password})
         response = await self._login.post(body, {"content-type": JSON})
         raise_for_status(response, self.name, "login")
