@@ -200,8 +200,9 @@ _MIGRATION_LOCK = (
 
 
 def _unnest(*types: str) -> str:
-    """``unnest(%s::t1[], %s::t2[], ...)``: one array parameter per column."""
-    return f"unnest({', '.join(f'%s::{t}[]' for t in types)})"
+    """``unnest(%b::t1[], %b::t2[], ...)``: one array parameter per column, sent in binary (psycopg
+    writes a text array escaping every quote of every JSON payload in Python: 9 ms for 100 events)."""
+    return f"unnest({', '.join(f'%b::{t}[]' for t in types)})"
 
 
 _LEDGER_COLUMNS = (
@@ -271,7 +272,7 @@ WHERE o.message_id = v.message_id
 _REPLAY = """
 UPDATE outbox o SET status = 'pending', replay_base = o.attempts, next_attempt_ms = %(now)s,
     updated_ms = %(now)s, replayed_ms = %(now)s, mapping_hash = COALESCE(v.mapping_hash, o.mapping_hash)
-FROM unnest(%(ids)s::text[], %(hashes)s::text[]) AS v (message_id, mapping_hash)
+FROM unnest(%(ids)b::text[], %(hashes)b::text[]) AS v (message_id, mapping_hash)
 WHERE o.message_id = v.message_id AND o.status = 'dead'
 RETURNING o.message_id
 """
@@ -350,7 +351,7 @@ class PostgresEvents:
             return {}
         rows = self._db.execute(
             "SELECT event_id, payload_sha256, message_ids, caller FROM events"
-            " WHERE event_id = ANY(%s::text[])",
+            " WHERE event_id = ANY(%b::text[])",
             (list(event_ids),),
         ).fetchall()
         return {
