@@ -41,6 +41,7 @@ from lienthong.config import Config
 from lienthong.mappings.dates import VIETNAM
 from lienthong.sandbox.dossiers import DossierStream, generate, interleave
 from lienthong.serving import bind, new_event_loop, tune_runtime
+from lienthong.store import units
 
 TOKEN = "benchmark-token"
 IN_FLIGHT = 32
@@ -219,16 +220,16 @@ async def bus_deliveries(portal_url: str, streams: list[DossierStream], workdir:
         }
     )
     node = build(config, registry=CollectorRegistry())
-    node.outbox.open()
+    node.store.open()
     events = list(interleave(streams))
     for i in range(0, len(events), 500):
         parsed, _ = parse_body(
             orjson.dumps({"events": events[i : i + 500]}), dossier_code_field="code", max_events=500
         )
         await node.ingestor.accept(parsed)
-    node.outbox.close()
+    node.store.close()
     node = build(config, registry=CollectorRegistry())  # a fresh node: nothing cached from ingest
-    node.outbox.open()  # starting the store's process is start-up, not delivery: outside the timing
+    node.store.open()  # starting the store's process is start-up, not delivery: outside the timing
     expected = len(events)  # one delivery per event on these routes
     started = time.perf_counter()
     await node.start()
@@ -236,10 +237,10 @@ async def bus_deliveries(portal_url: str, streams: list[DossierStream], workdir:
     # the store's stats every few ms measured 30-50% of the store process's time: it counts every row.)
     while _settled(node) < expected:  # noqa: ASYNC110 (polling is the point)
         await asyncio.sleep(0.002)
-    while sum(s.pending + s.inflight for s in await node.outbox.stats()) > 0:  # noqa: ASYNC110
+    while sum(s.pending + s.inflight for s in await node.store.run(units.stats)) > 0:  # noqa: ASYNC110
         await asyncio.sleep(0.002)
     elapsed = time.perf_counter() - started
-    dead = sum(s.dead for s in await node.outbox.stats())
+    dead = sum(s.dead for s in await node.store.run(units.stats))
     await node.stop()
     if dead:
         raise RuntimeError(f"{dead} deliveries failed; the benchmark needs a clean run")

@@ -15,14 +15,14 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
+import stores
 from lienthong.api.auth import hash_token
 from lienthong.app import Lienthong, build
 from lienthong.config import Config
 from lienthong.sandbox import EmcSandbox, PortalSandbox
 from lienthong.sandbox.dossiers import PROCEDURE_CODES
 from lienthong.serving import HttpServer, ThreadedServer
-import stores
-from lienthong.store import Store
+from lienthong.store import Store, units
 from processes import Bus, free_port
 
 # The store's own process (store.process) loads units of work by module name: let it import test modules.
@@ -135,7 +135,7 @@ class Running:
         """Wait until nothing is pending or in flight."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            stats = await self.node.outbox.stats()
+            stats = await self.node.store.run(units.stats)
             if sum(s.pending + s.inflight for s in stats) == 0:
                 return
             await asyncio.sleep(0.01)
@@ -155,7 +155,14 @@ async def run_node(tmp_path: Path, peers: Peers) -> AsyncIterator[RunNode]:
 
     async def start(**overrides: Any) -> Running:
         registry = CollectorRegistry()
-        node = build(Config.model_validate(config_dict(tmp_path, peers, **overrides)), registry=registry)
+        config = config_dict(tmp_path, peers, **overrides)
+        if started and "store" not in overrides:
+            # One node per SQLite file: a second node running beside the first gets a store of its own.
+            config["store"] = {
+                **config.get("store", {}),
+                "path": str(tmp_path / f"lienthong-{len(started)}.db"),
+            }
+        node = build(Config.model_validate(config), registry=registry)
         server = HttpServer(node.api, lifespan="on")
         await server.start()
         client = httpx.AsyncClient(base_url=server.url, timeout=10)

@@ -9,11 +9,13 @@ from __future__ import annotations
 import functools
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
 
 import pytest
 
+from lienthong.store.contract import Backend, Tx
 from lienthong.store.memory import MemoryBackend
 from lienthong.store.process import ProcessRunner
 from lienthong.store.runner import InlineRunner, Store, ThreadRunner
@@ -21,6 +23,8 @@ from lienthong.store.sqlite import SqliteBackend
 
 PG_DSN = os.environ.get("LIENTHONG_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ["memory", "sqlite", "sqlite-process", "postgres"]
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def postgres_or_skip() -> None:
@@ -58,7 +62,20 @@ def make_store(kind: str, tmp_path: Path, pg_dsn: str | None = None) -> Store:
     if kind in ("sqlite", "sqlite-process"):
         open_backend = functools.partial(SqliteBackend, tmp_path / "lienthong.db", synchronous="normal")
         return Store(ProcessRunner(open_backend) if kind == "sqlite-process" else ThreadRunner(open_backend))
-    assert kind == "postgres" and pg_dsn is not None
+    assert kind == "postgres"
+    assert pg_dsn is not None
     from lienthong.store.postgres import PostgresPool  # noqa: PLC0415
 
     return Store(PostgresPool(pg_dsn, size=2, init=False).runner())
+
+
+def in_tx(backend: Backend, unit: Callable[Concatenate[Tx, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run one unit on an open backend in a transaction of its own, on this thread."""
+    backend.begin()
+    try:
+        result = unit(backend, *args, **kwargs)
+    except BaseException:
+        backend.rollback()
+        raise
+    backend.commit()
+    return result

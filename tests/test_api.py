@@ -12,6 +12,7 @@ import pytest
 
 from conftest import AUTH, Peers, Running, RunNode
 from lienthong.sandbox.dossiers import generate
+from lienthong.store import units
 
 
 def one_event() -> dict[str, object]:
@@ -21,7 +22,7 @@ def one_event() -> dict[str, object]:
 async def is_stored(running: Running, event: dict[str, object]) -> bool:
     """Whether the bus stored ``event``: its dossier has a ledger entry (written in the same transaction)."""
     code = event["dossier"]["code"]  # type: ignore[index]
-    return await running.node.outbox.ledger_entry(code) is not None
+    return await running.node.store.run(units.ledger_entry, code) is not None
 
 
 async def test_an_accepted_event_gets_one_message_id_per_routed_delivery(run_node: RunNode) -> None:
@@ -212,15 +213,25 @@ async def test_the_server_keeps_serving_after_bad_input(run_node: RunNode) -> No
     assert (await running.post(one_event())).status_code == 202
 
 
-async def test_when_the_store_process_dies_ingest_answers_503_and_readiness_fails(run_node: RunNode) -> None:
+async def test_when_the_store_process_dies_ingest_answers_503_and_the_process_is_started_again(
+    run_node: RunNode,
+) -> None:
     running: Running = await run_node()
-    assert (await running.post(one_event())).status_code == 202
-    pid = running.node.outbox.store_pid
+    first = one_event()
+    accepted = await running.post(first)
+    assert accepted.status_code == 202
+    pid = running.node.store.pid
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
-    response = await running.post(one_event())
+    second = dict(generate(1, seed=7)[0].events[0])
+    response = await running.post(second)
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "store_unavailable"
     assert "store process stopped unexpectedly (exit code -9)" in response.json()["error"]["message"]
     assert response.headers["retry-after"] == "5"
-    assert (await running.client.get("/readyz")).status_code == 503
+    assert (await running.post(second)).status_code == 202  # sent again: a new store process takes it
+    assert running.node.store.pid not in (None, pid)
+    assert (await running.client.get("/readyz")).status_code == 200
+    assert (await running.client.get("/healthz")).status_code == 200
+    message_id = accepted.json()["message_ids"][0]
+    assert (await running.client.get(f"/v1/messages/{message_id}", headers=AUTH)).status_code == 200

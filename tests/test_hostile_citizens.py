@@ -13,6 +13,7 @@ import pytest
 from conftest import AUTH, Peers, Running, RunNode, config_dict
 from lienthong.sandbox.population import PopulationSandbox, synthetic_citizen
 from lienthong.serving import ThreadedServer
+from lienthong.store import units
 
 ID = "046090000123"
 WHO = {**AUTH, "x-official-id": "CB-0042", "x-purpose": quote("Hồ sơ 1.001193 đăng ký khai sinh")}
@@ -86,7 +87,7 @@ async def test_a_purpose_too_long_or_with_control_characters_is_refused_and_not_
     assert (error["code"], error["path"]) == ("invalid_purpose", "X-Purpose")
     assert message in error["message"]
     assert population[0].received == []
-    (audit,) = await node.node.outbox.lookups()
+    (audit,) = await node.node.store.run(units.lookups, 100)
     assert audit.outcome == "invalid"
     assert len(audit.purpose) <= 500
     assert all(c.isprintable() or c == " " for c in audit.purpose)
@@ -103,5 +104,5 @@ async def test_a_purpose_of_500_characters_is_accepted_and_audited_whole(node: R
     purpose = ("Hồ sơ khai sinh " * 40)[:500]
     answer = await node.client.get(f"/v1/citizens/{ID}", headers={**WHO, "x-purpose": quote(purpose)})
     assert answer.status_code == 200
-    (audit,) = await node.node.outbox.lookups()
+    (audit,) = await node.node.store.run(units.lookups, 100)
     assert audit.purpose == purpose

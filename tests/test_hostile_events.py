@@ -14,6 +14,7 @@ from lienthong.bus.decoding import MAX_DEPTH
 from lienthong.bus.envelope import parse_body
 from lienthong.errors import InvalidEvent
 from lienthong.sandbox.dossiers import generate
+from lienthong.store import units
 
 
 def event(n: int = 0, **dossier: Any) -> dict[str, Any]:
@@ -120,7 +121,7 @@ async def test_integers_at_the_64_bit_bounds_are_stored_exactly(run_node: RunNod
     sent = event(**bounds)
     response = await node.post(sent)
     assert response.status_code == 202
-    stored = await node.node.outbox.stored_event(sent["event_id"])
+    stored = await node.node.store.run(units.stored_event, sent["event_id"])
     assert stored is not None
     assert {k: stored.dossier[k] for k in bounds} == bounds
     assert type(stored.dossier["max"]) is int

@@ -18,6 +18,7 @@ from lienthong.sandbox.emc import EmcSandbox
 from lienthong.sandbox.lgsp import LgspSandbox
 from lienthong.sandbox.provincial import ProvincialSandbox
 from lienthong.serving import ServerTls, ThreadedServer
+from lienthong.store import units
 
 SECRET = "province-webhook-secret"
 
@@ -71,7 +72,7 @@ async def test_basic_credentials_are_sent_and_wrong_ones_are_not_retried(
         data["store"] = {"path": str(other / "db.sqlite"), "synchronous": "normal"}
         wrong: Running = await run_node(**data)
         message_id = await received_once(wrong)
-        view = await wrong.node.outbox.message(message_id)
+        view = await wrong.node.store.run(units.message, message_id)
         assert view is not None
         assert view.status == "dead"
         assert view.attempts == 1  # a refused credential is permanent
@@ -136,7 +137,7 @@ async def test_a_client_the_gateway_refuses_makes_a_dead_letter_saying_so(
     _, emc, lgsp_url, emc_url = lgsp_and_emc
     running: Running = await run_node(**oauth_config(tmp_path, peers, lgsp_url, emc_url, secret="wrong"))
     message_id = await received_once(running)
-    view = await running.node.outbox.message(message_id)
+    view = await running.node.store.run(units.message, message_id)
     assert view is not None
     assert view.status == "dead"
     assert "the token endpoint refused the client: http 401" in str(view.last_error)
@@ -206,7 +207,7 @@ async def test_mutual_tls_delivers_with_the_client_certificate_and_fails_without
     data["store"] = {"path": str(bare / "db.sqlite"), "synchronous": "normal"}
     without: Running = await run_node(**data)
     message_id = await received_once(without)
-    view = await without.node.outbox.message(message_id)
+    view = await without.node.store.run(units.message, message_id)
     assert view is not None
     assert view.status == "dead"  # retried, then given up: the server refuses the handshake
     assert "gave up after 4 attempts" in str(view.last_error)

@@ -26,6 +26,7 @@ from lienthong.sandbox.paygov import PayGovSandbox
 from lienthong.sandbox.provincial import ProvincialSandbox
 from lienthong.sandbox.vnpt import VnptSandbox
 from lienthong.serving import ThreadedServer
+from lienthong.store import units
 
 SECRET = "sandbox-paygov-secret"
 BANK_SECRET = "vcb-notification-secret"
@@ -184,7 +185,7 @@ async def test_a_requested_payment_gets_a_pay_url_and_a_good_confirm_becomes_one
     assert state["status"] == "paid"
     assert state["transaction_id"].startswith("PG")
     assert node.sample("lienthong_events_received_total", type="payment.confirmed", outcome="accepted") == 1
-    verdicts = [(c.verdict, c.status) for c in await node.node.outbox.callbacks()]
+    verdicts = [(c.verdict, c.status) for c in await node.node.store.run(units.callbacks, 100, None)]
     assert verdicts == [("repeat", "paid"), ("accepted", "paid")]
 
 
@@ -196,7 +197,7 @@ async def test_a_bad_integrity_code_is_refused_recorded_and_never_trusted(
     answer = await node.client.post("/v1/payments/paygov/confirm", json=forged)
     assert answer.status_code == 403
     assert answer.json()["MaLoi"] == "07"
-    (record,) = await node.node.outbox.callbacks()
+    (record,) = await node.node.store.run(units.callbacks, 100, None)
     assert (record.verdict, record.reference) == ("bad_signature", reference)
     assert node.sample("lienthong_events_received_total", type="payment.confirmed", outcome="accepted") == 0
     state = (await node.client.get(f"/v1/payments/{reference}", headers=AUTH)).json()
@@ -228,7 +229,7 @@ async def test_unknown_references_amount_mismatches_and_garbage_are_refused(
     assert (mismatch.status_code, mismatch.json()["MaLoi"]) == (409, "08")
     garbage = await node.client.post("/v1/payments/paygov/confirm", content=b"{not json")
     assert (garbage.status_code, garbage.json()["MaLoi"]) == (400, "01")
-    verdicts = [c.verdict for c in await node.node.outbox.callbacks()]
+    verdicts = [c.verdict for c in await node.node.store.run(units.callbacks, 100, None)]
     assert verdicts == ["invalid", "amount_mismatch", "unknown_reference"]
 
 
@@ -265,7 +266,7 @@ async def test_a_refused_init_is_a_dead_letter_with_the_platforms_code(
     event, _ = payment_request()
     (message_id,) = (await running.post(event)).json()["message_ids"]
     await running.settle()
-    view = await running.node.outbox.message(message_id)
+    view = await running.node.store.run(units.message, message_id)
     assert view is not None
     assert view.status == "dead"
     assert "payment platform refused INIT: Sai mã xác thực (http 200) (remote code 07)" in str(
@@ -356,7 +357,7 @@ async def test_a_province_refusing_the_signature_makes_a_dead_letter(
         reference = await requested(running)
         await pay(running, paygov[0], reference)
         await running.settle()
-        (dead,) = await running.node.outbox.dead_letters("province")
+        (dead,) = await running.node.store.run(units.dead_letters, "province", 100)
         assert "http 401" in str(dead.last_error)
         assert province.refused == 1
 
@@ -467,7 +468,7 @@ async def test_an_answer_without_maloi_is_retried_never_taken_for_a_payment(
         event, reference = payment_request()
         (message_id,) = (await running.post(event)).json()["message_ids"]
         await running.settle()
-        view = await running.node.outbox.message(message_id)
+        view = await running.node.store.run(units.message, message_id)
         assert view is not None
         assert view.status == "dead"
         assert "INIT answer has neither MaLoi nor error_code" in str(view.history[0].error)
@@ -475,7 +476,7 @@ async def test_an_answer_without_maloi_is_retried_never_taken_for_a_payment(
             view.last_error
         )  # retries look the payment up first
         assert "gave up after 4 attempts" in str(view.last_error)
-        assert await running.node.outbox.payment(reference) is None
+        assert await running.node.store.run(units.payment, reference) is None
 
 
 # -- Attacks on money (issue 10): each of these got through before -------------------------------------
@@ -511,12 +512,12 @@ async def test_a_second_payment_of_a_paid_reference_is_a_finding_never_a_second_
         assert [r.operation for r in province.received] == ["payment.confirmed"]
         state = (await running.client.get(f"/v1/payments/{reference}", headers=AUTH)).json()
         assert (state["status"], state["transaction_id"], state["channel"]) == ("paid", first, "paygov")
-        findings = await running.node.outbox.payment_findings()
+        findings = await running.node.store.run(units.payment_findings, 100)
         assert sorted((f.kind, f.channel, f.reference) for f in findings) == [
             ("duplicate_payment", "paygov", reference),
             ("duplicate_payment", "vcb", reference),
         ]
-        verdicts = [c.verdict for c in await running.node.outbox.callbacks(reference=reference)]
+        verdicts = [c.verdict for c in await running.node.store.run(units.callbacks, 100, reference)]
         assert verdicts == ["duplicate_payment", "duplicate_payment", "accepted"]
 
 
@@ -536,7 +537,7 @@ async def test_a_paid_payment_never_goes_back_to_pending_or_failed(
     assert (bank.status_code, bank.json()["error"]["code"]) == (409, "contradiction")
     assert "already paid" in bank.json()["error"]["message"]
     assert (await node.client.get(f"/v1/payments/{reference}", headers=AUTH)).json()["status"] == "paid"
-    verdicts = [(c.verdict, c.status) for c in await node.node.outbox.callbacks()]
+    verdicts = [(c.verdict, c.status) for c in await node.node.store.run(units.callbacks, 100, None)]
     assert verdicts[:3] == [("contradiction", "failed")] * 2 + [("contradiction", "pending")]
 
 
@@ -563,7 +564,7 @@ async def test_a_transaction_id_reused_with_other_content_is_refused_and_recorde
     )
 
     assert (answer.status_code, answer.json()["error"]["code"]) == (409, "transaction_reused")
-    latest = (await node.node.outbox.callbacks())[0]
+    latest = (await node.node.store.run(units.callbacks, 100, None))[0]
     assert (latest.verdict, latest.reference, latest.transaction_id) == (
         "transaction_reused",
         reference,
@@ -575,7 +576,7 @@ async def test_a_refused_callback_records_what_identifies_it(node: Running) -> N
     reference = await requested(node)
     notice = bank_notice(reference, transaction_id="VCB-FORGED")
     await node.client.post("/v1/payments/banks/vcb/notify", json=notice, headers={"x-signature": "00" * 32})
-    (record,) = await node.node.outbox.callbacks()
+    (record,) = await node.node.store.run(units.callbacks, 100, None)
     body = orjson.dumps(notice)
     assert (record.verdict, record.reference, record.transaction_id) == (
         "bad_signature",
@@ -592,12 +593,12 @@ def test_the_callbacks_command_lists_every_callback_with_its_verdict(
     config = tmp_path / "lienthong.yaml"
     data = config_dict(tmp_path, peers, **payments_config(tmp_path, peers, "http://127.0.0.1:9"))
     config.write_text(orjson.dumps(data).decode())
-    from lienthong.bus.sqlite import SqliteOutbox  # noqa: PLC0415
     from lienthong.payments.records import CallbackRecord  # noqa: PLC0415
+    from lienthong.store.sqlite import SqliteBackend  # noqa: PLC0415
 
-    store = SqliteOutbox(tmp_path / "lienthong.db")
+    store = SqliteBackend(tmp_path / "lienthong.db")
     store.begin()
-    store.record_callback(
+    store.payments.record_callback(
         CallbackRecord(
             1_800_000_000_000,
             "vcb",
@@ -629,7 +630,7 @@ async def test_hostile_callbacks_cannot_fill_the_disk_nor_lock_the_platform_out(
     huge = {"MaThamChieu": "X" * 4_000_000, "MaXacThuc": "0" * 64}
     big = await node.client.post("/v1/payments/paygov/confirm", json=huge)
     assert (big.status_code, big.json()["MaLoi"]) == (413, "11")
-    (oversized,) = await node.node.outbox.callbacks()
+    (oversized,) = await node.node.store.run(units.callbacks, 100, None)
     assert (oversized.verdict, oversized.body_bytes) == ("too_large", 0)  # refused on its Content-Length
     long_ref = bank_notice("R" * 10_000)  # under the body cap, but a reference nobody has
     started = time.monotonic()
@@ -643,7 +644,7 @@ async def test_hostile_callbacks_cannot_fill_the_disk_nor_lock_the_platform_out(
     ]
     refilled = math.ceil((time.monotonic() - started) * 30 / 60)  # the budget refills as time passes
     assert set(answers) == {403}  # every one refused, as what it is
-    records = await node.node.outbox.callbacks(limit=1000)
+    records = await node.node.store.run(units.callbacks, 1000, None)
     # 30 recorded refusals a minute per address (the oversized one was the first); the rest only counted
     assert 30 <= len(records) <= 30 + refilled
     assert max(len(r.reference) for r in records) <= 64
@@ -655,7 +656,7 @@ async def test_hostile_callbacks_cannot_fill_the_disk_nor_lock_the_platform_out(
 
     paid = await pay(node, paygov[0], reference)  # the platform, from the same address, is still heard
     assert (paid.status_code, paid.json()["MaLoi"]) == (200, "00")
-    assert (await node.node.outbox.callbacks())[0].verdict == "accepted"
+    assert (await node.node.store.run(units.callbacks, 100, None))[0].verdict == "accepted"
 
 
 async def test_init_carries_the_receipt_information_and_the_platforms_bearer_token(
@@ -688,7 +689,7 @@ async def test_init_without_the_platforms_token_is_refused_and_not_retried(
         event, _ = payment_request()
         (message_id,) = (await running.post(event)).json()["message_ids"]
         await running.settle()
-        view = await running.node.outbox.message(message_id)
+        view = await running.node.store.run(units.message, message_id)
         assert view is not None
         assert (view.status, view.attempts) == ("dead", 1)
         assert "http 401" in str(view.last_error)
@@ -729,7 +730,7 @@ async def test_a_signed_notification_that_cannot_be_a_payment_is_refused_and_rec
     answer = await node.client.post("/v1/payments/banks/vcb/notify", json=notice, headers=signed_bank(notice))
     assert (answer.status_code, answer.json()["error"]["code"]) == (400, "invalid")
     assert why in answer.json()["error"]["message"]
-    assert (await node.node.outbox.callbacks())[0].verdict == "invalid"
+    assert (await node.node.store.run(units.callbacks, 100, None))[0].verdict == "invalid"
 
 
 @pytest.mark.parametrize("transaction", ["GD 0001", "T" * 125, "GD/0001 đã chuyển"])

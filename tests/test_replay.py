@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 
 from conftest import ROUTES, Peers, Running, RunNode, config_dict
-from lienthong.bus.sqlite import SCHEMA_VERSION, SqliteOutbox
 from lienthong.cli import main
 from lienthong.sandbox.dossiers import generate
+from lienthong.store import units
+from lienthong.store.sqlite import SCHEMA_VERSION, SqliteBackend
+from stores import in_tx
 
 BUGGY = """
 extends: bundled:emc_tracking
@@ -56,7 +58,7 @@ async def dead_after_bug(run_node: RunNode, spec: Path) -> tuple[Running, list[s
     ids = [(await running.post(stream.events[0])).json()["message_ids"][1] for stream in generate(2)]
     await running.settle()
     for message_id in ids:
-        view = await running.node.outbox.message(message_id)
+        view = await running.node.store.run(units.message, message_id)
         assert view is not None
         assert view.status == "dead"
         assert "unknown code 'received' in table my_status" in str(view.last_error)
@@ -70,10 +72,10 @@ async def test_each_row_records_the_mapping_name_and_hash_it_was_planned_with(
     running, ids = await dead_after_bug(run_node, spec)
     current = running.node.routes.current("emc")
     assert current is not None
-    view = await running.node.outbox.message(ids[0])
+    view = await running.node.store.run(units.message, ids[0])
     assert view is not None
     assert view.mapping_hash == current.hash
-    stored = await running.node.outbox.mapping_version(current.hash)
+    stored = await running.node.store.run(units.mapping_version, current.hash)
     assert stored is not None
     assert stored.document == current.document
 
@@ -108,7 +110,7 @@ async def test_a_dry_run_shows_the_outcome_and_changes_nothing(
     assert f"{ids[0]}  emc@" in out
     assert "(new mapping version)  maps cleanly" in out
     for message_id in ids:
-        view = await running.node.outbox.message(message_id)
+        view = await running.node.store.run(units.message, message_id)
         assert view is not None
         assert view.status == "dead"
 
@@ -141,7 +143,7 @@ async def test_replaying_with_the_fixed_current_mapping_delivers_and_records_who
     # The running node still has the buggy spec loaded: it compiles the replayed rows' version from the store.
     await running.settle()
     for message_id in ids:
-        view = await running.node.outbox.message(message_id)
+        view = await running.node.store.run(units.message, message_id)
         assert view is not None
         assert view.status == "delivered"
         assert [a.outcome for a in view.history] == ["dead", "delivered"]
@@ -156,11 +158,11 @@ async def test_replaying_with_the_original_mapping_keeps_the_version_and_fails_a
     run_node: RunNode, spec: Path, config_file: Path
 ) -> None:
     running, ids = await dead_after_bug(run_node, spec)
-    before = await running.node.outbox.message(ids[0])
+    before = await running.node.store.run(units.message, ids[0])
     spec.write_text(FIXED)  # fixed, but the replay asks for the original version
     assert await dlq("replay", str(config_file), ids[0], "--by", "ops", "--reason", "retry as is") == 0
     await running.settle()
-    after = await running.node.outbox.message(ids[0])
+    after = await running.node.store.run(units.message, ids[0])
     assert before is not None
     assert after is not None
     assert after.status == "dead"
@@ -182,6 +184,12 @@ async def test_replay_refuses_messages_that_are_not_dead_letters_and_needs_a_tar
     assert shown["history"][0]["outcome"] == "dead"
 
 
+def undo_version_4(db: sqlite3.Connection) -> None:
+    """What version 4 added: the claims' leases."""
+    db.execute("DROP INDEX outbox_leased")
+    db.execute("ALTER TABLE outbox DROP COLUMN lease_until_ms")
+
+
 def undo_version_3(db: sqlite3.Connection) -> None:
     """What version 3 added: events' caller, payments' channel, callbacks' bounded summary, findings."""
     db.execute("ALTER TABLE events DROP COLUMN caller")
@@ -195,8 +203,9 @@ def undo_version_3(db: sqlite3.Connection) -> None:
 
 def test_a_version_2_store_gains_payment_channels_and_bounded_callback_records(tmp_path: Path) -> None:
     path = tmp_path / "v2.db"
-    SqliteOutbox(path).close()
+    SqliteBackend(path).close()
     with sqlite3.connect(path) as db:
+        undo_version_4(db)
         undo_version_3(db)
         db.execute("UPDATE schema_version SET version = 2")
         db.execute(
@@ -206,33 +215,34 @@ def test_a_version_2_store_gains_payment_channels_and_bounded_callback_records(t
             "INSERT INTO payment_callbacks (received_ms, channel, reference, transaction_id, verdict, status)"
             " VALUES (1, 'paygov', 'TT-1', 'PG1', 'accepted', 'paid')"
         )
-    store = SqliteOutbox(path)
+    store = SqliteBackend(path)
     try:
-        payment = store.payment("TT-1")
+        payment = in_tx(store, units.payment, "TT-1")
         assert payment is not None
         assert (payment.status, payment.transaction_id, payment.channel) == ("paid", "PG1", "")
-        (record,) = store.callbacks(10, "TT-1")
+        (record,) = in_tx(store, units.callbacks, 10, "TT-1")
         assert (record.verdict, record.source, record.body_bytes) == ("accepted", "", 0)
-        assert store.payment_findings(10) == []
+        assert in_tx(store, units.payment_findings, 10) == []
     finally:
         store.close()
 
 
 def test_a_version_1_store_is_migrated_and_its_rows_keep_working(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    SqliteOutbox(path).close()
+    SqliteBackend(path).close()
     with sqlite3.connect(path) as db:  # make it what version 1 created
         for column in ("mapping", "mapping_hash", "replayed_ms", "replay_base"):
             db.execute(f"ALTER TABLE outbox DROP COLUMN {column}")
         db.execute("DROP TABLE mapping_versions")
         db.execute("DROP TABLE replays")
+        undo_version_4(db)
         undo_version_3(db)
         db.execute("UPDATE schema_version SET version = 1")
-    store = SqliteOutbox(path)
+    store = SqliteBackend(path)
     store.close()
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT version FROM schema_version").fetchone() == (SCHEMA_VERSION,)
         columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
-        assert {"mapping", "mapping_hash", "replayed_ms", "replay_base"} <= columns
+        assert {"mapping", "mapping_hash", "replayed_ms", "replay_base", "lease_until_ms"} <= columns
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert {"mapping_versions", "replays"} <= tables

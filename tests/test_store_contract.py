@@ -106,7 +106,8 @@ async def test_a_lapsed_lease_makes_the_message_due_again_and_drops_the_late_out
     late = replace(done(first.message_id, kind="dead"), lease_until_ms=first.lease_until_ms)
     await store.run(units.complete, [late])  # the first claim's outcome: its lease was taken over
     view = await store.run(units.message, first.message_id)
-    assert view is not None and view.status == "inflight"
+    assert view is not None
+    assert view.status == "inflight"
     await store.run(units.complete, [replace(done(first.message_id), lease_until_ms=again.lease_until_ms)])
     (second,) = await claim(store, NOW + 1000)
     assert second.event.event_id == a.events[1]["event_id"]
@@ -157,11 +158,13 @@ async def test_an_outcome_and_the_notice_it_raises_commit_together_or_not_at_all
         await store.run(complete_then_crash, [dead])
     assert await store.run(units.stored_event, notice["event_id"]) is None  # neither one
     view = await store.run(units.message, first.message_id)
-    assert view is not None and view.status == "inflight"
+    assert view is not None
+    assert view.status == "inflight"
 
     await store.run(units.complete, [dead])
     view = await store.run(units.message, first.message_id)
-    assert view is not None and view.status == "dead"
+    assert view is not None
+    assert view.status == "dead"
     (told,) = await claim(store, NOW + 10)
     assert (told.destination, told.event.event_id) == ("province", notice["event_id"])
     await store.run(units.complete, [dead])  # the same outcome again raises nothing new
@@ -227,13 +230,15 @@ async def test_merged_requests_are_each_all_or_nothing(store: Store) -> None:
     ]
     first, refused, third = await store.run(units.ingest, requests, NOW)
     assert isinstance(refused, IdempotencyConflict)
-    assert not isinstance(first, IdempotencyConflict) and not isinstance(third, IdempotencyConflict)
+    assert not isinstance(first, IdempotencyConflict)
+    assert not isinstance(third, IdempotencyConflict)
     assert [r.duplicate for r in first] == [False]
     assert [r.duplicate for r in third] == [True, False]
     assert third[0].message_ids == first[0].message_ids
     assert await store.run(units.ledger_entry, c.code) is None
     entry = await store.run(units.ledger_entry, b.code)
-    assert entry is not None and entry.last_event_id == b.events[1]["event_id"]
+    assert entry is not None
+    assert entry.last_event_id == b.events[1]["event_id"]
 
 
 async def test_a_replay_makes_a_dead_letter_due_with_a_fresh_budget_and_a_new_mapping(store: Store) -> None:
@@ -289,7 +294,8 @@ async def test_a_payment_is_paid_once_and_a_second_payment_is_a_finding(store: S
     await store.run(units.save_payment, payment())
     await store.run(units.save_payment, replace(payment(), pay_url="https://pay/2"))  # refreshed
     stored = await store.run(units.payment, "REF-1")
-    assert stored is not None and stored.pay_url == "https://pay/2"
+    assert stored is not None
+    assert stored.pay_url == "https://pay/2"
     paid = Claim("vcb", "T1", "REF-1", 50_000, "paid", "2026-01-01T00:00:00+07:00")
     verdict = await store.run(units.settle_payment, settlement(paid, item(paid_event("T1"), "province")), NOW)
     assert verdict == "accepted"
@@ -299,10 +305,12 @@ async def test_a_payment_is_paid_once_and_a_second_payment_is_a_finding(store: S
     twice = await store.run(units.settle_payment, settlement(other, item(paid_event("T2"), "province")), NOW)
     assert twice == "duplicate_payment"
     stored = await store.run(units.payment, "REF-1")
-    assert stored is not None and (stored.status, stored.transaction_id) == ("paid", "T1")
+    assert stored is not None
+    assert (stored.status, stored.transaction_id) == ("paid", "T1")
     await store.run(units.save_payment, replace(payment(), pay_url="https://pay/3"))  # paid: unchanged
     stored = await store.run(units.payment, "REF-1")
-    assert stored is not None and stored.pay_url == "https://pay/2"
+    assert stored is not None
+    assert stored.pay_url == "https://pay/2"
     (finding,) = await store.run(units.payment_findings, 10)
     assert (finding.kind, finding.transaction_id) == ("duplicate_payment", "T2")
     verdicts = [c.verdict for c in await store.run(units.callbacks, 10, "REF-1")]

@@ -1,4 +1,4 @@
-"""The store in its own process (bus.storeproc): calls, errors, and what happens when either side dies."""
+"""The store in its own process (store.process): calls, errors, and what happens when either side dies."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import textwrap
 import time
 from collections.abc import AsyncIterator
 from functools import partial
-from operator import attrgetter, methodcaller
 from pathlib import Path
 
 import orjson
@@ -20,22 +19,24 @@ import pytest
 
 from lienthong.bus.envelope import parse_body
 from lienthong.bus.ingest import MessageIds, ingest_item
-from lienthong.bus.outbox import Outbox
-from lienthong.bus.sqlite import SqliteOutbox
-from lienthong.bus.store import OutboxStore
-from lienthong.bus.storeproc import ProcessCommitter
-from lienthong.errors import IdempotencyConflict, MappingError, StoreError
+from lienthong.errors import IdempotencyConflict, MappingError, StoreError, StoreUnavailable
 from lienthong.model import IngestItem, Outcome, PlannedMessage
 from lienthong.sandbox.dossiers import generate
 from lienthong.serving import new_event_loop
+from lienthong.store import Tx, units
+from lienthong.store.process import ProcessRunner
+from lienthong.store.runner import Bound, Store, ThreadRunner
+from lienthong.store.sqlite import SqliteBackend
 
 NOW = 1_700_000_000.0
+NOW_MS = int(NOW * 1000)
 new_id = MessageIds()
+STATS = Bound(units.stats, (), {})
 
 
 @pytest.fixture
-async def committer(tmp_path: Path) -> AsyncIterator[ProcessCommitter[OutboxStore]]:
-    c: ProcessCommitter[OutboxStore] = ProcessCommitter(partial(SqliteOutbox, tmp_path / "db"))
+async def runner(tmp_path: Path) -> AsyncIterator[ProcessRunner]:
+    c: ProcessRunner = ProcessRunner(partial(SqliteBackend, tmp_path / "db"))
     c.start()
     yield c
     c.close()
@@ -48,94 +49,162 @@ def items(count: int, *, seed: int = 1) -> list[IngestItem]:
 
 
 @pytest.mark.parametrize("in_process", [True, False], ids=["process", "thread"])
-async def test_an_outbox_ingests_claims_and_completes_on_either_runner(
+async def test_a_store_ingests_claims_and_completes_on_either_runner(
     tmp_path: Path, in_process: bool
 ) -> None:
-    outbox = Outbox(partial(SqliteOutbox, tmp_path / "db"), clock=lambda: NOW, in_process=in_process)
-    outbox.open()
+    open_backend = partial(SqliteBackend, tmp_path / "db")
+    store = Store(ProcessRunner(open_backend) if in_process else ThreadRunner(open_backend))
+    store.open()
     try:
-        accepted = await outbox.ingest(items(5))
-        claimed = await outbox.claim(10)
+        (accepted,) = await store.run(units.ingest, [items(5)], NOW_MS)
+        assert not isinstance(accepted, IdempotencyConflict)
+        claimed = await store.run(units.claim, NOW_MS, 10, 60_000)
         assert sorted(c.message_id for c in claimed) == sorted(r.message_ids[0] for r in accepted)
-        now_ms = int(NOW * 1000)
         await asyncio.gather(
-            *(outbox.complete(Outcome(c.message_id, "delivered", 1, now_ms, now_ms, None)) for c in claimed)
+            *(store.complete(Outcome(c.message_id, "delivered", 1, NOW_MS, NOW_MS, None)) for c in claimed)
         )
-        assert await outbox.stats() == []  # nothing pending, in flight or dead
+        assert await store.run(units.stats) == []  # nothing pending, in flight or dead
     finally:
-        outbox.close()
+        store.close()
 
 
 async def test_an_error_raised_in_the_store_process_reaches_the_caller_as_itself(tmp_path: Path) -> None:
-    outbox = Outbox(partial(SqliteOutbox, tmp_path / "db"), clock=lambda: NOW, in_process=True)
-    outbox.open()
+    store = Store(ProcessRunner(partial(SqliteBackend, tmp_path / "db")))
+    store.open()
     try:
         first = items(1)
-        await outbox.ingest(first)
+        await store.run(units.ingest, [first], NOW_MS)
         changed = first[0]._replace(event=first[0].event._replace(payload_sha256="0" * 64))
-        with pytest.raises(IdempotencyConflict) as caught:
-            await outbox.ingest([changed])
-        assert caught.value.event_id == first[0].event.event_id
+        (answer,) = await store.run(units.ingest, [[changed]], NOW_MS)
+        assert isinstance(answer, IdempotencyConflict)
+        assert answer.event_id == first[0].event.event_id
     finally:
-        outbox.close()
+        store.close()
 
 
 def test_a_store_that_cannot_open_fails_start_with_the_store_s_own_message(tmp_path: Path) -> None:
-    committer: ProcessCommitter[OutboxStore] = ProcessCommitter(
-        partial(SqliteOutbox, tmp_path / "missing" / "db")
-    )
+    runner: ProcessRunner = ProcessRunner(partial(SqliteBackend, tmp_path / "missing" / "db"))
     with pytest.raises(StoreError, match="cannot open the SQLite store at .*missing"):
-        committer.start()
+        runner.start()
 
 
 async def test_an_answer_that_cannot_cross_fails_only_its_own_call(
-    committer: ProcessCommitter[OutboxStore],
+    runner: ProcessRunner,
 ) -> None:
-    # A sqlite3 connection cannot be pickled: the caller gets a StoreError, and the store carries on.
+    # A repository holds the connection, which cannot be pickled: the caller gets a StoreError, and the
+    # store carries on.
     with pytest.raises(StoreError, match="result could not be sent back"):
-        await committer.call(attrgetter("_db"))
-    assert await committer.call(methodcaller("stats")) == []
+        await runner.call(events_repository)
+    assert await runner.call(STATS) == []
 
 
 async def test_when_the_store_process_dies_calls_fail_with_its_exit_code(
-    committer: ProcessCommitter[OutboxStore],
+    runner: ProcessRunner,
 ) -> None:
-    assert await committer.call(methodcaller("stats")) == []
-    assert committer._process is not None
-    os.kill(committer._process.pid, signal.SIGKILL)
+    assert await runner.call(STATS) == []
+    assert runner._process is not None
+    os.kill(runner._process.pid, signal.SIGKILL)
     with pytest.raises(StoreError, match=r"stopped unexpectedly \(exit code -9\)"):
-        await _call_until_it_fails(committer)
+        await _call_until_it_fails(runner)
 
 
-async def _call_until_it_fails(committer: ProcessCommitter[OutboxStore]) -> None:
+async def test_a_killed_store_process_is_started_again_and_keeps_what_it_committed(tmp_path: Path) -> None:
+    store = Store(ProcessRunner(partial(SqliteBackend, tmp_path / "db")))
+    store.open()
+    try:
+        await store.run(units.ingest, [items(3)], NOW_MS)
+        first = store.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        with pytest.raises(StoreUnavailable, match="exit code -9"):
+            await _stats_until_it_fails(store)
+        (stats,) = await store.run(units.stats)  # the next call starts a new process
+        assert stats.pending == 3
+        assert store.pid not in (None, first)
+        assert store.healthy
+    finally:
+        store.close()
+
+
+async def test_a_store_process_that_cannot_start_again_makes_the_node_unhealthy(tmp_path: Path) -> None:
+    clock = [0.0]
+    runner = ProcessRunner(
+        partial(SqliteBackend, tmp_path / "db"), unhealthy_after=2, monotonic=lambda: clock[0]
+    )
+    runner.start()
+    try:
+        assert await runner.call(STATS) == []
+        (tmp_path / "db").rename(tmp_path / "moved")  # the new process must refuse: a store ran here
+        assert runner._process is not None
+        os.kill(runner._process.pid, signal.SIGKILL)
+        with pytest.raises(StoreUnavailable):
+            await _call_until_it_fails(runner)
+        with pytest.raises(StoreUnavailable, match="could not be started again: no store at"):
+            await runner.call(STATS)
+        assert runner.healthy  # one failed start
+        with pytest.raises(StoreUnavailable, match="could not be started again"):
+            await runner.call(STATS)  # within the backoff: no new attempt
+        clock[0] += 60
+        with pytest.raises(StoreUnavailable, match="could not be started again"):
+            await runner.call(STATS)
+        assert not runner.healthy  # two failed starts in a row
+        (tmp_path / "moved").rename(tmp_path / "db")
+        clock[0] += 60
+        assert await runner.call(STATS) == []
+        assert runner.healthy
+    finally:
+        runner.close()
+
+
+async def test_a_call_the_store_process_cannot_load_fails_alone(
+    runner: ProcessRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "parent_only.py").write_text("def unit(tx):\n    return None\n")
+    monkeypatch.syspath_prepend(str(tmp_path))  # importable here, not in the store's process
+    import parent_only  # type: ignore[import-not-found]  # noqa: PLC0415
+
+    calls = [runner.call(parent_only.unit), runner.call(STATS)]
+    failed, stats = await asyncio.gather(*calls, return_exceptions=True)
+    assert isinstance(failed, StoreError)
+    assert "cannot load this call" in str(failed)
+    assert stats == []
+
+
+async def _stats_until_it_fails(store: Store) -> None:
     for _ in range(100):  # until the loop has read the end of the socket
-        await committer.call(methodcaller("stats"))
+        await store.run(units.stats)
         await asyncio.sleep(0.01)
 
 
-def test_a_committer_belongs_to_the_loop_that_first_called_it(tmp_path: Path) -> None:
-    committer: ProcessCommitter[OutboxStore] = ProcessCommitter(partial(SqliteOutbox, tmp_path / "db"))
-    committer.start()
+async def _call_until_it_fails(runner: ProcessRunner) -> None:
+    for _ in range(100):  # until the loop has read the end of the socket
+        await runner.call(STATS)
+        await asyncio.sleep(0.01)
+
+
+def test_a_runner_belongs_to_the_loop_that_first_called_it(tmp_path: Path) -> None:
+    runner: ProcessRunner = ProcessRunner(partial(SqliteBackend, tmp_path / "db"))
+    runner.start()
     first = new_event_loop()
     try:
-        assert first.run_until_complete(committer.call(methodcaller("stats"))) == []
+        assert first.run_until_complete(runner.call(STATS)) == []
         with pytest.raises(StoreError, match="bound to another event loop"):
-            asyncio.run(committer.call(methodcaller("stats")))
-        committer.close()
+            asyncio.run(runner.call(STATS))
+        runner.close()
         first.run_until_complete(asyncio.sleep(0))  # let the loop finish closing the socket
     finally:
         first.close()
-    assert committer._process is not None
-    assert committer._process.returncode == 0
+    assert runner._process is not None
+    assert runner._process.returncode == 0
 
 
-def test_a_closed_committer_refuses_calls(tmp_path: Path) -> None:
-    committer: ProcessCommitter[OutboxStore] = ProcessCommitter(partial(SqliteOutbox, tmp_path / "db"))
-    committer.start()
-    committer.close()
-    committer.close()  # twice is fine
+def test_a_closed_runner_refuses_calls(tmp_path: Path) -> None:
+    runner: ProcessRunner = ProcessRunner(partial(SqliteBackend, tmp_path / "db"))
+    runner.start()
+    runner.close()
+    runner.close()  # twice is fine
     with pytest.raises(StoreError, match="closed"):
-        asyncio.run(committer.call(methodcaller("stats")))
+        asyncio.run(runner.call(STATS))
 
 
 def test_the_store_process_exits_when_its_parent_is_killed(tmp_path: Path) -> None:
@@ -145,9 +214,9 @@ def test_the_store_process_exits_when_its_parent_is_killed(tmp_path: Path) -> No
             "-c",
             textwrap.dedent(f"""
                 import functools, time
-                from lienthong.bus.sqlite import SqliteOutbox
-                from lienthong.bus.storeproc import ProcessCommitter
-                c = ProcessCommitter(functools.partial(SqliteOutbox, {str(tmp_path / "db")!r}))
+                from lienthong.store.sqlite import SqliteBackend
+                from lienthong.store.process import ProcessRunner
+                c = ProcessRunner(functools.partial(SqliteBackend, {str(tmp_path / "db")!r}))
                 c.start()
                 print(c._process.pid, flush=True)
                 time.sleep(60)
@@ -177,26 +246,30 @@ def _alive(pid: int) -> bool:
 
 
 async def test_calls_after_close_are_refused_even_once_connected(tmp_path: Path) -> None:
-    committer: ProcessCommitter[OutboxStore] = ProcessCommitter(partial(SqliteOutbox, tmp_path / "db"))
-    committer.start()
-    assert await committer.call(methodcaller("stats")) == []
-    committer.close()
+    runner: ProcessRunner = ProcessRunner(partial(SqliteBackend, tmp_path / "db"))
+    runner.start()
+    assert await runner.call(STATS) == []
+    runner.close()
     with pytest.raises(StoreError, match="closed"):
-        await committer.call(methodcaller("stats"))
+        await runner.call(STATS)
 
 
 async def test_a_call_that_cannot_be_pickled_fails_at_once_and_the_store_carries_on(
-    committer: ProcessCommitter[OutboxStore],
+    runner: ProcessRunner,
 ) -> None:
     with pytest.raises((TypeError, AttributeError, pickle.PicklingError)):
-        await committer.call(lambda store: store.stats())
-    assert await committer.call(methodcaller("stats")) == []
+        await runner.call(lambda tx: tx.outbox.stats())
+    assert await runner.call(STATS) == []
+
+
+def events_repository(tx: Tx) -> object:
+    return tx.events
 
 
 class RaisesMappingError:
     """Raises an error that pickles but cannot be unpickled (keyword-only arguments), as a store might."""
 
-    def __call__(self, store: OutboxStore) -> None:
+    def __call__(self, tx: Tx) -> None:
         raise MappingError("boom", mapping="m", field="f")
 
 
@@ -204,13 +277,13 @@ async def test_an_error_that_cannot_cross_comes_back_as_a_store_error_naming_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).parent))  # so the store's process finds this class
-    committer: ProcessCommitter[OutboxStore] = ProcessCommitter(partial(SqliteOutbox, tmp_path / "db"))
-    committer.start()
+    runner: ProcessRunner = ProcessRunner(partial(SqliteBackend, tmp_path / "db"))
+    runner.start()
     try:
-        calls = [committer.call(RaisesMappingError()), committer.call(methodcaller("stats"))]
+        calls = [runner.call(RaisesMappingError()), runner.call(STATS)]
         failed, stats = await asyncio.gather(*calls, return_exceptions=True)
         assert isinstance(failed, StoreError)
         assert str(failed) == "MappingError: f: boom [mapping m]"
         assert stats == []  # the other call of the batch is answered
     finally:
-        committer.close()
+        runner.close()

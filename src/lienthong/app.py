@@ -131,13 +131,15 @@ def build(
     registry: CollectorRegistry | None = None,
     loader: SpecLoader | None = None,
     init_store: bool = False,
+    as_node: bool = True,
 ) -> Lienthong:
     """Build a node. Raises ConfigError when a mapping the routes use does not compile. ``init_store``
-    creates the store even where one ran before and was removed (``lienthong db init``)."""
+    creates the store even where one ran before and was removed (``lienthong db init``); ``as_node=False``
+    opens it for an operator's tool (dlq, payments) beside a running node, without the node's lock."""
     loader = loader or SpecLoader(FunctionRegistry.with_plugins())
     routes = build_routes(config, loader)
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
-    store = build_store(config.store, init=init_store)
+    store = build_store(config.store, init=init_store, as_node=as_node)
     events = EventSink(config.events.dossier_code_field)
     adapters = {
         name: build_adapter(name, dest, store, events, config.base_dir, clock=clock)

@@ -91,7 +91,7 @@ class IdempotencyConflict(IngestError):
         )
 
     def __reduce__(self) -> tuple[type[IdempotencyConflict], tuple[str]]:
-        # Rebuilt from the event id when it crosses from the store's process (bus.storeproc).
+        # Rebuilt from the event id when it crosses from the store's process (store.process).
         return type(self), (self.event_id,)
 
 

@@ -59,7 +59,7 @@ class IngestItem(NamedTuple):
     """One event to store with its outbox rows and ledger update.
 
     Plain tuples of text and numbers (NamedTuples), built on the event loop: they cross to the store's
-    process as a cheap pickle (bus.storeproc), and the store only binds them.
+    process as a cheap pickle (store.process), and the store only binds them.
     """
 
     event: EventRecord

@@ -54,7 +54,8 @@ def _node(path: Path) -> Any:
     from lienthong.app import build  # noqa: PLC0415
     from lienthong.config import load_config  # noqa: PLC0415
 
-    return build(load_config(path, env=os.environ))
+    # An operator's tool beside a running node: it opens the node's store without claiming it as a node.
+    return build(load_config(path, env=os.environ), as_node=False)
 
 
 def run_on_store(path: Path, work: Any) -> int:

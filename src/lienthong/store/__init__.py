@@ -27,10 +27,14 @@ def node_name() -> str:
 
 
 def build_store(
-    config: SqliteStoreConfig | PostgresStoreConfig | MemoryStoreConfig, *, init: bool = False
+    config: SqliteStoreConfig | PostgresStoreConfig | MemoryStoreConfig,
+    *,
+    init: bool = False,
+    as_node: bool = True,
 ) -> Store:
     """The store ``config`` describes. ``init`` creates a store where one ran before and was removed
-    (``lienthong db init``); without it, that is StoreMissing at open."""
+    (``lienthong db init``); without it, that is StoreMissing at open. ``as_node=False`` opens a SQLite
+    store beside the node that holds it (operators' tools), without taking its lock."""
     runner: Runner
     if isinstance(config, MemoryStoreConfig):
         return Store(InlineRunner(MemoryBackend))
@@ -40,7 +44,11 @@ def build_store(
         pool = PostgresPool(config.dsn.get_secret_value(), size=config.pool_size, init=init)
         return Store(pool.runner(), deadline_s=config.deadline_s)
     open_backend = functools.partial(
-        SqliteBackend, config.path, synchronous=config.synchronous, init=init, node=node_name()
+        SqliteBackend,
+        config.path,
+        synchronous=config.synchronous,
+        init=init,
+        node=node_name() if as_node else None,
     )
     runner = ProcessRunner(open_backend) if config.process else ThreadRunner(open_backend)
     return Store(runner, deadline_s=config.deadline_s)

@@ -577,33 +577,43 @@ class SqliteBackend:
     says that a store ran here. A missing database with no lock file is a first start: it is created. A
     missing database beside a lock file was removed, and opening it is StoreMissing, so it is never
     silently replaced by an empty one; ``init`` (``lienthong db init``) creates it anyway.
-    ``node`` names this node in the lock file, for the message another node gets.
+    ``node`` names this node in the lock file, for the message another node gets; None opens the store
+    without the lock, for an operator's tool beside the running node (SQLite serialises their writes).
     """
 
     def __init__(
-        self, path: str | Path, *, synchronous: str = "full", init: bool = False, node: str = ""
+        self, path: str | Path, *, synchronous: str = "full", init: bool = False, node: str | None = ""
     ) -> None:
         self.path = Path(path)
         lock_path = lock_file(self.path)
+        if not init and not self.path.exists() and node is None:
+            raise StoreMissing(f"no store at {self.path}: a node creates it at its first start")
         if not init and not self.path.exists() and lock_path.exists():
             raise StoreMissing(
                 f"no store at {self.path}, but a store ran there before ({lock_path} is its lock file): the"
                 " database was removed or moved. Restore it, or create an empty one with"
                 " `lienthong db init CONFIG`"
             )
-        self._lock = _lock(self.path, node or f"{socket.gethostname()} pid {os.getpid()}")
+        holder = node or f"{socket.gethostname()} pid {os.getpid()}"
+        self._lock = _lock(self.path, holder) if node is not None else None
+        connection: sqlite3.Connection | None = None
         try:
             connection = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=True)
-            self._connection = connection
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute(f"PRAGMA synchronous = {'FULL' if synchronous == 'full' else 'NORMAL'}")
             connection.execute("PRAGMA foreign_keys = ON")
             connection.execute("PRAGMA busy_timeout = 5000")
             _migrate(connection)
             self._identity = _identity(self.path)
-        except sqlite3.Error as exc:
-            self._lock.close()
-            raise StoreError(f"cannot open the SQLite store at {self.path}: {exc}") from exc
+        except BaseException as exc:
+            if connection is not None:
+                connection.close()
+            if self._lock is not None:
+                self._lock.close()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"cannot open the SQLite store at {self.path}: {exc}") from exc
+            raise
+        self._connection = connection
         db = _Db(connection)
         self.events = SqliteEvents(db)
         self.outbox = SqliteOutbox(db)
@@ -630,7 +640,8 @@ class SqliteBackend:
 
     def close(self) -> None:
         self._connection.close()
-        self._lock.close()
+        if self._lock is not None:
+            self._lock.close()
 
 
 def schema_version(path: str | Path) -> int | None:
@@ -657,7 +668,10 @@ def lock_file(path: Path) -> Path:
 
 def _lock(path: Path, node: str) -> IO[str]:
     """Hold the lock file for as long as the store is open; refuse when another node holds it."""
-    handle = open(lock_file(path), "a+", encoding="utf-8")  # noqa: SIM115 (held until close)
+    try:
+        handle = open(lock_file(path), "a+", encoding="utf-8")  # noqa: SIM115 (held until close)
+    except OSError as exc:
+        raise StoreError(f"cannot open the SQLite store at {path}: {exc}") from exc
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
