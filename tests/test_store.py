@@ -13,13 +13,14 @@ import orjson
 import pytest
 
 from lienthong.bus.envelope import parse_body
+from lienthong.cli import main as cli_main
 from lienthong.bus.ingest import MessageIds, ingest_item
 from lienthong.errors import StoreError, StoreMissing, StoreUnavailable
 from lienthong.model import IngestItem, IngestResult, PlannedMessage
 from lienthong.sandbox.dossiers import generate
 from lienthong.store import Tx, units
 from lienthong.store.runner import Bound, Store, ThreadRunner
-from lienthong.store.sqlite import SqliteBackend, lock_file
+from lienthong.store.sqlite import SCHEMA_VERSION, SqliteBackend, lock_file
 
 NOW = 1_700_000_000_000
 new_id = MessageIds()
@@ -164,3 +165,27 @@ async def test_a_database_removed_under_a_running_store_refuses_writes(tmp_path:
             await store.run(ingest_one, item(b.events[0]))
     finally:
         store.close()
+
+
+def test_db_upgrade_migrates_and_db_init_recreates_a_removed_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "lienthong.db"
+    config = tmp_path / "lienthong.yaml"
+    config.write_text(f"store: {{path: {str(path)!r}}}\n", encoding="utf-8")
+    assert cli_main(["db", "upgrade", str(config)]) == 0
+    assert f"created the store at {path} (schema version {SCHEMA_VERSION})" in capsys.readouterr().out
+    with sqlite3.connect(path) as db:
+        db.execute("DROP INDEX outbox_leased")
+        db.execute("ALTER TABLE outbox DROP COLUMN lease_until_ms")
+        db.execute("UPDATE schema_version SET version = 3")
+    assert cli_main(["db", "upgrade", str(config)]) == 0
+    assert f"from schema version 3 to {SCHEMA_VERSION}" in capsys.readouterr().out
+    assert cli_main(["db", "upgrade", str(config)]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    for leftover in tmp_path.glob("lienthong.db*"):
+        leftover.unlink()
+    assert cli_main(["db", "upgrade", str(config)]) == 1
+    assert "a store ran there before" in capsys.readouterr().err
+    assert cli_main(["db", "init", str(config)]) == 0
+    assert "created the store" in capsys.readouterr().out

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lienthong import __version__
-from lienthong.cli import dlq, mapping, payments
+from lienthong.cli import db, dlq, mapping, payments
 from lienthong.errors import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -110,6 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     mapping.add_commands(sub)
     dlq.add_commands(sub)
     payments.add_commands(sub)
+    db.add_commands(sub)
     return parser
 
 
