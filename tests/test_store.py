@@ -13,8 +13,8 @@ import orjson
 import pytest
 
 from lienthong.bus.envelope import parse_body
-from lienthong.cli import main as cli_main
 from lienthong.bus.ingest import MessageIds, ingest_item
+from lienthong.cli import main as cli_main
 from lienthong.errors import StoreError, StoreMissing, StoreUnavailable
 from lienthong.model import IngestItem, IngestResult, PlannedMessage
 from lienthong.sandbox.dossiers import generate

@@ -27,7 +27,7 @@ def mypy_after(tmp_path: Path, path: str, old: str, new: str) -> subprocess.Comp
     text = target.read_text(encoding="utf-8")
     assert old in text
     target.write_text(text.replace(old, new), encoding="utf-8")
-    return subprocess.run(  # noqa: S603 (our interpreter and mypy)
+    return subprocess.run(
         [
             sys.executable,
             "-m",
