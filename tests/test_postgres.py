@@ -127,6 +127,34 @@ def test_without_the_order_lock_the_later_event_is_claimed_first(
     assert [m.event.event_id for m in claimed] == [second["event_id"]]  # the bug decision 0010 prevents
 
 
+def test_a_request_racing_the_same_event_on_another_node_gets_the_duplicate_answer(
+    backends: list[pg.PostgresBackend],
+) -> None:
+    """The look-up of known events waits for the order lock: a second transaction storing the same event
+    sees it once the first commits, instead of missing it and then hitting the unique key."""
+    event = generate(1)[0].events[0]
+    one, two, _ = backends
+    one.begin()
+    (stored,) = units.ingest(one, [[item(event, "portal")]], NOW)
+    answers: list[units.Answer] = []
+
+    def again() -> None:
+        two.begin()
+        answers.extend(units.ingest(two, [[item(event, "portal")]], NOW))
+        two.commit()
+
+    racer = threading.Thread(target=again)
+    racer.start()
+    racer.join(0.3)
+    one.commit()
+    racer.join(10)
+    assert not isinstance(stored, IdempotencyConflict)
+    (answer,) = answers
+    assert not isinstance(answer, IdempotencyConflict)
+    assert answer[0].duplicate
+    assert answer[0].message_ids == stored[0].message_ids
+
+
 async def test_two_nodes_claiming_together_keep_one_message_in_flight_per_key_in_order(pg_dsn: str) -> None:
     """Two stores (two nodes' pools) on one database claim and complete while a third keeps ingesting:
     no key is ever in flight twice, and every key's messages are handed out in the order they came."""

@@ -8,8 +8,10 @@ trip per row.
 Order (decision 0010). A sequence value is taken when a row is inserted, not when its transaction
 commits, so two transactions can commit outbox rows out of ``seq`` order; a claim trusting ``seq`` could
 then hand out a dossier's later event while its earlier one is still being written. Every transaction
-that adds outbox rows (and every claim) therefore takes one transaction-scoped advisory lock, the
-*order lock*, first: rows become visible in ``seq`` order, and claims, from any node, run one at a time.
+that looks up or adds events and outbox rows, and every claim, therefore takes one transaction-scoped
+advisory lock, the *order lock*, first: rows become visible in ``seq`` order, a request racing the same
+event on another node gets its duplicate answer, and claims, from any node, run one at a time. Outcomes,
+replays, payments and reads do not take it.
 
 ``PostgresPool(dsn, size=..., init=...)`` opens the pool and brings the schema up to date on ``start``;
 ``.runner()`` is the ``Runner``: ``size`` threads, each holding one pooled connection, take units from
@@ -349,6 +351,9 @@ class PostgresEvents:
     def known(self, event_ids: Sequence[str]) -> dict[str, KnownEvent]:
         if not event_ids:
             return {}
+        # Under the order lock, what is known stays so until this transaction adds to it: a request racing
+        # the same event on another worker or node gets its duplicate answer, not a unique violation.
+        self._db.order_lock()
         rows = self._db.execute(
             "SELECT event_id, payload_sha256, message_ids, caller FROM events"
             " WHERE event_id = ANY(%b::text[])",
@@ -359,9 +364,7 @@ class PostgresEvents:
         }
 
     def add(self, items: Sequence[IngestItem], now_ms: int) -> None:
-        # The order lock before the first row: a transaction inserting an event another one inserts too
-        # then waits for that one while holding nothing the other needs (no deadlock at the outbox).
-        self._db.order_lock()
+        self._db.order_lock()  # taken by ``known`` already, in a unit of work
         self._db.columns(_EVENT_INSERT, [_event_row(item, now_ms) for item in items])
 
     def get(self, event_id: str) -> StoredEvent | None:
