@@ -295,6 +295,13 @@ def test_a_schema_of_a_version_we_cannot_bring_to_ours_is_refused(
     assert pg.schema_version(pg_dsn) == version  # left as it was
 
 
+def test_a_search_path_with_no_schema_to_create_in_is_a_store_error(pg_dsn: str) -> None:
+    nowhere = f"{stores_dsn(pg_dsn)}?options=-csearch_path%3Dnowhere_{secrets.token_hex(4)}"
+    with pytest.raises(StoreError, match="cannot create or upgrade the PostgreSQL store: no schema"):
+        pg.upgrade(nowhere)
+    assert pg.schema_version(nowhere) is None
+
+
 def test_no_server_is_store_unavailable() -> None:
     pool = pg.PostgresPool("postgresql://postgres@127.0.0.1:1/postgres", size=1, timeout_s=1)
     with pytest.raises(StoreUnavailable, match="cannot connect to PostgreSQL"):

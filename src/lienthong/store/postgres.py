@@ -646,6 +646,13 @@ def migrate(connection: Connection) -> tuple[int | None, int]:
     cannot be told from a new one (decision 0010). A newer schema is refused. Nodes starting together
     take turns on an advisory lock.
     """
+    try:
+        return _migrate(connection)
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot create or upgrade the PostgreSQL store: {exc}") from exc
+
+
+def _migrate(connection: Connection) -> tuple[int | None, int]:
     with connection.transaction():
         connection.execute(_MIGRATION_LOCK)
         version = _version(connection)
@@ -684,8 +691,11 @@ def schema_version(dsn: str) -> int | None:
         connection.read_only = True
         try:
             return _version(connection)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot read the PostgreSQL store's schema version: {exc}") from exc
         finally:
-            connection.rollback()
+            with contextlib.suppress(psycopg.Error):
+                connection.rollback()
 
 
 def _version(connection: Connection) -> int | None:
