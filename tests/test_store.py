@@ -104,6 +104,7 @@ class Hung:
 
     pid = None
     healthy = True
+    commits = 0
 
     def start(self) -> None:
         pass

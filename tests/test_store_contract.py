@@ -326,3 +326,10 @@ async def test_callers_racing_on_one_store_each_get_their_answer(store: Store) -
     answers = await asyncio.gather(*(one_request(store, [item(s.events[0], "portal")]) for s in streams))
     assert all(not a[0].duplicate for a in answers)
     assert len(await claim(store, limit=100)) == 30
+
+
+async def test_each_unit_alone_is_one_commit_counted_by_the_store(store: Store) -> None:
+    before = store.commits
+    await store.run(units.stats)
+    await one_request(store, [item(generate(1)[0].events[0], "portal")])
+    assert store.commits == before + 2

@@ -97,7 +97,9 @@ class Lienthong:
         """Open the store, return rows a crash left in flight to pending, and start dispatching."""
         self.store.open()
         await self.store.run(units.save_mappings, self.routes.versions(), now_ms(self.clock))
-        recovered = await self.store.run(units.recover)
+        # One node per SQLite file: whatever is in flight at start was this node's before it stopped. On a
+        # shared store (PostgreSQL) it may be another node's: leases alone return those.
+        recovered = 0 if self.store.shared else await self.store.run(units.recover)
         if recovered:
             log.warning("returned %d deliveries left in flight by an earlier stop to pending", recovered)
         if self.config.dispatcher.enabled:

@@ -42,7 +42,7 @@ def build_store(
         from lienthong.store.postgres import PostgresPool  # noqa: PLC0415 (psycopg loads only when used)
 
         pool = PostgresPool(config.dsn.get_secret_value(), size=config.pool_size, init=init)
-        return Store(pool.runner(), deadline_s=config.deadline_s)
+        return Store(pool.runner(), deadline_s=config.deadline_s, shared=True)
     open_backend = functools.partial(
         SqliteBackend,
         config.path,

@@ -799,14 +799,20 @@ class PostgresRunner:
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[Op | object] = queue.SimpleQueue()
         self._threads = [
-            threading.Thread(target=self._work, name=f"{name}-{n}", daemon=True) for n in range(pool.size)
+            threading.Thread(target=self._work, args=(n,), name=f"{name}-{n}", daemon=True)
+            for n in range(pool.size)
         ]
         self._started = False
         self._closed = False
+        self._commits = [0] * pool.size  # per worker: each thread adds to its own
 
     @property
     def pid(self) -> int | None:
         return None
+
+    @property
+    def commits(self) -> int:
+        return sum(self._commits)
 
     @property
     def healthy(self) -> bool:
@@ -841,7 +847,7 @@ class PostgresRunner:
             thread.join()
         self._pool.close()
 
-    def _work(self) -> None:
+    def _work(self, worker: int) -> None:
         backend: PostgresBackend | None = None
         try:
             while (batch := self._next_batch()) is not None:
@@ -851,7 +857,7 @@ class PostgresRunner:
                     except Exception as exc:
                         _answer(batch, StoreUnavailable(f"no connection to PostgreSQL: {exc}"))
                         continue
-                execute(backend, batch)
+                self._commits[worker] += execute(backend, batch)
                 if backend.broken:
                     lost = StoreUnavailable("the connection to PostgreSQL was lost; nothing was stored")
                     for op in batch:

@@ -111,6 +111,8 @@ class ProcessRunner:
         self._backoff_s = 1.0
         self._retry_at = 0.0
         self._restarting: asyncio.Future[None] | None = None
+        self._commits_before = 0  # by store processes that ended
+        self._commits_now = 0  # by the current one, as its last answer said
         self._ids = itertools.count()
         self._waiting: dict[int, asyncio.Future[Any]] = {}
         self._process: subprocess.Popen[bytes] | None = None
@@ -129,6 +131,10 @@ class ProcessRunner:
     @property
     def healthy(self) -> bool:
         return self._failed_starts < self._unhealthy_after
+
+    @property
+    def commits(self) -> int:
+        return self._commits_before + self._commits_now
 
     def start(self) -> None:
         """Start the child and open the store there; raises what opening raised."""
@@ -222,6 +228,8 @@ class ProcessRunner:
         self._transport = None
         self._connecting = None
         self._failure = None
+        self._commits_before += self._commits_now
+        self._commits_now = 0
         self._failed_starts = 0
         self._backoff_s = 1.0
         log.warning("the store process was started again (pid %s)", self.pid)
@@ -271,7 +279,8 @@ class ProcessRunner:
         self._fail_waiting(StoreError("the store is closed"))
 
     # -- answers, read on the event loop ----------------------------------------------------------------
-    def _answered(self, answers: list[tuple[int, bool, Any]]) -> None:
+    def _answered(self, commits: int, answers: list[tuple[int, bool, Any]]) -> None:
+        self._commits_now = commits
         for op_id, ok, value in answers:
             future = self._waiting.pop(op_id, None)
             if future is None or future.done():
@@ -306,8 +315,8 @@ class _Channel(asyncio.Protocol):
         self._frames = _Frames()
 
     def data_received(self, data: bytes) -> None:
-        for answers in self._frames.feed(data):
-            self._owner._answered(answers)
+        for commits, answers in self._frames.feed(data):
+            self._owner._answered(commits, answers)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._owner._lost()
@@ -353,6 +362,7 @@ def child_main(fd: int) -> None:
 def _serve(sock: socket.socket, frames: _Frames, backend: Backend, max_batch: int) -> None:
     """The child's loop: take every call that has arrived, run them in one transaction, answer them."""
     pending: deque[Any] = deque()
+    commits = 0
     try:
         while True:
             while not pending:  # wait for the next call
@@ -376,10 +386,10 @@ def _serve(sock: socket.socket, frames: _Frames, backend: Backend, max_batch: in
                 op = _op(message)
                 (batch if op.error is None else unloadable).append(op)
             if batch:
-                execute(backend, batch)
+                commits += execute(backend, batch)
             if batch or unloadable:
                 with contextlib.suppress(OSError):
-                    sock.sendall(_answers(batch + unloadable))
+                    sock.sendall(_answers(commits, batch + unloadable))
             if stopping:
                 return
     finally:
@@ -405,15 +415,16 @@ def _recv(sock: socket.socket) -> bytes:
         return b""
 
 
-def _answers(batch: list[Op]) -> bytes:
+def _answers(commits: int, batch: list[Op]) -> bytes:
+    """The answers of ``batch``, with how many transactions this process has committed so far."""
     answers = [
         (op.key, True, op.result) if op.error is None else (op.key, False, _crossing(op.error))
         for op in batch
     ]
     try:
-        return _frame(answers)
+        return _frame((commits, answers))
     except Exception:  # one unpicklable result must not cost the others theirs
-        return _frame([_picklable(answer) for answer in answers])
+        return _frame((commits, [_picklable(answer) for answer in answers]))
 
 
 def _crossing(error: BaseException) -> BaseException:
