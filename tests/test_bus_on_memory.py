@@ -108,6 +108,13 @@ class Bus:
             await asyncio.sleep(0.005)
 
 
+def build_routes_for(tmp_path: Path) -> Any:
+    (tmp_path / CODE).write_text(CODE_SPEC, encoding="utf-8")
+    config = Config.model_validate({**CONFIG, "store": {"kind": "memory"}})
+    config._base_dir = tmp_path
+    return build_routes(config, SpecLoader(FunctionRegistry.with_plugins()))
+
+
 def build_bus(
     tmp_path: Path, backend: Callable[[], MemoryBackend] = MemoryBackend, lease_s: float = 60
 ) -> Bus:
@@ -242,36 +249,80 @@ async def test_the_ingestor_counts_accepted_duplicate_and_refused_events(bus: Bu
     assert (count("accepted"), count("duplicate"), count("rejected")) == (1, 1, 2)
 
 
-class FinishFailsOnce(MemoryOutbox):
-    failed = False
+class FullDisk(MemoryOutbox):
+    """Outcome writes fail while ``full`` is set, as on a full disk."""
+
+    full = False
 
     def finish(self, outcomes: Any) -> None:
-        if not FinishFailsOnce.failed:
-            FinishFailsOnce.failed = True
+        if FullDisk.full:
             raise OSError("database or disk is full")
         super().finish(outcomes)
 
 
-class DiskFullOnce(MemoryBackend):
+class FullDiskBackend(MemoryBackend):
     def __init__(self) -> None:
         super().__init__()
-        self.outbox = FinishFailsOnce(self)
+        self.outbox = FullDisk(self)
 
 
-async def test_a_message_whose_outcome_could_not_be_written_is_delivered_again_after_its_lease(
-    tmp_path: Path,
-) -> None:
-    FinishFailsOnce.failed = False
-    built = build_bus(tmp_path, DiskFullOnce, lease_s=0.2)
+async def test_outcomes_that_cannot_be_written_are_written_when_the_store_comes_back(tmp_path: Path) -> None:
+    FullDisk.full = False
+    built = build_bus(tmp_path, FullDiskBackend, lease_s=60)
     task = asyncio.create_task(built.dispatcher.run())
     try:
-        a = generate(1)[0]
-        await built.send(a.events[0], a.events[1])
-        await built.until(lambda: len(built.peer.received) == 3)  # first, first again, then second
-        first, second = a.events[0]["event_id"], a.events[1]["event_id"]
-        assert [i for _, i in built.peer.received] == [first, first, second]  # at least once, in order
+        a, b = generate(2)
+        FullDisk.full = True
+        await built.send(a.events[0], a.events[1], b.events[0])
+        await built.until(lambda: len(built.peer.received) == 2)  # the first of each dossier
+        await asyncio.sleep(0.1)  # cycles fail meanwhile: the dossiers' next messages wait
+        assert len(built.peer.received) == 2
+        FullDisk.full = False  # the disk has room again: no restart, no lease to wait for
+        await built.until(lambda: len(built.peer.received) == 3, timeout_s=2)
+        order = [i for _, i in built.peer.received]
+        assert order.index(a.events[0]["event_id"]) < order.index(a.events[1]["event_id"])
+        assert sorted(order) == sorted(
+            [a.events[0]["event_id"], a.events[1]["event_id"], b.events[0]["event_id"]]
+        )
     finally:
+        FullDisk.full = False
         await built.dispatcher.stop(1)
+        task.cancel()
+        built.store.close()
+
+
+async def test_a_message_whose_outcome_was_lost_is_delivered_again_after_its_lease(tmp_path: Path) -> None:
+    built = build_bus(tmp_path, lease_s=0.3)
+    slow = asyncio.Event()
+
+    async def hangs(message: Message, body: dict[str, Any]) -> Receipt:
+        slow.set()
+        await asyncio.Event().wait()  # never answers: the delivery is cut off below
+        raise AssertionError
+
+    first_peer_deliver = built.peer.deliver
+    built.peer.deliver = hangs  # type: ignore[method-assign]
+    task = asyncio.create_task(built.dispatcher.run())
+    a = generate(1)[0]
+    await built.send(a.events[0])
+    await slow.wait()
+    await built.dispatcher.stop(0)  # the delivery is cancelled: its outcome is never written
+    task.cancel()
+    built.peer.deliver = first_peer_deliver  # type: ignore[method-assign]
+    again = Dispatcher(
+        built.store,
+        Mapper(build_routes_for(tmp_path), built.store, SpecLoader(FunctionRegistry.with_plugins())),
+        {"province": built.peer},
+        [],
+        clock=time.time,
+        poll_interval_s=0.01,
+    )  # a second dispatcher on the same store, as another node would be
+    task = asyncio.create_task(again.run())
+    try:
+        await built.until(lambda: len(built.peer.received) == 1, timeout_s=3)  # after the lease, not at once
+        assert built.peer.received == [("dossier.received", a.events[0]["event_id"])]
+    finally:
+        await again.stop(1)
         task.cancel()
         built.store.close()
 

@@ -63,6 +63,16 @@ def claim(tx: Tx, now_ms: int, limit: int, lease_ms: int) -> list[Message]:
     return tx.outbox.claim(now_ms, limit, now_ms + lease_ms)
 
 
+def settle_and_claim(
+    tx: Tx, outcomes: Sequence[Outcome], now_ms: int, limit: int, lease_ms: int
+) -> list[Message]:
+    """The dispatcher's one transaction per cycle: write the outcomes gathered since the last one (with
+    the events they raise), then take up to ``limit`` due messages. One commit serves many messages."""
+    if outcomes:
+        complete(tx, outcomes)
+    return claim(tx, now_ms, limit, lease_ms) if limit > 0 else []
+
+
 def complete(tx: Tx, outcomes: Sequence[Outcome]) -> list[None]:
     """Write outcomes and the events they raise (``delivery.failed``), in this one transaction."""
     tx.outbox.finish(outcomes)
