@@ -254,6 +254,19 @@ async def test_a_replay_makes_a_dead_letter_due_with_a_fresh_budget_and_a_new_ma
     assert (again.replay_base, again.created_ms, again.mapping_hash) == (3, NOW + 50, "h2")
 
 
+async def test_a_replayed_dead_letter_waits_behind_a_later_message_of_its_key_in_flight(store: Store) -> None:
+    (a,) = generate(1)
+    await one_request(store, [item(a.events[0], "portal"), item(a.events[1], "portal")])
+    (first,) = await claim(store)
+    await store.run(units.complete, [done(first.message_id, kind="dead")])
+    (second,) = await claim(store)  # the dead letter released its key
+    await store.run(units.replay, [Replay(first.message_id)], "ops", "fixed", NOW)
+    assert await claim(store) == []  # never two in flight for one key
+    await store.run(units.complete, [done(second.message_id)])
+    (again,) = await claim(store)
+    assert again.message_id == first.message_id
+
+
 async def test_mapping_versions_keep_the_first_document_for_a_hash(store: Store) -> None:
     await store.run(units.save_mappings, [MappingVersion("h1", "portal", {"v": 1})], NOW)
     await store.run(units.save_mappings, [MappingVersion("h1", "portal", {"v": 2})], NOW)

@@ -64,7 +64,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._ready: deque[Message] = deque()
         self._outcomes: list[Outcome] = []
-        self._low_water = max(1, max_in_flight // 2)
+        self._low_water = max_in_flight
         self._wake = asyncio.Event()
         self._stopping = False
         self._store_failing = False
@@ -115,7 +115,7 @@ class Dispatcher:
         """One transaction: write the outcomes gathered, and claim when the buffer runs low."""
         room = 0
         if not self._stopping and len(self._ready) < self._low_water:
-            room = 2 * self._max_in_flight - len(self._tasks) - len(self._ready)
+            room = 3 * self._max_in_flight - len(self._tasks) - len(self._ready)
         outcomes, self._outcomes = self._outcomes, []
         if not outcomes and room <= 0:
             return

@@ -163,9 +163,12 @@ class MemoryOutbox(_Repo):
                 )
 
     def claim(self, now_ms: int, limit: int, lease_until_ms: int) -> list[Message]:
-        busy: set[tuple[str, str]] = set()  # keys with an undelivered message ahead (or in flight)
+        undelivered = self._undelivered()
+        # Keys with a message in flight, whatever its place (a replayed dead letter sits behind it), or
+        # with an undelivered message ahead.
+        busy = {(r.destination, r.dossier_code) for r in undelivered if r.status == "inflight"}
         taken: list[_Row] = []
-        for row in sorted(self._undelivered(), key=lambda r: r.seq):
+        for row in sorted(undelivered, key=lambda r: r.seq):
             key = (row.destination, row.dossier_code)
             if key in busy:
                 continue
@@ -196,7 +199,6 @@ class MemoryOutbox(_Repo):
         return claimed
 
     def _undelivered(self) -> list[_Row]:
-        # An inflight row must sort before the rows it holds back: it is always its key's oldest.
         return [r for r in self._t.outbox.values() if r.status in ("pending", "inflight")]
 
     def release(self, *, now_ms: int | None) -> int:
