@@ -51,14 +51,15 @@ from lienthong.store import units
 
 TOKEN = "benchmark-token"
 PG_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
-STORE: dict[str, Any] = {"kind": "sqlite"}  # set by --store; ``sqlite`` stores get a path per run
+STORE: dict[str, Any] = {"kind": "sqlite"}  # set by --store; every run gets a store of its own
+SCHEMAS = contextlib.ExitStack()  # PostgreSQL schemas made for the runs, dropped at the end
 COMMITS: list[float] = []  # commits per delivered message, one figure per bus run
 
 
 def store_config(workdir: Path, name: str) -> dict[str, Any]:
     if STORE["kind"] == "sqlite":
         return {"path": str(workdir / f"{name}-{time.monotonic_ns()}.db")}
-    return STORE
+    return {"kind": "postgres", "dsn": SCHEMAS.enter_context(postgres_schema())}
 
 
 @contextlib.contextmanager
@@ -408,9 +409,8 @@ def main() -> int:
     args = parser.parse_args()
     sizes = Sizes.pick(args.smoke)
     tune_runtime()  # as `lienthong run` does; the bare loops in this process get it too
-    with contextlib.ExitStack() as stack:
-        if args.store == "postgres":
-            STORE.update(kind="postgres", dsn=stack.enter_context(postgres_schema()))
+    STORE["kind"] = args.store
+    with SCHEMAS:
         return _run(args, sizes)
 
 
