@@ -188,6 +188,22 @@ def bus(tmp_path: Path, peers: Peers) -> Iterator[Bus]:
     bus.stop()
 
 
+@pytest.fixture
+def pg_bus(tmp_path: Path, peers: Peers, pg_dsn: str) -> Iterator[Bus]:
+    """``bus`` on PostgreSQL. A restarted node leaves messages in flight to their leases (the store is
+    shared), so the lease is short here."""
+    port = free_port()
+    config = config_dict(tmp_path, peers, server={"host": "127.0.0.1", "port": port})
+    config["store"] = {"kind": "postgres", "dsn": pg_dsn, "pool_size": 2}
+    config["dispatcher"]["max_in_flight"] = 8
+    config["dispatcher"]["lease_s"] = 3
+    path = tmp_path / "lienthong.yaml"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    bus = Bus(path, tmp_path / "bus.log", f"http://127.0.0.1:{port}")
+    yield bus
+    bus.stop()
+
+
 @pytest.fixture(params=stores.BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     """Each backend's name in turn: memory, sqlite (thread), sqlite-process, postgres."""

@@ -16,9 +16,17 @@ from processes import Bus, wait_until
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_bus(request: pytest.FixtureRequest) -> Bus:
+    """The bus on SQLite, then on PostgreSQL."""
+    bus: Bus = request.getfixturevalue("bus" if request.param == "sqlite" else "pg_bus")
+    return bus
+
+
 def test_a_bus_killed_mid_delivery_delivers_every_accepted_event_after_restart(
-    bus: Bus, peers: Peers
+    any_bus: Bus, peers: Peers
 ) -> None:
+    bus = any_bus
     message_ids = bus.post_slowly_delivered(peers, dossiers=25, seed=3)
 
     def delivered_so_far() -> int:
