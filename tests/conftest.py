@@ -206,9 +206,10 @@ def pg_bus(tmp_path: Path, peers: Peers, pg_dsn: str) -> Iterator[Bus]:
 
 @pytest.fixture(params=stores.BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
-    """Each backend's name in turn: memory, sqlite (thread), sqlite-process, postgres."""
+    """Each backend's name in turn: memory, sqlite (thread), sqlite-process, postgres (thread pool),
+    postgres-process."""
     kind: str = request.param
-    if kind == "postgres":
+    if kind.startswith("postgres"):
         stores.postgres_or_skip()
     return kind
 
@@ -222,7 +223,7 @@ def pg_dsn() -> Iterator[str]:
 @pytest.fixture
 async def store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Store]:
     """An opened store of each backend in turn."""
-    dsn = request.getfixturevalue("pg_dsn") if backend == "postgres" else None
+    dsn = request.getfixturevalue("pg_dsn") if backend.startswith("postgres") else None
     opened = stores.make_store(backend, tmp_path, dsn)
     opened.open()
     yield opened

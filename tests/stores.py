@@ -22,7 +22,7 @@ from lienthong.store.runner import InlineRunner, Store, ThreadRunner
 from lienthong.store.sqlite import SqliteBackend
 
 PG_DSN = os.environ.get("LIENTHONG_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-BACKENDS = ["memory", "sqlite", "sqlite-process", "postgres"]
+BACKENDS = ["memory", "sqlite", "sqlite-process", "postgres", "postgres-process"]
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -62,11 +62,13 @@ def make_store(kind: str, tmp_path: Path, pg_dsn: str | None = None) -> Store:
     if kind in ("sqlite", "sqlite-process"):
         open_backend = functools.partial(SqliteBackend, tmp_path / "lienthong.db", synchronous="normal")
         return Store(ProcessRunner(open_backend) if kind == "sqlite-process" else ThreadRunner(open_backend))
-    assert kind == "postgres"
+    assert kind in ("postgres", "postgres-process")
     assert pg_dsn is not None
-    from lienthong.store.postgres import PostgresPool  # noqa: PLC0415
+    from lienthong.store import postgres  # noqa: PLC0415
 
-    return Store(PostgresPool(pg_dsn, size=2, init=False).runner())
+    if kind == "postgres-process":
+        return Store(ProcessRunner(functools.partial(postgres.open_backend, pg_dsn)), shared=True)
+    return Store(postgres.PostgresPool(pg_dsn, size=2, init=False).runner(), shared=True)
 
 
 def in_tx(backend: Backend, unit: Callable[Concatenate[Tx, P], T], *args: P.args, **kwargs: P.kwargs) -> T:

@@ -5,6 +5,7 @@ keeps is tests/test_store_contract.py."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 import threading
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from lienthong.model import IngestItem, Message, Outcome, PlannedMessage
 from lienthong.sandbox.dossiers import generate
 from lienthong.store import Store, sqlite, units
 from lienthong.store import postgres as pg
+from lienthong.store.process import ProcessRunner
 
 pytestmark = pytest.mark.postgres
 
@@ -246,6 +248,31 @@ async def test_a_lost_connection_answers_unavailable_and_the_worker_takes_anothe
     finally:
         store.close()
     assert store.healthy  # closed on purpose is not a failure
+
+
+async def test_a_lost_connection_ends_the_store_process_and_a_new_one_takes_over(pg_dsn: str) -> None:
+    name = f"lienthong-test-{secrets.token_hex(4)}"
+    store = Store(ProcessRunner(functools.partial(pg.open_backend, f"{pg_dsn}&application_name={name}")))
+    store.open()
+    try:
+        assert await store.run(units.stats) == []
+        first = store.pid
+        with psycopg.connect(stores_dsn(pg_dsn), autocommit=True) as admin:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s", (name,)
+            )
+        with pytest.raises(StoreError):  # the call that finds the connection gone (or the process ended)
+            await store.run(units.stats)
+        for _ in range(50):  # until the parent has seen the process end
+            try:
+                assert await store.run(units.stats) == []
+                break
+            except StoreUnavailable:
+                await asyncio.sleep(0.05)
+        assert store.pid not in (None, first)
+        assert await store.run(units.stats) == []
+    finally:
+        store.close()
 
 
 def stores_dsn(dsn: str) -> str:

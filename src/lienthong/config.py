@@ -131,7 +131,15 @@ class PostgresStoreConfig(_Model):
         description="libpq connection string or URI, e.g. postgresql://lienthong@127.0.0.1:5432/lienthong"
         " (use ${ENV} for a password)."
     )
-    pool_size: int = Field(default=4, ge=1, le=64, description="Connections, one per store worker thread.")
+    pool_size: int = Field(
+        default=4, ge=1, le=64, description="Connections, one per store worker thread (with process: false)."
+    )
+    process: bool = Field(
+        default=True,
+        description="true: the store's work runs in a child process on one connection, with group commit, off"
+        " the server's interpreter lock (as SQLite's, decision 0006); false: on a pool of threads in the"
+        " server's process.",
+    )
     deadline_s: float = _DEADLINE
 
 

@@ -39,10 +39,14 @@ def build_store(
     if isinstance(config, MemoryStoreConfig):
         return Store(InlineRunner(MemoryBackend))
     if isinstance(config, PostgresStoreConfig):
-        from lienthong.store.postgres import PostgresPool  # noqa: PLC0415 (psycopg loads only when used)
+        from lienthong.store import postgres  # noqa: PLC0415 (psycopg loads only when used)
 
-        pool = PostgresPool(config.dsn.get_secret_value(), size=config.pool_size, init=init)
-        return Store(pool.runner(), deadline_s=config.deadline_s, shared=True)
+        dsn = config.dsn.get_secret_value()
+        if config.process:
+            runner = ProcessRunner(functools.partial(postgres.open_backend, dsn))
+        else:
+            runner = postgres.PostgresPool(dsn, size=config.pool_size, init=init).runner()
+        return Store(runner, deadline_s=config.deadline_s, shared=True)
     open_backend = functools.partial(
         SqliteBackend,
         config.path,

@@ -708,9 +708,32 @@ def _version(connection: Connection) -> int | None:
 
 def _connect(dsn: str, timeout_s: float = 10.0) -> Connection:
     try:
-        return psycopg.connect(dsn, connect_timeout=max(1, round(timeout_s)))
+        connection = psycopg.connect(dsn, connect_timeout=max(1, round(timeout_s)))
     except psycopg.OperationalError as exc:
         raise StoreUnavailable(f"cannot connect to PostgreSQL: {exc}".strip()) from exc
+    _plan_each_time(connection)
+    return connection
+
+
+def _plan_each_time(connection: Connection) -> None:
+    """Plan every statement for its own arrays. psycopg prepares a statement after five runs, and the
+    server then may keep a generic plan chosen for the arrays of that time: after 3,000 one-event
+    requests, batches of 100 ran at 2,800 events/s instead of 12,300 (measured through the bus)."""
+    connection.execute("SET plan_cache_mode = force_custom_plan")
+    connection.commit()
+
+
+def open_backend(dsn: str, timeout_s: float = 10.0) -> PostgresBackend:
+    """One connection, its schema brought up to date: the store process's backend (``store.process``).
+
+    Module-level, so that ``functools.partial(open_backend, dsn)`` pickles for the store's process."""
+    connection = _connect(dsn, timeout_s)
+    try:
+        migrate(connection)
+        return PostgresBackend(connection)
+    except BaseException:
+        connection.close()
+        raise
 
 
 # -- pool and runner ---------------------------------------------------------------------------------------
@@ -744,6 +767,7 @@ class PostgresPool:
                 timeout=self.timeout_s,
                 name="lienthong-store",
                 kwargs={"autocommit": False},
+                configure=_plan_each_time,
             )
             try:
                 pool.open(wait=True, timeout=self.timeout_s)

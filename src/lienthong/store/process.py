@@ -390,7 +390,9 @@ def _serve(sock: socket.socket, frames: _Frames, backend: Backend, max_batch: in
             if batch or unloadable:
                 with contextlib.suppress(OSError):
                     sock.sendall(_answers(commits, batch + unloadable))
-            if stopping:
+            if stopping or getattr(backend, "broken", False):
+                # A lost database connection (PostgreSQL restarted): this process ends, and the parent
+                # starts another, with a new connection, at its next call.
                 return
     finally:
         backend.close()
