@@ -359,3 +359,29 @@ async def test_a_verified_payment_callback_raises_one_confirmation_however_often
     stored = await bus.store.run(units.payment, "TT-9")
     assert stored is not None
     assert (stored.status, stored.transaction_id) == ("paid", "V-1")
+
+
+async def test_a_buffered_message_that_waited_past_its_lease_is_not_sent_from_the_stale_copy(
+    tmp_path: Path,
+) -> None:
+    built = build_bus(tmp_path, lease_s=0.25)
+    built.dispatcher._max_in_flight = 1  # one at a time: the others wait in the buffer
+    plain = built.peer.deliver
+
+    async def slow(message: Message, body: dict[str, Any]) -> Receipt:
+        await asyncio.sleep(0.15)
+        return await plain(message, body)
+
+    built.peer.deliver = slow  # type: ignore[method-assign]
+    streams = generate(4)
+    await built.send(*(s.events[0] for s in streams))
+    task = asyncio.create_task(built.dispatcher.run())
+    try:
+        await built.until(lambda: len(built.peer.received) >= 4, timeout_s=10)
+        await asyncio.sleep(0.5)
+        ids = [i for _, i in built.peer.received]
+        assert sorted(ids) == sorted(s.events[0]["event_id"] for s in streams)  # each once
+    finally:
+        await built.dispatcher.stop(1)
+        task.cancel()
+        built.store.close()

@@ -186,8 +186,8 @@ class DispatcherConfig(_Model):
         default=300.0,
         ge=1,
         description="How long a claimed message stays with its delivery. If its outcome cannot be written (a"
-        " store fault), it is due again once the lease runs out; keep it above the slowest destination's"
-        " timeout.",
+        " store fault), it is due again once the lease runs out. Keep it above twice the slowest"
+        " destination's timeout: a buffered message starts only with half its lease left.",
     )
     retry: RetryConfig = RetryConfig()
 
