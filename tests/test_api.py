@@ -7,7 +7,9 @@ import copy
 import json
 import os
 import signal
+import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -244,3 +246,30 @@ async def test_when_the_store_process_dies_ingest_answers_503_until_a_new_proces
     assert (await running.client.get("/healthz")).status_code == 200
     message_id = accepted.json()["message_ids"][0]
     assert (await running.client.get(f"/v1/messages/{message_id}", headers=AUTH)).status_code == 200
+
+
+async def test_a_frozen_store_answers_503_within_its_deadline_and_recovers(
+    run_node: RunNode, tmp_path: Path
+) -> None:
+    store = {"path": str(tmp_path / "frozen.db"), "synchronous": "normal", "deadline_s": 0.5}
+    running: Running = await run_node(store=store)
+    assert (await running.post(one_event())).status_code == 202
+    pid = running.node.store.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)  # as a frozen disk: the store's process takes calls and answers none
+    try:
+        started = time.monotonic()
+        frozen = await running.post({**one_event(), "event_id": "sent-while-frozen"})
+        ready = await running.client.get("/readyz")
+        metrics = await running.client.get("/metrics")
+        elapsed = time.monotonic() - started
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert frozen.status_code == 503
+    assert frozen.headers["retry-after"] == "5"
+    assert "did not answer within 0.5 s" in frozen.json()["error"]["message"]
+    assert ready.status_code == 503
+    assert metrics.status_code == 200  # served without the store's gauges
+    assert elapsed < 5
+    again = await running.post({**one_event(), "event_id": "sent-while-frozen"})  # sent again: taken once
+    assert again.status_code == 202
