@@ -33,8 +33,8 @@ class Adapter(Protocol):
 
     name: str
 
-    async def deliver(self, delivery: Message, body: dict[str, Any]) -> Receipt:
-        """Send ``body`` (the delivery's mapped event) with ``delivery.operation``.
+    async def deliver(self, message: Message, body: dict[str, Any]) -> Receipt:
+        """Send ``body`` (the message's mapped event) with ``message.operation``.
 
         Raise RetryableError or PermanentError on failure.
         """

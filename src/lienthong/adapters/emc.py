@@ -76,15 +76,15 @@ class EmcAdapter:
         self._auth = {"authorization": f"Bearer {bearer_token}"} if bearer_token else {}
         self._rules = rules or EmcReplyRules()
 
-    async def deliver(self, delivery: Message, body: dict[str, Any]) -> Receipt:
-        op = delivery.operation
+    async def deliver(self, message: Message, body: dict[str, Any]) -> Receipt:
+        op = message.operation
         if op != "TrackingMCDT":
             raise PermanentError(f"unknown operation {op!r}", destination=self.name, operation=op)
         with map_transport_errors(self.name, op):
             headers = {
                 "content-type": "application/json",
                 "accept": "application/json",
-                "idempotency-key": delivery.message_id,
+                "idempotency-key": message.message_id,
                 **self._auth,
             }
             response = await self._tracking.post(orjson.dumps(body), headers)
@@ -93,9 +93,9 @@ class EmcAdapter:
         refused = self._rules.refusal(reply) if isinstance(reply, dict) else None
         if refused is not None:
             code, text = refused
-            message = f"EMC refused the event: {text}".rstrip(": ")
+            reason = f"EMC refused the event: {text}".rstrip(": ")
             raise PermanentError(
-                message, destination=self.name, operation=op, status=response.status_code, remote_code=code
+                reason, destination=self.name, operation=op, status=response.status_code, remote_code=code
             )
         return Receipt(http_status=response.status_code)
 

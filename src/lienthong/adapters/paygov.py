@@ -92,13 +92,13 @@ class PayGovAdapter:
         self._store = store
         self._clock = clock
 
-    async def deliver(self, delivery: Message, body: dict[str, Any]) -> Receipt:
+    async def deliver(self, message: Message, body: dict[str, Any]) -> Receipt:
         """``body`` is the INIT message's business fields (the bundled paygov_init mapping)."""
-        if delivery.operation != "INIT":
+        if message.operation != "INIT":
             raise PermanentError(
-                f"unknown operation {delivery.operation!r}",
+                f"unknown operation {message.operation!r}",
                 destination=self.name,
-                operation=delivery.operation,
+                operation=message.operation,
             )
         reference = field_text(body.get("MaThamChieu"))
         if not reference:
@@ -106,7 +106,7 @@ class PayGovAdapter:
                 "the mapped payment has no MaThamChieu", destination=self.name, operation="INIT"
             )
         with map_transport_errors(self.name, "INIT"):
-            existing = await self._query(reference) if delivery.attempts > 0 else None
+            existing = await self._query(reference) if message.attempts > 0 else None
             if existing is None:
                 answer = await self._send(
                     "INIT", {**body, "MaNganHang": body.get("MaNganHang", "")}, INIT_FIELDS
@@ -124,7 +124,7 @@ class PayGovAdapter:
                 destination=self.name,
                 operation="INIT",
             )
-        await self._record(delivery, body, existing.UrlThanhToan)
+        await self._record(message, body, existing.UrlThanhToan)
         return Receipt(http_status=200)
 
     async def query(self, reference: str) -> PayGovReply | None:
@@ -172,13 +172,13 @@ class PayGovAdapter:
         message = f"payment platform refused {kind}: {answer.MoTaLoi}".rstrip(": ")
         return PermanentError(message, destination=self.name, operation=kind, status=200, remote_code=code)
 
-    async def _record(self, delivery: Message, body: dict[str, Any], pay_url: str) -> None:
-        event = delivery.event
+    async def _record(self, message: Message, body: dict[str, Any], pay_url: str) -> None:
+        event = message.event
         record = self._store.run(
             units.save_payment,
             PaymentRecord(
                 reference=field_text(body["MaThamChieu"]),
-                dossier_code=delivery.dossier_code,
+                dossier_code=message.dossier_code,
                 unit_code=event.unit_code,
                 amount=int(field_text(body.get("SoTien")) or 0),
                 dossier=orjson.dumps(event.dossier).decode(),

@@ -55,21 +55,21 @@ class PortalAdapter:
         self._on_portal: OrderedDict[str, None] = OrderedDict()
         self._remember = remember
 
-    async def deliver(self, delivery: Message, body: dict[str, Any]) -> Receipt:
+    async def deliver(self, message: Message, body: dict[str, Any]) -> Receipt:
         """``body`` is one item of the operation's ``data`` list (the bundled portal_* mappings)."""
-        op = delivery.operation
+        op = message.operation
         with map_transport_errors(self.name, op):
             if op == "DongBoHoSoMC":
-                return await self._sync(delivery, body)
+                return await self._sync(message, body)
             if op == "CapNhatTienDoHoSoMC":
-                await self._call(op, delivery, {"data": [body]})
+                await self._call(op, message, {"data": [body]})
                 return Receipt(http_status=200)
         raise PermanentError(f"unknown operation {op!r}", destination=self.name, operation=op)
 
     async def aclose(self) -> None:
         await self._peer.aclose()
 
-    async def _sync(self, delivery: Message, item: dict[str, Any]) -> Receipt:
+    async def _sync(self, message: Message, item: dict[str, Any]) -> Receipt:
         code = item.get("MaHoSo")
         if not isinstance(code, str) or not code:
             raise PermanentError(
@@ -78,11 +78,11 @@ class PortalAdapter:
                 operation="DongBoHoSoMC",
             )
         if code not in self._on_portal:
-            found = await self._call("TraCuuHoSo", delivery, {"mahoso": code})
+            found = await self._call("TraCuuHoSo", message, {"mahoso": code})
             if found.get("result"):
                 self._seen(code)
         updating = "True" if code in self._on_portal else "False"
-        await self._call("DongBoHoSoMC", delivery, {"isUpdating": updating, "data": [item]})
+        await self._call("DongBoHoSoMC", message, {"isUpdating": updating, "data": [item]})
         self._seen(code)
         return Receipt(http_status=200)
 
@@ -92,11 +92,11 @@ class PortalAdapter:
         if len(self._on_portal) > self._remember:
             self._on_portal.popitem(last=False)
 
-    async def _call(self, service: str, delivery: Message, body: dict[str, Any]) -> dict[str, Any]:
+    async def _call(self, service: str, message: Message, body: dict[str, Any]) -> dict[str, Any]:
         """POST one service call; log in again once if the portal says the session is gone."""
 
         async def post(session: str) -> dict[str, Any] | None:
-            return await self._post(service, delivery, session, body)
+            return await self._post(service, message, session, body)
 
         answer = await self._session.call(post, refused=lambda answer: answer is None)
         if answer is None:
@@ -106,15 +106,15 @@ class PortalAdapter:
         return answer
 
     async def _post(
-        self, service: str, delivery: Message, session: str, body: dict[str, Any]
+        self, service: str, message: Message, session: str, body: dict[str, Any]
     ) -> dict[str, Any] | None:
         """The portal's answer; None when it says the session is gone."""
-        madonvi = self._creds.madonvi or delivery.event.unit_code
+        madonvi = self._creds.madonvi or message.event.unit_code
         payload = {"session": session, "madonvi": madonvi, "service": service, **body}
         headers = {
             "dstcode": self._creds.dstcode,
             "content-type": "application/json",
-            "idempotency-key": delivery.message_id,
+            "idempotency-key": message.message_id,
         }
         response = await self._service.post(orjson.dumps(payload), headers)
         if response.status_code == 401:
@@ -125,9 +125,9 @@ class PortalAdapter:
         if code in self._creds.session_expired_codes:
             return None
         if code not in SUCCESS_CODES:
-            message = f"portal refused {service}: {answer.get('message', '')}".rstrip(": ")
+            reason = f"portal refused {service}: {answer.get('message', '')}".rstrip(": ")
             raise PermanentError(
-                message, destination=self.name, operation=service, status=200, remote_code=code
+                reason, destination=self.name, operation=service, status=200, remote_code=code
             )
         return answer
 

@@ -60,18 +60,18 @@ class ProvincialAdapter:
         self._webhook = peer.endpoint(webhook_path)
         self._clock = clock
 
-    async def deliver(self, delivery: Message, body: dict[str, Any]) -> Receipt:
-        if delivery.operation != "notify":
+    async def deliver(self, message: Message, body: dict[str, Any]) -> Receipt:
+        if message.operation != "notify":
             raise PermanentError(
-                f"unknown operation {delivery.operation!r}",
+                f"unknown operation {message.operation!r}",
                 destination=self.name,
-                operation=delivery.operation,
+                operation=message.operation,
             )
         payload = orjson.dumps(body)
         headers: Mapping[str, str] = {
             "content-type": "application/json",
-            "idempotency-key": delivery.message_id,
-            "x-lienthong-message-id": delivery.message_id,
+            "idempotency-key": message.message_id,
+            "x-lienthong-message-id": message.message_id,
             SIGNATURE_HEADER: sign(payload, self._secret, int(self._clock())),
         }
         with map_transport_errors(self.name, "notify"):

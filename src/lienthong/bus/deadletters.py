@@ -74,7 +74,7 @@ class DeadLetters:
         event = await self._store.run(units.stored_event, message.event_id)
         if event is None:  # cannot happen while the store's foreign key holds; say so rather than crash
             return ReplayPlan(message, version, "its event is missing from the store")
-        delivery = Message(
+        trial = Message(
             message.message_id,
             message.destination,
             message.operation,
@@ -86,7 +86,7 @@ class DeadLetters:
             version or "",
         )
         try:
-            await self._mapper.body(delivery)
+            await self._mapper.body(trial)
         except DeliveryError as exc:
             return ReplayPlan(message, version, exc.describe())
         return ReplayPlan(message, version, None)

@@ -68,11 +68,11 @@ class Mapper:
         self._loader = loader
         self._versions = {m.hash: m for m in routes.mappings()}
 
-    async def body(self, delivery: Message) -> dict[str, Any]:
+    async def body(self, message: Message) -> dict[str, Any]:
         """Raises MappingError (a permanent error) when the record cannot be mapped."""
-        event = delivery.event
-        route = self._routes.route(event.type, delivery.destination, delivery.operation)
-        mapping = self._versions.get(delivery.mapping_hash) or await self._version(delivery, route)
+        event = message.event
+        route = self._routes.route(event.type, message.destination, message.operation)
+        mapping = self._versions.get(message.mapping_hash) or await self._version(message, route)
         record = {
             "event_id": event.event_id,
             "type": event.type,
@@ -83,23 +83,23 @@ class Mapper:
         try:
             return mapping(record, params=route.params if route else {}, record_id=event.event_id)
         except MappingError as exc:
-            exc.destination, exc.operation = delivery.destination, delivery.operation
+            exc.destination, exc.operation = message.destination, message.operation
             raise
 
-    async def _version(self, delivery: Message, route: DeliveryRoute | None) -> CompiledMapping:
-        where: dict[str, Any] = {"destination": delivery.destination, "operation": delivery.operation}
-        if not delivery.mapping_hash:
+    async def _version(self, message: Message, route: DeliveryRoute | None) -> CompiledMapping:
+        where: dict[str, Any] = {"destination": message.destination, "operation": message.operation}
+        if not message.mapping_hash:
             # A row stored before mappings were recorded: the route's current mapping is all there is.
             if route is None:
-                raise PermanentError(f"no route delivers {delivery.event.type} here any more", **where)
+                raise PermanentError(f"no route delivers {message.event.type} here any more", **where)
             return route.mapping
         try:
-            version = await self._store.run(units.mapping_version, delivery.mapping_hash)
+            version = await self._store.run(units.mapping_version, message.mapping_hash)
         except StoreError as exc:
             raise RetryableError(f"cannot read mapping version from the store: {exc}", **where) from exc
         if version is None:
-            short = delivery.mapping_hash[:12]
-            raise PermanentError(f"mapping {delivery.mapping} version {short} is not in the store", **where)
+            short = message.mapping_hash[:12]
+            raise PermanentError(f"mapping {message.mapping} version {short} is not in the store", **where)
         try:
             compiled = self._loader.load_document(version.document, name=version.name)
         except ConfigError as exc:

@@ -8,7 +8,7 @@ from lienthong.model import Message
 
 
 async def announce(
-    events: EventSink | None, destination: str, delivery: Message, receipt: dict[str, str]
+    events: EventSink | None, destination: str, message: Message, receipt: dict[str, str]
 ) -> None:
     """Raise ``receipt.issued`` so routes can tell the province the receipt's number. A store that cannot
     take it makes the delivery retry: the provider then finds the receipt it already issued."""
@@ -22,7 +22,7 @@ async def announce(
             operation="issue",
         )
     try:
-        await events.receipt_issued(delivery, receipt)
+        await events.receipt_issued(message, receipt)
     except StoreError as exc:
         raise RetryableError(
             f"cannot record the receipt: {exc}", destination=destination, operation="issue"

@@ -132,14 +132,14 @@ class ViettelInvoiceAdapter:
         self._search = peer.endpoint(f"{API}/searchInvoiceByTransactionUuid")
         self._token = CredentialCache(self._log_in, clock=clock)
 
-    async def deliver(self, delivery: Message, body: dict[str, Any]) -> Receipt:
-        if delivery.operation != "issue":
+    async def deliver(self, message: Message, body: dict[str, Any]) -> Receipt:
+        if message.operation != "issue":
             raise PermanentError(
-                f"unknown operation {delivery.operation!r}",
+                f"unknown operation {message.operation!r}",
                 destination=self.name,
-                operation=delivery.operation,
+                operation=message.operation,
             )
-        invoice = await self.issue(body, retrying=delivery.attempts > 0)
+        invoice = await self.issue(body, retrying=message.attempts > 0)
         receipt = {
             "provider": "viettel",
             "fkey": invoice.transaction_uuid,
@@ -147,7 +147,7 @@ class ViettelInvoiceAdapter:
             "serial": invoice.series,
             "number": invoice.invoice_no,
         }
-        await announce(self._events, self.name, delivery, receipt)
+        await announce(self._events, self.name, message, receipt)
         return Receipt(http_status=200)
 
     async def issue(self, body: dict[str, Any], *, retrying: bool) -> ViettelInvoice:

@@ -117,16 +117,16 @@ def _digits(text: str) -> bool:
     return text.isascii() and text.isdigit()
 
 
-def fkey_for(delivery: Message) -> str:
+def fkey_for(message: Message) -> str:
     """The same for every attempt at one payment's receipt, and different for different payments:
     ``<channel>-<transaction id>`` when that is already plain (letters, digits, ``_.-``), else
     ``<channel>-h<SHA-256 of it>`` (rewriting ``FT26/0001`` as ``FT26-0001`` would give two payments one
     key). Without a payment, the same from the event id."""
-    payment = delivery.event.dossier.get("payment")
+    payment = message.event.dossier.get("payment")
     if isinstance(payment, dict) and payment.get("transaction_id"):
         channel, raw = str(payment.get("channel") or "pay"), str(payment["transaction_id"])
     else:
-        channel, raw = "event", delivery.event.event_id
+        channel, raw = "event", message.event.event_id
     if _PLAIN_KEY.match(channel) and _PLAIN_KEY.match(raw) and len(channel) + len(raw) < 64:
         return f"{channel}-{raw}"
     digest = hashlib.sha256(f"{channel}\x1f{raw}".encode()).hexdigest()[:32]
@@ -244,9 +244,9 @@ class VnptInvoiceAdapter:
                     missing.append("cancelInv (BusinessService)")
         return missing
 
-    async def deliver(self, delivery: Message, body: dict[str, Any]) -> Receipt:
-        op = delivery.operation
-        fkey = fkey_for(delivery)
+    async def deliver(self, message: Message, body: dict[str, Any]) -> Receipt:
+        op = message.operation
+        fkey = fkey_for(message)
         if op == "issue":
             published = await self.issue(fkey, body)
             receipt = {
@@ -256,7 +256,7 @@ class VnptInvoiceAdapter:
                 "serial": published.serial,
                 "number": published.number,
             }
-            await announce(self._events, self.name, delivery, receipt)
+            await announce(self._events, self.name, message, receipt)
         elif op == "cancel":
             await self.cancel(fkey)
         else:
