@@ -191,7 +191,7 @@ async def test_two_nodes_claiming_together_keep_one_message_in_flight_per_key_in
             await asyncio.sleep(0)
             for message in claimed:
                 in_flight.discard((message.destination, message.dossier_code))
-                await store.complete(delivered(message))
+                await store.run(units.complete, [delivered(message)])
             if not claimed:
                 await asyncio.sleep(0.001)
 

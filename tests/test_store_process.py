@@ -60,9 +60,8 @@ async def test_a_store_ingests_claims_and_completes_on_either_runner(
         assert not isinstance(accepted, IdempotencyConflict)
         claimed = await store.run(units.claim, NOW_MS, 10, 60_000)
         assert sorted(c.message_id for c in claimed) == sorted(r.message_ids[0] for r in accepted)
-        await asyncio.gather(
-            *(store.complete(Outcome(c.message_id, "delivered", 1, NOW_MS, NOW_MS, None)) for c in claimed)
-        )
+        outcomes = [Outcome(c.message_id, "delivered", 1, NOW_MS, NOW_MS, None) for c in claimed]
+        await store.run(units.complete, outcomes)
         assert await store.run(units.stats) == []  # nothing pending, in flight or dead
     finally:
         store.close()

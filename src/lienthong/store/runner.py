@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from typing import Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar
 
 from lienthong.errors import LienthongError, StoreError, StoreUnavailable
-from lienthong.model import Outcome
-from lienthong.store import units
 from lienthong.store.contract import Backend, Tx
 
 T = TypeVar("T")
@@ -89,10 +87,10 @@ class Store:
     of hanging requests. A unit that ran past its deadline may still commit later; whatever the caller
     does next (send the event again) is idempotent.
 
-    Outcomes of deliveries are merged: while one ``complete`` transaction runs, the next outcomes gather
-    behind it, so a transaction writes many at once. Ingests are not merged: a request already carries
-    its events in a few multi-row statements, and merging them made the event loop and the store take
-    turns instead of working side by side (measured on a thread: 9k against 14k events/s in batches of 100).
+    Outcomes of deliveries are written many at a time by the dispatcher's cycles
+    (``units.settle_and_claim``). Ingests are not merged: a request already carries its events in a few
+    multi-row statements, and merging them made the event loop and the store take turns instead of working
+    side by side (measured on a thread: 9k against 14k events/s in batches of 100).
     """
 
     def __init__(self, runner: Runner, *, deadline_s: float = 10.0, shared: bool = False) -> None:
@@ -102,8 +100,6 @@ class Store:
         self.shared = shared
         self._deadline_s = deadline_s
         self._opened = False
-        self._outcomes: list[tuple[Outcome, asyncio.Future[None]]] = []
-        self._flushing = False
 
     def open(self) -> None:
         """Open the backend (creating or checking its schema). Blocks briefly; a second call does nothing."""
@@ -131,37 +127,11 @@ class Store:
         """Run ``unit(tx, *args, **kwargs)`` in a transaction; its result once committed."""
         return await self._call(Bound(unit, args, kwargs))
 
-    async def complete(self, outcome: Outcome) -> None:
-        """Write one delivery's outcome (with the events it raises), merged with others arriving meanwhile."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._outcomes.append((outcome, future))
-        if not self._flushing:
-            self._flushing = True
-            asyncio.get_running_loop().create_task(self._flush_outcomes())
-        await future
-
     async def _call(self, fn: Callable[[Tx], T]) -> T:
         try:
             return await asyncio.wait_for(self._runner.call(fn), self._deadline_s)
         except TimeoutError:
             raise StoreUnavailable(f"the store did not answer within {self._deadline_s:g} s") from None
-
-    async def _flush_outcomes(self) -> None:
-        try:
-            while self._outcomes:
-                batch, self._outcomes = self._outcomes, []
-                try:
-                    await self._call(Bound(units.complete, ([o for o, _ in batch],), {}))
-                except Exception as exc:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                for _, future in batch:
-                    if not future.done():
-                        future.set_result(None)
-        finally:
-            self._flushing = False
 
 
 def execute(backend: Backend, batch: list[Op]) -> int:
