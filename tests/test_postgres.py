@@ -19,6 +19,7 @@ from lienthong.bus.envelope import parse_body
 from lienthong.bus.ingest import MessageIds, ingest_item
 from lienthong.errors import IdempotencyConflict, StoreError, StoreUnavailable
 from lienthong.model import IngestItem, Message, Outcome, PlannedMessage
+from lienthong.payments.records import CallbackRecord, Claim, PaymentRecord, Settlement
 from lienthong.sandbox.dossiers import generate
 from lienthong.store import Store, sqlite, units
 from lienthong.store import postgres as pg
@@ -338,3 +339,52 @@ def test_no_server_is_store_unavailable() -> None:
 def test_a_backend_refuses_a_database_without_the_schema(pg_dsn: str) -> None:
     with psycopg.connect(pg_dsn) as connection, pytest.raises(StoreError, match="db upgrade"):
         pg.PostgresBackend(connection)
+
+
+def test_two_nodes_settling_one_payment_at_once_confirm_it_once(backends: list[pg.PostgresBackend]) -> None:
+    first, second, reader = backends
+    dossier = orjson.dumps({"code": "HS-1"}).decode()
+    reader.begin()
+    units.save_payment(
+        reader, PaymentRecord("REF-1", "HS-1", "U1", 50_000, dossier, "https://pay", "initiated", "", NOW)
+    )
+    reader.commit()
+
+    def settlement(transaction: str) -> Settlement:
+        claim = Claim("vcb", transaction, "REF-1", 50_000, "paid", "2026-01-01T00:00:00+07:00")
+        record = CallbackRecord(NOW, "vcb", "REF-1", transaction, "", "paid")
+        event = {
+            "event_id": f"lienthong:paid:vcb:{transaction}",
+            "type": "payment.confirmed",
+            "occurred_at": "2026-01-01T00:00:00+07:00",
+            "unit_code": "U1",
+            "dossier": {"code": "HS-1"},
+        }
+        return Settlement(claim, record, item(event, "province"))
+
+    first.begin()
+    assert units.settle_payment(first, settlement("T1"), NOW) == "accepted"  # not committed yet
+    verdicts: list[str] = []
+
+    def other_node() -> None:
+        second.begin()
+        verdicts.append(units.settle_payment(second, settlement("T2"), NOW))
+        second.commit()
+
+    racer = threading.Thread(target=other_node)
+    racer.start()
+    racer.join(0.5)
+    assert racer.is_alive(), "the second node judged the payment while the first held it"
+    first.commit()
+    racer.join(10)
+    assert verdicts == ["duplicate_payment"]
+    reader.begin()
+    stored = units.payment(reader, "REF-1")
+    confirmed = [units.stored_event(reader, f"lienthong:paid:vcb:{t}") for t in ("T1", "T2")]
+    findings = units.payment_findings(reader, 10)
+    reader.commit()
+    assert stored is not None
+    assert (stored.status, stored.transaction_id) == ("paid", "T1")
+    assert confirmed[0] is not None
+    assert confirmed[1] is None  # one payment.confirmed, one receipt
+    assert [f.transaction_id for f in findings] == ["T2"]

@@ -116,6 +116,11 @@ class Payments(Protocol):
 
     def get(self, reference: str) -> PaymentRecord | None: ...
 
+    def hold(self, reference: str) -> PaymentRecord | None:
+        """The payment, held until this transaction ends: another transaction judging the same payment
+        waits, then reads what this one wrote (two callbacks racing are judged one after the other)."""
+        ...
+
     def move(self, claim: Claim, now_ms: int) -> None:
         """Set the payment's status, transaction and channel to the claim's."""
         ...

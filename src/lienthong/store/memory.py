@@ -322,6 +322,9 @@ class MemoryPayments(_Repo):
     def get(self, reference: str) -> PaymentRecord | None:
         return self._t.payments.get(reference)
 
+    def hold(self, reference: str) -> PaymentRecord | None:
+        return self.get(reference)  # one transaction at a time
+
     def move(self, claim: Claim, now_ms: int) -> None:
         seen = self._t.payments.get(claim.reference)
         if seen is not None:

@@ -538,6 +538,14 @@ class PostgresPayments:
         ).fetchone()
         return PaymentRecord(*row) if row is not None else None
 
+    def hold(self, reference: str) -> PaymentRecord | None:
+        # A row lock: a second transaction settling this payment (another worker, another node) waits,
+        # then reads the row as the first one left it (READ COMMITTED re-reads a locked row).
+        row = self._db.execute(
+            f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE reference = %s FOR UPDATE", (reference,)
+        ).fetchone()
+        return PaymentRecord(*row) if row is not None else None
+
     def move(self, claim: Claim, now_ms: int) -> None:
         self._db.execute(
             "UPDATE payments SET status = %s, transaction_id = %s, channel = %s, updated_ms = %s"

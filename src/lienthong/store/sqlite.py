@@ -523,6 +523,11 @@ class SqlitePayments:
         ).fetchone()
         return PaymentRecord(*row) if row is not None else None
 
+    def hold(self, reference: str) -> PaymentRecord | None:
+        # Every transaction here is BEGIN IMMEDIATE: it holds the database's write lock from its start,
+        # so no other transaction can judge this payment meanwhile.
+        return self.get(reference)
+
     def move(self, claim: Claim, now_ms: int) -> None:
         self._db.execute(
             "UPDATE payments SET status = ?, transaction_id = ?, channel = ?, updated_ms = ?"

@@ -156,7 +156,7 @@ def settle_payment(tx: Tx, settlement: Settlement, now_ms: int) -> Verdict:
     move the payment forward and store ``payment.confirmed`` when it pays; record a duplicate payment as
     a finding; record the callback with its verdict in every case (decision 0007)."""
     claim_, record, confirmed = settlement
-    current = tx.payments.get(claim_.reference)
+    current = tx.payments.hold(claim_.reference)
     verdict = judge(current, claim_)
     if verdict == "accepted" and claim_.status == "paid":
         verdict = _confirm(tx, confirmed, now_ms)
