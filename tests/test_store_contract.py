@@ -267,6 +267,19 @@ async def test_a_replayed_dead_letter_waits_behind_a_later_message_of_its_key_in
     assert again.message_id == first.message_id
 
 
+async def test_an_outcome_sent_again_after_a_replay_does_not_undo_it(store: Store) -> None:
+    (a,) = generate(1)
+    await one_request(store, [item(a.events[0], "portal")])
+    (first,) = await claim(store)
+    dead = replace(done(first.message_id, kind="dead"), lease_until_ms=first.lease_until_ms)
+    await store.run(units.complete, [dead])
+    await store.run(units.replay, [Replay(first.message_id)], "ops", "fixed", NOW)
+    await store.run(units.complete, [dead])  # the dispatcher sends a kept outcome again
+    view = await store.run(units.message, first.message_id)
+    assert view is not None
+    assert view.status == "pending"
+
+
 async def test_mapping_versions_keep_the_first_document_for_a_hash(store: Store) -> None:
     await store.run(units.save_mappings, [MappingVersion("h1", "portal", {"v": 1})], NOW)
     await store.run(units.save_mappings, [MappingVersion("h1", "portal", {"v": 2})], NOW)

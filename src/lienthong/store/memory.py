@@ -205,7 +205,8 @@ class MemoryOutbox(_Repo):
         released = 0
         for row in list(self._t.outbox.values()):
             if row.status == "inflight" and (now_ms is None or row.lease_until_ms <= now_ms):
-                self._t.outbox[row.message_id] = replace(row, status="pending")
+                lease = row.lease_until_ms if now_ms is not None else 0
+                self._t.outbox[row.message_id] = replace(row, status="pending", lease_until_ms=lease)
                 released += 1
         return released
 
@@ -274,6 +275,7 @@ class MemoryOutbox(_Repo):
                 row,
                 status="pending",
                 replay_base=row.attempts,
+                lease_until_ms=0,
                 next_attempt_ms=now_ms,
                 updated_ms=now_ms,
                 replayed_ms=now_ms,

@@ -273,7 +273,8 @@ WHERE o.message_id = v.message_id
 """
 _REPLAY = """
 UPDATE outbox o SET status = 'pending', replay_base = o.attempts, next_attempt_ms = %(now)s,
-    updated_ms = %(now)s, replayed_ms = %(now)s, mapping_hash = COALESCE(v.mapping_hash, o.mapping_hash)
+    lease_until_ms = 0, updated_ms = %(now)s, replayed_ms = %(now)s,
+    mapping_hash = COALESCE(v.mapping_hash, o.mapping_hash)
 FROM unnest(%(ids)b::text[], %(hashes)b::text[]) AS v (message_id, mapping_hash)
 WHERE o.message_id = v.message_id AND o.status = 'dead'
 RETURNING o.message_id
@@ -397,7 +398,9 @@ class PostgresOutbox:
 
     def release(self, *, now_ms: int | None) -> int:
         if now_ms is None:
-            cursor = self._db.execute("UPDATE outbox SET status = 'pending' WHERE status = 'inflight'")
+            cursor = self._db.execute(
+                "UPDATE outbox SET status = 'pending', lease_until_ms = 0 WHERE status = 'inflight'"
+            )
         else:
             cursor = self._db.execute(
                 "UPDATE outbox SET status = 'pending' WHERE status = 'inflight' AND lease_until_ms <= %s",

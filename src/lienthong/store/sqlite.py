@@ -385,7 +385,10 @@ class SqliteOutbox:
 
     def release(self, *, now_ms: int | None) -> int:
         if now_ms is None:
-            cursor = self._db.execute("UPDATE outbox SET status = 'pending' WHERE status = 'inflight'")
+            # The lease goes too: an outcome of the run before (sent again) must not land on the row now.
+            cursor = self._db.execute(
+                "UPDATE outbox SET status = 'pending', lease_until_ms = 0 WHERE status = 'inflight'"
+            )
         else:
             cursor = self._db.execute(
                 "UPDATE outbox SET status = 'pending' WHERE status = 'inflight' AND lease_until_ms <= ?",
@@ -458,7 +461,8 @@ class SqliteOutbox:
         for item in replays:
             cursor = self._db.execute(
                 "UPDATE outbox SET status = 'pending', replay_base = attempts, next_attempt_ms = ?,"
-                " updated_ms = ?, replayed_ms = ?, mapping_hash = COALESCE(?, mapping_hash)"
+                " lease_until_ms = 0, updated_ms = ?, replayed_ms = ?,"
+                " mapping_hash = COALESCE(?, mapping_hash)"
                 " WHERE message_id = ? AND status = 'dead'",
                 (now_ms, now_ms, now_ms, item.mapping_hash, item.message_id),
             )
