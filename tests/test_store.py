@@ -140,6 +140,18 @@ def test_a_second_node_on_the_same_file_is_refused_naming_the_file_and_the_holde
     SqliteBackend(tmp_path / "db", node="node-b pid 2").close()  # free once the first has closed
 
 
+def test_a_second_node_through_a_symlink_to_the_file_is_refused_too(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "srv").mkdir()
+    (tmp_path / "srv" / "lienthong.db").symlink_to(tmp_path / "data" / "lienthong.db")
+    first = SqliteBackend(tmp_path / "data" / "lienthong.db", node="node-a pid 1")
+    try:
+        with pytest.raises(StoreError, match=r"in use by another node \(node-a pid 1\)"):
+            SqliteBackend(tmp_path / "srv" / "lienthong.db", node="node-b pid 2")
+    finally:
+        first.close()
+
+
 def test_a_removed_database_is_not_replaced_by_an_empty_one_unless_asked(tmp_path: Path) -> None:
     path = tmp_path / "lienthong.db"
     SqliteBackend(path).close()  # a first start creates it

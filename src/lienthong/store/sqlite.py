@@ -599,7 +599,8 @@ class SqliteBackend:
     def __init__(
         self, path: str | Path, *, synchronous: str = "full", init: bool = False, node: str | None = ""
     ) -> None:
-        self.path = Path(path)
+        # The real file: a symlinked path must find the same lock file as the file's own path does.
+        self.path = Path(path).resolve()
         lock_path = lock_file(self.path)
         if not init and not self.path.exists() and node is None:
             raise StoreMissing(f"no store at {self.path}: a node creates it at its first start")
