@@ -108,12 +108,14 @@ async def test_when_the_store_process_dies_calls_fail_with_its_exit_code(
 
 
 async def test_a_killed_store_process_is_started_again_and_keeps_what_it_committed(tmp_path: Path) -> None:
-    store = Store(ProcessRunner(partial(SqliteBackend, tmp_path / "db")))
+    clock = [0.0]
+    store = Store(ProcessRunner(partial(SqliteBackend, tmp_path / "db"), monotonic=lambda: clock[0]))
     store.open()
     try:
         await store.run(units.ingest, [items(3)], NOW_MS)
         first = store.pid
         assert first is not None
+        clock[0] += 60  # it has been up a while
         os.kill(first, signal.SIGKILL)
         with pytest.raises(StoreUnavailable, match="exit code -9"):
             await _stats_until_it_fails(store)
@@ -135,6 +137,7 @@ async def test_a_store_process_that_cannot_start_again_makes_the_node_unhealthy(
         assert await runner.call(STATS) == []
         (tmp_path / "db").rename(tmp_path / "moved")  # the new process must refuse: a store ran here
         assert runner._process is not None
+        clock[0] += 60  # it has been up a while
         os.kill(runner._process.pid, signal.SIGKILL)
         with pytest.raises(StoreUnavailable):
             await _call_until_it_fails(runner)
@@ -149,10 +152,59 @@ async def test_a_store_process_that_cannot_start_again_makes_the_node_unhealthy(
         assert not runner.healthy  # two failed starts in a row
         (tmp_path / "moved").rename(tmp_path / "db")
         clock[0] += 60
+        assert await runner.call(STATS) == []  # started again
+        assert not runner.healthy  # not yet: it must stay up a while first
+        clock[0] += 60
         assert await runner.call(STATS) == []
         assert runner.healthy
     finally:
         runner.close()
+
+
+async def test_a_store_process_that_dies_soon_after_each_start_is_not_spawned_at_every_call(
+    tmp_path: Path,
+) -> None:
+    clock = [0.0]
+    runner = ProcessRunner(
+        partial(SqliteBackend, tmp_path / "db"), unhealthy_after=3, monotonic=lambda: clock[0]
+    )
+    runner.start()
+    pids = []
+    try:
+        for _ in range(3):
+            assert await runner.call(STATS) == []
+            assert runner._process is not None
+            pids.append(runner._process.pid)
+            os.kill(runner._process.pid, signal.SIGKILL)  # dies at once, each time
+            with pytest.raises(StoreUnavailable):
+                await _call_until_it_fails(runner)
+            with pytest.raises(StoreUnavailable):
+                await runner.call(STATS)  # within the backoff: no new process
+            assert runner._process.pid == pids[-1]
+            clock[0] += 60
+        assert not runner.healthy  # three quick deaths in a row
+        assert len(set(pids)) == 3
+    finally:
+        runner.close()
+
+
+async def test_a_caller_giving_up_at_its_deadline_does_not_cancel_a_start(tmp_path: Path) -> None:
+    clock = [0.0]
+    runner = ProcessRunner(partial(SlowOpen, tmp_path / "db"), unhealthy_after=1, monotonic=lambda: clock[0])
+    store = Store(runner, deadline_s=0.3)
+    store.open()
+    try:
+        assert runner._process is not None
+        clock[0] += 60  # it has been up a while
+        os.kill(runner._process.pid, signal.SIGKILL)
+        with pytest.raises(StoreUnavailable):
+            await _stats_until_it_fails(store)
+        with pytest.raises(StoreUnavailable, match="did not answer within"):
+            await store.run(units.stats)  # the start takes longer than the deadline
+        await asyncio.sleep(2)  # the start finishes all the same
+        assert await store.run(units.stats) == []
+    finally:
+        store.close()
 
 
 async def test_a_call_the_store_process_cannot_load_fails_alone(
@@ -259,6 +311,14 @@ async def test_a_call_that_cannot_be_pickled_fails_at_once_and_the_store_carries
     with pytest.raises((TypeError, AttributeError, pickle.PicklingError)):
         await runner.call(lambda tx: tx.outbox.stats())
     assert await runner.call(STATS) == []
+
+
+class SlowOpen(SqliteBackend):
+    """A backend that takes a second to open (loaded by the store's process from this module)."""
+
+    def __init__(self, path: Path) -> None:
+        time.sleep(1)
+        super().__init__(path)
 
 
 def events_repository(tx: Tx) -> object:

@@ -45,6 +45,8 @@ from lienthong.store.runner import Op, OpenBackend, execute
 
 T = TypeVar("T")
 log = logging.getLogger("lienthong.store")
+_STABLE_S = 10.0
+"""A store process that answers this long after it started is taken to be up for good."""
 
 _HEADER = struct.Struct("!I")
 _STOP = "stop"
@@ -110,7 +112,8 @@ class ProcessRunner:
         self._failed_starts = 0
         self._backoff_s = 1.0
         self._retry_at = 0.0
-        self._restarting: asyncio.Future[None] | None = None
+        self._restarting: asyncio.Task[None] | None = None
+        self._started_at = monotonic()
         self._commits_before = 0  # by store processes that ended
         self._commits_now = 0  # by the current one, as its last answer said
         self._ids = itertools.count()
@@ -173,6 +176,7 @@ class ProcessRunner:
         self._process = process
         self._sock = parent
         self._sock.setblocking(False)
+        self._started_at = self._monotonic()
 
     async def call(self, fn: Callable[[Tx], T]) -> T:
         """Run ``fn(tx)`` in the child inside a transaction; return its result once committed."""
@@ -198,41 +202,47 @@ class ProcessRunner:
         return await future
 
     async def _restart(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Start a new child in place of the lost one, unless the last failed start is too recent."""
-        if self._restarting is not None:
-            await asyncio.shield(self._restarting)
-            return
-        if self._monotonic() < self._retry_at:
-            assert self._failure is not None
+        """Start a new child in place of the lost one, unless the last failed start is too recent.
+
+        The start runs as a task of its own, shielded from callers: a caller giving up at its deadline
+        does not cancel it, so a slow failing start still counts, and only one start runs at a time.
+        """
+        if self._restarting is None:
+            if self._monotonic() < self._retry_at:
+                assert self._failure is not None
+                raise self._failure
+            self._restarting = loop.create_task(self._start_again(loop), name="lienthong-store-restart")
+        await asyncio.shield(self._restarting)
+        if self._failure is not None:
             raise self._failure
-        self._restarting = loop.create_future()
+
+    async def _start_again(self, loop: asyncio.AbstractEventLoop) -> None:
         try:
             await loop.run_in_executor(None, self.start)
         except Exception as exc:
-            self._failed_starts += 1
-            self._retry_at = self._monotonic() + self._backoff_s
-            self._backoff_s = min(30.0, self._backoff_s * 2)
             self._failure = StoreUnavailable(f"the store process could not be started again: {exc}")
-            log.warning(
-                "the store process could not be started again (%d in a row; next try in %g s): %s",
-                self._failed_starts,
-                self._backoff_s,
-                exc,
-            )
-            if self._failed_starts == self._unhealthy_after:
-                log.critical("the store cannot be reached: the node reports itself unhealthy (/healthz)")
-            raise self._failure from None
+            self._count_failure(f"could not be started again: {exc}")
+            return
         finally:
-            self._restarting.set_result(None)
             self._restarting = None
         self._transport = None
         self._connecting = None
         self._failure = None
         self._commits_before += self._commits_now
         self._commits_now = 0
-        self._failed_starts = 0
-        self._backoff_s = 1.0
         log.warning("the store process was started again (pid %s)", self.pid)
+
+    def _count_failure(self, what: str) -> None:
+        """A start that failed, or a process that died soon after it started: back off, and past
+        ``unhealthy_after`` in a row, report the node unhealthy."""
+        self._failed_starts += 1
+        self._retry_at = self._monotonic() + self._backoff_s
+        log.warning(
+            "the store process %s (%d in a row; next try in %g s)", what, self._failed_starts, self._backoff_s
+        )
+        self._backoff_s = min(30.0, self._backoff_s * 2)
+        if self._failed_starts == self._unhealthy_after:
+            log.critical("the store cannot be reached: the node reports itself unhealthy (/healthz)")
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._failure is not None:
@@ -281,6 +291,8 @@ class ProcessRunner:
     # -- answers, read on the event loop ----------------------------------------------------------------
     def _answered(self, commits: int, answers: list[tuple[int, bool, Any]]) -> None:
         self._commits_now = commits
+        if self._failed_starts and self._monotonic() - self._started_at >= _STABLE_S:
+            self._failed_starts, self._backoff_s = 0, 1.0  # it has stayed up: forget the failures
         for op_id, ok, value in answers:
             future = self._waiting.pop(op_id, None)
             if future is None or future.done():
@@ -299,7 +311,12 @@ class ProcessRunner:
         self._failure = StoreUnavailable(
             f"the store process stopped unexpectedly (exit code {self._process.returncode})"
         )
-        log.warning("%s; starting it again at the next call", self._failure)
+        if self._monotonic() - self._started_at < _STABLE_S:
+            # Dead soon after it started (a connection cut each time, a crash in the first transaction):
+            # as a failed start, so a process that cannot stay up is not spawned again at every call.
+            self._count_failure(f"stopped {_STABLE_S:g} s or less after it started")
+        else:
+            log.warning("%s; starting it again at the next call", self._failure)
         self._fail_waiting(self._failure)
 
     def _fail_waiting(self, error: StoreError) -> None:
