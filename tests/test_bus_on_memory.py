@@ -385,3 +385,30 @@ async def test_a_buffered_message_that_waited_past_its_lease_is_not_sent_from_th
         await built.dispatcher.stop(1)
         task.cancel()
         built.store.close()
+
+
+async def test_an_attempt_is_cut_off_before_its_lease_runs_out_so_no_copy_arrives_late(
+    tmp_path: Path,
+) -> None:
+    built = build_bus(tmp_path, lease_s=0.6)
+    plain = built.peer.deliver
+    calls = [0]
+
+    async def slow_first(message: Message, body: dict[str, Any]) -> Receipt:
+        calls[0] += 1
+        if calls[0] == 1:
+            await asyncio.sleep(1.0)  # longer than the lease
+        return await plain(message, body)
+
+    built.peer.deliver = slow_first  # type: ignore[method-assign]
+    a = generate(1)[0]
+    await built.send(a.events[0], a.events[1])
+    task = asyncio.create_task(built.dispatcher.run())
+    try:
+        await built.until(lambda: len(built.peer.received) >= 2, timeout_s=10)
+        await asyncio.sleep(1.0)  # a late copy of the first would land by now
+        assert [i for _, i in built.peer.received] == [a.events[0]["event_id"], a.events[1]["event_id"]]
+    finally:
+        await built.dispatcher.stop(1)
+        task.cancel()
+        built.store.close()

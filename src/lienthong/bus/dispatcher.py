@@ -193,9 +193,20 @@ class Dispatcher:
         if adapter is None:
             error = PermanentError(f"no destination named {message.destination!r} is configured")
         else:
+            # Cut off before the lease runs out (with a tenth of it to spare): past it the message is due
+            # again, and a copy still on its way could reach the destination after the next message.
+            cut_off = message.lease_until_ms / 1000 - self._lease_ms / 10_000 - self._clock()
             try:
-                body = await self._mapper.body(message)
-                status = (await adapter.deliver(message, body)).http_status
+                async with asyncio.timeout(max(0.0, cut_off)):
+                    body = await self._mapper.body(message)
+                    status = (await adapter.deliver(message, body)).http_status
+            except TimeoutError:
+                error = RetryableError(
+                    f"the attempt was cut off before its lease ran out ({self._lease_ms / 1000:g} s);"
+                    " raise dispatcher.lease_s above twice the destination's timeout",
+                    destination=message.destination,
+                    operation=message.operation,
+                )
             except (RetryableError, PermanentError) as exc:
                 error = exc
             except Exception as exc:
