@@ -71,6 +71,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._ready: deque[Message] = deque()
         self._outcomes: list[Outcome] = []
+        self._cycling = asyncio.Lock()
         self._low_water = _LOW_WATER * max_in_flight
         self._wake = asyncio.Event()
         self._stopping = False
@@ -115,11 +116,21 @@ class Dispatcher:
             if pending:
                 await asyncio.wait(pending)
         self._ready.clear()
+        await self._cycle()  # after the one under way, if any: the outcomes gathered are written
         if self._outcomes:
-            await self._cycle()
+            log.warning(
+                "%d outcomes could not be written before the stop; their messages are delivered again"
+                " after a restart or their leases",
+                len(self._outcomes),
+            )
 
     async def _cycle(self) -> None:
-        """One transaction: write the outcomes gathered, and claim when the buffer runs low."""
+        """One transaction: write the outcomes gathered, and claim when the buffer runs low. One cycle at
+        a time: ``stop`` waits for the one under way before writing what is left."""
+        async with self._cycling:
+            await self._cycle_once()
+
+    async def _cycle_once(self) -> None:
         room = 0
         if not self._stopping and len(self._ready) < self._low_water:
             room = _BUFFER * self._max_in_flight - len(self._tasks) - len(self._ready)
