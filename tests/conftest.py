@@ -196,7 +196,9 @@ def pg_bus(tmp_path: Path, peers: Peers, pg_dsn: str) -> Iterator[Bus]:
     config = config_dict(tmp_path, peers, server={"host": "127.0.0.1", "port": port})
     config["store"] = {"kind": "postgres", "dsn": pg_dsn, "pool_size": 2}
     config["dispatcher"]["max_in_flight"] = 8
-    config["dispatcher"]["lease_s"] = 3
+    config["dispatcher"]["lease_s"] = 6
+    for destination in config["destinations"].values():
+        destination["timeout_s"] = 3  # the lease must be at least twice every timeout
     path = tmp_path / "lienthong.yaml"
     path.write_text(json.dumps(config), encoding="utf-8")
     bus = Bus(path, tmp_path / "bus.log", f"http://127.0.0.1:{port}")

@@ -97,6 +97,28 @@ def test_an_unknown_destination_kind_lists_the_known_kinds() -> None:
     )
 
 
+def test_an_unknown_store_kind_lists_the_store_kinds() -> None:
+    (error,) = errors_of("store:\n  kind: mysql\n")
+    assert error == "lienthong.yaml:2 store.kind: unknown kind 'mysql' (known: sqlite, postgres, memory)"
+
+
+def test_a_postgres_store_needs_its_dsn() -> None:
+    (error,) = errors_of("store:\n  kind: postgres\n")
+    assert error == "lienthong.yaml:1 store.dsn: Field required"
+
+
+def test_a_lease_shorter_than_twice_a_destination_s_timeout_is_refused() -> None:
+    text = (
+        "dispatcher:\n  lease_s: 20\n"
+        "destinations:\n  portal: {kind: portal, base_url: 'http://x', dstcode: d, username: u, password: p,"
+        " timeout_s: 30}\n"
+    )
+    (error,) = errors_of(text)
+    assert error.startswith(
+        "lienthong.yaml:2 dispatcher.lease_s: must be at least twice the slowest destination's timeout (portal: 30 s)"
+    )
+
+
 def test_an_unknown_event_type_is_refused() -> None:
     (error,) = errors_of("routes:\n  - on: dossier.recieved\n")
     assert error.startswith("lienthong.yaml:2 routes[0].on: Input should be")

@@ -149,6 +149,9 @@ class MemoryStoreConfig(_Model):
     kind: Literal["memory"]
 
 
+STORE_KINDS = ("sqlite", "postgres", "memory")
+
+
 def _store_kind(value: Any) -> str:
     kind = value.get("kind", "sqlite") if isinstance(value, dict) else getattr(value, "kind", "sqlite")
     return kind if isinstance(kind, str) else "sqlite"
@@ -591,13 +594,15 @@ def _issue_from_pydantic(doc: LocatedDocument, err: Any) -> ConfigIssue:
     loc: PathKey = tuple(err["loc"])
     if len(loc) >= 3 and loc[0] == "destinations" and loc[2] in DESTINATION_KINDS:
         loc = (*loc[:2], *loc[3:])
+    if len(loc) >= 2 and loc[0] == "store" and loc[1] in STORE_KINDS:
+        loc = (loc[0], *loc[2:])
     message = err["msg"]
     if err["type"] == "extra_forbidden":
         message = "unknown key (check its spelling; `lienthong config schema` lists the keys)"
     elif err["type"] in ("union_tag_invalid", "union_tag_not_found"):
         loc = (*loc, "kind")
         kind = err["input"].get("kind") if isinstance(err["input"], dict) else None
-        known = ", ".join(DESTINATION_KINDS)
+        known = ", ".join(DESTINATION_KINDS if loc[0] == "destinations" else STORE_KINDS)
         message = f"unknown kind {kind!r} (known: {known})" if kind else f"missing (one of: {known})"
     elif err["type"] == "literal_error":
         message = f"{message}, got {err['input']!r}"
@@ -630,6 +635,16 @@ def _cross_check(config: Config, doc: LocatedDocument) -> list[ConfigIssue]:
         known = ", ".join(kinds) or "none configured"
         message = f"not a paygov destination: {config.payments.paygov!r} (known: {known})"
         issues.append(doc.issue(("payments", "paygov"), message))
+    slowest = max(
+        ((getattr(d, "timeout_s", 0.0), name) for name, d in config.destinations.items()), default=(0.0, "")
+    )
+    if config.dispatcher.lease_s < 2 * slowest[0]:
+        message = (
+            f"must be at least twice the slowest destination's timeout ({slowest[1]}: {slowest[0]:g} s):"
+            " a buffered message starts only with half its lease left, and an attempt is cut off before"
+            " its lease ends"
+        )
+        issues.append(doc.issue(("dispatcher", "lease_s"), message))
     return issues
 
 
