@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -202,3 +203,66 @@ def test_db_upgrade_migrates_and_db_init_recreates_a_removed_store(
     assert "a store ran there before" in capsys.readouterr().err
     assert cli_main(["db", "init", str(config)]) == 0
     assert "created the store" in capsys.readouterr().out
+
+
+async def waiting(store: Store) -> int:
+    """Messages pending or in flight; a stalled store counts as still waiting."""
+    try:
+        return sum(s.pending + s.inflight for s in await store.run(units.stats))
+    except StoreUnavailable:
+        return 1
+
+
+class StallsOnce(SqliteBackend):
+    """A commit that hangs once for a second, as a stalled disk, then the disk is back."""
+
+    stalled = False
+
+    def commit(self) -> None:
+        if StallsOnce.armed and not StallsOnce.stalled:
+            StallsOnce.stalled = True
+            time.sleep(1.0)
+        super().commit()
+
+    armed = False
+
+
+async def test_claims_of_a_cycle_that_ran_past_its_deadline_are_freed_by_the_next(
+    tmp_path: Path, run_node: Any
+) -> None:
+    from lienthong.sandbox.dossiers import generate as streams_of  # noqa: PLC0415
+
+    StallsOnce.stalled, StallsOnce.armed = False, False
+    running = await run_node(
+        store={
+            "path": str(tmp_path / "stall.db"),
+            "synchronous": "normal",
+            "deadline_s": 0.3,
+            "process": False,
+        }
+    )
+    node = running.node
+    await node.dispatcher.stop(1)  # replaced below by a dispatcher on the stalling store
+    store = Store(ThreadRunner(partial(StallsOnce, tmp_path / "stall2.db")), deadline_s=0.3)
+    store.open()
+    try:
+        dispatcher = type(node.dispatcher)(
+            store, node.dispatcher._mapper, node.adapters, [], clock=time.time, poll_interval_s=0.05
+        )
+        events = [s.events[0] for s in streams_of(5, seed=11)]
+        (parsed, _) = parse_body(orjson.dumps({"events": events}), dossier_code_field="code", max_events=9)
+        ingestor = type(node.ingestor)(store, node.routes, node.metrics, on_accepted=dispatcher.wake)
+        await ingestor.accept(parsed, "tests")
+        StallsOnce.armed = True  # the first cycle's commit stalls past the store's deadline
+        task = asyncio.create_task(dispatcher.run())
+        started = time.monotonic()
+        while time.monotonic() - started < 10 and await waiting(store):
+            await asyncio.sleep(0.05)
+        elapsed = time.monotonic() - started
+        await dispatcher.stop(1)
+        task.cancel()
+        assert StallsOnce.stalled
+        assert elapsed < 10  # not after the 300 s lease: the next cycle freed the stalled one's claims
+        assert sum(s.pending + s.inflight for s in await store.run(units.stats)) == 0
+    finally:
+        store.close()

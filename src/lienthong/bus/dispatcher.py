@@ -27,6 +27,7 @@ from lienthong.model import Message, Outcome
 from lienthong.store import Store, units
 
 log = logging.getLogger("lienthong.bus.dispatcher")
+_ORPHANS_KEPT = 1000
 _BUFFER = 5
 _LOW_WATER = 2
 """Claimed messages kept, running and buffered together, up to ``_BUFFER * max_in_flight``; a cycle claims
@@ -72,6 +73,8 @@ class Dispatcher:
         self._ready: deque[Message] = deque()
         self._outcomes: list[Outcome] = []
         self._cycling = asyncio.Lock()
+        self._last_lease = 0
+        self._orphaned: list[int] = []  # leases of cycles that claimed and never answered
         self._low_water = _LOW_WATER * max_in_flight
         self._wake = asyncio.Event()
         self._stopping = False
@@ -135,18 +138,28 @@ class Dispatcher:
         if not self._stopping and len(self._ready) < self._low_water:
             room = _BUFFER * self._max_in_flight - len(self._tasks) - len(self._ready)
         outcomes, self._outcomes = self._outcomes, []
-        if not outcomes and room <= 0:
+        if not outcomes and room <= 0 and not self._orphaned:
             return
+        now = now_ms(self._clock)
+        # Each cycle's lease is its own (one millisecond apart at least), so that the claims of a cycle
+        # whose answer never came can be told apart and freed by a later one.
+        lease = self._last_lease = max(now + self._lease_ms, self._last_lease + 1)
+        orphaned = list(self._orphaned)
         try:
             claimed = await self._store.run(
-                units.settle_and_claim, outcomes, now_ms(self._clock), room, self._lease_ms
+                units.settle_and_claim, outcomes, now, room, lease, orphaned=orphaned
             )
         except StoreError as exc:
             # Kept for the next cycle; a message whose lease runs out meanwhile is due again, and its late
-            # outcome is then dropped by the store.
+            # outcome is then dropped by the store. The claims may still be made (a store past its
+            # deadline runs the cycle later): the next cycle that answers frees them.
             self._outcomes[:0] = outcomes
+            if room > 0:
+                # Bounded: the claims of older cycles are freed by their leases anyway.
+                self._orphaned = [*self._orphaned[-(_ORPHANS_KEPT - 1) :], lease]
             self._store_state(exc)
             return
+        del self._orphaned[: len(orphaned)]
         self._store_state(None)
         if not self._stopping:
             # Once ``stop`` began, what this cycle claimed stays in flight in the store until its lease

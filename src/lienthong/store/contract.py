@@ -69,6 +69,11 @@ class Outbox(Protocol):
         """Return messages in flight to pending: those whose lease ran out by ``now_ms``, or all (None)."""
         ...
 
+    def drop_leases(self, leases: Sequence[int]) -> int:
+        """Return to pending the messages in flight under these leases: claims whose answers never
+        reached the dispatcher (it gave up waiting), so nobody delivers them."""
+        ...
+
     def finish(self, outcomes: Sequence[Outcome]) -> None:
         """Write attempts' outcomes; an outcome whose lease was taken over by a later claim is dropped."""
         ...

@@ -210,6 +210,14 @@ class MemoryOutbox(_Repo):
                 released += 1
         return released
 
+    def drop_leases(self, leases: Sequence[int]) -> int:
+        dropped = 0
+        for row in list(self._t.outbox.values()):
+            if row.status == "inflight" and row.lease_until_ms in leases:
+                self._t.outbox[row.message_id] = replace(row, status="pending", lease_until_ms=0)
+                dropped += 1
+        return dropped
+
     def finish(self, outcomes: Sequence[Outcome]) -> None:
         for o in outcomes:
             row = self._t.outbox.get(o.message_id)

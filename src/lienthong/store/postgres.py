@@ -408,6 +408,16 @@ class PostgresOutbox:
             )
         return cursor.rowcount
 
+    def drop_leases(self, leases: Sequence[int]) -> int:
+        if not leases:
+            return 0
+        cursor = self._db.execute(
+            "UPDATE outbox SET status = 'pending', lease_until_ms = 0"
+            " WHERE status = 'inflight' AND lease_until_ms = ANY(%s::bigint[])",
+            (list(leases),),
+        )
+        return cursor.rowcount
+
     def finish(self, outcomes: Sequence[Outcome]) -> None:
         self._db.columns(
             _OUTCOME_UPDATE,

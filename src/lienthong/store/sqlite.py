@@ -396,6 +396,16 @@ class SqliteOutbox:
             )
         return cursor.rowcount
 
+    def drop_leases(self, leases: Sequence[int]) -> int:
+        if not leases:
+            return 0
+        cursor = self._db.execute(
+            "UPDATE outbox SET status = 'pending', lease_until_ms = 0"
+            f" WHERE status = 'inflight' AND lease_until_ms IN ({', '.join('?' * len(leases))})",
+            list(leases),
+        )
+        return cursor.rowcount
+
     def finish(self, outcomes: Sequence[Outcome]) -> None:
         self._db.rows(
             _OUTCOME_UPDATE,

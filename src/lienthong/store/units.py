@@ -64,13 +64,24 @@ def claim(tx: Tx, now_ms: int, limit: int, lease_ms: int) -> list[Message]:
 
 
 def settle_and_claim(
-    tx: Tx, outcomes: Sequence[Outcome], now_ms: int, limit: int, lease_ms: int
+    tx: Tx,
+    outcomes: Sequence[Outcome],
+    now_ms: int,
+    limit: int,
+    lease_until_ms: int,
+    *,
+    orphaned: Sequence[int] = (),
 ) -> list[Message]:
     """The dispatcher's one transaction per cycle: write the outcomes gathered since the last one (with
-    the events they raise), then take up to ``limit`` due messages. One commit serves many messages."""
+    the events they raise), free what earlier cycles claimed under the ``orphaned`` leases (their answers
+    never arrived), then take up to ``limit`` due messages, leased until ``lease_until_ms``."""
     if outcomes:
         complete(tx, outcomes)
-    return claim(tx, now_ms, limit, lease_ms) if limit > 0 else []
+    tx.outbox.drop_leases(orphaned)
+    if limit <= 0:
+        return []
+    tx.outbox.release(now_ms=now_ms)
+    return tx.outbox.claim(now_ms, limit, lease_until_ms)
 
 
 def complete(tx: Tx, outcomes: Sequence[Outcome]) -> list[None]:
