@@ -34,7 +34,7 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
 
 from lienthong.citizens.records import LookupRecord
-from lienthong.errors import LienthongError, StoreError, StoreUnavailable
+from lienthong.errors import StoreError, StoreUnavailable
 from lienthong.model import (
     AttemptView,
     DestinationStats,
@@ -49,7 +49,7 @@ from lienthong.model import (
 )
 from lienthong.payments.records import CallbackRecord, Claim, PaymentFinding, PaymentRecord
 from lienthong.store.contract import KnownEvent, Tx
-from lienthong.store.runner import Op, execute
+from lienthong.store.runner import STOP, Op, answer, execute, next_batch
 
 T = TypeVar("T")
 Connection = psycopg.Connection[Any]
@@ -828,9 +828,6 @@ class PostgresPool:
                 self._pool.close()
 
 
-_STOP = object()
-
-
 class PostgresRunner:
     """``size`` worker threads, each with one pooled connection, taking units from one queue; each worker
     runs the units it finds waiting in one transaction (group commit, ``store.runner.execute``).
@@ -887,7 +884,7 @@ class PostgresRunner:
         self._closed = True
         started = [thread for thread in self._threads if thread.is_alive()]
         for _ in started:
-            self._queue.put(_STOP)
+            self._queue.put(STOP)
         for thread in started:
             thread.join()
         self._pool.close()
@@ -895,12 +892,15 @@ class PostgresRunner:
     def _work(self, worker: int) -> None:
         backend: PostgresBackend | None = None
         try:
-            while (batch := self._next_batch()) is not None:
+            while (batch := next_batch(self._queue, self._max_batch)) is not None:
                 if backend is None:
                     try:
                         backend = self._pool.backend()
                     except Exception as exc:
-                        _answer(batch, StoreUnavailable(f"no connection to PostgreSQL: {exc}"))
+                        unavailable = StoreUnavailable(f"no connection to PostgreSQL: {exc}")
+                        for op in batch:
+                            op.error = unavailable
+                        answer(batch)
                         continue
                 self._commits[worker] += execute(backend, batch)
                 if backend.broken:
@@ -911,50 +911,10 @@ class PostgresRunner:
                             op.error = lost
                     self._pool.give_back(backend)
                     backend = None
-                _answer(batch)
+                answer(batch)
         finally:
             if backend is not None:
                 self._pool.give_back(backend)
-
-    def _next_batch(self) -> list[Op] | None:
-        first = self._queue.get()
-        if first is _STOP:
-            return None
-        batch = [first]
-        while len(batch) < self._max_batch:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is _STOP:
-                self._queue.put(_STOP)  # finish this batch, then stop
-                break
-            batch.append(item)
-        return batch  # type: ignore[return-value]
-
-
-def _answer(batch: list[Op], error: LienthongError | None = None) -> None:
-    """Hand each op's result or error to its caller's loop (``error``, when given, for all of them)."""
-    if error is not None:
-        for op in batch:
-            op.error = error
-    by_loop: dict[asyncio.AbstractEventLoop, list[Op]] = {}
-    for op in batch:
-        by_loop.setdefault(op.key[0], []).append(op)
-    for loop, ops in by_loop.items():
-        with contextlib.suppress(RuntimeError):  # the loop closed while we worked: nobody waits any more
-            loop.call_soon_threadsafe(_settle, ops)
-
-
-def _settle(ops: list[Op]) -> None:
-    for op in ops:
-        future: asyncio.Future[Any] = op.key[1]
-        if future.done():
-            continue
-        if op.error is not None:
-            future.set_exception(op.error)
-        else:
-            future.set_result(op.result)
 
 
 # -- rows --------------------------------------------------------------------------------------------------

@@ -175,7 +175,8 @@ def _store_error(exc: Exception) -> StoreError:
     return error
 
 
-_STOP = object()
+STOP = object()
+"""Put on a runner's queue: finish what is queued before it, then stop."""
 
 
 class ThreadRunner:
@@ -224,7 +225,7 @@ class ThreadRunner:
             return
         self._closed = True
         if self._thread.is_alive():
-            self._queue.put(_STOP)
+            self._queue.put(STOP)
             self._thread.join()
 
     def _run(self) -> None:
@@ -236,27 +237,11 @@ class ThreadRunner:
             return
         self._ready.set()
         try:
-            while (batch := self._next_batch()) is not None:
+            while (batch := next_batch(self._queue, self._max_batch)) is not None:
                 self.commits += execute(backend, batch)
-                _resolve(batch)
+                answer(batch)
         finally:
             backend.close()
-
-    def _next_batch(self) -> list[Op] | None:
-        first = self._queue.get()
-        if first is _STOP:
-            return None
-        batch = [first]
-        while len(batch) < self._max_batch:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is _STOP:
-                self._queue.put(_STOP)  # finish this batch, then stop
-                break
-            batch.append(item)
-        return batch  # type: ignore[return-value]
 
 
 class InlineRunner:
@@ -295,7 +280,26 @@ class InlineRunner:
             self._backend = None
 
 
-def _resolve(batch: list[Op]) -> None:
+def next_batch(ops: queue.SimpleQueue[Op | object], max_batch: int) -> list[Op] | None:
+    """The next op and whatever else is queued behind it (up to ``max_batch``); None at ``STOP``."""
+    first = ops.get()
+    if first is STOP:
+        return None
+    batch = [first]
+    while len(batch) < max_batch:
+        try:
+            item = ops.get_nowait()
+        except queue.Empty:
+            break
+        if item is STOP:
+            ops.put(STOP)  # finish this batch, then stop
+            break
+        batch.append(item)
+    return batch  # type: ignore[return-value]
+
+
+def answer(batch: list[Op]) -> None:
+    """Hand each op's result or error to its caller, on the caller's event loop (from any thread)."""
     by_loop: dict[asyncio.AbstractEventLoop, list[Op]] = {}
     for op in batch:
         by_loop.setdefault(op.key[0], []).append(op)
