@@ -25,7 +25,6 @@ import contextlib
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import fields
 from typing import Any, TypeVar
 
 import orjson
@@ -49,6 +48,19 @@ from lienthong.model import (
 )
 from lienthong.payments.records import CallbackRecord, Claim, PaymentFinding, PaymentRecord
 from lienthong.store.contract import KnownEvent, Tx
+from lienthong.store.rows import (
+    CALLBACK_COLUMNS,
+    FINDING_COLUMNS,
+    LEDGER_COLUMNS,
+    LOOKUP_COLUMNS,
+    MESSAGE_FIELDS,
+    PAYMENT_COLUMNS,
+    claimed,
+    event_row,
+    fold_stats,
+    ledger_entry,
+    ledger_row,
+)
 from lienthong.store.runner import STOP, Op, answer, execute, next_batch
 
 T = TypeVar("T")
@@ -207,10 +219,6 @@ def _unnest(*types: str) -> str:
     return f"unnest({', '.join(f'%b::{t}[]' for t in types)})"
 
 
-_LEDGER_COLUMNS = (
-    "dossier_code, unit_code, last_event_id, last_event_type, occurred_ms, status, procedure_code, channel, "
-    "level, received_at, due_at, returned_at, fees_total, fees_paid, result_sha256, updated_ms"
-)
 _LEDGER_TYPES = (
     *("text",) * 4,
     "bigint",
@@ -225,7 +233,7 @@ _LEDGER_TYPES = (
 # Later events win; an event older than what the ledger reflects changes nothing. Fields an event does not
 # carry keep their previous value.
 _LEDGER_UPSERT = f"""
-INSERT INTO dossiers ({_LEDGER_COLUMNS}) SELECT * FROM {_unnest(*_LEDGER_TYPES)}
+INSERT INTO dossiers ({LEDGER_COLUMNS}) SELECT * FROM {_unnest(*_LEDGER_TYPES)}
 ON CONFLICT (dossier_code) DO UPDATE SET
     unit_code = excluded.unit_code,
     last_event_id = excluded.last_event_id,
@@ -301,25 +309,6 @@ RETURNING o.seq, o.message_id, o.destination, o.operation, o.dossier_code, o.att
           COALESCE(o.replayed_ms, o.created_ms), e.event_id, e.type, e.unit_code, e.occurred_at,
           e.payload, o.mapping, o.mapping_hash, o.replay_base, e.caller
 """
-_LOOKUP_COLUMNS = "request_id, at_ms, caller, official_id, purpose, subject_ref, form, outcome"
-_PAYMENT_COLUMNS = ", ".join(f.name for f in fields(PaymentRecord))
-_CALLBACK_COLUMNS = ", ".join(f.name for f in fields(CallbackRecord))
-_FINDING_COLUMNS = "at_ms, kind, reference, channel, transaction_id, amount, detail"
-_MESSAGE_FIELDS = (
-    "message_id",
-    "event_id",
-    "destination",
-    "operation",
-    "dossier_code",
-    "status",
-    "attempts",
-    "created_ms",
-    "updated_ms",
-    "next_attempt_ms",
-    "last_error",
-    "mapping",
-    "mapping_hash",
-)
 
 
 class _Db:
@@ -366,7 +355,7 @@ class PostgresEvents:
 
     def add(self, items: Sequence[IngestItem], now_ms: int) -> None:
         self._db.order_lock()  # taken by ``known`` already, in a unit of work
-        self._db.columns(_EVENT_INSERT, [_event_row(item, now_ms) for item in items])
+        self._db.columns(_EVENT_INSERT, [event_row(item, now_ms) for item in items])
 
     def get(self, event_id: str) -> StoredEvent | None:
         row = self._db.execute(
@@ -394,7 +383,7 @@ class PostgresOutbox:
         self._db.order_lock()
         rows = self._db.execute(_CLAIM, {"now": now_ms, "limit": limit, "lease": lease_until_ms}).fetchall()
         rows.sort(key=lambda row: row[0])
-        return [_claimed(row, lease_until_ms) for row in rows]
+        return [claimed(row, lease_until_ms, orjson.loads(row[11])) for row in rows]
 
     def release(self, *, now_ms: int | None) -> int:
         if now_ms is None:
@@ -444,7 +433,7 @@ class PostgresOutbox:
 
     def message(self, message_id: str) -> MessageView | None:
         row = self._db.execute(
-            f"SELECT {', '.join(_MESSAGE_FIELDS)}, (SELECT caller FROM events e"
+            f"SELECT {', '.join(MESSAGE_FIELDS)}, (SELECT caller FROM events e"
             " WHERE e.event_id = o.event_id) FROM outbox o WHERE o.message_id = %s",
             (message_id,),
         ).fetchone()
@@ -455,7 +444,7 @@ class PostgresOutbox:
             " WHERE message_id = %s ORDER BY attempt",
             (message_id,),
         ).fetchall()
-        values = dict(zip(_MESSAGE_FIELDS, row[:-1], strict=True))
+        values = dict(zip(MESSAGE_FIELDS, row[:-1], strict=True))
         return MessageView(**values, caller=row[-1] or "", history=tuple(AttemptView(*h) for h in history))
 
     def stats(self) -> list[DestinationStats]:
@@ -465,16 +454,16 @@ class PostgresOutbox:
             " UNION ALL SELECT destination, 'dead', COUNT(*), NULL FROM outbox WHERE status = 'dead'"
             " GROUP BY destination"
         ).fetchall()
-        return _fold_stats(rows)
+        return fold_stats(rows)
 
     def dead(self, destination: str | None, limit: int) -> list[MessageView]:
         where = "status = 'dead'" + (" AND destination = %s" if destination is not None else "")
         args: list[Any] = [destination] if destination is not None else []
         rows = self._db.execute(
-            f"SELECT {', '.join(_MESSAGE_FIELDS)} FROM outbox WHERE {where} ORDER BY seq LIMIT %s",
+            f"SELECT {', '.join(MESSAGE_FIELDS)} FROM outbox WHERE {where} ORDER BY seq LIMIT %s",
             [*args, limit],
         ).fetchall()
-        return [MessageView(**dict(zip(_MESSAGE_FIELDS, row, strict=True))) for row in rows]
+        return [MessageView(**dict(zip(MESSAGE_FIELDS, row, strict=True))) for row in rows]
 
     def replay(self, replays: Sequence[Replay], *, by: str, reason: str, now_ms: int) -> list[str]:
         wanted = list({r.message_id: r for r in reversed(replays)}.values())[::-1]  # the first of each id
@@ -503,13 +492,13 @@ class PostgresLedger:
         self._db = db
 
     def apply(self, entries: Sequence[LedgerEntry], now_ms: int) -> None:
-        self._db.columns(_LEDGER_UPSERT, [_ledger_row(entry, now_ms) for entry in entries])
+        self._db.columns(_LEDGER_UPSERT, [ledger_row(entry, now_ms) for entry in entries])
 
     def get(self, dossier_code: str) -> LedgerEntry | None:
         row = self._db.execute(
-            f"SELECT {_LEDGER_COLUMNS} FROM dossiers WHERE dossier_code = %s", (dossier_code,)
+            f"SELECT {LEDGER_COLUMNS} FROM dossiers WHERE dossier_code = %s", (dossier_code,)
         ).fetchone()
-        return _ledger_entry(row) if row is not None else None
+        return ledger_entry(row) if row is not None else None
 
 
 class PostgresMappings:
@@ -537,9 +526,9 @@ class PostgresPayments:
     def save(self, payment: PaymentRecord) -> None:
         # A payment asked for again (an INIT retried or replayed) refreshes its pay URL and nothing else:
         # its state belongs to the callbacks, and must never go back to "initiated".
-        columns = _PAYMENT_COLUMNS.split(", ")
+        columns = PAYMENT_COLUMNS.split(", ")
         self._db.execute(
-            f"INSERT INTO payments ({_PAYMENT_COLUMNS}) VALUES ({', '.join(['%s'] * len(columns))})"
+            f"INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES ({', '.join(['%s'] * len(columns))})"
             " ON CONFLICT (reference) DO UPDATE SET pay_url = excluded.pay_url"
             " WHERE payments.status = 'initiated'",
             [getattr(payment, c) for c in columns],
@@ -547,7 +536,7 @@ class PostgresPayments:
 
     def get(self, reference: str) -> PaymentRecord | None:
         row = self._db.execute(
-            f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE reference = %s", (reference,)
+            f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE reference = %s", (reference,)
         ).fetchone()
         return PaymentRecord(*row) if row is not None else None
 
@@ -555,7 +544,7 @@ class PostgresPayments:
         # A row lock: a second transaction settling this payment (another worker, another node) waits,
         # then reads the row as the first one left it (READ COMMITTED re-reads a locked row).
         row = self._db.execute(
-            f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE reference = %s FOR UPDATE", (reference,)
+            f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE reference = %s FOR UPDATE", (reference,)
         ).fetchone()
         return PaymentRecord(*row) if row is not None else None
 
@@ -568,30 +557,29 @@ class PostgresPayments:
 
     def add_finding(self, finding: PaymentFinding) -> None:
         self._db.execute(
-            f"INSERT INTO payment_findings ({_FINDING_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+            f"INSERT INTO payment_findings ({FINDING_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (kind, channel, transaction_id) DO NOTHING",
-            [getattr(finding, c) for c in _FINDING_COLUMNS.split(", ")],
+            [getattr(finding, c) for c in FINDING_COLUMNS.split(", ")],
         )
 
     def record_callback(self, record: CallbackRecord) -> None:
-        columns = _CALLBACK_COLUMNS.split(", ")
+        columns = CALLBACK_COLUMNS.split(", ")
         self._db.execute(
-            f"INSERT INTO payment_callbacks ({_CALLBACK_COLUMNS})"
-            f" VALUES ({', '.join(['%s'] * len(columns))})",
+            f"INSERT INTO payment_callbacks ({CALLBACK_COLUMNS}) VALUES ({', '.join(['%s'] * len(columns))})",
             [getattr(record, c) for c in columns],
         )
 
     def callbacks(self, limit: int, reference: str | None) -> list[CallbackRecord]:
         where, args = ("WHERE reference = %s", [reference]) if reference is not None else ("", [])
         rows = self._db.execute(
-            f"SELECT {_CALLBACK_COLUMNS} FROM payment_callbacks {where} ORDER BY id DESC LIMIT %s",
+            f"SELECT {CALLBACK_COLUMNS} FROM payment_callbacks {where} ORDER BY id DESC LIMIT %s",
             [*args, limit],
         ).fetchall()
         return [CallbackRecord(*row) for row in rows]
 
     def findings(self, limit: int) -> list[PaymentFinding]:
         rows = self._db.execute(
-            f"SELECT {_FINDING_COLUMNS} FROM payment_findings ORDER BY id DESC LIMIT %s", (limit,)
+            f"SELECT {FINDING_COLUMNS} FROM payment_findings ORDER BY id DESC LIMIT %s", (limit,)
         ).fetchall()
         return [PaymentFinding(*row) for row in rows]
 
@@ -602,15 +590,15 @@ class PostgresAudit:
 
     def record_lookups(self, records: Sequence[LookupRecord]) -> None:
         self._db.columns(
-            f"INSERT INTO lookups ({_LOOKUP_COLUMNS})"
+            f"INSERT INTO lookups ({LOOKUP_COLUMNS})"
             f" SELECT * FROM {_unnest('text', 'bigint', *('text',) * 6)}",
-            [tuple(getattr(r, name) for name in _LOOKUP_COLUMNS.split(", ")) for r in records],
+            [tuple(getattr(r, name) for name in LOOKUP_COLUMNS.split(", ")) for r in records],
         )
 
     def lookups(self, limit: int) -> list[LookupRecord]:
         # No rowid here: look-ups of one millisecond come newest id first.
         rows = self._db.execute(
-            f"SELECT {_LOOKUP_COLUMNS} FROM lookups ORDER BY at_ms DESC, request_id DESC LIMIT %s", (limit,)
+            f"SELECT {LOOKUP_COLUMNS} FROM lookups ORDER BY at_ms DESC, request_id DESC LIMIT %s", (limit,)
         ).fetchall()
         return [LookupRecord(*row) for row in rows]
 
@@ -915,50 +903,3 @@ class PostgresRunner:
         finally:
             if backend is not None:
                 self._pool.give_back(backend)
-
-
-# -- rows --------------------------------------------------------------------------------------------------
-def _event_row(item: IngestItem, now_ms: int) -> tuple[Any, ...]:
-    message_ids = orjson.dumps([d.message_id for d in item.deliveries]).decode()
-    return (*item.event, message_ids, now_ms)
-
-
-def _ledger_row(entry: LedgerEntry, now_ms: int) -> tuple[Any, ...]:
-    results = orjson.dumps(list(entry.result_sha256)).decode() if entry.result_sha256 else None
-    return (*entry[:14], results, now_ms)
-
-
-def _claimed(row: Sequence[Any], lease_until_ms: int) -> Message:
-    event = StoredEvent(row[7], row[8], row[9], row[10], orjson.loads(row[11])["dossier"], row[15])
-    return Message(
-        row[1],
-        row[2],
-        row[3],
-        row[4],
-        row[5],
-        row[6],
-        event,
-        row[12] or "",
-        row[13] or "",
-        row[14],
-        lease_until_ms,
-    )
-
-
-def _ledger_entry(row: Sequence[Any]) -> LedgerEntry:
-    values = list(row[:-1])
-    values[14] = tuple(orjson.loads(values[14])) if values[14] else ()
-    return LedgerEntry(*values)
-
-
-def _fold_stats(rows: Sequence[Sequence[Any]]) -> list[DestinationStats]:
-    folded: dict[str, dict[str, Any]] = {}
-    for destination, status, count, oldest in rows:
-        entry = folded.setdefault(destination, {"pending": 0, "inflight": 0, "dead": 0, "oldest": None})
-        entry[status] = count
-        if status in ("pending", "inflight") and (entry["oldest"] is None or oldest < entry["oldest"]):
-            entry["oldest"] = oldest
-    return [
-        DestinationStats(d, e["pending"], e["inflight"], e["dead"], e["oldest"])
-        for d, e in sorted(folded.items())
-    ]

@@ -20,8 +20,7 @@ import fcntl
 import os
 import socket
 import sqlite3
-from collections.abc import Iterable, Sequence
-from dataclasses import fields
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -43,6 +42,19 @@ from lienthong.model import (
 )
 from lienthong.payments.records import CallbackRecord, Claim, PaymentFinding, PaymentRecord
 from lienthong.store.contract import KnownEvent
+from lienthong.store.rows import (
+    CALLBACK_COLUMNS,
+    FINDING_COLUMNS,
+    LEDGER_COLUMNS,
+    LOOKUP_COLUMNS,
+    MESSAGE_FIELDS,
+    PAYMENT_COLUMNS,
+    claimed,
+    event_row,
+    fold_stats,
+    ledger_entry,
+    ledger_row,
+)
 
 SCHEMA_VERSION = 4
 
@@ -177,14 +189,10 @@ CREATE TABLE IF NOT EXISTS dossiers (
 );
 """
 
-_LEDGER_COLUMNS = (
-    "dossier_code, unit_code, last_event_id, last_event_type, occurred_ms, status, procedure_code, channel, "
-    "level, received_at, due_at, returned_at, fees_total, fees_paid, result_sha256, updated_ms"
-)
 # Later events win; an event older than what the ledger reflects changes nothing. Fields an event does not
 # carry keep their previous value.
 _LEDGER_UPSERT = (
-    f"INSERT INTO dossiers ({_LEDGER_COLUMNS})",
+    f"INSERT INTO dossiers ({LEDGER_COLUMNS})",
     """
 ON CONFLICT (dossier_code) DO UPDATE SET
     unit_code = excluded.unit_code,
@@ -232,10 +240,6 @@ FROM v WHERE outbox.message_id = v.message_id
          OR (outbox.lease_until_ms = v.lease AND outbox.status IN ('inflight', 'pending')))""",
 )
 _KEEP_FIRST = "ON CONFLICT (hash) DO NOTHING"
-_LOOKUP_COLUMNS = "request_id, at_ms, caller, official_id, purpose, subject_ref, form, outcome"
-_PAYMENT_COLUMNS = ", ".join(f.name for f in fields(PaymentRecord))
-_CALLBACK_COLUMNS = ", ".join(f.name for f in fields(CallbackRecord))
-_FINDING_COLUMNS = "at_ms, kind, reference, channel, transaction_id, amount, detail"
 # Steps from each older schema version to the next; the CREATE ... IF NOT EXISTS script adds new tables.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
@@ -257,21 +261,6 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
 }
 _MAX_PARAMS = 30_000  # SQLite's default limit is 32,766 parameters in one statement
 
-_MESSAGE_FIELDS = (
-    "message_id",
-    "event_id",
-    "destination",
-    "operation",
-    "dossier_code",
-    "status",
-    "attempts",
-    "created_ms",
-    "updated_ms",
-    "next_attempt_ms",
-    "last_error",
-    "mapping",
-    "mapping_hash",
-)
 
 # The claimed rows come back as one JSON array in one row: each row fetched is a step that hands the GIL
 # away and back (see the module docstring), and a claim may return dozens. SQLite keeps the subquery's
@@ -343,7 +332,7 @@ class SqliteEvents:
         return known
 
     def add(self, items: Sequence[IngestItem], now_ms: int) -> None:
-        self._db.rows(_EVENT_INSERT, [_event_row(item, now_ms) for item in items])
+        self._db.rows(_EVENT_INSERT, [event_row(item, now_ms) for item in items])
 
     def get(self, event_id: str) -> StoredEvent | None:
         row = self._db.execute(
@@ -381,7 +370,7 @@ class SqliteOutbox:
             f" WHERE seq IN ({', '.join('?' * len(seqs))})",
             [now_ms, lease_until_ms, *seqs],
         )
-        return [_claimed(row, lease_until_ms) for row in rows]
+        return [claimed(row, lease_until_ms, row[11]) for row in rows]
 
     def release(self, *, now_ms: int | None) -> int:
         if now_ms is None:
@@ -432,7 +421,7 @@ class SqliteOutbox:
 
     def message(self, message_id: str) -> MessageView | None:
         row = self._db.execute(
-            f"SELECT {', '.join(_MESSAGE_FIELDS)} FROM outbox WHERE message_id = ?", (message_id,)
+            f"SELECT {', '.join(MESSAGE_FIELDS)} FROM outbox WHERE message_id = ?", (message_id,)
         ).fetchone()
         if row is None:
             return None
@@ -441,7 +430,7 @@ class SqliteOutbox:
             " WHERE message_id = ? ORDER BY attempt",
             (message_id,),
         ).fetchall()
-        values = dict(zip(_MESSAGE_FIELDS, row, strict=True))
+        values = dict(zip(MESSAGE_FIELDS, row, strict=True))
         (caller,) = self._db.execute(
             "SELECT caller FROM events WHERE event_id = ?", (values["event_id"],)
         ).fetchone() or ("",)
@@ -455,16 +444,16 @@ class SqliteOutbox:
             " UNION ALL SELECT destination, 'dead', COUNT(*), NULL FROM outbox WHERE status = 'dead'"
             " GROUP BY destination"
         ).fetchall()
-        return _fold_stats(rows)
+        return fold_stats(rows)
 
     def dead(self, destination: str | None, limit: int) -> list[MessageView]:
         where = "status = 'dead'" + (" AND destination = ?" if destination is not None else "")
         args: list[Any] = [destination] if destination is not None else []
         rows = self._db.execute(
-            f"SELECT {', '.join(_MESSAGE_FIELDS)} FROM outbox WHERE {where} ORDER BY seq LIMIT ?",
+            f"SELECT {', '.join(MESSAGE_FIELDS)} FROM outbox WHERE {where} ORDER BY seq LIMIT ?",
             [*args, limit],
         ).fetchall()
-        return [MessageView(**dict(zip(_MESSAGE_FIELDS, row, strict=True))) for row in rows]
+        return [MessageView(**dict(zip(MESSAGE_FIELDS, row, strict=True))) for row in rows]
 
     def replay(self, replays: Sequence[Replay], *, by: str, reason: str, now_ms: int) -> list[str]:
         done: list[str] = []
@@ -490,13 +479,13 @@ class SqliteLedger:
         self._db = db
 
     def apply(self, entries: Sequence[LedgerEntry], now_ms: int) -> None:
-        self._db.rows(_LEDGER_UPSERT, [_ledger_row(entry, now_ms) for entry in entries])
+        self._db.rows(_LEDGER_UPSERT, [ledger_row(entry, now_ms) for entry in entries])
 
     def get(self, dossier_code: str) -> LedgerEntry | None:
         row = self._db.execute(
-            f"SELECT {_LEDGER_COLUMNS} FROM dossiers WHERE dossier_code = ?", (dossier_code,)
+            f"SELECT {LEDGER_COLUMNS} FROM dossiers WHERE dossier_code = ?", (dossier_code,)
         ).fetchone()
-        return _ledger_entry(row) if row is not None else None
+        return ledger_entry(row) if row is not None else None
 
 
 class SqliteMappings:
@@ -523,9 +512,9 @@ class SqlitePayments:
     def save(self, payment: PaymentRecord) -> None:
         # A payment asked for again (an INIT retried or replayed) refreshes its pay URL and nothing else:
         # its state belongs to the callbacks, and must never go back to "initiated".
-        columns = _PAYMENT_COLUMNS.split(", ")
+        columns = PAYMENT_COLUMNS.split(", ")
         self._db.execute(
-            f"INSERT INTO payments ({_PAYMENT_COLUMNS}) VALUES ({', '.join('?' * len(columns))})"
+            f"INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES ({', '.join('?' * len(columns))})"
             " ON CONFLICT (reference) DO UPDATE SET pay_url = excluded.pay_url"
             " WHERE payments.status = 'initiated'",
             [getattr(payment, c) for c in columns],
@@ -533,7 +522,7 @@ class SqlitePayments:
 
     def get(self, reference: str) -> PaymentRecord | None:
         row = self._db.execute(
-            f"SELECT {_PAYMENT_COLUMNS} FROM payments WHERE reference = ?", (reference,)
+            f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE reference = ?", (reference,)
         ).fetchone()
         return PaymentRecord(*row) if row is not None else None
 
@@ -551,29 +540,29 @@ class SqlitePayments:
 
     def add_finding(self, finding: PaymentFinding) -> None:
         self._db.execute(
-            f"INSERT INTO payment_findings ({_FINDING_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            f"INSERT INTO payment_findings ({FINDING_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (kind, channel, transaction_id) DO NOTHING",
-            [getattr(finding, c) for c in _FINDING_COLUMNS.split(", ")],
+            [getattr(finding, c) for c in FINDING_COLUMNS.split(", ")],
         )
 
     def record_callback(self, record: CallbackRecord) -> None:
-        columns = _CALLBACK_COLUMNS.split(", ")
+        columns = CALLBACK_COLUMNS.split(", ")
         self._db.execute(
-            f"INSERT INTO payment_callbacks ({_CALLBACK_COLUMNS}) VALUES ({', '.join('?' * len(columns))})",
+            f"INSERT INTO payment_callbacks ({CALLBACK_COLUMNS}) VALUES ({', '.join('?' * len(columns))})",
             [getattr(record, c) for c in columns],
         )
 
     def callbacks(self, limit: int, reference: str | None) -> list[CallbackRecord]:
         where, args = ("WHERE reference = ?", [reference]) if reference is not None else ("", [])
         rows = self._db.execute(
-            f"SELECT {_CALLBACK_COLUMNS} FROM payment_callbacks {where} ORDER BY id DESC LIMIT ?",
+            f"SELECT {CALLBACK_COLUMNS} FROM payment_callbacks {where} ORDER BY id DESC LIMIT ?",
             [*args, limit],
         ).fetchall()
         return [CallbackRecord(*row) for row in rows]
 
     def findings(self, limit: int) -> list[PaymentFinding]:
         rows = self._db.execute(
-            f"SELECT {_FINDING_COLUMNS} FROM payment_findings ORDER BY id DESC LIMIT ?", (limit,)
+            f"SELECT {FINDING_COLUMNS} FROM payment_findings ORDER BY id DESC LIMIT ?", (limit,)
         ).fetchall()
         return [PaymentFinding(*row) for row in rows]
 
@@ -584,13 +573,13 @@ class SqliteAudit:
 
     def record_lookups(self, records: Sequence[LookupRecord]) -> None:
         self._db.rows(
-            (f"INSERT INTO lookups ({_LOOKUP_COLUMNS})", ""),
-            [tuple(getattr(r, name) for name in _LOOKUP_COLUMNS.split(", ")) for r in records],
+            (f"INSERT INTO lookups ({LOOKUP_COLUMNS})", ""),
+            [tuple(getattr(r, name) for name in LOOKUP_COLUMNS.split(", ")) for r in records],
         )
 
     def lookups(self, limit: int) -> list[LookupRecord]:
         rows = self._db.execute(
-            f"SELECT {_LOOKUP_COLUMNS} FROM lookups ORDER BY at_ms DESC, rowid DESC LIMIT ?", (limit,)
+            f"SELECT {LOOKUP_COLUMNS} FROM lookups ORDER BY at_ms DESC, rowid DESC LIMIT ?", (limit,)
         ).fetchall()
         return [LookupRecord(*row) for row in rows]
 
@@ -757,66 +746,3 @@ def _upgrade(connection: sqlite3.Connection) -> None:
 
 def _statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
-
-
-def _event_row(item: IngestItem, now_ms: int) -> tuple[Any, ...]:
-    message_ids = orjson.dumps([d.message_id for d in item.deliveries]).decode()
-    return (*item.event, message_ids, now_ms)
-
-
-def _ledger_row(entry: LedgerEntry, now_ms: int) -> tuple[Any, ...]:
-    results = orjson.dumps(list(entry.result_sha256)).decode() if entry.result_sha256 else None
-    return (
-        entry.dossier_code,
-        entry.unit_code,
-        entry.last_event_id,
-        entry.last_event_type,
-        entry.occurred_ms,
-        entry.status,
-        entry.procedure_code,
-        entry.channel,
-        entry.level,
-        entry.received_at,
-        entry.due_at,
-        entry.returned_at,
-        entry.fees_total,
-        entry.fees_paid,
-        results,
-        now_ms,
-    )
-
-
-def _claimed(row: Sequence[Any], lease_until_ms: int) -> Message:
-    event = StoredEvent(row[7], row[8], row[9], row[10], row[11]["dossier"], row[15])
-    return Message(
-        row[1],
-        row[2],
-        row[3],
-        row[4],
-        row[5],
-        row[6],
-        event,
-        row[12] or "",
-        row[13] or "",
-        row[14],
-        lease_until_ms,
-    )
-
-
-def _ledger_entry(row: Sequence[Any]) -> LedgerEntry:
-    values = list(row[:-1])
-    values[14] = tuple(orjson.loads(values[14])) if values[14] else ()
-    return LedgerEntry(*values)
-
-
-def _fold_stats(rows: Iterable[Sequence[Any]]) -> list[DestinationStats]:
-    folded: dict[str, dict[str, Any]] = {}
-    for destination, status, count, oldest in rows:
-        entry = folded.setdefault(destination, {"pending": 0, "inflight": 0, "dead": 0, "oldest": None})
-        entry[status] = count
-        if status in ("pending", "inflight") and (entry["oldest"] is None or oldest < entry["oldest"]):
-            entry["oldest"] = oldest
-    return [
-        DestinationStats(d, e["pending"], e["inflight"], e["dead"], e["oldest"])
-        for d, e in sorted(folded.items())
-    ]

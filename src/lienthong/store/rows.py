@@ -1,0 +1,94 @@
+"""What the SQL backends share: the columns of each table and the conversions between records and rows.
+
+SQLite and PostgreSQL keep the same tables with the same columns (``store.sqlite``, ``store.postgres``);
+only their statements differ, in placeholders and in how many rows one statement takes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import fields
+from typing import Any
+
+import orjson
+
+from lienthong.model import DestinationStats, IngestItem, LedgerEntry, Message, StoredEvent
+from lienthong.payments.records import CallbackRecord, PaymentRecord
+
+LEDGER_COLUMNS = (
+    "dossier_code, unit_code, last_event_id, last_event_type, occurred_ms, status, procedure_code, channel, "
+    "level, received_at, due_at, returned_at, fees_total, fees_paid, result_sha256, updated_ms"
+)
+LOOKUP_COLUMNS = "request_id, at_ms, caller, official_id, purpose, subject_ref, form, outcome"
+PAYMENT_COLUMNS = ", ".join(f.name for f in fields(PaymentRecord))
+CALLBACK_COLUMNS = ", ".join(f.name for f in fields(CallbackRecord))
+FINDING_COLUMNS = "at_ms, kind, reference, channel, transaction_id, amount, detail"
+MESSAGE_FIELDS = (
+    "message_id",
+    "event_id",
+    "destination",
+    "operation",
+    "dossier_code",
+    "status",
+    "attempts",
+    "created_ms",
+    "updated_ms",
+    "next_attempt_ms",
+    "last_error",
+    "mapping",
+    "mapping_hash",
+)
+"""The outbox columns a ``MessageView`` is made of, in its fields' order."""
+
+
+def event_row(item: IngestItem, now_ms: int) -> tuple[Any, ...]:
+    """An ``events`` row: the event's fields, its messages' ids (JSON) and when it was received."""
+    message_ids = orjson.dumps([d.message_id for d in item.deliveries]).decode()
+    return (*item.event, message_ids, now_ms)
+
+
+def ledger_row(entry: LedgerEntry, now_ms: int) -> tuple[Any, ...]:
+    """A ``dossiers`` row in ``LEDGER_COLUMNS`` order; the result hashes as a JSON list (None: none)."""
+    results = orjson.dumps(list(entry.result_sha256)).decode() if entry.result_sha256 else None
+    return (*entry[:14], results, now_ms)
+
+
+def ledger_entry(row: Sequence[Any]) -> LedgerEntry:
+    """A ``dossiers`` row read in ``LEDGER_COLUMNS`` order (``updated_ms`` is the store's own)."""
+    values = list(row[:-1])
+    values[14] = tuple(orjson.loads(values[14])) if values[14] else ()
+    return LedgerEntry(*values)
+
+
+def claimed(row: Sequence[Any], lease_until_ms: int, payload: dict[str, Any]) -> Message:
+    """A claim's row: seq, message_id, destination, operation, dossier_code, attempts, age_from_ms,
+    event_id, type, unit_code, occurred_at, payload, mapping, mapping_hash, replay_base, caller; with the
+    payload already parsed (``payload``)."""
+    event = StoredEvent(row[7], row[8], row[9], row[10], payload["dossier"], row[15])
+    return Message(
+        row[1],
+        row[2],
+        row[3],
+        row[4],
+        row[5],
+        row[6],
+        event,
+        row[12] or "",
+        row[13] or "",
+        row[14],
+        lease_until_ms,
+    )
+
+
+def fold_stats(rows: Iterable[Sequence[Any]]) -> list[DestinationStats]:
+    """Rows of (destination, status, count, oldest created_ms) as one ``DestinationStats`` each."""
+    folded: dict[str, dict[str, Any]] = {}
+    for destination, status, count, oldest in rows:
+        entry = folded.setdefault(destination, {"pending": 0, "inflight": 0, "dead": 0, "oldest": None})
+        entry[status] = count
+        if status in ("pending", "inflight") and (entry["oldest"] is None or oldest < entry["oldest"]):
+            entry["oldest"] = oldest
+    return [
+        DestinationStats(d, e["pending"], e["inflight"], e["dead"], e["oldest"])
+        for d, e in sorted(folded.items())
+    ]
