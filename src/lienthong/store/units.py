@@ -59,8 +59,7 @@ def ingest(tx: Tx, requests: Sequence[Sequence[IngestItem]], now_ms: int) -> lis
 
 def claim(tx: Tx, now_ms: int, limit: int, lease_ms: int) -> list[Message]:
     """Take up to ``limit`` due messages, leased for ``lease_ms``; lapsed leases are due again."""
-    tx.outbox.release(now_ms=now_ms)
-    return tx.outbox.claim(now_ms, limit, now_ms + lease_ms)
+    return settle_and_claim(tx, (), now_ms, limit, now_ms + lease_ms)
 
 
 def settle_and_claim(
@@ -84,7 +83,7 @@ def settle_and_claim(
     return tx.outbox.claim(now_ms, limit, lease_until_ms)
 
 
-def complete(tx: Tx, outcomes: Sequence[Outcome]) -> list[None]:
+def complete(tx: Tx, outcomes: Sequence[Outcome]) -> None:
     """Write outcomes and the events they raise (``delivery.failed``), in this one transaction."""
     tx.outbox.finish(outcomes)
     raised = [[item] for o in outcomes for item in o.raises]
@@ -92,7 +91,6 @@ def complete(tx: Tx, outcomes: Sequence[Outcome]) -> list[None]:
         # Ids of raised events derive from the outcome (``failed:<message>:<attempt>``): a repeat is a
         # duplicate, never a conflict.
         ingest(tx, raised, max(o.finished_ms for o in outcomes))
-    return [None] * len(outcomes)
 
 
 def recover(tx: Tx) -> int:
