@@ -31,10 +31,10 @@ _ORPHANS_KEPT = 1000
 _BUFFER = 5
 _LOW_WATER = 2
 """Claimed messages kept, running and buffered together, up to ``_BUFFER * max_in_flight``; a cycle claims
-more when fewer than ``_LOW_WATER * max_in_flight`` wait. Measured on 4,000 deliveries to the sandbox
-portal, 32 in flight: 3/1 gave 2,580/s, 5/2 3,019/s, 9/4 3,462/s, as each cycle (about 12 ms, most of it
-the round trip to the store's process) carries more. 5/2 keeps a buffered message's wait well inside its
-lease even behind slow destinations."""
+more when fewer than ``_LOW_WATER * max_in_flight`` wait. Measured once, with bench_bus.py's
+``bus_deliveries`` on 4,000 deliveries to the sandbox portal, 32 in flight: 3/1 gave 2,580/s, 5/2
+3,019/s, 9/4 3,462/s, as each cycle (about 12 ms, most of it the round trip to the store's process)
+carries more. 5/2 keeps a buffered message's wait well inside its lease even behind slow destinations."""
 
 
 class Dispatcher:
