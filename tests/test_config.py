@@ -102,6 +102,11 @@ def test_an_unknown_store_kind_lists_the_store_kinds() -> None:
     assert error == "lienthong.yaml:2 store.kind: unknown kind 'mysql' (known: sqlite, postgres, memory)"
 
 
+def test_a_store_deadline_below_a_tenth_of_a_second_is_refused() -> None:
+    (error,) = errors_of("store:\n  deadline_s: 0.001\n")
+    assert error.startswith("lienthong.yaml:2 store.deadline_s: Input should be greater than or equal to 0.1")
+
+
 def test_a_postgres_store_needs_its_dsn() -> None:
     (error,) = errors_of("store:\n  kind: postgres\n")
     assert error == "lienthong.yaml:1 store.dsn: Field required"

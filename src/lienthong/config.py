@@ -100,7 +100,7 @@ class AuthConfig(_Model):
 
 _DEADLINE = Field(
     default=10.0,
-    gt=0,
+    ge=0.1,  # below it a busy disk would answer 503 to every call
     description="Every store call's deadline in seconds: past it, ingest answers 503 with Retry-After and"
     " /readyz fails, instead of requests hanging on a frozen disk or database.",
 )
