@@ -10,6 +10,7 @@ request is then sent once more with the new token.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from collections.abc import Callable, Mapping
@@ -19,10 +20,12 @@ from urllib.parse import urlencode
 
 import httpx
 import orjson
+import yarl
+from multidict import CIMultiDict
 
 from lienthong.adapters.credentials import CredentialCache
 from lienthong.adapters.failures import TOKEN_ENDPOINT, answered, delivery_errors
-from lienthong.adapters.http import read_capped
+from lienthong.adapters.http import Answer, post_over, read_capped
 from lienthong.errors import PermanentError
 
 
@@ -156,6 +159,23 @@ class AuthenticatedTransport(httpx.AsyncBaseTransport):
             request.headers.update(await self._strategy.headers())
             response = await self._inner.handle_async_request(request)
         return response
+
+    async def post(
+        self, url: yarl.URL, body: bytes, headers: Mapping[str, str], *, max_bytes: int, timeout_s: float
+    ) -> Answer:
+        """``http.Poster.post`` with the strategy's headers, and once more with new ones on a 401; all of
+        it (a token fetched on the way, the second request) within ``timeout_s``."""
+        async with asyncio.timeout(timeout_s):
+            sent = await self._strategy.headers()
+            merged = CIMultiDict(headers)
+            merged.update(sent)
+            answer = await post_over(self._inner, url, body, merged, max_bytes=max_bytes, timeout_s=timeout_s)
+            if answer.status_code == 401 and await self._strategy.rejected(sent):
+                merged.update(await self._strategy.headers())
+                answer = await post_over(
+                    self._inner, url, body, merged, max_bytes=max_bytes, timeout_s=timeout_s
+                )
+            return answer
 
     async def aclose(self) -> None:
         await self._inner.aclose()

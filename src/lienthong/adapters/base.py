@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import httpx
 import orjson
 
 from lienthong.adapters.failures import delivery_errors, parse_retry_after, retryable_status
+from lienthong.adapters.http import Answer
 from lienthong.errors import PermanentError, RetryableError
 from lienthong.model import Message
 
@@ -48,7 +48,7 @@ def map_transport_errors(destination: str, operation: str) -> AbstractContextMan
     return delivery_errors(destination, operation)
 
 
-def raise_for_status(response: httpx.Response, destination: str, operation: str) -> None:
+def raise_for_status(response: Answer, destination: str, operation: str) -> None:
     """Classify a non-2xx answer: ``failures.RETRYABLE_STATUS`` (408/425/429/5xx) are retryable, other
     statuses permanent."""
     status = response.status_code
@@ -64,7 +64,7 @@ def raise_for_status(response: httpx.Response, destination: str, operation: str)
     raise PermanentError(message, destination=destination, operation=operation, status=status)
 
 
-def json_body(response: httpx.Response, destination: str, operation: str) -> dict[str, Any]:
+def json_body(response: Answer, destination: str, operation: str) -> dict[str, Any]:
     """The JSON object in a 2xx answer. A garbled answer (an error page from a proxy) is retryable."""
     try:
         body = orjson.loads(response.content)

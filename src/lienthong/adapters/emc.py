@@ -20,11 +20,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import orjson
 
 from lienthong.adapters.base import Receipt, map_transport_errors, raise_for_status
-from lienthong.adapters.http import HttpPeer
+from lienthong.adapters.http import Answer, HttpPeer
 from lienthong.errors import PermanentError, RetryableError
 from lienthong.model import Message
 
@@ -99,7 +98,7 @@ class EmcAdapter:
             )
         return Receipt(http_status=response.status_code)
 
-    def _reply(self, response: httpx.Response, op: str) -> Any:
+    def _reply(self, response: Answer, op: str) -> Any:
         """The 2xx reply's JSON, or None when it has no JSON; an HTML page or cut JSON is retried."""
         kind = response.headers.get("content-type", "").lower()
         text = response.content.strip()
@@ -114,7 +113,7 @@ class EmcAdapter:
                 raise self._unreadable(response, op, kind) from None
             return None  # plain text ("OK"): the public client reads no body at all
 
-    def _unreadable(self, response: httpx.Response, op: str, kind: str) -> RetryableError:
+    def _unreadable(self, response: Answer, op: str, kind: str) -> RetryableError:
         return RetryableError(
             f"answer is not JSON ({kind}): {response.text[:120]!r}",
             destination=self.name, operation=op, status=response.status_code,

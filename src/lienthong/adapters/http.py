@@ -1,31 +1,36 @@
-"""HTTP for REST adapters: an httpx transport, a base URL and a timeout, and nothing else of a client.
+"""HTTP for adapters: an aiohttp session behind one transport, a base URL and a timeout, and nothing else of
+a client.
 
-Adapters speak httpx (``httpx.Request``, ``httpx.Response``) through an injected
-``httpx.AsyncBaseTransport``: ``make_transport`` builds the real one, tests may pass
-``httpx.MockTransport``. Underneath, the transport is aiohttp's (package ``httpx-aiohttp``): against a
-loopback peer with 32 in flight, httpx's default transport did about 250 requests/s and the aiohttp
-transport about 2,000 (the issue's figures); ``benchmarks/bench_bus.py`` measures 340-460 deliveries/s
-for a bare loop on the default transport (docs/decisions/0002-http-transport.md).
+REST adapters post through ``Endpoint.post``, which answers an ``Answer`` (status, headers, body). On the
+real transport (``make_transport``: ``AiohttpTransport``) that is aiohttp and nothing else: building an
+``httpx.Request`` and ``httpx.Response`` around every exchange cost the adapters' path as much as the
+exchange itself (measured in one run against the sandbox portal, 32 in flight: 2,600-3,500 requests/s
+through httpx's objects over the same aiohttp session, 4,600-5,800 straight on aiohttp, bare aiohttp
+4,400-5,600; docs/decisions/0002-http-transport.md).
 
-Adapters do not go through ``httpx.AsyncClient``: its cookie jar, auth and redirect flows and event hooks
-are nothing a machine-to-machine adapter uses (each adapter does its own authentication), and they cost more
-per request than the transport (measured: 3,400-4,200 requests/s through ``client.send`` against
-5,400-6,100 through the same transport directly).
+The same transport is an ``httpx.AsyncBaseTransport`` too (package ``httpx-aiohttp`` underneath), for the
+SOAP adapters' zeep clients and for tests, which may pass ``httpx.MockTransport`` to an ``HttpPeer``: an
+endpoint over a transport that has no ``post`` of its own goes through httpx's objects.
 
 Every answer is capped (``max_answer_bytes``, 8 MiB by default): a declared ``Content-Length`` over the cap
-is refused before reading (``make_transport``), and a streamed answer is dropped as soon as its decoded
-size passes the cap (``read_capped``, which every reader of a body uses, so a gzip bomb stops too). A
-peer answering 24 MB took the node from 99 MB to 1 GB before the cap; the caller sees ``AnswerTooLarge``.
+is refused before reading, and a body is dropped as soon as its decoded size passes the cap (aiohttp inflates
+a compressed body in bounded steps, so a gzip bomb stops too; over httpx, ``read_capped`` does the same).
+A peer answering 24 MB took the node from 99 MB to 1 GB before the cap; the caller sees ``AnswerTooLarge``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import ssl
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
+import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
+import yarl
+from httpx_aiohttp import AiohttpTransport as _HttpxOverAiohttp
 
 DEFAULT_MAX_ANSWER_BYTES = 8 * 1024 * 1024
 """The default cap on one answer from a peer, in bytes (8 MiB): far above any answer a peer owes us."""
@@ -44,41 +49,117 @@ class AnswerTooLarge(httpx.TransportError):
         return error
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A peer's whole answer to one request: status, headers (case-insensitive) and decoded body."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+
+    @property
+    def text(self) -> str:
+        """The body as text, in the charset its content type names (UTF-8 when it names none or a bad one);
+        bytes that do not decode are replaced, never raised on."""
+        _, _, params = self.headers.get("content-type", "").partition(";")
+        charset = "utf-8"
+        for param in params.split(";"):
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "charset" and value.strip():
+                charset = value.strip().strip('"')
+        try:
+            codecs.lookup(charset)
+        except LookupError:
+            charset = "utf-8"
+        return self.content.decode(charset, errors="replace")
+
+
+@runtime_checkable
+class Poster(Protocol):
+    """A transport that posts without httpx's objects: the real one, and the authentication around it."""
+
+    async def post(
+        self, url: yarl.URL, body: bytes, headers: Mapping[str, str], *, max_bytes: int, timeout_s: float
+    ) -> Answer:
+        """POST ``body`` to ``url`` and read the whole answer, at most ``max_bytes`` of it, all within
+        ``timeout_s`` (past it: TimeoutError)."""
+        ...
+
+
 def make_transport(
     *,
     max_connections: int,
     ssl_context: ssl.SSLContext | None = None,
     max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
-) -> httpx.AsyncBaseTransport:
+) -> AiohttpTransport:
     """The real transport for one destination; TLS is verified (``ssl_context``: a private CA, or mTLS).
 
     Answers larger than ``max_answer_bytes`` as received (default 8 MiB) raise ``AnswerTooLarge``.
     """
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-    verify: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
-    inner = AiohttpTransport(verify=verify, limits=limits, trust_env=False)
-    return CappedTransport(inner, max_answer_bytes=max_answer_bytes)
+    return AiohttpTransport(
+        max_connections=max_connections, ssl_context=ssl_context, max_answer_bytes=max_answer_bytes
+    )
 
 
 _CAP = "lienthong.max_answer_bytes"
 """The response extension through which a transport's cap reaches ``read_capped``."""
 
 
-class CappedTransport(httpx.AsyncBaseTransport):
-    """Wraps a transport so that no answer's body passes ``max_answer_bytes``: a declared length over it is
-    refused here, and the cap travels with the response for ``read_capped``, which every reader of an
-    answer's body uses, to stop a streamed one at it.
+class AiohttpTransport(_HttpxOverAiohttp):
+    """One aiohttp session for one destination, used two ways: ``post`` (the adapters' path, no httpx
+    objects) and ``handle_async_request`` (httpx's transport interface, for zeep and tests).
 
-    The cap is not enforced by wrapping each response's stream: with that layer the bus delivered
-    746-813/s (bus ÷ bare aiohttp 0.31), without the transport wrapper at all 1,064/s (0.44), and with
-    this one 814-1,205/s (0.31-0.36), in benchmarks/bench_bus.py on a noisy 2-core machine."""
+    Over httpx, the cap travels with the response for ``read_capped``, which every reader of such an
+    answer's body uses. It is not enforced by wrapping each response's stream: with that layer the bus
+    delivered 746-813/s (bus ÷ bare aiohttp 0.31), without it 1,064/s (0.44), in benchmarks/bench_bus.py on a
+    noisy 2-core machine."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, *, max_answer_bytes: int) -> None:
-        self._inner = inner
+    def __init__(
+        self, *, max_connections: int, ssl_context: ssl.SSLContext | None, max_answer_bytes: int
+    ) -> None:
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        verify: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+        super().__init__(verify=verify, limits=limits, trust_env=False)
         self.max_answer_bytes = max_answer_bytes
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+
+    def _session(self) -> aiohttp.ClientSession:
+        if not isinstance(self.client, aiohttp.ClientSession):
+            self.client = self.get_client()  # made on first use: it needs the running loop
+        return self.client
+
+    async def post(
+        self, url: yarl.URL, body: bytes, headers: Mapping[str, str], *, max_bytes: int, timeout_s: float
+    ) -> Answer:
+        """POST ``body`` and read the answer, inflated, up to the smaller of ``max_bytes`` and the
+        transport's cap, within ``timeout_s`` from start to last byte.
+
+        The bound is aiohttp's own (``ClientTimeout.total``: TimeoutError past it), not an
+        ``asyncio.timeout`` around the call, which cost 7% of the bus's time on its own."""
+        cap = min(max_bytes, self.max_answer_bytes)
+        timeout = self._timeouts.get(timeout_s)
+        if timeout is None:
+            timeout = aiohttp.ClientTimeout(total=timeout_s)
+            self._timeouts[timeout_s] = timeout
+        async with self._session().post(
+            url, data=body, headers=headers, allow_redirects=False, timeout=timeout
+        ) as answer:
+            declared = answer.content_length
+            if declared is not None and declared > cap:
+                answer.close()  # the connection goes too: its unread body must not be read by the next
+                raise AnswerTooLarge.over(cap, declared=declared)
+            chunks: list[bytes] = []
+            size = 0
+            while chunk := await answer.content.readany():
+                size += len(chunk)
+                if size > cap:
+                    answer.close()
+                    raise AnswerTooLarge.over(cap)
+                chunks.append(chunk)
+            return Answer(answer.status, answer.headers, b"".join(chunks))
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await self._inner.handle_async_request(request)
+        response = await super().handle_async_request(request)
         try:
             check_declared_length(response, self.max_answer_bytes)
         except AnswerTooLarge:
@@ -86,9 +167,6 @@ class CappedTransport(httpx.AsyncBaseTransport):
             raise
         response.extensions[_CAP] = self.max_answer_bytes
         return response
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
 
 
 def check_declared_length(response: httpx.Response, max_bytes: int) -> None:
@@ -116,6 +194,41 @@ async def read_capped(response: httpx.Response, max_bytes: int) -> bytes:
     return response._content
 
 
+async def post_over_httpx(
+    transport: httpx.AsyncBaseTransport,
+    url: yarl.URL,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    max_bytes: int,
+    timeout_s: float,
+) -> Answer:
+    """``Poster.post`` for a transport that only speaks httpx (``httpx.MockTransport`` in tests)."""
+    extensions = {"timeout": httpx.Timeout(timeout_s).as_dict()}
+    request = httpx.Request("POST", str(url), content=body, headers=headers, extensions=extensions)
+    response = await transport.handle_async_request(request)
+    try:
+        content = await read_capped(response, max_bytes)
+    finally:
+        await response.aclose()
+    return Answer(response.status_code, response.headers, content)
+
+
+async def post_over(
+    transport: httpx.AsyncBaseTransport,
+    url: yarl.URL,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    max_bytes: int,
+    timeout_s: float,
+) -> Answer:
+    """POST through ``transport``: its own ``post`` when it has one, httpx's objects otherwise."""
+    if isinstance(transport, Poster):
+        return await transport.post(url, body, headers, max_bytes=max_bytes, timeout_s=timeout_s)
+    return await post_over_httpx(transport, url, body, headers, max_bytes=max_bytes, timeout_s=timeout_s)
+
+
 class HttpPeer:
     """One external system over HTTP: where it is, how to reach it, how long to wait (``timeout_s``), and
     the most it may answer (``max_answer_bytes``, decoded; default 8 MiB)."""
@@ -141,24 +254,29 @@ class HttpPeer:
 
 
 class Endpoint:
-    """One URL of a peer, parsed once (building requests from a parsed URL: 12 µs against 45 µs)."""
+    """One URL of a peer, parsed once."""
 
     def __init__(self, peer: HttpPeer, path: str) -> None:
         self.url = peer.base_url.join(path)
+        self._url = yarl.URL(str(self.url), encoded=True)
         self._transport = peer.transport
+        self._poster = peer.transport if isinstance(peer.transport, Poster) else None
         self._timeout_s = peer.timeout_s
         self._max_answer_bytes = peer.max_answer_bytes
-        # The transport applies these per socket operation; the whole exchange is bounded below.
-        self._extensions = {"timeout": httpx.Timeout(peer.timeout_s).as_dict()}
 
-    async def post(self, body: bytes, headers: Mapping[str, str]) -> httpx.Response:
+    async def post(self, body: bytes, headers: Mapping[str, str]) -> Answer:
         """POST ``body`` and read the whole answer, within ``timeout_s`` (raises TimeoutError past it) and
         ``max_answer_bytes`` (raises AnswerTooLarge past it)."""
-        request = httpx.Request("POST", self.url, content=body, headers=headers, extensions=self._extensions)
+        if self._poster is not None:  # it bounds the whole exchange itself
+            return await self._poster.post(
+                self._url, body, headers, max_bytes=self._max_answer_bytes, timeout_s=self._timeout_s
+            )
         async with asyncio.timeout(self._timeout_s):
-            response = await self._transport.handle_async_request(request)
-            try:
-                await read_capped(response, self._max_answer_bytes)
-            finally:
-                await response.aclose()
-        return response
+            return await post_over_httpx(
+                self._transport,
+                self._url,
+                body,
+                headers,
+                max_bytes=self._max_answer_bytes,
+                timeout_s=self._timeout_s,
+            )

@@ -35,14 +35,13 @@ from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import quote, urlencode
 
-import httpx
 import orjson
 
 from lienthong.adapters.base import Receipt, map_transport_errors, raise_for_status
 from lienthong.adapters.credentials import CredentialCache
 from lienthong.adapters.einvoice import announce
 from lienthong.adapters.failures import retryable_status
-from lienthong.adapters.http import Endpoint, HttpPeer
+from lienthong.adapters.http import Answer, Endpoint, HttpPeer
 from lienthong.bus.emit import EventSink
 from lienthong.errors import PermanentError, RetryableError, TranslationError
 from lienthong.model import Message
@@ -276,7 +275,7 @@ class ViettelInvoiceAdapter:
             headers["authorization"] = f"Bearer {token}"
         return headers
 
-    def _read(self, response: httpx.Response, operation: str) -> _Answer:
+    def _read(self, response: Answer, operation: str) -> _Answer:
         """The answer's JSON object; an unreadable one is classified by its HTTP status alone."""
         try:
             body = orjson.loads(response.content)
