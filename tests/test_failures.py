@@ -22,7 +22,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from lienthong.adapters.auth import AuthenticatedTransport, OAuth2ClientCredentials
 from lienthong.adapters.base import map_transport_errors, raise_for_status
 from lienthong.adapters.failures import RETRYABLE_STATUS, classify, retryable_status
-from lienthong.adapters.http import AnswerTooLarge
+from lienthong.adapters.http import Answer, AnswerTooLarge
 from lienthong.adapters.population import (
     CitizenQuery,
     PopulationAdapter,
@@ -334,7 +334,7 @@ def query() -> CitizenQuery:
 async def test_each_status_is_judged_alike_by_rest_soap_and_the_token_endpoint(status: int) -> None:
     want = RetryableError if status in RETRYABLE else PermanentError
     headers = {"retry-after": "7"}
-    rest_answer = httpx.Response(status, text="<html>gateway</html>", headers=headers, request=REQUEST)
+    rest_answer = Answer(status, httpx.Headers(headers), b"<html>gateway</html>")
     with pytest.raises(DeliveryError) as rest:
         raise_for_status(rest_answer, "emc", "TrackingMCDT")
     assert (type(rest.value), rest.value.status) == (want, status)
@@ -364,7 +364,7 @@ async def test_each_status_is_judged_alike_by_rest_soap_and_the_token_endpoint(s
         assert token.value.retry_after_s == rest.value.retry_after_s == 7  # type: ignore[attr-defined]
 
     for raised in (
-        httpx.HTTPStatusError("boom", request=REQUEST, response=rest_answer),
+        httpx.HTTPStatusError("boom", request=REQUEST, response=httpx.Response(status, request=REQUEST)),
         answered(aiohttp_errors.ClientResponseError, status, "", **headers),
         ZEEP.TransportError("boom", status_code=status),
     ):
