@@ -27,6 +27,8 @@ from pydantic import (
 )
 
 from lienthong._yaml import LocatedDocument, PathKey, format_path, load_located, substitute_env
+from lienthong.bank.csvfile import CsvLayout
+from lienthong.bank.records import DEFAULT_MAX_BYTES as DEFAULT_MAX_STATEMENT_BYTES
 from lienthong.bus.envelope import EventType
 from lienthong.errors import ConfigError, ConfigIssue
 
@@ -193,6 +195,62 @@ class DispatcherConfig(_Model):
         " destination's timeout: a buffered message starts only with half its lease left.",
     )
     retry: RetryConfig = RetryConfig()
+
+
+class JobConfig(_Model):
+    """One scheduled job: when it runs, for how long at most, and how it is retried (decision 0012)."""
+
+    cron: str = Field(
+        description="When the job runs, as a crontab expression (minute hour day month weekday) in"
+        " scheduler.timezone, e.g. '0 2 * * *' (02:00 daily). Weekdays as names (mon-fri): APScheduler 3"
+        " reads 0 as Monday. Each run covers the window from the previous fire time to its own.",
+    )
+    time_limit_s: float = Field(
+        default=3600.0, gt=0, description="Seconds one attempt may run; past it, it is timed_out (retried)."
+    )
+    retries: int = Field(
+        default=2, ge=0, le=10, description="Attempts after a failed or timed-out one, before giving up."
+    )
+    backoff_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="Seconds before the first retry; each later retry waits twice as long as the one before.",
+    )
+    enabled: bool = Field(
+        default=True,
+        description="false: not run on schedule (`lienthong reconcile` still runs it by hand).",
+    )
+
+    @field_validator("cron")
+    @classmethod
+    def _crontab(cls, value: str) -> str:
+        from lienthong.scheduler.schedule import parse_cron  # noqa: PLC0415 (it imports APScheduler)
+
+        parse_cron(value)  # ValueError says what is wrong
+        return value
+
+
+class SchedulerConfig(_Model):
+    """Scheduled jobs (reconciliation, integrity checks, KPIs): each window runs once, whatever the nodes."""
+
+    enabled: bool = Field(
+        default=False, description="true: this node runs the jobs on their schedules (and catches up at start)."
+    )
+    timezone: str = Field(
+        default="Asia/Ho_Chi_Minh", description="IANA time zone the cron expressions and windows are read in."
+    )
+    jobs: dict[str, JobConfig] = Field(
+        default_factory=dict,
+        description="Jobs by name (a job lienthong or an installed plugin provides) → schedule and limits.",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from lienthong.scheduler.schedule import zone  # noqa: PLC0415 (it imports APScheduler)
+
+        zone(value)  # ValueError names the zone
+        return value
 
 
 class BasicAuthConfig(_Model):
@@ -519,6 +577,39 @@ class EventsConfig(_Model):
     )
 
 
+class StatementMatching(_Model):
+    """How bank transactions are matched with confirmed payments when no reference ties them."""
+
+    date_tolerance_days: int = Field(
+        default=3,
+        ge=0,
+        le=31,
+        description="A transaction without a known reference matches an unmatched payment of the same"
+        " amount paid at most this many days before or after its booking date.",
+    )
+    amount_tolerance: int = Field(
+        default=0,
+        ge=0,
+        description="A transaction found by reference whose amount differs by at most this much (VND)"
+        " still matches; past it, the pair is an amount mismatch.",
+    )
+
+
+class BankStatementsConfig(_Model):
+    """Bank statement files for reconciliation: camt.053/camt.054 XML, or CSV through a layout."""
+
+    layouts: dict[str, CsvLayout] = Field(
+        default_factory=dict,
+        description="CSV layouts by name, one per bank export format (columns, date and number formats).",
+    )
+    max_file_bytes: int = Field(
+        default=DEFAULT_MAX_STATEMENT_BYTES,
+        ge=1024,
+        description="Largest statement file read (bytes); a larger one fails the run unread.",
+    )
+    matching: StatementMatching = StatementMatching()
+
+
 class Config(_Model):
     """The whole lienthong configuration."""
 
@@ -529,11 +620,13 @@ class Config(_Model):
         description="Where events and messages are kept (kind: sqlite, postgres, memory).",
     )
     dispatcher: DispatcherConfig = DispatcherConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
     events: EventsConfig = EventsConfig()
     destinations: dict[str, Destination] = Field(default_factory=dict)
     routes: list[Route] = Field(default_factory=list)
     citizens: CitizensConfig = CitizensConfig()
     payments: PaymentsConfig = PaymentsConfig()
+    bank_statements: BankStatementsConfig = BankStatementsConfig()
 
     _source: LocatedDocument | None = PrivateAttr(default=None)
     _base_dir: Path | None = PrivateAttr(default=None)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lienthong import __version__
-from lienthong.cli import db, dlq, mapping, payments
+from lienthong.cli import db, dlq, mapping, payments, statement
 from lienthong.errors import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -111,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     dlq.add_commands(sub)
     payments.add_commands(sub)
     db.add_commands(sub)
+    statement.add_commands(sub)
     return parser
 
 
