@@ -301,14 +301,18 @@ def test_nodes_starting_together_migrate_once(pg_dsn: str) -> None:
         thread.start()
     for thread in threads:
         thread.join(20)
-    assert sorted(results, key=str) == [(4, 4), (4, 4), (4, 4), (None, 4)]
+    v = pg.SCHEMA_VERSION
+    assert sorted(results, key=str) == [(v, v), (v, v), (v, v), (None, v)]
     with psycopg.connect(pg_dsn) as connection:
         assert connection.execute("SELECT count(*) FROM schema_version").fetchone() == (1,)
 
 
 @pytest.mark.parametrize(
     ("version", "refusal"),
-    [(99, r"99, newer than this lienthong knows \(4\)"), (3, "no PostgreSQL store of version 3")],
+    [
+        (99, rf"99, newer than this lienthong knows \({pg.SCHEMA_VERSION}\)"),
+        (3, "no PostgreSQL store of version 3"),
+    ],
 )
 def test_a_schema_of_a_version_we_cannot_bring_to_ours_is_refused(
     pg_dsn: str, version: int, refusal: str

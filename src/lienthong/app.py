@@ -69,7 +69,9 @@ from lienthong.observability.metrics import Metrics
 from lienthong.payments import CallbackScheme, HmacFieldsScheme, PayGovScheme
 from lienthong.payments.callbacks import PaymentCallbacks, RefusalLimiter
 from lienthong.request_limits import RequestLimits
-from lienthong.store import Store, build_store, units
+from lienthong.scheduler import JobRegistry
+from lienthong.scheduler.service import Scheduler, job_issues, plans
+from lienthong.store import Store, build_store, node_name, units
 
 log = logging.getLogger("lienthong.app")
 
@@ -90,6 +92,7 @@ class Lienthong:
     prefill: Prefill | None = None
     payments: PaymentCallbacks | None = None
     population: PopulationAdapter | None = None
+    scheduler: Scheduler | None = None
     api: FastAPI = field(init=False)
     _dispatch_task: asyncio.Task[None] | None = field(default=None, init=False)
 
@@ -104,8 +107,12 @@ class Lienthong:
             log.warning("returned %d deliveries left in flight by an earlier stop to pending", recovered)
         if self.config.dispatcher.enabled:
             self._dispatch_task = asyncio.create_task(self.dispatcher.run(), name="lienthong-dispatcher")
+        if self.scheduler is not None:
+            await self.scheduler.start()  # catches up on missed windows, then follows the schedules
 
     async def stop(self) -> None:
+        if self.scheduler is not None:
+            await self.scheduler.stop()  # before the store closes: interrupted runs are recorded
         await self.dispatcher.stop(self.config.dispatcher.shutdown_grace_s)
         if self._dispatch_task is not None:
             self._dispatch_task.cancel()
@@ -134,10 +141,12 @@ def build(
     loader: SpecLoader | None = None,
     init_store: bool = False,
     as_node: bool = True,
+    jobs: JobRegistry | None = None,
 ) -> Lienthong:
-    """Build a node. Raises ConfigError when a mapping the routes use does not compile. ``init_store``
-    creates the store even where one ran before and was removed (``lienthong db init``); ``as_node=False``
-    opens it for an operator's tool (dlq, payments) beside a running node, without the node's lock."""
+    """Build a node. Raises ConfigError when a mapping the routes use does not compile, or a scheduled job
+    is unknown. ``init_store`` creates the store even where one ran before and was removed (``lienthong db
+    init``); ``as_node=False`` opens it for an operator's tool (dlq, payments) beside a running node,
+    without the node's lock. ``jobs``: the scheduler's jobs (default: built-in and installed ones)."""
     loader = loader or SpecLoader(FunctionRegistry.with_plugins())
     routes = build_routes(config, loader)
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
@@ -184,8 +193,34 @@ def build(
             ),
             clock=clock,
         )
+    node.scheduler = build_scheduler(config, store, metrics, jobs, clock=clock)
     node.api = build_api(node)
     return node
+
+
+def build_scheduler(
+    config: Config, store: Store, metrics: Metrics, jobs: JobRegistry | None = None, *, clock: Clock
+) -> Scheduler:
+    """The scheduler of ``config.scheduler``; ConfigError naming every configured job nobody provides."""
+    return Scheduler(
+        store,
+        check_jobs(config, jobs),
+        plans(config.scheduler),
+        metrics,
+        clock=clock,
+        node=node_name(),
+        enabled=config.scheduler.enabled,
+    )
+
+
+def check_jobs(config: Config, jobs: JobRegistry | None = None) -> JobRegistry:
+    """``jobs`` (default: the built-in and installed ones); ConfigError naming every job of
+    ``scheduler.jobs`` that none of them is."""
+    jobs = jobs if jobs is not None else JobRegistry.with_plugins()
+    issues = job_issues(config, jobs)
+    if issues:
+        raise ConfigError(issues)
+    return jobs
 
 
 def build_api(node: Lienthong) -> FastAPI:

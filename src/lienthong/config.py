@@ -234,7 +234,8 @@ class SchedulerConfig(_Model):
     """Scheduled jobs (reconciliation, integrity checks, KPIs): each window runs once, whatever the nodes."""
 
     enabled: bool = Field(
-        default=False, description="true: this node runs the jobs on their schedules (and catches up at start)."
+        default=False,
+        description="true: this node runs the jobs on their schedules (and catches up at start).",
     )
     timezone: str = Field(
         default="Asia/Ho_Chi_Minh", description="IANA time zone the cron expressions and windows are read in."

@@ -17,11 +17,13 @@ message::
     │   ├── StoreMissing       no store where one is expected (never created, or removed): `db init`
     │   └── StoreUnavailable   the store cannot answer now (its process is down, a call ran out of time,
     │                          its file was removed under it): nothing was acknowledged, try again
-    └── CitizenLookupError     a look-up in the population database did not give a citizen
-        ├── CitizenNotFound        no citizen has that SoDinhDanh
-        ├── CitizenMismatch        the citizen exists, but the name or birth date given differs (fields)
-        ├── PopulationUnavailable  the service is down, slow, or answered garbage: try again later
-        └── PopulationRefused      the service refused our request (remote_code): a contract or config fault
+    ├── CitizenLookupError     a look-up in the population database did not give a citizen
+    │   ├── CitizenNotFound        no citizen has that SoDinhDanh
+    │   ├── CitizenMismatch        the citizen exists, but the name or birth date given differs (fields)
+    │   ├── PopulationUnavailable  the service is down, slow, or answered garbage: try again later
+    │   └── PopulationRefused      the service refused our request (remote_code): a contract or config fault
+    └── RunRefused             a run by hand cannot start (job, run_id): unknown job, a window not over,
+                               or one run already (without --force)
 
 Third-party exceptions (httpx, sqlite3, pydantic, yaml) are translated into this tree at one boundary
 each, with ``raise ... from exc``; see ``adapters.base.map_transport_errors``.
@@ -221,3 +223,13 @@ class PopulationRefused(CitizenLookupError):
     def __init__(self, message: str, *, remote_code: str | None = None) -> None:
         self.remote_code = remote_code
         super().__init__(message)
+
+
+class RunRefused(LienthongError):
+    """A run by hand (``lienthong reconcile``) cannot start: ``job``, and ``run_id`` when a window was
+    chosen; the message says why and what to do."""
+
+    def __init__(self, message: str, *, job: str, run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.job = job
+        self.run_id = run_id

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from lienthong import __version__
-from lienthong.cli import db, dlq, mapping, payments, statement
+from lienthong.cli import db, dlq, mapping, payments, runs, statement
 from lienthong.errors import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -111,6 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     dlq.add_commands(sub)
     payments.add_commands(sub)
     db.add_commands(sub)
+    runs.add_commands(sub)
     statement.add_commands(sub)
     return parser
 
@@ -122,13 +123,14 @@ def _load(path: Path) -> Any:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from lienthong.app import build_routes, compile_forms, tls_context  # noqa: PLC0415
+    from lienthong.app import build_routes, check_jobs, compile_forms, tls_context  # noqa: PLC0415
     from lienthong.mappings import FunctionRegistry, SpecLoader  # noqa: PLC0415
 
     config = _load(args.config)
     loader = SpecLoader(FunctionRegistry.with_plugins())
     mappings = build_routes(config, loader).mappings()
     forms = compile_forms(config, loader) if config.citizens.source else {}
+    check_jobs(config)  # every job of scheduler.jobs is one lienthong or a plugin provides
     for destination in config.destinations.values():
         tls_context(destination, config.base_dir)  # certificate files readable, paired, in date
     routes = sum(len(r.deliver) for r in config.routes)

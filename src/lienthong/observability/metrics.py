@@ -10,6 +10,8 @@ from lienthong.model import DestinationStats
 
 # Deliveries cross loopback in a millisecond and a slow national system in tens of seconds.
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# A scheduled job reads a day of the ledger or a bank statement: from a second to an hour.
+RUN_BUCKETS_S = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0)
 
 
 class Metrics:
@@ -68,6 +70,27 @@ class Metrics:
             " contradiction, unknown_reference, amount_mismatch, transaction_reused, bad_signature, invalid,"
             " too_large; unrecorded: refused past the sender's recording budget).",
             ["channel", "verdict"],
+            registry=registry,
+        )
+
+        self.scheduler_runs = Counter(
+            "lienthong_scheduler_runs",
+            "Attempts at scheduled jobs' windows, by job and outcome (succeeded, failed, timed_out; skipped:"
+            " a window missed while no node ran, coalesced into a later run).",
+            ["job", "outcome"],
+            registry=registry,
+        )
+        self.scheduler_last_success = Gauge(
+            "lienthong_scheduler_last_success_timestamp_seconds",
+            "When the job's last successful run ended (seconds since the epoch; 0: none recorded).",
+            ["job"],
+            registry=registry,
+        )
+        self.scheduler_run_duration = Histogram(
+            "lienthong_scheduler_run_duration_seconds",
+            "Time one attempt at a scheduled job took, in seconds.",
+            ["job"],
+            buckets=RUN_BUCKETS_S,
             registry=registry,
         )
 

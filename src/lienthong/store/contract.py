@@ -26,6 +26,7 @@ from lienthong.model import (
     StoredEvent,
 )
 from lienthong.payments.records import CallbackRecord, Claim, PaymentFinding, PaymentRecord
+from lienthong.scheduler.runs import RunRecord
 
 
 class KnownEvent(NamedTuple):
@@ -155,6 +156,42 @@ class Audit(Protocol):
         ...
 
 
+class Runs(Protocol):
+    """The scheduler's run history: one record per attempt at one job's window (``scheduler.runs``)."""
+
+    def claim(self, run: RunRecord) -> bool:
+        """Record ``run`` unless its run id already has an attempt of that number; True when recorded.
+
+        Attempt 1 is the claim on a window: whoever records it runs the window, and nobody else does.
+        """
+        ...
+
+    def finish(self, run: RunRecord) -> None:
+        """Write an attempt's end: outcome, end time, counts, reports, detail."""
+        ...
+
+    def attempts(self, run_id: str) -> list[RunRecord]:
+        """Every attempt of one run id, first first."""
+        ...
+
+    def recent(self, limit: int, job: str | None) -> list[RunRecord]:
+        """The latest attempts, newest first (by start); of one job when given."""
+        ...
+
+    def latest(self, job: str) -> RunRecord | None:
+        """The attempt of the job's latest window recorded, whatever its outcome (its last attempt)."""
+        ...
+
+    def last_success(self, job: str) -> RunRecord | None:
+        """The job's attempt that succeeded last (by end)."""
+        ...
+
+    def abandon(self, job: str, started_before_ms: int, now_ms: int, detail: str) -> int:
+        """End as failed the job's attempts still running that started before ``started_before_ms``:
+        their node stopped or died during the run. Returns how many."""
+        ...
+
+
 class Tx(Protocol):
     """The repositories of one open transaction."""
 
@@ -170,6 +207,8 @@ class Tx(Protocol):
     def payments(self) -> Payments: ...
     @property
     def audit(self) -> Audit: ...
+    @property
+    def runs(self) -> Runs: ...
 
 
 class Backend(Tx, Protocol):

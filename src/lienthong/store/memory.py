@@ -31,6 +31,7 @@ from lienthong.model import (
     StoredEvent,
 )
 from lienthong.payments.records import CallbackRecord, Claim, PaymentFinding, PaymentRecord
+from lienthong.scheduler.runs import RunRecord
 from lienthong.store.contract import KnownEvent
 
 
@@ -68,6 +69,7 @@ class _Tables:
     callbacks: list[CallbackRecord] = field(default_factory=list)
     findings: dict[tuple[str, str, str], PaymentFinding] = field(default_factory=dict)
     lookups: list[LookupRecord] = field(default_factory=list)
+    runs: dict[tuple[str, int], RunRecord] = field(default_factory=dict)
 
 
 class MemoryBackend:
@@ -83,6 +85,7 @@ class MemoryBackend:
         self.mappings = MemoryMappings(self)
         self.payments = MemoryPayments(self)
         self.audit = MemoryAudit(self)
+        self.runs = MemoryRuns(self)
 
     @property
     def tables(self) -> _Tables:
@@ -367,6 +370,54 @@ class MemoryAudit(_Repo):
     def lookups(self, limit: int) -> list[LookupRecord]:
         indexed = sorted(enumerate(self._t.lookups), key=lambda p: (p[1].at_ms, p[0]), reverse=True)
         return [record for _, record in indexed[:limit]]
+
+
+class MemoryRuns(_Repo):
+    def claim(self, run: RunRecord) -> bool:
+        key = (run.run_id, run.attempt)
+        if key in self._t.runs:
+            return False
+        self._t.runs[key] = replace(run, counts=dict(run.counts))
+        return True
+
+    def finish(self, run: RunRecord) -> None:
+        key = (run.run_id, run.attempt)
+        seen = self._t.runs.get(key)
+        if seen is not None:
+            self._t.runs[key] = replace(
+                seen,
+                outcome=run.outcome,
+                ended_ms=run.ended_ms,
+                counts=dict(run.counts),
+                reports=run.reports,
+                detail=run.detail,
+            )
+
+    def attempts(self, run_id: str) -> list[RunRecord]:
+        return sorted((r for (rid, _), r in self._t.runs.items() if rid == run_id), key=lambda r: r.attempt)
+
+    def recent(self, limit: int, job: str | None) -> list[RunRecord]:
+        found = [r for r in self._t.runs.values() if job is None or r.job == job]
+        found.sort(key=lambda r: (r.started_ms, r.run_id, r.attempt), reverse=True)
+        return found[:limit]
+
+    def latest(self, job: str) -> RunRecord | None:
+        found = [r for r in self._t.runs.values() if r.job == job]
+        return max(found, key=lambda r: (r.window_end_ms, r.attempt), default=None)
+
+    def last_success(self, job: str) -> RunRecord | None:
+        found = [r for r in self._t.runs.values() if r.job == job and r.outcome == "succeeded"]
+        return max(found, key=lambda r: r.ended_ms or 0, default=None)
+
+    def abandon(self, job: str, started_before_ms: int, now_ms: int, detail: str) -> int:
+        stale = [
+            key
+            for key, r in self._t.runs.items()
+            if r.job == job and r.outcome == "running" and r.started_ms < started_before_ms
+        ]
+        for key in stale:
+            self._t.runs[key] = replace(self._t.runs[key], outcome="failed", ended_ms=now_ms, detail=detail)
+        return len(stale)
 
 
 def _stored(item: IngestItem) -> StoredEvent:

@@ -47,6 +47,7 @@ from lienthong.model import (
     StoredEvent,
 )
 from lienthong.payments.records import CallbackRecord, Claim, PaymentFinding, PaymentRecord
+from lienthong.scheduler.runs import RunRecord
 from lienthong.store.contract import KnownEvent, Tx
 from lienthong.store.rows import (
     CALLBACK_COLUMNS,
@@ -55,18 +56,21 @@ from lienthong.store.rows import (
     LOOKUP_COLUMNS,
     MESSAGE_FIELDS,
     PAYMENT_COLUMNS,
+    RUN_COLUMNS,
     claimed,
     event_row,
     fold_stats,
     ledger_entry,
     ledger_row,
+    run_record,
+    run_row,
 )
 from lienthong.store.runner import STOP, Op, answer, execute, next_batch
 
 T = TypeVar("T")
 Connection = psycopg.Connection[Any]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """The same number as SQLite's schema: the two describe the same tables."""
 
 _SCHEMA = """
@@ -197,13 +201,33 @@ CREATE TABLE IF NOT EXISTS dossiers (
     fees_paid        BIGINT,
     result_sha256    TEXT,
     updated_ms       BIGINT NOT NULL
-)
+);
+CREATE TABLE IF NOT EXISTS runs (
+    job              TEXT NOT NULL,
+    run_id           TEXT NOT NULL,
+    attempt          INTEGER NOT NULL,
+    window_start_ms  BIGINT NOT NULL,
+    window_end_ms    BIGINT NOT NULL,
+    started_ms       BIGINT NOT NULL,
+    outcome          TEXT NOT NULL,
+    ended_ms         BIGINT,
+    counts           TEXT NOT NULL DEFAULT '{}',
+    reports          TEXT NOT NULL DEFAULT '[]',
+    node             TEXT NOT NULL DEFAULT '',
+    forced_by        TEXT,
+    forced_reason    TEXT,
+    detail           TEXT,
+    PRIMARY KEY (run_id, attempt)
+);
+CREATE INDEX IF NOT EXISTS runs_job ON runs (job, window_end_ms);
+CREATE INDEX IF NOT EXISTS runs_started ON runs (started_ms)
 """
 
 # Steps from each older schema version to the next; the CREATE ... IF NOT EXISTS script adds new tables.
-# PostgreSQL stores start at version 4 (SQLite's versions 1 to 3 never existed here): a step from 4 to 5
-# goes here as 4: (...), beside SQLite's.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {}
+# PostgreSQL stores start at version 4 (SQLite's versions 1 to 3 never existed here).
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    4: (),  # the runs table (scheduler history): added by the script
+}
 
 # Advisory lock keys (64-bit, one space per database). The order lock is keyed by the outbox table's oid,
 # so stores in other schemas of one database do not wait for each other; migrations by the schema's name.
@@ -603,6 +627,68 @@ class PostgresAudit:
         return [LookupRecord(*row) for row in rows]
 
 
+class PostgresRuns:
+    def __init__(self, db: _Db) -> None:
+        self._db = db
+
+    def claim(self, run: RunRecord) -> bool:
+        # A second node inserting the same attempt waits for the first's transaction, then does nothing.
+        row = run_row(run)
+        cursor = self._db.execute(
+            f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({', '.join(['%s'] * len(row))})"
+            " ON CONFLICT (run_id, attempt) DO NOTHING",
+            row,
+        )
+        return cursor.rowcount == 1
+
+    def finish(self, run: RunRecord) -> None:
+        values = dict(zip(RUN_COLUMNS.split(", "), run_row(run), strict=True))
+        self._db.execute(
+            "UPDATE runs SET outcome = %s, ended_ms = %s, counts = %s, reports = %s, detail = %s"
+            " WHERE run_id = %s AND attempt = %s",
+            [values[c] for c in ("outcome", "ended_ms", "counts", "reports", "detail", "run_id", "attempt")],
+        )
+
+    def attempts(self, run_id: str) -> list[RunRecord]:
+        rows = self._db.execute(
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = %s ORDER BY attempt", (run_id,)
+        ).fetchall()
+        return [run_record(row) for row in rows]
+
+    def recent(self, limit: int, job: str | None) -> list[RunRecord]:
+        where, args = ("WHERE job = %s", [job]) if job is not None else ("", [])
+        rows = self._db.execute(
+            f"SELECT {RUN_COLUMNS} FROM runs {where}"
+            " ORDER BY started_ms DESC, run_id DESC, attempt DESC LIMIT %s",
+            [*args, limit],
+        ).fetchall()
+        return [run_record(row) for row in rows]
+
+    def latest(self, job: str) -> RunRecord | None:
+        row = self._db.execute(
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE job = %s"
+            " ORDER BY window_end_ms DESC, attempt DESC LIMIT 1",
+            (job,),
+        ).fetchone()
+        return run_record(row) if row is not None else None
+
+    def last_success(self, job: str) -> RunRecord | None:
+        row = self._db.execute(
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE job = %s AND outcome = 'succeeded'"
+            " ORDER BY ended_ms DESC LIMIT 1",
+            (job,),
+        ).fetchone()
+        return run_record(row) if row is not None else None
+
+    def abandon(self, job: str, started_before_ms: int, now_ms: int, detail: str) -> int:
+        cursor = self._db.execute(
+            "UPDATE runs SET outcome = 'failed', ended_ms = %s, detail = %s"
+            " WHERE job = %s AND outcome = 'running' AND started_ms < %s",
+            (now_ms, detail, job, started_before_ms),
+        )
+        return cursor.rowcount
+
+
 class PostgresBackend:
     """A ``store.contract.Backend`` on one psycopg connection (not in autocommit), whose schema is up to
     date (``migrate``). Use it from one thread: its worker's. ``close`` closes the connection."""
@@ -622,6 +708,7 @@ class PostgresBackend:
         self.mappings = PostgresMappings(self._db)
         self.payments = PostgresPayments(self._db)
         self.audit = PostgresAudit(self._db)
+        self.runs = PostgresRuns(self._db)
 
     @property
     def broken(self) -> bool:

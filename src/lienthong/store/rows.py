@@ -14,6 +14,7 @@ import orjson
 
 from lienthong.model import DestinationStats, IngestItem, LedgerEntry, Message, StoredEvent
 from lienthong.payments.records import CallbackRecord, PaymentRecord
+from lienthong.scheduler.runs import RunRecord
 
 LEDGER_COLUMNS = (
     "dossier_code, unit_code, last_event_id, last_event_type, occurred_ms, status, procedure_code, channel, "
@@ -39,6 +40,8 @@ MESSAGE_FIELDS = (
     "mapping_hash",
 )
 """The outbox columns a ``MessageView`` is made of, in its fields' order."""
+RUN_COLUMNS = ", ".join(f.name for f in fields(RunRecord))
+"""The ``runs`` table's columns, in ``RunRecord``'s fields' order."""
 
 
 def event_row(item: IngestItem, now_ms: int) -> tuple[Any, ...]:
@@ -92,3 +95,20 @@ def fold_stats(rows: Iterable[Sequence[Any]]) -> list[DestinationStats]:
         DestinationStats(d, e["pending"], e["inflight"], e["dead"], e["oldest"])
         for d, e in sorted(folded.items())
     ]
+
+
+def run_row(run: RunRecord) -> tuple[Any, ...]:
+    """A ``runs`` row in ``RUN_COLUMNS`` order: counts as a JSON object, report paths as a JSON list."""
+    values = [getattr(run, f.name) for f in fields(RunRecord)]
+    names = [f.name for f in fields(RunRecord)]
+    values[names.index("counts")] = orjson.dumps(run.counts, option=orjson.OPT_SORT_KEYS).decode()
+    values[names.index("reports")] = orjson.dumps(list(run.reports)).decode()
+    return tuple(values)
+
+
+def run_record(row: Sequence[Any]) -> RunRecord:
+    """A ``runs`` row read in ``RUN_COLUMNS`` order."""
+    values = dict(zip(RUN_COLUMNS.split(", "), row, strict=True))
+    values["counts"] = orjson.loads(values["counts"])
+    values["reports"] = tuple(orjson.loads(values["reports"]))
+    return RunRecord(**values)

@@ -41,6 +41,7 @@ from lienthong.model import (
     StoredEvent,
 )
 from lienthong.payments.records import CallbackRecord, Claim, PaymentFinding, PaymentRecord
+from lienthong.scheduler.runs import RunRecord
 from lienthong.store.contract import KnownEvent
 from lienthong.store.rows import (
     CALLBACK_COLUMNS,
@@ -49,14 +50,17 @@ from lienthong.store.rows import (
     LOOKUP_COLUMNS,
     MESSAGE_FIELDS,
     PAYMENT_COLUMNS,
+    RUN_COLUMNS,
     claimed,
     event_row,
     fold_stats,
     ledger_entry,
     ledger_row,
+    run_record,
+    run_row,
 )
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -187,6 +191,25 @@ CREATE TABLE IF NOT EXISTS dossiers (
     result_sha256    TEXT,
     updated_ms       BIGINT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS runs (
+    job              TEXT NOT NULL,
+    run_id           TEXT NOT NULL,
+    attempt          INTEGER NOT NULL,
+    window_start_ms  BIGINT NOT NULL,
+    window_end_ms    BIGINT NOT NULL,
+    started_ms       BIGINT NOT NULL,
+    outcome          TEXT NOT NULL,
+    ended_ms         BIGINT,
+    counts           TEXT NOT NULL DEFAULT '{}',
+    reports          TEXT NOT NULL DEFAULT '[]',
+    node             TEXT NOT NULL DEFAULT '',
+    forced_by        TEXT,
+    forced_reason    TEXT,
+    detail           TEXT,
+    PRIMARY KEY (run_id, attempt)
+);
+CREATE INDEX IF NOT EXISTS runs_job ON runs (job, window_end_ms);
+CREATE INDEX IF NOT EXISTS runs_started ON runs (started_ms);
 """
 
 # Later events win; an event older than what the ledger reflects changes nothing. Fields an event does not
@@ -258,6 +281,7 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE payment_callbacks ADD COLUMN detail TEXT NOT NULL DEFAULT ''",
     ),
     3: ("ALTER TABLE outbox ADD COLUMN lease_until_ms BIGINT NOT NULL DEFAULT 0",),
+    4: (),  # the runs table (scheduler history): added by the script
 }
 _MAX_PARAMS = 30_000  # SQLite's default limit is 32,766 parameters in one statement
 
@@ -584,6 +608,66 @@ class SqliteAudit:
         return [LookupRecord(*row) for row in rows]
 
 
+class SqliteRuns:
+    def __init__(self, db: _Db) -> None:
+        self._db = db
+
+    def claim(self, run: RunRecord) -> bool:
+        row = run_row(run)
+        cursor = self._db.execute(
+            f"INSERT INTO runs ({RUN_COLUMNS}) VALUES ({', '.join('?' * len(row))})"
+            " ON CONFLICT (run_id, attempt) DO NOTHING",
+            row,
+        )
+        return cursor.rowcount == 1
+
+    def finish(self, run: RunRecord) -> None:
+        values = dict(zip(RUN_COLUMNS.split(", "), run_row(run), strict=True))
+        self._db.execute(
+            "UPDATE runs SET outcome = ?, ended_ms = ?, counts = ?, reports = ?, detail = ?"
+            " WHERE run_id = ? AND attempt = ?",
+            [values[c] for c in ("outcome", "ended_ms", "counts", "reports", "detail", "run_id", "attempt")],
+        )
+
+    def attempts(self, run_id: str) -> list[RunRecord]:
+        rows = self._db.execute(
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ? ORDER BY attempt", (run_id,)
+        ).fetchall()
+        return [run_record(row) for row in rows]
+
+    def recent(self, limit: int, job: str | None) -> list[RunRecord]:
+        where, args = ("WHERE job = ?", [job]) if job is not None else ("", [])
+        rows = self._db.execute(
+            f"SELECT {RUN_COLUMNS} FROM runs {where}"
+            " ORDER BY started_ms DESC, run_id DESC, attempt DESC LIMIT ?",
+            [*args, limit],
+        ).fetchall()
+        return [run_record(row) for row in rows]
+
+    def latest(self, job: str) -> RunRecord | None:
+        row = self._db.execute(
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE job = ? ORDER BY window_end_ms DESC, attempt DESC LIMIT 1",
+            (job,),
+        ).fetchone()
+        return run_record(row) if row is not None else None
+
+    def last_success(self, job: str) -> RunRecord | None:
+        row = self._db.execute(
+            f"SELECT {RUN_COLUMNS} FROM runs WHERE job = ? AND outcome = 'succeeded'"
+            " ORDER BY ended_ms DESC LIMIT 1",
+            (job,),
+        ).fetchone()
+        return run_record(row) if row is not None else None
+
+    def abandon(self, job: str, started_before_ms: int, now_ms: int, detail: str) -> int:
+        cursor = self._db.execute(
+            "UPDATE runs SET outcome = 'failed', ended_ms = ?, detail = ?"
+            " WHERE job = ? AND outcome = 'running' AND started_ms < ?",
+            (now_ms, detail, job, started_before_ms),
+        )
+        return cursor.rowcount
+
+
 class SqliteBackend:
     """A ``store.contract.Backend`` on one SQLite connection. Use it from one thread: its runner's.
 
@@ -636,6 +720,7 @@ class SqliteBackend:
         self.mappings = SqliteMappings(db)
         self.payments = SqlitePayments(db)
         self.audit = SqliteAudit(db)
+        self.runs = SqliteRuns(db)
 
     def begin(self) -> None:
         # One stat per transaction (about a microsecond) guards against writing to a file nobody will see.

@@ -26,6 +26,7 @@ from lienthong.model import (
 )
 from lienthong.payments.records import CallbackRecord, PaymentFinding, PaymentRecord, Settlement, Verdict
 from lienthong.payments.state import judge
+from lienthong.scheduler.runs import RunRecord
 from lienthong.store.contract import KnownEvent, Tx
 
 Answer = list[IngestResult] | IdempotencyConflict
@@ -245,3 +246,39 @@ def _latest_per_dossier(items: Sequence[IngestItem]) -> list[LedgerEntry]:
         if seen is None or entry.occurred_ms >= seen.occurred_ms:
             latest[entry.dossier_code] = entry
     return list(latest.values())
+
+
+# -- scheduler run history ---------------------------------------------------------------------------------
+def claim_run(tx: Tx, run: RunRecord) -> bool:
+    """Record the attempt ``run`` unless its run id has that attempt already: True when this caller runs
+    it (attempt 1 is the claim on the window)."""
+    return tx.runs.claim(run)
+
+
+def skip_runs(tx: Tx, runs: Sequence[RunRecord]) -> int:
+    """Record missed windows as skipped, each unless its run id has an attempt already; how many."""
+    return sum(tx.runs.claim(run) for run in runs)
+
+
+def finish_run(tx: Tx, run: RunRecord) -> None:
+    tx.runs.finish(run)
+
+
+def run_attempts(tx: Tx, run_id: str) -> list[RunRecord]:
+    return tx.runs.attempts(run_id)
+
+
+def recent_runs(tx: Tx, limit: int, job: str | None) -> list[RunRecord]:
+    return tx.runs.recent(limit, job)
+
+
+def latest_run(tx: Tx, job: str) -> RunRecord | None:
+    return tx.runs.latest(job)
+
+
+def last_success(tx: Tx, job: str) -> RunRecord | None:
+    return tx.runs.last_success(job)
+
+
+def abandon_runs(tx: Tx, job: str, started_before_ms: int, now_ms: int, detail: str) -> int:
+    return tx.runs.abandon(job, started_before_ms, now_ms, detail)

@@ -1,0 +1,111 @@
+"""``lienthong runs`` (the scheduler's run history) and ``lienthong reconcile`` (one job's window, now).
+
+Both open the store beside a running node, as ``dlq`` does. A run by hand is claimed in the store like a
+scheduled one: a window that has run is refused unless ``--force``, which records who and why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from lienthong.cli.dlq import EXIT_FAILED, EXIT_OK, run_on_store, when
+from lienthong.errors import RunRefused
+from lienthong.scheduler.runs import RunRecord
+from lienthong.scheduler.schedule import zone
+from lienthong.store import units
+
+EXIT_USAGE = 2
+
+
+def add_commands(sub: Any) -> None:
+    runs = sub.add_parser("runs", help="the scheduler's run history, newest first")
+    runs.add_argument("config", type=Path)
+    runs.add_argument("--job", help="only this job")
+    runs.add_argument("--limit", type=int, default=50)
+    runs.add_argument("--json", action="store_true", help="one JSON object per line")
+    runs.set_defaults(handler=_runs)
+
+    reconcile = sub.add_parser(
+        "reconcile", help="run one scheduled job for one window now, and print its outcome and reports"
+    )
+    reconcile.add_argument("config", type=Path)
+    reconcile.add_argument("job", help="a job of scheduler.jobs")
+    reconcile.add_argument(
+        "--window",
+        metavar="START",
+        help="the window this moment falls in, ISO 8601 (2026-12-01 or 2026-12-01T02:00; without an"
+        " offset, in scheduler.timezone); default: the latest complete window",
+    )
+    reconcile.add_argument("--force", action="store_true", help="run a window that has run already")
+    reconcile.add_argument("--by", help="who forces the run (recorded; needed with --force)")
+    reconcile.add_argument("--reason", help="why (recorded; needed with --force)")
+    reconcile.set_defaults(handler=_reconcile)
+
+
+def _runs(args: argparse.Namespace) -> int:
+    async def work(node: Any) -> int:
+        records = await node.store.run(units.recent_runs, args.limit, args.job)
+        for record in records:
+            print(orjson.dumps(dataclasses.asdict(record)).decode() if args.json else line(record))
+        if not args.json:
+            print(f"{len(records)} runs", file=sys.stderr)
+        return EXIT_OK
+
+    return run_on_store(args.config, work)
+
+
+def line(r: RunRecord) -> str:
+    """One attempt as one line (and a second for its detail or reason)."""
+    took = f"{r.duration_s:.1f} s" if r.duration_s is not None else "-"
+    counts = " ".join(f"{k}={v}" for k, v in sorted(r.counts.items()))
+    text = f"{when(r.started_ms)}  {r.run_id}  #{r.attempt}  {r.outcome:<9} {took:>9}  {counts}".rstrip()
+    for report in r.reports:
+        text += f"\n    report: {report}"
+    if r.forced_by is not None:
+        text += f"\n    forced by {r.forced_by}: {r.forced_reason}"
+    if r.detail:
+        text += f"\n    {r.detail}"
+    return text
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    if args.force and not (args.by and args.reason):
+        print("--force needs --by WHO and --reason WHY (both are recorded)", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.force and (args.by or args.reason):
+        print("--by and --reason go with --force", file=sys.stderr)
+        return EXIT_USAGE
+
+    async def work(node: Any) -> int:
+        scheduler = node.scheduler
+        try:
+            start = _moment(args.window, node.config.scheduler.timezone) if args.window else None
+            window = scheduler.window_for(args.job, start)
+            print(f"run {window.run_id}: {window.start.isoformat()} to {window.end.isoformat()}", flush=True)
+            forced = {"forced_by": args.by, "forced_reason": args.reason} if args.force else {}
+            record = await scheduler.run_by_hand(window, **forced)
+        except (RunRefused, ValueError) as exc:
+            print(f"refused: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        print(line(record))
+        return EXIT_OK if record.outcome == "succeeded" else EXIT_FAILED
+
+    return run_on_store(args.config, work)
+
+
+def _moment(text: str, tz: str) -> datetime:
+    """``--window``'s START; without an offset, in the scheduler's zone."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"--window {text!r} is not an ISO 8601 date or time (e.g. 2026-12-01T02:00)"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=zone(tz))

@@ -1,0 +1,82 @@
+"""Jobs: async callables ``(RunContext) -> RunResult`` in a registry keyed by job name.
+
+A job knows nothing of schedules, claims, time limits or retries: the scheduler (``scheduler.service``)
+gives it one window and records what it answers. A job that needs the store or an adapter gets it when it
+is built, at the composition root, as a callable object.
+
+``JobRegistry.with_plugins()`` holds the built-in jobs (none yet: issue 12's reconciliation, integrity and
+KPI jobs register here) and every job installed packages declare under the entry point group
+``lienthong.jobs`` (a ``Job`` named by the entry point's name).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+
+from lienthong.scheduler.schedule import Window
+
+ENTRY_POINT_GROUP = "lienthong.jobs"
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """One attempt at one window: what a job is asked to do. ``forced_by`` is set on a forced run."""
+
+    window: Window
+    attempt: int
+    forced_by: str | None = None
+    forced_reason: str | None = None
+
+    @property
+    def job(self) -> str:
+        return self.window.job
+
+    @property
+    def run_id(self) -> str:
+        return self.window.run_id
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a job did: ``counts`` (rows read, discrepancies by kind…) and the reports it wrote."""
+
+    counts: Mapping[str, int] = field(default_factory=dict)
+    reports: tuple[str, ...] = ()
+
+
+Job = Callable[[RunContext], Awaitable[RunResult]]
+
+
+class JobRegistry:
+    """Jobs by name."""
+
+    def __init__(self, jobs: Mapping[str, Job] | None = None) -> None:
+        self._jobs: dict[str, Job] = dict(jobs or {})
+
+    @classmethod
+    def with_plugins(cls, group: str = ENTRY_POINT_GROUP) -> JobRegistry:
+        """The built-in jobs plus every job installed packages declare under ``group``."""
+        registry = cls()
+        for entry in entry_points(group=group):
+            registry.register(entry.name, entry.load())
+        return registry
+
+    def register(self, name: str, job: Job) -> None:
+        """Add ``job`` as ``name``; ValueError when the name is taken."""
+        if name in self._jobs:
+            raise ValueError(f"a job named {name!r} is registered already")
+        self._jobs[name] = job
+
+    def get(self, name: str) -> Job | None:
+        return self._jobs.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._jobs)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._jobs
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._jobs))
