@@ -300,8 +300,8 @@ def test_an_external_entity_is_not_fetched(tmp_path: Path) -> None:
     ("namespace", "expected"),
     [
         ("urn:iso:std:iso:20022:tech:xsd:camt.053.001.09", "lienthong reads camt.053.001.02 to .001.08"),
-        ("urn:iso:std:iso:20022:tech:xsd:camt.052.001.08", "is not camt.053 or camt.054"),
-        ("urn:example:other", "is not camt.053 or camt.054"),
+        ("urn:iso:std:iso:20022:tech:xsd:camt.052.001.08", "is camt.052.001.08, not camt.053 or camt.054"),
+        ("urn:example:other", "no ISO 20022 camt namespace in its first 64 KiB"),
     ],
 )
 def test_other_documents_are_refused_by_name(tmp_path: Path, namespace: str, expected: str) -> None:
@@ -312,7 +312,10 @@ def test_other_documents_are_refused_by_name(tmp_path: Path, namespace: str, exp
 
 
 def test_xml_without_a_camt_document_is_refused(tmp_path: Path) -> None:
-    assert "holds no camt" in problem(tmp_path / "s.xml", "<html><body>login</body></html>").problem
+    assert (
+        "no ISO 20022 camt namespace"
+        in problem(tmp_path / "s.xml", "<html><body>login</body></html>").problem
+    )
 
 
 def test_deep_nesting_is_refused_not_recursed(tmp_path: Path) -> None:
@@ -442,3 +445,15 @@ def test_a_layout_must_say_how_amounts_come() -> None:
         CsvColumns(booked="d", credit="c")
     with pytest.raises(ValueError, match="must differ"):
         CsvLayout(columns=CsvColumns(booked="d", amount="a"), decimal=",", thousands=",")
+
+
+def test_a_dtd_past_the_head_is_refused_too(tmp_path: Path) -> None:
+    body = document("08", statement("08", entry("08", "1"))).split("\n", 1)[1]
+    head = '<?xml version="1.0"?>\n<!-- urn:iso:std:iso:20022:tech:xsd:camt.053.001.08 -->\n'
+    text = head + "<!--" + "x" * 70_000 + '-->\n<!DOCTYPE Document [<!ENTITY a "a">]>\n' + body
+    assert "DTD" in problem(tmp_path / "s.xml", text).problem
+
+
+def test_a_head_that_names_camt_but_a_document_that_is_not_is_refused(tmp_path: Path) -> None:
+    text = '<?xml version="1.0"?>\n<!-- urn:iso:std:iso:20022:tech:xsd:camt.053.001.08 -->\n<Document/>\n'
+    assert "holds no Document in namespace" in problem(tmp_path / "s.xml", text).problem
