@@ -1,0 +1,231 @@
+"""Bank transactions against the payments lienthong confirmed, each result classified.
+
+Two passes, as a person would do it:
+
+1. **By reference.** A booked credit whose references (end-to-end id, transaction id, the bank's
+   references) or whose payer's text names a confirmed payment's reference is that payment's: *matched*
+   when the amounts agree (within ``amount_tolerance``), an *amount mismatch* when they do not, a
+   *duplicate payment* when the payment was already matched by another transaction. References are
+   compared as written, then with case and punctuation dropped (banks strip ``-`` and ``.`` from
+   transfer texts); a word of the payer's text counts from 6 letters or digits.
+2. **By amount and date.** A credit that names no known reference matches the unmatched payment of the
+   same amount paid closest to its booking date, within ``date_tolerance_days``; else it is *unknown in
+   the bank's file*. Payments left unmatched are *missing from the bank*.
+
+Debits, entries not booked and reversals are counted and left out. Pass 1 runs as transactions arrive
+(``Matcher.add``), so a file is matched while it is read; only the credits left for pass 2 are kept.
+Matched pairs are counted, not listed: a report lists what a person must look at.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal
+
+from lienthong.bank.records import Transaction
+
+FindingKind = Literal["amount_mismatch", "missing_from_bank", "unknown_in_bank", "duplicate_payment"]
+KINDS: tuple[FindingKind, ...] = (
+    "amount_mismatch",
+    "missing_from_bank",
+    "unknown_in_bank",
+    "duplicate_payment",
+)
+MIN_WORD = 6
+"""The fewest letters and digits a word of the payer's text must have to be taken for a reference."""
+
+_NOT_WORD = re.compile(r"[^0-9A-Z]+")
+_WORDS = re.compile(r"[^\s,;:/|()\[\]{}\"'+]+")
+_PUNCTUATION = str.maketrans("", "", "-._/ ")
+
+
+def normalised(reference: str) -> str:
+    """A reference as banks may pass it on: upper case, letters and digits only."""
+    key = reference.upper().translate(_PUNCTUATION)  # the usual separators: 3x faster than the regex
+    return key if key.isalnum() and key.isascii() else _NOT_WORD.sub("", key)
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    """A confirmed payment, as the reconciliation sees it (amount in VND, the day it was paid)."""
+
+    reference: str
+    amount: int
+    paid_on: date
+    transaction_id: str = ""
+    dossier_code: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One result a person must look at: its ``kind``, the payment's reference (none for an unknown
+    transaction), both amounts, and where the transaction is in the file."""
+
+    kind: FindingKind
+    reference: str
+    bank_amount: Decimal | None
+    expected_amount: int | None
+    booked: date | None
+    statement: int
+    line: int
+    detail: str
+
+
+@dataclass
+class Report:
+    """What one reconciliation found: counts by result, and the findings."""
+
+    counts: Counter[str]
+    findings: list[Finding]
+
+    def write(self, directory: Path) -> list[Path]:
+        """The findings as JSON (with the counts) and CSV in ``directory``; the paths written."""
+        directory.mkdir(parents=True, exist_ok=True)
+        as_json, as_csv = directory / "findings.json", directory / "findings.csv"
+        rows = [_row(f) for f in self.findings]
+        with as_json.open("w", encoding="utf-8") as out:
+            json.dump({"counts": dict(self.counts), "findings": rows}, out, ensure_ascii=False)
+        with as_csv.open("w", encoding="utf-8", newline="") as out:
+            writer = csv.DictWriter(out, fieldnames=list(Finding.__dataclass_fields__))
+            writer.writeheader()
+            writer.writerows(rows)
+        return [as_json, as_csv]
+
+
+def _row(finding: Finding) -> dict[str, object]:
+    row = asdict(finding)
+    for key in ("bank_amount", "booked"):
+        row[key] = "" if row[key] is None else str(row[key])
+    if row["expected_amount"] is None:
+        row["expected_amount"] = ""
+    return row
+
+
+class Matcher:
+    """Matches transactions as they come (``add``), then what is left (``finish``)."""
+
+    def __init__(self, payments: list[Payment], *, date_tolerance_days: int, amount_tolerance: int) -> None:
+        self._payments = payments
+        self._days = date_tolerance_days
+        self._tolerance = amount_tolerance
+        self._matched = bytearray(len(payments))
+        index: dict[str, int] = {}
+        for i, payment in enumerate(payments):
+            index[payment.reference] = i
+            index.setdefault(normalised(payment.reference), i)
+        self._index = index
+        self._left: list[Transaction] = []
+        self.counts: Counter[str] = Counter()
+        self.matched = 0  # counted apart from ``counts``: it is the common case
+        self.findings: list[Finding] = []
+
+    def add(self, transaction: Transaction) -> None:
+        """Pass 1 for one transaction: by reference, or kept for pass 2."""
+        amount = transaction.amount
+        if amount <= 0 or transaction.status != "BOOK" or transaction.reversal:
+            self.counts["ignored"] += 1
+            return
+        found = self._find(transaction)
+        if found is None:
+            self._left.append(transaction)
+            return
+        payment = self._payments[found]
+        if self._matched[found]:
+            self._finding(
+                "duplicate_payment", transaction, payment, "paid again: the payment was already matched"
+            )
+            return
+        self._matched[found] = 1
+        if amount != payment.amount and abs(amount - payment.amount) > self._tolerance:
+            self._finding(
+                "amount_mismatch",
+                transaction,
+                payment,
+                f"the bank credited {amount:,}, the payment is {payment.amount:,}",
+            )
+            return
+        self.matched += 1
+
+    def finish(self) -> Report:
+        """Pass 2 (by amount and date), then the payments nobody paid; the report."""
+        by_amount: dict[int, list[int]] = {}
+        for i, payment in enumerate(self._payments):
+            if not self._matched[i]:
+                by_amount.setdefault(payment.amount, []).append(i)
+        for transaction in self._left:
+            found = self._nearest(transaction, by_amount.get(int(transaction.amount)))
+            if found is None:
+                self._finding(
+                    "unknown_in_bank", transaction, None, "no confirmed payment names it or fits it"
+                )
+                continue
+            self._matched[found] = 1
+            self.counts["matched_by_amount_and_date"] += 1
+        for i, payment in enumerate(self._payments):
+            if not self._matched[i]:
+                self.counts["missing_from_bank"] += 1
+                self.findings.append(
+                    Finding(
+                        "missing_from_bank", payment.reference, None, payment.amount, None, -1, 0,
+                        f"confirmed as paid on {payment.paid_on}, not in the bank's file",
+                    )
+                )  # fmt: skip
+        self._left = []
+        if self.matched:
+            self.counts["matched"] += self.matched
+            self.matched = 0
+        return Report(self.counts, self.findings)
+
+    def _find(self, transaction: Transaction) -> int | None:
+        index = self._index
+        for reference in transaction.references:
+            found = index.get(reference)
+            if found is None:
+                found = index.get(normalised(reference))
+            if found is not None:
+                return found
+        if transaction.remittance:
+            for word in _WORDS.findall(transaction.remittance):
+                found = index.get(word)
+                if found is None and len(word) >= MIN_WORD:
+                    key = normalised(word)
+                    found = index.get(key) if len(key) >= MIN_WORD else None
+                if found is not None:
+                    return found
+        return None
+
+    def _nearest(self, transaction: Transaction, candidates: list[int] | None) -> int | None:
+        if not candidates or transaction.booked is None or transaction.amount != int(transaction.amount):
+            return None
+        best, best_gap = None, self._days + 1
+        for i in candidates:
+            if self._matched[i]:
+                continue
+            gap = abs((self._payments[i].paid_on - transaction.booked).days)
+            if gap < best_gap:
+                best, best_gap = i, gap
+        return best
+
+    def _finding(
+        self, kind: FindingKind, transaction: Transaction, payment: Payment | None, detail: str
+    ) -> None:
+        self.counts[kind] += 1
+        self.findings.append(
+            Finding(
+                kind,
+                payment.reference if payment is not None else "",
+                transaction.amount,
+                payment.amount if payment is not None else None,
+                transaction.booked,
+                transaction.statement,
+                transaction.line,
+                detail,
+            )
+        )
