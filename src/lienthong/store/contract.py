@@ -145,6 +145,14 @@ class Payments(Protocol):
         """The latest findings, newest first."""
         ...
 
+    def paid_between(self, start_ms: int, end_ms: int) -> list[PaymentRecord]:
+        """Paid payments whose last move (the one that paid them) is in [start_ms, end_ms)."""
+        ...
+
+    def unsettled(self, before_ms: int, limit: int) -> list[PaymentRecord]:
+        """Payments still initiated or pending, last moved before ``before_ms``, oldest first."""
+        ...
+
 
 class Audit(Protocol):
     """Population-database look-ups: who asked, why, when, and what came of it."""

@@ -362,6 +362,19 @@ class MemoryPayments(_Repo):
     def findings(self, limit: int) -> list[PaymentFinding]:
         return list(reversed(self._t.findings.values()))[:limit]
 
+    def paid_between(self, start_ms: int, end_ms: int) -> list[PaymentRecord]:
+        return [
+            p for p in self._t.payments.values() if p.status == "paid" and start_ms <= p.updated_ms < end_ms
+        ]
+
+    def unsettled(self, before_ms: int, limit: int) -> list[PaymentRecord]:
+        waiting = [
+            p
+            for p in self._t.payments.values()
+            if p.status in ("initiated", "pending") and p.updated_ms < before_ms
+        ]
+        return sorted(waiting, key=lambda p: (p.updated_ms, p.reference))[:limit]
+
 
 class MemoryAudit(_Repo):
     def record_lookups(self, records: Sequence[LookupRecord]) -> None:

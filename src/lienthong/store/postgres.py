@@ -607,6 +607,22 @@ class PostgresPayments:
         ).fetchall()
         return [PaymentFinding(*row) for row in rows]
 
+    def paid_between(self, start_ms: int, end_ms: int) -> list[PaymentRecord]:
+        rows = self._db.execute(
+            f"SELECT {PAYMENT_COLUMNS} FROM payments"
+            " WHERE status = 'paid' AND updated_ms >= %s AND updated_ms < %s",
+            (start_ms, end_ms),
+        ).fetchall()
+        return [PaymentRecord(*row) for row in rows]
+
+    def unsettled(self, before_ms: int, limit: int) -> list[PaymentRecord]:
+        rows = self._db.execute(
+            f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE status IN ('initiated', 'pending')"
+            " AND updated_ms < %s ORDER BY updated_ms, reference LIMIT %s",
+            (before_ms, limit),
+        ).fetchall()
+        return [PaymentRecord(*row) for row in rows]
+
 
 class PostgresAudit:
     def __init__(self, db: _Db) -> None:

@@ -590,6 +590,22 @@ class SqlitePayments:
         ).fetchall()
         return [PaymentFinding(*row) for row in rows]
 
+    def paid_between(self, start_ms: int, end_ms: int) -> list[PaymentRecord]:
+        rows = self._db.execute(
+            f"SELECT {PAYMENT_COLUMNS} FROM payments"
+            " WHERE status = 'paid' AND updated_ms >= ? AND updated_ms < ?",
+            (start_ms, end_ms),
+        ).fetchall()
+        return [PaymentRecord(*row) for row in rows]
+
+    def unsettled(self, before_ms: int, limit: int) -> list[PaymentRecord]:
+        rows = self._db.execute(
+            f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE status IN ('initiated', 'pending')"
+            " AND updated_ms < ? ORDER BY updated_ms, reference LIMIT ?",
+            (before_ms, limit),
+        ).fetchall()
+        return [PaymentRecord(*row) for row in rows]
+
 
 class SqliteAudit:
     def __init__(self, db: _Db) -> None:

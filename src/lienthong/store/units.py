@@ -157,6 +157,16 @@ def callbacks(tx: Tx, limit: int, reference: str | None) -> list[CallbackRecord]
     return tx.payments.callbacks(limit, reference)
 
 
+def paid_between(tx: Tx, start_ms: int, end_ms: int) -> list[PaymentRecord]:
+    """Payments paid (last moved) in [start_ms, end_ms): what a bank statement of the time must show."""
+    return tx.payments.paid_between(start_ms, end_ms)
+
+
+def unsettled_payments(tx: Tx, before_ms: int, limit: int) -> list[PaymentRecord]:
+    """Payments neither paid nor failed, last moved before ``before_ms``, oldest first."""
+    return tx.payments.unsettled(before_ms, limit)
+
+
 def payment_findings(tx: Tx, limit: int) -> list[PaymentFinding]:
     return tx.payments.findings(limit)
 
