@@ -6,7 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCHMARKS = ["bench_bus.py", "bench_mapping.py", "bench_citizens.py", "bench_hostile.py", "bench_reconcile.py"]
+BENCHMARKS = [
+    "bench_bus.py",
+    "bench_mapping.py",
+    "bench_citizens.py",
+    "bench_hostile.py",
+    "bench_reconcile.py",
+]
 
 
 def main() -> int:

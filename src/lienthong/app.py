@@ -11,7 +11,7 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +38,7 @@ from lienthong.api.events import events_router
 from lienthong.api.health import health_router
 from lienthong.api.limits import BodySizeLimit
 from lienthong.api.payments import payments_router
+from lienthong.bank.job import BankJobSettings, BankReconciliation
 from lienthong.bus.deadletters import DeadLetters
 from lienthong.bus.dispatcher import Dispatcher
 from lienthong.bus.emit import EventSink
@@ -70,6 +71,8 @@ from lienthong.payments import CallbackScheme, HmacFieldsScheme, PayGovScheme
 from lienthong.payments.callbacks import PaymentCallbacks, RefusalLimiter
 from lienthong.request_limits import RequestLimits
 from lienthong.scheduler import JobRegistry
+from lienthong.scheduler.jobs import Job, RunContext, RunResult
+from lienthong.scheduler.schedule import zone
 from lienthong.scheduler.service import Scheduler, job_issues, plans
 from lienthong.store import Store, build_store, node_name, units
 
@@ -193,9 +196,34 @@ def build(
             ),
             clock=clock,
         )
-    node.scheduler = build_scheduler(config, store, metrics, jobs, clock=clock)
+    job_registry = jobs if jobs is not None else JobRegistry.with_plugins()
+    for name, job in builtin_jobs(config, store, adapters).items():
+        if name not in job_registry:  # an installed job of the same name wins
+            job_registry.register(name, job)
+    node.scheduler = build_scheduler(config, store, metrics, job_registry, clock=clock)
     node.api = build_api(node)
     return node
+
+
+async def _built_with_the_node(context: RunContext) -> RunResult:
+    raise RuntimeError(f"{context.job} runs only in a node built by app.build, with its store")
+
+
+def builtin_jobs(config: Config, store: Store, adapters: Mapping[str, Adapter]) -> dict[str, Job]:
+    """The jobs lienthong provides, built on this node's store and adapters."""
+    statements = config.bank_statements
+    paygov = adapters.get(config.payments.paygov or "")
+    settings = BankJobSettings(
+        inbox=config.base_dir / (statements.inbox or "bank-statements"),
+        reports_dir=config.base_dir / statements.reports_dir,
+        layouts=statements.layouts,
+        max_file_bytes=statements.max_file_bytes,
+        date_tolerance_days=statements.matching.date_tolerance_days,
+        amount_tolerance=statements.matching.amount_tolerance,
+        zone=zone(config.scheduler.timezone),
+    )
+    query = paygov.query if isinstance(paygov, PayGovAdapter) else None
+    return {"bank-reconcile": BankReconciliation(store, settings, query=query)}
 
 
 def build_scheduler(
@@ -213,10 +241,18 @@ def build_scheduler(
     )
 
 
+BUILTIN_JOBS = ("bank-reconcile",)
+"""The jobs ``builtin_jobs`` builds, by name (what ``lienthong check`` knows without a store)."""
+
+
 def check_jobs(config: Config, jobs: JobRegistry | None = None) -> JobRegistry:
     """``jobs`` (default: the built-in and installed ones); ConfigError naming every job of
     ``scheduler.jobs`` that none of them is."""
-    jobs = jobs if jobs is not None else JobRegistry.with_plugins()
+    if jobs is None:
+        jobs = JobRegistry.with_plugins()
+        for name in BUILTIN_JOBS:
+            if name not in jobs:
+                jobs.register(name, _built_with_the_node)
     issues = job_issues(config, jobs)
     if issues:
         raise ConfigError(issues)

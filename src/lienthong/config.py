@@ -609,6 +609,16 @@ class BankStatementsConfig(_Model):
         description="Largest statement file read (bytes); a larger one fails the run unread.",
     )
     matching: StatementMatching = StatementMatching()
+    inbox: str | None = Field(
+        default=None,
+        description="The directory (relative to this file) where the bank's statement files land; the"
+        " bank-reconcile job reads them and moves them to `done/<run>/` once reconciled.",
+    )
+    reports_dir: str = Field(
+        default="reports",
+        description="The directory (relative to this file) where runs write their JSON, CSV and HTML"
+        " reports.",
+    )
 
 
 class Config(_Model):

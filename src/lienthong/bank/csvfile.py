@@ -61,6 +61,11 @@ class CsvLayout(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     columns: CsvColumns = Field(description="Which header names the file's columns carry.")
+    files: str = Field(
+        default="*.csv",
+        description="Which files of the inbox this layout reads (a glob on the file name, e.g. `vtb-*.csv`);"
+        " the first layout whose pattern matches is used.",
+    )
     delimiter: str = Field(default=",", min_length=1, max_length=1, description="The field separator.")
     encoding: str = Field(default="utf-8-sig", description="The file's text encoding.")
     skip_rows: int = Field(default=0, ge=0, le=1000, description="Lines before the header row.")

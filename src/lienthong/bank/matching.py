@@ -32,13 +32,28 @@ from typing import Literal
 
 from lienthong.bank.records import Transaction
 
-FindingKind = Literal["amount_mismatch", "missing_from_bank", "unknown_in_bank", "duplicate_payment"]
-KINDS: tuple[FindingKind, ...] = (
+FindingKind = Literal[
     "amount_mismatch",
     "missing_from_bank",
     "unknown_in_bank",
     "duplicate_payment",
-)
+    "statement_does_not_roll_forward",
+    "unsettled_payment",
+]
+ADVICE: dict[str, str] = {
+    "amount_mismatch": "Compare the bank's credit with the fee the dossier owed; collect or refund the"
+    " difference, then correct the payment.",
+    "missing_from_bank": "Ask the payment platform and the bank whether the money arrived; the receipt"
+    " stands on a payment the bank's file does not show.",
+    "unknown_in_bank": "Find whose payment it is from the payer's name and text; link it to its dossier or"
+    " return it.",
+    "duplicate_payment": "Refund the second payment: one dossier, one fee, one receipt.",
+    "statement_does_not_roll_forward": "Ask the bank for a corrected statement; do not correct the figures"
+    " by hand.",
+    "unsettled_payment": "The payment platform was asked (QUERY); settle the payment as it answers, or"
+    " follow up with the platform.",
+}
+"""Each kind of finding, in the report's order, with what a person should do about it."""
 MIN_WORD = 6
 """The fewest letters and digits a word of the payer's text must have to be taken for a reference."""
 
@@ -62,6 +77,9 @@ class Payment:
     paid_on: date
     transaction_id: str = ""
     dossier_code: str = ""
+    due: bool = True
+    """Paid inside the run's window: reported missing if no transaction pays it. A payment of the
+    margins (``date_tolerance_days`` around the window) may be matched, but belongs to another run."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +95,7 @@ class Finding:
     statement: int
     line: int
     detail: str
+    file: str = ""
 
 
 @dataclass
@@ -127,25 +146,29 @@ class Matcher:
             if not (key.isalnum() and key.isascii()):
                 keys[i] = _NOT_WORD.sub("", key)
         self._normalised = dict(zip(keys, range(len(keys)), strict=True))
-        self._left: list[Transaction] = []
+        self._left: list[tuple[Transaction, str]] = []
         self.counts: Counter[str] = Counter()
         self.matched = 0  # counted apart from ``counts``: it is the common case
         self.findings: list[Finding] = []
 
-    def add(self, transaction: Transaction) -> None:
-        """Pass 1 for one transaction: by reference, or kept for pass 2."""
+    def add(self, transaction: Transaction, source: str = "") -> None:
+        """Pass 1 for one transaction (from the file ``source``): by reference, or kept for pass 2."""
         amount = transaction.amount
         if amount <= 0 or transaction.status != "BOOK" or transaction.reversal:
             self.counts["ignored"] += 1
             return
         found = self._find(transaction)
         if found is None:
-            self._left.append(transaction)
+            self._left.append((transaction, source))
             return
         payment = self._payments[found]
         if self._matched[found]:
             self._finding(
-                "duplicate_payment", transaction, payment, "paid again: the payment was already matched"
+                "duplicate_payment",
+                transaction,
+                payment,
+                "paid again: the payment was already matched",
+                source,
             )
             return
         self._matched[found] = 1
@@ -155,6 +178,7 @@ class Matcher:
                 transaction,
                 payment,
                 f"the bank credited {amount:,}, the payment is {payment.amount:,}",
+                source,
             )
             return
         self.matched += 1
@@ -165,17 +189,17 @@ class Matcher:
         for i, payment in enumerate(self._payments):
             if not self._matched[i]:
                 by_amount.setdefault(payment.amount, []).append(i)
-        for transaction in self._left:
+        for transaction, source in self._left:
             found = self._nearest(transaction, by_amount.get(int(transaction.amount)))
             if found is None:
                 self._finding(
-                    "unknown_in_bank", transaction, None, "no confirmed payment names it or fits it"
+                    "unknown_in_bank", transaction, None, "no confirmed payment names it or fits it", source
                 )
                 continue
             self._matched[found] = 1
             self.counts["matched_by_amount_and_date"] += 1
         for i, payment in enumerate(self._payments):
-            if not self._matched[i]:
+            if not self._matched[i] and payment.due:
                 self.counts["missing_from_bank"] += 1
                 self.findings.append(
                     Finding(
@@ -220,7 +244,12 @@ class Matcher:
         return best
 
     def _finding(
-        self, kind: FindingKind, transaction: Transaction, payment: Payment | None, detail: str
+        self,
+        kind: FindingKind,
+        transaction: Transaction,
+        payment: Payment | None,
+        detail: str,
+        source: str,
     ) -> None:
         self.counts[kind] += 1
         self.findings.append(
@@ -233,5 +262,6 @@ class Matcher:
                 transaction.statement,
                 transaction.line,
                 detail,
+                source,
             )
         )
