@@ -130,3 +130,12 @@ def test_the_report_is_written_as_json_and_csv(tmp_path: Path) -> None:
     lines = as_csv.read_text().splitlines()
     assert lines[0].startswith("kind,reference,bank_amount,expected_amount,booked")
     assert lines[1].startswith("amount_mismatch,LT-0001,140000,150000,2026-12-01")
+
+
+def test_findings_past_the_cap_are_counted_not_kept() -> None:
+    matcher = Matcher([], date_tolerance_days=0, amount_tolerance=0, max_findings=3)
+    for n in range(10):
+        matcher.add(tx(1_000 + n, f"STRANGER-{n}"))
+    report = matcher.finish()
+    assert len(report.findings) == 3
+    assert (report.counts["unknown_in_bank"], report.counts["findings_not_listed"]) == (10, 7)

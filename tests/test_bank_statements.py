@@ -457,3 +457,15 @@ def test_a_dtd_past_the_head_is_refused_too(tmp_path: Path) -> None:
 def test_a_head_that_names_camt_but_a_document_that_is_not_is_refused(tmp_path: Path) -> None:
     text = '<?xml version="1.0"?>\n<!-- urn:iso:std:iso:20022:tech:xsd:camt.053.001.08 -->\n<Document/>\n'
     assert "holds no Document in namespace" in problem(tmp_path / "s.xml", text).problem
+
+
+def test_a_statement_with_endless_balance_codes_is_refused(tmp_path: Path) -> None:
+    # Proprietary codes (Tp/CdOrPrtry/Prtry) are read as codes too, but not without end.
+    codes = "".join(
+        balance(f"X{n:03d}", "1")
+        .replace("Cd>X", "Prtry>X")
+        .replace("</Cd></CdOrPrtry>", "</Prtry></CdOrPrtry>")
+        for n in range(65)
+    )
+    error = problem(tmp_path / "s.xml", document("08", statement("08", codes)))
+    assert (error.element, error.problem) == ("Bal", "is one of more than 64 balance codes in one statement")

@@ -39,6 +39,9 @@ VERSIONS = ("02", "03", "04", "05", "06", "07", "08")
 """The namespace versions read: camt.05x.001.02 to camt.05x.001.08."""
 _NAMESPACE = re.compile(r"^urn:iso:std:iso:20022:tech:xsd:(camt\.05[34])\.001\.(\d\d)$")
 _NOT_PROVIDED = "NOTPROVIDED"
+MAX_BALANCE_CODES = 64
+"""Distinct balance codes one statement may carry (ISO 20022 defines about twenty); more is a hostile or
+broken file, refused rather than kept in memory."""
 
 
 def looks_like_xml(head: bytes) -> bool:
@@ -258,6 +261,10 @@ class _Reader:
         ).strip()
         if not code:
             raise self._error(element, "Bal", "has no type code (Tp/CdOrPrtry/Cd)")
+        if code not in self._balances and len(self._balances) >= MAX_BALANCE_CODES:
+            raise self._error(
+                element, "Bal", f"is one of more than {MAX_BALANCE_CODES} balance codes in one statement"
+            )
         amount, currency = self._amount(element.find(t.Amt), "Bal")
         sign = self._sign(element.find(t.CdtDbtInd), element, "Bal")
         self._balances[code] = amount * sign

@@ -54,6 +54,9 @@ ADVICE: dict[str, str] = {
     " follow up with the platform.",
 }
 """Each kind of finding, in the report's order, with what a person should do about it."""
+MAX_FINDINGS = 100_000
+"""Findings listed per run; past it they are only counted (``findings_not_listed``), so a file of a
+million strangers' credits cannot hold a million findings in memory."""
 MIN_WORD = 6
 """The fewest letters and digits a word of the payer's text must have to be taken for a reference."""
 
@@ -131,10 +134,18 @@ def _row(finding: Finding) -> dict[str, object]:
 class Matcher:
     """Matches transactions as they come (``add``), then what is left (``finish``)."""
 
-    def __init__(self, payments: list[Payment], *, date_tolerance_days: int, amount_tolerance: int) -> None:
+    def __init__(
+        self,
+        payments: list[Payment],
+        *,
+        date_tolerance_days: int,
+        amount_tolerance: int,
+        max_findings: int = MAX_FINDINGS,
+    ) -> None:
         self._payments = payments
         self._days = date_tolerance_days
         self._tolerance = amount_tolerance
+        self._max_findings = max_findings
         self._matched = bytearray(len(payments))
         # Two indexes, built by C loops (dict, zip, map): a Python loop over a million payments took
         # half the match's time. References are unique in the store; keys that collide once case and
@@ -201,6 +212,9 @@ class Matcher:
         for i, payment in enumerate(self._payments):
             if not self._matched[i] and payment.due:
                 self.counts["missing_from_bank"] += 1
+                if len(self.findings) >= self._max_findings:
+                    self.counts["findings_not_listed"] += 1
+                    continue
                 self.findings.append(
                     Finding(
                         "missing_from_bank", payment.reference, None, payment.amount, None, -1, 0,
@@ -252,6 +266,9 @@ class Matcher:
         source: str,
     ) -> None:
         self.counts[kind] += 1
+        if len(self.findings) >= self._max_findings:
+            self.counts["findings_not_listed"] += 1  # counted by kind above; memory stays bounded
+            return
         self.findings.append(
             Finding(
                 kind,
