@@ -184,6 +184,11 @@ async def test_replay_refuses_messages_that_are_not_dead_letters_and_needs_a_tar
     assert shown["history"][0]["outcome"] == "dead"
 
 
+def undo_version_5(db: sqlite3.Connection) -> None:
+    """What version 5 added: how many results a dossier has (the runs table stays: made by the script)."""
+    db.execute("ALTER TABLE dossiers DROP COLUMN results")
+
+
 def undo_version_4(db: sqlite3.Connection) -> None:
     """What version 4 added: the claims' leases."""
     db.execute("DROP INDEX outbox_leased")
@@ -205,6 +210,7 @@ def test_a_version_2_store_gains_payment_channels_and_bounded_callback_records(t
     path = tmp_path / "v2.db"
     SqliteBackend(path).close()
     with sqlite3.connect(path) as db:
+        undo_version_5(db)
         undo_version_4(db)
         undo_version_3(db)
         db.execute("UPDATE schema_version SET version = 2")
@@ -235,6 +241,7 @@ def test_a_version_1_store_is_migrated_and_its_rows_keep_working(tmp_path: Path)
             db.execute(f"ALTER TABLE outbox DROP COLUMN {column}")
         db.execute("DROP TABLE mapping_versions")
         db.execute("DROP TABLE replays")
+        undo_version_5(db)
         undo_version_4(db)
         undo_version_3(db)
         db.execute("UPDATE schema_version SET version = 1")
@@ -246,3 +253,24 @@ def test_a_version_1_store_is_migrated_and_its_rows_keep_working(tmp_path: Path)
         assert {"mapping", "mapping_hash", "replayed_ms", "replay_base", "lease_until_ms"} <= columns
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         assert {"mapping_versions", "replays"} <= tables
+
+
+def test_a_version_5_store_gains_the_count_of_results(tmp_path: Path) -> None:
+    path = tmp_path / "v5.db"
+    SqliteBackend(path).close()
+    with sqlite3.connect(path) as db:
+        undo_version_5(db)
+        db.execute("UPDATE schema_version SET version = 5")
+        db.execute(
+            "INSERT INTO dossiers (dossier_code, unit_code, last_event_id, last_event_type, occurred_ms,"
+            " updated_ms) VALUES ('HS-1', 'U', 'e1', 'dossier.received', 1, 1)"
+        )
+    store = SqliteBackend(path)
+    try:
+        entry = in_tx(store, units.ledger_entry, "HS-1")
+        assert entry is not None
+        assert entry.results is None  # not said before version 6
+    finally:
+        store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT version FROM schema_version").fetchone() == (SCHEMA_VERSION,)

@@ -184,3 +184,5 @@ class LedgerEntry(NamedTuple):
     fees_total: int | None = None
     fees_paid: int | None = None
     result_sha256: tuple[str, ...] = ()
+    results: int | None = None
+    """How many results the dossier's last event listed, with a document hash or not (None: not said)."""

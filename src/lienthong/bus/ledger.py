@@ -27,7 +27,9 @@ def project(parsed: ParsedEvent) -> LedgerEntry:
         fees_paid = sum(a for a, paid in amounts if paid and type(a) is int)
     results = dossier.get("results")
     hashes: tuple[str, ...] = ()
+    count = None
     if isinstance(results, list):
+        count = len(results)
         hashes = tuple(
             h for r in results if isinstance(r, dict) and isinstance(h := r.get("sha256"), str) and h
         )
@@ -48,6 +50,7 @@ def project(parsed: ParsedEvent) -> LedgerEntry:
         fees_total=fees_total,
         fees_paid=fees_paid,
         result_sha256=hashes,
+        results=count,
     )
 
 

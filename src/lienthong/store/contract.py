@@ -102,6 +102,11 @@ class Ledger(Protocol):
 
     def get(self, dossier_code: str) -> LedgerEntry | None: ...
 
+    def page(self, after: str, limit: int) -> list[LedgerEntry]:
+        """Up to ``limit`` dossiers whose code sorts after ``after``, in the store's order of codes (a scan
+        in pages: each page starts after the last code of the one before)."""
+        ...
+
 
 class Mappings(Protocol):
     """Mapping spec versions, kept so a replay can map with the version a message was planned with."""

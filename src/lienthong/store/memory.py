@@ -314,6 +314,10 @@ class MemoryLedger(_Repo):
     def get(self, dossier_code: str) -> LedgerEntry | None:
         return self._t.ledger.get(dossier_code)
 
+    def page(self, after: str, limit: int) -> list[LedgerEntry]:
+        codes = sorted(code for code in self._t.ledger if code > after)[:limit]
+        return [self._t.ledger[code] for code in codes]
+
 
 class MemoryMappings(_Repo):
     def save(self, versions: Sequence[MappingVersion], now_ms: int) -> None:

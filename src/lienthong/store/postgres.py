@@ -70,7 +70,7 @@ from lienthong.store.runner import STOP, Op, answer, execute, next_batch
 T = TypeVar("T")
 Connection = psycopg.Connection[Any]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """The same number as SQLite's schema: the two describe the same tables."""
 
 _SCHEMA = """
@@ -200,6 +200,7 @@ CREATE TABLE IF NOT EXISTS dossiers (
     fees_total       BIGINT,
     fees_paid        BIGINT,
     result_sha256    TEXT,
+    results          INTEGER,
     updated_ms       BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS runs (
@@ -227,6 +228,7 @@ CREATE INDEX IF NOT EXISTS runs_started ON runs (started_ms)
 # PostgreSQL stores start at version 4 (SQLite's versions 1 to 3 never existed here).
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     4: (),  # the runs table (scheduler history): added by the script
+    5: ("ALTER TABLE dossiers ADD COLUMN IF NOT EXISTS results INTEGER",),  # how many results a dossier has
 }
 
 # Advisory lock keys (64-bit, one space per database). The order lock is keyed by the outbox table's oid,
@@ -251,7 +253,8 @@ _LEDGER_TYPES = (
     *("text",) * 3,
     "bigint",
     "bigint",
-    "text",
+    "text",  # result_sha256
+    "int",  # results
     "bigint",
 )
 # Later events win; an event older than what the ledger reflects changes nothing. Fields an event does not
@@ -273,6 +276,7 @@ ON CONFLICT (dossier_code) DO UPDATE SET
     fees_total = COALESCE(excluded.fees_total, dossiers.fees_total),
     fees_paid = COALESCE(excluded.fees_paid, dossiers.fees_paid),
     result_sha256 = COALESCE(excluded.result_sha256, dossiers.result_sha256),
+    results = COALESCE(excluded.results, dossiers.results),
     updated_ms = excluded.updated_ms
 WHERE excluded.occurred_ms >= dossiers.occurred_ms
 """
@@ -523,6 +527,15 @@ class PostgresLedger:
             f"SELECT {LEDGER_COLUMNS} FROM dossiers WHERE dossier_code = %s", (dossier_code,)
         ).fetchone()
         return ledger_entry(row) if row is not None else None
+
+    def page(self, after: str, limit: int) -> list[LedgerEntry]:
+        # The comparison and the order in the same (the database's) collation, so the primary key's index
+        # serves both; pages are in the store's own order, which may differ from another backend's.
+        rows = self._db.execute(
+            f"SELECT {LEDGER_COLUMNS} FROM dossiers WHERE dossier_code > %s ORDER BY dossier_code LIMIT %s",
+            (after, limit),
+        ).fetchall()
+        return [ledger_entry(row) for row in rows]
 
 
 class PostgresMappings:

@@ -18,7 +18,7 @@ from lienthong.scheduler.runs import RunRecord
 
 LEDGER_COLUMNS = (
     "dossier_code, unit_code, last_event_id, last_event_type, occurred_ms, status, procedure_code, channel, "
-    "level, received_at, due_at, returned_at, fees_total, fees_paid, result_sha256, updated_ms"
+    "level, received_at, due_at, returned_at, fees_total, fees_paid, result_sha256, results, updated_ms"
 )
 LOOKUP_COLUMNS = "request_id, at_ms, caller, official_id, purpose, subject_ref, form, outcome"
 PAYMENT_COLUMNS = ", ".join(f.name for f in fields(PaymentRecord))
@@ -52,8 +52,8 @@ def event_row(item: IngestItem, now_ms: int) -> tuple[Any, ...]:
 
 def ledger_row(entry: LedgerEntry, now_ms: int) -> tuple[Any, ...]:
     """A ``dossiers`` row in ``LEDGER_COLUMNS`` order; the result hashes as a JSON list (None: none)."""
-    results = orjson.dumps(list(entry.result_sha256)).decode() if entry.result_sha256 else None
-    return (*entry[:14], results, now_ms)
+    hashes = orjson.dumps(list(entry.result_sha256)).decode() if entry.result_sha256 else None
+    return (*entry[:14], hashes, entry.results, now_ms)
 
 
 def ledger_entry(row: Sequence[Any]) -> LedgerEntry:

@@ -123,6 +123,11 @@ def ledger_entry(tx: Tx, dossier_code: str) -> LedgerEntry | None:
     return tx.ledger.get(dossier_code)
 
 
+def ledger_page(tx: Tx, after: str, limit: int) -> list[LedgerEntry]:
+    """The next ``limit`` dossiers after the code ``after``, in code order: the ledger read in pages."""
+    return tx.ledger.page(after, limit)
+
+
 # -- mappings and audit ------------------------------------------------------------------------------------
 def save_mappings(tx: Tx, versions: Sequence[MappingVersion], now_ms: int) -> None:
     tx.mappings.save(versions, now_ms)
