@@ -47,6 +47,9 @@ from lienthong.bus.middleware import DeadLetterNotice, DeliveryMetrics, Retries
 from lienthong.bus.retry import ExponentialBackoff, RetryPolicy, StopAfterAge, StopAfterAttempts
 from lienthong.bus.routes import DeliveryRoute, Mapper, Routes
 from lienthong.certs import client_context
+from lienthong.checks.integrity import IntegrityRules
+from lienthong.checks.jobs import IntegrityJob, KpiJob, KpiSettings
+from lienthong.checks.kpis import Targets
 from lienthong.citizens.prefill import Prefill
 from lienthong.clock import Clock, now_ms
 from lienthong.config import (
@@ -197,7 +200,7 @@ def build(
             clock=clock,
         )
     job_registry = jobs if jobs is not None else JobRegistry.with_plugins()
-    for name, job in builtin_jobs(config, store, adapters).items():
+    for name, job in builtin_jobs(config, store, adapters, metrics, events).items():
         if name not in job_registry:  # an installed job of the same name wins
             job_registry.register(name, job)
     node.scheduler = build_scheduler(config, store, metrics, job_registry, clock=clock)
@@ -209,13 +212,16 @@ async def _built_with_the_node(context: RunContext) -> RunResult:
     raise RuntimeError(f"{context.job} runs only in a node built by app.build, with its store")
 
 
-def builtin_jobs(config: Config, store: Store, adapters: Mapping[str, Adapter]) -> dict[str, Job]:
-    """The jobs lienthong provides, built on this node's store and adapters."""
+def builtin_jobs(
+    config: Config, store: Store, adapters: Mapping[str, Adapter], metrics: Metrics, events: EventSink
+) -> dict[str, Job]:
+    """The jobs lienthong provides, built on this node's store, adapters, metrics and event sink."""
     statements = config.bank_statements
+    reports_dir = config.base_dir / statements.reports_dir
     paygov = adapters.get(config.payments.paygov or "")
     settings = BankJobSettings(
         inbox=config.base_dir / (statements.inbox or "bank-statements"),
-        reports_dir=config.base_dir / statements.reports_dir,
+        reports_dir=reports_dir,
         layouts=statements.layouts,
         max_file_bytes=statements.max_file_bytes,
         date_tolerance_days=statements.matching.date_tolerance_days,
@@ -223,7 +229,22 @@ def builtin_jobs(config: Config, store: Store, adapters: Mapping[str, Adapter]) 
         zone=zone(config.scheduler.timezone),
     )
     query = paygov.query if isinstance(paygov, PayGovAdapter) else None
-    return {"bank-reconcile": BankReconciliation(store, settings, query=query)}
+    integrity = config.integrity
+    rules = IntegrityRules(
+        frozenset(integrity.completed_statuses),
+        frozenset(integrity.returned_statuses),
+        frozenset(integrity.closed_statuses),
+    )
+    kpis = config.kpis
+    targets = Targets(**kpis.targets.model_dump())
+    kpi_settings = KpiSettings(
+        kpis.period_days, targets, frozenset(kpis.provincial_centres), kpis.raise_events, reports_dir
+    )
+    return {
+        "bank-reconcile": BankReconciliation(store, settings, query=query),
+        IntegrityJob.name: IntegrityJob(store, rules, reports_dir, metrics),
+        KpiJob.name: KpiJob(store, kpi_settings, metrics, events),
+    }
 
 
 def build_scheduler(
@@ -241,7 +262,7 @@ def build_scheduler(
     )
 
 
-BUILTIN_JOBS = ("bank-reconcile",)
+BUILTIN_JOBS = ("bank-reconcile", "integrity-check", "kpis")
 """The jobs ``builtin_jobs`` builds, by name (what ``lienthong check`` knows without a store)."""
 
 

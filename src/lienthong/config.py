@@ -621,6 +621,54 @@ class BankStatementsConfig(_Model):
     )
 
 
+class IntegrityConfig(_Model):
+    """Which dossier statuses mean what, for the integrity checks (the `integrity-check` job)."""
+
+    completed_statuses: list[str] = Field(
+        default=["processed", "returned", "9", "10"],
+        description="Statuses that say a dossier is completed: it must then have a result.",
+    )
+    returned_statuses: list[str] = Field(
+        default=["returned", "10"],
+        description="Statuses that say the result went back to the citizen: it must then be an e-copy.",
+    )
+    closed_statuses: list[str] = Field(
+        default=["refused", "withdrawn", "stopped"],
+        description="Statuses that close a dossier without a result: it is never overdue.",
+    )
+
+
+class KpiTargetsConfig(_Model):
+    """The directives' targets, as shares (0.6 is 60%)."""
+
+    online: float = Field(default=0.6, ge=0, le=1, description="Dossiers received online.")
+    online_provincial_centre: float = Field(
+        default=0.8, ge=0, le=1, description="Dossiers received online, at a provincial centre."
+    )
+    fully_online: float = Field(default=0.2, ge=0, le=1, description="Dossiers fully online (level 4).")
+    on_time: float = Field(default=1.0, ge=0, le=1, description="Results returned on time or early.")
+    ecopy: float = Field(default=1.0, ge=0, le=1, description="Results returned as electronic copies.")
+
+
+class KpiConfig(_Model):
+    """Per-unit KPIs (the `kpis` job): the period they are measured over, targets, provincial centres."""
+
+    period_days: int = Field(
+        default=30, ge=1, le=366, description="Days before the run's window end the rates are measured over."
+    )
+    targets: KpiTargetsConfig = KpiTargetsConfig()
+    provincial_centres: list[str] = Field(
+        default_factory=list,
+        description="Unit codes of provincial public administration centres (their online target is"
+        " `online_provincial_centre`).",
+    )
+    raise_events: bool = Field(
+        default=True,
+        description="Raise `unit.below_target` for each unit under a target, once per unit, KPI and day;"
+        " route it like any event (to the provincial webhook, say).",
+    )
+
+
 class Config(_Model):
     """The whole lienthong configuration."""
 
@@ -638,6 +686,8 @@ class Config(_Model):
     citizens: CitizensConfig = CitizensConfig()
     payments: PaymentsConfig = PaymentsConfig()
     bank_statements: BankStatementsConfig = BankStatementsConfig()
+    integrity: IntegrityConfig = IntegrityConfig()
+    kpis: KpiConfig = KpiConfig()
 
     _source: LocatedDocument | None = PrivateAttr(default=None)
     _base_dir: Path | None = PrivateAttr(default=None)

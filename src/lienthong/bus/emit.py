@@ -18,7 +18,9 @@ from lienthong.bus.envelope import Event, derive, invalid_event
 from lienthong.bus.ingest import Ingestor
 from lienthong.model import IngestItem, Message, Outcome
 
-INTERNAL_EVENT_TYPES = frozenset({"payment.confirmed", "receipt.issued", "delivery.failed"})
+INTERNAL_EVENT_TYPES = frozenset(
+    {"payment.confirmed", "receipt.issued", "delivery.failed", "unit.below_target"}
+)
 """Types only lienthong raises; the API refuses them from outside. ``payment.confirmed`` comes from a
 verified callback only (decision 0007): from outside it would be a receipt without a payment."""
 INTERNAL_ID_PREFIX = "lienthong:"
@@ -52,6 +54,11 @@ class EventSink:
     def __init__(self, dossier_code_field: str) -> None:
         self._code_field = dossier_code_field
         self._ingestor: Ingestor | None = None
+
+    @property
+    def dossier_code_field(self) -> str:
+        """The key of the dossier code inside each event's ``dossier`` (``events.dossier_code_field``)."""
+        return self._code_field
 
     def attach(self, ingestor: Ingestor) -> None:
         """Connect the ingestor (built after the adapters that emit, in the composition root)."""

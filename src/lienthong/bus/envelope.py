@@ -36,6 +36,7 @@ EventType = Literal[
     "payment.confirmed",
     "receipt.issued",  # raised by lienthong itself (bus.emit); refused from outside
     "delivery.failed",  # likewise: a delivery became a dead letter
+    "unit.below_target",  # likewise: the kpis job found a unit under a directive's target
 ]
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 

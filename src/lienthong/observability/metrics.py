@@ -94,6 +94,38 @@ class Metrics:
             registry=registry,
         )
 
+        self.discrepancies = Gauge(
+            "lienthong_reconciliation_discrepancies",
+            "Discrepancies the last run of a job found, by job and kind (amount_mismatch, missing_from_bank,"
+            " completed_without_result…).",
+            ["job", "kind"],
+            registry=registry,
+        )
+        self.rows_processed = Counter(
+            "lienthong_reconciliation_rows_processed",
+            "Rows a job read (bank transactions, dossiers of the ledger), by job.",
+            ["job"],
+            registry=registry,
+        )
+        self.unit_kpi = {
+            kpi: Gauge(
+                f"lienthong_unit_{kpi}_ratio",
+                f"The unit's {kpi.replace('_', ' ')} rate over the KPI period of the last KPI run (0 to 1).",
+                ["unit"],
+                registry=registry,
+            )
+            for kpi in ("online", "fully_online", "on_time", "ecopy")
+        }
+        self.unit_kpi_target = {
+            kpi: Gauge(
+                f"lienthong_unit_{kpi}_target_ratio",
+                f"The unit's target for its {kpi.replace('_', ' ')} rate (0 to 1).",
+                ["unit"],
+                registry=registry,
+            )
+            for kpi in ("online", "fully_online", "on_time", "ecopy")
+        }
+
     def observe_outbox(
         self, stats: Iterable[DestinationStats], destinations: Iterable[str], now_ms: int
     ) -> None:
