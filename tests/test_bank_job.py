@@ -182,3 +182,14 @@ def test_a_broken_file_fails_the_run_names_it_and_moves_nothing(
     assert (
         len(list((tmp_path / "inbox").glob("*.xml"))) == 3
     )  # nothing moved: the next attempt reads them again
+
+
+def test_the_applicant_key_is_a_digest_never_the_id_number() -> None:
+    from lienthong.bank.job import applicant_key  # noqa: PLC0415
+
+    dossier = orjson.dumps({"applicant": {"id_number": "046090000123", "full_name": "Nguyễn Văn A"}}).decode()
+    key = applicant_key(dossier)
+    assert len(key) == 32
+    assert "046090000123" not in key
+    assert key == applicant_key(orjson.dumps({"applicant": {"id_number": "046090000123"}}).decode())
+    assert applicant_key("not json") == applicant_key("[]") == applicant_key('{"applicant": 3}') == ""

@@ -139,3 +139,36 @@ def test_findings_past_the_cap_are_counted_not_kept() -> None:
     report = matcher.finish()
     assert len(report.findings) == 3
     assert (report.counts["unknown_in_bank"], report.counts["findings_not_listed"]) == (10, 7)
+
+
+def payer_tx(amount: int, reference: str, account: str) -> Transaction:
+    return Transaction(Decimal(amount), "VND", DAY, DAY, "BOOK", (reference,), "", "", account, False, 0, 1)
+
+
+def test_one_account_paying_for_many_applicants_dossiers_is_a_finding() -> None:
+    paid = [
+        Payment(f"LT-{n}", 10_000, DAY, dossier_code=f"HS-{n}", applicant=f"citizen-{n}") for n in range(6)
+    ]
+    own = [
+        Payment(f"BIZ-{n}", 10_000, DAY, dossier_code=f"HB-{n}", applicant="one-business") for n in range(6)
+    ]
+    matcher = Matcher([*paid, *own], date_tolerance_days=0, amount_tolerance=0, payer_threshold=5)
+    for payment in paid:
+        matcher.add(payer_tx(10_000, payment.reference, "0011-OFFICIAL"))
+    for payment in own:
+        matcher.add(payer_tx(10_000, payment.reference, "0099-BUSINESS"))  # a business paying its own
+    matcher.add(payer_tx(10_000, "nothing", "0011-OFFICIAL"))  # matched by amount and date: counts too
+    report = matcher.finish()
+    (finding,) = [f for f in report.findings if f.kind == "one_payer_many_dossiers"]
+    assert finding.reference == "0011-OFFICIAL"
+    assert finding.detail.startswith(
+        "account 0011-OFFICIAL paid 6 payments for 6 applicants' dossiers: HS-0, HS-1"
+    )
+
+
+def test_the_payer_check_is_off_at_zero() -> None:
+    paid = [Payment(f"LT-{n}", 10_000, DAY, dossier_code=f"HS-{n}", applicant=f"c-{n}") for n in range(6)]
+    matcher = Matcher(paid, date_tolerance_days=0, amount_tolerance=0)
+    for payment in paid:
+        matcher.add(payer_tx(10_000, payment.reference, "0011"))
+    assert "one_payer_many_dossiers" not in matcher.finish().counts

@@ -226,6 +226,7 @@ def builtin_jobs(
         max_file_bytes=statements.max_file_bytes,
         date_tolerance_days=statements.matching.date_tolerance_days,
         amount_tolerance=statements.matching.amount_tolerance,
+        payer_threshold=statements.matching.payer_threshold,
         zone=zone(config.scheduler.timezone),
     )
     query = paygov.query if isinstance(paygov, PayGovAdapter) else None

@@ -594,6 +594,12 @@ class StatementMatching(_Model):
         description="A transaction found by reference whose amount differs by at most this much (VND)"
         " still matches; past it, the pair is an amount mismatch.",
     )
+    payer_threshold: int = Field(
+        default=5,
+        ge=0,
+        description="One payer account paying for this many dossiers of as many applicants in a run is a"
+        " finding (officials collecting cash and paying on citizens' behalf); 0 turns the check off.",
+    )
 
 
 class BankStatementsConfig(_Model):

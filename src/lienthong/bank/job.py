@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import hashlib
 import logging
 import re
 import threading
@@ -30,6 +31,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 from zoneinfo import ZoneInfo
+
+import orjson
 
 from lienthong.bank.csvfile import CsvLayout
 from lienthong.bank.matching import ADVICE, Finding, Matcher, Payment, Report
@@ -77,6 +80,7 @@ class BankJobSettings:
     date_tolerance_days: int
     amount_tolerance: int
     zone: ZoneInfo
+    payer_threshold: int = 0
 
 
 class BankReconciliation:
@@ -121,7 +125,13 @@ class BankReconciliation:
         paid_on = datetime.fromtimestamp(record.updated_ms / 1000, UTC).astimezone(self._settings.zone).date()
         due = start_ms <= record.updated_ms < end_ms
         return Payment(
-            record.reference, record.amount, paid_on, record.transaction_id, record.dossier_code, due
+            record.reference,
+            record.amount,
+            paid_on,
+            record.transaction_id,
+            record.dossier_code,
+            applicant_key(record.dossier),
+            due,
         )
 
     def _match(
@@ -132,6 +142,7 @@ class BankReconciliation:
             payments,
             date_tolerance_days=settings.date_tolerance_days,
             amount_tolerance=settings.amount_tolerance,
+            payer_threshold=settings.payer_threshold,
         )
         summaries: list[StatementSummary] = []
         transactions = 0
@@ -202,6 +213,19 @@ class BankReconciliation:
             discrepancies=discrepancies,
         )
         return write_page(page, directory / "index.html")
+
+
+def applicant_key(dossier: str) -> str:
+    """Who a payment's dossier is for, as a digest of the applicant's ID number (else their name): enough
+    to tell related dossiers apart, and no personal data kept in the run's memory or its findings."""
+    try:
+        applicant = orjson.loads(dossier).get("applicant")
+    except (orjson.JSONDecodeError, AttributeError):
+        return ""
+    if not isinstance(applicant, dict):
+        return ""
+    who = applicant.get("id_number") or applicant.get("full_name")
+    return hashlib.sha256(str(who).encode()).hexdigest()[:32] if who else ""
 
 
 def statement_files(inbox: Path) -> list[Path]:

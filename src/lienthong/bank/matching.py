@@ -39,6 +39,7 @@ FindingKind = Literal[
     "duplicate_payment",
     "statement_does_not_roll_forward",
     "unsettled_payment",
+    "one_payer_many_dossiers",
 ]
 ADVICE: dict[str, str] = {
     "amount_mismatch": "Compare the bank's credit with the fee the dossier owed; collect or refund the"
@@ -52,6 +53,8 @@ ADVICE: dict[str, str] = {
     " by hand.",
     "unsettled_payment": "The payment platform was asked (QUERY); settle the payment as it answers, or"
     " follow up with the platform.",
+    "one_payer_many_dossiers": "One account paid for many citizens' dossiers: check whether an official"
+    " collected cash and paid on their behalf, which the directives forbid.",
 }
 """Each kind of finding, in the report's order, with what a person should do about it."""
 MAX_FINDINGS = 100_000
@@ -80,6 +83,9 @@ class Payment:
     paid_on: date
     transaction_id: str = ""
     dossier_code: str = ""
+    applicant: str = ""
+    """Who the dossier is for, as a key (a digest of the applicant's ID number): dossiers of one applicant
+    paid from one account are related, not the pattern the payer check looks for."""
     due: bool = True
     """Paid inside the run's window: reported missing if no transaction pays it. A payment of the
     margins (``date_tolerance_days`` around the window) may be matched, but belongs to another run."""
@@ -141,8 +147,13 @@ class Matcher:
         date_tolerance_days: int,
         amount_tolerance: int,
         max_findings: int = MAX_FINDINGS,
+        payer_threshold: int = 0,
     ) -> None:
         self._payments = payments
+        self._payer_threshold = payer_threshold
+        # Payer account → the payments it paid: the first as an int, then a list (most accounts pay once,
+        # and a list per account cost a hundred megabytes for a million of them).
+        self._payers: dict[str, int | list[int]] = {}
         self._days = date_tolerance_days
         self._tolerance = amount_tolerance
         self._max_findings = max_findings
@@ -183,6 +194,7 @@ class Matcher:
             )
             return
         self._matched[found] = 1
+        self._paid_by(transaction, found)
         if amount != payment.amount and abs(amount - payment.amount) > self._tolerance:
             self._finding(
                 "amount_mismatch",
@@ -208,6 +220,7 @@ class Matcher:
                 )
                 continue
             self._matched[found] = 1
+            self._paid_by(transaction, found)
             self.counts["matched_by_amount_and_date"] += 1
         for i, payment in enumerate(self._payments):
             if not self._matched[i] and payment.due:
@@ -222,10 +235,47 @@ class Matcher:
                     )
                 )  # fmt: skip
         self._left = []
+        self._many_dossiers_one_payer()
         if self.matched:
             self.counts["matched"] += self.matched
             self.matched = 0
         return Report(self.counts, self.findings)
+
+    def _paid_by(self, transaction: Transaction, found: int) -> None:
+        account = transaction.debtor_account
+        if not account or not self._payer_threshold:
+            return
+        paid = self._payers.get(account)
+        if paid is None:
+            self._payers[account] = found
+        elif isinstance(paid, int):
+            self._payers[account] = [paid, found]
+        else:
+            paid.append(found)
+
+    def _many_dossiers_one_payer(self) -> None:
+        """One payer account paying for at least ``payer_threshold`` dossiers of as many applicants: the
+        pattern of an official collecting cash and paying on citizens' behalf. Dossiers of one applicant
+        (a business paying its own) do not count as unrelated."""
+        for account, paid in self._payers.items():
+            if isinstance(paid, int) or len(paid) < self._payer_threshold:
+                continue
+            payments = [self._payments[i] for i in paid]
+            applicants = {p.applicant or p.dossier_code for p in payments}
+            if len(applicants) < self._payer_threshold:
+                continue
+            codes = sorted({p.dossier_code or p.reference for p in payments})
+            named = ", ".join(codes[:10]) + (f" and {len(codes) - 10} more" if len(codes) > 10 else "")
+            self.counts["one_payer_many_dossiers"] += 1
+            if len(self.findings) < self._max_findings:
+                self.findings.append(
+                    Finding(
+                        "one_payer_many_dossiers", account, None, None, None, -1, 0,
+                        f"account {account} paid {len(payments)} payments for {len(applicants)} applicants'"
+                        f" dossiers: {named}",
+                    )
+                )  # fmt: skip
+        self._payers = {}
 
     def _find(self, transaction: Transaction) -> int | None:
         index, loose = self._index, self._normalised
