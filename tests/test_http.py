@@ -13,7 +13,7 @@ import pytest
 from multidict import CIMultiDict
 
 from lienthong.adapters.auth import AuthenticatedTransport, StaticBearer
-from lienthong.adapters.http import Answer, HttpPeer, Poster, make_transport, post_over_httpx
+from lienthong.adapters.http import Answer, HttpPeer, Sender, make_transport, send_over_httpx
 from lienthong.serving import ThreadedServer
 
 
@@ -23,6 +23,7 @@ class Echo:
 
     def __init__(self) -> None:
         self.seen: list[list[tuple[str, str]]] = []
+        self.requests: list[tuple[str, str, bytes]] = []  # method, path?query, body
         self.refused: set[str] = set()
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
@@ -35,6 +36,8 @@ class Echo:
             if not message.get("more_body"):
                 break
         headers = [(k.decode(), v.decode()) for k, v in scope["headers"]]
+        query = scope["query_string"].decode()
+        self.requests.append((scope["method"], scope["path"] + (f"?{query}" if query else ""), body))
         self.seen.append(headers)
         tokens = [v.removeprefix("Bearer ") for k, v in headers if k == "authorization"]
         status = 401 if any(token in self.refused for token in tokens) else 200
@@ -64,12 +67,13 @@ def test_an_answer_reads_as_text_in_its_declared_charset_and_never_raises() -> N
 async def test_the_direct_path_and_httpx_objects_give_the_same_answer(echo: tuple[Echo, str]) -> None:
     _, url = echo
     transport = make_transport(max_connections=2)
-    assert isinstance(transport, Poster)  # adapters on the real transport take the direct path
+    assert isinstance(transport, Sender)  # adapters on the real transport take the direct path
     endpoint = HttpPeer(url, transport, timeout_s=5).endpoint("/api/service")
     try:
         direct = await endpoint.post(b'{"a": 1}', {"content-type": "application/json"})
-        via_httpx = await post_over_httpx(
+        via_httpx = await send_over_httpx(
             transport,
+            "POST",
             endpoint._url,
             b'{"a": 1}',
             {"content-type": "application/json"},
@@ -174,3 +178,15 @@ async def test_the_direct_path_bounds_the_whole_exchange_not_each_read() -> None
         finally:
             await transport.aclose()
     assert elapsed < 1.5  # the drip would take 2 s
+
+
+async def test_a_get_carries_its_query_added_to_the_urls_own(echo: tuple[Echo, str]) -> None:
+    app, url = echo
+    transport = make_transport(max_connections=1)
+    endpoint = HttpPeer(url, transport, timeout_s=5).endpoint("/api/changes?province=H56")
+    try:
+        answer = await endpoint.get({"cursor": "2026-12-01T08:00 #5", "limit": "100"}, {})
+    finally:
+        await transport.aclose()
+    assert answer.status_code == 200
+    assert app.requests == [("GET", "/api/changes?province=H56&cursor=2026-12-01T08:00+%235&limit=100", b"")]

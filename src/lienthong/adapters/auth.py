@@ -25,7 +25,7 @@ from multidict import CIMultiDict
 
 from lienthong.adapters.credentials import CredentialCache
 from lienthong.adapters.failures import TOKEN_ENDPOINT, answered, delivery_errors
-from lienthong.adapters.http import Answer, post_over, read_capped
+from lienthong.adapters.http import Answer, read_capped, send_over
 from lienthong.errors import PermanentError
 
 
@@ -160,20 +160,29 @@ class AuthenticatedTransport(httpx.AsyncBaseTransport):
             response = await self._inner.handle_async_request(request)
         return response
 
-    async def post(
-        self, url: yarl.URL, body: bytes, headers: Mapping[str, str], *, max_bytes: int, timeout_s: float
+    async def send(
+        self,
+        method: str,
+        url: yarl.URL,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        max_bytes: int,
+        timeout_s: float,
     ) -> Answer:
-        """``http.Poster.post`` with the strategy's headers, and once more with new ones on a 401; all of
+        """``http.Sender.send`` with the strategy's headers, and once more with new ones on a 401; all of
         it (a token fetched on the way, the second request) within ``timeout_s``."""
         async with asyncio.timeout(timeout_s):
             sent = await self._strategy.headers()
             merged = CIMultiDict(headers)
             merged.update(sent)
-            answer = await post_over(self._inner, url, body, merged, max_bytes=max_bytes, timeout_s=timeout_s)
+            answer = await send_over(
+                self._inner, method, url, body, merged, max_bytes=max_bytes, timeout_s=timeout_s
+            )
             if answer.status_code == 401 and await self._strategy.rejected(sent):
                 merged.update(await self._strategy.headers())
-                answer = await post_over(
-                    self._inner, url, body, merged, max_bytes=max_bytes, timeout_s=timeout_s
+                answer = await send_over(
+                    self._inner, method, url, body, merged, max_bytes=max_bytes, timeout_s=timeout_s
                 )
             return answer
 

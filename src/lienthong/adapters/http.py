@@ -75,13 +75,20 @@ class Answer:
 
 
 @runtime_checkable
-class Poster(Protocol):
-    """A transport that posts without httpx's objects: the real one, and the authentication around it."""
+class Sender(Protocol):
+    """A transport that sends without httpx's objects: the real one, and the authentication around it."""
 
-    async def post(
-        self, url: yarl.URL, body: bytes, headers: Mapping[str, str], *, max_bytes: int, timeout_s: float
+    async def send(
+        self,
+        method: str,
+        url: yarl.URL,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        max_bytes: int,
+        timeout_s: float,
     ) -> Answer:
-        """POST ``body`` to ``url`` and read the whole answer, at most ``max_bytes`` of it, all within
+        """Send ``body`` to ``url`` and read the whole answer, at most ``max_bytes`` of it, all within
         ``timeout_s`` (past it: TimeoutError)."""
         ...
 
@@ -128,11 +135,18 @@ class AiohttpTransport(_HttpxOverAiohttp):
             self.client = self.get_client()  # made on first use: it needs the running loop
         return self.client
 
-    async def post(
-        self, url: yarl.URL, body: bytes, headers: Mapping[str, str], *, max_bytes: int, timeout_s: float
+    async def send(
+        self,
+        method: str,
+        url: yarl.URL,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        max_bytes: int,
+        timeout_s: float,
     ) -> Answer:
-        """POST ``body`` and read the answer, inflated, up to the smaller of ``max_bytes`` and the
-        transport's cap, within ``timeout_s`` from start to last byte.
+        """Send ``body`` (none for an empty one) and read the answer, inflated, up to the smaller of
+        ``max_bytes`` and the transport's cap, within ``timeout_s`` from start to last byte.
 
         The bound is aiohttp's own (``ClientTimeout.total``: TimeoutError past it), not an
         ``asyncio.timeout`` around the call, which cost 7% of the bus's time on its own."""
@@ -141,8 +155,8 @@ class AiohttpTransport(_HttpxOverAiohttp):
         if timeout is None:
             timeout = aiohttp.ClientTimeout(total=timeout_s)
             self._timeouts[timeout_s] = timeout
-        async with self._session().post(
-            url, data=body, headers=headers, allow_redirects=False, timeout=timeout
+        async with self._session().request(
+            method, url, data=body or None, headers=headers, allow_redirects=False, timeout=timeout
         ) as answer:
             declared = answer.content_length
             if declared is not None and declared > cap:
@@ -194,8 +208,9 @@ async def read_capped(response: httpx.Response, max_bytes: int) -> bytes:
     return response._content
 
 
-async def post_over_httpx(
+async def send_over_httpx(
     transport: httpx.AsyncBaseTransport,
+    method: str,
     url: yarl.URL,
     body: bytes,
     headers: Mapping[str, str],
@@ -203,9 +218,9 @@ async def post_over_httpx(
     max_bytes: int,
     timeout_s: float,
 ) -> Answer:
-    """``Poster.post`` for a transport that only speaks httpx (``httpx.MockTransport`` in tests)."""
+    """``Sender.send`` for a transport that only speaks httpx (``httpx.MockTransport`` in tests)."""
     extensions = {"timeout": httpx.Timeout(timeout_s).as_dict()}
-    request = httpx.Request("POST", str(url), content=body, headers=headers, extensions=extensions)
+    request = httpx.Request(method, str(url), content=body, headers=headers, extensions=extensions)
     response = await transport.handle_async_request(request)
     try:
         content = await read_capped(response, max_bytes)
@@ -214,8 +229,9 @@ async def post_over_httpx(
     return Answer(response.status_code, response.headers, content)
 
 
-async def post_over(
+async def send_over(
     transport: httpx.AsyncBaseTransport,
+    method: str,
     url: yarl.URL,
     body: bytes,
     headers: Mapping[str, str],
@@ -223,10 +239,12 @@ async def post_over(
     max_bytes: int,
     timeout_s: float,
 ) -> Answer:
-    """POST through ``transport``: its own ``post`` when it has one, httpx's objects otherwise."""
-    if isinstance(transport, Poster):
-        return await transport.post(url, body, headers, max_bytes=max_bytes, timeout_s=timeout_s)
-    return await post_over_httpx(transport, url, body, headers, max_bytes=max_bytes, timeout_s=timeout_s)
+    """Send through ``transport``: its own ``send`` when it has one, httpx's objects otherwise."""
+    if isinstance(transport, Sender):
+        return await transport.send(method, url, body, headers, max_bytes=max_bytes, timeout_s=timeout_s)
+    return await send_over_httpx(
+        transport, method, url, body, headers, max_bytes=max_bytes, timeout_s=timeout_s
+    )
 
 
 class HttpPeer:
@@ -260,21 +278,29 @@ class Endpoint:
         self.url = peer.base_url.join(path)
         self._url = yarl.URL(str(self.url), encoded=True)
         self._transport = peer.transport
-        self._poster = peer.transport if isinstance(peer.transport, Poster) else None
+        self._sender = peer.transport if isinstance(peer.transport, Sender) else None
         self._timeout_s = peer.timeout_s
         self._max_answer_bytes = peer.max_answer_bytes
 
     async def post(self, body: bytes, headers: Mapping[str, str]) -> Answer:
         """POST ``body`` and read the whole answer, within ``timeout_s`` (raises TimeoutError past it) and
         ``max_answer_bytes`` (raises AnswerTooLarge past it)."""
-        if self._poster is not None:  # it bounds the whole exchange itself
-            return await self._poster.post(
-                self._url, body, headers, max_bytes=self._max_answer_bytes, timeout_s=self._timeout_s
+        return await self._send("POST", self._url, body, headers)
+
+    async def get(self, query: Mapping[str, str], headers: Mapping[str, str]) -> Answer:
+        """GET this URL with ``query`` added to its own, as ``post`` reads the answer."""
+        return await self._send("GET", self._url.update_query(query), b"", headers)
+
+    async def _send(self, method: str, url: yarl.URL, body: bytes, headers: Mapping[str, str]) -> Answer:
+        if self._sender is not None:  # it bounds the whole exchange itself
+            return await self._sender.send(
+                method, url, body, headers, max_bytes=self._max_answer_bytes, timeout_s=self._timeout_s
             )
         async with asyncio.timeout(self._timeout_s):
-            return await post_over_httpx(
+            return await send_over_httpx(
                 self._transport,
-                self._url,
+                method,
+                url,
                 body,
                 headers,
                 max_bytes=self._max_answer_bytes,
