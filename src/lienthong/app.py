@@ -58,11 +58,13 @@ from lienthong.config import (
     Config,
     Destination,
     EmcDestination,
+    HttpPeerConfig,
     OAuth2Config,
     PayGovDestination,
     PopulationDestination,
     PortalDestination,
     ProvincialDestination,
+    ProvincialFeedSource,
     RetryConfig,
     ViettelDestination,
     VnptDestination,
@@ -77,6 +79,7 @@ from lienthong.scheduler import JobRegistry
 from lienthong.scheduler.jobs import Job, RunContext, RunResult
 from lienthong.scheduler.schedule import zone
 from lienthong.scheduler.service import Scheduler, job_issues, plans
+from lienthong.sources.provincial import FeedSettings, ProvincialFeed
 from lienthong.store import Store, build_store, node_name, units
 
 log = logging.getLogger("lienthong.app")
@@ -99,8 +102,10 @@ class Lienthong:
     payments: PaymentCallbacks | None = None
     population: PopulationAdapter | None = None
     scheduler: Scheduler | None = None
+    feeds: list[ProvincialFeed] = field(default_factory=list)
     api: FastAPI = field(init=False)
     _dispatch_task: asyncio.Task[None] | None = field(default=None, init=False)
+    _feed_tasks: list[asyncio.Task[None]] = field(default_factory=list, init=False)
 
     async def start(self) -> None:
         """Open the store, return rows a crash left in flight to pending, and start dispatching."""
@@ -115,8 +120,21 @@ class Lienthong:
             self._dispatch_task = asyncio.create_task(self.dispatcher.run(), name="lienthong-dispatcher")
         if self.scheduler is not None:
             await self.scheduler.start()  # catches up on missed windows, then follows the schedules
+        self._feed_tasks = [
+            asyncio.create_task(feed.run(), name=f"lienthong-feed-{feed.settings.name}")
+            for feed in self.feeds
+        ]
 
     async def stop(self) -> None:
+        for feed in self.feeds:
+            feed.stop()  # a page being stored is stored: its transaction holds the events and the cursor
+        if self._feed_tasks:
+            await asyncio.wait(self._feed_tasks, timeout=self.config.dispatcher.shutdown_grace_s)
+            for task in self._feed_tasks:
+                task.cancel()
+            await asyncio.gather(*self._feed_tasks, return_exceptions=True)
+        for feed in self.feeds:
+            await feed.aclose()
         if self.scheduler is not None:
             await self.scheduler.stop()  # before the store closes: interrupted runs are recorded
         await self.dispatcher.stop(self.config.dispatcher.shutdown_grace_s)
@@ -204,12 +222,46 @@ def build(
         if name not in job_registry:  # an installed job of the same name wins
             job_registry.register(name, job)
     node.scheduler = build_scheduler(config, store, metrics, job_registry, clock=clock)
+    node.feeds = [
+        build_feed(name, source, config, store=store, ingestor=ingestor, metrics=metrics, clock=clock)
+        for name, source in config.sources.items()
+    ]
     node.api = build_api(node)
     return node
 
 
 async def _built_with_the_node(context: RunContext) -> RunResult:
     raise RuntimeError(f"{context.job} runs only in a node built by app.build, with its store")
+
+
+def build_feed(
+    name: str,
+    source: ProvincialFeedSource,
+    config: Config,
+    *,
+    store: Store,
+    ingestor: Ingestor,
+    metrics: Metrics,
+    clock: Clock,
+) -> ProvincialFeed:
+    """The poller of ``sources.<name>``, on the source's own transport (TLS, authentication)."""
+    peer = HttpPeer(
+        source.base_url, destination_transport(source, config.base_dir), timeout_s=source.timeout_s
+    )
+    settings = FeedSettings(
+        name=name,
+        page_size=source.page_size,
+        poll_interval_s=source.poll_interval_s,
+        caller=source.caller,
+        dossier_code_field=config.events.dossier_code_field,
+        cursor_param=source.cursor_param,
+        limit_param=source.limit_param,
+        items_field=source.items_field,
+        next_cursor_field=source.next_cursor_field,
+    )
+    return ProvincialFeed(
+        settings, peer, source.path, store=store, ingestor=ingestor, metrics=metrics, clock=clock
+    )
 
 
 def builtin_jobs(
@@ -475,7 +527,7 @@ def payment_schemes(config: Config) -> dict[str, CallbackScheme]:
     return schemes
 
 
-def tls_context(dest: Destination, base_dir: Path) -> ssl.SSLContext | None:
+def tls_context(dest: HttpPeerConfig, base_dir: Path) -> ssl.SSLContext | None:
     """The destination's TLS context, files relative to the config. Raises ConfigError naming the file."""
     if dest.tls is None:
         return None
@@ -489,7 +541,7 @@ def tls_context(dest: Destination, base_dir: Path) -> ssl.SSLContext | None:
     )
 
 
-def destination_transport(dest: Destination, base_dir: Path) -> httpx.AsyncBaseTransport:
+def destination_transport(dest: HttpPeerConfig, base_dir: Path) -> httpx.AsyncBaseTransport:
     """The destination's HTTP transport: TLS as configured, wrapped by its authentication strategy."""
     context = tls_context(dest, base_dir)
     transport = make_transport(max_connections=dest.max_connections, ssl_context=context)

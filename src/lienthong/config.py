@@ -483,6 +483,37 @@ Destination = Annotated[
     Field(discriminator="kind"),
 ]
 DESTINATION_KINDS = ("emc", "paygov", "population", "portal", "provincial", "viettel", "vnpt")
+HttpPeerConfig = _HttpDestination
+"""What every system reached over HTTP has: its URL, timeout, connections, authentication and TLS."""
+
+
+class ProvincialFeedSource(_HttpDestination):
+    """The province's change feed, polled by lienthong (for one-stop systems that cannot call it):
+    `GET path?cursor=…&limit=…` answering `{"changes": [events…], "next_cursor": "…"}`. The names are
+    assumed: each is configurable."""
+
+    kind: Literal["provincial_feed"]
+    path: str = Field(default="/api/changes", description="The feed's path.")
+    page_size: int = Field(default=200, ge=1, le=1000, description="Changes asked for in one page.")
+    poll_interval_s: float = Field(
+        default=30.0, gt=0, description="Seconds between polls once the feed is caught up."
+    )
+    caller: str = Field(
+        default="province",
+        min_length=1,
+        description="The name the feed's events are stored under, as a token's name: that token reads"
+        " their messages.",
+    )
+    cursor_param: str = Field(
+        default="cursor", min_length=1, description="The query parameter of the cursor."
+    )
+    limit_param: str = Field(
+        default="limit", min_length=1, description="The query parameter of the page size."
+    )
+    items_field: str = Field(default="changes", min_length=1, description="The page's list of events.")
+    next_cursor_field: str = Field(
+        default="next_cursor", min_length=1, description="The page's cursor of the next page."
+    )
 
 
 class DeliveryRule(_Model):
@@ -693,6 +724,10 @@ class Config(_Model):
     payments: PaymentsConfig = PaymentsConfig()
     bank_statements: BankStatementsConfig = BankStatementsConfig()
     integrity: IntegrityConfig = IntegrityConfig()
+    sources: dict[str, ProvincialFeedSource] = Field(
+        default_factory=dict,
+        description="Systems lienthong polls for events (kind: provincial_feed), by name.",
+    )
     kpis: KpiConfig = KpiConfig()
 
     _source: LocatedDocument | None = PrivateAttr(default=None)

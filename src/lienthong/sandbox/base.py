@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import parse_qsl
 
 import orjson
 from starlette.types import Receive, Scope, Send
@@ -70,6 +71,7 @@ class Request:
     path: str
     headers: dict[str, str]
     body: bytes
+    query: dict[str, str] = field(default_factory=dict)  # the last value of each parameter
 
 
 Handler = Callable[[Request], Awaitable[Answer]]
@@ -134,7 +136,8 @@ class Peer:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        request = Request(scope["method"], scope["path"], _headers(scope), await _read_body(receive))
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        request = Request(scope["method"], scope["path"], _headers(scope), await _read_body(receive), query)
         self.requests += 1
         if request.path.startswith("/_sandbox/"):
             await _send(send, await self._admin(request))

@@ -1,4 +1,5 @@
-"""Sandbox provincial system: the webhook that receives lienthong's signed callbacks.
+"""Sandbox provincial system: the webhook that receives lienthong's signed callbacks, and the change feed
+lienthong polls when a province cannot call it (``GET /api/changes``).
 
 It verifies the signature and its age the way a province should, refuses bad ones with 401, and records
 the good ones (once per message id, as a province deduplicating repeats would).
@@ -21,6 +22,7 @@ class ProvincialSandbox(Peer):
         *,
         secret: str = "sandbox-provincial-secret",  # noqa: S107 (a simulator's own test secret)
         path: str = "/lienthong/callback",
+        changes_path: str = "/api/changes",
         faults: FaultPlan | None = None,
         basic: tuple[str, str] | None = None,
     ) -> None:
@@ -30,6 +32,24 @@ class ProvincialSandbox(Peer):
         self.refused = 0
         self._seen: set[str] = set()
         self.routes[("POST", path)] = self._callback
+        self.routes[("GET", changes_path)] = self._changes
+        self.changes: list[object] = []  # the change feed: what ``publish`` added, in order
+        self.pages_served = 0
+
+    def publish(self, *events: object) -> None:
+        """Add changes to the feed (events in the reference format, or anything, to test refusals)."""
+        self.changes.extend(events)
+
+    async def _changes(self, request: Request) -> Answer:
+        """The change feed: ``?cursor=N&limit=M`` answers changes N.. (at most M) and the next cursor, the
+        position after them, as text. No cursor starts at the beginning; a bad one is 400."""
+        cursor, limit = request.query.get("cursor", "0"), request.query.get("limit", "100")
+        if not (cursor.isdigit() and limit.isdigit()) or int(limit) == 0:
+            return Answer.json({"error": "cursor and limit must be counts"}, 400)
+        start = int(cursor)
+        page = self.changes[start : start + min(int(limit), 1000)]
+        self.pages_served += 1
+        return Answer.json({"changes": page, "next_cursor": str(start + len(page))})
 
     async def _callback(self, request: Request) -> Answer:
         if self.basic is not None:

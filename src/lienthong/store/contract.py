@@ -169,6 +169,16 @@ class Audit(Protocol):
         ...
 
 
+class Cursors(Protocol):
+    """How far each polled source has been read: its cursor, advanced with the events it gave."""
+
+    def get(self, source: str) -> str | None:
+        """The source's cursor; None before its first page."""
+        ...
+
+    def set(self, source: str, cursor: str, now_ms: int) -> None: ...
+
+
 class Runs(Protocol):
     """The scheduler's run history: one record per attempt at one job's window (``scheduler.runs``)."""
 
@@ -222,6 +232,8 @@ class Tx(Protocol):
     def audit(self) -> Audit: ...
     @property
     def runs(self) -> Runs: ...
+    @property
+    def cursors(self) -> Cursors: ...
 
 
 class Backend(Tx, Protocol):

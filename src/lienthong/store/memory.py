@@ -70,6 +70,7 @@ class _Tables:
     findings: dict[tuple[str, str, str], PaymentFinding] = field(default_factory=dict)
     lookups: list[LookupRecord] = field(default_factory=list)
     runs: dict[tuple[str, int], RunRecord] = field(default_factory=dict)
+    cursors: dict[str, str] = field(default_factory=dict)
 
 
 class MemoryBackend:
@@ -86,6 +87,7 @@ class MemoryBackend:
         self.payments = MemoryPayments(self)
         self.audit = MemoryAudit(self)
         self.runs = MemoryRuns(self)
+        self.cursors = MemoryCursors(self)
 
     @property
     def tables(self) -> _Tables:
@@ -387,6 +389,14 @@ class MemoryAudit(_Repo):
     def lookups(self, limit: int) -> list[LookupRecord]:
         indexed = sorted(enumerate(self._t.lookups), key=lambda p: (p[1].at_ms, p[0]), reverse=True)
         return [record for _, record in indexed[:limit]]
+
+
+class MemoryCursors(_Repo):
+    def get(self, source: str) -> str | None:
+        return self._t.cursors.get(source)
+
+    def set(self, source: str, cursor: str, now_ms: int) -> None:
+        self._t.cursors[source] = cursor
 
 
 class MemoryRuns(_Repo):

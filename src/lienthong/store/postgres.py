@@ -203,6 +203,11 @@ CREATE TABLE IF NOT EXISTS dossiers (
     results          INTEGER,
     updated_ms       BIGINT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS cursors (
+    source      TEXT PRIMARY KEY,
+    cursor      TEXT NOT NULL,
+    updated_ms  BIGINT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS runs (
     job              TEXT NOT NULL,
     run_id           TEXT NOT NULL,
@@ -656,6 +661,22 @@ class PostgresAudit:
         return [LookupRecord(*row) for row in rows]
 
 
+class PostgresCursors:
+    def __init__(self, db: _Db) -> None:
+        self._db = db
+
+    def get(self, source: str) -> str | None:
+        row = self._db.execute("SELECT cursor FROM cursors WHERE source = %s", (source,)).fetchone()
+        return str(row[0]) if row is not None else None
+
+    def set(self, source: str, cursor: str, now_ms: int) -> None:
+        self._db.execute(
+            "INSERT INTO cursors (source, cursor, updated_ms) VALUES (%s, %s, %s)"
+            " ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor, updated_ms = excluded.updated_ms",
+            (source, cursor, now_ms),
+        )
+
+
 class PostgresRuns:
     def __init__(self, db: _Db) -> None:
         self._db = db
@@ -738,6 +759,7 @@ class PostgresBackend:
         self.payments = PostgresPayments(self._db)
         self.audit = PostgresAudit(self._db)
         self.runs = PostgresRuns(self._db)
+        self.cursors = PostgresCursors(self._db)
 
     @property
     def broken(self) -> bool:

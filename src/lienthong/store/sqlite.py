@@ -193,6 +193,11 @@ CREATE TABLE IF NOT EXISTS dossiers (
     results          INTEGER,
     updated_ms       BIGINT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS cursors (
+    source      TEXT PRIMARY KEY,
+    cursor      TEXT NOT NULL,
+    updated_ms  BIGINT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS runs (
     job              TEXT NOT NULL,
     run_id           TEXT NOT NULL,
@@ -635,6 +640,22 @@ class SqliteAudit:
         return [LookupRecord(*row) for row in rows]
 
 
+class SqliteCursors:
+    def __init__(self, db: _Db) -> None:
+        self._db = db
+
+    def get(self, source: str) -> str | None:
+        row = self._db.execute("SELECT cursor FROM cursors WHERE source = ?", (source,)).fetchone()
+        return str(row[0]) if row is not None else None
+
+    def set(self, source: str, cursor: str, now_ms: int) -> None:
+        self._db.execute(
+            "INSERT INTO cursors (source, cursor, updated_ms) VALUES (?, ?, ?)"
+            " ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor, updated_ms = excluded.updated_ms",
+            (source, cursor, now_ms),
+        )
+
+
 class SqliteRuns:
     def __init__(self, db: _Db) -> None:
         self._db = db
@@ -748,6 +769,7 @@ class SqliteBackend:
         self.payments = SqlitePayments(db)
         self.audit = SqliteAudit(db)
         self.runs = SqliteRuns(db)
+        self.cursors = SqliteCursors(db)
 
     def begin(self) -> None:
         # One stat per transaction (about a microsecond) guards against writing to a file nobody will see.

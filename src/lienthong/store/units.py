@@ -58,6 +58,22 @@ def ingest(tx: Tx, requests: Sequence[Sequence[IngestItem]], now_ms: int) -> lis
     return answers
 
 
+def feed_cursor(tx: Tx, source: str) -> str | None:
+    """How far the polled ``source`` has been read (None: not yet)."""
+    return tx.cursors.get(source)
+
+
+def ingest_from_feed(
+    tx: Tx, items: Sequence[IngestItem], source: str, cursor: str, now_ms: int
+) -> list[Answer]:
+    """A polled page: each event on its own (one reusing an id with other content is refused alone), and
+    the source's cursor moved past the page, in this one transaction: a page is taken whole or not at
+    all, so its events are delivered at least once, and deduplicated by id."""
+    answers = ingest(tx, [[item] for item in items], now_ms)
+    tx.cursors.set(source, cursor, now_ms)
+    return answers
+
+
 def claim(tx: Tx, now_ms: int, limit: int, lease_ms: int) -> list[Message]:
     """Take up to ``limit`` due messages, leased for ``lease_ms``; lapsed leases are due again."""
     return settle_and_claim(tx, (), now_ms, limit, now_ms + lease_ms)

@@ -1,0 +1,1 @@
+"""Sources lienthong polls, for systems that cannot call it: the provincial change feed."""
