@@ -127,7 +127,7 @@ def end_to_end(path: Path, n: int, report_dir: Path, answer: Any) -> None:
     """In a process of its own, as the job runs: payments loaded, the file parsed and matched as it is
     read (nothing kept but what pass 2 needs), classified, written. Sends (seconds, peak RSS in MB)."""
     started = time.perf_counter()
-    matcher = Matcher(payments(n), date_tolerance_days=3, amount_tolerance=0)
+    matcher = Matcher(payments(n), date_tolerance_days=3, amount_tolerance=0, payer_threshold=5)
     summaries = []
     for item in read_statements(path):
         if isinstance(item, Transaction):
@@ -187,7 +187,7 @@ def pandas_merge(transactions: list[Transaction], paid: list[Payment]) -> float:
 
 
 def match(transactions: list[Transaction], paid: list[Payment]) -> Any:
-    matcher = Matcher(paid, date_tolerance_days=3, amount_tolerance=0)
+    matcher = Matcher(paid, date_tolerance_days=3, amount_tolerance=0, payer_threshold=5)
     for transaction in transactions:
         matcher.add(transaction)
     return matcher.finish()
