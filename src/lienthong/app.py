@@ -47,6 +47,7 @@ from lienthong.bus.middleware import DeadLetterNotice, DeliveryMetrics, Retries
 from lienthong.bus.retry import ExponentialBackoff, RetryPolicy, StopAfterAge, StopAfterAttempts
 from lienthong.bus.routes import DeliveryRoute, Mapper, Routes
 from lienthong.certs import client_context
+from lienthong.checks.completeness import EmcCompleteness
 from lienthong.checks.integrity import IntegrityRules
 from lienthong.checks.jobs import IntegrityJob, KpiJob, KpiSettings
 from lienthong.checks.kpis import Targets
@@ -218,7 +219,7 @@ def build(
             clock=clock,
         )
     job_registry = jobs if jobs is not None else JobRegistry.with_plugins()
-    for name, job in builtin_jobs(config, store, adapters, metrics, events).items():
+    for name, job in builtin_jobs(config, store, adapters, metrics, events, clock=clock).items():
         if name not in job_registry:  # an installed job of the same name wins
             job_registry.register(name, job)
     node.scheduler = build_scheduler(config, store, metrics, job_registry, clock=clock)
@@ -265,7 +266,13 @@ def build_feed(
 
 
 def builtin_jobs(
-    config: Config, store: Store, adapters: Mapping[str, Adapter], metrics: Metrics, events: EventSink
+    config: Config,
+    store: Store,
+    adapters: Mapping[str, Adapter],
+    metrics: Metrics,
+    events: EventSink,
+    *,
+    clock: Clock,
 ) -> dict[str, Job]:
     """The jobs lienthong provides, built on this node's store, adapters, metrics and event sink."""
     statements = config.bank_statements
@@ -288,6 +295,7 @@ def builtin_jobs(
         frozenset(integrity.returned_statuses),
         frozenset(integrity.closed_statuses),
     )
+    emc = sorted(name for name, dest in config.destinations.items() if isinstance(dest, EmcDestination))
     kpis = config.kpis
     targets = Targets(**kpis.targets.model_dump())
     kpi_settings = KpiSettings(
@@ -297,6 +305,7 @@ def builtin_jobs(
         "bank-reconcile": BankReconciliation(store, settings, query=query),
         IntegrityJob.name: IntegrityJob(store, rules, reports_dir, metrics),
         KpiJob.name: KpiJob(store, kpi_settings, metrics, events),
+        EmcCompleteness.name: EmcCompleteness(store, emc, reports_dir, metrics, clock=clock),
     }
 
 
@@ -315,7 +324,7 @@ def build_scheduler(
     )
 
 
-BUILTIN_JOBS = ("bank-reconcile", "integrity-check", "kpis")
+BUILTIN_JOBS = ("bank-reconcile", "integrity-check", "kpis", "emc-completeness")
 """The jobs ``builtin_jobs`` builds, by name (what ``lienthong check`` knows without a store)."""
 
 

@@ -53,6 +53,11 @@ class Attempt:
         )
 
 
+GAVE_UP = "gave up after"
+"""How a dead letter's error says the retry policy gave up (the peer failed, retryably, too long), as
+against a permanent refusal: the EMC completeness job replays the first kind only."""
+
+
 class Middleware:
     """Does nothing; subclasses override the hooks they need."""
 
@@ -85,7 +90,7 @@ class Retries(Middleware):
                 outcome,
                 kind="dead",
                 next_attempt_ms=None,
-                error=f"{outcome.error}; gave up after {attempts} attempts",
+                error=f"{outcome.error}; {GAVE_UP} {attempts} attempts",
             )
         return replace(outcome, next_attempt_ms=int((attempt.finished + delay) * 1000))
 
