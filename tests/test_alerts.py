@@ -21,6 +21,12 @@ def exported_names() -> set[str]:
     metrics.observe_outbox([], ["d"], 0)
     metrics.events_received.labels("t", "accepted").inc()
     metrics.citizen_lookups.labels("found").inc()
+    metrics.scheduler_runs.labels("j", "failed").inc()
+    metrics.scheduler_last_success.labels("j").set(1)
+    metrics.discrepancies.labels("j", "k").set(1)
+    for kpi in metrics.unit_kpi:
+        metrics.unit_kpi[kpi].labels("U").set(0.5)
+        metrics.unit_kpi_target[kpi].labels("U").set(0.6)
     return {sample.name for family in registry.collect() for sample in family.samples}
 
 
