@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from lienthong.api.auth import BearerAuth, Caller
 from lienthong.api.errors import error_response
-from lienthong.bus.emit import INTERNAL_EVENT_TYPES, INTERNAL_ID_PREFIX
+from lienthong.bus.emit import refused_from_outside
 from lienthong.bus.envelope import parse_body
 from lienthong.bus.ingest import Ingestor
 from lienthong.errors import IdempotencyConflict, InvalidEvent
@@ -44,20 +44,12 @@ def events_router(
             metrics.events_received.labels("unknown", "rejected").inc()
             status, code = (400, "malformed_json") if exc.malformed else (422, "invalid_event")
             return error_response(status, code, exc.message, path=exc.path or None)
-        reserved = next(
-            (i for i, p in enumerate(parsed) if p.event.event_id.startswith(INTERNAL_ID_PREFIX)), None
-        )
-        if reserved is not None:
-            path = f"events[{reserved}].event_id" if is_batch else "event_id"
-            message = f"event ids starting with {INTERNAL_ID_PREFIX!r} are lienthong's own; choose another"
-            return error_response(422, "invalid_event", message, path=path)
-        internal = next((i for i, p in enumerate(parsed) if p.event.type in INTERNAL_EVENT_TYPES), None)
-        if internal is not None:
-            path = f"events[{internal}].type" if is_batch else "type"
-            message = (
-                f"{parsed[internal].event.type} events are raised by lienthong, not accepted from outside"
-            )
-            return error_response(422, "invalid_event", message, path=path)
+        for index, event in enumerate(parsed):
+            refused = refused_from_outside(event.event)
+            if refused is not None:
+                field, message = refused
+                path = f"events[{index}].{field}" if is_batch else field
+                return error_response(422, "invalid_event", message, path=path)
         try:
             results = await ingestor.accept(parsed, caller.name)
         except IdempotencyConflict as exc:

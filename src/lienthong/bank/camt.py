@@ -115,7 +115,9 @@ def read(path: Path, *, name: str) -> Iterator[Item]:
         context = etree.iterparse(
             handle,
             events=("end",),
-            tag=(t.Ntry, t.Bal, t.Stmt, t.Ntfctn, t.Document),
+            # Any namespace (lxml matches local names in C): an entry or a statement in another namespace
+            # than the file's is refused, never skipped, so no credit vanishes unread.
+            tag=("{*}Ntry", "{*}Bal", "{*}Stmt", "{*}Ntfctn", "{*}Document"),
             resolve_entities=False,
             load_dtd=False,
             no_network=True,
@@ -123,11 +125,14 @@ def read(path: Path, *, name: str) -> Iterator[Item]:
             remove_comments=True,
             remove_pis=True,
         )
-        ntry, bal = t.Ntry, t.Bal
+        ntry, bal, statements = t.Ntry, t.Bal, (t.Stmt, t.Ntfctn)
         try:
             for _, element in context:
                 tag = element.tag
                 if tag == ntry:
+                    parent = element.getparent()
+                    if parent is None or parent.tag not in statements:
+                        raise reader.stray(element, "Ntry", "is an entry outside any statement")
                     yield from reader.entry(element)
                     _drop(element, ntry)
                 elif tag == bal:
@@ -136,10 +141,15 @@ def read(path: Path, *, name: str) -> Iterator[Item]:
                 elif tag == t.Document:
                     reader.check_document(element)
                     reader.documents += 1
-                else:
+                elif tag in statements:
                     reader.check_document(element)
                     yield reader.summary(element)
                     _drop(element, tag)
+                else:
+                    qname = etree.QName(element)
+                    namespace = qname.namespace or "(none)"
+                    problem = f"is in namespace {namespace!r}, not the file's {reader.namespace!r}"
+                    raise reader.stray(element, qname.localname, problem)
         except etree.XMLSyntaxError as exc:
             raise StatementError(
                 name,
@@ -212,6 +222,10 @@ class _Reader:
         self._booked = Decimal(0)
         self._pending = 0
         self._currency = ""
+
+    def stray(self, element: etree._Element, where: str, problem: str) -> StatementError:
+        """An element the reader cannot place: refused, naming it and its line."""
+        return self._error(element, where, problem)
 
     def check_document(self, element: etree._Element) -> None:
         """Once, at the first element read: no DTD (lxml read the prolog by then)."""
@@ -302,7 +316,7 @@ class _Reader:
             elif tag == t.NtryDtls:
                 details.extend(self._detail(d) for d in child if d.tag == t.TxDtls)
             elif tag == t.RvslInd:
-                reversal = (child.text or "").strip().lower() == "true"
+                reversal = self._boolean(child, "Ntry/RvslInd")
             elif tag == t.AddtlNtryInf:
                 info = (child.text or "").strip()
         amount, currency = self._amount(amount_element, "Ntry", line)
@@ -317,11 +331,16 @@ class _Reader:
         if not self._currency:
             self._currency = currency
         statement = self.index
-        amounts = [d.amount for d in details]
-        if len(details) > 1 and None not in amounts:
+        amounts = [
+            None if d.amount is None or (d.currency or currency) != currency else d.amount * (d.sign or sign)
+            for d in details
+        ]
+        # Split an entry into its transactions only when theirs add up to what the bank booked: a detail
+        # claiming more than the entry would credit payments with money that never arrived.
+        if len(details) > 1 and None not in amounts and sum(a for a in amounts if a is not None) == signed:
             return [
                 Transaction(
-                    amount * (d.sign or sign), d.currency or currency, booked, value_date, status,
+                    amount, currency, booked, value_date, status,
                     _references(d.references, entry_refs), d.remittance or info, d.debtor,
                     d.debtor_account, reversal, statement, line,
                 )
@@ -359,12 +378,16 @@ class _Reader:
             elif tag == t.CdtDbtInd:
                 sign = self._sign(child, element, "TxDtls")
             elif tag == t.AmtDtls and amount is None:
-                for kind in child:
-                    if kind.tag in (t.TxAmt, t.InstdAmt):
-                        for found_amount in kind:
-                            if found_amount.tag == t.Amt:
-                                amount, currency = self._amount(found_amount, "TxDtls")
-                        break
+                # What reached the account (TxAmt) before what was instructed (InstdAmt): charges may
+                # have been taken on the way, and ISO 20022 lists InstdAmt first.
+                kinds = {kind.tag: kind for kind in child}
+                chosen = kinds.get(t.TxAmt)
+                if chosen is None:
+                    chosen = kinds.get(t.InstdAmt)
+                if chosen is not None:
+                    for found_amount in chosen:
+                        if found_amount.tag == t.Amt:
+                            amount, currency = self._amount(found_amount, "TxDtls")
             elif tag == t.RltdPties:
                 for party in child:
                     if party.tag == t.Dbtr:
@@ -417,6 +440,15 @@ class _Reader:
         except ValueError:
             name = etree.QName(element).localname
             raise self._error(element, name, f"date {text[:40]!r} is not an ISO 8601 date") from None
+
+    def _boolean(self, element: etree._Element, where: str) -> bool:
+        """An xs:boolean: true or 1, false or 0; anything else is refused."""
+        value = (element.text or "").strip()
+        if value in ("true", "1"):
+            return True
+        if value in ("false", "0"):
+            return False
+        raise self._error(element, where, f"must be true, false, 1 or 0, found {value[:20]!r}")
 
     def _error(self, element: etree._Element, where: str, problem: str) -> StatementError:
         return StatementError(self.name, problem, line=_line(element), element=where)

@@ -20,7 +20,7 @@ from typing import Literal
 
 from lienthong.errors import LienthongError
 
-_AMOUNT = re.compile(r"^[+-]?\d{1,18}(?:\.\d{1,5})?$")
+_AMOUNT = re.compile(r"[+-]?[0-9]{1,18}(?:\.[0-9]{1,5})?\Z")  # ASCII digits: \d takes any script's
 
 Kind = Literal["camt.053", "camt.054", "csv"]
 

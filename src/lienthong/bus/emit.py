@@ -29,6 +29,20 @@ can take one first and block the event it stands for."""
 _PLAIN = re.compile(r"^[\x21-\x7e]{1,100}$")
 
 
+def refused_from_outside(event: Event) -> tuple[str, str] | None:
+    """Why an event sent from outside (the API, a polled feed) is refused although it is valid: (the
+    field, the reason), or None. Ids with lienthong's prefix are its own (taking one first would block
+    the event it stands for), and so are the types only lienthong raises."""
+    if event.event_id.startswith(INTERNAL_ID_PREFIX):
+        return (
+            "event_id",
+            f"event ids starting with {INTERNAL_ID_PREFIX!r} are lienthong's own; choose another",
+        )
+    if event.type in INTERNAL_EVENT_TYPES:
+        return "type", f"{event.type} events are raised by lienthong, not accepted from outside"
+    return None
+
+
 def internal_event_id(kind: str, *parts: str) -> str:
     """``lienthong:<kind>:<part>:…``, the same for the same parts; parts that would not make a plain
     printable id of at most 128 characters are replaced by their SHA-256 (still the same for the same)."""

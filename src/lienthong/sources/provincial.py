@@ -29,6 +29,7 @@ import orjson
 
 from lienthong.adapters.failures import classify
 from lienthong.adapters.http import HttpPeer
+from lienthong.bus.emit import refused_from_outside
 from lienthong.bus.envelope import parse_body
 from lienthong.bus.ingest import Ingestor
 from lienthong.clock import Clock, now_ms
@@ -174,6 +175,11 @@ class ProvincialFeed:
             except (IngestError, TypeError, ValueError) as exc:
                 refused += 1
                 log.warning("%s: change %d of the page refused: %s", settings.name, n, exc)
+                continue
+            refused_here = refused_from_outside(parsed.event)
+            if refused_here is not None:
+                refused += 1
+                log.warning("%s: change %d of the page refused: %s", settings.name, n, refused_here[1])
                 continue
             if parsed.event.event_id in seen:
                 continue  # the same event twice in a page: once is enough
