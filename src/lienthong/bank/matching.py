@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from array import array
 from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import date
@@ -40,6 +41,7 @@ FindingKind = Literal[
     "statement_does_not_roll_forward",
     "unsettled_payment",
     "one_payer_many_dossiers",
+    "reversed_by_bank",
 ]
 ADVICE: dict[str, str] = {
     "amount_mismatch": "Compare the bank's credit with the fee the dossier owed; collect or refund the"
@@ -53,10 +55,15 @@ ADVICE: dict[str, str] = {
     " by hand.",
     "unsettled_payment": "The payment platform was asked (QUERY); settle the payment as it answers, or"
     " follow up with the platform.",
+    "reversed_by_bank": "The bank took the money back: ask the payer and the bank why before the receipt"
+    " stands.",
     "one_payer_many_dossiers": "One account paid for many citizens' dossiers: check whether an official"
     " collected cash and paid on their behalf, which the directives forbid.",
 }
 """Each kind of finding, in the report's order, with what a person should do about it."""
+CURRENCY = "VND"
+"""The currency of every payment lienthong confirms; a credit in another is an amount mismatch."""
+MATCHED, FLAGGED = 1, 2
 MAX_FINDINGS = 100_000
 """Findings listed per run; past it they are only counted (``findings_not_listed``), so a file of a
 million strangers' credits cannot hold a million findings in memory."""
@@ -157,10 +164,18 @@ class Matcher:
         self._days = date_tolerance_days
         self._tolerance = amount_tolerance
         self._max_findings = max_findings
+        # By payment: 0 unmatched, MATCHED (counted in ``matched``), FLAGGED (matched with a finding).
         self._matched = bytearray(len(payments))
+        # The transaction that matched each payment, as (its file, a hash of what it says): the same
+        # transaction in a second file (the day's camt.054, then its camt.053) is not a second payment.
+        self._first_hash = array("q", bytes(8 * len(payments)))
+        self._first_source = array("i", bytes(4 * len(payments)))
+        self._sources: dict[str, int] = {}
+        self._last_source, self._last_source_id = "", self._sources.setdefault("", 0)
         # Two indexes, built by C loops (dict, zip, map): a Python loop over a million payments took
         # half the match's time. References are unique in the store; keys that collide once case and
-        # punctuation are dropped ("LT-1", "LT1") go to the last payment.
+        # punctuation are dropped ("H56-2612-0001", "H56-26120-001") name no payment: a payer's text
+        # meant for one must not pay the other.
         references = [payment.reference for payment in payments]
         self._index = dict(zip(references, range(len(references)), strict=True))
         keys = list(map(methodcaller("translate", _PUNCTUATION), map(str.upper, references)))
@@ -168,15 +183,28 @@ class Matcher:
             if not (key.isalnum() and key.isascii()):
                 keys[i] = _NOT_WORD.sub("", key)
         self._normalised = dict(zip(keys, range(len(keys)), strict=True))
+        if len(self._normalised) < len(keys):
+            for key, times in Counter(keys).items():
+                if times > 1:
+                    del self._normalised[key]
         self._left: list[tuple[Transaction, str]] = []
         self.counts: Counter[str] = Counter()
         self.matched = 0  # counted apart from ``counts``: it is the common case
         self.findings: list[Finding] = []
 
-    def add(self, transaction: Transaction, source: str = "") -> None:
+    def add(self, transaction: Transaction, source: str = "") -> None:  # noqa: PLR0912 (a branch per outcome)
         """Pass 1 for one transaction (from the file ``source``): by reference, or kept for pass 2."""
         amount = transaction.amount
-        if amount <= 0 or transaction.status != "BOOK" or transaction.reversal:
+        if transaction.status != "BOOK":
+            self.counts["ignored"] += 1
+            return
+        if transaction.reversal:
+            if amount < 0:
+                self._reversed(transaction, source)
+            else:
+                self.counts["ignored"] += 1  # a debit's reversal gives back what no payment asked for
+            return
+        if amount <= 0:
             self.counts["ignored"] += 1
             return
         references = transaction.references
@@ -188,7 +216,19 @@ class Matcher:
             self._left.append((transaction, source))
             return
         payment = self._payments[found]
+        # The bank's references name one booking (its own reference is among them): the same ones from
+        # another file are the same credit. A tuple of strings hashes from their cached hashes, fast.
+        said = hash(references)
+        if source != self._last_source:
+            self._last_source, self._last_source_id = (
+                source,
+                self._sources.setdefault(source, len(self._sources)),
+            )
+        source_id = self._last_source_id
         if self._matched[found]:
+            if self._first_hash[found] == said and self._first_source[found] != source_id:
+                self.counts["seen_in_two_files"] += 1  # one credit, reported twice by the bank
+                return
             self._finding(
                 "duplicate_payment",
                 transaction,
@@ -197,10 +237,19 @@ class Matcher:
                 source,
             )
             return
-        self._matched[found] = 1
+        self._first_hash[found] = said
+        self._first_source[found] = source_id
         if self._payer_of:
             self._payer_of[found] = transaction.debtor_account or None
+        if transaction.currency and transaction.currency != CURRENCY:
+            self._matched[found] = FLAGGED
+            detail = (
+                f"the bank credited {amount:,} {transaction.currency}, the payment is {payment.amount:,} VND"
+            )
+            self._finding("amount_mismatch", transaction, payment, detail, source)
+            return
         if amount != payment.amount and abs(amount - payment.amount) > self._tolerance:
+            self._matched[found] = FLAGGED
             self._finding(
                 "amount_mismatch",
                 transaction,
@@ -209,7 +258,23 @@ class Matcher:
                 source,
             )
             return
+        self._matched[found] = MATCHED
         self.matched += 1
+
+    def _reversed(self, transaction: Transaction, source: str) -> None:
+        """The bank took back a credit (a debit flagged as a reversal): the payment it matched is no
+        longer paid by the bank's account of it."""
+        found = self._find(transaction)
+        self.counts["reversals"] += 1
+        if found is None or not self._matched[found]:
+            return
+        if self._matched[found] == MATCHED:
+            self.matched -= 1
+        self._matched[found] = 0  # unmatched again: reported missing unless another credit pays it
+        payment = self._payments[found]
+        self._finding(
+            "reversed_by_bank", transaction, payment, "the bank reversed the credit that paid it", source
+        )
 
     def finish(self) -> Report:
         """Pass 2 (by amount and date), then the payments nobody paid; the report."""
@@ -224,7 +289,7 @@ class Matcher:
                     "unknown_in_bank", transaction, None, "no confirmed payment names it or fits it", source
                 )
                 continue
-            self._matched[found] = 1
+            self._matched[found] = FLAGGED  # counted as matched_by_amount_and_date, not in ``matched``
             if self._payer_of:
                 self._payer_of[found] = transaction.debtor_account or None
             self.counts["matched_by_amount_and_date"] += 1
