@@ -68,3 +68,13 @@ def test_the_browser_check_sees_a_page_that_throws(tmp_path: Path) -> None:
         "<body><script>notDefined()</script></body></html>"
     )
     assert len(open_page(bad, tmp_path).console) >= 1
+
+
+def test_a_csv_cell_that_would_be_a_formula_is_quoted_but_numbers_are_left_alone(tmp_path: Path) -> None:
+    from lienthong.reports import csv_cell, write_csv  # noqa: PLC0415
+
+    assert [csv_cell(v) for v in ("=1+2", "+SUM(A1)", "-cmd", "@x", "\tx", "-150000", "+5.5", "HS-1", 7)] == [
+        "'=1+2", "'+SUM(A1)", "'-cmd", "'@x", "'\tx", "-150000", "+5.5", "HS-1", 7
+    ]  # fmt: skip
+    path = write_csv(tmp_path / "r.csv", ["a"], [["=HYPERLINK(1)"]])
+    assert path.read_text().splitlines() == ["a", "'=HYPERLINK(1)"]

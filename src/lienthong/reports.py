@@ -7,10 +7,34 @@ to fetch, so it opens the same on an air-gapped desk. Every text is escaped.
 
 from __future__ import annotations
 
+import csv
 import html
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?[0-9][0-9.,]*\Z")
+
+
+def csv_cell(value: object) -> object:
+    """``value`` made safe for a spreadsheet: text starting as a formula would (``=``, ``+``, ``-``, ``@``,
+    a tab or a return) is prefixed with ``'`` (OWASP's CSV injection advice), unless it is a plain number.
+    Dossier codes, references and names come from outside."""
+    if isinstance(value, str) and value.startswith(_FORMULA) and not _NUMBER.match(value):
+        return "'" + value
+    return value
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]]) -> Path:
+    """A CSV report whose every cell went through ``csv_cell``."""
+    with path.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(header)
+        writer.writerows([csv_cell(cell) for cell in row] for row in rows)
+    return path
+
 
 TOP = 50
 """How many discrepancies the page lists (the JSON and CSV files hold them all)."""

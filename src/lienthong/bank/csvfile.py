@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import re
 from collections.abc import Iterator
 from datetime import date, datetime
 from decimal import Decimal
@@ -107,6 +108,9 @@ class _Rows:
         self.entries = 0
         self.total = Decimal(0)
         self.currency = layout.currency
+        thousands, decimal = re.escape(layout.thousands), re.escape(layout.decimal)
+        groups = f"[0-9]{{1,3}}(?:{thousands}[0-9]{{3}})+|" if layout.thousands else ""
+        self._grouped = re.compile(f"[+-]?(?:{groups}[0-9]+)(?:{decimal}[0-9]+)?\\Z")
         self._credit = {v.casefold() for v in layout.credit_values}
         self._debit = {v.casefold() for v in layout.debit_values}
 
@@ -156,10 +160,12 @@ class _Rows:
             if column is None:
                 continue
             if column not in names:
-                known = ", ".join(repr(n) for n in names)
+                # The header's cells are not quoted back: when the header row is missing (or skip_rows is
+                # wrong) they are a payment's, with a citizen's name and ID number in them.
                 raise StatementError(
                     self.name,
-                    f"has no column {column!r} (columns.{key}); its header has {known}",
+                    f"has no column {column!r} (columns.{key}) in its header row of {len(names)} columns;"
+                    " check the layout's columns and skip_rows",
                     line=self.layout.skip_rows + 1,
                 )
             index[key] = names[column]
@@ -196,11 +202,15 @@ class _Rows:
         )  # fmt: skip
 
     def _number(self, text: str, line: int, column: str) -> Decimal:
-        cleaned = text.replace(" ", "").replace("\u00a0", "")
-        if self.layout.thousands:
-            cleaned = cleaned.replace(self.layout.thousands, "")
-        cleaned = cleaned.replace(self.layout.decimal, ".")
-        amount = plain_amount(cleaned, signed=True)
+        cleaned = text.strip().replace("\u00a0", " ")
+        # Thousands separators only between groups of three digits: "500,00" under a "," separator is
+        # refused, never read as 50,000.
+        if self._grouped.match(cleaned) is None:
+            amount = None
+        else:
+            if self.layout.thousands:
+                cleaned = cleaned.replace(self.layout.thousands, "")
+            amount = plain_amount(cleaned.replace(self.layout.decimal, "."), signed=True)
         if amount is None:
             raise StatementError(
                 self.name,

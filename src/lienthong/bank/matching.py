@@ -19,7 +19,6 @@ Matched pairs are counted, not listed: a report lists what a person must look at
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 from array import array
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Literal
 
 from lienthong.bank.records import Transaction
+from lienthong.reports import write_csv
 
 FindingKind = Literal[
     "amount_mismatch",
@@ -128,10 +128,8 @@ class Report:
         rows = [_row(f) for f in self.findings]
         with as_json.open("w", encoding="utf-8") as out:
             json.dump({"counts": dict(self.counts), "findings": rows}, out, ensure_ascii=False)
-        with as_csv.open("w", encoding="utf-8", newline="") as out:
-            writer = csv.DictWriter(out, fieldnames=list(Finding.__dataclass_fields__))
-            writer.writeheader()
-            writer.writerows(rows)
+        fields = list(Finding.__dataclass_fields__)
+        write_csv(as_csv, fields, ([row[f] for f in fields] for row in rows))
         return [as_json, as_csv]
 
 

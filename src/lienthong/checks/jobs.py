@@ -3,7 +3,6 @@ reported (JSON, CSV and the HTML page of ``reports``)."""
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 from collections import Counter
@@ -17,7 +16,7 @@ from lienthong.checks.integrity import ADVICE, Integrity, IntegrityFinding, Inte
 from lienthong.checks.kpis import KPIS, Kpis, Shortfall, Targets
 from lienthong.model import LedgerEntry
 from lienthong.observability.metrics import Metrics
-from lienthong.reports import Discrepancy, RunPage, UnitBelowTarget
+from lienthong.reports import Discrepancy, RunPage, UnitBelowTarget, write_csv
 from lienthong.reports import write as write_page
 from lienthong.scheduler.jobs import RunContext, RunResult
 from lienthong.store import Store, units
@@ -170,17 +169,15 @@ class KpiJob:
             json.dump(
                 {"rates": rates, "below_target": [asdict(s) for s in shortfalls]}, out, ensure_ascii=False
             )
-        with as_csv.open("w", encoding="utf-8", newline="") as out:
-            writer = csv.writer(out)
-            writer.writerow(["unit", "kpi", "rate", "target", "below_target"])
-            for unit, by_kpi in rates.items():
-                centre = unit in self._settings.provincial_centres
-                for kpi in KPIS:
-                    rate = by_kpi[kpi]
-                    target = self._settings.targets.of(kpi, centre=centre)
-                    writer.writerow(
-                        [unit, kpi, "" if rate is None else f"{rate:.4f}", target, (unit, kpi) in below]
-                    )
+        rows = []
+        for unit, by_kpi in rates.items():
+            centre = unit in self._settings.provincial_centres
+            for kpi in KPIS:
+                rate = by_kpi[kpi]
+                target = self._settings.targets.of(kpi, centre=centre)
+                shown = "" if rate is None else f"{rate:.4f}"
+                rows.append([unit, kpi, shown, target, (unit, kpi) in below])
+        write_csv(as_csv, ["unit", "kpi", "rate", "target", "below_target"], rows)
         return [as_json, as_csv]
 
     def _page(self, context: RunContext, dossiers: int, shortfalls: list[Shortfall], directory: Path) -> Path:
@@ -207,8 +204,6 @@ def _write_findings(directory: Path, counts: Counter[str], findings: list[Integr
     rows = [asdict(f) for f in findings]
     with as_json.open("w", encoding="utf-8") as out:
         json.dump({"counts": dict(counts), "findings": rows}, out, ensure_ascii=False)
-    with as_csv.open("w", encoding="utf-8", newline="") as out:
-        writer = csv.DictWriter(out, fieldnames=list(IntegrityFinding.__dataclass_fields__))
-        writer.writeheader()
-        writer.writerows(rows)
+    fields = list(IntegrityFinding.__dataclass_fields__)
+    write_csv(as_csv, fields, ([row[f] for f in fields] for row in rows))
     return [as_json, as_csv]
