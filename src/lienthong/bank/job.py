@@ -110,7 +110,10 @@ class BankReconciliation:
         finally:
             stop.set()  # a run cut off by its time limit stops reading at the next thousand entries
         for summary in summaries:
-            if summary.rolls_forward is False:
+            if summary.rolls_forward is False or (
+                summary.kind == "camt.053" and summary.rolls_forward is None
+            ):
+                # A camt.053 must carry its balances: one without them cannot be checked, and says so.
                 report.findings.append(_not_rolling(summary))
                 report.counts["statement_does_not_roll_forward"] += 1
         await self._ask_platform(report, window.end_ms)
@@ -244,8 +247,13 @@ def _layout_for(path: Path, layouts: dict[str, CsvLayout]) -> CsvLayout | None:
 
 def _not_rolling(summary: StatementSummary) -> Finding:
     opening, closing = summary.opening, summary.closing
-    assert opening is not None
-    assert closing is not None
+    if opening is None or closing is None:
+        return Finding(
+            "statement_does_not_roll_forward", summary.id or f"statement {summary.index}", None, None,
+            None, summary.index, summary.line,
+            "a statement without its opening or closing booked balance (OPBD or PRCD, CLBD): it cannot"
+            " be checked", Path(summary.file).name,
+        )  # fmt: skip
     expected = opening + summary.booked_sum
     return Finding(
         "statement_does_not_roll_forward",

@@ -47,6 +47,11 @@ class IntegrityRules:
     returned: frozenset[str]
     closed: frozenset[str]
 
+    def __post_init__(self) -> None:
+        # Statuses compare without case: "Processed" is as completed as "processed".
+        for name in ("completed", "returned", "closed"):
+            object.__setattr__(self, name, frozenset(s.casefold() for s in getattr(self, name)))
+
 
 @dataclass(frozen=True)
 class IntegrityFinding:
@@ -70,7 +75,7 @@ class Integrity:
 
     def add(self, entry: LedgerEntry) -> None:
         self.counts["dossiers"] += 1
-        status = entry.status or ""
+        status = (entry.status or "").casefold()
         rules = self.rules
         if status in rules.completed and not entry.results and not entry.result_sha256:
             self._found("completed_without_result", entry, f"status {status!r}, no result")

@@ -95,7 +95,7 @@ class Kpis:
         received = _moment(entry.received_at)
         if received is not None and self.start <= received < self.end:
             tally.received += 1
-            if entry.channel == "online":
+            if (entry.channel or "").casefold() == "online":
                 tally.online += 1
                 if entry.level == FULLY_ONLINE_LEVEL:
                     tally.fully_online += 1

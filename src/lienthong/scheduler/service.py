@@ -206,7 +206,8 @@ class Scheduler:
         delay = min([(d - now).total_seconds() for d in due] + [self._max_nap_s])
         self._woken.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._woken.wait(), max(0.0, delay))
+            async with asyncio.timeout(max(0.0, delay)):
+                await self._woken.wait()
 
     async def _skip(self, catchup: Catchup) -> None:
         if not catchup.skipped:

@@ -39,6 +39,8 @@ from lienthong.observability.metrics import Metrics
 from lienthong.store import Store, units
 
 log = logging.getLogger("lienthong.sources")
+MAX_PAGES_AT_ONCE = 1000
+"""Pages read one after the other before the feed waits for its next poll, whatever the peer says."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ class ProvincialFeed:
         self._clock = clock
         self._stopping = asyncio.Event()
         self._failing = False
+        self._passed: set[str] = set()  # cursors passed in this catch-up: one coming back is a loop
 
     async def run(self) -> None:
         """Poll: page after page while the feed has more, then every ``poll_interval_s``; a failure backs
@@ -144,7 +147,20 @@ class ProvincialFeed:
         if page.refused:
             self._metrics.events_received.labels("unknown", "rejected").inc(page.refused)
         full = page.size >= settings.page_size
-        return full and next_cursor != cursor  # a full page that moved on: the next one may be waiting
+        if not full or next_cursor == cursor or next_cursor is None:
+            self._passed.clear()
+            return False
+        if next_cursor in self._passed or len(self._passed) >= MAX_PAGES_AT_ONCE:
+            # A peer whose cursors go round (A, B, A…) would be asked without pause: wait for the next poll.
+            log.warning(
+                "%s: the feed's cursor %r came back; reading again at the next poll",
+                settings.name,
+                next_cursor,
+            )
+            self._passed.clear()
+            return False
+        self._passed.add(next_cursor)
+        return True  # a full page that moved on: the next one may be waiting
 
     def _read(self, content: bytes) -> Page:
         settings = self.settings
