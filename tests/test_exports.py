@@ -13,6 +13,7 @@ PACKAGES = [
     "lienthong.bus",
     "lienthong.observability",
     "lienthong.sandbox",
+    "lienthong.scheduler",
 ]
 
 

@@ -17,6 +17,7 @@ from lienthong.errors import IdempotencyConflict, StoreError
 from lienthong.model import IngestItem, IngestResult, MappingVersion, Outcome, PlannedMessage, Replay
 from lienthong.payments.records import CallbackRecord, Claim, PaymentRecord, Settlement
 from lienthong.sandbox.dossiers import generate
+from lienthong.scheduler.runs import RunRecord
 from lienthong.store import Store, Tx, units
 
 NOW = 1_700_000_000_000
@@ -373,3 +374,70 @@ async def test_each_unit_alone_is_one_commit_counted_by_the_store(store: Store) 
     await store.run(units.stats)
     await one_request(store, [item(generate(1)[0].events[0], "portal")])
     assert store.commits == before + 2
+
+
+def run_record(run_id: str = "bank:2026-12-01T02:00+07:00", attempt: int = 1, **fields: Any) -> RunRecord:
+    values: dict[str, Any] = {
+        "job": run_id.split(":", 1)[0],
+        "window_start_ms": NOW - 86_400_000,
+        "window_end_ms": NOW,
+        "started_ms": NOW + attempt,
+        "node": "n1",
+    }
+    values.update(fields)
+    return RunRecord(run_id=run_id, attempt=attempt, **values)
+
+
+async def test_a_run_id_is_claimed_once_and_its_attempts_are_kept_in_order(store: Store) -> None:
+    first = run_record()
+    assert await store.run(units.claim_run, first)
+    assert not await store.run(units.claim_run, replace(first, node="n2"))  # a second node, a restart
+    done = first.ended("failed", NOW + 10, detail="boom")
+    await store.run(units.finish_run, done)
+    forced = replace(first.next_attempt(NOW + 20), forced_by="ops", forced_reason="bank resent the file")
+    assert await store.run(units.claim_run, forced)
+    finished = forced.ended("succeeded", NOW + 30, counts={"matched": 7, "unknown": 1}, reports=("r.json",))
+    await store.run(units.finish_run, finished)
+    assert await store.run(units.run_attempts, first.run_id) == [done, finished]
+    assert await store.run(units.run_attempts, "bank:none") == []
+
+
+async def test_recent_runs_come_newest_first_and_by_job(store: Store) -> None:
+    a = run_record("bank:1", window_end_ms=NOW, started_ms=NOW + 1)
+    b = run_record("kpi:1", window_end_ms=NOW, started_ms=NOW + 2)
+    c = run_record("bank:2", window_end_ms=NOW + 1000, started_ms=NOW + 3)
+    assert await store.run(units.skip_runs, [a, b, c, a]) == 3
+    assert [r.run_id for r in await store.run(units.recent_runs, 10, None)] == ["bank:2", "kpi:1", "bank:1"]
+    assert [r.run_id for r in await store.run(units.recent_runs, 1, "bank")] == ["bank:2"]
+
+
+async def test_the_latest_window_and_the_last_success_of_a_job(store: Store) -> None:
+    assert await store.run(units.latest_run, "bank") is None
+    old = run_record("bank:old", window_end_ms=NOW - 1000)
+    new = run_record("bank:new", window_end_ms=NOW, started_ms=NOW - 5000)  # started earlier, later window
+    for record in (old, new):
+        await store.run(units.claim_run, record)
+    await store.run(units.finish_run, old.ended("succeeded", NOW + 1))
+    await store.run(units.finish_run, new.ended("failed", NOW + 2))
+    latest = await store.run(units.latest_run, "bank")
+    assert latest is not None
+    assert latest.run_id == "bank:new"
+    success = await store.run(units.last_success, "bank")
+    assert success is not None
+    assert (success.run_id, success.ended_ms) == ("bank:old", NOW + 1)
+    assert await store.run(units.last_success, "kpi") is None
+
+
+async def test_attempts_left_running_by_a_dead_node_are_abandoned_as_failed(store: Store) -> None:
+    stale = run_record("bank:1", started_ms=NOW - 10_000)
+    live = run_record("bank:2", started_ms=NOW)
+    other = run_record("kpi:1", started_ms=NOW - 10_000)
+    for record in (stale, live, other):
+        await store.run(units.claim_run, record)
+    assert await store.run(units.abandon_runs, "bank", NOW - 1, NOW + 5, "abandoned") == 1
+    (gone,) = await store.run(units.run_attempts, "bank:1")
+    assert (gone.outcome, gone.ended_ms, gone.detail) == ("failed", NOW + 5, "abandoned")
+    (still,) = await store.run(units.run_attempts, "bank:2")
+    assert still.outcome == "running"
+    (untouched,) = await store.run(units.run_attempts, "kpi:1")
+    assert untouched.outcome == "running"
