@@ -21,6 +21,7 @@ from lienthong.app import Lienthong, build
 from lienthong.config import Config
 from lienthong.sandbox import EmcSandbox, PortalSandbox
 from lienthong.sandbox.dossiers import PROCEDURE_CODES
+from lienthong.sandbox.provincial import ProvincialSandbox
 from lienthong.serving import HttpServer, ThreadedServer
 from lienthong.store import Store, units
 from processes import Bus, free_port
@@ -77,6 +78,14 @@ class Peers:
     emc: EmcSandbox
     portal_url: str
     emc_url: str
+
+
+@pytest.fixture
+def province() -> Iterator[tuple[ProvincialSandbox, str]]:
+    """The sandbox provincial system (its webhook, and its change feed: ``publish``) and its URL."""
+    peer = ProvincialSandbox()
+    with ThreadedServer(lambda: peer) as server:
+        yield peer, server.url
 
 
 @pytest.fixture

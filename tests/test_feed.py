@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +15,8 @@ from lienthong.app import Lienthong, build
 from lienthong.config import Config
 from lienthong.sandbox.dossiers import generate, interleave
 from lienthong.sandbox.provincial import ProvincialSandbox
-from lienthong.serving import ThreadedServer
 from lienthong.store import units
 from processes import Bus, free_port, wait_until
-
-
-@pytest.fixture
-def province() -> Iterator[tuple[ProvincialSandbox, str]]:
-    peer = ProvincialSandbox()
-    with ThreadedServer(lambda: peer) as server:
-        yield peer, server.url
 
 
 def events(dossiers: int, seed: int = 1) -> list[dict[str, Any]]:

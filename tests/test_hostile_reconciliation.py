@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
-from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -16,7 +15,7 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from lienthong.app import Lienthong, build
+from lienthong.app import build
 from lienthong.bank.csvfile import CsvColumns, CsvLayout
 from lienthong.bank.matching import Matcher, Payment, Report
 from lienthong.bank.records import StatementError, StatementSummary, Transaction, plain_amount
@@ -29,9 +28,9 @@ from lienthong.sandbox.base import Answer
 from lienthong.sandbox.dossiers import generate, interleave
 from lienthong.sandbox.provincial import ProvincialSandbox
 from lienthong.scheduler.schedule import zone
-from lienthong.serving import ThreadedServer
 from lienthong.store import units
 from test_bank_statements import balance, document, entry, statement, tx_amount
+from test_feed import node
 
 DAY = date(2026, 12, 1)
 HCM = zone("Asia/Ho_Chi_Minh")
@@ -251,24 +250,6 @@ def test_references_that_collide_once_normalised_do_not_pick_the_last_payment() 
 # -- the provincial feed ----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def province() -> Iterator[tuple[ProvincialSandbox, str]]:
-    peer = ProvincialSandbox()
-    with ThreadedServer(lambda: peer) as server:
-        yield peer, server.url
-
-
-def feed_node(tmp_path: Path, url: str, **source: Any) -> Lienthong:
-    config = Config.model_validate(
-        {
-            "store": {"path": str(tmp_path / "store.db")},
-            "dispatcher": {"enabled": False},
-            "sources": {"province": {"kind": "provincial_feed", "base_url": url, "page_size": 10, **source}},
-        }
-    )
-    return build(config, registry=CollectorRegistry())
-
-
 @pytest.mark.parametrize(
     ("change", "what"),
     [
@@ -283,7 +264,7 @@ async def test_the_feed_refuses_what_post_v1_events_refuses(
     peer, url = province
     hostile = {**next(iter(interleave(generate(1, seed=3)))), "event_id": "evt-hostile-1", **change}
     peer.publish(hostile)
-    bus = feed_node(tmp_path, url)
+    bus = node(tmp_path, url)
     bus.store.open()
     try:
         await bus.feeds[0].poll_once()
@@ -307,7 +288,7 @@ async def test_a_peer_whose_cursors_go_round_in_a_circle_is_not_polled_without_p
         return Answer.json({"changes": changes, "next_cursor": "B" if cursor == "A" else "A"})
 
     peer.routes[("GET", "/api/circle")] = circling
-    bus = feed_node(tmp_path, url, path="/api/circle", poll_interval_s=30)
+    bus = node(tmp_path, url, path="/api/circle", poll_interval_s=30)
     bus.store.open()
     (feed,) = bus.feeds
     try:
