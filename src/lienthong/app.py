@@ -51,6 +51,7 @@ from lienthong.checks.completeness import EmcCompleteness
 from lienthong.checks.integrity import IntegrityRules
 from lienthong.checks.jobs import IntegrityJob, KpiJob, KpiSettings
 from lienthong.checks.kpis import Targets
+from lienthong.checks.portal import PortalReconcile
 from lienthong.citizens.prefill import Prefill
 from lienthong.clock import Clock, now_ms
 from lienthong.config import (
@@ -219,7 +220,8 @@ def build(
             clock=clock,
         )
     job_registry = jobs if jobs is not None else JobRegistry.with_plugins()
-    for name, job in builtin_jobs(config, store, adapters, metrics, events, clock=clock).items():
+    built = builtin_jobs(config, store, adapters, metrics, events, routes=routes, mapper=mapper, clock=clock)
+    for name, job in built.items():
         if name not in job_registry:  # an installed job of the same name wins
             job_registry.register(name, job)
     node.scheduler = build_scheduler(config, store, metrics, job_registry, clock=clock)
@@ -272,6 +274,8 @@ def builtin_jobs(
     metrics: Metrics,
     events: EventSink,
     *,
+    routes: Routes,
+    mapper: Mapper,
     clock: Clock,
 ) -> dict[str, Job]:
     """The jobs lienthong provides, built on this node's store, adapters, metrics and event sink."""
@@ -306,6 +310,15 @@ def builtin_jobs(
         IntegrityJob.name: IntegrityJob(store, rules, reports_dir, metrics),
         KpiJob.name: KpiJob(store, kpi_settings, metrics, events),
         EmcCompleteness.name: EmcCompleteness(store, emc, reports_dir, metrics, clock=clock),
+        PortalReconcile.name: PortalReconcile(
+            store,
+            routes,
+            mapper,
+            {name: a for name, a in adapters.items() if isinstance(a, PortalAdapter)},
+            reports_dir=reports_dir,
+            metrics=metrics,
+            clock=clock,
+        ),
     }
 
 
@@ -324,7 +337,7 @@ def build_scheduler(
     )
 
 
-BUILTIN_JOBS = ("bank-reconcile", "integrity-check", "kpis", "emc-completeness")
+BUILTIN_JOBS = ("bank-reconcile", "integrity-check", "kpis", "emc-completeness", "portal-reconcile")
 """The jobs ``builtin_jobs`` builds, by name (what ``lienthong check`` knows without a store)."""
 
 

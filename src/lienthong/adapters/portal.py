@@ -38,6 +38,19 @@ class PortalCredentials:
     session_expired_codes: frozenset[str] = frozenset({"401"})
 
 
+@dataclass(frozen=True)
+class _Caller:
+    """Who a call is for: the unit (``madonvi`` when the connection has none of its own) and the call's
+    idempotency key (a message's id)."""
+
+    unit_code: str
+    key: str
+
+    @classmethod
+    def of(cls, message: Message) -> _Caller:
+        return cls(message.event.unit_code, message.message_id)
+
+
 class PortalAdapter:
     """Delivers dossier syncs and progress steps to the portal over an injected HTTP peer."""
 
@@ -62,7 +75,7 @@ class PortalAdapter:
             if op == "DongBoHoSoMC":
                 return await self._sync(message, body)
             if op == "CapNhatTienDoHoSoMC":
-                await self._call(op, message, {"data": [body]})
+                await self._call(op, _Caller.of(message), {"data": [body]})
                 return Receipt(http_status=200)
         raise PermanentError(f"unknown operation {op!r}", destination=self.name, operation=op)
 
@@ -78,11 +91,11 @@ class PortalAdapter:
                 operation="DongBoHoSoMC",
             )
         if code not in self._on_portal:
-            found = await self._call("TraCuuHoSo", message, {"mahoso": code})
+            found = await self._call("TraCuuHoSo", _Caller.of(message), {"mahoso": code})
             if found.get("result"):
                 self._seen(code)
         updating = "True" if code in self._on_portal else "False"
-        await self._call("DongBoHoSoMC", message, {"isUpdating": updating, "data": [item]})
+        await self._call("DongBoHoSoMC", _Caller.of(message), {"isUpdating": updating, "data": [item]})
         self._seen(code)
         return Receipt(http_status=200)
 
@@ -92,11 +105,26 @@ class PortalAdapter:
         if len(self._on_portal) > self._remember:
             self._on_portal.popitem(last=False)
 
-    async def _call(self, service: str, message: Message, body: dict[str, Any]) -> dict[str, Any]:
+    async def lookup(self, dossier_code: str, unit_code: str) -> dict[str, Any] | None:
+        """The portal's record of a dossier (``TraCuuHoSo``), or None when it has none. Raises
+        RetryableError or PermanentError as a delivery would."""
+        with map_transport_errors(self.name, "TraCuuHoSo"):
+            found = await self._call(
+                "TraCuuHoSo", _Caller(unit_code, f"lookup:{dossier_code}"), {"mahoso": dossier_code}
+            )
+        result = found.get("result")
+        if isinstance(result, list) and result and isinstance(result[0], dict):
+            self._seen(dossier_code)
+            return result[0]
+        # Not there (any more): the next sync must create it, not update what this adapter remembers.
+        self._on_portal.pop(dossier_code, None)
+        return None
+
+    async def _call(self, service: str, caller: _Caller, body: dict[str, Any]) -> dict[str, Any]:
         """POST one service call; log in again once if the portal says the session is gone."""
 
         async def post(session: str) -> dict[str, Any] | None:
-            return await self._post(service, message, session, body)
+            return await self._post(service, caller, session, body)
 
         answer = await self._session.call(post, refused=lambda answer: answer is None)
         if answer is None:
@@ -106,15 +134,15 @@ class PortalAdapter:
         return answer
 
     async def _post(
-        self, service: str, message: Message, session: str, body: dict[str, Any]
+        self, service: str, caller: _Caller, session: str, body: dict[str, Any]
     ) -> dict[str, Any] | None:
         """The portal's answer; None when it says the session is gone."""
-        madonvi = self._creds.madonvi or message.event.unit_code
+        madonvi = self._creds.madonvi or caller.unit_code
         payload = {"session": session, "madonvi": madonvi, "service": service, **body}
         headers = {
             "dstcode": self._creds.dstcode,
             "content-type": "application/json",
-            "idempotency-key": message.message_id,
+            "idempotency-key": caller.key,
         }
         response = await self._service.post(orjson.dumps(payload), headers)
         if response.status_code == 401:

@@ -14,6 +14,7 @@ from lienthong.citizens.records import LookupRecord
 from lienthong.errors import IdempotencyConflict
 from lienthong.model import (
     DestinationStats,
+    EventRecord,
     IngestItem,
     IngestResult,
     LedgerEntry,
@@ -21,6 +22,7 @@ from lienthong.model import (
     Message,
     MessageView,
     Outcome,
+    PlannedMessage,
     Replay,
     StoredEvent,
 )
@@ -56,6 +58,28 @@ def ingest(tx: Tx, requests: Sequence[Sequence[IngestItem]], now_ms: int) -> lis
         tx.outbox.add(fresh, now_ms)
         tx.ledger.apply(_latest_per_dossier(fresh), now_ms)
     return answers
+
+
+def push_again(tx: Tx, entry: LedgerEntry, deliveries: tuple[PlannedMessage, ...], now_ms: int) -> bool:
+    """New outbox rows delivering the dossier's last event again (a reconciliation found the destination
+    out of step): queued behind the dossier's messages still waiting, in its order. False when the event
+    is no longer stored."""
+    stored = tx.events.get(entry.last_event_id)
+    if stored is None:
+        return False
+    # The outbox row needs the event's id and the dossier's code; the event itself is stored already.
+    record = EventRecord(
+        stored.event_id,
+        stored.type,
+        stored.unit_code,
+        entry.dossier_code,
+        stored.occurred_at,
+        "",
+        "",
+        stored.caller,
+    )
+    tx.outbox.add([IngestItem(record, deliveries, entry)], now_ms)
+    return True
 
 
 def feed_cursor(tx: Tx, source: str) -> str | None:
