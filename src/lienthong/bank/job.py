@@ -106,7 +106,9 @@ class BankReconciliation:
         payments = [self._payment(r, window.start_ms, window.end_ms) for r in records]
         stop = threading.Event()
         try:
-            report, summaries, transactions = await asyncio.to_thread(self._match, files, payments, stop)
+            report, summaries, transactions = await asyncio.to_thread(
+                self._match, files, payments, stop, context
+            )
         finally:
             stop.set()  # a run cut off by its time limit stops reading at the next thousand entries
         for summary in summaries:
@@ -138,7 +140,7 @@ class BankReconciliation:
         )
 
     def _match(
-        self, files: list[Path], payments: list[Payment], stop: threading.Event
+        self, files: list[Path], payments: list[Payment], stop: threading.Event, context: RunContext
     ) -> tuple[Report, list[StatementSummary], int]:
         settings = self._settings
         matcher = Matcher(
@@ -155,8 +157,10 @@ class BankReconciliation:
                 if isinstance(item, Transaction):
                     transactions += 1
                     matcher.add(item, path.name)
-                    if transactions % 1000 == 0 and stop.is_set():
-                        raise TimeoutError("stopped: the run was cut off")
+                    if transactions % 1000 == 0:
+                        if stop.is_set():
+                            raise TimeoutError("stopped: the run was cut off")
+                        context.report("bank transactions read", transactions)
                 else:
                     summaries.append(item)
         return matcher.finish(), summaries, transactions

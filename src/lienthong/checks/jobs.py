@@ -25,13 +25,19 @@ PAGE = 5_000
 """Dossiers read from the store in one call (one transaction) while a job scans the ledger."""
 
 
-async def ledger(store: Store, page: int = PAGE) -> AsyncIterator[LedgerEntry]:
-    """Every dossier of the ledger, a page at a time (no transaction held between pages)."""
-    after = ""
+async def ledger(
+    store: Store, context: RunContext | None = None, page: int = PAGE
+) -> AsyncIterator[LedgerEntry]:
+    """Every dossier of the ledger, a page at a time (no transaction held between pages); the count read
+    so far reported to ``context`` after each page."""
+    after, read = "", 0
     while entries := await store.run(units.ledger_page, after, page):
         for entry in entries:
             yield entry
         after = entries[-1].dossier_code
+        read += len(entries)
+        if context is not None:
+            context.report("dossiers read", read)
 
 
 def run_directory(reports_dir: Path, job: str, context: RunContext) -> Path:
@@ -54,7 +60,7 @@ class IntegrityJob:
 
     async def __call__(self, context: RunContext) -> RunResult:
         integrity = Integrity(self._rules, context.window.end)
-        async for entry in ledger(self._store):
+        async for entry in ledger(self._store, context):
             integrity.add(entry)
         counts, findings = integrity.finish()
         self._metrics.rows_processed.labels(self.name).inc(counts["dossiers"])
@@ -112,7 +118,7 @@ class KpiJob:
         end = context.window.end
         kpis = Kpis(end - timedelta(days=settings.period_days), end)
         dossiers = 0
-        async for entry in ledger(self._store):
+        async for entry in ledger(self._store, context):
             dossiers += 1
             kpis.add(entry)
         self._metrics.rows_processed.labels(self.name).inc(dossiers)

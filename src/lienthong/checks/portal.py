@@ -70,7 +70,7 @@ class PortalReconcile:
         window = context.window
         counts: Counter[str] = Counter()
         found: list[Discrepancy] = []
-        async for entry in ledger(self._store):
+        async for entry in ledger(self._store, context):
             if not window.start_ms <= entry.occurred_ms < window.end_ms:
                 continue
             counts["dossiers"] += 1

@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import threading
+import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 
@@ -90,7 +92,11 @@ def _reconcile(args: argparse.Namespace) -> int:
             window = scheduler.window_for(args.job, start)
             print(f"run {window.run_id}: {window.start.isoformat()} to {window.end.isoformat()}", flush=True)
             forced = {"forced_by": args.by, "forced_reason": args.reason} if args.force else {}
-            record = await scheduler.run_by_hand(window, **forced)
+            progress = Progress(sys.stderr, window.job)
+            try:
+                record = await scheduler.run_by_hand(window, **forced, progress=progress)
+            finally:
+                progress.done()
         except (RunRefused, ValueError) as exc:
             print(f"refused: {exc}", file=sys.stderr)
             return EXIT_FAILED
@@ -98,6 +104,41 @@ def _reconcile(args: argparse.Namespace) -> int:
         return EXIT_OK if record.outcome == "succeeded" else EXIT_FAILED
 
     return run_on_store(args.config, work)
+
+
+class Progress:
+    """How far a run by hand got, on ``out`` (stderr): one line redrawn in place on a terminal (a
+    spinner and the count), else a line at most every ``every_s`` seconds, for logs."""
+
+    SPIN = "|/-\\"
+
+    def __init__(self, out: TextIO, job: str, *, every_s: float = 1.0) -> None:
+        self._out, self._job, self._every_s = out, job, every_s
+        self._tty = out.isatty()
+        self._last = 0.0
+        self._turns = 0
+        self._drawn = False
+        self._lock = threading.Lock()  # a job may report from its worker thread
+
+    def __call__(self, what: str, done: int) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if self._tty:
+                self._turns += 1
+                spin = self.SPIN[self._turns % len(self.SPIN)]
+                self._out.write(f"\r{spin} {self._job}: {done:,} {what}")
+                self._drawn = True
+            elif now - self._last >= self._every_s:
+                self._out.write(f"{self._job}: {done:,} {what}\n")
+                self._last = now
+            else:
+                return
+            self._out.flush()
+
+    def done(self) -> None:
+        if self._tty and self._drawn:
+            self._out.write("\n")
+            self._out.flush()
 
 
 def _moment(text: str, tz: str) -> datetime:

@@ -28,6 +28,14 @@ class RunContext:
     attempt: int
     forced_by: str | None = None
     forced_reason: str | None = None
+    progress: Callable[[str, int], None] | None = field(default=None, compare=False, repr=False)
+    """Where a job says how far it got (``report``): ``lienthong reconcile`` shows it; scheduled runs
+    have none."""
+
+    def report(self, what: str, done: int) -> None:
+        """``done`` of ``what`` so far ("transactions read", 120000); safe from a worker thread."""
+        if self.progress is not None:
+            self.progress(what, done)
 
     @property
     def job(self) -> str:

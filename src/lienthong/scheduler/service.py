@@ -246,7 +246,12 @@ class Scheduler:
         return window
 
     async def run_by_hand(
-        self, window: Window, *, forced_by: str | None = None, forced_reason: str | None = None
+        self,
+        window: Window,
+        *,
+        forced_by: str | None = None,
+        forced_reason: str | None = None,
+        progress: Callable[[str, int], None] | None = None,
     ) -> RunRecord:
         """Run one window now, with the job's time limit and retries. Without ``forced_by``, a window that
         has run (or is running, or was skipped) is refused; with it (and a reason), it runs again as the
@@ -272,14 +277,21 @@ class Scheduler:
                 job=window.job,
                 run_id=window.run_id,
             )
-        return await self._settle(plan, job, window, first)
+        return await self._settle(plan, job, window, first, progress)
 
     # -- one run: its attempts -----------------------------------------------------------------------------
-    async def _settle(self, plan: JobPlan, job: Job, window: Window, first: RunRecord) -> RunRecord:
+    async def _settle(
+        self,
+        plan: JobPlan,
+        job: Job,
+        window: Window,
+        first: RunRecord,
+        progress: Callable[[str, int], None] | None = None,
+    ) -> RunRecord:
         """Run the claimed attempt ``first``, then retries after failures, each recorded; the last one."""
         record = first
         for retry in itertools.count(1):
-            finished = await self._attempt(plan, job, window, record)
+            finished = await self._attempt(plan, job, window, record, progress)
             if finished.outcome == "succeeded" or retry > plan.retries:
                 return finished
             delay_s = plan.backoff.delay_s(retry, 0.0)
@@ -292,9 +304,16 @@ class Scheduler:
                 return finished  # someone forced the window meanwhile: theirs from here
         raise AssertionError("unreachable")
 
-    async def _attempt(self, plan: JobPlan, job: Job, window: Window, record: RunRecord) -> RunRecord:
+    async def _attempt(
+        self,
+        plan: JobPlan,
+        job: Job,
+        window: Window,
+        record: RunRecord,
+        progress: Callable[[str, int], None] | None = None,
+    ) -> RunRecord:
         """One attempt under the job's time limit; its end recorded, whatever happens."""
-        context = RunContext(window, record.attempt, record.forced_by, record.forced_reason)
+        context = RunContext(window, record.attempt, record.forced_by, record.forced_reason, progress)
         limit = asyncio.timeout(plan.time_limit_s)
         try:
             async with limit:
