@@ -9,7 +9,7 @@ import pytest
 
 from conftest import EXAMPLE_ENV
 from lienthong.app import build_routes
-from lienthong.config import config_json_schema, load_config, parse_config
+from lienthong.config import PortalDestination, config_json_schema, load_config, parse_config
 from lienthong.errors import ConfigError
 from lienthong.mappings import SpecLoader
 
@@ -164,10 +164,51 @@ def test_an_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
         load_config(tmp_path / "missing.yaml", env={})
 
 
-def test_an_empty_file_gives_the_defaults() -> None:
-    config = parse_config("", file="empty.yaml", env={})
-    assert config.store.kind == "sqlite"
-    assert config.routes == []
+@pytest.mark.parametrize("text", ["", "\n\n", "# only a comment\n"])
+def test_an_empty_file_is_an_error_not_the_defaults(text: str) -> None:
+    with pytest.raises(ConfigError, match="empty.yaml the file is empty: it configures nothing"):
+        parse_config(text, file="empty.yaml", env={})
+
+
+def test_references_resolve_inside_strings_with_defaults_files_and_escapes(tmp_path: Path) -> None:
+    secret = tmp_path / "portal-password"
+    secret.write_text("s3cret-from-a-file\n")
+    text = (
+        "destinations:\n"
+        "  portal:\n"
+        "    kind: portal\n"
+        "    base_url: http://${HOST}:${PORT:-8080}/dvc\n"
+        "    dstcode: $$DST-${UNIT:-H56}\n"
+        "    username: ${USER_NAME}\n"
+        "    password: ${file:portal-password}\n"
+    )
+    config = parse_config(
+        text, file=str(tmp_path / "lienthong.yaml"), env={"HOST": "10.0.0.5", "USER_NAME": "lt", "UNIT": ""}
+    )
+    portal = config.destinations["portal"]
+    assert isinstance(portal, PortalDestination)
+    assert portal.base_url == "http://10.0.0.5:8080/dvc"  # inside a string; the default for an unset one
+    assert portal.dstcode == "$DST-H56"  # $$ is a $; an empty variable takes the default too
+    assert portal.password.get_secret_value() == "s3cret-from-a-file"
+
+
+def test_every_bad_reference_is_reported_in_one_pass(tmp_path: Path) -> None:
+    (tmp_path / "empty-secret").write_text("\n")
+    text = (
+        "server: {host: '${HOST}'}\n"
+        "auth: {tokens: [{name: '${EMPTY}', sha256: '${file:empty-secret}'}]}\n"
+        "events: {dossier_code_field: '${file:missing}'}\n"
+        "dispatcher: {poll_interval_s: '${1BAD}'}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, file=str(tmp_path / "lienthong.yaml"), env={"EMPTY": ""})
+    messages = [issue.message for issue in caught.value.issues]
+    assert "environment variable HOST is not set" in messages
+    assert "environment variable EMPTY is empty" in messages  # an empty secret must not pass
+    assert "the secret file empty-secret is empty" in messages
+    assert any(m.startswith("cannot read the secret file missing") for m in messages)
+    assert any(m.startswith("${1BAD} is no reference") for m in messages)
+    assert len(messages) == 5
 
 
 def test_the_top_level_must_be_a_mapping() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -33,7 +34,10 @@ _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
 
-_ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+_REFERENCE = re.compile(r"\$\$|\$\{([^{}]*)\}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_MAX_SECRET_BYTES = 65_536
+_FORMS = "${NAME}, ${NAME:-default}, ${file:PATH}, or $$ for a $"
 
 
 @dataclass(frozen=True)
@@ -95,20 +99,68 @@ def _collect_lines(node: yaml.Node, path: PathKey, lines: dict[PathKey, int]) ->
 
 
 def substitute_env(doc: LocatedDocument, env: Mapping[str, str]) -> Any:
-    """Replace every string that is exactly ``${NAME}`` with ``env[NAME]``; secrets stay out of files."""
+    """Resolve references in every string of the document, so secrets stay out of files:
+
+    - ``${NAME}``, anywhere in a string: the environment variable; unset or empty is an error (an empty
+      secret must not pass);
+    - ``${NAME:-default}``: the variable, or ``default`` when it is unset or empty (as a shell does);
+    - ``${file:PATH}``: a file's content without its last newline (systemd credentials, container
+      secrets); a relative PATH is read from the config file's directory;
+    - ``$$``: a literal ``$``.
+
+    Every problem is collected, each naming its path, and raised together."""
     issues: list[ConfigIssue] = []
+    base = Path(doc.file).parent
+
+    def resolve(match: re.Match[str], path: PathKey) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        inner = match.group(1)
+        if inner.startswith("file:"):
+            return read_secret(inner.removeprefix("file:"), path)
+        name, sep, default = inner.partition(":-")
+        if _ENV_NAME.fullmatch(name) is None:
+            issues.append(
+                doc.issue(
+                    path,
+                    f"${{{inner}}} is no reference: use {_FORMS}",
+                )
+            )
+            return match.group(0)
+        value = env.get(name)
+        if value:
+            return value
+        if sep:
+            return default
+        problem = "is not set" if value is None else "is empty"
+        issues.append(doc.issue(path, f"environment variable {name} {problem}"))
+        return match.group(0)
+
+    def read_secret(name: str, path: PathKey) -> str:
+        where = base / name
+        try:
+            with where.open("rb") as handle:
+                data = handle.read(_MAX_SECRET_BYTES + 1)
+        except OSError as exc:
+            issues.append(doc.issue(path, f"cannot read the secret file {name}: {exc.strerror or exc}"))
+            return ""
+        if len(data) > _MAX_SECRET_BYTES:
+            issues.append(
+                doc.issue(path, f"the secret file {name} is larger than {_MAX_SECRET_BYTES:,} bytes")
+            )
+            return ""
+        text = data.decode("utf-8", errors="replace").removesuffix("\n").removesuffix("\r")
+        if not text:
+            issues.append(doc.issue(path, f"the secret file {name} is empty"))
+        return text
 
     def walk(value: Any, path: PathKey) -> Any:
         if isinstance(value, dict):
             return {k: walk(v, (*path, str(k))) for k, v in value.items()}
         if isinstance(value, list):
             return [walk(v, (*path, i)) for i, v in enumerate(value)]
-        if isinstance(value, str) and (match := _ENV_REF.match(value)):
-            name = match.group(1)
-            if name not in env:
-                issues.append(doc.issue(path, f"environment variable {name} is not set"))
-                return value
-            return env[name]
+        if isinstance(value, str) and "$" in value:
+            return _REFERENCE.sub(lambda match: resolve(match, path), value)
         return value
 
     result = walk(doc.data, ())

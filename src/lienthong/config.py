@@ -759,7 +759,11 @@ def load_config(path: Path, *, env: Mapping[str, str]) -> Config:
 def parse_config(text: str, *, file: str, env: Mapping[str, str]) -> Config:
     doc = load_located(text, file)
     if doc.data is None:
-        doc = LocatedDocument(data={}, lines={}, file=file)
+        # An empty file (or comments only) would run a node with no destinations and no routes: surely a
+        # mistake (a truncated copy, the wrong file), not a wish.
+        raise ConfigError.single(
+            file, "the file is empty: it configures nothing (see examples/lienthong.yaml)"
+        )
     if not isinstance(doc.data, dict):
         raise ConfigError([doc.issue((), "the top level must be a mapping of sections")])
     data = substitute_env(doc, env)
