@@ -16,6 +16,7 @@ from typing import Any
 
 from lienthong import __version__
 from lienthong.cli import db, dlq, mapping, payments, runs, statement
+from lienthong.cli.envfile import apply_env_file
 from lienthong.errors import ConfigError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -35,6 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
     try:
+        if args.env_file is not None:
+            apply_env_file(args.env_file)
         code: int = args.handler(args)
     except ConfigError as exc:
         print(f"configuration error:\n{exc}", file=sys.stderr)
@@ -48,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lienthong", description="Provincial integration bus.")
     parser.add_argument("--version", action="version", version=f"lienthong {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
+    parser.add_argument(
+        "--env-file",
+        type=Path,
+        metavar="FILE",
+        help="read NAME=value lines for the config's ${NAME} references (the environment wins over it)",
+    )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     run = sub.add_parser("run", help="serve the API and deliver events (the production entry point)")
