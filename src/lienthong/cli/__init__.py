@@ -44,6 +44,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`lienthong dlq list … | head`): stop quietly, as Unix tools do, and keep
+        # Python from complaining once more when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     return code
 
 
@@ -79,6 +85,18 @@ def _parser() -> argparse.ArgumentParser:
     config_sub = config.add_subparsers(title="config commands", metavar="COMMAND")
     schema = config_sub.add_parser("schema", help="print the config's JSON Schema (for editor completion)")
     schema.set_defaults(handler=_schema)
+    show = config_sub.add_parser(
+        "show",
+        help="print a config file; --resolved: the effective config, references filled, secrets masked",
+    )
+    show.add_argument("config", type=Path)
+    show.add_argument(
+        "--resolved",
+        action="store_true",
+        help="every default filled in and every ${...} reference resolved, as a node would run it; secrets"
+        " (passwords, tokens, keys, DSNs) shown as ********",
+    )
+    show.set_defaults(handler=_show_config)
 
     token = sub.add_parser("token", help="bearer tokens for the provincial system")
     token_sub = token.add_subparsers(title="token commands", metavar="COMMAND")
@@ -196,6 +214,41 @@ def _schema(args: argparse.Namespace) -> int:
 
     print(config_json_schema())
     return EXIT_OK
+
+
+def _show_config(args: argparse.Namespace) -> int:
+    if not args.resolved:
+        try:
+            print(args.config.read_text(encoding="utf-8"), end="")
+        except OSError as exc:
+            print(f"cannot read {args.config}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_FAILED
+        return EXIT_OK
+    import yaml  # noqa: PLC0415
+
+    config = _load(args.config)
+    effective = masked(config.model_dump(mode="json", by_alias=True))
+    print(yaml.safe_dump(effective, sort_keys=False, allow_unicode=True), end="")
+    return EXIT_OK
+
+
+_SECRET_NAMES = ("password", "secret", "token", "key", "dsn", "passphrase")
+MASK = "********"
+
+
+def masked(value: Any, name: str = "") -> Any:
+    """``value`` with every secret masked: pydantic already masks ``SecretStr`` fields; any other string
+    under a name that says secret (password, token, key, DSN...) is masked too, as a second line of
+    defence for a field typed as plain text."""
+    if isinstance(value, dict):
+        return {k: masked(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [masked(v, name) for v in value]
+    lowered = name.lower()
+    secret = any(lowered == word or lowered.endswith(f"_{word}") for word in _SECRET_NAMES)
+    if isinstance(value, str) and value and secret:  # client_secret, ac_password; not token_url, token_as
+        return MASK
+    return value
 
 
 def _token_new(args: argparse.Namespace) -> int:
