@@ -238,3 +238,12 @@ def test_check_knows_the_built_in_jobs(tmp_path: Path, job: str) -> None:
     config = tmp_path / "lienthong.yaml"
     config.write_text(f"scheduler:\n  jobs:\n    {job}: {{cron: '0 2 * * *'}}\n")
     assert main(["check", str(config)]) == 0
+
+
+def test_the_jobs_check_knows_are_the_jobs_a_node_builds(tmp_path: Path) -> None:
+    from lienthong.app import BUILTIN_JOBS  # noqa: PLC0415
+
+    node = build(Config.model_validate({"store": {"kind": "memory"}}), registry=CollectorRegistry())
+    assert node.scheduler is not None
+    assert set(BUILTIN_JOBS) <= set(node.scheduler.jobs.names())
+    assert len(BUILTIN_JOBS) == 5

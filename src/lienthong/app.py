@@ -306,7 +306,7 @@ def builtin_jobs(
         kpis.period_days, targets, frozenset(kpis.provincial_centres), kpis.raise_events, reports_dir
     )
     return {
-        "bank-reconcile": BankReconciliation(store, settings, query=query),
+        BankReconciliation.name: BankReconciliation(store, settings, query=query),
         IntegrityJob.name: IntegrityJob(store, rules, reports_dir, metrics),
         KpiJob.name: KpiJob(store, kpi_settings, metrics, events),
         EmcCompleteness.name: EmcCompleteness(store, emc, reports_dir, metrics, clock=clock),
@@ -337,7 +337,9 @@ def build_scheduler(
     )
 
 
-BUILTIN_JOBS = ("bank-reconcile", "integrity-check", "kpis", "emc-completeness", "portal-reconcile")
+BUILTIN_JOBS = tuple(
+    job.name for job in (BankReconciliation, IntegrityJob, KpiJob, EmcCompleteness, PortalReconcile)
+)
 """The jobs ``builtin_jobs`` builds, by name (what ``lienthong check`` knows without a store)."""
 
 

@@ -23,7 +23,6 @@ import asyncio
 import fnmatch
 import hashlib
 import logging
-import re
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -86,6 +85,8 @@ class BankJobSettings:
 class BankReconciliation:
     """The job: ``await job(context)`` reconciles the files in the inbox for ``context.window``."""
 
+    name = "bank-reconcile"
+
     def __init__(self, store: Store, settings: BankJobSettings, *, query: Query | None = None) -> None:
         self._store = store
         self._settings = settings
@@ -119,9 +120,9 @@ class BankReconciliation:
                 report.findings.append(_not_rolling(summary))
                 report.counts["statement_does_not_roll_forward"] += 1
         await self._ask_platform(report, window.end_ms)
-        directory = settings.reports_dir / "bank-reconcile" / _stamp(context.run_id, context.attempt)
+        directory = settings.reports_dir / self.name / context.stamp
         paths = [*report.write(directory), self._page(context, report, files, transactions, directory)]
-        _move(files, settings.inbox / DONE / _stamp(context.run_id, context.attempt))
+        _move(files, settings.inbox / DONE / context.stamp)
         counts = {"files": len(files), "statements": len(summaries), "transactions": transactions}
         counts.update(report.counts)
         return RunResult(counts, tuple(str(p) for p in paths))
@@ -277,13 +278,6 @@ def _move(files: list[Path], into: Path) -> None:
     into.mkdir(parents=True, exist_ok=True)
     for path in files:
         path.rename(into / path.name)
-
-
-def _stamp(run_id: str, attempt: int) -> str:
-    """A run id as a directory name: ``bank-reconcile:2026-12-02T02:00+07:00`` attempt 1 →
-    ``2026-12-02T0200+0700-1``."""
-    _, _, when = run_id.partition(":")
-    return re.sub(r"[^0-9A-Za-z+T-]", "", when) + f"-{attempt}"
 
 
 def _ms(moment: datetime) -> int:

@@ -4,7 +4,6 @@ reported (JSON, CSV and the HTML page of ``reports``)."""
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
@@ -41,9 +40,8 @@ async def ledger(
 
 
 def run_directory(reports_dir: Path, job: str, context: RunContext) -> Path:
-    """``reports_dir/<job>/<window end>-<attempt>/`` (the run id, made a directory name)."""
-    _, _, when = context.run_id.partition(":")
-    return reports_dir / job / (re.sub(r"[^0-9A-Za-z+T-]", "", when) + f"-{context.attempt}")
+    """``reports_dir/<job>/<window end>-<attempt>/``."""
+    return reports_dir / job / context.stamp
 
 
 class IntegrityJob:

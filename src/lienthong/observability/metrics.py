@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from lienthong.checks.kpis import KPIS
 from lienthong.model import DestinationStats
 
 # Deliveries cross loopback in a millisecond and a slow national system in tens of seconds.
@@ -114,7 +115,7 @@ class Metrics:
                 ["unit"],
                 registry=registry,
             )
-            for kpi in ("online", "fully_online", "on_time", "ecopy")
+            for kpi in KPIS
         }
         self.unit_kpi_target = {
             kpi: Gauge(
@@ -123,7 +124,7 @@ class Metrics:
                 ["unit"],
                 registry=registry,
             )
-            for kpi in ("online", "fully_online", "on_time", "ecopy")
+            for kpi in KPIS
         }
 
     def observe_outbox(

@@ -11,6 +11,7 @@ KPI jobs register here) and every job installed packages declare under the entry
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -44,6 +45,13 @@ class RunContext:
     @property
     def run_id(self) -> str:
         return self.window.run_id
+
+    @property
+    def stamp(self) -> str:
+        """This attempt as a file name: ``bank-reconcile:2026-12-02T02:00+07:00``, attempt 1 →
+        ``2026-12-02T0200+0700-1`` (reports and moved files go under it)."""
+        _, _, when = self.run_id.partition(":")
+        return re.sub(r"[^0-9A-Za-z+T-]", "", when) + f"-{self.attempt}"
 
 
 @dataclass(frozen=True)
