@@ -21,11 +21,11 @@ from pathlib import Path
 
 from lienthong.adapters.portal import PortalAdapter
 from lienthong.bus.ingest import MessageIds
-from lienthong.bus.routes import Mapper, Routes
+from lienthong.bus.routes import DeliveryRoute, Mapper, Routes
 from lienthong.checks.jobs import ledger, run_directory
 from lienthong.clock import Clock, now_ms
 from lienthong.errors import DeliveryError, MappingError
-from lienthong.model import LedgerEntry, Message, PlannedMessage
+from lienthong.model import LedgerEntry, Message, PlannedMessage, StoredEvent
 from lienthong.observability.metrics import Metrics
 from lienthong.reports import Discrepancy, RunPage, write_csv
 from lienthong.reports import write as write_page
@@ -74,13 +74,24 @@ class PortalReconcile:
             if not window.start_ms <= entry.occurred_ms < window.end_ms:
                 continue
             counts["dossiers"] += 1
+            event: StoredEvent | None = None
             for name, portal in self._portals.items():
-                kind, detail = await self._compare(entry, name, portal)
+                route = self._routes.route(entry.last_event_type, name, OPERATION)
+                if route is None or not route.serves(entry.unit_code):
+                    continue
+                # The event once per dossier, whatever the number of portals.
+                event = event or await self._store.run(units.stored_event, entry.last_event_id)
+                if event is None:
+                    break
+                kind, detail = await self._compare(entry, event, name, route, portal)
                 if kind is None:
                     continue
                 counts[kind] += 1
                 if kind in ("missing_on_portal", "status_drift"):
-                    await self._push_again(entry, name)
+                    planned = PlannedMessage(
+                        self._new_id(), name, OPERATION, route.mapping.name, route.mapping.hash
+                    )
+                    await self._store.run(units.push_again, entry, (planned,), now_ms(self._clock))
                     counts["pushed_again"] += 1
                 found.append(Discrepancy(kind, entry.dossier_code, detail, name))
         self._metrics.rows_processed.labels(self.name).inc(counts["dossiers"])
@@ -88,13 +99,9 @@ class PortalReconcile:
             self._metrics.discrepancies.labels(self.name, kind).set(counts.get(kind, 0))
         return RunResult(dict(counts), self._write(context, counts, found))
 
-    async def _compare(self, entry: LedgerEntry, name: str, portal: PortalAdapter) -> tuple[str | None, str]:
-        route = self._routes.route(entry.last_event_type, name, OPERATION)
-        if route is None or not route.serves(entry.unit_code):
-            return None, ""
-        event = await self._store.run(units.stored_event, entry.last_event_id)
-        if event is None:
-            return None, ""
+    async def _compare(
+        self, entry: LedgerEntry, event: StoredEvent, name: str, route: DeliveryRoute, portal: PortalAdapter
+    ) -> tuple[str | None, str]:
         message = Message(
             f"reconcile:{entry.dossier_code}", name, OPERATION, entry.dossier_code, 0, 0, event,
             route.mapping.name, route.mapping.hash,
@@ -113,12 +120,6 @@ class PortalReconcile:
         if actual != expected:
             return "status_drift", f"the portal says TrangThaiHoSo {actual!r}, its last event {expected!r}"
         return None, ""
-
-    async def _push_again(self, entry: LedgerEntry, name: str) -> None:
-        route = self._routes.route(entry.last_event_type, name, OPERATION)
-        assert route is not None
-        planned = PlannedMessage(self._new_id(), name, OPERATION, route.mapping.name, route.mapping.hash)
-        await self._store.run(units.push_again, entry, (planned,), now_ms(self._clock))
 
     def _write(self, context: RunContext, counts: Counter[str], found: list[Discrepancy]) -> tuple[str, ...]:
         directory = run_directory(self._reports_dir, self.name, context)
