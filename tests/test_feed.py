@@ -3,8 +3,10 @@ covers, bad changes are refused alone, and a node killed with SIGKILL loses noth
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -188,3 +190,40 @@ def test_a_node_killed_mid_feed_loses_and_doubles_nothing(
     with sqlite3.connect(database) as db:
         ids = [row[0] for row in db.execute("SELECT event_id FROM events")]
     assert sorted(ids) == sorted(e["event_id"] for e in sent)  # every change, each once
+
+
+async def test_a_failing_feed_backs_off_and_logs_once_per_change(
+    tmp_path: Path, province: tuple[ProvincialSandbox, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    from lienthong.sandbox.base import Answer  # noqa: PLC0415
+
+    peer, url = province
+    asked: list[float] = []
+    broken = [True]
+
+    async def flaky(_: object) -> Answer:
+        asked.append(time.monotonic())
+        if broken[0]:
+            return Answer.json({"error": "down"}, 503)
+        return Answer.json({"changes": [], "next_cursor": "0"})
+
+    peer.routes[("GET", "/api/flaky")] = flaky
+    bus = node(tmp_path, url, path="/api/flaky", poll_interval_s=0.05)
+    bus.store.open()
+    (feed,) = bus.feeds
+    try:
+        with caplog.at_level("WARNING", logger="lienthong.sources"):
+            task = asyncio.create_task(feed.run())
+            await asyncio.sleep(1.0)
+            failing_asks = len(asked)
+            broken[0] = False
+            await asyncio.sleep(2.0)  # the longest wait so far is 1.6 s
+            feed.stop()
+            await asyncio.wait_for(task, 5)
+    finally:
+        bus.store.close()
+    # 0.05 s between polls would ask 20 times in a second; doubling from 0.1 s asks about 4 times
+    assert 2 <= failing_asks <= 6, failing_asks
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("cannot be read" in m for m in messages) == 1
+    assert sum("is read again" in m for m in messages) == 1
