@@ -166,7 +166,11 @@ def _plain(number: Decimal) -> int | float:
 class FormatDateArgs(Args):
     format: str = Field(default="yyyyMMddHHmmss", description="Output pattern, e.g. dd/MM/yyyy, or iso8601.")
     tz: str = Field(default="Asia/Ho_Chi_Minh", description="Zone the output is written in.")
-    from_format: str = Field(default=dates.ISO, description="Pattern of text input.")
+    from_format: str = Field(
+        default=dates.ISO,
+        description="How text input is written, e.g. dd/MM/yyyy HH:mm. With iso8601 (the default) the text"
+        " must carry its UTC offset; text read with a pattern and without an offset is in zone tz.",
+    )
 
 
 @_builtin("format_date", FormatDateArgs)
@@ -282,7 +286,7 @@ def _split_name(args: SplitNameArgs, _: FunctionContext) -> Transform:
 
 
 class JoinArgs(Args):
-    sep: str = " "
+    sep: str = Field(default=" ", description="Put between the items.")
     skip_empty: bool = Field(default=True, description="Leave out nulls and empty text.")
 
 
@@ -299,9 +303,9 @@ def _join(args: JoinArgs, _: FunctionContext) -> Transform:
 
 
 class PadArgs(Args):
-    width: int = Field(ge=1, le=1000)
-    char: str = Field(default="0", min_length=1, max_length=1)
-    side: Literal["left", "right"] = "left"
+    width: int = Field(ge=1, le=1000, description="The length to pad to, in characters.")
+    char: str = Field(default="0", min_length=1, max_length=1, description="The one character to pad with.")
+    side: Literal["left", "right"] = Field(default="left", description="Where the padding goes.")
 
 
 @_builtin("pad", PadArgs)
@@ -313,7 +317,7 @@ def _pad(args: PadArgs, _: FunctionContext) -> Transform:
 
 
 class RegexArgs(Args):
-    pattern: str
+    pattern: str = Field(description="A regular expression, Python syntax (quote it in YAML).")
     group: int | str = Field(default=0, description="Group number or name; 0 is the whole match.")
 
 
@@ -338,8 +342,8 @@ def _regex_extract(args: RegexArgs, _: FunctionContext) -> Transform:
 
 
 class ReplaceArgs(Args):
-    old: str = Field(min_length=1)
-    new: str = ""
+    old: str = Field(min_length=1, description="The text to find.")
+    new: str = Field(default="", description="What to put instead; empty removes it.")
 
 
 @_builtin("replace", ReplaceArgs)
@@ -349,7 +353,7 @@ def _replace(args: ReplaceArgs, _: FunctionContext) -> Transform:
 
 
 class AffixArgs(Args):
-    text: str
+    text: str = Field(description="The text to add.")
 
 
 @_builtin("prefix", AffixArgs)
@@ -365,7 +369,7 @@ def _suffix(args: AffixArgs, _: FunctionContext) -> Transform:
 
 
 class TruncateArgs(Args):
-    max: int = Field(ge=0)
+    max: int = Field(ge=0, description="How many characters to keep.")
 
 
 @_builtin("truncate", TruncateArgs)
@@ -397,7 +401,7 @@ def _to_number(_: NoArgs, __: FunctionContext) -> Transform:
 
 
 class RoundArgs(Args):
-    digits: int = Field(default=0, ge=0, le=12)
+    digits: int = Field(default=0, ge=0, le=12, description="Decimal places to keep.")
 
 
 @_builtin("round", RoundArgs)
@@ -408,9 +412,9 @@ def _round(args: RoundArgs, _: FunctionContext) -> Transform:
 
 
 class FormatNumberArgs(Args):
-    decimals: int = Field(default=0, ge=0, le=12)
-    thousands: str = "."
-    decimal: str = ","
+    decimals: int = Field(default=0, ge=0, le=12, description="Decimal places written (rounded half-up).")
+    thousands: str = Field(default=".", description="Between groups of three digits; empty for none.")
+    decimal: str = Field(default=",", description="Before the decimal places.")
 
 
 @_builtin("format_number", FormatNumberArgs)
@@ -461,7 +465,7 @@ def _count(_: NoArgs, __: FunctionContext) -> Transform:
 
 
 class AddArgs(Args):
-    amount: int | float
+    amount: int | float = Field(description="The number to add (negative to subtract).")
 
 
 @_builtin("add", AddArgs)
@@ -472,7 +476,7 @@ def _add(args: AddArgs, _: FunctionContext) -> Transform:
 
 
 class MultiplyArgs(Args):
-    factor: int | float
+    factor: int | float = Field(description="The number to multiply by.")
 
 
 @_builtin("multiply", MultiplyArgs)
@@ -486,7 +490,7 @@ def _multiply(args: MultiplyArgs, _: FunctionContext) -> Transform:
 
 
 class LookupArgs(Args):
-    table: str
+    table: str = Field(description="The name of a table in the spec's tables.")
 
 
 @_builtin("lookup", LookupArgs)
@@ -501,7 +505,7 @@ def _lookup(args: LookupArgs, context: FunctionContext) -> Transform:
 
 
 class OneOfArgs(Args):
-    values: list[Any] = Field(min_length=1)
+    values: list[Any] = Field(min_length=1, description="The values allowed, compared as JSON values.")
 
 
 @_builtin("one_of", OneOfArgs)
