@@ -28,7 +28,10 @@ def break_spec(specs: Path) -> None:
     spec = specs / "portal_progress.yaml"
     text = spec.read_text(encoding="utf-8")
     spec.write_text(
-        text.replace('ChucDanh: {from: dossier.step.title, default: ""}', "ChucDanh: {from: dossier.step.titel, required: true}")
+        text.replace(
+            'ChucDanh: {from: dossier.step.title, default: ""}',
+            "ChucDanh: {from: dossier.step.titel, required: true}",
+        )
     )
 
 

@@ -50,8 +50,10 @@ def test_a_changed_output_fails_with_a_readable_diff_and_update_rewrites_it(gold
     assert failed.case == "processing-step"
     assert '-  "TrangThai": "5",' in failed.detail
     assert '+  "TrangThai": "4",' in failed.detail
-    updated = run_golden(golden_dir, update=True)
-    assert all(r.passed and r.updated for r in updated)
+    updated = {r.case: r for r in run_golden(golden_dir, update=True)}
+    assert all(r.passed for r in updated.values())
+    assert [r.case for r in updated.values() if r.updated] == ["processing-step"]
+    assert [(f.path, f.change) for f in updated["processing-step"].files] == [(expected, "changed")]
     assert all(r.passed for r in run_golden(golden_dir))
     assert '"TrangThai": "4"' in expected.read_text(encoding="utf-8")
 
@@ -67,7 +69,10 @@ def test_an_expected_error_must_match_exactly_and_a_case_without_expectations_fa
         "+NguoiXuLy (from dossier.step.officer): required but missing" in results["error-no-officer"].detail
     )
     assert not results["new"].passed
-    assert results["new"].detail == "no new.expected.json; run with --update to write it"
+    assert (
+        results["new"].detail
+        == "no new.expected.json; run with --update to write it (or write new.assert.yaml)"
+    )
 
 
 def test_a_spec_that_does_not_load_is_reported_as_a_failure(golden_dir: Path) -> None:
@@ -103,7 +108,7 @@ def test_mapping_run_prints_the_output(capsys: pytest.CaptureFixture[str]) -> No
 
 def test_mapping_run_names_missing_params_and_refused_records(capsys: pytest.CaptureFixture[str]) -> None:
     case = GOLDEN / "emc_tracking" / "error-level-2.input.json"
-    assert main(["mapping", "run", "bundled:emc_tracking", str(case)]) == 1
+    assert main(["mapping", "run", "bundled:emc_tracking", str(case)]) == 2  # bad input: nothing mapped
     assert "emc_tracking needs params: site_id, province_code" in capsys.readouterr().err
     assert (
         main(
@@ -131,7 +136,7 @@ def test_mapping_run_refuses_input_that_is_not_json(
 ) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    assert main(["mapping", "run", "bundled:portal_dossier", str(bad)]) == 1
+    assert main(["mapping", "run", "bundled:portal_dossier", str(bad)]) == 2
     assert f"{bad} cannot read the input: unexpected character" in capsys.readouterr().err
 
 

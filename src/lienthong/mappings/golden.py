@@ -4,33 +4,87 @@ Layout, for a spec ``DIR/portal_dossier.yaml``::
 
     DIR/golden/portal_dossier/received.input.json       the record
     DIR/golden/portal_dossier/received.expected.json    what the spec must produce (.expected.xml for XML)
+    DIR/golden/portal_dossier/received.assert.yaml      checks on parts of it (see golden_checks)
     DIR/golden/portal_dossier/bad-status.input.json     a record the spec must refuse...
     DIR/golden/portal_dossier/bad-status.error.txt      ...with exactly this error
     DIR/golden/portal_dossier/params.json               params for every case (optional)
 
-``update=True`` rewrites the expected files from what the spec produces now (review the diff!).
+A case expects output (an expected file, or an assert file with ``output:``) or an error (an error file,
+or an assert file with ``error:``), never both. Expected and error files are written by ``--update``
+(``Update``); assert files only by hand.
+
+``Update`` rewrites the expected and error files from what the spec produces now, reporting each file it
+writes (new or changed) or removes, and leaving the rest alone. It never changes the kind of a case on its
+own: a case that expected output and now fails (a regression, most often) is refused unless
+``accept_errors``, a case that expected an error and now gives output unless ``accept_outputs``. A new case
+the spec refuses also needs ``accept_errors``. Files left from a case whose input is gone are stale: a run
+fails on them and an update removes them.
 """
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+import fnmatch
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
 from lienthong.errors import ConfigError, MappingError
+from lienthong.mappings.golden_checks import AssertFile, load_assert_file
 from lienthong.mappings.loader import CompiledMapping, SpecLoader
+
+Outcome = Literal["passed", "updated", "failed", "refused", "stale", "removed"]
+Change = Literal["new", "changed", "removed", "stale"]
+INPUT, EXPECTED_JSON, EXPECTED_XML, ERROR, ASSERT = (
+    ".input.json",
+    ".expected.json",
+    ".expected.xml",
+    ".error.txt",
+    ".assert.yaml",
+)
+_SUFFIXES = (INPUT, EXPECTED_JSON, EXPECTED_XML, ERROR, ASSERT)
+
+
+@dataclass(frozen=True)
+class Update:
+    """Rewrite expected and error files from the current output. ``accept_errors``: a case that expected
+    output (or a new case) may now expect an error; ``accept_outputs``: one that expected an error may now
+    expect output."""
+
+    accept_errors: bool = False
+    accept_outputs: bool = False
+
+
+@dataclass(frozen=True)
+class FileChange:
+    path: Path
+    change: Change
 
 
 @dataclass(frozen=True)
 class CaseResult:
+    """One case: ``passed``, ``updated`` (files written or removed), ``failed``, ``refused`` (an update
+    that would change the kind of the case), ``stale`` (files whose input is gone), or ``removed`` (stale
+    files an update removed)."""
+
     spec: str
     case: str
-    passed: bool
+    outcome: Outcome
     detail: str = ""
-    updated: bool = False
+    files: tuple[FileChange, ...] = ()
+    duration_s: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome in ("passed", "updated", "removed")
+
+    @property
+    def updated(self) -> bool:
+        return any(f.change != "stale" for f in self.files)
 
 
 def spec_files(directory: Path) -> list[Path]:
@@ -38,62 +92,266 @@ def spec_files(directory: Path) -> list[Path]:
 
 
 def run_golden(
-    directory: Path, *, loader: SpecLoader | None = None, update: bool = False
+    directory: Path,
+    *,
+    loader: SpecLoader | None = None,
+    update: Update | bool | None = None,
+    spec: str | None = None,
+    cases: Sequence[str] = (),
 ) -> list[CaseResult]:
-    """Run every case of every spec in ``directory`` that has a golden folder."""
+    """Run every case of every spec in ``directory`` that has a golden folder.
+
+    ``spec``: only the spec of that name (file name without .yaml); ``cases``: only cases whose name
+    matches one of these shell patterns (``error-*``). ``update``: an ``Update`` (True: the default one;
+    None or False: check only).
+    """
     loader = loader or SpecLoader()
+    policy = Update() if update is True else (update or None)
     results: list[CaseResult] = []
     for spec_path in spec_files(directory):
-        cases_dir = directory / "golden" / spec_path.stem
-        if not cases_dir.is_dir():
+        folder = directory / "golden" / spec_path.stem
+        if not folder.is_dir() or (spec is not None and spec_path.stem != spec):
             continue
-        try:
-            mapping = loader.load(spec_path)
-        except ConfigError as exc:
-            results.append(CaseResult(spec_path.stem, "(load)", passed=False, detail=str(exc)))
-            continue
-        params = _read_json(cases_dir / "params.json") if (cases_dir / "params.json").exists() else {}
-        results.extend(
-            _run_case(mapping, spec_path.stem, input_path, params, update=update)
-            for input_path in sorted(cases_dir.glob("*.input.json"))
-        )
+        names = [n for n in _case_names(folder) if not cases or any(fnmatch.fnmatchcase(n, p) for p in cases)]
+        results.extend(_run_spec(loader, spec_path, folder, names, policy))
     return results
 
 
-def _run_case(
-    mapping: CompiledMapping, spec: str, input_path: Path, params: dict[str, Any], *, update: bool
-) -> CaseResult:
-    case = input_path.name.removesuffix(".input.json")
-    record = _read_json(input_path)
-    record_id = record.get("event_id", case) if isinstance(record, dict) else case
-    error_path = input_path.with_name(f"{case}.error.txt")
-    expected_path = input_path.with_name(f"{case}.expected.{'xml' if mapping.output == 'xml' else 'json'}")
+def _case_names(folder: Path) -> list[str]:
+    """Every case named by a file in ``folder``, with or without its input."""
+    names = {p.name.removesuffix(s) for p in folder.iterdir() for s in _SUFFIXES if p.name.endswith(s)}
+    return sorted(names)
+
+
+def _run_spec(
+    loader: SpecLoader, spec_path: Path, folder: Path, names: list[str], update: Update | None
+) -> list[CaseResult]:
+    spec = spec_path.stem
+    inputs = [n for n in names if (folder / f"{n}{INPUT}").exists()]
+    results = [_stale(spec, folder, n, update) for n in names if n not in inputs]
+    if not inputs:
+        return results
     try:
-        actual = mapping.render(mapping(record, params=params, record_id=str(record_id))).decode()
+        mapping = loader.load(spec_path)
+        params_path = folder / "params.json"
+        params = _read_json(params_path) if params_path.exists() else {}
+    except ConfigError as exc:
+        return [*results, CaseResult(spec, "(load)", "failed", str(exc))]
+    return [*results, *(_run_case(mapping, _Case(spec, folder, n), params, update) for n in inputs)]
+
+
+def _stale(spec: str, folder: Path, name: str, update: Update | None) -> CaseResult:
+    """Files left from a case whose input is gone. An update removes the ones it wrote, never an assert
+    file: that was written by hand."""
+    files = [folder / f"{name}{s}" for s in (EXPECTED_JSON, EXPECTED_XML, ERROR, ASSERT)]
+    present = [p for p in files if p.exists()]
+    detail = f"no {name}{INPUT}: these files belong to a case that is gone"
+    if update is None:
+        return CaseResult(spec, name, "stale", detail, tuple(FileChange(p, "stale") for p in present))
+    removed = [p for p in present if not p.name.endswith(ASSERT)]
+    for path in removed:
+        path.unlink()
+    kept = [p for p in present if p.name.endswith(ASSERT)]
+    changes = (*(FileChange(p, "removed") for p in removed), *(FileChange(p, "stale") for p in kept))
+    if kept:
+        return CaseResult(spec, name, "stale", f"{detail}; remove {kept[0].name} by hand", changes)
+    return CaseResult(spec, name, "removed", files=changes)
+
+
+@dataclass(frozen=True)
+class _Case:
+    spec: str
+    folder: Path
+    name: str
+
+    def file(self, suffix: str) -> Path:
+        return self.folder / f"{self.name}{suffix}"
+
+
+@dataclass
+class _Expectations:
+    """What a case's files say it expects."""
+
+    expected: Path  # the expected file for the spec's output kind
+    other: Path  # the expected file for the other kind, stale if present
+    error: Path
+    checks: AssertFile | None
+    output_files: list[str] = field(default_factory=list)
+    error_files: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        checks = [self.checks] if self.checks is not None else []
+        self.output_files = [p.name for p in (self.expected, self.other) if p.exists()] + [
+            c.path.name for c in checks if c.expects_output
+        ]
+        self.error_files = [self.error.name] * self.error.exists() + [
+            c.path.name for c in checks if not c.expects_output
+        ]
+
+
+def _run_case(
+    mapping: CompiledMapping, case: _Case, params: dict[str, Any], update: Update | None
+) -> CaseResult:
+    started = time.perf_counter()
+    xml = mapping.output == "xml"
+    try:
+        record = _read_json(case.file(INPUT))
+        checks = load_assert_file(case.file(ASSERT)) if case.file(ASSERT).exists() else None
+    except ConfigError as exc:
+        return CaseResult(case.spec, case.name, "failed", str(exc))
+    expect = _Expectations(
+        expected=case.file(EXPECTED_XML if xml else EXPECTED_JSON),
+        other=case.file(EXPECTED_JSON if xml else EXPECTED_XML),
+        error=case.file(ERROR),
+        checks=checks,
+    )
+    record_id = record.get("event_id", case.name) if isinstance(record, dict) else case.name
+    try:
+        result = mapping(record, params=params, record_id=str(record_id))
+        answer = _Answer(result, mapping.render(result).decode(), None)
     except MappingError as exc:
-        actual_error = str(exc)
-        if error_path.exists() and not update:
-            expected = error_path.read_text(encoding="utf-8").strip()
-            return CaseResult(
-                spec, case, actual_error == expected, _diff(expected, actual_error, error_path.name)
-            )
-        if update:
-            error_path.write_text(actual_error + "\n", encoding="utf-8")
-            return CaseResult(spec, case, passed=True, updated=True)
-        return CaseResult(spec, case, passed=False, detail=f"failed: {actual_error}")
-    if update:
-        expected_path.write_text(actual, encoding="utf-8")
-        error_path.unlink(missing_ok=True)
-        return CaseResult(spec, case, passed=True, updated=True)
-    if not expected_path.exists():
-        what = (
-            f"expected an error ({error_path.name}) but the mapping succeeded"
-            if error_path.exists()
-            else (f"no {expected_path.name}; run with --update to write it")
+        answer = _Answer(None, None, str(exc))
+    judged = _judge(case, expect, answer) if update is None else _update(expect, answer, update)
+    return CaseResult(
+        case.spec, case.name, judged[0], judged[1], judged[2], round(time.perf_counter() - started, 6)
+    )
+
+
+_Judged = tuple[Outcome, str, tuple[FileChange, ...]]
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """What the spec made of the record: the output (document and text), or the error."""
+
+    result: Any
+    actual: str | None
+    error: str | None
+
+
+def _judge(case: _Case, expect: _Expectations, answer: _Answer) -> _Judged:
+    error, actual = answer.error, answer.actual
+    if expect.output_files and expect.error_files:
+        both = " and ".join([*expect.output_files, *expect.error_files])
+        return "failed", f"both {both}: a case expects output or an error, not both; delete the wrong one", ()
+    if expect.other.exists():
+        return (
+            "failed",
+            f"{expect.other.name} is stale: the spec's output is {_kind(expect.expected)} now",
+            (),
         )
-        return CaseResult(spec, case, passed=False, detail=what)
-    expected = expected_path.read_text(encoding="utf-8")
-    return CaseResult(spec, case, actual == expected, _diff(expected, actual, expected_path.name))
+    if error is not None:
+        if not expect.error_files:
+            hint = "" if expect.output_files else " (if it should, run --update --accept-errors to expect it)"
+            return "failed", f"the mapping refuses the record{hint}: {error}", ()
+        return _verdict(_error_problems(expect, error))
+    assert actual is not None
+    if expect.error_files:
+        return "failed", f"expected an error ({expect.error_files[0]}) but the mapping succeeded", ()
+    if not expect.output_files:
+        name = expect.expected.name
+        return "failed", f"no {name}; run with --update to write it (or write {case.name}{ASSERT})", ()
+    return _verdict(_output_problems(expect, answer.result, actual))
+
+
+def _update(expect: _Expectations, answer: _Answer, update: Update) -> _Judged:
+    error, actual = answer.error, answer.actual
+    if error is not None:
+        if expect.output_files and not update.accept_errors:
+            files = ", ".join(expect.output_files)
+            return (
+                "refused",
+                (
+                    f"the mapping now refuses the record: {error}\n"
+                    f"the case expects output ({files}); if the record should be refused now, run again"
+                    " with --accept-errors"
+                ),
+                (),
+            )
+        if not expect.error_files and not update.accept_errors:
+            return (
+                "refused",
+                (
+                    f"the mapping refuses this new case: {error}\n"
+                    "if it should, run again with --accept-errors to expect this error"
+                ),
+                (),
+            )
+        problems = _error_problems(expect, error, exact=False)
+        written = (expect.error, error + "\n") if expect.checks is None or expect.error.exists() else None
+    else:
+        assert actual is not None
+        if expect.error_files and not update.accept_outputs:
+            return (
+                "refused",
+                (
+                    f"the mapping now accepts the record, which the case expects it to refuse"
+                    f" ({', '.join(expect.error_files)}); if it should be accepted now, run again with"
+                    " --accept-outputs"
+                ),
+                (),
+            )
+        problems = _output_problems(expect, answer.result, actual, whole=False)
+        written = (expect.expected, actual) if expect.checks is None or expect.expected.exists() else None
+    if expect.checks is not None and expect.checks.expects_output != (error is None):
+        problems.append(
+            f"{expect.checks.path.name} expects {'output' if error is None else 'an error'}: edit it by hand"
+        )
+    if problems:
+        return _verdict(problems)
+    changes = _write(written) + _remove(expect, keep=written[0] if written else None)
+    return ("updated" if changes else "passed"), "", changes
+
+
+def _write(written: tuple[Path, str] | None) -> tuple[FileChange, ...]:
+    if written is None:
+        return ()
+    path, text = written
+    before = path.read_text(encoding="utf-8") if path.exists() else None
+    if before == text:
+        return ()
+    path.write_text(text, encoding="utf-8")
+    return (FileChange(path, "new" if before is None else "changed"),)
+
+
+def _remove(expect: _Expectations, *, keep: Path | None) -> tuple[FileChange, ...]:
+    """Every written file of the case but ``keep``: those of the other kind, or of the other output format."""
+    removed = []
+    for path in (expect.expected, expect.other, expect.error):
+        if path != keep and path.exists():
+            path.unlink()
+            removed.append(FileChange(path, "removed"))
+    return tuple(removed)
+
+
+def _error_problems(expect: _Expectations, error: str, *, exact: bool = True) -> list[str]:
+    problems = []
+    if exact and expect.error.exists():
+        wanted = expect.error.read_text(encoding="utf-8").strip()
+        if wanted != error:
+            problems.append(_diff(wanted, error, expect.error.name))
+    if expect.checks is not None:
+        problems += expect.checks.check_error(error)
+    return problems
+
+
+def _output_problems(expect: _Expectations, result: Any, actual: str, *, whole: bool = True) -> list[str]:
+    problems = []
+    if whole and expect.expected.exists():
+        wanted = expect.expected.read_text(encoding="utf-8")
+        if wanted != actual:
+            problems.append(_diff(wanted, actual, expect.expected.name))
+    if expect.checks is not None and expect.checks.expects_output:
+        problems += expect.checks.check_output(result)
+    return problems
+
+
+def _verdict(problems: list[str]) -> _Judged:
+    return ("failed", "\n".join(problems), ()) if problems else ("passed", "", ())
+
+
+def _kind(path: Path) -> str:
+    return "xml" if path.name.endswith(EXPECTED_XML) else "json"
 
 
 def _diff(expected: str, actual: str, name: str) -> str:
