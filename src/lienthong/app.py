@@ -31,6 +31,7 @@ from lienthong.adapters.paygov import PayGovAdapter, PayGovSettings
 from lienthong.adapters.population import PopulationAdapter, make_soap_transport
 from lienthong.adapters.portal import PortalAdapter, PortalCredentials
 from lienthong.adapters.provincial import ProvincialAdapter
+from lienthong.api import openapi
 from lienthong.api.auth import BearerAuth
 from lienthong.api.citizens import citizens_router
 from lienthong.api.errors import install_error_handlers
@@ -359,7 +360,7 @@ def check_jobs(config: Config, jobs: JobRegistry | None = None) -> JobRegistry:
 
 def build_api(node: Lienthong) -> FastAPI:
     config = node.config
-    api = FastAPI(title="lienthong", version=__version__, lifespan=node.lifespan)
+    api = openapi.api(title="lienthong", version=__version__, lifespan=node.lifespan)
     install_error_handlers(api)
     auth = BearerAuth(
         {t.sha256: t.name for t in config.auth.tokens},

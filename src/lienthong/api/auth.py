@@ -14,6 +14,8 @@ import secrets
 from dataclasses import dataclass
 
 from fastapi import HTTPException, Request
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
+from fastapi.security.base import SecurityBase
 
 log = logging.getLogger("lienthong.api.auth")
 
@@ -38,12 +40,20 @@ class Caller:
         return self.read_all or not sender or sender == self.name
 
 
-class BearerAuth:
-    """A FastAPI dependency: the caller named by a valid bearer token, or 401."""
+class BearerAuth(SecurityBase):
+    """A FastAPI dependency: the caller named by a valid bearer token, or 401.
+
+    As a ``SecurityBase`` it is what the OpenAPI document declares as the ``bearer`` scheme, on every
+    operation that depends on it.
+    """
 
     def __init__(self, tokens: dict[str, str], *, read_all: frozenset[str] = frozenset()) -> None:
         """``tokens`` maps each token's SHA-256 hex to the name of its holder; holders named in
         ``read_all`` may read every caller's messages."""
+        self.model = HTTPBearerModel(
+            description="A token from `lienthong token new`; the node holds only its SHA-256 (`auth.tokens`)."
+        )
+        self.scheme_name = "bearer"
         self._tokens = [(bytes.fromhex(digest), name) for digest, name in tokens.items()]
         self._read_all = read_all
 

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Depends, Header, Query
 from starlette.responses import Response
 
 from lienthong.api.auth import BearerAuth, Caller
-from lienthong.api.errors import error_response
+from lienthong.api.errors import UNAUTHORIZED, answer, error_response, refusals
+from lienthong.api.schemas import Citizen
 from lienthong.citizens.prefill import Prefill, PrefillRefused, PrefillRequest
 from lienthong.errors import (
     CitizenMismatch,
@@ -20,12 +21,32 @@ from lienthong.errors import (
     StoreError,
 )
 
+_EXAMPLE = {
+    "request_id": "lookup-7f3a9c",
+    "form": "default",
+    "fields": {"HoVaTen": "Nguyễn Thị Thu Hà", "NgaySinh": "15/01/1990", "SoDinhDanh": "046090000123"},
+}
+_ANSWERS = {
+    200: answer(Citizen, _EXAMPLE, "The form's fields for this citizen, and no others"),
+    **refusals(
+        {
+            400: "No official (`x-official-id`) or no purpose (`x-purpose`) given",
+            401: UNAUTHORIZED,
+            404: "No such citizen (`citizen_not_found`) or no such form (`unknown_form`)",
+            409: "The name or birth date given differ from the record (`citizen_mismatch`)",
+            422: "An id, header or birth date that cannot be right (`invalid_id`, `invalid_birth_date`…)",
+            502: "The population database refused the look-up, or the form's mapping failed",
+            503: "The population database is unavailable, or the look-up could not be audited; try again",
+        }
+    ),
+}
+
 
 def citizens_router(*, prefill: Prefill, auth: BearerAuth) -> APIRouter:
     router = APIRouter()
     Authenticated = Annotated[Caller, Depends(auth)]
 
-    @router.get("/v1/citizens/{id_number}", responses={s: {} for s in (400, 401, 404, 409, 422, 502, 503)})
+    @router.get("/v1/citizens/{id_number}", responses=_ANSWERS)
     async def get_citizen(
         id_number: str,
         *,

@@ -1,7 +1,9 @@
-"""One error body for every refusal: ``{"error": {"code", "message", "path"?}}``."""
+"""One error body for every refusal: ``{"error": {"code", "message", "path"?}}``, and how the OpenAPI
+document declares it (``refusals``)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -10,7 +12,40 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
+from lienthong.api.schemas import Error
 from lienthong.errors import StoreError
+
+# The headers some refusals carry, for the document.
+_HEADERS: dict[int, dict[str, Any]] = {
+    401: {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}},
+    503: {
+        "Retry-After": {"description": "Seconds to wait before sending again", "schema": {"type": "string"}}
+    },
+}
+UNAUTHORIZED = "No bearer token, or not a valid one (`unauthorized`)"
+STORE_UNAVAILABLE = "The store did not answer in time (`store_unavailable`); send the same request again"
+TOO_LARGE = "The body is larger than `server.max_body_bytes` (`body_too_large`)"
+BUSY = (
+    "The store did not answer in time (`store_unavailable`), or the node is reading as many bodies as it may"
+    " at once (`server_busy`); send the same request again after `Retry-After`"
+)
+
+
+def refusals(described: Mapping[int, str]) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` entries of these refusal statuses, each answering ``Error``."""
+    return {
+        status: {
+            "model": Error,
+            "description": text,
+            **({"headers": _HEADERS[status]} if status in _HEADERS else {}),
+        }
+        for status, text in described.items()
+    }
+
+
+def answer(model: Any, example: Any, description: str) -> dict[str, Any]:
+    """The OpenAPI ``responses`` entry of a success: its type and an example."""
+    return {"model": model, "description": description, "content": {"application/json": {"example": example}}}
 
 
 def error_response(

@@ -10,12 +10,21 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from lienthong.api.auth import BearerAuth, Caller
-from lienthong.api.errors import error_response
+from lienthong.api.errors import (
+    BUSY,
+    STORE_UNAVAILABLE,
+    TOO_LARGE,
+    UNAUTHORIZED,
+    answer,
+    error_response,
+    refusals,
+)
+from lienthong.api.schemas import Accepted, BatchAccepted, events_request
 from lienthong.bus.emit import refused_from_outside
 from lienthong.bus.envelope import parse_body
 from lienthong.bus.ingest import Ingestor
 from lienthong.errors import IdempotencyConflict, InvalidEvent
-from lienthong.model import IngestResult
+from lienthong.model import AttemptView, IngestResult, MessageView
 from lienthong.observability.metrics import Metrics
 from lienthong.store import Store, units
 
@@ -32,9 +41,19 @@ def events_router(
     router = APIRouter()
     Authenticated = Annotated[Caller, Depends(auth)]
 
-    @router.post("/v1/events", status_code=202, responses={400: {}, 401: {}, 409: {}, 413: {}, 422: {}})
+    @router.post(
+        "/v1/events",
+        status_code=202,
+        responses=_EVENTS_ANSWERS,
+        openapi_extra={
+            "requestBody": events_request(dossier_code_field=dossier_code_field, max_events=max_batch_events)
+        },
+    )
     async def post_events(request: Request, caller: Authenticated) -> Response:
-        """Accept one event, or a batch ``{"events": [...]}``; 202 once stored durably."""
+        """Accept one event, or a batch ``{"events": [...]}``; 202 once stored durably.
+
+        A repeat of an event already taken (same ``event_id``, same content) answers the ids it got then,
+        with ``duplicate: true``."""
         body = await request.body()
         try:
             parsed, is_batch = parse_body(
@@ -57,7 +76,7 @@ def events_router(
         payload: Any = {"results": [_result(r) for r in results]} if is_batch else _result(results[0])
         return Response(orjson.dumps(payload), 202, media_type="application/json")
 
-    @router.get("/v1/messages/{message_id}", responses={401: {}, 404: {}})
+    @router.get("/v1/messages/{message_id}", responses=_MESSAGE_ANSWERS)
     async def get_message(message_id: str, caller: Authenticated) -> Response:
         """A delivery's state and every attempt made."""
         view = await store.run(units.message, message_id)
@@ -66,6 +85,67 @@ def events_router(
         return Response(orjson.dumps(dataclasses.asdict(view)), media_type="application/json")
 
     return router
+
+
+_ACCEPTED_EXAMPLE = {
+    "event_id": "evt-000123",
+    "message_ids": ["m-0651f2a3c4d5e6000001a1b2c3"],
+    "duplicate": False,
+}
+_EVENTS_ANSWERS = {
+    202: {
+        "model": Accepted | BatchAccepted,
+        "description": "Stored durably: one result for one event, ``results`` for a batch",
+        "content": {
+            "application/json": {
+                "examples": {
+                    "one_event": {"value": _ACCEPTED_EXAMPLE},
+                    "batch": {"value": {"results": [_ACCEPTED_EXAMPLE]}},
+                }
+            }
+        },
+    },
+    **refusals(
+        {
+            400: "The body is not JSON, or not a JSON object (`malformed_json`)",
+            401: UNAUTHORIZED,
+            409: "This `event_id` was taken before with other content (`event_id_reused`)",
+            413: TOO_LARGE,
+            422: "An event is not valid, or the batch is too large (`invalid_event`); `path` names the field",
+            503: BUSY,
+        }
+    ),
+}
+_MESSAGE_EXAMPLE = MessageView(
+    message_id="m-0651f2a3c4d5e6000001a1b2c3",
+    event_id="evt-000123",
+    destination="portal",
+    operation="DongBoHoSoMC",
+    dossier_code="H56.12-260302-0001",
+    status="delivered",
+    attempts=2,
+    created_ms=1772414100000,
+    updated_ms=1772414103250,
+    next_attempt_ms=1772414101000,
+    last_error=None,
+    mapping="bundled:portal_dossier",
+    mapping_hash="3f1c9a",
+    history=(
+        AttemptView(1, 1772414100100, 2000, "retry", "portal answered 503", 503),
+        AttemptView(2, 1772414103000, 250, "delivered", None, 200),
+    ),
+    caller="province",
+)
+_MESSAGE_ANSWERS = {
+    200: answer(MessageView, dataclasses.asdict(_MESSAGE_EXAMPLE), "The delivery's state and every attempt"),
+    **refusals(
+        {
+            401: UNAUTHORIZED,
+            404: "No such message, or another caller's (`not_found`)",
+            503: STORE_UNAVAILABLE,
+        }
+    ),
+}
 
 
 def _result(result: IngestResult) -> dict[str, Any]:

@@ -7,13 +7,34 @@ from collections.abc import Callable, Sequence
 
 from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 
-from lienthong.api.errors import error_response
+from lienthong.api.errors import answer, error_response, refusals
+from lienthong.api.schemas import Health
 from lienthong.clock import Clock, now_ms
 from lienthong.errors import StoreError
 from lienthong.observability.metrics import Metrics
 from lienthong.store import Store, units
+
+_HEALTHZ = {
+    200: answer(Health, {"status": "ok"}, "Up, and its store can be reached"),
+    **refusals({503: "The store cannot be reached and cannot be started again (`store_lost`)"}),
+}
+_READYZ = {
+    200: answer(Health, {"status": "ready"}, "The store answers and the dispatcher runs"),
+    **refusals({503: "The store does not answer (`store_unavailable`) or the dispatcher is stopped"}),
+}
+_METRICS: dict[int | str, dict[str, object]] = {
+    200: {
+        "description": "Prometheus text exposition",
+        "content": {
+            "text/plain": {
+                "schema": {"type": "string"},
+                "example": 'lienthong_outbox_pending{destination="portal"} 0.0\n',
+            }
+        },
+    }
+}
 
 
 def health_router(
@@ -26,7 +47,7 @@ def health_router(
 ) -> APIRouter:
     router = APIRouter()
 
-    @router.get("/healthz", responses={503: {}})
+    @router.get("/healthz", responses=_HEALTHZ)
     async def healthz() -> Response:
         """The process is up and serving, and its store can be reached (or brought back): when the store's
         process cannot be started again, this fails so that a supervisor restarts the node."""
@@ -34,7 +55,7 @@ def health_router(
             return error_response(503, "store_lost", "the store cannot be reached; restart the node")
         return Response(b'{"status":"ok"}', media_type="application/json")
 
-    @router.get("/readyz", responses={503: {}})
+    @router.get("/readyz", responses=_READYZ)
     async def readyz() -> Response:
         """Ready when the store answers and the dispatcher runs."""
         try:
@@ -45,7 +66,7 @@ def health_router(
             return error_response(503, "dispatcher_stopped", "the dispatcher is not running")
         return Response(b'{"status":"ready"}', media_type="application/json")
 
-    @router.get("/metrics")
+    @router.get("/metrics", responses=_METRICS, response_class=PlainTextResponse)
     async def prometheus() -> Response:
         """Prometheus exposition; outbox gauges are read fresh from the store."""
         with contextlib.suppress(StoreError):  # serve what we have; readyz reports the store

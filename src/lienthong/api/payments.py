@@ -19,8 +19,9 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from lienthong.api.auth import BearerAuth, Caller
-from lienthong.api.errors import error_response
-from lienthong.payments import CallbackRefused, PayGovScheme
+from lienthong.api.errors import STORE_UNAVAILABLE, UNAUTHORIZED, answer, error_response, refusals
+from lienthong.api.schemas import BankAnswer, Error, PayGovReply, PaymentState
+from lienthong.payments import CONFIRM_FIELDS, CallbackRefused, PayGovScheme
 from lienthong.payments.callbacks import PaymentCallbacks
 from lienthong.store import Store, units
 
@@ -38,7 +39,6 @@ _PAYGOV_CODES = {
     "contradiction": ("10", 409),
     "too_large": ("11", 413),
 }
-_REFUSALS: dict[int | str, dict[str, Any]] = {s: {} for s in (400, 403, 404, 409, 413)}
 _BANK_STATUS = {
     "bad_signature": 403,
     "unknown_reference": 404,
@@ -52,6 +52,92 @@ _VERDICT_TEXT = {
     "accepted": "Thành công",
     "repeat": "Đã nhận trước đó",
     "duplicate_payment": "Đã ghi nhận: tham chiếu đã được thanh toán trước đó (thanh toán trùng)",
+}
+
+
+_PAYGOV_REPLY = {
+    "MaLoi": "00",
+    "MoTaLoi": "Thành công",
+    "MaDoiTac": "LIENTHONG-H56",
+    "ThoiGianGD": "20260302081530",
+    "MaXacThuc": "9c1e…",
+}
+
+
+def _paygov_refusal(text: str) -> dict[str, Any]:
+    # The platform's own terms, or, past the node's body limit or when no platform is configured, ours.
+    content = {"application/json": {"schema": {"anyOf": [_ref(PayGovReply), _ref(Error)]}}}
+    return {"description": text, "content": content}
+
+
+def _ref(model: type) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+_PAYGOV_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: answer(PayGovReply, _PAYGOV_REPLY, "Taken (`MaLoi` 00), or a repeat of a callback taken before"),
+    400: _paygov_refusal("Unreadable (`MaLoi` 01)"),
+    403: _paygov_refusal("`MaXacThuc` does not verify (`MaLoi` 07)"),
+    404: _paygov_refusal("Unknown reference (`MaLoi` 06), or no payment platform is configured"),
+    409: _paygov_refusal(
+        "Amount differs (08), transaction reused (09), or the state would move backwards (10)"
+    ),
+    413: _paygov_refusal("Larger than `payments.max_callback_bytes` (`MaLoi` 11) or `server.max_body_bytes`"),
+    **refusals({503: STORE_UNAVAILABLE}),
+}
+_PAYGOV_REQUEST = {
+    "requestBody": {
+        "required": True,
+        "description": "The platform's confirm callback, signed by `MaXacThuc` over its fields",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        name: {"type": ["string", "integer"]} for name in (*CONFIRM_FIELDS, "MaXacThuc")
+                    },
+                }
+            }
+        },
+    }
+}
+_BANK_ANSWERS = {
+    200: answer(BankAnswer, {"status": "accepted"}, "Taken, or a repeat of a notification taken before"),
+    **refusals(
+        {
+            400: "Unreadable (`invalid`)",
+            403: "The signature does not verify (`bad_signature`)",
+            404: "No such bank configured (`unknown_bank`), or unknown reference (`unknown_reference`)",
+            409: "`amount_mismatch`, `transaction_reused` or `contradiction` (a state backwards)",
+            413: "Larger than `payments.max_callback_bytes` (`too_large`) or `server.max_body_bytes`",
+            503: STORE_UNAVAILABLE,
+        }
+    ),
+}
+_BANK_REQUEST = {
+    "requestBody": {
+        "required": True,
+        "description": "A bank's notification: a JSON object whose configured `fields` are signed"
+        " (HMAC-SHA256, hex) in the configured header (`payments.banks.<bank>`)",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
+_PAYMENT_EXAMPLE = {
+    "reference": "H56-LP-000123",
+    "dossier_code": "H56.12-260302-0001",
+    "unit_code": "000.00.12.H56",
+    "amount": 125000,
+    "pay_url": "https://paygov.example/pay/H56-LP-000123",
+    "status": "paid",
+    "transaction_id": "GD-88123",
+    "updated_ms": 1772414130000,
+    "channel": "paygov",
+}
+_PAYMENT_ANSWERS = {
+    200: answer(PaymentState, _PAYMENT_EXAMPLE, "The payment's state and where to pay it"),
+    **refusals(
+        {401: UNAUTHORIZED, 404: "No such payment, or another caller's (`not_found`)", 503: STORE_UNAVAILABLE}
+    ),
 }
 
 
@@ -75,7 +161,7 @@ def payments_router(
             message = f"the callback is larger than {max_callback_bytes} bytes"
             await callbacks.refuse(channel, _client(request), exc.read, "too_large", message)
 
-    @router.post("/v1/payments/paygov/confirm", responses=_REFUSALS)
+    @router.post("/v1/payments/paygov/confirm", responses=_PAYGOV_ANSWERS, openapi_extra=_PAYGOV_REQUEST)
     async def paygov_confirm(request: Request) -> Response:
         """The payment platform's confirm callback."""
         if not isinstance(paygov, PayGovScheme):
@@ -93,7 +179,7 @@ def payments_router(
             log.warning("duplicate payment recorded for %s", received.claim.reference[:64])
         return _json(200, scheme.reply("00", _VERDICT_TEXT[received.verdict], _fields(body)))
 
-    @router.post("/v1/payments/banks/{bank}/notify", responses=_REFUSALS)
+    @router.post("/v1/payments/banks/{bank}/notify", responses=_BANK_ANSWERS, openapi_extra=_BANK_REQUEST)
     async def bank_notify(bank: str, request: Request) -> Response:
         """A bank's signed payment notification."""
         if bank not in callbacks.channels() or bank == "paygov":
@@ -106,7 +192,7 @@ def payments_router(
             return error_response(_BANK_STATUS.get(exc.verdict, 400), exc.verdict, exc.message)
         return _json(200, {"status": received.verdict})
 
-    @router.get("/v1/payments/{reference}", responses={401: {}, 404: {}})
+    @router.get("/v1/payments/{reference}", responses=_PAYMENT_ANSWERS)
     async def get_payment(reference: str, caller: Authenticated) -> Response:
         """A payment's state (initiated, pending, paid, failed) and its pay URL."""
         payment = await store.run(units.payment, reference)

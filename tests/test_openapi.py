@@ -1,0 +1,283 @@
+"""The API contract: the OpenAPI document a node serves says what it really takes and answers, and /docs
+works with no network (its assets are served by the node itself)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from browser import chromium_or_skip
+from conftest import AUTH, ROUTES, Peers, Running, RunNode, config_dict
+from lienthong.sandbox.dossiers import generate
+from lienthong.sandbox.paygov import PayGovSandbox
+from lienthong.sandbox.population import PopulationSandbox, synthetic_citizen
+from lienthong.serving import ThreadedServer
+
+CITIZEN_ID = "046090000123"
+BANK_SECRET = "bank-secret-for-the-contract-tests"
+REFUSALS = {"400", "401", "403", "404", "409", "413", "422", "502", "503"}
+
+
+@pytest.fixture
+def population() -> Iterator[str]:
+    peer = PopulationSandbox()
+    peer.add(synthetic_citizen(CITIZEN_ID, "Nguyễn Thị Thu Hà"))
+    with ThreadedServer(lambda: peer) as server:
+        yield server.url
+
+
+@pytest.fixture
+def paygov() -> Iterator[str]:
+    peer = PayGovSandbox(secret="paygov-secret-for-the-contract-tests")
+    with ThreadedServer(lambda: peer) as server:
+        peer.base_url = server.url
+        yield server.url
+
+
+def every_router(tmp_path: Path, peers: Peers, population_url: str, paygov_url: str) -> dict[str, Any]:
+    """Config overrides that mount every router: events, messages, citizens, payments, health."""
+    base = config_dict(tmp_path, peers)
+    destinations = {
+        **base["destinations"],
+        "population": {
+            "kind": "population",
+            "base_url": population_url,
+            "ma_tich_hop": "LIENTHONG-SANDBOX",
+            "ma_dvc": "DVC-H56",
+            "timeout_s": 2,
+        },
+        "paygov": {
+            "kind": "paygov",
+            "base_url": paygov_url,
+            "partner_code": "LIENTHONG-H56",
+            "secret": "paygov-secret-for-the-contract-tests",
+            "timeout_s": 2,
+        },
+    }
+    return {
+        "destinations": destinations,
+        "routes": [*ROUTES, {"on": "payment.requested", "deliver": [{"to": "paygov", "operation": "INIT"}]}],
+        "citizens": {"source": "population", "audit_key": "audit-key-for-the-contract-tests"},
+        "payments": {"paygov": "paygov", "banks": {"vcb": {"secret": BANK_SECRET}}},
+    }
+
+
+@pytest.fixture
+async def node(run_node: RunNode, tmp_path: Path, peers: Peers, population: str, paygov: str) -> Running:
+    running: Running = await run_node(**every_router(tmp_path, peers, population, paygov))
+    return running
+
+
+@pytest.fixture
+async def document(node: Running) -> dict[str, Any]:
+    answer = await node.client.get("/openapi.json")
+    assert answer.status_code == 200
+    doc: dict[str, Any] = answer.json()
+    return doc
+
+
+def operations(doc: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            yield method.upper(), path, operation
+
+
+def resolve(doc: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        schema = doc["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+def json_schema(doc: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+    return resolve(doc, answer.get("content", {}).get("application/json", {}).get("schema", {}))
+
+
+# -- the document ------------------------------------------------------------------------------------------
+
+
+async def test_post_events_declares_its_request_body_one_event_or_a_batch_with_examples(
+    document: dict[str, Any],
+) -> None:
+    body = document["paths"]["/v1/events"]["post"]["requestBody"]
+    assert body["required"] is True
+    media = body["content"]["application/json"]
+    variants = [resolve(document, s) for s in resolve(document, media["schema"])["anyOf"]]
+    single = next(v for v in variants if "event_id" in v["properties"])
+    batch = next(v for v in variants if "events" in v["properties"])
+    assert set(single["required"]) == {"event_id", "type", "occurred_at", "unit_code", "dossier"}
+    assert "dossier.received" in single["properties"]["type"]["enum"]
+    assert batch["required"] == ["events"]
+    assert set(media["examples"]) >= {"one_event", "batch"}
+
+
+async def test_every_answer_has_a_schema_and_every_success_an_example(document: dict[str, Any]) -> None:
+    empty = []
+    for method, path, operation in operations(document):
+        for status, answer in operation["responses"].items():
+            content = answer.get("content")
+            assert content, f"{method} {path} {status} declares no content"
+            media, declared = next(iter(content.items()))
+            if not declared.get("schema"):
+                empty.append(f"{method} {path} {status}")
+            if status.startswith("2") and media == "application/json":
+                assert "example" in declared or "examples" in declared, f"{method} {path} {status}"
+    assert empty == []
+
+
+async def test_the_bearer_scheme_is_declared_and_required_where_a_token_is(document: dict[str, Any]) -> None:
+    schemes = document["components"]["securitySchemes"]
+    assert schemes == {
+        "bearer": {"type": "http", "scheme": "bearer", "description": schemes["bearer"]["description"]}
+    }
+    secured = {f"{m} {p}" for m, p, op in operations(document) if op.get("security") == [{"bearer": []}]}
+    assert secured == {
+        "POST /v1/events",
+        "GET /v1/messages/{message_id}",
+        "GET /v1/citizens/{id_number}",
+        "GET /v1/payments/{reference}",
+    }
+    for method, path, operation in operations(document):
+        if f"{method} {path}" in secured:
+            assert "401" in operation["responses"], f"{method} {path}"
+
+
+async def test_every_refusal_is_documented_with_the_error_shape_we_send(document: dict[str, Any]) -> None:
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    error = resolve(document, document["components"]["schemas"]["Error"])
+    detail = resolve(document, error["properties"]["error"])
+    assert error["required"] == ["error"]
+    assert set(detail["properties"]) == {"code", "message", "path"}
+    assert set(detail["required"]) == {"code", "message"}
+    for method, path, operation in operations(document):
+        for status, answer in operation["responses"].items():
+            if status not in REFUSALS or path == "/v1/payments/paygov/confirm":
+                continue  # the payment platform's callback answers in the platform's own terms
+            assert answer["content"]["application/json"]["schema"] == {
+                "$ref": "#/components/schemas/Error"
+            }, f"{method} {path} {status}"
+
+
+async def test_each_endpoint_documents_the_refusals_it_can_send(document: dict[str, Any]) -> None:
+    def statuses(method: str, path: str) -> set[str]:
+        return set(document["paths"][path][method]["responses"]) & REFUSALS
+
+    assert statuses("post", "/v1/events") == {"400", "401", "409", "413", "422", "503"}
+    # An operation with parameters answers 422 when one fails validation (``errors.install_error_handlers``).
+    assert statuses("get", "/v1/messages/{message_id}") == {"401", "404", "422", "503"}
+    assert statuses("get", "/v1/citizens/{id_number}") == {"400", "401", "404", "409", "422", "502", "503"}
+    assert statuses("get", "/v1/payments/{reference}") == {"401", "404", "422", "503"}
+    assert statuses("post", "/v1/payments/banks/{bank}/notify") == {
+        "400",
+        "403",
+        "404",
+        "409",
+        "413",
+        "422",
+        "503",
+    }
+    assert statuses("post", "/v1/payments/paygov/confirm") == {"400", "403", "404", "409", "413", "503"}
+    assert statuses("get", "/healthz") == {"503"}
+    assert statuses("get", "/readyz") == {"503"}
+
+
+# -- the answers are what the document says ----------------------------------------------------------------
+
+
+async def test_a_refused_request_answers_the_documented_error_shape(node: Running) -> None:
+    unauthorized = await node.client.post("/v1/events", json={})
+    invalid = await node.client.post("/v1/events", json={"event_id": "x"}, headers=AUTH)
+    malformed = await node.client.post("/v1/events", content=b"{", headers=AUTH)
+    for answer, status in ((unauthorized, 401), (invalid, 422), (malformed, 400)):
+        assert answer.status_code == status
+        assert set(answer.json()) == {"error"}
+        assert {"code", "message"} <= set(answer.json()["error"]) <= {"code", "message", "path"}
+
+
+async def test_the_documented_example_event_is_accepted(node: Running, document: dict[str, Any]) -> None:
+    examples = document["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"][
+        "examples"
+    ]
+    for name in ("one_event", "batch"):
+        answer = await node.client.post("/v1/events", json=examples[name]["value"], headers=AUTH)
+        assert answer.status_code == 202, (name, answer.text)
+
+
+async def test_the_generated_events_match_the_documented_request_schema(document: dict[str, Any]) -> None:
+    # The schema is the parser's own model: the events the demo sends carry every required field.
+    single = next(
+        resolve(document, s)
+        for s in resolve(
+            document,
+            document["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"]["schema"],
+        )["anyOf"]
+        if "event_id" in resolve(document, s)["properties"]
+    )
+    for event in generate(2)[0].events:
+        assert set(single["required"]) <= set(event)
+        assert set(event) <= set(single["properties"])
+
+
+# -- /docs without a network -------------------------------------------------------------------------------
+
+ASSET = re.compile(r"""(?:src|href)=["']([^"']+)["']|url:\s*'([^']+)'|"url":\s*"([^"]+)\"""")
+
+
+def referenced(html: str) -> list[str]:
+    return [next(g for g in m.groups() if g) for m in ASSET.finditer(html)]
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+async def test_the_docs_pages_reference_only_assets_the_node_serves_itself(node: Running, page: str) -> None:
+    html = await node.client.get(page)
+    assert html.status_code == 200
+    urls = referenced(html.text)
+    assert any(u.endswith(".js") for u in urls)
+    outside = [u for u in urls if not u.startswith("/")]
+    assert outside == [], f"{page} loads from outside the node: {outside}"
+    for url in urls:
+        asset = await node.client.get(url)
+        assert asset.status_code == 200, url
+        assert len(asset.content) > 0, url
+    assert "fonts.googleapis" not in html.text
+
+
+async def test_swagger_ui_renders_the_operations_in_a_browser_with_no_network(
+    node: Running, tmp_path: Path
+) -> None:
+    chromium = chromium_or_skip()
+    url = f"{node.client.base_url}/docs"
+    command = [
+        chromium,
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-extensions",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        # Every host name fails to resolve: only the loopback address the node listens on is reachable.
+        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        url,
+    ]
+    done = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=120)
+    dom = done.stdout
+    assert "/v1/events" in dom, done.stderr[-2000:]
+    assert "opblock" in dom  # Swagger UI drew the operations
+    failed = [line for line in done.stderr.splitlines() if "Failed to load resource" in line]
+    assert failed == []
+
+
+def test_the_asset_finder_catches_a_cdn_url() -> None:
+    html = '<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>'
+    assert referenced(html) == ["https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"]
+    assert httpx.URL(referenced(html)[0]).host == "cdn.jsdelivr.net"
