@@ -359,7 +359,7 @@ def test_every_problem_in_a_spec_is_listed_with_its_line(tmp_path: Path) -> None
 
 def test_broken_files_and_references_are_named(tmp_path: Path) -> None:
     assert load_errors(tmp_path, "fields: [a, b\n") == [
-        "spec.yaml:2 invalid YAML: expected ',' or ']', but got '<stream end>'"
+        "spec.yaml:2 invalid YAML: column 1: the list opened with [ at line 1, column 9 is never closed: close it with ]"
     ]
     assert load_errors(tmp_path, "extends: nowhere.yaml\n") == [
         "spec.yaml:1 extends: cannot read spec nowhere.yaml: No such file or directory"

@@ -7,16 +7,17 @@ node graph once, construct the values from it, and walk it again for the line of
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from lienthong.errors import ConfigError, ConfigIssue
 
 PathKey = tuple[str | int, ...]
+_Explain = Callable[[re.Match[str], Any], str]
 
 
 class _Loader(yaml.SafeLoader):
@@ -74,16 +75,171 @@ def load_located(text: str, file: str) -> LocatedDocument:
         node = yaml.compose(text, Loader=_Loader)
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 (_Loader is a SafeLoader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(
-            [ConfigIssue(path="", message=f"invalid YAML: {problem}", file=file, line=line)]
-        ) from exc
+        raise ConfigError([syntax_issue(exc, text, file)]) from exc
     lines: dict[PathKey, int] = {}
     if node is not None:
         _collect_lines(node, (), lines)
     return LocatedDocument(data=data, lines=lines, file=file)
+
+
+def syntax_issue(exc: yaml.YAMLError, text: str, file: str) -> ConfigIssue:
+    """A YAML syntax error as an integrator can act on it: line, column, what is wrong in plain words and
+    what to do, instead of the parser's terms (``<block end>``, ``simple key``, ``token``)."""
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        what = f"a control character (#x{exc.character:04x}) that YAML does not allow: remove it"
+        return _syntax(file, line, column, what)
+    problem = str(getattr(exc, "problem", "") or "")
+    context = str(getattr(exc, "context", "") or "")
+    mark = getattr(exc, "problem_mark", None)
+    opened = getattr(exc, "context_mark", None)
+    for pattern, in_context, point, explain in _SYNTAX_HINTS:
+        found = re.search(pattern, problem)
+        if found is None or in_context not in context:
+            continue
+        where = opened if point == "opening" and opened is not None else mark
+        what = explain(found, opened)
+        if where is None:
+            return _syntax(file, None, None, what)
+        return _syntax(file, where.line + 1, where.column + (0 if point == "before" else 1), what)
+    what = (
+        "the structure breaks here: check the indentation, colons, quotes and brackets of this line and above"
+    )
+    return _syntax(file, mark.line + 1 if mark else None, mark.column + 1 if mark else None, what)
+
+
+def _syntax(file: str, line: int | None, column: int | None, what: str) -> ConfigIssue:
+    at = f"column {column}: " if column is not None else ""
+    return ConfigIssue(path="", message=f"invalid YAML: {at}{what}", file=file, line=line)
+
+
+def _at(mark: Any) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "above"
+
+
+def _unclosed(bracket: str, closing: str) -> _Explain:
+    kind, part = ("list", "an item") if bracket == "[" else ("object", "a value")
+
+    def explain(found: re.Match[str], opened: Any) -> str:
+        got = found.group(1)
+        if got == "<stream end>":
+            return (
+                f"the {kind} opened with {bracket} at {_at(opened)} is never closed: close it with {closing}"
+            )
+        instead = "more" if got.startswith("<") else got
+        return (
+            f"the {kind} opened with {bracket} at {_at(opened)} is not closed: expected , or {closing} but"
+            f" found {instead}; close it with {closing}, or quote {part} holding , : [ ] {{ }} or #"
+        )
+
+    return explain
+
+
+def _hint(text: str) -> _Explain:
+    return lambda found, opened: text.format(*found.groups(), opened=_at(opened))
+
+
+# (a pattern of PyYAML's problem, a word its context must hold, where to point: where the parser stopped,
+# where the construct it was reading opened, or one character before the stop (the backslash of a bad
+# escape), the plain explanation). First match wins.
+_SYNTAX_HINTS: list[tuple[str, str, Literal["here", "opening", "before"], _Explain]] = [
+    (
+        r"found character '\\t'|tab character",
+        "",
+        "here",
+        _hint("a tab: YAML indents with spaces only; replace it"),
+    ),
+    (
+        r"found character '(.)' that cannot start any token",
+        "",
+        "here",
+        _hint("a value cannot start with {0} unless it is quoted: put it in quotes, e.g. '{0}...'"),
+    ),
+    (
+        r"mapping values are not allowed here",
+        "",
+        "here",
+        _hint(
+            "a colon and a space inside a value: put the value in quotes if it holds ': ', or indent this"
+            " line like the key above it"
+        ),
+    ),
+    (
+        r"could not find expected ':'",
+        "",
+        "opening",
+        _hint("a line with no colon: write key: value, or quote text that runs onto the next line"),
+    ),
+    (r"expected ',' or '\]', but got '?([^']*)'?", "", "here", _unclosed("[", "]")),
+    (r"expected ',' or '\}', but got '?([^']*)'?", "", "here", _unclosed("{", "}")),
+    (
+        r"found unexpected end of stream",
+        "quoted scalar",
+        "opening",
+        _hint("the quoted text that opens here is never closed: add the closing quote"),
+    ),
+    (
+        r"found unknown escape character '?([^']*)'?",
+        "",
+        "before",
+        _hint(
+            "in double quotes a backslash starts an escape, and \\{0} is none: use single quotes for text"
+            " with backslashes (a regular expression: '\\d+'), or write \\\\ for one backslash"
+        ),
+    ),
+    (
+        r"expected <block end>, but found '\?'",
+        "",
+        "here",
+        _hint(
+            "a key among the - items of a list, at their indentation: indent it further to belong to an"
+            " item, or less to belong to the object around the list"
+        ),
+    ),
+    (
+        r"expected <block end>, but found '<scalar>'",
+        "",
+        "here",
+        _hint(
+            "text after a complete value: put the whole value in quotes, or start the next key on a new line"
+        ),
+    ),
+    (
+        r"expected <block end>, but found '<block (?:mapping|sequence) start>'",
+        "",
+        "here",
+        _hint(
+            "this line is indented differently from the keys above it (from {opened}): the keys of one"
+            " object start in the same column"
+        ),
+    ),
+    (
+        r"expected <block end>, but found '([\]}])'",
+        "",
+        "here",
+        _hint("a closing {0} with no opening bracket before it: remove it, or quote the value"),
+    ),
+    (
+        r"expected the node content, but found '([^']*)'",
+        "",
+        "here",
+        _hint("a value cannot start with {0}: quote it"),
+    ),
+    (
+        r"found undefined alias '([^']*)'",
+        "",
+        "here",
+        _hint("*{0} refers to an anchor &{0} that is not defined above: quote text that starts with *"),
+    ),
+    (r"second occurrence", "duplicate anchor", "here", _hint("an anchor (&name) defined twice: rename one")),
+    (
+        r"could not determine a constructor for the tag '([^']*)'",
+        "",
+        "here",
+        _hint("the tag {0} is not supported, only plain values: remove it, or quote text that starts with !"),
+    ),
+]
 
 
 def _collect_lines(node: yaml.Node, path: PathKey, lines: dict[PathKey, int]) -> None:
