@@ -27,7 +27,7 @@ import difflib
 import fnmatch
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -168,25 +168,26 @@ class _Case:
         return self.folder / f"{self.name}{suffix}"
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Expectations:
     """What a case's files say it expects."""
 
-    expected: Path  # the expected file for the spec's output kind
-    other: Path  # the expected file for the other kind, stale if present
+    expected: Path  # the expected file for the spec's output format
+    other: Path  # the expected file for the other format: stale if present
     error: Path
     checks: AssertFile | None
-    output_files: list[str] = field(default_factory=list)
-    error_files: list[str] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        checks = [self.checks] if self.checks is not None else []
-        self.output_files = [p.name for p in (self.expected, self.other) if p.exists()] + [
-            c.path.name for c in checks if c.expects_output
-        ]
-        self.error_files = [self.error.name] * self.error.exists() + [
-            c.path.name for c in checks if not c.expects_output
-        ]
+    @property
+    def output_files(self) -> list[str]:
+        """The files saying the case expects output."""
+        checks = [self.checks.path.name] if self.checks is not None and self.checks.expects_output else []
+        return [p.name for p in (self.expected, self.other) if p.exists()] + checks
+
+    @property
+    def error_files(self) -> list[str]:
+        """The files saying the case expects an error."""
+        checks = [self.checks.path.name] if self.checks is not None and not self.checks.expects_output else []
+        return [self.error.name] * self.error.exists() + checks
 
 
 def _run_case(
@@ -255,52 +256,51 @@ def _judge(case: _Case, expect: _Expectations, answer: _Answer) -> _Judged:
 
 
 def _update(expect: _Expectations, answer: _Answer, update: Update) -> _Judged:
-    error, actual = answer.error, answer.actual
-    if error is not None:
-        if expect.output_files and not update.accept_errors:
-            files = ", ".join(expect.output_files)
-            return (
-                "refused",
-                (
-                    f"the mapping now refuses the record: {error}\n"
-                    f"the case expects output ({files}); if the record should be refused now, run again"
-                    " with --accept-errors"
-                ),
-                (),
-            )
-        if not expect.error_files and not update.accept_errors:
-            return (
-                "refused",
-                (
-                    f"the mapping refuses this new case: {error}\n"
-                    "if it should, run again with --accept-errors to expect this error"
-                ),
-                (),
-            )
-        problems = _error_problems(expect, error, exact=False)
-        written = (expect.error, error + "\n") if expect.checks is None or expect.error.exists() else None
+    refusal = _refusal(expect, answer, update)
+    if refusal is not None:
+        return "refused", refusal, ()
+    if answer.error is not None:
+        problems = _error_problems(expect, answer.error, exact=False)
+        target, text = expect.error, answer.error + "\n"
     else:
-        assert actual is not None
-        if expect.error_files and not update.accept_outputs:
-            return (
-                "refused",
-                (
-                    f"the mapping now accepts the record, which the case expects it to refuse"
-                    f" ({', '.join(expect.error_files)}); if it should be accepted now, run again with"
-                    " --accept-outputs"
-                ),
-                (),
-            )
-        problems = _output_problems(expect, answer.result, actual, whole=False)
-        written = (expect.expected, actual) if expect.checks is None or expect.expected.exists() else None
-    if expect.checks is not None and expect.checks.expects_output != (error is None):
-        problems.append(
-            f"{expect.checks.path.name} expects {'output' if error is None else 'an error'}: edit it by hand"
-        )
+        assert answer.actual is not None
+        problems = _output_problems(expect, answer.result, answer.actual, whole=False)
+        target, text = expect.expected, answer.actual
+    checks = expect.checks
+    if checks is not None and checks.expects_output != (answer.error is None):
+        problems.append(f"{checks.path.name} expects {_wants(checks)}: edit it by hand")
     if problems:
         return _verdict(problems)
-    changes = _write(written) + _remove(expect, keep=written[0] if written else None)
+    # A case checked by an assert file alone stays so: no whole expected file is added to it.
+    written = (target, text) if checks is None or target.exists() else None
+    changes = _write(written) + _remove(expect, keep=target if written else None)
     return ("updated" if changes else "passed"), "", changes
+
+
+def _refusal(expect: _Expectations, answer: _Answer, update: Update) -> str | None:
+    """Why an update may not change this case on its own: it would change what kind of result it expects."""
+    if answer.error is None:
+        if expect.error_files and not update.accept_outputs:
+            return (
+                f"the mapping now accepts the record, which the case expects it to refuse"
+                f" ({', '.join(expect.error_files)}); if it should be accepted now, run again with"
+                " --accept-outputs"
+            )
+        return None
+    if update.accept_errors:
+        return None
+    if expect.output_files:
+        return (
+            f"the mapping now refuses the record: {answer.error}\n"
+            f"the case expects output ({', '.join(expect.output_files)}); if the record should be refused"
+            " now, run again with --accept-errors"
+        )
+    if not expect.error_files:
+        return (
+            f"the mapping refuses this new case: {answer.error}\n"
+            "if it should, run again with --accept-errors to expect this error"
+        )
+    return None
 
 
 def _write(written: tuple[Path, str] | None) -> tuple[FileChange, ...]:
@@ -348,6 +348,10 @@ def _output_problems(expect: _Expectations, result: Any, actual: str, *, whole: 
 
 def _verdict(problems: list[str]) -> _Judged:
     return ("failed", "\n".join(problems), ()) if problems else ("passed", "", ())
+
+
+def _wants(checks: AssertFile) -> str:
+    return "output" if checks.expects_output else "an error"
 
 
 def _kind(path: Path) -> str:
