@@ -10,6 +10,7 @@ import pytest
 from lienthong.cli import main
 from lienthong.mappings import bundled_dir
 from lienthong.mappings.golden import run_golden
+from lienthong.mappings.golden_checks import load_assert_file
 
 CASES = Path("golden") / "portal_progress"
 
@@ -212,3 +213,14 @@ def test_update_removes_stale_written_files_but_never_an_assert_file(
     assert f"stale    {folder / 'gone.assert.yaml'}" in out
     assert "remove gone.assert.yaml by hand" in out
     assert (folder / "gone.assert.yaml").exists()
+
+
+def test_the_readme_example_assert_file_loads(tmp_path: Path) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    guide = readme.split("**Golden tests.**", 1)[1]
+    example = guide.split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "received.assert.yaml"
+    path.write_text(example, encoding="utf-8")
+    checks = load_assert_file(path)
+    assert checks.expects_output
+    assert len(checks.expectations.output or []) == 5

@@ -273,3 +273,15 @@ def test_an_example_that_no_longer_holds_stops_the_page(monkeypatch: pytest.Monk
     monkeypatch.setitem(reference.EXAMPLES, "pad", [wrong])
     with pytest.raises(ValueError, match=r"example apply: \{pad: 5\} on '42' gave '00042', not '0042'"):
         reference.functions_markdown()
+
+
+def test_the_readme_shows_a_real_yaml_error(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    shown = next(line for line in readme.splitlines() if line.startswith("my_spec.yaml:9 invalid YAML"))
+    spec = tmp_path / "my_spec.yaml"
+    spec.write_text(
+        "description: x\n" + "# .\n" * 6 + "fields:\n  X: {from: a, apply: [trim}\n", encoding="utf-8"
+    )
+    with pytest.raises(ConfigError) as caught:
+        SpecLoader().load(spec)
+    assert str(caught.value) == shown
