@@ -285,3 +285,16 @@ def test_the_readme_shows_a_real_yaml_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         SpecLoader().load(spec)
     assert str(caught.value) == shown
+
+
+def test_a_junit_report_that_cannot_be_written_exits_2(
+    specs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["mapping", "test", str(specs), "--junit", str(specs / "no" / "such" / "dir.xml")]) == 2
+    assert "cannot write the JUnit report: No such file or directory" in capsys.readouterr().err
+
+
+def test_a_param_without_a_value_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    case = GOLDEN / "emc_tracking" / "postal-processing.input.json"
+    assert main(["mapping", "run", "bundled:emc_tracking", str(case), "--param", "site_id"]) == 2
+    assert "--param site_id: give NAME=VALUE" in capsys.readouterr().err

@@ -12,11 +12,16 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from lienthong.errors import ConfigError, MappingError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from lienthong.mappings.golden import CaseResult
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 STDIN = "-"
@@ -101,7 +106,11 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
-    params = dict(p.split("=", 1) for p in args.param if "=" in p)
+    malformed = [p for p in args.param if "=" not in p]
+    if malformed:
+        print(f"--param {malformed[0]}: give NAME=VALUE", file=sys.stderr)
+        return EXIT_USAGE
+    params = dict(p.split("=", 1) for p in args.param)
     missing = mapping.missing_params(params)
     if missing:
         print(f"{mapping.name} needs params: {', '.join(missing)} (give --param NAME=VALUE)", file=sys.stderr)
@@ -161,14 +170,25 @@ def _test(args: argparse.Namespace) -> int:
         print(f"no golden cases {_where(selection)}", file=sys.stderr)
         return EXIT_USAGE
     _report(results, args)
+    if args.junit is not None and not _write_junit(results, args.junit):
+        return EXIT_USAGE
     return EXIT_OK if all(r.passed for r in results) else EXIT_FAILED
 
 
-def _report(results: Any, args: argparse.Namespace) -> None:
-    from lienthong.mappings.golden_report import as_json, junit_xml, text_lines  # noqa: PLC0415
+def _write_junit(results: Sequence[CaseResult], path: Path) -> bool:
+    from lienthong.mappings.golden_report import junit_xml  # noqa: PLC0415
 
-    if args.junit is not None:
-        args.junit.write_bytes(junit_xml(results))
+    try:
+        path.write_bytes(junit_xml(results))
+    except OSError as exc:
+        print(f"{path}: cannot write the JUnit report: {exc.strerror or exc}", file=sys.stderr)
+        return False
+    return True
+
+
+def _report(results: Sequence[CaseResult], args: argparse.Namespace) -> None:
+    from lienthong.mappings.golden_report import as_json, text_lines  # noqa: PLC0415
+
     if args.json:
         print(json.dumps(as_json(results), indent=2, ensure_ascii=False))
     else:
