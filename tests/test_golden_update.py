@@ -48,6 +48,7 @@ def test_update_refuses_to_turn_an_expected_output_into_an_expected_error(
     assert "REFUSED  portal_progress / processing-step" in out
     assert "ChucDanh (from dossier.step.titel): required but missing" in out
     assert "--accept-errors" in out
+    assert "3 cases, 2 failed (2 refused: they would change what the case expects), 0 files written" in out
     assert expected.read_bytes() == before
     assert not (specs / CASES / "processing-step.error.txt").exists()
     # and the regression stays visible on the next plain run

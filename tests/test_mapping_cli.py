@@ -157,7 +157,14 @@ def test_json_output_lists_every_case_with_its_outcome(
 
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] is False
-    assert report["summary"] == {"cases": 8, "failed": 1, "written": 0, "removed": 0, "stale": 0}
+    assert report["summary"] == {
+        "cases": 8,
+        "failed": 1,
+        "refused": 0,
+        "written": 0,
+        "removed": 0,
+        "stale": 0,
+    }
     outcomes = {(c["spec"], c["case"]): c["outcome"] for c in report["cases"]}
     assert outcomes[("portal_progress", "processing-step")] == "failed"
     assert outcomes[("emc_tracking", "error-level-2")] == "passed"

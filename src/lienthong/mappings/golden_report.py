@@ -19,11 +19,13 @@ _MARKS = {"passed": "ok", "failed": "FAIL", "refused": "REFUSED"}
 
 
 def summary(results: Sequence[CaseResult]) -> dict[str, int]:
-    """Counts: cases run, failed (refusals and stale files included), files written and removed."""
+    """Counts: cases run, failed (refused updates and stale files included), refused, files written,
+    removed and stale."""
     changes = Counter(f.change for r in results for f in r.files)
     return {
         "cases": sum(r.outcome not in ("stale", "removed") for r in results),
         "failed": sum(not r.passed for r in results),
+        "refused": sum(r.outcome == "refused" for r in results),
         "written": changes["new"] + changes["changed"],
         "removed": changes["removed"],
         "stale": changes["stale"],
@@ -42,6 +44,8 @@ def text_lines(results: Sequence[CaseResult], *, update: bool) -> Iterator[str]:
             yield "    " + result.detail.replace("\n", "\n    ")
     counts = summary(results)
     line = f"{counts['cases']} cases, {counts['failed']} failed"
+    if counts["refused"]:
+        line += f" ({counts['refused']} refused: they would change what the case expects)"
     if update:
         line += f", {counts['written']} files written, {counts['removed']} removed"
     if counts["stale"]:
