@@ -665,7 +665,9 @@ def build_adapter(
         return ViettelInvoiceAdapter(name, peer, viettel, events=events)
     if isinstance(dest, ProvincialDestination):
         secret = dest.secret.get_secret_value()
-        return ProvincialAdapter(name, peer, secret=secret, webhook_path=dest.webhook_path)
+        return ProvincialAdapter(
+            name, peer, secret=secret, webhook_path=dest.webhook_path, signature=dest.signature
+        )
     if isinstance(dest, PayGovDestination):
         settings = PayGovSettings(dest.partner_code, dest.secret.get_secret_value(), dest.service_path)
         return PayGovAdapter(name, peer, settings, store, clock=clock)

@@ -22,6 +22,7 @@ from pydantic import (
     SecretStr,
     Tag,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -378,7 +379,30 @@ class ProvincialDestination(_HttpDestination):
 
     kind: Literal["provincial"]
     webhook_path: str = "/lienthong/callback"
-    secret: SecretStr = Field(description="The key both sides hold for the signature (use ${ENV}).")
+    signature: Literal["lienthong", "standard_webhooks"] = Field(
+        default="lienthong",
+        description="How callbacks are signed: `lienthong` (X-Lienthong-Signature: t=…,v1=<hex>) or"
+        " `standard_webhooks` (webhook-id, webhook-timestamp, webhook-signature; the message id is signed"
+        " too), which the province can check with a ready Standard Webhooks library.",
+    )
+    secret: SecretStr = Field(
+        description="The key both sides hold for the signature (use ${ENV}); with `standard_webhooks`,"
+        " `whsec_` and the base64 of 24 to 64 random bytes."
+    )
+
+    @field_validator("secret")
+    @classmethod
+    def _standard_webhooks_secret(cls, secret: SecretStr, info: ValidationInfo) -> SecretStr:
+        # The key's size from its base64 text, without decoding it (the adapter decodes it).
+        key = re.fullmatch(r"whsec_([A-Za-z0-9+/]*={0,2})", secret.get_secret_value())
+        text = key.group(1) if key and len(key.group(1)) % 4 == 0 else ""
+        size = len(text) * 3 // 4 - text.count("=")
+        if info.data.get("signature") == "standard_webhooks" and not 24 <= size <= 64:
+            raise ValueError(
+                "with signature standard_webhooks, write `whsec_` and the base64 of 24 to 64 random bytes"
+                " (`whsec_` followed by what `openssl rand -base64 32` prints)"
+            )
+        return secret
 
 
 class _Seller(_Model):

@@ -1,20 +1,28 @@
 """Callbacks to the provincial system: results it must know (payment confirmed, receipt number, a delivery
 that needs a person), POSTed to its webhook and signed so it can verify them. The webhook answers 2xx
-with a JSON object.
+with a JSON object. Two signature schemes (``destinations.<province>.signature``):
 
-Signature (ours; the province verifies it): header ``X-Lienthong-Signature: t=<unix seconds>,v1=<hex>``
-where ``hex`` is HMAC-SHA256 of ``"<t>.<body>"`` under the shared secret. The timestamp lets the province
-refuse replays older than a few minutes; ``X-Lienthong-Message-Id`` (also the idempotency key) lets it
-drop a repeated delivery.
+``lienthong`` (the default; ours): header ``X-Lienthong-Signature: t=<unix seconds>,v1=<hex>`` where
+``hex`` is HMAC-SHA256 of ``"<t>.<body>"`` under the shared secret's UTF-8 bytes. The timestamp lets the
+province refuse replays older than a few minutes; ``X-Lienthong-Message-Id`` (also the idempotency key)
+lets it drop a repeated delivery. The message id is not signed.
+
+``standard_webhooks`` (Standard Webhooks 1.0, symmetric; docs/contracts.md): headers ``webhook-id`` (the
+message id), ``webhook-timestamp`` (unix seconds) and ``webhook-signature: v1,<base64>`` where ``base64``
+is HMAC-SHA256 of ``"<id>.<timestamp>.<body>"`` under the key the secret ``whsec_<base64 key>`` carries.
+The signature covers the message id, so a repeat cannot be passed off as a new message; the province
+verifies with a ready library (Java, C#, PHP, Go, Python…), the secret given as it is.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import orjson
 
@@ -23,7 +31,13 @@ from lienthong.adapters.http import HttpPeer
 from lienthong.errors import PermanentError
 from lienthong.model import Message
 
+Scheme = Literal["lienthong", "standard_webhooks"]
 SIGNATURE_HEADER = "x-lienthong-signature"
+MESSAGE_ID_HEADER = "x-lienthong-message-id"
+WEBHOOK_ID, WEBHOOK_TIMESTAMP, WEBHOOK_SIGNATURE = "webhook-id", "webhook-timestamp", "webhook-signature"
+SECRET_PREFIX = "whsec_"  # noqa: S105 (the prefix Standard Webhooks secrets carry, not a secret)
+KEY_BYTES = (24, 64)
+"""A Standard Webhooks key's length in bytes: at least 24 (the specification), at most 64."""
 
 
 def sign(body: bytes, secret: bytes, timestamp: int) -> str:
@@ -42,6 +56,74 @@ def verify(body: bytes, header: str, secret: bytes, *, now: float, tolerance_s: 
     return abs(now - timestamp) <= tolerance_s and hmac.compare_digest(parts.get("v1", ""), expected)
 
 
+def standard_key(secret: str) -> bytes:
+    """The key in a Standard Webhooks secret, ``whsec_`` + base64 of 24 to 64 random bytes; ValueError
+    saying what is wrong otherwise."""
+    if not secret.startswith(SECRET_PREFIX):
+        raise ValueError(f"must start with {SECRET_PREFIX!r}, then the key in base64")
+    try:
+        key = base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"the key after {SECRET_PREFIX!r} is not valid base64") from exc
+    if not KEY_BYTES[0] <= len(key) <= KEY_BYTES[1]:
+        raise ValueError(f"the key must be {KEY_BYTES[0]} to {KEY_BYTES[1]} bytes, this one has {len(key)}")
+    return key
+
+
+def sign_standard(message_id: str, timestamp: int, body: bytes, key: bytes) -> str:
+    """``v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">``. The id must hold no ``.``: lienthong's
+    message ids (``m-<hex>``) never do."""
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+def verify_standard(
+    body: bytes, headers: Mapping[str, str], key: bytes, *, now: float, tolerance_s: float = 300
+) -> bool:
+    """What a province runs for Standard Webhooks: the three headers present, the timestamp within
+    ``tolerance_s`` of ``now`` either way, and one ``v1`` signature among those listed (space-separated,
+    for key rotation) matching, compared in constant time."""
+    message_id = headers.get(WEBHOOK_ID, "")
+    timestamp = headers.get(WEBHOOK_TIMESTAMP, "")
+    if not message_id or not timestamp.isdigit() or abs(now - int(timestamp)) > tolerance_s:
+        return False
+    expected = sign_standard(message_id, int(timestamp), body, key).encode()
+    given = headers.get(WEBHOOK_SIGNATURE, "").split(" ")
+    return any(hmac.compare_digest(s.encode(), expected) for s in given if s.startswith("v1,"))
+
+
+class Signer(Protocol):
+    def headers(self, message_id: str, body: bytes, timestamp: int) -> dict[str, str]:
+        """The headers that sign ``body``, sent as message ``message_id`` at ``timestamp``."""
+        ...
+
+
+class LienthongSignature:
+    def __init__(self, secret: str) -> None:
+        self._secret = secret.encode()
+
+    def headers(self, message_id: str, body: bytes, timestamp: int) -> dict[str, str]:
+        return {MESSAGE_ID_HEADER: message_id, SIGNATURE_HEADER: sign(body, self._secret, timestamp)}
+
+
+class StandardWebhooksSignature:
+    def __init__(self, secret: str) -> None:
+        self._key = standard_key(secret)
+
+    def headers(self, message_id: str, body: bytes, timestamp: int) -> dict[str, str]:
+        return {
+            WEBHOOK_ID: message_id,
+            WEBHOOK_TIMESTAMP: str(timestamp),
+            WEBHOOK_SIGNATURE: sign_standard(message_id, timestamp, body, self._key),
+        }
+
+
+def signer(scheme: Scheme, secret: str) -> Signer:
+    if scheme == "standard_webhooks":
+        return StandardWebhooksSignature(secret)
+    return LienthongSignature(secret)
+
+
 class ProvincialAdapter:
     operations = ("notify",)
 
@@ -52,11 +134,14 @@ class ProvincialAdapter:
         *,
         secret: str,
         webhook_path: str,
+        signature: Scheme = "lienthong",
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``signature`` chooses the scheme (module docstring); with ``standard_webhooks`` the ``secret`` is
+        ``whsec_<base64 key>`` (ValueError otherwise)."""
         self.name = name
         self._peer = peer
-        self._secret = secret.encode()
+        self._signer = signer(signature, secret)
         self._webhook = peer.endpoint(webhook_path)
         self._clock = clock
 
@@ -71,8 +156,7 @@ class ProvincialAdapter:
         headers: Mapping[str, str] = {
             "content-type": "application/json",
             "idempotency-key": message.message_id,
-            "x-lienthong-message-id": message.message_id,
-            SIGNATURE_HEADER: sign(payload, self._secret, int(self._clock())),
+            **self._signer.headers(message.message_id, payload, int(self._clock())),
         }
         with map_transport_errors(self.name, "notify"):
             response = await self._webhook.post(payload, headers)

@@ -1,8 +1,10 @@
 """Sandbox provincial system: the webhook that receives lienthong's signed callbacks, and the change feed
 lienthong polls when a province cannot call it (``GET /api/changes``).
 
-It verifies the signature and its age the way a province should, refuses bad ones with 401, and records
-the good ones (once per message id, as a province deduplicating repeats would).
+It verifies the signature and its age the way a province should, in the scheme it is set up for
+(``signature``: lienthong's own, or Standard Webhooks), refuses bad ones with 401, and records the good ones
+(once per message id, as a province deduplicating repeats would) and the requests that carried them
+(``deliveries``, headers and body as they came, for an independent verifier).
 """
 
 from __future__ import annotations
@@ -12,7 +14,15 @@ import time
 
 import orjson
 
-from lienthong.adapters.provincial import SIGNATURE_HEADER, verify
+from lienthong.adapters.provincial import (
+    MESSAGE_ID_HEADER,
+    SIGNATURE_HEADER,
+    WEBHOOK_ID,
+    Scheme,
+    standard_key,
+    verify,
+    verify_standard,
+)
 from lienthong.sandbox.base import Answer, FaultPlan, Peer, Received, Request
 
 
@@ -25,9 +35,13 @@ class ProvincialSandbox(Peer):
         changes_path: str = "/api/changes",
         faults: FaultPlan | None = None,
         basic: tuple[str, str] | None = None,
+        signature: Scheme = "lienthong",
     ) -> None:
+        """With ``signature="standard_webhooks"``, ``secret`` is ``whsec_<base64 key>``."""
         super().__init__(faults)
-        self.secret = secret.encode()
+        self.signature = signature
+        self.secret = standard_key(secret) if signature == "standard_webhooks" else secret.encode()
+        self.deliveries: list[Request] = []
         self.basic = basic  # the province's gateway may also ask for HTTP basic credentials
         self.refused = 0
         self._seen: set[str] = set()
@@ -56,17 +70,24 @@ class ProvincialSandbox(Peer):
             expected = "Basic " + base64.b64encode(":".join(self.basic).encode()).decode()
             if request.headers.get("authorization") != expected:
                 return Answer.json({"error": "basic credentials required"}, 401)
-        if not verify(request.body, request.headers.get(SIGNATURE_HEADER, ""), self.secret, now=time.time()):
+        if not self._verified(request):
             self.refused += 1
             return Answer.json({"error": "bad or stale signature"}, 401)
         try:
             body = orjson.loads(request.body)
         except orjson.JSONDecodeError:
             return Answer.json({"error": "not JSON"}, 400)
-        message_id = request.headers.get("x-lienthong-message-id", "")
+        id_header = WEBHOOK_ID if self.signature == "standard_webhooks" else MESSAGE_ID_HEADER
+        message_id = request.headers.get(id_header, "")
+        self.deliveries.append(request)
         if message_id not in self._seen:
             self._seen.add(message_id)
             self.record(
                 Received(str(body.get("kind", "")), message_id, str(body.get("dossier_code", "")), body)
             )
         return Answer.json({"ok": True})
+
+    def _verified(self, request: Request) -> bool:
+        if self.signature == "standard_webhooks":
+            return verify_standard(request.body, request.headers, self.secret, now=time.time())
+        return verify(request.body, request.headers.get(SIGNATURE_HEADER, ""), self.secret, now=time.time())
