@@ -24,7 +24,7 @@ import fnmatch
 import hashlib
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -152,18 +152,23 @@ class BankReconciliation:
         )
         summaries: list[StatementSummary] = []
         transactions = 0
-        for path in files:
+
+        def transactions_of(path: Path) -> Iterator[Transaction]:
+            nonlocal transactions
             layout = _layout_for(path, settings.layouts)
             for item in read_statements(path, csv_layout=layout, max_bytes=settings.max_file_bytes):
                 if isinstance(item, Transaction):
                     transactions += 1
-                    matcher.add(item, path.name)
+                    yield item
                     if transactions % 1000 == 0:
                         if stop.is_set():
                             raise TimeoutError("stopped: the run was cut off")
                         context.report("bank transactions read", transactions)
                 else:
                     summaries.append(item)
+
+        for path in files:
+            matcher.add_all(transactions_of(path), path.name)
         return matcher.finish(), summaries, transactions
 
     async def _ask_platform(self, report: Report, before_ms: int) -> None:

@@ -23,10 +23,11 @@ import json
 import re
 from array import array
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import date
 from decimal import Decimal
-from operator import methodcaller
+from itertools import compress
 from pathlib import Path
 from typing import Literal
 
@@ -64,21 +65,36 @@ ADVICE: dict[str, str] = {
 CURRENCY = "VND"
 """The currency of every payment lienthong confirms; a credit in another is an amount mismatch."""
 MATCHED, FLAGGED = 1, 2
+_PLAIN_CURRENCY = frozenset({"", CURRENCY})
 MAX_FINDINGS = 100_000
 """Findings listed per run; past it they are only counted (``findings_not_listed``), so a file of a
 million strangers' credits cannot hold a million findings in memory."""
 MIN_WORD = 6
 """The fewest letters and digits a word of the payer's text must have to be taken for a reference."""
 
-_NOT_WORD = re.compile(r"[^0-9A-Z]+")
 _WORDS = re.compile(r"[^\s,;:/|()\[\]{}\"'+]+")
-_PUNCTUATION = str.maketrans("", "", "-._/ ")
+_ZERO = re.compile(b"\\x00")
+_KEEP = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_DROP = bytes(c for c in range(256) if c not in _KEEP)
+_DROP_KEEPING_LINES = _DROP.replace(b"\n", b"")
 
 
 def normalised(reference: str) -> str:
-    """A reference as banks may pass it on: upper case, letters and digits only."""
-    key = reference.upper().translate(_PUNCTUATION)  # the usual separators: 3x faster than the regex
-    return key if key.isalnum() and key.isascii() else _NOT_WORD.sub("", key)
+    """A reference as banks may pass it on: ASCII letters, upper case, and digits; nothing else.
+
+    Bytes, not ``str``: ``bytes.upper`` and ``bytes.translate`` are table look-ups, 2.7x faster than
+    ``str.translate``; a letter outside ASCII is dropped (as banks' transfer texts drop diacritics)."""
+    return reference.encode("utf-8", "ignore").upper().translate(None, _DROP).decode("ascii")
+
+
+def _all_normalised(references: list[str]) -> list[str]:
+    """``normalised`` of each reference, in one pass over them joined: 0.1 s for a million, against
+    0.9 s one by one."""
+    joined = "\n".join(references)
+    if not references or joined.count("\n") != len(references) - 1:  # a reference holds a line break
+        return [normalised(reference) for reference in references]
+    keys = joined.encode("utf-8", "ignore").upper().translate(None, _DROP_KEEPING_LINES)
+    return keys.decode("ascii").split("\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +158,11 @@ def _row(finding: Finding) -> dict[str, object]:
     return row
 
 
+def _unmatched(matched: bytearray) -> Iterator[int]:
+    """The indexes of the payments not matched, in order."""
+    return (found.start() for found in _ZERO.finditer(matched))
+
+
 class Matcher:
     """Matches transactions as they come (``add``), then what is left (``finish``)."""
 
@@ -170,25 +191,53 @@ class Matcher:
         self._first_source = array("i", bytes(4 * len(payments)))
         self._sources: dict[str, int] = {}
         self._last_source, self._last_source_id = "", self._sources.setdefault("", 0)
-        # Two indexes, built by C loops (dict, zip, map): a Python loop over a million payments took
-        # half the match's time. References are unique in the store; keys that collide once case and
-        # punctuation are dropped ("H56-2612-0001", "H56-26120-001") name no payment: a payer's text
-        # meant for one must not pay the other.
-        references = [payment.reference for payment in payments]
-        self._index = dict(zip(references, range(len(references)), strict=True))
-        keys = list(map(methodcaller("translate", _PUNCTUATION), map(str.upper, references)))
-        for i, key in enumerate(keys):
-            if not (key.isalnum() and key.isascii()):
-                keys[i] = _NOT_WORD.sub("", key)
-        self._normalised = dict(zip(keys, range(len(keys)), strict=True))
-        if len(self._normalised) < len(keys):
-            for key, times in Counter(keys).items():
-                if times > 1:
-                    del self._normalised[key]
+        # Two indexes, built by C loops (dict, zip, a bytes translation): a Python loop over a million
+        # payments took half the match's time. References are unique in the store; keys that collide
+        # once case and punctuation are dropped ("H56-2612-0001", "H56-26120-001") name no payment: a
+        # payer's text meant for one must not pay the other. The second index is built when a reference
+        # is first not found as written.
+        self._index = dict(zip([p.reference for p in payments], range(len(payments)), strict=True))
+        self._loose: dict[str, int] | None = None
+        self._shortest = min(map(len, self._index), default=0)
+        self._loose_shortest = 0
         self._left: list[tuple[Transaction, str]] = []
         self.counts: Counter[str] = Counter()
         self.matched = 0  # counted apart from ``counts``: it is the common case
         self.findings: list[Finding] = []
+
+    def add_all(self, transactions: Iterable[Transaction], source: str = "") -> None:
+        """``add`` for each transaction of the file ``source``, as one loop: the common case (a booked
+        credit naming an unmatched VND payment of its amount by its first reference) is matched here,
+        with the matcher's state in locals; any other goes through ``add``. Twice as fast as calling
+        ``add`` a million times (``benchmarks/bench_reconcile.py``)."""
+        add, find = self.add, self._index.get
+        matched, payments, payer_of = self._matched, self._payments, self._payer_of
+        first_hash, first_source = self._first_hash, self._first_source
+        source_id = self._sources.setdefault(source, len(self._sources))
+        count = 0
+        for transaction in transactions:
+            references = transaction.references
+            found = find(references[0]) if references else None
+            if (
+                found is None
+                or matched[found]
+                or transaction.status != "BOOK"
+                or transaction.reversal
+                or transaction.currency not in _PLAIN_CURRENCY
+            ):
+                add(transaction, source)
+                continue
+            expected = payments[found].amount
+            if expected <= 0 or transaction.amount != expected:
+                add(transaction, source)
+                continue
+            first_hash[found] = hash(references)
+            first_source[found] = source_id
+            if payer_of:
+                payer_of[found] = transaction.debtor_account or None
+            matched[found] = MATCHED
+            count += 1
+        self.matched += count
 
     def add(self, transaction: Transaction, source: str = "") -> None:  # noqa: PLR0912 (a branch per outcome)
         """Pass 1 for one transaction (from the file ``source``): by reference, or kept for pass 2."""
@@ -276,12 +325,18 @@ class Matcher:
 
     def finish(self) -> Report:
         """Pass 2 (by amount and date), then the payments nobody paid; the report."""
-        by_amount: dict[int, list[int]] = {}
-        for i, payment in enumerate(self._payments):
-            if not self._matched[i]:
-                by_amount.setdefault(payment.amount, []).append(i)
+        # The payments still unpaid, by amount and day; each list lowest index last, popped first. The
+        # zero bytes of ``_matched`` are found by a C scan: a Python loop over a million payments took
+        # 0.2 s for the few thousand left.
+        waiting: dict[tuple[int, int], list[int]] = {}
+        payments = self._payments
+        for i in _unmatched(self._matched):
+            payment = payments[i]
+            waiting.setdefault((payment.amount, payment.paid_on.toordinal()), []).append(i)
+        for indices in waiting.values():
+            indices.reverse()
         for transaction, source in self._left:
-            found = self._nearest(transaction, by_amount.get(int(transaction.amount)))
+            found = self._nearest(transaction, waiting)
             if found is None:
                 self._finding(
                     "unknown_in_bank", transaction, None, "no confirmed payment names it or fits it", source
@@ -291,8 +346,9 @@ class Matcher:
             if self._payer_of:
                 self._payer_of[found] = transaction.debtor_account or None
             self.counts["matched_by_amount_and_date"] += 1
-        for i, payment in enumerate(self._payments):
-            if not self._matched[i] and payment.due:
+        for i in _unmatched(self._matched):
+            payment = payments[i]
+            if payment.due:
                 self.counts["missing_from_bank"] += 1
                 if len(self.findings) >= self._max_findings:
                     self.counts["findings_not_listed"] += 1
@@ -316,7 +372,8 @@ class Matcher:
         (a business paying its own) do not count as unrelated."""
         counted = Counter(self._payer_of)  # a C loop over the accounts
         counted.pop(None, None)
-        busy = {account for account, n in counted.items() if n >= self._payer_threshold}
+        # The accounts seen often enough, by C loops: a set comprehension over a million took 0.15 s.
+        busy = set(compress(counted.keys(), map(self._payer_threshold.__le__, counted.values())))
         if not busy:
             self._payer_of = []
             return
@@ -341,35 +398,57 @@ class Matcher:
                 )  # fmt: skip
         self._payer_of = []
 
+    def _normalised_index(self) -> dict[str, int]:
+        keys = _all_normalised([payment.reference for payment in self._payments])
+        loose = dict(zip(keys, range(len(keys)), strict=True))
+        if len(loose) < len(keys):
+            for key, times in Counter(keys).items():
+                if times > 1:
+                    del loose[key]
+        self._loose, self._loose_shortest = loose, min(map(len, loose), default=0)
+        return loose
+
     def _find(self, transaction: Transaction) -> int | None:
-        index, loose = self._index, self._normalised
+        # A string shorter than every key cannot be one: a look-up in a dict of a million keys misses
+        # the CPU's caches, and most words of a payer's text ("nop le phi") are short.
+        index, shortest = self._index, self._shortest
+        loose = self._normalised_index() if self._loose is None else self._loose
+        loose_shortest = self._loose_shortest
         for reference in transaction.references:
-            found = index.get(reference)
-            if found is None:
+            found = index.get(reference) if len(reference) >= shortest else None
+            if found is None and len(reference) >= loose_shortest:  # normalised is never longer
                 found = loose.get(normalised(reference))
             if found is not None:
                 return found
         if transaction.remittance:
+            fewest = max(MIN_WORD, loose_shortest)
             for word in _WORDS.findall(transaction.remittance):
-                found = index.get(word)
-                if found is None and len(word) >= MIN_WORD:
+                found = index.get(word) if len(word) >= shortest else None
+                if found is None and len(word) >= fewest:
                     key = normalised(word)
-                    found = loose.get(key) if len(key) >= MIN_WORD else None
+                    found = loose.get(key) if len(key) >= fewest else None
                 if found is not None:
                     return found
         return None
 
-    def _nearest(self, transaction: Transaction, candidates: list[int] | None) -> int | None:
-        if not candidates or transaction.booked is None or transaction.amount != int(transaction.amount):
+    def _nearest(self, transaction: Transaction, waiting: dict[tuple[int, int], list[int]]) -> int | None:
+        """The unpaid payment of the transaction's amount paid closest to its booking day (within
+        ``date_tolerance_days``; on a tie, the first payment), looked up day by day outwards."""
+        amount = transaction.amount
+        if transaction.booked is None or amount != int(amount):
             return None
-        best, best_gap = None, self._days + 1
-        for i in candidates:
-            if self._matched[i]:
-                continue
-            gap = abs((self._payments[i].paid_on - transaction.booked).days)
-            if gap < best_gap:
-                best, best_gap = i, gap
-        return best
+        amount_key, day, matched = int(amount), transaction.booked.toordinal(), self._matched
+        for gap in range(self._days + 1):
+            best = None
+            for key in ((amount_key, day - gap), (amount_key, day + gap)) if gap else ((amount_key, day),):
+                indices = waiting.get(key)
+                while indices and matched[indices[-1]]:
+                    indices.pop()  # paid since: by amount and date, or by a reference in another file
+                if indices and (best is None or indices[-1] < best):
+                    best = indices[-1]
+            if best is not None:
+                return best
+        return None
 
     def _finding(
         self,
