@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 import threading
 import time
@@ -115,7 +116,7 @@ class Progress:
     def __init__(self, out: TextIO, job: str, *, every_s: float = 1.0) -> None:
         self._out, self._job, self._every_s = out, job, every_s
         self._tty = out.isatty()
-        self._last = 0.0
+        self._last = -math.inf  # the first report is written, whatever the monotonic clock reads
         self._turns = 0
         self._drawn = False
         self._lock = threading.Lock()  # a job may report from its worker thread
