@@ -338,6 +338,17 @@ async def test_metrics_say_when_a_job_last_succeeded_even_after_a_restart(store:
     assert again.get_sample_value("lienthong_scheduler_last_success_timestamp_seconds", labels) == clock.now
 
 
+async def test_a_job_that_never_succeeded_has_a_last_success_of_zero_so_an_alert_can_see_it(
+    store: Store,
+) -> None:
+    registry = CollectorRegistry()
+    node = scheduler(store, Job(RuntimeError("no file")), Clock(at(2026, 12, 1, 1, 0)), registry=registry)
+    await node.start()
+    await node.stop()
+    labels = {"job": "bank"}
+    assert registry.get_sample_value("lienthong_scheduler_last_success_timestamp_seconds", labels) == 0
+
+
 async def test_a_stop_during_a_run_records_it_as_interrupted(store: Store) -> None:
     clock = Clock(at(2026, 12, 1, 1, 59))
     job = Job("hang")

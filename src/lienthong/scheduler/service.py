@@ -133,8 +133,10 @@ class Scheduler:
             if abandoned:
                 log.warning("%s: %d attempts left running by a node that stopped: failed", name, abandoned)
             success = await self.store.run(units.last_success, name)
-            if success is not None and success.ended_ms is not None:
-                self.metrics.scheduler_last_success.labels(name).set(success.ended_ms / 1000)
+            # 0 for a job that never succeeded: the series exists, so an alert can see it (an absent
+            # series fires nothing) without mistaking it for a success in 1970.
+            ended = success.ended_ms / 1000 if success is not None and success.ended_ms is not None else 0
+            self.metrics.scheduler_last_success.labels(name).set(ended)
             latest = await self.store.run(units.latest_run, name)
             self._last_end[name] = (
                 datetime.fromtimestamp(latest.window_end_ms / 1000, UTC)
