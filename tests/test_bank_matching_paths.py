@@ -9,7 +9,7 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lienthong.bank.matching import Matcher, Payment, Report, _all_normalised, normalised
+from lienthong.bank.matching import Finding, Matcher, Payment, Report, _all_normalised, normalised
 from lienthong.bank.records import Transaction
 
 DAY = date(2026, 12, 1)
@@ -53,7 +53,7 @@ transactions = st.builds(
 batches = st.lists(st.tuples(st.sampled_from(["a.xml", "b.xml"]), st.lists(transactions, max_size=6)), max_size=4)
 
 
-def _report(report: Report) -> tuple[dict[str, int], list[object]]:
+def _report(report: Report) -> tuple[dict[str, int], list[Finding]]:
     return dict(report.counts), report.findings
 
 
