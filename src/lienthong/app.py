@@ -40,6 +40,7 @@ from lienthong.api.health import health_router
 from lienthong.api.limits import BodySizeLimit
 from lienthong.api.payments import payments_router
 from lienthong.bank.job import BankJobSettings, BankReconciliation
+from lienthong.bus.conditions import RouteFacts, compile_route_condition
 from lienthong.bus.deadletters import DeadLetters
 from lienthong.bus.dispatcher import Dispatcher
 from lienthong.bus.emit import EventSink
@@ -455,30 +456,38 @@ def build_routes(config: Config, loader: SpecLoader) -> Routes:
     (file, line, key) and the route's (a param the mapping needs and nobody gives)."""
     issues: list[ConfigIssue] = []
     compiled: dict[str, CompiledMapping] = {}
+    broken: dict[str, str] = {}
     table: dict[str, list[DeliveryRoute]] = {}
     for r, route in enumerate(config.routes):
         for d, rule in enumerate(route.deliver):
             destination = config.destinations[rule.to]
             ref = rule.mapping or destination.default_mappings[rule.operation]
             path = ref if ref.startswith(BUNDLED_PREFIX) else str(config.base_dir / ref)
+            where = ("routes", r, "deliver", d)
             if path not in compiled:
                 try:
                     compiled[path] = loader.load(path)
                 except ConfigError as exc:
                     issues.extend(exc.issues)
-                    continue
+                    broken[path] = f"mapping {ref} does not load (its problems are listed with it)"
+            if path in broken:
+                issues.append(config.issue((*where, "mapping"), broken[path]))
+                continue
             mapping = compiled[path]
             params = {**destination.mapping_params(), **rule.params}
             missing = mapping.missing_params(params)
             if missing:
-                where = ("routes", r, "deliver", d, "params")
-                issues.append(
-                    config.issue(where, f"mapping {mapping.name} needs params: {', '.join(missing)}")
-                )
+                message = f"mapping {mapping.name} needs params: {', '.join(missing)}"
+                issues.append(config.issue((*where, "params"), message))
             units = frozenset(rule.units) if rule.units is not None else None
-            delivery = DeliveryRoute(
-                rule.to, rule.operation, mapping, params, units, frozenset(rule.except_units)
-            )
+            except_units = frozenset(rule.except_units)
+            when = None
+            if rule.when is not None:
+                try:
+                    when = compile_route_condition(rule.when, RouteFacts(route.on, units, except_units))
+                except ValueError as exc:
+                    issues.append(config.issue((*where, "when"), str(exc)))
+            delivery = DeliveryRoute(rule.to, rule.operation, mapping, params, units, except_units, when)
             table.setdefault(route.on, []).append(delivery)
     if issues:
         raise ConfigError(list(dict.fromkeys(issues)))

@@ -32,6 +32,7 @@ from lienthong.bank.csvfile import CsvLayout
 from lienthong.bank.records import DEFAULT_MAX_BYTES as DEFAULT_MAX_STATEMENT_BYTES
 from lienthong.bus.envelope import EventType
 from lienthong.errors import ConfigError, ConfigIssue
+from lienthong.mappings.spec import Condition
 
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
@@ -554,6 +555,13 @@ class DeliveryRule(_Model):
         description="Only events from these units (unit_code); e.g. the units one provider serves.",
     )
     except_units: list[str] = Field(default_factory=list, description="Events from every unit but these.")
+    when: Condition | None = Field(
+        default=None,
+        description="Only events for which this holds, in the mapping specs' condition language, over the"
+        " event: event_id, type, occurred_at, unit_code, dossier.… For example"
+        " {path: dossier.procedure.field_code, in: [G05]}. A path outside the event, or a condition that"
+        " can never hold for the route, is a load error.",
+    )
 
     @model_validator(mode="after")
     def _one_unit_filter(self) -> DeliveryRule:

@@ -7,6 +7,7 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 from lienthong.bus.envelope import ParsedEvent
 from lienthong.bus.ledger import project
@@ -35,6 +36,18 @@ class MessageIds:
         return f"m-{int(self._clock() * 1_000_000):014x}{next(self._counter) & 0xFFFFFF:06x}{self._node}"
 
 
+def as_condition_input(parsed: ParsedEvent) -> dict[str, Any]:
+    """The event as route conditions read it, ``occurred_at`` in ISO 8601 (``datetime.isoformat``)."""
+    event = parsed.event
+    return {
+        "event_id": event.event_id,
+        "type": event.type,
+        "occurred_at": event.occurred_at.isoformat(),
+        "unit_code": event.unit_code,
+        "dossier": event.dossier,
+    }
+
+
 class Ingestor:
     """Turns parsed events into stored events and outbox rows; the same event_id twice is stored once."""
 
@@ -56,11 +69,16 @@ class Ingestor:
 
     def plan(self, parsed: ParsedEvent, caller: str = "") -> IngestItem:
         new_id = self._new_id
-        unit = parsed.event.unit_code
+        event = parsed.event
+        routes = self._routes.for_type(event.type)
+        if any(r.when is not None for r in routes):
+            seen = as_condition_input(parsed)
+            taken = [r for r in routes if r.takes(seen)]
+        else:  # no condition to read: the unit alone decides, with no dict built
+            taken = [r for r in routes if r.serves(event.unit_code)]
         deliveries = tuple(
             PlannedMessage(new_id(), r.destination, r.operation, r.mapping.name, r.mapping.hash)
-            for r in self._routes.for_type(parsed.event.type)
-            if r.serves(unit)
+            for r in taken
         )
         return ingest_item(parsed, deliveries, caller)
 

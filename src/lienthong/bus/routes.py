@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from lienthong.bus.conditions import EventTest
 from lienthong.errors import ConfigError, MappingError, PermanentError, RetryableError, StoreError
 from lienthong.mappings import CompiledMapping, SpecLoader
 from lienthong.model import MappingVersion, Message
@@ -28,12 +29,18 @@ class DeliveryRoute:
     params: Mapping[str, Any]
     units: frozenset[str] | None = None  # only events from these units
     except_units: frozenset[str] = frozenset()
+    when: EventTest | None = None  # only events this holds for (``bus.conditions``)
 
     def serves(self, unit_code: str) -> bool:
         """Whether events of ``unit_code`` take this delivery (a provider per unit, for example)."""
         if self.units is not None:
             return unit_code in self.units
         return unit_code not in self.except_units
+
+    def takes(self, event: Mapping[str, Any]) -> bool:
+        """Whether ``event`` (its envelope's keys: event_id, type, occurred_at, unit_code, dossier) takes
+        this delivery: its unit is served and the route's condition holds."""
+        return self.serves(event["unit_code"]) and (self.when is None or self.when(event))
 
 
 class Routes:

@@ -16,6 +16,7 @@ about, is a finding for a person.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from pathlib import Path
 
@@ -83,6 +84,8 @@ class PortalReconcile:
                 event = event or await self._store.run(units.stored_event, entry.last_event_id)
                 if event is None:
                     break
+                if route.when is not None and not route.takes(dataclasses.asdict(event)):
+                    continue  # the route's condition leaves this dossier's last event to other portals
                 kind, detail = await self._compare(entry, event, name, route, portal)
                 if kind is None:
                     continue

@@ -6,25 +6,40 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from lienthong.mappings.failure import MappingFailure
 from lienthong.mappings.paths import Getter, Scope, compile_getter, parse_path
 from lienthong.mappings.spec import Condition
 
 Predicate = Callable[[Any, Scope], bool]
 
 
-def compile_condition(cond: Condition) -> Predicate:
-    """Raise ValueError for a bad path or pattern; the compiler reports it with the condition's line."""
+def compile_condition(cond: Condition, *, lenient: bool = False) -> Predicate:
+    """Raise ValueError for a bad path or pattern; the compiler reports it with the condition's line.
+
+    ``lenient``: a path that steps into something other than an object or a list reads as missing
+    instead of failing (route conditions, over input in another system's schema)."""
     if cond.all is not None:
-        parts = [compile_condition(c) for c in cond.all]
+        parts = [compile_condition(c, lenient=lenient) for c in cond.all]
         return lambda cur, scope: all(p(cur, scope) for p in parts)
     if cond.any is not None:
-        parts = [compile_condition(c) for c in cond.any]
+        parts = [compile_condition(c, lenient=lenient) for c in cond.any]
         return lambda cur, scope: any(p(cur, scope) for p in parts)
     if cond.not_ is not None:
-        inner = compile_condition(cond.not_)
+        inner = compile_condition(cond.not_, lenient=lenient)
         return lambda cur, scope: not inner(cur, scope)
     assert cond.path is not None  # the model guarantees a path with one test
-    return _test(cond, compile_getter(parse_path(cond.path)))
+    get = compile_getter(parse_path(cond.path))
+    return _test(cond, _missing_when_unreadable(get) if lenient else get)
+
+
+def _missing_when_unreadable(get: Getter) -> Getter:
+    def read(current: Any, scope: Scope) -> Any:
+        try:
+            return get(current, scope)
+        except MappingFailure:
+            return None
+
+    return read
 
 
 def _test(cond: Condition, get: Getter) -> Predicate:
