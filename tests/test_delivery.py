@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
-from conftest import AUTH, Peers, Running, RunNode
+from conftest import AUTH, Peers, Running, RunNode, config_dict
 from lienthong.sandbox import FaultPlan
 from lienthong.sandbox.dossiers import generate, interleave
 
@@ -145,3 +146,19 @@ async def test_each_dossier_reaches_each_destination_in_order_under_concurrency(
         )
         == 0
     )
+
+
+async def test_a_destination_with_its_own_retry_keys_gives_up_its_way_and_the_others_keep_the_dispatchers(
+    run_node: RunNode, peers: Peers, tmp_path: Path
+) -> None:
+    destinations = config_dict(tmp_path, peers)["destinations"]
+    destinations["emc"]["retry"] = {"max_attempts": 2}  # the rest of dispatcher.retry is kept
+    running: Running = await run_node(destinations=destinations)  # dispatcher.retry: max_attempts 4
+    peers.emc.inject("error", "error", "error")
+    peers.portal.inject("error", "error", "error")
+    portal_id, emc_id = await post_received(running)
+    await running.settle()
+    emc, portal = await message(running, emc_id), await message(running, portal_id)
+    assert (emc["status"], emc["attempts"]) == ("dead", 2)
+    assert "gave up after 2 attempts" in str(emc["last_error"])
+    assert (portal["status"], portal["attempts"]) == ("delivered", 4)

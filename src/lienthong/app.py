@@ -192,7 +192,7 @@ def build(
         mapper,
         adapters,
         [
-            Retries(retry_policy(config.dispatcher.retry)),
+            Retries(retry_policy(config.dispatcher.retry), retry_policies(config)),
             DeadLetterNotice(events.delivery_failed),
             DeliveryMetrics(metrics),
         ],
@@ -543,6 +543,16 @@ def compile_forms(config: Config, loader: SpecLoader) -> dict[str, CompiledMappi
 def retry_policy(config: RetryConfig) -> RetryPolicy:
     backoff = ExponentialBackoff(config.initial_delay_s, config.multiplier, config.max_delay_s, config.jitter)
     return RetryPolicy(backoff, StopAfterAttempts(config.max_attempts) | StopAfterAge(config.max_age_s))
+
+
+def retry_policies(config: Config) -> dict[str, RetryPolicy]:
+    """The destinations whose deliveries are retried their own way: their keys over dispatcher.retry's."""
+    base = config.dispatcher.retry
+    return {
+        name: retry_policy(base.model_copy(update=own.model_dump(exclude_unset=True)))
+        for name, dest in config.destinations.items()
+        if (own := getattr(dest, "retry", None)) is not None
+    }
 
 
 def payment_schemes(config: Config) -> dict[str, CallbackScheme]:

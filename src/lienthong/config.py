@@ -305,6 +305,12 @@ class _HttpDestination(_Model):
         default=None, description="How lienthong authenticates to this system: basic, bearer or oauth2."
     )
     tls: TlsConfig | None = None
+    retry: RetryConfig | None = Field(
+        default=None,
+        description="How deliveries to this system are retried, where it differs from dispatcher.retry:"
+        " the keys given here replace dispatcher.retry's, the others are kept. E.g. a portal that is"
+        " down for hours deserves {max_age_s: 259200}; a bank's API {max_attempts: 3}.",
+    )
 
 
 class PortalDestination(_HttpDestination):

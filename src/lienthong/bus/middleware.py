@@ -9,7 +9,7 @@ failure due again at once; a permanent one dead. ``Retries`` then applies the re
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from prometheus_client import Counter, Histogram
@@ -74,8 +74,9 @@ class Retries(Middleware):
     The policy counts attempts and age from the message's last replay, so a replay starts afresh.
     """
 
-    def __init__(self, policy: RetryPolicy) -> None:
+    def __init__(self, policy: RetryPolicy, by_destination: Mapping[str, RetryPolicy] | None = None) -> None:
         self._policy = policy
+        self._by_destination = dict(by_destination or {})
 
     def after_attempt(self, attempt: Attempt, outcome: Outcome) -> Outcome:
         error = attempt.error
@@ -84,7 +85,8 @@ class Retries(Middleware):
         message = attempt.message
         attempts = attempt.number - message.replay_base
         age_s = attempt.finished - message.created_ms / 1000
-        delay = self._policy.next_delay_s(attempts=attempts, age_s=age_s, retry_after_s=error.retry_after_s)
+        policy = self._by_destination.get(message.destination, self._policy)
+        delay = policy.next_delay_s(attempts=attempts, age_s=age_s, retry_after_s=error.retry_after_s)
         if delay is None:
             return replace(
                 outcome,
