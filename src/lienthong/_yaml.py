@@ -254,7 +254,9 @@ def _collect_lines(node: yaml.Node, path: PathKey, lines: dict[PathKey, int]) ->
             _collect_lines(item, (*path, index), lines)
 
 
-def substitute_env(doc: LocatedDocument, env: Mapping[str, str]) -> Any:
+def substitute_env(
+    doc: LocatedDocument, env: Mapping[str, str], issues: list[ConfigIssue] | None = None
+) -> Any:
     """Resolve references in every string of the document, so secrets stay out of files:
 
     - ``${NAME}``, anywhere in a string: the environment variable; unset or empty is an error (an empty
@@ -264,8 +266,11 @@ def substitute_env(doc: LocatedDocument, env: Mapping[str, str]) -> Any:
       secrets); a relative PATH is read from the config file's directory;
     - ``$$``: a literal ``$``.
 
-    Every problem is collected, each naming its path, and raised together."""
-    issues: list[ConfigIssue] = []
+    Every problem is collected, each naming its path, and raised together; or, given ``issues``, added
+    to it, the document returned with each bad reference left as written (so that the rest of the file
+    can still be checked)."""
+    raise_them = issues is None
+    issues = [] if issues is None else issues
     base = Path(doc.file).parent
 
     def resolve(match: re.Match[str], path: PathKey) -> str:
@@ -320,6 +325,6 @@ def substitute_env(doc: LocatedDocument, env: Mapping[str, str]) -> Any:
         return value
 
     result = walk(doc.data, ())
-    if issues:
+    if issues and raise_them:
         raise ConfigError(issues)
     return result

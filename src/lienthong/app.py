@@ -11,9 +11,10 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -21,6 +22,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from lienthong import __version__
+from lienthong._yaml import PathKey, load_located, substitute_env
 from lienthong.adapters.auth import AuthenticatedTransport, BasicAuth, OAuth2ClientCredentials, StaticBearer
 from lienthong.adapters.base import Adapter
 from lienthong.adapters.einvoice.viettel import ViettelAccount, ViettelInvoiceAdapter
@@ -72,6 +74,7 @@ from lienthong.config import (
     RetryConfig,
     ViettelDestination,
     VnptDestination,
+    load_config,
 )
 from lienthong.errors import ConfigError, ConfigIssue
 from lienthong.mappings import BUNDLED_PREFIX, CompiledMapping, FunctionRegistry, SpecLoader
@@ -451,6 +454,79 @@ def check_local_wsdls(config: Config, adapters: dict[str, Adapter]) -> None:
         raise ConfigError(issues)
 
 
+@dataclass(frozen=True)
+class Checked:
+    """What ``check_everything`` found in a config that has no problem."""
+
+    config: Config
+    mappings: list[CompiledMapping]
+    forms: dict[str, CompiledMapping]
+
+
+def check_everything(path: Path, env: Mapping[str, str], loader: SpecLoader) -> Checked:
+    """Every check ``lienthong check`` makes, each phase run whatever the others found: the file (its
+    YAML, references, schema and cross-references), the mappings the routes use, the e-forms, the jobs
+    and the TLS files. Raises ConfigError listing every problem, each with its file, line and path."""
+    try:
+        config = load_config(path, env=env)
+    except ConfigError as exc:
+        # No config to build routes from: the mapping files the document names are still checked.
+        raise ConfigError([*exc.issues, *_named_mapping_issues(path, env, loader)]) from exc
+    issues: list[ConfigIssue] = []
+    mappings: list[CompiledMapping] = []
+    forms: dict[str, CompiledMapping] = {}
+    try:
+        mappings = build_routes(config, loader).mappings()
+    except ConfigError as exc:
+        issues.extend(exc.issues)
+    phases: list[Callable[[], object]] = [lambda: check_jobs(config)]
+    if config.citizens.source:
+        phases.append(lambda: forms.update(compile_forms(config, loader)))
+    phases.extend(partial(tls_context, d, config.base_dir) for d in config.destinations.values())
+    for phase in phases:
+        try:
+            phase()
+        except ConfigError as exc:
+            issues.extend(exc.issues)
+    if issues:
+        raise ConfigError(list(dict.fromkeys(issues)))
+    return Checked(config, mappings, forms)
+
+
+def _named_mapping_issues(path: Path, env: Mapping[str, str], loader: SpecLoader) -> list[ConfigIssue]:
+    """The problems of the mapping files a config document's routes name, read from the document."""
+    try:
+        doc = load_located(path.read_text(encoding="utf-8"), str(path))
+    except (OSError, ConfigError):
+        return []  # already said by the file's own check
+    data = substitute_env(doc, env, [])
+    routes = data.get("routes") if isinstance(data, dict) else None
+    issues: list[ConfigIssue] = []
+    loaded: dict[str, str | None] = {}
+    for r, route in enumerate(routes if isinstance(routes, list) else []):
+        rules = route.get("deliver") if isinstance(route, dict) else None
+        for d, rule in enumerate(rules if isinstance(rules, list) else []):
+            ref = rule.get("mapping") if isinstance(rule, dict) else None
+            if not isinstance(ref, str) or not ref:
+                continue
+            where: PathKey = ("routes", r, "deliver", d, "mapping")
+            if ref not in loaded:
+                try:
+                    loader.load(ref if ref.startswith(BUNDLED_PREFIX) else str(path.parent / ref))
+                    loaded[ref] = None
+                except ConfigError as exc:
+                    issues.extend(exc.issues)
+                    loaded[ref] = _does_not_load(ref)
+            problem = loaded[ref]
+            if problem is not None:
+                issues.append(doc.issue(where, problem))
+    return issues
+
+
+def _does_not_load(ref: str) -> str:
+    return f"mapping {ref} does not load (its problems are listed with it)"
+
+
 def build_routes(config: Config, loader: SpecLoader) -> Routes:
     """Compile every mapping the routes use. Raises ConfigError listing every problem: the spec's own
     (file, line, key) and the route's (a param the mapping needs and nobody gives)."""
@@ -469,7 +545,7 @@ def build_routes(config: Config, loader: SpecLoader) -> Routes:
                     compiled[path] = loader.load(path)
                 except ConfigError as exc:
                     issues.extend(exc.issues)
-                    broken[path] = f"mapping {ref} does not load (its problems are listed with it)"
+                    broken[path] = _does_not_load(ref)
             if path in broken:
                 issues.append(config.issue((*where, "mapping"), broken[path]))
                 continue

@@ -804,12 +804,20 @@ def parse_config(text: str, *, file: str, env: Mapping[str, str]) -> Config:
         )
     if not isinstance(doc.data, dict):
         raise ConfigError([doc.issue((), "the top level must be a mapping of sections")])
-    data = substitute_env(doc, env)
+    # Every phase is checked, whatever the one before found: a missing variable must not hide a key's
+    # typo or an unknown destination in the same file.
+    issues: list[ConfigIssue] = []
+    data = substitute_env(doc, env, issues)
+    unresolved = {issue.path for issue in issues}
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError([_issue_from_pydantic(doc, err) for err in exc.errors(include_url=False)]) from exc
-    issues = _cross_check(config, doc)
+        found = [_issue_from_pydantic(doc, err) for err in exc.errors(include_url=False)]
+        # A reference left as written fails its field's own test too: said once, by the reference.
+        issues.extend(i for i in found if i.path not in unresolved)
+        issues.extend(_unknown_destinations(data, doc))
+        raise ConfigError(issues) from exc
+    issues.extend(_cross_check(config, doc))
     if issues:
         raise ConfigError(issues)
     config._source = doc
@@ -844,6 +852,25 @@ def _issue_from_pydantic(doc: LocatedDocument, err: Any) -> ConfigIssue:
     elif err["type"] == "literal_error":
         message = f"{message}, got {err['input']!r}"
     return doc.issue(loc, message)
+
+
+def _unknown_destinations(data: Any, doc: LocatedDocument) -> list[ConfigIssue]:
+    """The routes' destinations that are not configured, read from the document itself: what
+    ``_cross_check`` says, for a file whose other problems leave no config to check."""
+    destinations = data.get("destinations") if isinstance(data, dict) else None
+    routes = data.get("routes") if isinstance(data, dict) else None
+    if not isinstance(destinations, dict) or not isinstance(routes, list):
+        return []
+    known = ", ".join(sorted(map(str, destinations))) or "none configured"
+    issues = []
+    for r, route in enumerate(routes):
+        rules = route.get("deliver") if isinstance(route, dict) else None
+        for d, rule in enumerate(rules if isinstance(rules, list) else []):
+            to = rule.get("to") if isinstance(rule, dict) else None
+            if isinstance(to, str) and to not in destinations:
+                where: PathKey = ("routes", r, "deliver", d, "to")
+                issues.append(doc.issue(where, f"unknown destination {to!r} (known: {known})"))
+    return issues
 
 
 def _cross_check(config: Config, doc: LocatedDocument) -> list[ConfigIssue]:
