@@ -106,5 +106,5 @@ def test_an_unknown_layout_is_a_config_error(tmp_path: Path, capsys: pytest.Capt
     path = tmp_path / "sao-ke.csv"
     path.write_text(CSV)
     config = str(tmp_path / "lienthong.yaml")
-    assert main(["statement", "show", str(path), "--config", config, "--layout", "bidv"]) == 1
+    assert main(["statement", "show", str(path), "--config", config, "--layout", "bidv"]) == 2  # bad input
     assert "no CSV layout named 'bidv' (vietinbank)" in capsys.readouterr().err

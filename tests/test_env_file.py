@@ -48,7 +48,7 @@ def test_every_line_that_is_not_name_equals_value_is_named(tmp_path: Path) -> No
 
 
 def test_a_missing_env_file_is_a_config_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--env-file", str(tmp_path / "nope.env"), "config", "schema"]) == 1
+    assert main(["--env-file", str(tmp_path / "nope.env"), "config", "schema"]) == 2  # bad input
     assert "cannot read the env file" in capsys.readouterr().err
 
 

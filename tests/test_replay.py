@@ -84,7 +84,8 @@ async def test_a_dry_run_shows_the_outcome_and_changes_nothing(
     run_node: RunNode, spec: Path, config_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     running, ids = await dead_after_bug(run_node, spec)
-    assert await dlq("replay", str(config_file), "--all", "--by", "ops", "--reason", "try", "--dry-run") == 0
+    # Some would fail again: the dry run says so, and exits 1.
+    assert await dlq("replay", str(config_file), "--all", "--by", "ops", "--reason", "try", "--dry-run") == 1
     out = capsys.readouterr().out
     assert (
         out.count("would fail again: emc.TrackingMCDT: Status (from dossier.status): unknown code 'received'")
@@ -174,9 +175,9 @@ async def test_replay_refuses_messages_that_are_not_dead_letters_and_needs_a_tar
     run_node: RunNode, spec: Path, config_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _running, ids = await dead_after_bug(run_node, spec)
-    assert await dlq("replay", str(config_file), "m-nope", "--by", "ops", "--reason", "x") == 1
+    assert await dlq("replay", str(config_file), "m-nope", "--by", "ops", "--reason", "x") == 2
     assert "not dead letters: m-nope" in capsys.readouterr().err
-    assert await dlq("replay", str(config_file), "--by", "ops", "--reason", "x") == 1
+    assert await dlq("replay", str(config_file), "--by", "ops", "--reason", "x") == 2
     assert "name the messages to replay, or give --all" in capsys.readouterr().err
     assert await dlq("show", str(config_file), ids[0]) == 0
     shown = json.loads(capsys.readouterr().out)

@@ -199,7 +199,7 @@ def test_db_upgrade_migrates_and_db_init_recreates_a_removed_store(
     assert "nothing to do" in capsys.readouterr().out
     for leftover in tmp_path.glob("lienthong.db*"):
         leftover.unlink()
-    assert cli_main(["db", "upgrade", str(config)]) == 1
+    assert cli_main(["db", "upgrade", str(config)]) == 3  # the store cannot be used
     assert "a store ran there before" in capsys.readouterr().err
     assert cli_main(["db", "init", str(config)]) == 0
     assert "created the store" in capsys.readouterr().out

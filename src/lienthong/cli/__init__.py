@@ -15,42 +15,75 @@ from pathlib import Path
 from typing import Any
 
 from lienthong import __version__
-from lienthong.cli import db, dlq, mapping, payments, runs, statement
+from lienthong.cli import about, db, dlq, mapping, payments, runs, statement
 from lienthong.cli.envfile import apply_env_file
-from lienthong.errors import ConfigError
+from lienthong.cli.exits import (
+    EXIT_BROKEN_PIPE,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_STORE,
+    EXIT_USAGE,
+)
+from lienthong.errors import ConfigError, StoreError
+from lienthong.timefmt import moment_precise
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 SANDBOX_KINDS = ("portal", "emc", "population", "paygov", "vnpt", "viettel", "province")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its exit code (``cli/exits.py``, the README's table)."""
+    try:
+        code = _main(argv)
+        # Flushed here, not by Python at exit: a reader gone (`lienthong dlq list … | head`) is noticed
+        # while it can still be handled quietly.
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Stop quietly, as Unix tools do, and keep Python from complaining once more when it flushes
+        # stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help and --version (0), a wrong argument (2, after argparse's message)
+        return exc.code if isinstance(exc.code, int) else EXIT_OK if exc.code is None else EXIT_USAGE
     if not hasattr(args, "handler"):
         parser.print_help()
         return EXIT_USAGE
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
+    _log_to_stderr(debug=args.verbose)
     try:
         if args.env_file is not None:
             apply_env_file(args.env_file)
         code: int = args.handler(args)
     except ConfigError as exc:
         print(f"configuration error:\n{exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_USAGE
+    except StoreError as exc:
+        print(f"store error: {exc}", file=sys.stderr)
+        return EXIT_STORE
     except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        # The reader went away (`lienthong dlq list … | head`): stop quietly, as Unix tools do, and keep
-        # Python from complaining once more when it flushes stdout at exit.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 141
+        return EXIT_INTERRUPTED
     return code
+
+
+class _LogFormatter(logging.Formatter):
+    """Log lines stamped as every time the command prints: ISO 8601 with offset (``timefmt``)."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return moment_precise(record.created)
+
+
+def _log_to_stderr(*, debug: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_LogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, handlers=[handler])
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,12 +105,13 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser(
         "check", help="validate a config file and the mappings it uses; lists every problem with its line"
     )
-    check.add_argument("config", type=Path)
+    check.add_argument("config", type=Path, help="the YAML config file to check")
     check.add_argument(
         "--connect",
         action="store_true",
         help="also try each destination without sending business data: TLS and certificate dates, the"
-        " OAuth2 token endpoint, the portal's and Viettel's logins, VNPT's WSDLs and operations",
+        " OAuth2 token endpoint, the portal's and Viettel's logins, VNPT's WSDLs and operations; exit 1"
+        " if any fails",
     )
     check.set_defaults(handler=_check)
 
@@ -89,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
         "show",
         help="print a config file; --resolved: the effective config, references filled, secrets masked",
     )
-    show.add_argument("config", type=Path)
+    show.add_argument("config", type=Path, help="the YAML config file")
     show.add_argument(
         "--resolved",
         action="store_true",
@@ -111,8 +145,12 @@ def _parser() -> argparse.ArgumentParser:
         "demo", help="run the bus against sandbox peers with a realistic stream of dossiers"
     )
     demo.add_argument("--events", type=int, default=200, metavar="N", help="how many dossiers (default 200)")
-    demo.add_argument("--fault-rate", type=float, default=0.1, help="share of peer requests faulted (0.1)")
-    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument(
+        "--fault-rate", type=float, default=0.1, metavar="SHARE", help="share of peer requests faulted (0.1)"
+    )
+    demo.add_argument(
+        "--seed", type=int, default=7, help="seed of the dossiers and the faults: the same seed, the same run"
+    )
     demo.add_argument("--json", action="store_true", help="print only the summary, as one JSON object")
     demo.add_argument("--keep-running", action="store_true", help="keep serving (see /metrics) until Ctrl-C")
     demo.add_argument("--port", type=int, default=0, help="the bus API's port (default: a free one)")
@@ -124,7 +162,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     sandbox.add_argument("peer", choices=(*SANDBOX_KINDS, "all"), help="one kind of peer, or all of them")
     sandbox.add_argument("--port", type=int, default=0, help="one peer: its port (0 picks a free one)")
-    sandbox.add_argument("--fault-rate", type=float, default=0.0)
+    sandbox.add_argument(
+        "--fault-rate",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="share of requests answered with a fault: latency, error, throttle, drop, malformed (0)",
+    )
     sandbox.add_argument(
         "--citizens",
         type=int,
@@ -134,6 +178,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sandbox.set_defaults(handler=_sandbox)
 
+    about.add_commands(sub)
     mapping.add_commands(sub)
     dlq.add_commands(sub)
     payments.add_commands(sub)
@@ -150,6 +195,21 @@ def _load(path: Path) -> Any:
 
 
 def _check(args: argparse.Namespace) -> int:
+    """Exit 1 when the config has problems (what ``check`` is for), 2 when there is no file to check."""
+    try:
+        with args.config.open("rb"):
+            pass
+    except OSError as exc:
+        print(f"cannot read {args.config}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return _check_config(args)
+    except ConfigError as exc:
+        print(f"configuration error:\n{exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _check_config(args: argparse.Namespace) -> int:
     from lienthong.app import build_routes, check_jobs, compile_forms, tls_context  # noqa: PLC0415
     from lienthong.mappings import FunctionRegistry, SpecLoader  # noqa: PLC0415
 
@@ -222,7 +282,7 @@ def _show_config(args: argparse.Namespace) -> int:
             print(args.config.read_text(encoding="utf-8"), end="")
         except OSError as exc:
             print(f"cannot read {args.config}: {exc.strerror or exc}", file=sys.stderr)
-            return EXIT_FAILED
+            return EXIT_USAGE
         return EXIT_OK
     import yaml  # noqa: PLC0415
 

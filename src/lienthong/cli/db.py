@@ -13,19 +13,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lienthong.cli.exits import EXIT_OK, EXIT_STORE
 from lienthong.errors import StoreError
 
-EXIT_OK, EXIT_FAILED = 0, 1
+CONFIG_HELP = "the YAML config file whose store section names the store"
 
 
 def add_commands(sub: Any) -> None:
     db = sub.add_parser("db", help="the store: create it, or migrate its schema")
     commands = db.add_subparsers(title="db commands", metavar="COMMAND")
     upgrade = commands.add_parser("upgrade", help="apply the schema migrations this version knows")
-    upgrade.add_argument("config", type=Path)
+    upgrade.add_argument("config", type=Path, help=CONFIG_HELP)
     upgrade.set_defaults(handler=_upgrade)
     init = commands.add_parser("init", help="create the store, even where one ran before and was removed")
-    init.add_argument("config", type=Path)
+    init.add_argument("config", type=Path, help=CONFIG_HELP)
     init.set_defaults(handler=_init)
 
 
@@ -64,7 +65,7 @@ def _open(config: Any, *, init: bool) -> int:
             return EXIT_OK
     except StoreError as exc:
         print(f"store error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return EXIT_STORE
     if before is None:
         print(f"created the store at {where} (schema version {after})")
     elif before == after:

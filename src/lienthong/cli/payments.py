@@ -10,8 +10,12 @@ from typing import Any
 
 import orjson
 
-from lienthong.cli.dlq import EXIT_OK, run_on_store, when
+from lienthong.cli.dlq import CONFIG_HELP, run_on_store
+from lienthong.cli.exits import EXIT_OK
 from lienthong.store import units
+from lienthong.timefmt import moment, with_moments
+
+JSON_HELP = "one JSON object per line; each *_ms moment also as ISO 8601 text (received_ms → received)"
 
 
 def add_commands(sub: Any) -> None:
@@ -19,16 +23,16 @@ def add_commands(sub: Any) -> None:
     commands = payments.add_subparsers(title="payments commands", metavar="COMMAND")
 
     callbacks = commands.add_parser("callbacks", help="callbacks received, newest first, with their verdicts")
-    callbacks.add_argument("config", type=Path)
+    callbacks.add_argument("config", type=Path, help=CONFIG_HELP)
     callbacks.add_argument("--reference", help="only callbacks naming this reference (as recorded)")
-    callbacks.add_argument("--limit", type=int, default=100)
-    callbacks.add_argument("--json", action="store_true", help="one JSON object per line")
+    callbacks.add_argument("--limit", type=int, default=100, metavar="N", help="at most N (default 100)")
+    callbacks.add_argument("--json", action="store_true", help=JSON_HELP)
     callbacks.set_defaults(handler=_callbacks)
 
     findings = commands.add_parser("findings", help="payments a person must look at: duplicate payments")
-    findings.add_argument("config", type=Path)
-    findings.add_argument("--limit", type=int, default=100)
-    findings.add_argument("--json", action="store_true", help="one JSON object per line")
+    findings.add_argument("config", type=Path, help=CONFIG_HELP)
+    findings.add_argument("--limit", type=int, default=100, metavar="N", help="at most N (default 100)")
+    findings.add_argument("--json", action="store_true", help=JSON_HELP)
     findings.set_defaults(handler=_findings)
 
 
@@ -37,10 +41,10 @@ def _callbacks(args: argparse.Namespace) -> int:
         records = await node.store.run(units.callbacks, args.limit, args.reference)
         for r in records:
             if args.json:
-                print(orjson.dumps(dataclasses.asdict(r)).decode())
+                print(orjson.dumps(with_moments(dataclasses.asdict(r))).decode())
                 continue
             print(
-                f"{when(r.received_ms)}  {r.channel:<8} {r.verdict:<18} {r.status or '-':<8}"
+                f"{moment(r.received_ms)}  {r.channel:<8} {r.verdict:<18} {r.status or '-':<8}"
                 f" ref={r.reference or '-'}  txn={r.transaction_id or '-'}  from={r.source or '-'}"
                 f"  {r.body_bytes} B sha256={r.body_sha256[:12]}"
             )
@@ -58,9 +62,9 @@ def _findings(args: argparse.Namespace) -> int:
         findings = await node.store.run(units.payment_findings, args.limit)
         for f in findings:
             if args.json:
-                print(orjson.dumps(dataclasses.asdict(f)).decode())
+                print(orjson.dumps(with_moments(dataclasses.asdict(f))).decode())
             else:
-                print(f"{when(f.at_ms)}  {f.kind}  ref={f.reference}  {f.amount} đ  {f.detail}")
+                print(f"{moment(f.at_ms)}  {f.kind}  ref={f.reference}  {f.amount} đ  {f.detail}")
         if not args.json:
             print(f"{len(findings)} findings", file=sys.stderr)
         return EXIT_OK

@@ -18,27 +18,31 @@ from typing import Any, TextIO
 
 import orjson
 
-from lienthong.cli.dlq import EXIT_FAILED, EXIT_OK, run_on_store, when
+from lienthong.cli.dlq import CONFIG_HELP, run_on_store
+from lienthong.cli.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from lienthong.errors import RunRefused
 from lienthong.scheduler.runs import RunRecord
 from lienthong.scheduler.schedule import zone
 from lienthong.store import units
-
-EXIT_USAGE = 2
+from lienthong.timefmt import moment, with_moments
 
 
 def add_commands(sub: Any) -> None:
     runs = sub.add_parser("runs", help="the scheduler's run history, newest first")
-    runs.add_argument("config", type=Path)
-    runs.add_argument("--job", help="only this job")
-    runs.add_argument("--limit", type=int, default=50)
-    runs.add_argument("--json", action="store_true", help="one JSON object per line")
+    runs.add_argument("config", type=Path, help=CONFIG_HELP)
+    runs.add_argument("--job", help="only this job's runs")
+    runs.add_argument("--limit", type=int, default=50, metavar="N", help="at most N attempts (default 50)")
+    runs.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per line; each *_ms moment also as ISO 8601 text (started_ms → started)",
+    )
     runs.set_defaults(handler=_runs)
 
     reconcile = sub.add_parser(
         "reconcile", help="run one scheduled job for one window now, and print its outcome and reports"
     )
-    reconcile.add_argument("config", type=Path)
+    reconcile.add_argument("config", type=Path, help=CONFIG_HELP)
     reconcile.add_argument("job", help="a job of scheduler.jobs")
     reconcile.add_argument(
         "--window",
@@ -56,7 +60,9 @@ def _runs(args: argparse.Namespace) -> int:
     async def work(node: Any) -> int:
         records = await node.store.run(units.recent_runs, args.limit, args.job)
         for record in records:
-            print(orjson.dumps(dataclasses.asdict(record)).decode() if args.json else line(record))
+            print(
+                orjson.dumps(with_moments(dataclasses.asdict(record))).decode() if args.json else line(record)
+            )
         if not args.json:
             print(f"{len(records)} runs", file=sys.stderr)
         return EXIT_OK
@@ -68,7 +74,7 @@ def line(r: RunRecord) -> str:
     """One attempt as one line (and a second for its detail or reason)."""
     took = f"{r.duration_s:.1f} s" if r.duration_s is not None else "-"
     counts = " ".join(f"{k}={v}" for k, v in sorted(r.counts.items()))
-    text = f"{when(r.started_ms)}  {r.run_id}  #{r.attempt}  {r.outcome:<9} {took:>9}  {counts}".rstrip()
+    text = f"{moment(r.started_ms)}  {r.run_id}  #{r.attempt}  {r.outcome:<9} {took:>9}  {counts}".rstrip()
     for report in r.reports:
         text += f"\n    report: {report}"
     if r.forced_by is not None:
@@ -98,9 +104,13 @@ def _reconcile(args: argparse.Namespace) -> int:
                 record = await scheduler.run_by_hand(window, **forced, progress=progress)
             finally:
                 progress.done()
-        except (RunRefused, ValueError) as exc:
+        except RunRefused as exc:
             print(f"refused: {exc}", file=sys.stderr)
-            return EXIT_FAILED
+            # Without a run id the job itself is unknown: a wrong name, not a refused window.
+            return EXIT_FAILED if exc.run_id is not None else EXIT_USAGE
+        except ValueError as exc:  # --window that is not a moment
+            print(f"refused: {exc}", file=sys.stderr)
+            return EXIT_USAGE
         print(line(record))
         return EXIT_OK if record.outcome == "succeeded" else EXIT_FAILED
 

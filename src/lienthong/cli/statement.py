@@ -13,9 +13,8 @@ from typing import Any
 from lienthong.bank.csvfile import CsvLayout
 from lienthong.bank.records import DEFAULT_MAX_BYTES, StatementError, StatementSummary
 from lienthong.bank.statements import read_statements
+from lienthong.cli.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from lienthong.errors import ConfigError
-
-EXIT_OK, EXIT_FAILED = 0, 1
 
 
 def add_commands(sub: Any) -> None:
@@ -34,6 +33,13 @@ def add_commands(sub: Any) -> None:
 
 
 def _show(args: argparse.Namespace) -> int:
+    """Exit 1 when the file is there but cannot be read as statements; 2 when there is no such file."""
+    if args.layout is not None and args.config is None:
+        print("--layout needs --config, where the layouts are", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.file.is_file():
+        print(f"{args.file}: no such file", file=sys.stderr)
+        return EXIT_USAGE
     layout, max_bytes = _layout(args)
     try:
         items = read_statements(args.file, csv_layout=layout, max_bytes=max_bytes)
@@ -53,9 +59,6 @@ def _show(args: argparse.Namespace) -> int:
 
 def _layout(args: argparse.Namespace) -> tuple[CsvLayout | None, int]:
     if args.config is None:
-        if args.layout is not None:
-            print("--layout needs --config, where the layouts are", file=sys.stderr)
-            raise SystemExit(2)
         return None, DEFAULT_MAX_BYTES
     from lienthong.config import load_config  # noqa: PLC0415 (only when asked for)
 
