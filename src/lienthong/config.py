@@ -44,8 +44,8 @@ class _Model(BaseModel):
 class ServerConfig(_Model):
     """The inbound HTTP API."""
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=0, le=65535)
+    host: str = Field(default="127.0.0.1", description="The address to listen on (0.0.0.0: every one).")
+    port: int = Field(default=8080, ge=0, le=65535, description="The port to listen on (0: any free one).")
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="Larger bodies get 413.")
     max_batch_events: int = Field(default=1000, ge=1, description="Most events in one POST /v1/events.")
     max_bodies_bytes: int = Field(
@@ -99,7 +99,11 @@ class TokenConfig(_Model):
 
 
 class AuthConfig(_Model):
-    tokens: list[TokenConfig] = Field(default_factory=list)
+    """Who may call the API: bearer tokens, stored as their SHA-256."""
+
+    tokens: list[TokenConfig] = Field(
+        default_factory=list, description="The callers' tokens: {name, sha256, read_all}."
+    )
 
 
 _DEADLINE = Field(
@@ -114,7 +118,9 @@ class SqliteStoreConfig(_Model):
     """The embedded default store: one SQLite file in WAL mode, one node."""
 
     kind: Literal["sqlite"] = "sqlite"
-    path: str = "lienthong.db"
+    path: str = Field(
+        default="lienthong.db", description="The database file, relative to the working directory."
+    )
     synchronous: Literal["full", "normal"] = Field(
         default="full",
         description="full: a commit survives power loss; normal: it survives a process crash (kill -9) only.",
@@ -172,15 +178,21 @@ StoreConfig = Annotated[
 class RetryConfig(_Model):
     """Exponential backoff with jitter, a cap, and limits on attempts and age (see bus.retry)."""
 
-    initial_delay_s: float = Field(default=1.0, gt=0)
-    multiplier: float = Field(default=2.0, ge=1)
-    max_delay_s: float = Field(default=300.0, gt=0)
+    initial_delay_s: float = Field(default=1.0, gt=0, description="Seconds before the first retry.")
+    multiplier: float = Field(default=2.0, ge=1, description="Each delay is the one before times this.")
+    max_delay_s: float = Field(default=300.0, gt=0, description="No delay is longer than this (seconds).")
     jitter: float = Field(default=0.2, ge=0, le=1, description="± share of each delay chosen at random")
-    max_attempts: int = Field(default=12, ge=1)
-    max_age_s: float = Field(default=86_400.0, gt=0)
+    max_attempts: int = Field(
+        default=12, ge=1, description="Attempts, the first included, before a message is a dead letter."
+    )
+    max_age_s: float = Field(
+        default=86_400.0, gt=0, description="Seconds after which a message still failing is a dead letter."
+    )
 
 
 class DispatcherConfig(_Model):
+    """Delivery of stored messages to the destinations: how many at once, leases, retries."""
+
     enabled: bool = Field(
         default=True, description="false: accept and store events, deliver nothing (ingest only)."
     )
@@ -188,7 +200,9 @@ class DispatcherConfig(_Model):
         default=64, ge=1, description="Deliveries under way at once, all destinations."
     )
     poll_interval_s: float = Field(default=0.5, gt=0, description="Idle wait before looking for due retries.")
-    shutdown_grace_s: float = Field(default=10.0, ge=0)
+    shutdown_grace_s: float = Field(
+        default=10.0, ge=0, description="Seconds deliveries under way may take to finish when the node stops."
+    )
     lease_s: float = Field(
         default=300.0,
         ge=1,
@@ -257,9 +271,11 @@ class SchedulerConfig(_Model):
 
 
 class BasicAuthConfig(_Model):
+    """HTTP basic authentication."""
+
     kind: Literal["basic"]
-    username: str = Field(min_length=1)
-    password: SecretStr
+    username: str = Field(min_length=1, description="The user name.")
+    password: SecretStr = Field(description="The password (use ${ENV} or ${file:PATH}).")
 
 
 class BearerTokenConfig(_Model):
@@ -273,10 +289,10 @@ class OAuth2Config(_Model):
     """OAuth2 client credentials, as provincial LGSP gateways issue Bearer tokens."""
 
     kind: Literal["oauth2"]
-    token_url: str = Field(pattern=r"^https?://")
-    client_id: str = Field(min_length=1)
-    client_secret: SecretStr
-    scope: str | None = None
+    token_url: str = Field(pattern=r"^https?://", description="The token endpoint.")
+    client_id: str = Field(min_length=1, description="The client id the gateway issued.")
+    client_secret: SecretStr = Field(description="Its secret (use ${ENV} or ${file:PATH}).")
+    scope: str | None = Field(default=None, description="The scope asked for, if the gateway wants one.")
 
 
 class TlsConfig(_Model):
@@ -297,8 +313,10 @@ class _HttpDestination(_Model):
         return {}
 
     base_url: str = Field(pattern=r"^https?://", description="Scheme, host and port of the system.")
-    timeout_s: float = Field(default=10.0, gt=0)
-    max_connections: int = Field(default=64, ge=1)
+    timeout_s: float = Field(
+        default=10.0, gt=0, description="Seconds one exchange may take, answer included."
+    )
+    max_connections: int = Field(default=64, ge=1, description="Connections open to the system at once.")
     auth: (
         Annotated[BasicAuthConfig | BearerTokenConfig | OAuth2Config, Field(discriminator="kind")] | None
     ) = Field(
@@ -323,11 +341,11 @@ class PortalDestination(_HttpDestination):
     }
 
     kind: Literal["portal"]
-    login_path: str = "/api/auth/login"
-    service_path: str = "/api/service"
-    dstcode: str = Field(min_length=1)
-    username: str = Field(min_length=1)
-    password: SecretStr
+    login_path: str = Field(default="/api/auth/login", description="Where the session is opened.")
+    service_path: str = Field(default="/api/service", description="Where the portal's services are called.")
+    dstcode: str = Field(min_length=1, description="The connection's code the portal issued (dstcode).")
+    username: str = Field(min_length=1, description="The connection's user.")
+    password: SecretStr = Field(description="Its password (use ${ENV} or ${file:PATH}).")
     madonvi: str | None = Field(
         default=None,
         min_length=1,
@@ -343,12 +361,12 @@ class EmcDestination(_HttpDestination):
     default_mappings: ClassVar[dict[str, str]] = {"TrackingMCDT": "bundled:emc_tracking"}
 
     kind: Literal["emc"]
-    tracking_path: str = "/api/TrackingMCDT"
-    site_id: str = Field(min_length=1)
+    tracking_path: str = Field(default="/api/TrackingMCDT", description="Where TrackingMCDT is posted.")
+    site_id: str = Field(min_length=1, description="The SiteId EMC issued to the province's system.")
     province_code: str = Field(
         min_length=1, description="The province's code in EMC's `User` field, e.g. H56."
     )
-    bearer_token: SecretStr | None = None
+    bearer_token: SecretStr | None = Field(default=None, description="A token EMC issued, if it asks one.")
 
     def mapping_params(self) -> dict[str, Any]:
         return {"site_id": self.site_id, "province_code": self.province_code}
@@ -359,7 +377,7 @@ class PopulationDestination(_HttpDestination):
     e-form prefill (`citizens`). It takes no routes."""
 
     kind: Literal["population"]
-    service_path: str = "/ws/congdan"
+    service_path: str = Field(default="/ws/congdan", description="The SOAP service's path.")
     ma_tich_hop: str = Field(
         min_length=1, description="MaTichHop: the integration code issued to the province."
     )
@@ -373,7 +391,7 @@ class PayGovDestination(_HttpDestination):
     default_mappings: ClassVar[dict[str, str]] = {"INIT": "bundled:paygov_init"}
 
     kind: Literal["paygov"]
-    service_path: str = "/api/paygov"
+    service_path: str = Field(default="/api/paygov", description="Where the platform's API is called.")
     partner_code: str = Field(min_length=1, description="MaDoiTac: the province's partner code.")
     secret: SecretStr = Field(description="The shared secret of MaXacThuc (use ${ENV}).")
 
@@ -385,7 +403,9 @@ class ProvincialDestination(_HttpDestination):
     default_mappings: ClassVar[dict[str, str]] = {"notify": "bundled:provincial_payment"}
 
     kind: Literal["provincial"]
-    webhook_path: str = "/lienthong/callback"
+    webhook_path: str = Field(
+        default="/lienthong/callback", description="Where the province receives lienthong's callbacks."
+    )
     signature: Literal["lienthong", "standard_webhooks"] = Field(
         default="lienthong",
         description="How callbacks are signed: `lienthong` (X-Lienthong-Signature: t=…,v1=<hex>) or"
@@ -415,7 +435,7 @@ class ProvincialDestination(_HttpDestination):
 class _Seller(_Model):
     seller_name: str = Field(min_length=1, description="The collecting unit's name on receipts (NBan/Ten).")
     seller_tax_code: str = Field(min_length=1, description="Its tax code (NBan/MST).")
-    seller_address: str = ""
+    seller_address: str = Field(default="", description="The seller's address, as on the receipt.")
 
     def receipt_params(self, *, template_code: str, series: str) -> dict[str, Any]:
         """What the e-receipt mappings take from a provider's config (their ``params``)."""
@@ -441,7 +461,7 @@ class VnptDestination(_HttpDestination, _Seller):
     account: str = Field(min_length=1, description="Account (the admin account VNPT issued).")
     ac_password: SecretStr = Field(description="ACpass.")
     username: str = Field(min_length=1, description="The service user.")
-    password: SecretStr
+    password: SecretStr = Field(description="The service password (use ${ENV} or ${file:PATH}).")
     pattern: str = Field(min_length=1, description="The receipt template (mẫu số), e.g. 1/001 under TT78.")
     serial: str = Field(min_length=1, description="The receipt series (ký hiệu), e.g. C26TAA.")
     publish_wsdl: str | None = Field(
@@ -462,7 +482,9 @@ class VnptDestination(_HttpDestination, _Seller):
         default="1",
         description="GetInvoiceByFkey's notax (assumed): a public client saw notax 0 find drafts only.",
     )
-    timeout_s: float = Field(default=30.0, gt=0)
+    timeout_s: float = Field(
+        default=30.0, gt=0, description="Seconds one exchange may take (e-invoice services are slow)."
+    )
 
     def mapping_params(self) -> dict[str, Any]:
         return self.receipt_params(template_code=self.pattern, series=self.serial)
@@ -475,13 +497,15 @@ class ViettelDestination(_HttpDestination, _Seller):
     default_mappings: ClassVar[dict[str, str]] = {"issue": "bundled:einvoice_viettel"}
 
     kind: Literal["viettel"]
-    login_path: str = "/auth/login"
-    username: str = Field(min_length=1)
-    password: SecretStr
+    login_path: str = Field(default="/auth/login", description="Where the token is asked for.")
+    username: str = Field(min_length=1, description="The S-Invoice account.")
+    password: SecretStr = Field(description="Its password (use ${ENV} or ${file:PATH}).")
     supplier_tax_code: str = Field(min_length=1, description="supplierTaxCode in Viettel's paths.")
     template_code: str = Field(min_length=1, description="templateCode of the receipt template.")
     series: str = Field(min_length=1, description="invoiceSeries.")
-    timeout_s: float = Field(default=30.0, gt=0)
+    timeout_s: float = Field(
+        default=30.0, gt=0, description="Seconds one exchange may take (e-invoice services are slow)."
+    )
     token_as: Literal["cookie", "bearer", "both"] = Field(
         default="both",
         description="How the login token travels: the cookie access_token, an Authorization: Bearer"
@@ -577,8 +601,10 @@ class DeliveryRule(_Model):
 
 
 class Route(_Model):
-    on: EventType
-    deliver: list[DeliveryRule] = Field(default_factory=list)
+    on: EventType = Field(description="The event type this route delivers.")
+    deliver: list[DeliveryRule] = Field(
+        default_factory=list, description="Its deliveries: each to a destination's operation."
+    )
 
 
 class CitizensConfig(_Model):
@@ -600,7 +626,7 @@ class CitizensConfig(_Model):
 class BankConfig(_Model):
     """A bank's payment notifications: HMAC-SHA256 over named fields, sent in a header."""
 
-    secret: SecretStr
+    secret: SecretStr = Field(description="The HMAC key the bank shares (use ${ENV} or ${file:PATH}).")
     fields: list[str] = Field(
         default_factory=lambda: ["transaction_id", "reference", "amount", "paid_at", "status"],
         min_length=1,
@@ -615,7 +641,10 @@ class PaymentsConfig(_Model):
     paygov: str | None = Field(
         default=None, description="The paygov destination whose secret signs confirms."
     )
-    banks: dict[str, BankConfig] = Field(default_factory=dict)
+    banks: dict[str, BankConfig] = Field(
+        default_factory=dict,
+        description="Banks notifying payments, by name: /v1/payments/banks/{name}/notify.",
+    )
     max_callback_bytes: int = Field(
         default=16_384,
         ge=1024,
@@ -642,6 +671,8 @@ class PaymentsConfig(_Model):
 
 
 class EventsConfig(_Model):
+    """How events from the provincial system are read."""
+
     dossier_code_field: str = Field(
         default="code", min_length=1, description="Key of the dossier code inside each event's `dossier`."
     )
@@ -756,8 +787,11 @@ class Config(_Model):
     dispatcher: DispatcherConfig = DispatcherConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     events: EventsConfig = EventsConfig()
-    destinations: dict[str, Destination] = Field(default_factory=dict)
-    routes: list[Route] = Field(default_factory=list)
+    destinations: dict[str, Destination] = Field(
+        default_factory=dict,
+        description="The systems lienthong delivers to or asks, by name; each has a kind.",
+    )
+    routes: list[Route] = Field(default_factory=list, description="Which deliveries each event type makes.")
     citizens: CitizensConfig = CitizensConfig()
     payments: PaymentsConfig = PaymentsConfig()
     bank_statements: BankStatementsConfig = BankStatementsConfig()
@@ -830,11 +864,10 @@ def parse_config(text: str, *, file: str, env: Mapping[str, str]) -> Config:
 
 
 def config_json_schema() -> str:
-    """JSON Schema of the config file, for editors' completion."""
-    schema = Config.model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "lienthong configuration"
-    return json.dumps(schema, indent=2, ensure_ascii=False)
+    """JSON Schema of the config file, for editors' completion (``lienthong.jsonschemas``)."""
+    from lienthong.jsonschemas import config_schema, render  # noqa: PLC0415 (it imports this module)
+
+    return render(config_schema())
 
 
 def _issue_from_pydantic(doc: LocatedDocument, err: Any) -> ConfigIssue:

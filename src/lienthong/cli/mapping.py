@@ -227,12 +227,10 @@ def _where(selection: _Selection) -> str:
 
 
 def _schema(args: argparse.Namespace) -> int:
-    from lienthong.mappings import Spec  # noqa: PLC0415
+    from lienthong.jsonschemas import render, spec_schema  # noqa: PLC0415
+    from lienthong.mappings import FunctionRegistry  # noqa: PLC0415
 
-    schema = Spec.model_json_schema(by_alias=True)
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "lienthong mapping spec"
-    print(json.dumps(schema, indent=2, ensure_ascii=False))
+    sys.stdout.write(render(spec_schema(FunctionRegistry.with_plugins())))
     return EXIT_OK
 
 

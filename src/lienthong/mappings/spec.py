@@ -21,15 +21,15 @@ class Condition(_Model):
     """A test on the input. Give ``path`` and one test, or combine conditions with all/any/not."""
 
     path: str | None = Field(default=None, description="What to test, e.g. dossier.channel.")
-    equals: Any = None
+    equals: Any = Field(default=None, description="This very value (text, number, true/false or null).")
     in_: list[Any] | None = Field(default=None, alias="in", description="One of these values.")
     exists: bool | None = Field(default=None, description="true: present and not null.")
     empty: bool | None = Field(default=None, description="true: missing, null, empty text or empty list.")
     contains: Any = Field(default=None, description="A list holding this value (use a [*] path).")
     matches: str | None = Field(default=None, description="A regular expression the text matches.")
-    all: list[Condition] | None = None
-    any: list[Condition] | None = None
-    not_: Condition | None = Field(default=None, alias="not")
+    all: list[Condition] | None = Field(default=None, description="Every one of these conditions holds.")
+    any: list[Condition] | None = Field(default=None, description="At least one of these holds.")
+    not_: Condition | None = Field(default=None, alias="not", description="This condition does not hold.")
 
     @model_validator(mode="after")
     def _one_test(self) -> Condition:
@@ -83,9 +83,13 @@ class FieldSpec(_Model):
     table: str | None = Field(default=None, description="A code table to translate through.")
     apply: list[Call] | Call | None = Field(default=None, description="Functions, applied in order.")
     when: Condition | None = Field(default=None, description="Only when this holds; else `else` or omitted.")
-    else_: FieldSpec | str | None = Field(default=None, alias="else")
-    personal: Personal | None = None
-    description: str | None = None
+    else_: FieldSpec | str | None = Field(
+        default=None, alias="else", description="What the field is when `when` does not hold."
+    )
+    personal: Personal | None = Field(
+        default=None, description="The field carries personal data: say on what legal basis."
+    )
+    description: str | None = Field(default=None, description="What the field is, for the spec's readers.")
 
     @model_validator(mode="after")
     def _one_source(self) -> FieldSpec:
@@ -114,7 +118,9 @@ def _field_for(key: str) -> str:
 
 
 class Param(_Model):
-    description: str = ""
+    """A value the route's config supplies (`params:` of a delivery), read with `{param: NAME}`."""
+
+    description: str = Field(default="", description="What the value is, for the route's author.")
     default: Any = Field(default=None, description="Used when the route gives no value.")
     required: bool = Field(
         default=True, description="The route must give a value (unless there is a default)."
@@ -122,7 +128,9 @@ class Param(_Model):
 
 
 class Table(_Model):
-    description: str = ""
+    """A code table: the input's codes translated to the output's."""
+
+    description: str = Field(default="", description="What the table translates.")
     values: dict[str | bool | int, Any] = Field(description="Input code → output code.")
     strict: bool = Field(default=True, description="An unknown code is an error (not a null).")
     default: Any = Field(default=None, description="For unknown codes; makes the table non-strict.")
@@ -131,18 +139,21 @@ class Table(_Model):
 class SpecBody(_Model):
     """The part of a spec that maps: also the shape of an inline ``mapping:``."""
 
-    output: Literal["json", "xml"] = "json"
+    output: Literal["json", "xml"] = Field(default="json", description="What the mapping makes: json or xml.")
     xml_root: str | None = Field(default=None, description="The root element, for output: xml.")
     missing: Literal["null", "omit"] = Field(
         default="null", description="What a field with no value becomes: null, or left out."
     )
-    params: dict[str, Param] = Field(default_factory=dict)
-    tables: dict[str, Table] = Field(default_factory=dict)
+    params: dict[str, Param] = Field(default_factory=dict, description="The values routes supply, by name.")
+    tables: dict[str, Table] = Field(default_factory=dict, description="Code tables, by name.")
     personal_sources: list[str] = Field(
         default_factory=list,
         description="Input paths holding personal data (a path covers everything under it).",
     )
-    fields: dict[str, FieldSpec | str] = Field(default_factory=dict)
+    fields: dict[str, FieldSpec | str] = Field(
+        default_factory=dict,
+        description="The output's fields, in order: name → how it is made (or an input path).",
+    )
 
     @model_validator(mode="after")
     def _xml_root(self) -> SpecBody:
@@ -155,7 +166,7 @@ class Spec(SpecBody):
     """A mapping spec file."""
 
     name: str | None = Field(default=None, description="Defaults to the file name without .yaml.")
-    description: str = ""
+    description: str = Field(default="", description="What the mapping is for, in a line.")
     extends: str | None = Field(
         default=None, description="A spec whose fields, tables and params this one starts from."
     )
