@@ -246,6 +246,12 @@ class Demo:
         self.node: Lienthong | None = None
         self.server: HttpServer | None = None
         self._say: Say = say or (lambda _: None)
+        self._started = time.perf_counter()
+        self.progress_every_s = 2.0  # while waiting for deliveries to settle, say how many are left
+
+    def _phase(self, text: str) -> None:
+        """Say what the demo is doing now, with the seconds since the traffic started."""
+        self._say(f"{time.perf_counter() - self._started:6.1f} s  {text}")
 
     async def run(
         self,
@@ -299,20 +305,19 @@ class Demo:
         )
         events = list(interleave(streams))
         duplicates = events[:: max(1, len(events) // 20)]  # about 5% sent twice, as a flaky sender would
-        started = time.perf_counter()
-        self._say(
-            f"{self.options.dossiers} dossiers: prefilling e-forms, sending {len(events)} events"
-            f" ({len(duplicates)} twice), then asking for fees"
-        )
+        started = self._started = time.perf_counter()
         client = httpx.AsyncClient(
             base_url=self.server.url, transport=make_transport(max_connections=8), timeout=30
         )
         async with client:
+            self._phase(f"prefilling {len(streams)} e-forms from the population database")
             prefill = await self._prefill(client, streams)
+            self._phase(f"sending {len(events)} events of {len(streams)} dossiers ({len(duplicates)} twice)")
             await self._send_all(client, events, duplicates)
             fees = await self._fees(client, streams)
-        self._say("waiting for every delivery to settle")
+        self._phase("waiting for every delivery to settle")
         pending = await self._settle(self.options.timeout_s)
+        self._phase(f"settled: {pending} deliveries still pending" if pending else "settled: nothing pending")
         elapsed = time.perf_counter() - started
         deliveries = self._delivery_counts()
         delivered = sum(c["delivered"] for c in deliveries.values())
@@ -351,10 +356,11 @@ class Demo:
                     }
                 )
         headers = {"authorization": f"Bearer {self.token}", "content-type": "application/json"}
+        self._phase(f"asking for {len(requests)} fees online; waiting for the platform's pay URLs")
         for batch in _batches(requests, self.options.batch_size):
             await _post(client, orjson.dumps({"events": batch}), headers)
         await self._settle(self.options.timeout_s)
-        self._say(f"{len(requests)} payments initiated; citizens pay at the sandbox platform")
+        self._phase(f"{len(requests)} payments initiated; citizens pay at the sandbox platform")
         callback = f"{client.base_url}/v1/payments/paygov/confirm"
         outcomes: Counter[str] = Counter(requested=len(requests))
         limit = asyncio.Semaphore(8)
@@ -410,14 +416,19 @@ class Demo:
             await _post(client, orjson.dumps({"events": batch}), headers)
 
     async def _settle(self, timeout_s: float) -> int:
-        """Wait until no delivery is pending or in flight; returns what is still pending at the timeout."""
+        """Wait until no delivery is pending or in flight; returns what is still pending at the timeout.
+        Says how many are left every ``progress_every_s`` seconds of waiting."""
         assert self.node is not None
         deadline = time.monotonic() + timeout_s
+        next_report = time.monotonic() + self.progress_every_s
         while True:
             stats = await self.node.store.run(units.stats)
             pending = sum(s.pending + s.inflight for s in stats)
             if pending == 0 or time.monotonic() > deadline:
                 return pending
+            if time.monotonic() >= next_report:
+                self._phase(f"{pending} deliveries pending or in flight")
+                next_report = time.monotonic() + self.progress_every_s
             await asyncio.sleep(0.05)
 
     def _delivery_counts(self) -> dict[str, dict[str, int]]:

@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    parser = _parser()
+    parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help and --version (0), a wrong argument (2, after argparse's message)
@@ -86,7 +86,8 @@ def _log_to_stderr(*, debug: bool) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command tree (tests walk it: every argument has a help text)."""
     parser = argparse.ArgumentParser(prog="lienthong", description="Provincial integration bus.")
     parser.add_argument("--version", action="version", version=f"lienthong {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
