@@ -114,6 +114,29 @@ async def test_a_lapsed_lease_makes_the_message_due_again_and_drops_the_late_out
     assert second.event.event_id == a.events[1]["event_id"]
 
 
+async def test_a_held_message_waits_without_an_attempt_and_keeps_its_dossier_in_order(store: Store) -> None:
+    (a,) = generate(1)
+    await one_request(store, [item(a.events[0], "portal"), item(a.events[1], "portal")])
+    (first,) = await claim(store)
+    await store.run(units.complete, [done(first.message_id, kind="retry", next_ms=NOW)])
+    (again,) = await claim(store)
+    held = Outcome(
+        again.message_id, "held", again.attempts, NOW, NOW, NOW + 5000, lease_until_ms=again.lease_until_ms
+    )
+    await store.run(units.complete, [held])
+    view = await store.run(units.message, first.message_id)
+    assert view is not None
+    assert (view.status, view.attempts, len(view.history)) == ("pending", 1, 1)  # no attempt counted
+    assert await claim(store, NOW + 4999) == []  # held, and its dossier's next message behind it
+    (back,) = await claim(store, NOW + 5000)
+    assert (back.message_id, back.attempts) == (first.message_id, 1)
+    stale = replace(held, lease_until_ms=again.lease_until_ms)  # a hold under a lease taken over
+    await store.run(units.complete, [stale])
+    view = await store.run(units.message, first.message_id)
+    assert view is not None
+    assert view.status == "inflight"
+
+
 async def test_a_dead_letter_releases_its_dossier(store: Store) -> None:
     (a,) = generate(1)
     await one_request(store, [item(a.events[0], "portal"), item(a.events[1], "portal")])

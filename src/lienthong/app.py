@@ -42,6 +42,7 @@ from lienthong.api.health import health_router
 from lienthong.api.limits import BodySizeLimit
 from lienthong.api.payments import payments_router
 from lienthong.bank.job import BankJobSettings, BankReconciliation
+from lienthong.bus.circuits import CircuitBreakers, CircuitSettings
 from lienthong.bus.conditions import RouteFacts, compile_route_condition
 from lienthong.bus.deadletters import DeadLetters
 from lienthong.bus.dispatcher import Dispatcher
@@ -61,6 +62,7 @@ from lienthong.clock import Clock, now_ms
 from lienthong.config import (
     BasicAuthConfig,
     BearerTokenConfig,
+    CircuitConfig,
     Config,
     Destination,
     EmcDestination,
@@ -195,6 +197,7 @@ def build(
         mapper,
         adapters,
         [
+            *circuit_breakers(config, metrics, clock),
             Retries(retry_policy(config.dispatcher.retry), retry_policies(config)),
             DeadLetterNotice(events.delivery_failed),
             DeliveryMetrics(metrics),
@@ -619,6 +622,32 @@ def compile_forms(config: Config, loader: SpecLoader) -> dict[str, CompiledMappi
 def retry_policy(config: RetryConfig) -> RetryPolicy:
     backoff = ExponentialBackoff(config.initial_delay_s, config.multiplier, config.max_delay_s, config.jitter)
     return RetryPolicy(backoff, StopAfterAttempts(config.max_attempts) | StopAfterAge(config.max_age_s))
+
+
+def circuit_breakers(config: Config, metrics: Metrics, clock: Clock) -> list[CircuitBreakers]:
+    """The breakers middleware (none when dispatcher.circuit is off); a destination's keys over the
+    dispatcher's. A destination whose own `circuit` says `enabled: false` gets one that never opens."""
+    base = config.dispatcher.circuit
+
+    def settings(own: CircuitConfig) -> CircuitSettings:
+        never = 2**31 if not own.enabled else own.failures
+        return CircuitSettings(never, own.open_s, own.max_open_s, own.probe_wait_s)
+
+    by_destination = {
+        name: settings(base.model_copy(update=own.model_dump(exclude_unset=True)))
+        for name, dest in config.destinations.items()
+        if (own := getattr(dest, "circuit", None)) is not None
+    }
+    if not base.enabled and not by_destination:
+        return []
+    breakers = CircuitBreakers(
+        settings(base),
+        clock=clock,
+        state_gauge=metrics.circuit_state,
+        opened=metrics.circuit_opened,
+        by_destination=by_destination,
+    )
+    return [breakers]
 
 
 def retry_policies(config: Config) -> dict[str, RetryPolicy]:

@@ -190,6 +190,27 @@ class RetryConfig(_Model):
     )
 
 
+class CircuitConfig(_Model):
+    """A destination's circuit breaker: after failures in a row its messages wait in the outbox, without
+    attempts, then one probe decides (see bus.circuits)."""
+
+    enabled: bool = Field(default=True, description="false: every message is tried, whatever came before.")
+    failures: int = Field(
+        default=5, ge=1, description="Retryable failures in a row (down, overloaded) that open the circuit."
+    )
+    open_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds the circuit stays open before a probe; doubled per failed probe.",
+    )
+    max_open_s: float = Field(
+        default=600.0, gt=0, description="The longest the circuit stays open (seconds)."
+    )
+    probe_wait_s: float = Field(
+        default=1.0, gt=0, description="When messages held while a probe is out are due again (seconds)."
+    )
+
+
 class DispatcherConfig(_Model):
     """Delivery of stored messages to the destinations: how many at once, leases, retries."""
 
@@ -211,6 +232,10 @@ class DispatcherConfig(_Model):
         " destination's timeout: a buffered message starts only with half its lease left.",
     )
     retry: RetryConfig = RetryConfig()
+    circuit: CircuitConfig = Field(
+        default_factory=CircuitConfig,
+        description="Circuit breakers, one per destination; a destination's own `circuit` keys win.",
+    )
 
 
 class JobConfig(_Model):
@@ -328,6 +353,11 @@ class _HttpDestination(_Model):
         description="How deliveries to this system are retried, where it differs from dispatcher.retry:"
         " the keys given here replace dispatcher.retry's, the others are kept. E.g. a portal that is"
         " down for hours deserves {max_age_s: 259200}; a bank's API {max_attempts: 3}.",
+    )
+    circuit: CircuitConfig | None = Field(
+        default=None,
+        description="This system's circuit breaker, where it differs from dispatcher.circuit (the keys given"
+        " replace dispatcher.circuit's).",
     )
 
 

@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 MessageStatus = Literal["pending", "inflight", "delivered", "dead"]
-OutcomeKind = Literal["delivered", "retry", "dead"]
+OutcomeKind = Literal["delivered", "retry", "dead", "held"]
+"""``held``: no attempt was made (a circuit breaker held the message back); the message waits, pending,
+until ``next_attempt_ms``, its attempts and history unchanged."""
 
 
 class PlannedMessage(NamedTuple):

@@ -51,6 +51,18 @@ class Metrics:
             ["destination"],
             registry=registry,
         )
+        self.circuit_state = Gauge(
+            "lienthong_circuit_state",
+            "Each destination's circuit breaker: 0 closed, 1 half-open (probing), 2 open (messages held).",
+            ["destination"],
+            registry=registry,
+        )
+        self.circuit_opened = Counter(
+            "lienthong_circuit_opened",
+            "Times a destination's circuit opened (after failures in a row, or a failed probe).",
+            ["destination"],
+            registry=registry,
+        )
         self.dead_letters = Gauge(
             "lienthong_dead_letters",
             "Dead letters waiting for a person, per destination.",

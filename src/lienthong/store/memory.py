@@ -33,6 +33,7 @@ from lienthong.model import (
 from lienthong.payments.records import CallbackRecord, Claim, PaymentFinding, PaymentRecord
 from lienthong.scheduler.runs import RunRecord
 from lienthong.store.contract import KnownEvent
+from lienthong.store.rows import split_held
 
 
 @dataclass(frozen=True)
@@ -224,6 +225,14 @@ class MemoryOutbox(_Repo):
         return dropped
 
     def finish(self, outcomes: Sequence[Outcome]) -> None:
+        held, outcomes = split_held(outcomes)
+        for o in held:
+            row = self._t.outbox.get(o.message_id)
+            if row is not None and row.lease_until_ms == o.lease_until_ms and row.status == "inflight":
+                assert o.next_attempt_ms is not None
+                self._t.outbox[o.message_id] = replace(
+                    row, status="pending", next_attempt_ms=o.next_attempt_ms, updated_ms=o.finished_ms
+                )
         for o in outcomes:
             row = self._t.outbox.get(o.message_id)
             if row is not None and (
@@ -232,7 +241,11 @@ class MemoryOutbox(_Repo):
             ):
                 self._t.outbox[o.message_id] = replace(
                     row,
-                    status="pending" if o.kind == "retry" else o.kind,
+                    status="dead"
+                    if o.kind == "dead"
+                    else "delivered"
+                    if o.kind == "delivered"
+                    else "pending",
                     attempts=o.attempt,
                     updated_ms=o.finished_ms,
                     next_attempt_ms=o.next_attempt_ms if o.next_attempt_ms is not None else o.finished_ms,

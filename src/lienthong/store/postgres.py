@@ -64,6 +64,7 @@ from lienthong.store.rows import (
     ledger_row,
     run_record,
     run_row,
+    split_held,
 )
 from lienthong.store.runner import STOP, Op, answer, execute, next_batch
 
@@ -312,6 +313,10 @@ FROM {_unnest("text", "text", "int", "bigint", "bigint", "text", "int", "bigint"
 WHERE o.message_id = v.message_id
   AND (v.lease IS NULL OR (o.lease_until_ms = v.lease AND o.status IN ('inflight', 'pending')))
 """
+_HOLD = (
+    "UPDATE outbox SET status = 'pending', next_attempt_ms = %s, updated_ms = %s"
+    " WHERE message_id = %s AND lease_until_ms = %s AND status = 'inflight'"
+)
 _REPLAY = """
 UPDATE outbox o SET status = 'pending', replay_base = o.attempts, next_attempt_ms = %(now)s,
     lease_until_ms = 0, updated_ms = %(now)s, replayed_ms = %(now)s,
@@ -441,6 +446,9 @@ class PostgresOutbox:
         return cursor.rowcount
 
     def finish(self, outcomes: Sequence[Outcome]) -> None:
+        held, outcomes = split_held(outcomes)
+        for o in held:
+            self._db.execute(_HOLD, (o.next_attempt_ms, o.finished_ms, o.message_id, o.lease_until_ms))
         self._db.columns(
             _OUTCOME_UPDATE,
             [

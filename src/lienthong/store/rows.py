@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from lienthong.model import DestinationStats, IngestItem, LedgerEntry, Message, StoredEvent
+from lienthong.model import DestinationStats, IngestItem, LedgerEntry, Message, Outcome, StoredEvent
 from lienthong.payments.records import CallbackRecord, PaymentRecord
 from lienthong.scheduler.runs import RunRecord
 
@@ -112,3 +112,11 @@ def run_record(row: Sequence[Any]) -> RunRecord:
     values["counts"] = orjson.loads(values["counts"])
     values["reports"] = tuple(orjson.loads(values["reports"]))
     return RunRecord(**values)
+
+
+def split_held(outcomes: Sequence[Outcome]) -> tuple[list[Outcome], Sequence[Outcome]]:
+    """The outcomes that held a message back without an attempt (``held``: no attempt row, attempts
+    unchanged), and the others."""
+    if not any(o.kind == "held" for o in outcomes):
+        return [], outcomes
+    return [o for o in outcomes if o.kind == "held"], [o for o in outcomes if o.kind != "held"]

@@ -59,6 +59,7 @@ from lienthong.store.rows import (
     ledger_row,
     run_record,
     run_row,
+    split_held,
 )
 
 SCHEMA_VERSION = 6
@@ -270,6 +271,10 @@ FROM v WHERE outbox.message_id = v.message_id
     AND (v.lease IS NULL
          OR (outbox.lease_until_ms = v.lease AND outbox.status IN ('inflight', 'pending')))""",
 )
+_HOLD = (
+    "UPDATE outbox SET status = 'pending', next_attempt_ms = ?, updated_ms = ?"
+    " WHERE message_id = ? AND lease_until_ms = ? AND status = 'inflight'"
+)
 _KEEP_FIRST = "ON CONFLICT (hash) DO NOTHING"
 # Steps from each older schema version to the next; the CREATE ... IF NOT EXISTS script adds new tables.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -429,6 +434,9 @@ class SqliteOutbox:
         return cursor.rowcount
 
     def finish(self, outcomes: Sequence[Outcome]) -> None:
+        held, outcomes = split_held(outcomes)
+        for o in held:
+            self._db.execute(_HOLD, (o.next_attempt_ms, o.finished_ms, o.message_id, o.lease_until_ms))
         self._db.rows(
             _OUTCOME_UPDATE,
             [
