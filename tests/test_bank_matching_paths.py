@@ -50,7 +50,9 @@ transactions = st.builds(
     statement=st.just(0),
     line=st.integers(1, 99),
 )
-batches = st.lists(st.tuples(st.sampled_from(["a.xml", "b.xml"]), st.lists(transactions, max_size=6)), max_size=4)
+batches = st.lists(
+    st.tuples(st.sampled_from(["a.xml", "b.xml"]), st.lists(transactions, max_size=6)), max_size=4
+)
 
 
 def _report(report: Report) -> tuple[dict[str, int], list[Finding]]:

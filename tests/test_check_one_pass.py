@@ -66,3 +66,23 @@ def test_with_a_valid_file_the_mappings_and_the_tls_files_are_still_all_checked(
     assert any("routes[0].deliver[1].mapping: mapping broken.yaml does not load" in p for p in found), found
     assert any("routes[0].deliver[2].mapping: mapping missing.yaml does not load" in p for p in found), found
     assert any("no-ca.pem" in p for p in found), found
+
+
+def test_lienthong_check_prints_every_problem_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lienthong.cli import main  # noqa: PLC0415
+
+    monkeypatch.delenv("TOKEN_SHA", raising=False)
+    monkeypatch.delenv("PORTAL_URL", raising=False)
+    problems(tmp_path, CONFIG)  # writes the files
+    assert main(["check", str(tmp_path / "lienthong.yaml")]) == 1
+    said = capsys.readouterr().err
+    for text in (
+        "TOKEN_SHA is not set",
+        "dispatcher.retyr",
+        "'portl'",
+        "no_such",
+        "missing.yaml does not load",
+    ):
+        assert text in said, said

@@ -211,16 +211,12 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    from lienthong.app import build_routes, check_jobs, compile_forms, tls_context  # noqa: PLC0415
+    from lienthong.app import check_everything  # noqa: PLC0415
     from lienthong.mappings import FunctionRegistry, SpecLoader  # noqa: PLC0415
 
-    config = _load(args.config)
-    loader = SpecLoader(FunctionRegistry.with_plugins())
-    mappings = build_routes(config, loader).mappings()
-    forms = compile_forms(config, loader) if config.citizens.source else {}
-    check_jobs(config)  # every job of scheduler.jobs is one lienthong or a plugin provides
-    for destination in config.destinations.values():
-        tls_context(destination, config.base_dir)  # certificate files readable, paired, in date
+    # Every phase (the file, the routes' mappings, e-forms, jobs, TLS files), whatever the others found.
+    checked = check_everything(args.config, os.environ, SpecLoader(FunctionRegistry.with_plugins()))
+    config, mappings, forms = checked.config, checked.mappings, checked.forms
     routes = sum(len(r.deliver) for r in config.routes)
     counts = (
         f"{len(config.destinations)} destinations, {routes} deliveries in {len(config.routes)} routes,"
