@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -239,3 +240,18 @@ async def store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) ->
     opened.open()
     yield opened
     opened.close()
+
+
+PORTAL_PROGRESS_CASES = Path("golden") / "portal_progress"
+
+
+@pytest.fixture
+def specs(tmp_path: Path) -> Path:
+    """A copy of the bundled portal_progress spec with its three golden cases (two outputs, one error),
+    for tests that change specs and golden files."""
+    from lienthong.mappings import bundled_dir  # noqa: PLC0415
+
+    shutil.copy(bundled_dir() / "portal_progress.yaml", tmp_path)
+    shutil.copy(bundled_dir() / "reference.yaml", tmp_path)
+    shutil.copytree(bundled_dir() / PORTAL_PROGRESS_CASES, tmp_path / PORTAL_PROGRESS_CASES)
+    return tmp_path

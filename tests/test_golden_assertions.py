@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
+from conftest import PORTAL_PROGRESS_CASES
 from lienthong.cli import main
-from lienthong.mappings import bundled_dir
 from lienthong.mappings.golden import run_golden
 from lienthong.mappings.golden_checks import load_assert_file
 
-CASES = Path("golden") / "portal_progress"
-
-
-@pytest.fixture
-def specs(tmp_path: Path) -> Path:
-    shutil.copy(bundled_dir() / "portal_progress.yaml", tmp_path)
-    shutil.copy(bundled_dir() / "reference.yaml", tmp_path)
-    shutil.copytree(bundled_dir() / CASES, tmp_path / CASES)
-    return tmp_path
+CASES = PORTAL_PROGRESS_CASES
 
 
 def only_checks(specs: Path, case: str, text: str) -> None:

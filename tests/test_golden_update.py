@@ -8,19 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import PORTAL_PROGRESS_CASES
 from lienthong.cli import main
-from lienthong.mappings import bundled_dir
 
-CASES = Path("golden") / "portal_progress"
-
-
-@pytest.fixture
-def specs(tmp_path: Path) -> Path:
-    """A copy of the bundled portal_progress spec with its three golden cases (two outputs, one error)."""
-    shutil.copy(bundled_dir() / "portal_progress.yaml", tmp_path)
-    shutil.copy(bundled_dir() / "reference.yaml", tmp_path)
-    shutil.copytree(bundled_dir() / CASES, tmp_path / CASES)
-    return tmp_path
+CASES = PORTAL_PROGRESS_CASES
 
 
 def break_spec(specs: Path) -> None:
