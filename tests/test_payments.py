@@ -788,3 +788,19 @@ async def test_a_paygov_confirm_to_a_node_without_the_platform_is_not_found(
     running: Running = await run_node(**data)
     answer = await running.client.post("/v1/payments/paygov/confirm", json={"MaLoi": "00"})
     assert (answer.status_code, answer.json()["error"]["code"]) == (404, "not_found")
+
+
+async def test_a_signature_that_is_not_ascii_is_refused_as_a_bad_signature_not_a_500(node: Running) -> None:
+    reference = await requested(node)
+    forged = {"MaThamChieu": reference, "MaXacThuc": "é" * 64, "MaDoiTac": "x"}
+    answer = await node.client.post("/v1/payments/paygov/confirm", json=forged)
+    assert answer.status_code != 500, answer.text
+    assert answer.json()["MaLoi"] != "00"
+    bank = await node.client.post(
+        "/v1/payments/banks/vcb/notify",
+        json=bank_notice(reference),
+        headers={"x-signature": "é".encode() * 32},  # bytes a server decodes as latin-1 text
+    )
+    assert bank.status_code == 403, bank.text
+    verdicts = {r.verdict for r in await node.node.store.run(units.callbacks, 10, None)}
+    assert verdicts == {"bad_signature"}

@@ -94,7 +94,7 @@ class PayGovScheme:
     def verify(self, body: Mapping[str, Any], headers: Mapping[str, str]) -> bool:
         given = field_text(body.get("MaXacThuc")).lower()
         expected = paygov_code(body, CONFIRM_FIELDS, self._secret)
-        return hmac.compare_digest(given, expected) and body.get("MaDoiTac") == self._partner_code
+        return _same(given, expected) and body.get("MaDoiTac") == self._partner_code
 
     def read(self, body: Mapping[str, Any]) -> Claim:
         # MaLoi is signed, TrangThaiGD is not: only MaLoi says "paid". TrangThaiGD, when present, may
@@ -156,7 +156,7 @@ class HmacFieldsScheme:
         return hmac.new(self._secret, text.encode("utf-8"), hashlib.sha256).hexdigest()
 
     def verify(self, body: Mapping[str, Any], headers: Mapping[str, str]) -> bool:
-        return hmac.compare_digest(headers.get(self._header, "").lower(), self.sign(body))
+        return _same(headers.get(self._header, "").lower(), self.sign(body))
 
     def read(self, body: Mapping[str, Any]) -> Claim:
         status = body.get("status", "paid")
@@ -204,3 +204,9 @@ def _paygov_time(text: str) -> str:
         return datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=VIETNAM).isoformat()
     except ValueError:
         raise ValueError(f"ThoiGianGD must be yyyyMMddHHmmss, got {text!r:.40}") from None
+
+
+def _same(given: str, expected: str) -> bool:
+    """``hmac.compare_digest`` on the UTF-8 bytes: on text it raises for anything outside ASCII, and a
+    forged signature must be refused as one, not answered with a 500."""
+    return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode("utf-8", "replace"))
