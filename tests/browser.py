@@ -36,23 +36,29 @@ def chromium_or_skip() -> str:
     return found
 
 
-def open_page(path: Path, tmp_path: Path) -> Rendered:
-    """``path`` as chromium renders it with no network (every host name fails to resolve)."""
-    chromium = chromium_or_skip()
-    shot = tmp_path / "page.png"
-    common = [
-        chromium,
+def headless(tmp_path: Path, *, loopback: bool = False, budget_ms: int = 3000) -> list[str]:
+    """chromium's command with no network: every host name fails to resolve (``loopback``: but
+    127.0.0.1, where a test's node listens); logs on stderr; scripts given ``budget_ms`` of virtual time."""
+    rules = "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1" if loopback else "MAP * ~NOTFOUND"
+    return [
+        chromium_or_skip(),
         "--headless=new",
         "--no-sandbox",
         "--disable-gpu",
         "--no-first-run",
         "--disable-extensions",
         f"--user-data-dir={tmp_path / 'profile'}",
-        "--host-resolver-rules=MAP * ~NOTFOUND",
+        f"--host-resolver-rules={rules}",
         "--enable-logging=stderr",
         "--v=0",
-        "--virtual-time-budget=3000",
+        f"--virtual-time-budget={budget_ms}",
     ]
+
+
+def open_page(path: Path, tmp_path: Path) -> Rendered:
+    """``path`` as chromium renders it with no network (every host name fails to resolve)."""
+    shot = tmp_path / "page.png"
+    common = headless(tmp_path)
     url = path.resolve().as_uri()
     dumped = subprocess.run(
         [*common, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=False

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from browser import chromium_or_skip
+from browser import headless
 from conftest import AUTH, ROUTES, Peers, Running, RunNode, config_dict
 from lienthong.sandbox.dossiers import generate
 from lienthong.sandbox.paygov import PayGovSandbox
@@ -251,24 +251,8 @@ async def test_the_docs_pages_reference_only_assets_the_node_serves_itself(node:
 async def test_swagger_ui_renders_the_operations_in_a_browser_with_no_network(
     node: Running, tmp_path: Path
 ) -> None:
-    chromium = chromium_or_skip()
     url = f"{node.client.base_url}/docs"
-    command = [
-        chromium,
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-extensions",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        # Every host name fails to resolve: only the loopback address the node listens on is reachable.
-        "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-        "--enable-logging=stderr",
-        "--v=0",
-        "--virtual-time-budget=5000",
-        "--dump-dom",
-        url,
-    ]
+    command = [*headless(tmp_path, loopback=True, budget_ms=5000), "--dump-dom", url]
     done = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=120)
     dom = done.stdout
     assert "/v1/events" in dom, done.stderr[-2000:]
