@@ -80,6 +80,7 @@ from lienthong.config import (
 )
 from lienthong.errors import ConfigError, ConfigIssue
 from lienthong.mappings import BUNDLED_PREFIX, CompiledMapping, FunctionRegistry, SpecLoader
+from lienthong.observability.http import RequestMetrics
 from lienthong.observability.metrics import Metrics
 from lienthong.payments import CallbackScheme, HmacFieldsScheme, PayGovScheme
 from lienthong.payments.callbacks import PaymentCallbacks, RefusalLimiter
@@ -406,6 +407,8 @@ def build_api(node: Lienthong) -> FastAPI:
     api.add_middleware(
         BodySizeLimit, max_bytes=config.server.max_body_bytes, max_total_bytes=config.server.max_bodies_bytes
     )
+    # Outermost of ours, so that the body limit's refusals are counted too.
+    api.add_middleware(RequestMetrics, metrics=node.metrics, templates=lambda: api.openapi()["paths"])
     return api
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 from collections.abc import Callable, Sequence
 
 from fastapi import APIRouter
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import PlainTextResponse, Response
 
 from lienthong.api.errors import answer, error_response, refusals
@@ -24,6 +24,9 @@ _READYZ = {
     200: answer(Health, {"status": "ready"}, "The store answers and the dispatcher runs"),
     **refusals({503: "The store does not answer (`store_unavailable`) or the dispatcher is stopped"}),
 }
+SCRAPE_STORE_WAIT_S = 5.0
+"""How long a scrape waits for the store's outbox reading: under Prometheus's default 10 s scrape timeout,
+so that a hung store shows as ``lienthong_store_up 0`` rather than as the node down."""
 _METRICS: dict[int | str, dict[str, object]] = {
     200: {
         "description": "Prometheus text exposition",
@@ -68,9 +71,14 @@ def health_router(
 
     @router.get("/metrics", responses=_METRICS, response_class=PlainTextResponse)
     async def prometheus() -> Response:
-        """Prometheus exposition; outbox gauges are read fresh from the store."""
-        with contextlib.suppress(StoreError):  # serve what we have; readyz reports the store
-            metrics.observe_outbox(await store.run(units.stats), destinations, now_ms(clock))
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        """Prometheus exposition; outbox gauges are read fresh from the store. When it does not answer
+        within SCRAPE_STORE_WAIT_S, ``lienthong_store_up`` is 0 and those gauges are left out, not stale."""
+        try:
+            stats = await asyncio.wait_for(store.run(units.stats), SCRAPE_STORE_WAIT_S)
+        except (StoreError, TimeoutError):
+            metrics.observe_store_unavailable()
+        else:
+            metrics.observe_outbox(stats, destinations, now_ms(clock))
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return router
