@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from conftest import AUTH, Peers, Running, RunNode, config_dict
+from conftest import AUTH, QUICK_CIRCUIT, Peers, Running, RunNode, config_dict
 from lienthong.sandbox import FaultPlan
 from lienthong.sandbox.dossiers import generate, interleave
 
@@ -119,7 +119,7 @@ async def test_each_dossier_reaches_each_destination_in_order_under_concurrency(
 ) -> None:
     retry = {"initial_delay_s": 0.01, "max_delay_s": 0.2, "jitter": 0.5, "max_attempts": 30}
     running: Running = await run_node(
-        dispatcher={"max_in_flight": 32, "poll_interval_s": 0.02, "retry": retry}
+        dispatcher={"max_in_flight": 32, "poll_interval_s": 0.02, "retry": retry, "circuit": QUICK_CIRCUIT}
     )
     faults = FaultPlan(rate=0.3, kinds=("latency", "error", "drop"), latency_ms=15, seed=3)
     peers.portal.set_faults(faults)

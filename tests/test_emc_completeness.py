@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from conftest import QUICK_CIRCUIT
 from lienthong.app import build
 from lienthong.bus.envelope import parse_body
 from lienthong.config import Config
@@ -40,7 +41,7 @@ async def test_steps_emc_missed_are_pushed_again_and_refused_ones_reported(
     config = Config.model_validate(
         {
             "store": {"path": str(tmp_path / "store.db")},
-            "dispatcher": {"poll_interval_s": 0.02, "retry": {"max_attempts": 1}},
+            "dispatcher": {"poll_interval_s": 0.02, "retry": {"max_attempts": 1}, "circuit": QUICK_CIRCUIT},
             "destinations": {
                 "emc-a": {**emc, "base_url": flaky_url},
                 "emc-b": {**emc, "base_url": strict_url, "bearer_token": "a-wrong-token"},

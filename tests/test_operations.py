@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 
-from conftest import AUTH, Peers, Running, RunNode
+from conftest import AUTH, QUICK_CIRCUIT, Peers, Running, RunNode
 from lienthong.sandbox import FaultPlan
 from lienthong.sandbox.dossiers import generate
 
@@ -18,7 +18,9 @@ def gauge(text: str, name: str, destination: str) -> float:
 
 async def test_gauges_show_pending_rows_their_age_and_dead_letters(run_node: RunNode, peers: Peers) -> None:
     retry = {"initial_delay_s": 0.05, "max_delay_s": 0.05, "jitter": 0, "max_attempts": 1000}
-    running: Running = await run_node(dispatcher={"poll_interval_s": 0.02, "retry": retry})
+    running: Running = await run_node(
+        dispatcher={"poll_interval_s": 0.02, "retry": retry, "circuit": QUICK_CIRCUIT}
+    )
     peers.emc.set_faults(FaultPlan(rate=1.0, kinds=("error",)))  # EMC is down
     await running.post({"events": [s.events[0] for s in generate(3)]})
     await asyncio.sleep(0.3)
