@@ -799,7 +799,7 @@ async def test_a_signature_that_is_not_ascii_is_refused_as_a_bad_signature_not_a
     bank = await node.client.post(
         "/v1/payments/banks/vcb/notify",
         json=bank_notice(reference),
-        headers={"x-signature": "é".encode() * 32},  # bytes a server decodes as latin-1 text
+        headers={b"x-signature": "é".encode() * 32},  # bytes a server decodes as latin-1 text
     )
     assert bank.status_code == 403, bank.text
     verdicts = {r.verdict for r in await node.node.store.run(units.callbacks, 10, None)}

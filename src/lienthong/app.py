@@ -81,6 +81,7 @@ from lienthong.config import (
 from lienthong.errors import ConfigError, ConfigIssue
 from lienthong.mappings import BUNDLED_PREFIX, CompiledMapping, FunctionRegistry, SpecLoader
 from lienthong.observability.http import RequestMetrics
+from lienthong.observability.logs import RequestId
 from lienthong.observability.metrics import Metrics
 from lienthong.payments import CallbackScheme, HmacFieldsScheme, PayGovScheme
 from lienthong.payments.callbacks import PaymentCallbacks, RefusalLimiter
@@ -409,6 +410,7 @@ def build_api(node: Lienthong) -> FastAPI:
     )
     # Outermost of ours, so that the body limit's refusals are counted too.
     api.add_middleware(RequestMetrics, metrics=node.metrics, templates=lambda: api.openapi()["paths"])
+    api.add_middleware(RequestId)  # outermost: every line logged while a request is handled carries its id
     return api
 
 

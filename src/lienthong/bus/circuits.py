@@ -23,6 +23,7 @@ from prometheus_client import Counter, Gauge
 from lienthong.bus.middleware import Attempt, Middleware
 from lienthong.errors import RetryableError
 from lienthong.model import Message, Outcome
+from lienthong.observability.logs import delivery_fields, fields
 
 log = logging.getLogger("lienthong.bus.circuits")
 
@@ -97,7 +98,12 @@ class CircuitBreakers(Middleware):
                 return _held(message, now, circuit.reopen_at)
             self._set(message.destination, circuit, State.HALF_OPEN)
             circuit.probe = message.message_id
-            log.info("%s: circuit half-open, probing with %s", message.destination, message.message_id)
+            log.info(
+                "%s: circuit half-open, probing with %s",
+                message.destination,
+                message.message_id,
+                extra=delivery_fields(message),
+            )
             return None
         if circuit.probe == message.message_id:  # the probe itself, claimed again (its lease ran out)
             return None
@@ -115,7 +121,11 @@ class CircuitBreakers(Middleware):
             else:
                 circuit.failures = 0
                 self._set(destination, circuit, State.CLOSED)
-                log.warning("%s: circuit closed, the probe went through", destination)
+                log.warning(
+                    "%s: circuit closed, the probe went through",
+                    destination,
+                    extra=fields(destination=destination),
+                )
             return outcome
         if circuit.state is not State.CLOSED:
             return outcome  # a delivery started before the circuit opened
@@ -139,6 +149,7 @@ class CircuitBreakers(Middleware):
             destination,
             circuit.open_for_s,
             why,
+            extra=fields(destination=destination),
         )
 
     def _set(self, destination: str, circuit: _Circuit, state: State) -> None:

@@ -8,6 +8,7 @@ the chosen version and reports what would happen, changing nothing.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Literal
 
@@ -15,6 +16,7 @@ from lienthong.bus.routes import Mapper, Routes
 from lienthong.clock import Clock, now_ms
 from lienthong.errors import DeliveryError
 from lienthong.model import Message, MessageView, Replay
+from lienthong.observability.logs import fields
 from lienthong.store import Store, units
 
 MappingChoice = Literal["original", "current"]
@@ -31,6 +33,9 @@ class ReplayPlan:
     @property
     def changes_version(self) -> bool:
         return self.mapping_hash is not None and self.mapping_hash != self.message.mapping_hash
+
+
+log = logging.getLogger("lienthong.bus.deadletters")
 
 
 class DeadLetters:
@@ -64,7 +69,16 @@ class DeadLetters:
         now = now_ms(self._clock)
         await self._store.run(units.save_mappings, self._routes.versions(), now)
         replays = [Replay(p.message.message_id, p.mapping_hash if p.changes_version else None) for p in plans]
-        return await self._store.run(units.replay, replays, by, reason, now)
+        replayed = await self._store.run(units.replay, replays, by, reason, now)
+        log.warning(
+            "%d dead letters replayed by %s: %s (%s)",
+            len(replayed),
+            by,
+            reason,
+            ", ".join(replayed[:20]) + (f" and {len(replayed) - 20} more" if len(replayed) > 20 else ""),
+            extra=fields(by=by),
+        )
+        return replayed
 
     async def _plan_one(self, message: MessageView, choice: MappingChoice) -> ReplayPlan:
         version = message.mapping_hash

@@ -24,6 +24,7 @@ from lienthong.bus.routes import Mapper
 from lienthong.clock import Clock, now_ms
 from lienthong.errors import DeliveryError, PermanentError, RetryableError, StoreError
 from lienthong.model import Message, Outcome
+from lienthong.observability.logs import delivery_fields
 from lienthong.store import Store, units
 
 log = logging.getLogger("lienthong.bus.dispatcher")
@@ -206,6 +207,7 @@ class Dispatcher:
             outcome = attempt.outcome()
             for middleware in self._middleware:
                 outcome = middleware.after_attempt(attempt, outcome)
+        _log_outcome(message, outcome)
         self._outcomes.append(outcome)
 
     async def _attempt(self, message: Message) -> Attempt:
@@ -239,3 +241,26 @@ class Dispatcher:
                 log.exception("unexpected error delivering %s", message.message_id)
                 error = PermanentError(f"internal error: {type(exc).__name__}: {exc}")
         return Attempt(message, number, started, self._clock(), error, status)
+
+
+def _log_outcome(message: Message, outcome: Outcome) -> None:
+    """A line per outcome, with the delivery's ids: a dead letter at WARNING, a retry at INFO, a delivery
+    or a hold at DEBUG (a busy node delivers thousands a second)."""
+    level = _LEVELS[outcome.kind]
+    if not log.isEnabledFor(level):
+        return
+    extra = delivery_fields(message)
+    if outcome.kind == "dead":
+        log.warning("dead letter after attempt %d: %s", outcome.attempt, outcome.error, extra=extra)
+    elif outcome.kind == "retry":
+        wait_s = ((outcome.next_attempt_ms or outcome.finished_ms) - outcome.finished_ms) / 1000
+        log.info(
+            "attempt %d failed, retry in %.1f s: %s", outcome.attempt, wait_s, outcome.error, extra=extra
+        )
+    elif outcome.kind == "held":
+        log.debug("held: the destination's circuit is open", extra=extra)
+    else:
+        log.debug("delivered (attempt %d, http %s)", outcome.attempt, outcome.http_status, extra=extra)
+
+
+_LEVELS = {"dead": logging.WARNING, "retry": logging.INFO, "held": logging.DEBUG, "delivered": logging.DEBUG}

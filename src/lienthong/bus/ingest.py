@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import secrets
 import time
 from collections import Counter
@@ -15,8 +16,11 @@ from lienthong.bus.routes import Routes
 from lienthong.clock import Clock, now_ms
 from lienthong.errors import IdempotencyConflict
 from lienthong.model import EventRecord, IngestItem, IngestResult, PlannedMessage
+from lienthong.observability.logs import fields
 from lienthong.observability.metrics import Metrics
 from lienthong.store import Store, units
+
+log = logging.getLogger("lienthong.bus.ingest")
 
 
 class MessageIds:
@@ -98,6 +102,12 @@ class Ingestor:
         self._count(Counter((p.event.type, "duplicate" if r.duplicate else "accepted") for p, r in outcomes))
         if any(not r.duplicate and r.message_ids for r in results):
             self._on_accepted()
+        if log.isEnabledFor(logging.DEBUG):  # a line per event: a busy node takes thousands a second
+            for parsed, result in zip(events, results, strict=True):
+                said = "a duplicate, accepted before" if result.duplicate else "accepted"
+                extra = fields(event_id=parsed.event.event_id, dossier_code=parsed.dossier_code)
+                log.debug("%s %s from %s: messages %s", parsed.event.type, said, caller or "lienthong",
+                          ", ".join(result.message_ids) or "none", extra=extra)  # fmt: skip
         return results
 
     def stored(self, items: list[IngestItem]) -> None:

@@ -26,7 +26,6 @@ from lienthong.cli.exits import (
     EXIT_USAGE,
 )
 from lienthong.errors import ConfigError, StoreError
-from lienthong.timefmt import moment_precise
 
 SANDBOX_KINDS = ("portal", "emc", "population", "paygov", "vnpt", "viettel", "province")
 
@@ -56,7 +55,10 @@ def _main(argv: Sequence[str] | None) -> int:
     if not hasattr(args, "handler"):
         parser.print_help()
         return EXIT_USAGE
-    _log_to_stderr(debug=args.verbose)
+    from lienthong.observability.logs import configure  # noqa: PLC0415
+
+    level = "DEBUG" if args.verbose else getattr(args, "log_level", None) or "INFO"
+    configure(level, getattr(args, "log_format", None) or "text")
     try:
         if args.env_file is not None:
             apply_env_file(args.env_file)
@@ -70,20 +72,6 @@ def _main(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     return code
-
-
-class _LogFormatter(logging.Formatter):
-    """Log lines stamped as every time the command prints: ISO 8601 with offset (``timefmt``)."""
-
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        return moment_precise(record.created)
-
-
-def _log_to_stderr(*, debug: bool) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_LogFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, handlers=[handler])
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise here
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,6 +89,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="serve the API and deliver events (the production entry point)")
     run.add_argument("config", type=Path, help="the YAML config file")
+    run.add_argument(
+        "--log-level",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        type=str.upper,
+        default="INFO",
+        help="the least severe lines logged (INFO: start, stop, retries; WARNING: dead letters, replays,"
+        " circuits, refused callbacks, the store failing)",
+    )
+    run.add_argument(
+        "--log-format",
+        choices=("json", "text", "auto"),
+        default="auto",
+        help="JSON lines, or readable text; auto: text on a terminal, JSON otherwise (a service manager)",
+    )
     run.set_defaults(handler=_run)
 
     check = sub.add_parser(
@@ -330,6 +332,23 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _summary(config: Any) -> str:
+    """The config in a line, for the start of the log: what this node will do."""
+    destinations = ", ".join(f"{n} ({d.kind})" for n, d in config.destinations.items()) or "none"
+    store = config.store
+    where = getattr(store, "path", None) or (
+        "a PostgreSQL database" if store.kind == "postgres" else "memory"
+    )
+    jobs = ", ".join(config.scheduler.jobs) if config.scheduler.enabled else "off"
+    deliveries = sum(len(r.deliver) for r in config.routes)
+    dispatcher = config.dispatcher
+    return (
+        f"store {store.kind} ({where}); destinations {destinations}; {deliveries} deliveries in"
+        f" {len(config.routes)} routes; dispatcher {'on' if dispatcher.enabled else 'off'}"
+        f" ({dispatcher.max_in_flight} in flight); scheduler {jobs}; {len(config.auth.tokens)} callers"
+    )
+
+
 def _serve(args: argparse.Namespace) -> None:
     from lienthong.app import build, request_limits  # noqa: PLC0415
     from lienthong.serving import HttpServer, on_stop_signals, run, tune_runtime  # noqa: PLC0415
@@ -346,7 +365,7 @@ def _serve(args: argparse.Namespace) -> None:
             lifespan="on",
             limits=request_limits(config),
         )
-        logging.getLogger("lienthong").info("serving on %s", server.url)
+        logging.getLogger("lienthong").info("serving on %s: %s", server.url, _summary(config))
         stop = asyncio.Event()
         with on_stop_signals(stop):
             await server.serve_until(stop)

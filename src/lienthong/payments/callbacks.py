@@ -15,6 +15,7 @@ heard and recorded, from any address.
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -27,11 +28,14 @@ from lienthong.bus.emit import EventSink, build_event, internal_event_id
 from lienthong.clock import Clock, now_ms
 from lienthong.errors import InvalidEvent
 from lienthong.model import IngestItem
+from lienthong.observability.logs import fields
 from lienthong.observability.metrics import Metrics
 from lienthong.payments.records import CallbackRecord, PaymentRecord, Settlement
 from lienthong.payments.schemes import CallbackRefused, CallbackScheme
 from lienthong.payments.state import TAKEN, Claim, Verdict
 from lienthong.store import Store, units
+
+log = logging.getLogger("lienthong.payments.callbacks")
 
 CLIP = 64
 """Characters kept of a reference or transaction id in a callback's record."""
@@ -166,13 +170,17 @@ class PaymentCallbacks:
         verdict = await self._store.run(units.settle_payment, settlement, now_ms(self._clock))
         self._metrics.payment_callbacks.labels(channel, verdict).inc()
         if verdict not in TAKEN:
-            raise CallbackRefused(verdict, _explain(verdict, claim, payment))
+            explained = _explain(verdict, claim, payment)
+            log.warning("%s callback refused (%s): %s", channel, verdict, explained,
+                        extra=fields(channel=channel, reference=claim.reference, source=source))  # fmt: skip
+            raise CallbackRefused(verdict, explained)
         if verdict == "accepted" and confirmed is not None:
             self._events.stored([confirmed])
         return Received(verdict, claim)
 
     async def _verified(self, record: CallbackRecord) -> None:
         """Record a refusal of a callback whose signature held: always (its sender is the peer itself)."""
+        _log_refusal(record)
         self._metrics.payment_callbacks.labels(record.channel, record.verdict).inc()
         await self._store.run(units.record_callback, record)
 
@@ -181,8 +189,9 @@ class PaymentCallbacks:
         only. Never refuses anything itself: the peer's own callbacks from that address still go through."""
         if not self._limiter.allows(record.source):
             self._metrics.payment_callbacks.labels(record.channel, "unrecorded").inc()
-            return
+            return  # nor logged: a stranger's flood must not fill the disk through the log either
         self._limiter.spend(record.source)
+        _log_refusal(record)
         await self._verified(record)
 
     def _confirmed(self, payment: PaymentRecord, c: Claim) -> IngestItem | None:
@@ -257,3 +266,13 @@ def _explain(verdict: str, claim: Claim, payment: PaymentRecord | None) -> str:
             " backwards and is refused"
         )
     return f"transaction {_clip(claim.transaction_id)!r} was already confirmed with other content"
+
+
+def _log_refusal(record: CallbackRecord) -> None:
+    log.warning(
+        "%s callback refused (%s): %s",
+        record.channel,
+        record.verdict,
+        record.detail,
+        extra=fields(channel=record.channel, reference=record.reference, source=record.source),
+    )
