@@ -147,3 +147,20 @@ def test_a_stop_signal_while_starting_up_exits_zero_quietly(bus: Bus, delay_s: f
     for word in UNCLEAN:
         assert word not in bus.log.read_text()
     bus.start()  # and the store it may have begun to open opens again
+
+
+def test_a_stop_signal_arriving_while_a_class_is_made_still_stops_quietly() -> None:
+    """Python wraps an exception raised in ``__set_name__`` in a RuntimeError: a SIGTERM landing in an
+    import (rich's thread-local class, under httpx) failed the start with a traceback instead of a quiet 0."""
+    from lienthong.cli import _stopped_early  # noqa: PLC0415
+
+    class Signals:
+        def __set_name__(self, owner: type, name: str) -> None:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler runs here, between two bytecodes
+
+    reached = False
+    with _stopped_early():
+        type("Made", (), {"field": Signals()})
+        reached = True
+    assert not reached

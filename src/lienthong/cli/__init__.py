@@ -378,6 +378,17 @@ class _StopRequested(Exception):
     """A stop signal before the server's own handlers were in place."""
 
 
+def _requested_stop(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is a stop signal's, or was caused by one (the chain walked, cycles cut)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, _StopRequested):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 @contextlib.contextmanager
 def _stopped_early() -> Iterator[None]:
     """SIGINT or SIGTERM ends the block quietly wherever it is (starting up: nothing is acknowledged yet).
@@ -389,7 +400,11 @@ def _stopped_early() -> Iterator[None]:
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
-    except _StopRequested:
+    except BaseException as exc:
+        # The signal's exception is raised wherever the interpreter was, and some places wrap it: in a
+        # class body being made (an import), it arrives as RuntimeError("Error calling __set_name__").
+        if not _requested_stop(exc):
+            raise
         logging.getLogger("lienthong").info("stopped while starting")
     finally:
         for sig, handler in previous.items():
