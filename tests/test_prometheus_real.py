@@ -5,6 +5,7 @@ gives them, and the rule that should fire does."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
@@ -92,15 +93,23 @@ async def query(client: httpx.AsyncClient, expr: str) -> dict[frozenset[tuple[st
     }
 
 
+async def ready(client: httpx.AsyncClient, timeout_s: float = 20.0) -> None:
+    """Wait for Prometheus to serve queries (it answers 503 while it starts)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.TransportError):
+            if (await client.get("/-/ready")).status_code == 200:
+                return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"Prometheus was not ready within {timeout_s} s")
+
+
 async def until(client: httpx.AsyncClient, expr: str, want: Any, timeout_s: float = 20.0) -> None:
     """Poll ``expr`` until its vector (labels → value) equals ``want``."""
     deadline = time.monotonic() + timeout_s
     got: object = None
     while time.monotonic() < deadline:
-        try:
-            got = await query(client, expr)
-        except httpx.TransportError:  # Prometheus still starting
-            got = "not answering"
+        got = await query(client, expr)
         if got == want:
             return
         await asyncio.sleep(0.2)
@@ -131,6 +140,7 @@ async def test_prometheus_scrapes_deliveries_backlog_and_dead_letters_and_fires_
     prometheus: Prometheus = prometheus_for(str(running.client.base_url.netloc.decode()))
     async with httpx.AsyncClient(base_url=prometheus.url, timeout=5) as client:
         # Given Prometheus has seen the node with nothing dead yet
+        await ready(client)
         await until(client, 'up{job="lienthong"}', {series(__name__="up"): 1.0})
         await until(
             client,
