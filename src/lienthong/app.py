@@ -52,6 +52,7 @@ from lienthong.bus.middleware import DeadLetterNotice, DeliveryMetrics, Retries
 from lienthong.bus.retry import ExponentialBackoff, RetryPolicy, StopAfterAge, StopAfterAttempts
 from lienthong.bus.routes import DeliveryRoute, Mapper, Routes
 from lienthong.certs import client_context
+from lienthong.certs.tls import not_after
 from lienthong.checks.completeness import EmcCompleteness
 from lienthong.checks.integrity import IntegrityRules
 from lienthong.checks.jobs import IntegrityJob, KpiJob, KpiSettings
@@ -392,6 +393,8 @@ def build_api(node: Lienthong) -> FastAPI:
             destinations=tuple(config.destinations),
             dispatcher_running=lambda: node.dispatcher.running or not config.dispatcher.enabled,
             clock=node.clock,
+            scheduler_running=lambda: node.scheduler is None or node.scheduler.running,
+            certificates=client_certificates(config),
         )
     )
     if node.prefill is not None:
@@ -679,6 +682,17 @@ def payment_schemes(config: Config) -> dict[str, CallbackScheme]:
         secret = settings.secret.get_secret_value()
         schemes[bank] = HmacFieldsScheme(bank, secret, settings.fields, settings.header)
     return schemes
+
+
+def client_certificates(config: Config) -> list[tuple[str, float]]:
+    """(what, when it expires) of each client certificate the destinations present (mutual TLS)."""
+    found = []
+    for name, dest in config.destinations.items():
+        tls = getattr(dest, "tls", None)
+        if tls is not None and tls.client_cert is not None:
+            path = str(config.base_dir / tls.client_cert)
+            found.append((f"{name}'s client certificate {tls.client_cert}", not_after(path).timestamp()))
+    return found
 
 
 def tls_context(dest: HttpPeerConfig, base_dir: Path) -> ssl.SSLContext | None:

@@ -21,8 +21,18 @@ _HEALTHZ = {
     **refusals({503: "The store cannot be reached and cannot be started again (`store_lost`)"}),
 }
 _READYZ = {
-    200: answer(Health, {"status": "ready"}, "The store answers and the dispatcher runs"),
-    **refusals({503: "The store does not answer (`store_unavailable`) or the dispatcher is stopped"}),
+    200: answer(
+        Health,
+        {"status": "ready"},
+        "The store answers, the dispatcher and the scheduler run, no certificate has expired",
+    ),
+    **refusals(
+        {
+            503: "The store does not answer (`store_unavailable`), the dispatcher or the scheduler is stopped"
+            " (`dispatcher_stopped`, `scheduler_stopped`), or a client certificate has expired"
+            " (`certificate_expired`)"
+        }
+    ),
 }
 SCRAPE_STORE_WAIT_S = 5.0
 """How long a scrape waits for the store's outbox reading: under Prometheus's default 10 s scrape timeout,
@@ -47,7 +57,11 @@ def health_router(
     destinations: Sequence[str],
     dispatcher_running: Callable[[], bool],
     clock: Clock,
+    scheduler_running: Callable[[], bool] = lambda: True,
+    certificates: Sequence[tuple[str, float]] = (),
 ) -> APIRouter:
+    """``certificates``: (what, when it expires in seconds since the epoch) of each certificate the node
+    presents; an expired one makes the node not ready (its peer would refuse every handshake)."""
     router = APIRouter()
 
     @router.get("/healthz", responses=_HEALTHZ)
@@ -60,13 +74,20 @@ def health_router(
 
     @router.get("/readyz", responses=_READYZ)
     async def readyz() -> Response:
-        """Ready when the store answers and the dispatcher runs."""
+        """Ready when the store answers, the dispatcher and the scheduler (if enabled) run, and no
+        certificate the node presents has expired."""
         try:
             await store.run(units.stats)
         except StoreError as exc:
             return error_response(503, "store_unavailable", str(exc))
         if not dispatcher_running():
             return error_response(503, "dispatcher_stopped", "the dispatcher is not running")
+        if not scheduler_running():
+            return error_response(503, "scheduler_stopped", "the scheduler is enabled and not running")
+        now = clock()
+        expired = [what for what, until in certificates if until <= now]
+        if expired:
+            return error_response(503, "certificate_expired", f"expired: {'; '.join(expired)}")
         return Response(b'{"status":"ready"}', media_type="application/json")
 
     @router.get("/metrics", responses=_METRICS, response_class=PlainTextResponse)

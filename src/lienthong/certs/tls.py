@@ -65,3 +65,11 @@ def _check_dates(path: str, now: datetime) -> None:
         raise ConfigError.single(
             path, f"the certificate expired on {certificate.not_valid_after_utc:%Y-%m-%d %H:%M}Z"
         )
+
+
+def not_after(path: str) -> datetime:
+    """When the PEM certificate at ``path`` expires (UTC); ConfigError naming the file."""
+    try:
+        return x509.load_pem_x509_certificate(_readable(path)).not_valid_after_utc
+    except ValueError as exc:
+        raise ConfigError.single(path, "not a PEM certificate") from exc

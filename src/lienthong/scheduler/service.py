@@ -120,6 +120,11 @@ class Scheduler:
         self._loop_task: asyncio.Task[None] | None = None
 
     # -- the node's life -----------------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        """Following its schedules (or not meant to: a node with the scheduler off is not short of one)."""
+        return not self.enabled or (self._loop_task is not None and not self._loop_task.done())
+
     async def start(self) -> None:
         """Mark attempts whose node died as failed, set the last-success gauges, catch up on windows
         missed while no node ran, and follow the schedules. Does nothing unless ``enabled``."""
