@@ -74,3 +74,21 @@ async def test_a_scheduler_that_stopped_makes_the_node_not_ready(tmp_path: Path,
             ready = await client.get("/readyz")
             assert ready.status_code == 503
             assert ready.json()["error"]["code"] == "scheduler_stopped"
+
+
+async def test_each_certificate_file_s_expiry_is_a_gauge_by_name_and_purpose(
+    tmp_path: Path,
+    peers: Peers,
+    pki: dict[str, Path],  # noqa: F811
+) -> None:
+    config = config_dict(tmp_path, peers)
+    config["destinations"]["emc"]["tls"] = {
+        "ca_file": str(pki["ca"]),
+        "client_cert": str(pki["client"]),
+        "client_key": str(pki["client_key"]),
+    }
+    async with node_at(config, time.time) as (_, url), httpx.AsyncClient(base_url=url, timeout=5) as client:
+        text = (await client.get("/metrics")).text
+    for purpose in ("client", "ca"):
+        line = f'lienthong_certificate_expiry_timestamp_seconds{{name="emc",purpose="{purpose}"}} 3.250368e+10'
+        assert line in text, purpose

@@ -186,6 +186,8 @@ def build(
     loader = loader or SpecLoader(FunctionRegistry.with_plugins())
     routes = build_routes(config, loader)
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
+    for certificate in certificates(config):
+        metrics.certificate_expiry.labels(certificate.name, certificate.purpose).set(certificate.not_after)
     store = build_store(config.store, init=init_store, as_node=as_node)
     events = EventSink(config.events.dossier_code_field)
     adapters = {
@@ -684,15 +686,39 @@ def payment_schemes(config: Config) -> dict[str, CallbackScheme]:
     return schemes
 
 
-def client_certificates(config: Config) -> list[tuple[str, float]]:
-    """(what, when it expires) of each client certificate the destinations present (mutual TLS)."""
+@dataclass(frozen=True)
+class Certificate:
+    """A certificate the node uses: ``name`` (the destination or source), ``purpose`` (``client``: presented
+    to it, mutual TLS; ``ca``: trusted for it), the file, and when it (the earliest of a bundle) expires."""
+
+    name: str
+    purpose: str
+    file: str
+    not_after: float
+
+
+def certificates(config: Config) -> list[Certificate]:
+    """Every certificate file the destinations and sources name, with its expiry."""
     found = []
-    for name, dest in config.destinations.items():
-        tls = getattr(dest, "tls", None)
-        if tls is not None and tls.client_cert is not None:
-            path = str(config.base_dir / tls.client_cert)
-            found.append((f"{name}'s client certificate {tls.client_cert}", not_after(path).timestamp()))
+    for name, peer in {**config.destinations, **config.sources}.items():
+        tls = getattr(peer, "tls", None)
+        if tls is None:
+            continue
+        for purpose, file in (("client", tls.client_cert), ("ca", tls.ca_file)):
+            if file is not None:
+                expires = not_after(str(config.base_dir / file)).timestamp()
+                found.append(Certificate(name, purpose, file, expires))
     return found
+
+
+def client_certificates(config: Config) -> list[tuple[str, float]]:
+    """(what, when it expires) of each client certificate the node presents (mutual TLS): an expired one
+    makes it not ready."""
+    return [
+        (f"{c.name}'s client certificate {c.file}", c.not_after)
+        for c in certificates(config)
+        if c.purpose == "client"
+    ]
 
 
 def tls_context(dest: HttpPeerConfig, base_dir: Path) -> ssl.SSLContext | None:

@@ -68,8 +68,9 @@ def _check_dates(path: str, now: datetime) -> None:
 
 
 def not_after(path: str) -> datetime:
-    """When the PEM certificate at ``path`` expires (UTC); ConfigError naming the file."""
+    """When the PEM certificate at ``path`` expires (UTC), the earliest of a bundle (a CA file may hold
+    several); ConfigError naming the file."""
     try:
-        return x509.load_pem_x509_certificate(_readable(path)).not_valid_after_utc
+        return min(c.not_valid_after_utc for c in x509.load_pem_x509_certificates(_readable(path)))
     except ValueError as exc:
         raise ConfigError.single(path, "not a PEM certificate") from exc

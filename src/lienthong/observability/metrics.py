@@ -74,6 +74,13 @@ class Metrics:
             ["destination"],
             registry=registry,
         )
+        self.certificate_expiry = Gauge(
+            "lienthong_certificate_expiry_timestamp_seconds",
+            "When each certificate file the node uses expires (the earliest of a bundle), by destination or"
+            " source name and purpose: client (presented to it, mutual TLS) or ca (trusted for it).",
+            ["name", "purpose"],
+            registry=registry,
+        )
         self.circuit_state = Gauge(
             "lienthong_circuit_state",
             "Each destination's circuit breaker: 0 closed, 1 half-open (probing), 2 open (messages held).",
