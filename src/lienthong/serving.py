@@ -116,6 +116,10 @@ class HttpServer:
                 raise RuntimeError("the HTTP server stopped during startup")
             await asyncio.sleep(0.005)
 
+    def close(self) -> None:
+        """Let go of the socket of a server that never started."""
+        self._sock.close()
+
     async def stop(self) -> None:
         self._server.should_exit = True
         if self._task is not None:

@@ -328,17 +328,15 @@ def _token_hash(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     with _stopped_early():  # from the first moment: a service manager may stop us while we start
-        _serve(args)
-    return EXIT_OK
+        return _serve(args)
+    return EXIT_OK  # stopped while starting
 
 
 def _summary(config: Any) -> str:
     """The config in a line, for the start of the log: what this node will do."""
     destinations = ", ".join(f"{n} ({d.kind})" for n, d in config.destinations.items()) or "none"
     store = config.store
-    where = getattr(store, "path", None) or (
-        "a PostgreSQL database" if store.kind == "postgres" else "memory"
-    )
+    where = getattr(store, "path", None) or ("PostgreSQL" if store.kind == "postgres" else "memory")
     jobs = ", ".join(config.scheduler.jobs) if config.scheduler.enabled else "off"
     deliveries = sum(len(r.deliver) for r in config.routes)
     dispatcher = config.dispatcher
@@ -349,29 +347,45 @@ def _summary(config: Any) -> str:
     )
 
 
-def _serve(args: argparse.Namespace) -> None:
+def _serve(args: argparse.Namespace) -> int:
+    """Serve until stopped. A node that cannot start says why in one line: the port taken (2), the store
+    held by another node or unusable (3); the config's own problems are said by ``main`` (2)."""
     from lienthong.app import build, request_limits  # noqa: PLC0415
     from lienthong.serving import HttpServer, on_stop_signals, run, tune_runtime  # noqa: PLC0415
 
     config = _load(args.config)
     node = build(config)
     tune_runtime()
+    log = logging.getLogger("lienthong")
 
-    async def serve() -> None:
-        server = HttpServer(
-            node.api,
-            host=config.server.host,
-            port=config.server.port,
-            lifespan="on",
-            limits=request_limits(config),
-        )
-        logging.getLogger("lienthong").info("serving on %s: %s", server.url, _summary(config))
+    async def serve() -> int:
+        where = f"{config.server.host}:{config.server.port}"
+        try:
+            server = HttpServer(
+                node.api, host=config.server.host, port=config.server.port, lifespan="off",
+                limits=request_limits(config),
+            )  # fmt: skip
+        except OSError as exc:
+            print(f"cannot listen on {where}: {exc.strerror or exc} (server.port)", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            await node.start()  # the store opened before a request is taken: a node that cannot, says so
+        except StoreError as exc:
+            server.close()
+            node.store.close()
+            print(f"cannot start: {exc}", file=sys.stderr)
+            return EXIT_STORE
+        log.info("serving on %s: %s", server.url, _summary(config))
         stop = asyncio.Event()
-        with on_stop_signals(stop):
-            await server.serve_until(stop)
-        logging.getLogger("lienthong").info("stopped")
+        try:
+            with on_stop_signals(stop):
+                await server.serve_until(stop)
+        finally:
+            await node.stop()  # after the server: requests under way are answered first
+        log.info("stopped")
+        return EXIT_OK
 
-    run(serve())
+    return run(serve())
 
 
 class _StopRequested(Exception):
