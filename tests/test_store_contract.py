@@ -19,6 +19,7 @@ from lienthong.payments.records import CallbackRecord, Claim, PaymentRecord, Set
 from lienthong.sandbox.dossiers import generate
 from lienthong.scheduler.runs import RunRecord
 from lienthong.store import Store, Tx, units
+from lienthong.store.contract import OperatorAction
 
 NOW = 1_700_000_000_000
 LEASE = 60_000
@@ -464,3 +465,68 @@ async def test_attempts_left_running_by_a_dead_node_are_abandoned_as_failed(stor
     assert still.outcome == "running"
     (untouched,) = await store.run(units.run_attempts, "kpi:1")
     assert untouched.outcome == "running"
+
+
+# -- operators' actions on dead letters (issue 14 §4) ----------------------------------------------------
+def died_at(message: str, finished_ms: int) -> Outcome:
+    return Outcome(
+        message, "dead", 1, finished_ms - 5, finished_ms, None, "the service answered http 422", 422
+    )
+
+
+async def dead_letters_at(store: Store, *times: int) -> list[str]:
+    """One dead letter of a dossier of its own per moment in ``times``, each dying then; their ids."""
+    dossiers = generate(len(times))
+    await one_request(store, [item(d.events[0], "portal") for d in dossiers])
+    claimed = await claim(store, limit=len(times))
+    by_event = {c.event.event_id: c.message_id for c in claimed}
+    ids = [by_event[d.events[0]["event_id"]] for d in dossiers]
+    await store.run(units.complete, [died_at(i, t) for i, t in zip(ids, times, strict=True)])
+    return ids
+
+
+async def test_dead_letters_between_two_moments_and_of_one_destination(store: Store) -> None:
+    early, middle, late = await dead_letters_at(store, NOW + 10, NOW + 20, NOW + 30)
+    found = await store.run(units.dead_letters_between, None, NOW + 20, NOW + 30, 10)
+    assert [m.message_id for m in found] == [middle]  # since is inclusive, until exclusive
+    found = await store.run(units.dead_letters_between, None, None, NOW + 20, 10)
+    assert [m.message_id for m in found] == [early]
+    found = await store.run(units.dead_letters_between, None, NOW + 15, None, 10)
+    assert [m.message_id for m in found] == [middle, late]
+    assert await store.run(units.dead_letters_between, "emc", None, None, 10) == []
+    assert len(await store.run(units.dead_letters_between, "portal", None, None, 2)) == 2
+
+
+async def test_a_discarded_dead_letter_leaves_the_dead_letters_for_good_recorded_with_who_and_why(
+    store: Store,
+) -> None:
+    kept, thrown = await dead_letters_at(store, NOW + 10, NOW + 20)
+    done_ = await store.run(units.discard, [thrown, thrown, "m-unknown"], "ops", "sent by hand", NOW + 100)
+    assert done_ == [thrown]
+    assert [m.message_id for m in await store.run(units.dead_letters, None, 10)] == [kept]
+    (stats,) = await store.run(units.stats)
+    assert stats.dead == 1
+    view = await store.run(units.message, thrown)
+    assert view is not None
+    assert (view.status, view.updated_ms) == ("discarded", NOW + 100)
+    # Discarded is for good: neither replayed nor discarded again, nor ever claimed.
+    assert await store.run(units.replay, [Replay(thrown)], "ops", "again", NOW + 200) == []
+    assert await store.run(units.discard, [thrown], "ops", "again", NOW + 200) == []
+    assert await claim(store, NOW + 300) == []
+    (action,) = await store.run(units.operator_actions, 10, thrown)
+    assert action == OperatorAction(NOW + 100, "ops", "discard", thrown, "sent by hand", "")
+
+
+async def test_operator_actions_come_newest_first_and_by_message(store: Store) -> None:
+    a, b = await dead_letters_at(store, NOW + 10, NOW + 20)
+    await store.run(units.record_action, OperatorAction(NOW + 30, "lan", "reveal", a, "citizen called", "x"))
+    assert await store.run(units.replay_by_operator, [Replay(b), Replay(a)], "minh", "fixed", NOW + 40) == [
+        b,
+        a,
+    ]
+    actions = await store.run(units.operator_actions, 10, None)
+    assert (actions[0].actor, actions[0].action) == ("minh", "replay")
+    assert {(x.action, x.message_id) for x in actions[:2]} == {("replay", a), ("replay", b)}
+    assert actions[2] == OperatorAction(NOW + 30, "lan", "reveal", a, "citizen called", "x")
+    assert [x.action for x in await store.run(units.operator_actions, 10, a)] == ["replay", "reveal"]
+    assert len(await store.run(units.operator_actions, 1, None)) == 1

@@ -37,6 +37,18 @@ class KnownEvent(NamedTuple):
     caller: str
 
 
+class OperatorAction(NamedTuple):
+    """What an operator did to a message, and who and why: ``action`` is ``replay``, ``discard`` or
+    ``reveal`` (its personal data shown unmasked)."""
+
+    at_ms: int
+    actor: str
+    action: str
+    message_id: str
+    reason: str
+    detail: str = ""
+
+
 class Events(Protocol):
     """Accepted events, as sent (with their payload's hash and sender)."""
 
@@ -90,6 +102,28 @@ class Outbox(Protocol):
     def replay(self, replays: Sequence[Replay], *, by: str, reason: str, now_ms: int) -> list[str]:
         """Make dead letters pending, due now, with a fresh retry budget; record who and why. Returns the
         ids replayed (ids that are not dead letters are skipped)."""
+        ...
+
+    def dead_between(
+        self, destination: str | None, since_ms: int | None, until_ms: int | None, limit: int
+    ) -> list[MessageView]:
+        """Dead letters, oldest first, of one destination or all, last updated (when they died) in
+        [``since_ms``, ``until_ms``); None leaves that end open."""
+        ...
+
+    def discard(self, message_ids: Sequence[str], *, now_ms: int) -> list[str]:
+        """Set dead letters aside for good (status ``discarded``): never delivered, never replayed, no
+        longer counted as dead. Returns the ids discarded (ids that are not dead letters are skipped)."""
+        ...
+
+
+class Actions(Protocol):
+    """Operators' actions on messages (replays, discards, reveals of personal data): who, when, why."""
+
+    def record(self, actions: Sequence[OperatorAction]) -> None: ...
+
+    def recent(self, limit: int, message_id: str | None) -> list[OperatorAction]:
+        """The latest actions, newest first; on one message when given."""
         ...
 
 
@@ -234,6 +268,8 @@ class Tx(Protocol):
     def runs(self) -> Runs: ...
     @property
     def cursors(self) -> Cursors: ...
+    @property
+    def actions(self) -> Actions: ...
 
 
 class Backend(Tx, Protocol):

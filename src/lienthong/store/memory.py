@@ -32,7 +32,7 @@ from lienthong.model import (
 )
 from lienthong.payments.records import CallbackRecord, Claim, PaymentFinding, PaymentRecord
 from lienthong.scheduler.runs import RunRecord
-from lienthong.store.contract import KnownEvent
+from lienthong.store.contract import KnownEvent, OperatorAction
 from lienthong.store.rows import split_held
 
 
@@ -72,6 +72,7 @@ class _Tables:
     lookups: list[LookupRecord] = field(default_factory=list)
     runs: dict[tuple[str, int], RunRecord] = field(default_factory=dict)
     cursors: dict[str, str] = field(default_factory=dict)
+    actions: list[OperatorAction] = field(default_factory=list)
 
 
 class MemoryBackend:
@@ -89,6 +90,7 @@ class MemoryBackend:
         self.audit = MemoryAudit(self)
         self.runs = MemoryRuns(self)
         self.cursors = MemoryCursors(self)
+        self.actions = MemoryActions(self)
 
     @property
     def tables(self) -> _Tables:
@@ -310,6 +312,36 @@ class MemoryOutbox(_Repo):
             self._t.replays.append((item.message_id, now_ms, by, reason, item.mapping_hash))
             done.append(item.message_id)
         return done
+
+    def dead_between(
+        self, destination: str | None, since_ms: int | None, until_ms: int | None, limit: int
+    ) -> list[MessageView]:
+        return [
+            v
+            for v in self.dead(destination, len(self._t.outbox))
+            if (since_ms is None or v.updated_ms >= since_ms)
+            and (until_ms is None or v.updated_ms < until_ms)
+        ][:limit]
+
+    def discard(self, message_ids: Sequence[str], *, now_ms: int) -> list[str]:
+        done: list[str] = []
+        for message_id in dict.fromkeys(message_ids):
+            row = self._t.outbox.get(message_id)
+            if row is None or row.status != "dead":
+                continue
+            # 'discarded' is a status the outbox keeps past model.MessageStatus's (issue 14 §4).
+            self._t.outbox[message_id] = replace(row, status="discarded", updated_ms=now_ms)  # type: ignore[arg-type]
+            done.append(message_id)
+        return done
+
+
+class MemoryActions(_Repo):
+    def record(self, actions: Sequence[OperatorAction]) -> None:
+        self._t.actions.extend(actions)
+
+    def recent(self, limit: int, message_id: str | None) -> list[OperatorAction]:
+        found = [a for a in self._t.actions if message_id is None or a.message_id == message_id]
+        return found[::-1][:limit]
 
 
 class MemoryLedger(_Repo):

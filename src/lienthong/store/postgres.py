@@ -48,8 +48,9 @@ from lienthong.model import (
 )
 from lienthong.payments.records import CallbackRecord, Claim, PaymentFinding, PaymentRecord
 from lienthong.scheduler.runs import RunRecord
-from lienthong.store.contract import KnownEvent, Tx
+from lienthong.store.contract import KnownEvent, OperatorAction, Tx
 from lienthong.store.rows import (
+    ACTION_COLUMNS,
     CALLBACK_COLUMNS,
     FINDING_COLUMNS,
     LEDGER_COLUMNS,
@@ -71,7 +72,7 @@ from lienthong.store.runner import STOP, Op, answer, execute, next_batch
 T = TypeVar("T")
 Connection = psycopg.Connection[Any]
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 """The same number as SQLite's schema: the two describe the same tables."""
 
 _SCHEMA = """
@@ -227,7 +228,17 @@ CREATE TABLE IF NOT EXISTS runs (
     PRIMARY KEY (run_id, attempt)
 );
 CREATE INDEX IF NOT EXISTS runs_job ON runs (job, window_end_ms);
-CREATE INDEX IF NOT EXISTS runs_started ON runs (started_ms)
+CREATE INDEX IF NOT EXISTS runs_started ON runs (started_ms);
+CREATE TABLE IF NOT EXISTS operator_actions (
+    id          BIGSERIAL PRIMARY KEY,
+    at_ms       BIGINT NOT NULL,
+    actor       TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    message_id  TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    detail      TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS operator_actions_message ON operator_actions (message_id)
 """
 
 # Steps from each older schema version to the next; the CREATE ... IF NOT EXISTS script adds new tables.
@@ -235,6 +246,7 @@ CREATE INDEX IF NOT EXISTS runs_started ON runs (started_ms)
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     4: (),  # the runs table (scheduler history): added by the script
     5: ("ALTER TABLE dossiers ADD COLUMN IF NOT EXISTS results INTEGER",),  # how many results a dossier has
+    6: (),  # the operator_actions table (replays, discards, reveals): added by the script
 }
 
 # Advisory lock keys (64-bit, one space per database). The order lock is keyed by the outbox table's oid,
@@ -527,6 +539,57 @@ class PostgresOutbox:
         )
         return [r.message_id for r in done]
 
+    def dead_between(
+        self, destination: str | None, since_ms: int | None, until_ms: int | None, limit: int
+    ) -> list[MessageView]:
+        where, args = ["status = 'dead'"], []
+        for clause, value in (
+            ("destination = %s", destination),
+            ("updated_ms >= %s", since_ms),
+            ("updated_ms < %s", until_ms),
+        ):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        rows = self._db.execute(
+            f"SELECT {', '.join(MESSAGE_FIELDS)} FROM outbox WHERE {' AND '.join(where)}"
+            " ORDER BY seq LIMIT %s",
+            [*args, limit],
+        ).fetchall()
+        return [MessageView(**dict(zip(MESSAGE_FIELDS, row, strict=True))) for row in rows]
+
+    def discard(self, message_ids: Sequence[str], *, now_ms: int) -> list[str]:
+        wanted = list(dict.fromkeys(message_ids))
+        if not wanted:
+            return []
+        rows = self._db.execute(
+            "UPDATE outbox SET status = 'discarded', updated_ms = %s"
+            " WHERE message_id = ANY(%s) AND status = 'dead' RETURNING message_id",
+            (now_ms, wanted),
+        ).fetchall()
+        discarded = {row[0] for row in rows}
+        return [i for i in wanted if i in discarded]
+
+
+class PostgresActions:
+    def __init__(self, db: _Db) -> None:
+        self._db = db
+
+    def record(self, actions: Sequence[OperatorAction]) -> None:
+        self._db.columns(
+            f"INSERT INTO operator_actions ({ACTION_COLUMNS})"
+            f" SELECT * FROM {_unnest('bigint', 'text', 'text', 'text', 'text', 'text')}",
+            [tuple(a) for a in actions],
+        )
+
+    def recent(self, limit: int, message_id: str | None) -> list[OperatorAction]:
+        where, args = ("WHERE message_id = %s", [message_id]) if message_id is not None else ("", [])
+        rows = self._db.execute(
+            f"SELECT {ACTION_COLUMNS} FROM operator_actions {where} ORDER BY id DESC LIMIT %s",
+            [*args, limit],
+        ).fetchall()
+        return [OperatorAction(*row) for row in rows]
+
 
 class PostgresLedger:
     def __init__(self, db: _Db) -> None:
@@ -768,6 +831,7 @@ class PostgresBackend:
         self.audit = PostgresAudit(self._db)
         self.runs = PostgresRuns(self._db)
         self.cursors = PostgresCursors(self._db)
+        self.actions = PostgresActions(self._db)
 
     @property
     def broken(self) -> bool:

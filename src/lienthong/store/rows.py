@@ -40,6 +40,8 @@ MESSAGE_FIELDS = (
     "mapping_hash",
 )
 """The outbox columns a ``MessageView`` is made of, in its fields' order."""
+ACTION_COLUMNS = "at_ms, actor, action, message_id, reason, detail"
+"""The ``operator_actions`` table's columns, in ``OperatorAction``'s fields' order."""
 RUN_COLUMNS = ", ".join(f.name for f in fields(RunRecord))
 """The ``runs`` table's columns, in ``RunRecord``'s fields' order."""
 

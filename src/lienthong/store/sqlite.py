@@ -43,8 +43,9 @@ from lienthong.model import (
 )
 from lienthong.payments.records import CallbackRecord, Claim, PaymentFinding, PaymentRecord
 from lienthong.scheduler.runs import RunRecord
-from lienthong.store.contract import KnownEvent
+from lienthong.store.contract import KnownEvent, OperatorAction
 from lienthong.store.rows import (
+    ACTION_COLUMNS,
     CALLBACK_COLUMNS,
     FINDING_COLUMNS,
     LEDGER_COLUMNS,
@@ -62,7 +63,7 @@ from lienthong.store.rows import (
     split_held,
 )
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -218,6 +219,16 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_job ON runs (job, window_end_ms);
 CREATE INDEX IF NOT EXISTS runs_started ON runs (started_ms);
+CREATE TABLE IF NOT EXISTS operator_actions (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms       BIGINT NOT NULL,
+    actor       TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    message_id  TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    detail      TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS operator_actions_message ON operator_actions (message_id);
 """
 
 # Later events win; an event older than what the ledger reflects changes nothing. Fields an event does not
@@ -296,6 +307,7 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     3: ("ALTER TABLE outbox ADD COLUMN lease_until_ms BIGINT NOT NULL DEFAULT 0",),
     4: (),  # the runs table (scheduler history): added by the script
     5: ("ALTER TABLE dossiers ADD COLUMN results INTEGER",),  # how many results a dossier has
+    6: (),  # the operator_actions table (replays, discards, reveals): added by the script
 }
 _MAX_PARAMS = 30_000  # SQLite's default limit is 32,766 parameters in one statement
 
@@ -513,6 +525,53 @@ class SqliteOutbox:
             [(i.message_id, now_ms, by, reason, i.mapping_hash) for i in replays if i.message_id in done],
         )
         return done
+
+    def dead_between(
+        self, destination: str | None, since_ms: int | None, until_ms: int | None, limit: int
+    ) -> list[MessageView]:
+        where, args = ["status = 'dead'"], []
+        for clause, value in (
+            ("destination = ?", destination),
+            ("updated_ms >= ?", since_ms),
+            ("updated_ms < ?", until_ms),
+        ):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        rows = self._db.execute(
+            f"SELECT {', '.join(MESSAGE_FIELDS)} FROM outbox WHERE {' AND '.join(where)}"
+            " ORDER BY seq LIMIT ?",
+            [*args, limit],
+        ).fetchall()
+        return [MessageView(**dict(zip(MESSAGE_FIELDS, row, strict=True))) for row in rows]
+
+    def discard(self, message_ids: Sequence[str], *, now_ms: int) -> list[str]:
+        done: list[str] = []
+        for message_id in dict.fromkeys(message_ids):
+            cursor = self._db.execute(
+                "UPDATE outbox SET status = 'discarded', updated_ms = ?"
+                " WHERE message_id = ? AND status = 'dead'",
+                (now_ms, message_id),
+            )
+            if cursor.rowcount:
+                done.append(message_id)
+        return done
+
+
+class SqliteActions:
+    def __init__(self, db: _Db) -> None:
+        self._db = db
+
+    def record(self, actions: Sequence[OperatorAction]) -> None:
+        self._db.rows((f"INSERT INTO operator_actions ({ACTION_COLUMNS})", ""), [tuple(a) for a in actions])
+
+    def recent(self, limit: int, message_id: str | None) -> list[OperatorAction]:
+        where, args = ("WHERE message_id = ?", [message_id]) if message_id is not None else ("", [])
+        rows = self._db.execute(
+            f"SELECT {ACTION_COLUMNS} FROM operator_actions {where} ORDER BY id DESC LIMIT ?",
+            [*args, limit],
+        ).fetchall()
+        return [OperatorAction(*row) for row in rows]
 
 
 class SqliteLedger:
@@ -778,6 +837,7 @@ class SqliteBackend:
         self.audit = SqliteAudit(db)
         self.runs = SqliteRuns(db)
         self.cursors = SqliteCursors(db)
+        self.actions = SqliteActions(db)
 
     def begin(self) -> None:
         # One stat per transaction (about a microsecond) guards against writing to a file nobody will see.

@@ -29,7 +29,7 @@ from lienthong.model import (
 from lienthong.payments.records import CallbackRecord, PaymentFinding, PaymentRecord, Settlement, Verdict
 from lienthong.payments.state import judge
 from lienthong.scheduler.runs import RunRecord
-from lienthong.store.contract import KnownEvent, Tx
+from lienthong.store.contract import KnownEvent, OperatorAction, Tx
 
 Answer = list[IngestResult] | IdempotencyConflict
 """One request's answer: its results, or the conflict that stored none of its events."""
@@ -153,6 +153,35 @@ def dead_letters(tx: Tx, destination: str | None, limit: int) -> list[MessageVie
 
 def replay(tx: Tx, replays: Sequence[Replay], by: str, reason: str, now_ms: int) -> list[str]:
     return tx.outbox.replay(replays, by=by, reason=reason, now_ms=now_ms)
+
+
+def dead_letters_between(
+    tx: Tx, destination: str | None, since_ms: int | None, until_ms: int | None, limit: int
+) -> list[MessageView]:
+    """Dead letters (of ``destination``) that died in [``since_ms``, ``until_ms``), oldest first."""
+    return tx.outbox.dead_between(destination, since_ms, until_ms, limit)
+
+
+def replay_by_operator(tx: Tx, replays: Sequence[Replay], by: str, reason: str, now_ms: int) -> list[str]:
+    """Replay dead letters and record each one replayed as an operator's action, in one transaction."""
+    done = tx.outbox.replay(replays, by=by, reason=reason, now_ms=now_ms)
+    tx.actions.record([OperatorAction(now_ms, by, "replay", i, reason) for i in done])
+    return done
+
+
+def discard(tx: Tx, message_ids: Sequence[str], by: str, reason: str, now_ms: int) -> list[str]:
+    """Discard dead letters for good, recording who and why for each one discarded."""
+    done = tx.outbox.discard(message_ids, now_ms=now_ms)
+    tx.actions.record([OperatorAction(now_ms, by, "discard", i, reason) for i in done])
+    return done
+
+
+def record_action(tx: Tx, action: OperatorAction) -> None:
+    tx.actions.record([action])
+
+
+def operator_actions(tx: Tx, limit: int, message_id: str | None) -> list[OperatorAction]:
+    return tx.actions.recent(limit, message_id)
 
 
 def stored_event(tx: Tx, event_id: str) -> StoredEvent | None:
