@@ -106,6 +106,39 @@ class AuthConfig(_Model):
     )
 
 
+class AdminTokenConfig(_Model):
+    """An operator's token for the admin API and console (`lienthong token new`), stored as its SHA-256."""
+
+    name: str = Field(min_length=1, description="Who holds it: recorded with each replay, discard, reveal.")
+    sha256: str = Field(description="lowercase hex SHA-256 of the token (`lienthong token hash`)")
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, value: str) -> str:
+        if not _SHA256_HEX.match(value):
+            raise ValueError("must be 64 lowercase hex characters: the SHA-256 of the token, not the token")
+        return value
+
+
+class AdminConfig(_Model):
+    """The admin API (`/admin/v1/…`) and web console (`/admin`): operators' tokens, apart from the callers'
+    (`auth.tokens`), so that no provincial system's token is ever an operator's."""
+
+    tokens: list[AdminTokenConfig] = Field(
+        default_factory=list,
+        description="Operators' tokens: {name, sha256}. None: the admin API and console refuse everyone.",
+    )
+    session_ttl_s: float = Field(
+        default=28_800.0, gt=0, description="How long a console login lasts, in seconds (8 hours)."
+    )
+    replays_per_second: float = Field(
+        default=10.0,
+        gt=0,
+        description="Dead letters the admin API and console make pending a second, all operators together;"
+        " past it a replay answers 429 with Retry-After.",
+    )
+
+
 _DEADLINE = Field(
     default=10.0,
     ge=0.1,  # below it a busy disk would answer 503 to every call
@@ -810,6 +843,7 @@ class Config(_Model):
 
     server: ServerConfig = ServerConfig()
     auth: AuthConfig = AuthConfig()
+    admin: AdminConfig = AdminConfig()
     store: StoreConfig = Field(
         default_factory=SqliteStoreConfig,
         description="Where events and messages are kept (kind: sqlite, postgres, memory).",
