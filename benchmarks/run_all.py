@@ -12,6 +12,7 @@ BENCHMARKS = [
     "bench_citizens.py",
     "bench_hostile.py",
     "bench_reconcile.py",
+    "bench_msglog.py",
 ]
 
 
