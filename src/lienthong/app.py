@@ -34,6 +34,7 @@ from lienthong.adapters.population import PopulationAdapter, make_soap_transport
 from lienthong.adapters.portal import PortalAdapter, PortalCredentials
 from lienthong.adapters.provincial import ProvincialAdapter
 from lienthong.api import openapi
+from lienthong.api.admin import AdminAuth, Operations, ReplayLimit, admin_router
 from lienthong.api.auth import BearerAuth
 from lienthong.api.citizens import citizens_router
 from lienthong.api.errors import install_error_handlers
@@ -79,6 +80,8 @@ from lienthong.config import (
     VnptDestination,
     load_config,
 )
+from lienthong.console import console_router
+from lienthong.console.session import Sessions
 from lienthong.errors import ConfigError, ConfigIssue
 from lienthong.mappings import BUNDLED_PREFIX, CompiledMapping, FunctionRegistry, SpecLoader
 from lienthong.observability.http import RequestMetrics
@@ -410,6 +413,11 @@ def build_api(node: Lienthong) -> FastAPI:
                 max_callback_bytes=config.payments.max_callback_bytes,
             )
         )
+    admin_ops, admin_auth = admin_operations(node)
+    api.include_router(admin_router(ops=admin_ops, auth=admin_auth))
+    api.include_router(
+        console_router(ops=admin_ops, auth=admin_auth, sessions=Sessions(config.admin.session_ttl_s))
+    )
     api.add_middleware(
         BodySizeLimit, max_bytes=config.server.max_body_bytes, max_total_bytes=config.server.max_bodies_bytes
     )
@@ -417,6 +425,22 @@ def build_api(node: Lienthong) -> FastAPI:
     api.add_middleware(RequestMetrics, metrics=node.metrics, templates=lambda: api.openapi()["paths"])
     api.add_middleware(RequestId)  # outermost: every line logged while a request is handled carries its id
     return api
+
+
+def admin_operations(node: Lienthong) -> tuple[Operations, AdminAuth]:
+    """What the admin API and console act on, and who may: operators' tokens, not callers'."""
+    config = node.config
+    auth = AdminAuth({t.sha256: t.name for t in config.admin.tokens}, [t.sha256 for t in config.auth.tokens])
+    # The dispatcher keeps its middleware to itself; the breakers are read from it, not built twice.
+    middleware = getattr(node.dispatcher, "_middleware", ())
+    ops = Operations(
+        node.store,
+        node.dead_letters,
+        tuple(config.destinations),
+        lambda: [m for m in middleware if isinstance(m, CircuitBreakers)],
+        ReplayLimit(config.admin.replays_per_second),
+    )
+    return ops, auth
 
 
 def request_limits(config: Config) -> RequestLimits:
