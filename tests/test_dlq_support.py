@@ -17,7 +17,10 @@ from lienthong.store import units
 ADMIN_TOKEN = "an-operator-token-for-the-admin-api-and-console"
 ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
 PROVINCE = AUTH  # an ordinary caller's token: valid for /v1, never for /admin
-ADMIN_SECTION = {"tokens": [{"name": "lan", "sha256": hash_token(ADMIN_TOKEN)}], "replays_per_second": 1000}
+ADMIN_SECTION: dict[str, Any] = {
+    "tokens": [{"name": "lan", "sha256": hash_token(ADMIN_TOKEN)}],
+    "replays_per_second": 1000,
+}
 STILL = {"enabled": False, "poll_interval_s": 0.02, "shutdown_grace_s": 2}
 """A dispatcher that delivers nothing: the tests make dead letters themselves, with the errors they need."""
 T0 = 1_764_000_000_000  # 2025-11-24T23:00:00+07:00: the first dead letter dies then, the next an hour later
