@@ -237,7 +237,6 @@ def test_config_show_resolved_masks_a_password_in_a_url(
     assert "hunter2-secret" not in capsys.readouterr().out
 
 
-@pytest.mark.xfail(strict=True, reason="a NUL byte in an --env-file value raises ValueError")
 def test_an_env_file_value_with_a_nul_byte_is_a_config_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -41,6 +41,12 @@ def read_env_file(path: Path) -> dict[str, str]:
         name, value = found.group(1), found.group(2).strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
+        if "\x00" in value:
+            # The environment cannot hold a NUL byte (``os.environ`` raises ValueError on one).
+            issues.append(
+                ConfigIssue(path=name, message="has a NUL byte in its value", file=str(path), line=number)
+            )
+            continue
         values[name] = value
     if issues:
         raise ConfigError(issues)
