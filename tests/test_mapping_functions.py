@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -143,8 +144,10 @@ def test_text_functions() -> None:
 
 
 def test_regex_extract_checks_its_pattern_and_group_at_load_time() -> None:
-    with pytest.raises(ValueError, match=r"regex_extract: bad pattern '\(unclosed'"):
+    with pytest.raises(ValueError, match=r"regex_extract: bad regular expression '\(unclosed'"):
         fn("regex_extract", "(unclosed")
+    with pytest.raises(ValueError, match=r"RE2 syntax: Python's, without lookaround or backreferences"):
+        fn("regex_extract", r"(?<=VND)\d+")  # lookbehind: RE2 refuses what it cannot run in linear time
     with pytest.raises(ValueError, match="the pattern has no group 2"):
         fn("regex_extract", {"pattern": "(a)", "group": 2})
 
@@ -260,3 +263,10 @@ def test_copying_digits_of_text_already_in_the_zone_writes_what_strftime_writes(
         strftime_pattern.replace("HH", "%H").replace("mm", "%M").replace("ss", "%S").replace("'h'", "h")
     )
     assert fn("format_date", {"format": pattern, "tz": "+07:00"})(text) == expected.strftime(strftime_pattern)
+
+
+def test_regex_extract_runs_in_linear_time_on_a_hostile_value() -> None:
+    extract = fn("regex_extract", "(a+)+$")  # exponential in Python's re on the value below
+    started = time.perf_counter()
+    assert extract("a" * 5_000 + "!") is None
+    assert time.perf_counter() - started < 0.5

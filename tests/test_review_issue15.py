@@ -75,7 +75,6 @@ def event(dossier: dict[str, Any]) -> dict[str, Any]:
 # -- §2 routing on content ---------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="route `matches` is an unbounded Python regex run on the event loop")
 def test_a_catastrophically_backtracking_route_regex_cannot_stall_ingest() -> None:
     """A route's ``matches`` is compiled with ``re.compile`` and no limit, and ``Ingestor.plan`` evaluates it
     synchronously inside ``accept`` on the event loop. ``(a+)+$`` loads, and one event whose dossier code is
@@ -263,7 +262,6 @@ def golden_dir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.mark.xfail(strict=True, reason="--update on a read-only folder ends in a traceback")
 def test_update_on_a_read_only_folder_says_so_and_exits_without_a_traceback(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -285,7 +283,6 @@ def test_update_on_a_read_only_folder_says_so_and_exits_without_a_traceback(
     assert "Read-only file system" in capsys.readouterr().err
 
 
-@pytest.mark.xfail(strict=True, reason="an unreadable case file ends the whole run in a traceback")
 def test_a_case_file_that_cannot_be_read_fails_its_case_not_the_run(tmp_path: Path) -> None:
     """``_read_json`` catches only JSONDecodeError, and expected files are read with ``read_text`` unguarded:
     a ``NAME.input.json`` that is a folder (IsADirectoryError) or an expected file that is not UTF-8

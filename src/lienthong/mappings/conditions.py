@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
 from lienthong.mappings.failure import MappingFailure
 from lienthong.mappings.paths import Getter, Scope, compile_getter, parse_path
+from lienthong.mappings.regex import compile_linear
 from lienthong.mappings.spec import Condition
 
 Predicate = Callable[[Any, Scope], bool]
@@ -59,10 +59,7 @@ def _test(cond: Condition, get: Getter) -> Predicate:
     if "contains" in fields:
         member = cond.contains
         return lambda cur, scope: _contains(get(cur, scope), member)
-    try:
-        regex = re.compile(cond.matches or "")
-    except re.error as exc:
-        raise ValueError(f"matches: bad regular expression {cond.matches!r}: {exc}") from exc
+    regex = compile_linear(cond.matches or "", what="matches")
     return lambda cur, scope: isinstance(value := get(cur, scope), str) and regex.search(value) is not None
 
 

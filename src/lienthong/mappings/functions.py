@@ -13,7 +13,6 @@ as code.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lienthong.mappings import dates, money
 from lienthong.mappings.failure import MappingFailure
+from lienthong.mappings.regex import compile_linear
 from lienthong.mappings.tables import CodeTable
 
 Transform = Callable[[Any], Any]
@@ -317,17 +317,17 @@ def _pad(args: PadArgs, _: FunctionContext) -> Transform:
 
 
 class RegexArgs(Args):
-    pattern: str = Field(description="A regular expression, Python syntax (quote it in YAML).")
+    pattern: str = Field(
+        description="A regular expression in RE2 syntax: Python's without lookaround or backreferences, so"
+        " that it runs in linear time on any input (quote it in YAML)."
+    )
     group: int | str = Field(default=0, description="Group number or name; 0 is the whole match.")
 
 
 @_builtin("regex_extract", RegexArgs)
 def _regex_extract(args: RegexArgs, _: FunctionContext) -> Transform:
-    """The first match of ``pattern`` (Python syntax), or null when nothing matches."""
-    try:
-        regex = re.compile(args.pattern)
-    except re.error as exc:
-        raise ValueError(f"regex_extract: bad pattern {args.pattern!r}: {exc}") from exc
+    """The first match of ``pattern`` (RE2 syntax: linear time), or null when nothing matches."""
+    regex = compile_linear(args.pattern, what="regex_extract")
     group = args.group
     if (isinstance(group, int) and group > regex.groups) or (
         isinstance(group, str) and group not in regex.groupindex

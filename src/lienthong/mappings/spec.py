@@ -26,7 +26,11 @@ class Condition(_Model):
     exists: bool | None = Field(default=None, description="true: present and not null.")
     empty: bool | None = Field(default=None, description="true: missing, null, empty text or empty list.")
     contains: Any = Field(default=None, description="A list holding this value (use a [*] path).")
-    matches: str | None = Field(default=None, description="A regular expression the text matches.")
+    matches: str | None = Field(
+        default=None,
+        description="A regular expression the text matches, in RE2 syntax (Python's without lookaround or"
+        " backreferences: linear time on any input).",
+    )
     all: list[Condition] | None = Field(default=None, description="Every one of these conditions holds.")
     any: list[Condition] | None = Field(default=None, description="At least one of these holds.")
     not_: Condition | None = Field(default=None, alias="not", description="This condition does not hold.")
