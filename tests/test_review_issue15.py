@@ -397,7 +397,6 @@ async def test_a_malformed_request_gets_the_documented_error_body(run_node: RunN
     assert body.startswith(b'{"error":'), body
 
 
-@pytest.mark.xfail(strict=True, reason="the reference verifiers raise on hostile headers")
 def test_the_reference_verifiers_refuse_hostile_headers_instead_of_raising() -> None:
     """The README names ``adapters.provincial.verify`` the reference verifier (and the sandbox province runs
     it and ``verify_standard`` on every callback). A fresh ``t=`` with a non-ASCII ``v1`` reaches

@@ -45,6 +45,10 @@ def sign(body: bytes, secret: bytes, timestamp: int) -> str:
     return f"t={timestamp},v1={digest}"
 
 
+MAX_TIMESTAMP_DIGITS = 12
+"""Seconds since the epoch fit in 11 digits until the year 5138."""
+
+
 def verify(body: bytes, header: str, secret: bytes, *, now: float, tolerance_s: float = 300) -> bool:
     """What the province runs: the signature matches and is recent."""
     parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
@@ -53,7 +57,8 @@ def verify(body: bytes, header: str, secret: bytes, *, now: float, tolerance_s: 
     except (KeyError, ValueError):
         return False
     expected = sign(body, secret, timestamp).split("v1=", 1)[1]
-    return abs(now - timestamp) <= tolerance_s and hmac.compare_digest(parts.get("v1", ""), expected)
+    given = parts.get("v1", "").encode("utf-8", "replace")  # bytes: compare_digest raises on other text
+    return abs(now - timestamp) <= tolerance_s and hmac.compare_digest(given, expected.encode())
 
 
 def standard_key(secret: str) -> bytes:
@@ -85,11 +90,16 @@ def verify_standard(
     for key rotation) matching, compared in constant time."""
     message_id = headers.get(WEBHOOK_ID, "")
     timestamp = headers.get(WEBHOOK_TIMESTAMP, "")
-    if not message_id or not timestamp.isdigit() or abs(now - int(timestamp)) > tolerance_s:
+    # ASCII digits, and no more than a timestamp has: str.isdigit also takes "²", and int() refuses
+    # 5,000 digits with a ValueError.
+    plain = timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= MAX_TIMESTAMP_DIGITS
+    if not message_id or not plain or abs(now - int(timestamp)) > tolerance_s:
         return False
     expected = sign_standard(message_id, int(timestamp), body, key).encode()
     given = headers.get(WEBHOOK_SIGNATURE, "").split(" ")
-    return any(hmac.compare_digest(s.encode(), expected) for s in given if s.startswith("v1,"))
+    return any(
+        hmac.compare_digest(s.encode("utf-8", "replace"), expected) for s in given if s.startswith("v1,")
+    )
 
 
 class Signer(Protocol):
