@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Iterator, Sequence
@@ -307,7 +308,12 @@ def masked(value: Any, name: str = "") -> Any:
     secret = any(lowered == word or lowered.endswith(f"_{word}") for word in _SECRET_NAMES)
     if isinstance(value, str) and value and secret:  # client_secret, ac_password; not token_url, token_as
         return MASK
+    if isinstance(value, str) and "://" in value and "@" in value:  # a URL's password: user:pass@host
+        return _USERINFO_PASSWORD.sub(rf"\1{MASK}@", value)
     return value
+
+
+_USERINFO_PASSWORD = re.compile(r"(://[^/@:\s]*:)[^/@\s]*@")
 
 
 def _token_new(args: argparse.Namespace) -> int:
