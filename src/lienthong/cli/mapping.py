@@ -2,7 +2,7 @@
 
 Exit codes: 0 all went well; 1 the mapping refused the record (``run``) or a case failed (``test``);
 2 nothing could be run: a wrong argument, a spec that does not load (``run``), input that is not JSON, no
-golden case selected.
+golden case selected, or an update that cannot write its files (a read-only checkout).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def _add_test(commands: Any) -> None:
         "test",
         help="run golden tests: of every spec in a directory, of one spec, or one case",
         description="Run golden tests. Exit 0 when every case passes, 1 when one fails (or an update is"
-        " refused, or files are stale), 2 when nothing could be run.",
+        " refused, or files are stale), 2 when nothing could be run (or an update cannot write its files).",
     )
     test.add_argument(
         "target",
@@ -148,7 +148,7 @@ class _UsageError(Exception):
 
 def _test(args: argparse.Namespace) -> int:
     from lienthong.mappings import FunctionRegistry, SpecLoader  # noqa: PLC0415
-    from lienthong.mappings.golden import Update, run_golden  # noqa: PLC0415
+    from lienthong.mappings.golden import Update, UpdateError, run_golden  # noqa: PLC0415
 
     if (args.accept_errors or args.accept_outputs) and not args.update:
         print("--accept-errors and --accept-outputs go with --update", file=sys.stderr)
@@ -159,13 +159,19 @@ def _test(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
     update = Update(args.accept_errors, args.accept_outputs) if args.update else None
-    results = run_golden(
-        selection.directory,
-        loader=SpecLoader(FunctionRegistry.with_plugins()),
-        update=update,
-        spec=selection.spec,
-        cases=selection.cases,
-    )
+    try:
+        results = run_golden(
+            selection.directory,
+            loader=SpecLoader(FunctionRegistry.with_plugins()),
+            update=update,
+            spec=selection.spec,
+            cases=selection.cases,
+        )
+    except UpdateError as exc:
+        if exc.results:
+            _report(exc.results, args)
+        print(f"{exc}; the update stopped there", file=sys.stderr)
+        return EXIT_USAGE
     if not results:
         print(f"no golden cases {_where(selection)}", file=sys.stderr)
         return EXIT_USAGE

@@ -19,6 +19,10 @@ own: a case that expected output and now fails (a regression, most often) is ref
 ``accept_errors``, a case that expected an error and now gives output unless ``accept_outputs``. A new case
 the spec refuses also needs ``accept_errors``. Files left from a case whose input is gone are stale: a run
 fails on them and an update removes them.
+
+A case file that cannot be read (a folder, not UTF-8, not JSON) fails its case, not the run. An update that
+cannot write or remove a file (a read-only checkout) stops there with ``UpdateError``, which holds the
+results of the cases done before it.
 """
 
 from __future__ import annotations
@@ -26,14 +30,14 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import orjson
 
-from lienthong.errors import ConfigError, MappingError
+from lienthong.errors import ConfigError, LienthongError, MappingError
 from lienthong.mappings.golden_checks import AssertFile, load_assert_file
 from lienthong.mappings.loader import CompiledMapping, SpecLoader
 
@@ -87,6 +91,16 @@ class CaseResult:
         return any(f.change != "stale" for f in self.files)
 
 
+class UpdateError(LienthongError):
+    """An update could not write or remove a file; ``results``: the cases done before it."""
+
+    def __init__(self, path: Path, exc: OSError) -> None:
+        self.path = path
+        self.reason = exc.strerror or str(exc)
+        self.results: list[CaseResult] = []
+        super().__init__(f"{path}: cannot update: {self.reason}")
+
+
 def spec_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob("*.yaml") if p.is_file())
 
@@ -103,17 +117,24 @@ def run_golden(
 
     ``spec``: only the spec of that name (file name without .yaml); ``cases``: only cases whose name
     matches one of these shell patterns (``error-*``). ``update``: an ``Update`` (True: the default one;
-    None or False: check only).
+    None or False: check only). Raises UpdateError when an update cannot write or remove a file.
     """
     loader = loader or SpecLoader()
     policy = Update() if update is True else (update or None)
     results: list[CaseResult] = []
-    for spec_path in spec_files(directory):
-        folder = directory / "golden" / spec_path.stem
-        if not folder.is_dir() or (spec is not None and spec_path.stem != spec):
-            continue
-        names = [n for n in _case_names(folder) if not cases or any(fnmatch.fnmatchcase(n, p) for p in cases)]
-        results.extend(_run_spec(loader, spec_path, folder, names, policy))
+    try:
+        for spec_path in spec_files(directory):
+            folder = directory / "golden" / spec_path.stem
+            if not folder.is_dir() or (spec is not None and spec_path.stem != spec):
+                continue
+            names = [
+                n for n in _case_names(folder) if not cases or any(fnmatch.fnmatchcase(n, p) for p in cases)
+            ]
+            for result in _run_spec(loader, spec_path, folder, names, policy):
+                results.append(result)  # noqa: PERF402 - one at a time: an UpdateError keeps those before it
+    except UpdateError as exc:
+        exc.results = results
+        raise
     return results
 
 
@@ -125,19 +146,24 @@ def _case_names(folder: Path) -> list[str]:
 
 def _run_spec(
     loader: SpecLoader, spec_path: Path, folder: Path, names: list[str], update: Update | None
-) -> list[CaseResult]:
+) -> Iterator[CaseResult]:
+    """The results of the spec's cases, one at a time (so an UpdateError keeps those done before it)."""
     spec = spec_path.stem
     inputs = [n for n in names if (folder / f"{n}{INPUT}").exists()]
-    results = [_stale(spec, folder, n, update) for n in names if n not in inputs]
+    for name in names:
+        if name not in inputs:
+            yield _stale(spec, folder, name, update)
     if not inputs:
-        return results
+        return
     try:
         mapping = loader.load(spec_path)
         params_path = folder / "params.json"
         params = _read_json(params_path) if params_path.exists() else {}
     except ConfigError as exc:
-        return [*results, CaseResult(spec, "(load)", "failed", str(exc))]
-    return [*results, *(_run_case(mapping, _Case(spec, folder, n), params, update) for n in inputs)]
+        yield CaseResult(spec, "(load)", "failed", str(exc))
+        return
+    for name in inputs:
+        yield _run_case(mapping, _Case(spec, folder, name), params, update)
 
 
 def _stale(spec: str, folder: Path, name: str, update: Update | None) -> CaseResult:
@@ -150,7 +176,7 @@ def _stale(spec: str, folder: Path, name: str, update: Update | None) -> CaseRes
         return CaseResult(spec, name, "stale", detail, tuple(FileChange(p, "stale") for p in present))
     removed = [p for p in present if not p.name.endswith(ASSERT)]
     for path in removed:
-        path.unlink()
+        _unlink(path)
     kept = [p for p in present if p.name.endswith(ASSERT)]
     changes = (*(FileChange(p, "removed") for p in removed), *(FileChange(p, "stale") for p in kept))
     if kept:
@@ -212,7 +238,10 @@ def _run_case(
         answer = _Answer(result, mapping.render(result).decode(), None)
     except MappingError as exc:
         answer = _Answer(None, None, str(exc))
-    judged = _judge(case, expect, answer) if update is None else _update(expect, answer, update)
+    try:
+        judged = _judge(case, expect, answer) if update is None else _update(expect, answer, update)
+    except ConfigError as exc:
+        judged = "failed", str(exc), ()
     return CaseResult(
         case.spec, case.name, judged[0], judged[1], judged[2], round(time.perf_counter() - started, 6)
     )
@@ -307,10 +336,16 @@ def _write(written: tuple[Path, str] | None) -> tuple[FileChange, ...]:
     if written is None:
         return ()
     path, text = written
-    before = path.read_text(encoding="utf-8") if path.exists() else None
-    if before == text:
-        return ()
-    path.write_text(text, encoding="utf-8")
+    try:
+        try:
+            before = path.read_text(encoding="utf-8") if path.exists() else None
+        except UnicodeDecodeError:
+            before = ""  # not UTF-8: rewritten
+        if before == text:
+            return ()
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UpdateError(path, exc) from exc
     return (FileChange(path, "new" if before is None else "changed"),)
 
 
@@ -319,15 +354,22 @@ def _remove(expect: _Expectations, *, keep: Path | None) -> tuple[FileChange, ..
     removed = []
     for path in (expect.expected, expect.other, expect.error):
         if path != keep and path.exists():
-            path.unlink()
+            _unlink(path)
             removed.append(FileChange(path, "removed"))
     return tuple(removed)
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError as exc:
+        raise UpdateError(path, exc) from exc
 
 
 def _error_problems(expect: _Expectations, error: str, *, exact: bool = True) -> list[str]:
     problems = []
     if exact and expect.error.exists():
-        wanted = expect.error.read_text(encoding="utf-8").strip()
+        wanted = _read_text(expect.error).strip()
         if wanted != error:
             problems.append(_diff(wanted, error, expect.error.name))
     if expect.checks is not None:
@@ -338,7 +380,7 @@ def _error_problems(expect: _Expectations, error: str, *, exact: bool = True) ->
 def _output_problems(expect: _Expectations, result: Any, actual: str, *, whole: bool = True) -> list[str]:
     problems = []
     if whole and expect.expected.exists():
-        wanted = expect.expected.read_text(encoding="utf-8")
+        wanted = _read_text(expect.expected)
         if wanted != actual:
             problems.append(_diff(wanted, actual, expect.expected.name))
     if expect.checks is not None and expect.checks.expects_output:
@@ -371,8 +413,21 @@ def _diff(expected: str, actual: str, name: str) -> str:
     return "\n".join(lines)
 
 
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError.single(str(path), f"cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError.single(
+            str(path), f"cannot read: not UTF-8 ({exc.reason} at byte {exc.start})"
+        ) from exc
+
+
 def _read_json(path: Path) -> Any:
     try:
         return orjson.loads(path.read_bytes())
+    except OSError as exc:
+        raise ConfigError.single(str(path), f"cannot read: {exc.strerror or exc}") from exc
     except orjson.JSONDecodeError as exc:
         raise ConfigError.single(str(path), f"not valid JSON: {exc}") from exc

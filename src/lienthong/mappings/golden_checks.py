@@ -146,7 +146,11 @@ def load_assert_file(path: Path) -> AssertFile:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError.single(path.name, f"cannot read: {exc.strerror}") from exc
+        raise ConfigError.single(path.name, f"cannot read: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError.single(
+            path.name, f"cannot read: not UTF-8 ({exc.reason} at byte {exc.start})"
+        ) from exc
     doc = load_located(text, path.name)
     try:
         expectations = Expectations.model_validate(doc.data)
