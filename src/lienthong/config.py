@@ -171,8 +171,9 @@ class PostgresStoreConfig(_Model):
 
     kind: Literal["postgres"]
     dsn: SecretStr = Field(
+        min_length=1,
         description="libpq connection string or URI, e.g. postgresql://lienthong@127.0.0.1:5432/lienthong"
-        " (use ${ENV} for a password)."
+        " (use ${ENV} for a password).",
     )
     pool_size: int = Field(
         default=4, ge=1, le=64, description="Connections, one per store worker thread (with process: false)."
@@ -333,14 +334,14 @@ class BasicAuthConfig(_Model):
 
     kind: Literal["basic"]
     username: str = Field(min_length=1, description="The user name.")
-    password: SecretStr = Field(description="The password (use ${ENV} or ${file:PATH}).")
+    password: SecretStr = Field(min_length=1, description="The password (use ${ENV} or ${file:PATH}).")
 
 
 class BearerTokenConfig(_Model):
     """A fixed token the system issued, sent as ``Authorization: Bearer`` (the payment platform's)."""
 
     kind: Literal["bearer"]
-    token: SecretStr = Field(description="The token (use ${ENV}).")
+    token: SecretStr = Field(min_length=1, description="The token (use ${ENV}).")
 
 
 class OAuth2Config(_Model):
@@ -349,7 +350,7 @@ class OAuth2Config(_Model):
     kind: Literal["oauth2"]
     token_url: str = Field(pattern=r"^https?://", description="The token endpoint.")
     client_id: str = Field(min_length=1, description="The client id the gateway issued.")
-    client_secret: SecretStr = Field(description="Its secret (use ${ENV} or ${file:PATH}).")
+    client_secret: SecretStr = Field(min_length=1, description="Its secret (use ${ENV} or ${file:PATH}).")
     scope: str | None = Field(default=None, description="The scope asked for, if the gateway wants one.")
 
 
@@ -408,7 +409,7 @@ class PortalDestination(_HttpDestination):
     service_path: str = Field(default="/api/service", description="Where the portal's services are called.")
     dstcode: str = Field(min_length=1, description="The connection's code the portal issued (dstcode).")
     username: str = Field(min_length=1, description="The connection's user.")
-    password: SecretStr = Field(description="Its password (use ${ENV} or ${file:PATH}).")
+    password: SecretStr = Field(min_length=1, description="Its password (use ${ENV} or ${file:PATH}).")
     madonvi: str | None = Field(
         default=None,
         min_length=1,
@@ -429,7 +430,9 @@ class EmcDestination(_HttpDestination):
     province_code: str = Field(
         min_length=1, description="The province's code in EMC's `User` field, e.g. H56."
     )
-    bearer_token: SecretStr | None = Field(default=None, description="A token EMC issued, if it asks one.")
+    bearer_token: SecretStr | None = Field(
+        min_length=1, default=None, description="A token EMC issued, if it asks one."
+    )
 
     def mapping_params(self) -> dict[str, Any]:
         return {"site_id": self.site_id, "province_code": self.province_code}
@@ -456,7 +459,7 @@ class PayGovDestination(_HttpDestination):
     kind: Literal["paygov"]
     service_path: str = Field(default="/api/paygov", description="Where the platform's API is called.")
     partner_code: str = Field(min_length=1, description="MaDoiTac: the province's partner code.")
-    secret: SecretStr = Field(description="The shared secret of MaXacThuc (use ${ENV}).")
+    secret: SecretStr = Field(min_length=1, description="The shared secret of MaXacThuc (use ${ENV}).")
 
 
 class ProvincialDestination(_HttpDestination):
@@ -476,8 +479,9 @@ class ProvincialDestination(_HttpDestination):
         " too), which the province can check with a ready Standard Webhooks library.",
     )
     secret: SecretStr = Field(
+        min_length=1,
         description="The key both sides hold for the signature (use ${ENV}); with `standard_webhooks`,"
-        " `whsec_` and the base64 of 24 to 64 random bytes."
+        " `whsec_` and the base64 of 24 to 64 random bytes.",
     )
 
     @field_validator("secret")
@@ -522,9 +526,11 @@ class VnptDestination(_HttpDestination, _Seller):
 
     kind: Literal["vnpt"]
     account: str = Field(min_length=1, description="Account (the admin account VNPT issued).")
-    ac_password: SecretStr = Field(description="ACpass.")
+    ac_password: SecretStr = Field(min_length=1, description="ACpass.")
     username: str = Field(min_length=1, description="The service user.")
-    password: SecretStr = Field(description="The service password (use ${ENV} or ${file:PATH}).")
+    password: SecretStr = Field(
+        min_length=1, description="The service password (use ${ENV} or ${file:PATH})."
+    )
     pattern: str = Field(min_length=1, description="The receipt template (mẫu số), e.g. 1/001 under TT78.")
     serial: str = Field(min_length=1, description="The receipt series (ký hiệu), e.g. C26TAA.")
     publish_wsdl: str | None = Field(
@@ -562,7 +568,7 @@ class ViettelDestination(_HttpDestination, _Seller):
     kind: Literal["viettel"]
     login_path: str = Field(default="/auth/login", description="Where the token is asked for.")
     username: str = Field(min_length=1, description="The S-Invoice account.")
-    password: SecretStr = Field(description="Its password (use ${ENV} or ${file:PATH}).")
+    password: SecretStr = Field(min_length=1, description="Its password (use ${ENV} or ${file:PATH}).")
     supplier_tax_code: str = Field(min_length=1, description="supplierTaxCode in Viettel's paths.")
     template_code: str = Field(min_length=1, description="templateCode of the receipt template.")
     series: str = Field(min_length=1, description="invoiceSeries.")
@@ -677,6 +683,7 @@ class CitizensConfig(_Model):
         default=None, description="A destination of kind population; unset: no prefill."
     )
     audit_key: SecretStr | None = Field(
+        min_length=1,
         default=None,
         description="Key of the HMAC standing for the citizen's id in the look-up audit (with source).",
     )
@@ -689,7 +696,9 @@ class CitizensConfig(_Model):
 class BankConfig(_Model):
     """A bank's payment notifications: HMAC-SHA256 over named fields, sent in a header."""
 
-    secret: SecretStr = Field(description="The HMAC key the bank shares (use ${ENV} or ${file:PATH}).")
+    secret: SecretStr = Field(
+        min_length=1, description="The HMAC key the bank shares (use ${ENV} or ${file:PATH})."
+    )
     fields: list[str] = Field(
         default_factory=lambda: ["transaction_id", "reference", "amount", "paid_at", "status"],
         min_length=1,
@@ -950,6 +959,8 @@ def _issue_from_pydantic(doc: LocatedDocument, err: Any) -> ConfigIssue:
         kind = err["input"].get("kind") if isinstance(err["input"], dict) else None
         known = ", ".join(DESTINATION_KINDS if loc[0] == "destinations" else STORE_KINDS)
         message = f"unknown kind {kind!r} (known: {known})" if kind else f"missing (one of: {known})"
+    elif err["type"] == "too_short" and err.get("input") == "":
+        message = "is empty: a secret or a name must not be (check the variable or file it comes from)"
     elif err["type"] == "literal_error":
         message = f"{message}, got {err['input']!r}"
     return doc.issue(loc, message)
