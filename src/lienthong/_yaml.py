@@ -36,6 +36,8 @@ _Loader.add_implicit_resolver(
 )
 
 _REFERENCE = re.compile(r"\$\$|\$\{([^{}]*)\}")
+_UNCLOSED = re.compile(r"\$\$|\$\{[^{}]*\}|(\$\{)")
+"""Escapes and whole references pass; a ``${`` that starts neither (unclosed, nesting another) is caught."""
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MAX_SECRET_BYTES = 65_536
 _FORMS = "${NAME}, ${NAME:-default}, ${file:PATH}, or $$ for a $"
@@ -321,6 +323,11 @@ def substitute_env(
         if isinstance(value, list):
             return [walk(v, (*path, i)) for i, v in enumerate(value)]
         if isinstance(value, str) and "$" in value:
+            if any(m.group(1) for m in _UNCLOSED.finditer(value)):
+                issues.append(
+                    doc.issue(path, f"a ${{ without its }}, or a reference inside another: use {_FORMS}")
+                )
+                return value
             return _REFERENCE.sub(lambda match: resolve(match, path), value)
         return value
 
