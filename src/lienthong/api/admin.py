@@ -301,7 +301,7 @@ def admin_router(*, ops: Operations, auth: AdminAuth) -> APIRouter:
     @router.get(
         "/messages/{message_id}",
         responses={
-            200: answer(Shown, None, "The message, its attempts, operators' actions on it"),
+            200: answer(Shown, _SHOWN, "The message, its attempts, operators' actions on it"),
             **refusals({**_COMMON, 404: "No such message (`not_found`)"}),
         },
     )
@@ -326,10 +326,11 @@ def admin_router(*, ops: Operations, auth: AdminAuth) -> APIRouter:
     @router.post(
         "/dead-letters/replay",
         responses={
-            200: answer(ReplayAnswer, None, "What each replay does (dry run) or did"),
+            200: answer(ReplayAnswer, _REPLAYED, "What each replay does (dry run) or did"),
             **refusals(
                 {
                     **_COMMON,
+                    400: "The body is not JSON (`http_error`)",
                     409: "A message that is not a dead letter (`not_dead_letter`): nothing replayed",
                     422: "No reason, no ids, too many ids (`invalid_request`)",
                     429: "Too many replays just now (`rate_limited`): wait `Retry-After` seconds",
@@ -357,6 +358,7 @@ def admin_router(*, ops: Operations, auth: AdminAuth) -> APIRouter:
             **refusals(
                 {
                     **_COMMON,
+                    400: "The body is not JSON (`http_error`)",
                     409: "A message that is not a dead letter (`not_dead_letter`): nothing discarded",
                     422: "No reason, no ids, too many ids (`invalid_request`)",
                 }
@@ -372,7 +374,7 @@ def admin_router(*, ops: Operations, auth: AdminAuth) -> APIRouter:
         return _json({"discarded": done})
 
     @router.get(
-        "/circuits", responses={200: answer(Circuits, None, "Each destination's"), **refusals(_COMMON)}
+        "/circuits", responses={200: answer(Circuits, _CIRCUITS, "Each destination's"), **refusals(_COMMON)}
     )
     async def circuits(operator: Operator) -> Response:
         """Each destination's circuit on this node (several nodes each keep their own)."""
@@ -399,6 +401,20 @@ def admin_router(*, ops: Operations, auth: AdminAuth) -> APIRouter:
     return router
 
 
+_ID = "m-0651f2a3c4d5e6000001a1b2c3"
+_ACTION = {"at_ms": 1764000000000, "actor": "lan", "action": "reveal", "message_id": _ID, "reason": "a call"}
+_SHOWN = {
+    "message": {
+        "message_id": _ID,
+        "status": "dead",
+        "last_error": "portal.DongBoHoSoMC: … (remote code 400)",
+    },
+    "revealed": False,
+    "actions": [{**_ACTION, "detail": ""}],
+}
+_PLAN = {"message_id": _ID, "mapping": "portal_dossier", "mapping_hash": "3f2a", "changes_version": False}
+_REPLAYED = {"dry_run": False, "plans": [{**_PLAN, "problem": None}], "replayed": [_ID]}
+_CIRCUITS = {"circuits": [{"destination": "portal", "state": "open"}]}
 _BACKLOG = {"destinations": [{"destination": "portal", "pending": 3, "inflight": 1, "dead": 2}]}
 
 
