@@ -79,8 +79,11 @@ def load_located(text: str, file: str) -> LocatedDocument:
     except yaml.YAMLError as exc:
         raise ConfigError([syntax_issue(exc, text, file)]) from exc
     lines: dict[PathKey, int] = {}
+    twice: list[ConfigIssue] = []
     if node is not None:
-        _collect_lines(node, (), lines)
+        _collect_lines(node, (), lines, twice, file)
+    if twice:  # YAML keeps the last of two equal keys, silently: an edit lost (a section written twice)
+        raise ConfigError(twice)
     return LocatedDocument(data=data, lines=lines, file=file)
 
 
@@ -244,16 +247,26 @@ _SYNTAX_HINTS: list[tuple[str, str, Literal["here", "opening", "before"], _Expla
 ]
 
 
-def _collect_lines(node: yaml.Node, path: PathKey, lines: dict[PathKey, int]) -> None:
+def _collect_lines(
+    node: yaml.Node, path: PathKey, lines: dict[PathKey, int], twice: list[ConfigIssue], file: str
+) -> None:
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
+        first: dict[str, int] = {}
         for key_node, value_node in node.value:
-            key = (*path, str(key_node.value))
-            lines[key] = key_node.start_mark.line + 1
-            _collect_lines(value_node, key, lines)
+            name, line = str(key_node.value), key_node.start_mark.line + 1
+            if name in first and name != "<<":  # merge keys (<<: *anchor) may repeat
+                message = f"written twice, on line {first[name]} and here: YAML would keep only this one"
+                twice.append(
+                    ConfigIssue(path=format_path((*path, name)), message=message, file=file, line=line)
+                )
+            first.setdefault(name, line)
+            key = (*path, name)
+            lines[key] = line
+            _collect_lines(value_node, key, lines, twice, file)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _collect_lines(item, (*path, index), lines)
+            _collect_lines(item, (*path, index), lines, twice, file)
 
 
 def substitute_env(
