@@ -4,15 +4,21 @@ Everything comes from the code's own registries, so the description cannot drift
 config's destination models (kind, operations and the bundled mapping each operation uses by default),
 the event envelope's types, the bundled specs as the spec loader compiles them (name and content hash),
 the mapping function registry with its argument models (plugins included), and the scheduled jobs.
+
+An installed plugin that does not load, or that would replace a function, is left out of the description
+and named under ``plugin_problems`` (exit 1): ``about`` is where one looks to find which plugin is broken.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from typing import Any, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
-from lienthong.cli.exits import EXIT_CODES, EXIT_OK
+from lienthong.cli.exits import EXIT_CODES, EXIT_FAILED, EXIT_OK
+
+if TYPE_CHECKING:
+    from lienthong.errors import ConfigIssue
 
 
 def add_commands(sub: Any) -> None:
@@ -30,7 +36,8 @@ def describe() -> dict[str, Any]:
     from lienthong import __version__  # noqa: PLC0415 (keep `lienthong --help` fast)
     from lienthong.mappings import FunctionRegistry, SpecLoader  # noqa: PLC0415
 
-    functions = FunctionRegistry.with_plugins()
+    functions, problems = FunctionRegistry.loading_plugins()
+    job_names, job_problems = _jobs()
     destinations = destination_kinds()
     return {
         "name": "lienthong",
@@ -40,7 +47,8 @@ def describe() -> dict[str, Any]:
         "event_types": event_types(),
         "mappings": bundled_mappings(SpecLoader(functions), destinations),
         "functions": [_function(f) for f in functions],
-        "jobs": jobs(),
+        "jobs": job_names,
+        "plugin_problems": [str(issue) for issue in [*problems, *job_problems]],
         "exit_codes": {str(code): meaning for code, meaning in EXIT_CODES.items()},
     }
 
@@ -99,11 +107,17 @@ def bundled_mappings(loader: Any, destinations: list[dict[str, Any]]) -> list[di
 
 
 def jobs() -> list[str]:
-    """The scheduled jobs this build runs: the built-in ones and installed plugins'."""
+    """The scheduled jobs this build runs: the built-in ones and installed plugins' (those that load)."""
+    return _jobs()[0]
+
+
+def _jobs() -> tuple[list[str], list[ConfigIssue]]:
+    """The jobs, and the problems of the job plugins that do not load."""
     from lienthong.app import BUILTIN_JOBS  # noqa: PLC0415
     from lienthong.scheduler.jobs import JobRegistry  # noqa: PLC0415
 
-    return sorted({*BUILTIN_JOBS, *JobRegistry.with_plugins().names()})
+    registry, problems = JobRegistry.loading_plugins()
+    return sorted({*BUILTIN_JOBS, *registry.names()}), problems
 
 
 def _param(name: str, param: Any) -> dict[str, Any]:
@@ -142,9 +156,9 @@ def _about(args: argparse.Namespace) -> int:
     about = describe()
     if args.json:
         print(json.dumps(about, ensure_ascii=False, indent=2))
-        return EXIT_OK
-    print("\n".join(text_lines(about)))
-    return EXIT_OK
+    else:
+        print("\n".join(text_lines(about)))
+    return EXIT_FAILED if about["plugin_problems"] else EXIT_OK
 
 
 def text_lines(about: dict[str, Any]) -> list[str]:
@@ -169,6 +183,10 @@ def text_lines(about: dict[str, Any]) -> list[str]:
             a["name"] if a["required"] else f"{a['name']}={a['default']!r}" for a in f["arguments"]
         )
         lines.append(f"  {f['name']}({arguments})")
-    lines += ["", f"jobs: {', '.join(about['jobs'])}", "", "exit codes:"]
+    lines += ["", f"jobs: {', '.join(about['jobs'])}"]
+    if about["plugin_problems"]:
+        lines += ["", "plugins left out (fix or uninstall their packages):"]
+        lines += [f"  {problem}" for problem in about["plugin_problems"]]
+    lines += ["", "exit codes:"]
     lines += [f"  {code:>3}  {meaning}" for code, meaning in about["exit_codes"].items()]
     return lines

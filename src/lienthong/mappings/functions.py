@@ -7,7 +7,8 @@ is a load error and the per-record work is small.
 
 Plugins: a package declares an entry point in the group ``lienthong.mappings`` whose object is a
 ``Function`` or an iterable of them (see the README's mapping guide). No function can run integrator text
-as code.
+as code. A plugin cannot replace a function: one whose name is a built-in's (or another plugin's) is
+refused, since a spec's hash covers its files, not the functions it applies.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lienthong import plugins
+from lienthong.errors import ConfigError, ConfigIssue
 from lienthong.mappings import dates, money
 from lienthong.mappings.failure import MappingFailure
 from lienthong.mappings.regex import compile_linear
@@ -72,12 +75,33 @@ class FunctionRegistry:
 
     @classmethod
     def with_plugins(cls, group: str = ENTRY_POINT_GROUP) -> FunctionRegistry:
-        """The built-ins plus every function installed packages declare under ``group``."""
+        """The built-ins plus every function installed packages declare under ``group``. Raises
+        ConfigError naming each entry point that does not load, declares something else than functions,
+        or a function whose name is taken (a built-in's or another plugin's)."""
+        registry, issues = cls.loading_plugins(group)
+        if issues:
+            raise ConfigError(issues)
+        return registry
+
+    @classmethod
+    def loading_plugins(cls, group: str = ENTRY_POINT_GROUP) -> tuple[FunctionRegistry, list[ConfigIssue]]:
+        """The built-ins plus the functions of every plugin that loads and clashes with none, and an issue
+        for each plugin that does not (``lienthong about`` shows both)."""
+        owners: dict[str, str | None] = dict.fromkeys((f.name for f in _BUILTINS), None)  # None: built in
         functions = list(_BUILTINS)
-        for entry in entry_points(group=group):
-            loaded = entry.load()
-            functions.extend([loaded] if isinstance(loaded, Function) else loaded)
-        return cls(functions)
+        loaded, issues = plugins.load_all(entry_points(group=group))
+        for entry, found in loaded:
+            declared = _declared_functions(found)
+            if declared is None:
+                issues.append(plugins.issue(entry, f"declares {found!r}, not a Function or a list of them"))
+                continue
+            clashes = [plugins.issue(entry, problem) for problem in _clashes(declared, owners)]
+            if clashes:
+                issues.extend(clashes)
+                continue
+            owners.update((f.name, plugins.describe(entry)) for f in declared)
+            functions.extend(declared)
+        return cls(functions), issues
 
     def adding(self, *functions: Function) -> FunctionRegistry:
         return FunctionRegistry([*self._functions.values(), *functions])
@@ -90,6 +114,36 @@ class FunctionRegistry:
 
     def __iter__(self) -> Iterator[Function]:
         return iter(self._functions.values())
+
+
+def _clashes(declared: list[Function], owners: Mapping[str, str | None]) -> list[str]:
+    """Why a plugin's functions cannot be added: a name taken (``owners``: the plugin of each name taken,
+    None for a built-in), or declared twice."""
+    problems = [
+        f"declares the function {f.name!r}, which "
+        + ("is built in" if owners[f.name] is None else f"the plugin {owners[f.name]} declares")
+        + ": a plugin cannot replace a function; give it another name"
+        for f in declared
+        if f.name in owners
+    ]
+    names = [f.name for f in declared]
+    problems += [
+        f"declares the function {n!r} twice" for n in sorted({n for n in names if names.count(n) > 1})
+    ]
+    return problems
+
+
+def _declared_functions(found: object) -> list[Function] | None:
+    """What a plugin's entry point declares: a Function or an iterable of them; None for anything else."""
+    if isinstance(found, Function):
+        return [found]
+    if isinstance(found, str | bytes) or not isinstance(found, Iterable):
+        return None
+    try:
+        declared = list(found)
+    except Exception:  # a plugin's own iterable may raise anything
+        return None
+    return declared if all(isinstance(f, Function) for f in declared) else None
 
 
 def bind(function: Function, raw: Any, context: FunctionContext) -> Transform:

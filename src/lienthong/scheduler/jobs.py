@@ -6,7 +6,8 @@ is built, at the composition root, as a callable object.
 
 ``JobRegistry.with_plugins()`` holds the built-in jobs (none yet: issue 12's reconciliation, integrity and
 KPI jobs register here) and every job installed packages declare under the entry point group
-``lienthong.jobs`` (a ``Job`` named by the entry point's name).
+``lienthong.jobs`` (a ``Job`` named by the entry point's name). A plugin that does not load, or whose object
+is not callable, is named in a ConfigError (``loading_plugins``: in a list of issues), not a traceback.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 
+from lienthong import plugins
+from lienthong.errors import ConfigError, ConfigIssue
 from lienthong.scheduler.schedule import Window
 
 ENTRY_POINT_GROUP = "lienthong.jobs"
@@ -73,11 +76,28 @@ class JobRegistry:
 
     @classmethod
     def with_plugins(cls, group: str = ENTRY_POINT_GROUP) -> JobRegistry:
-        """The built-in jobs plus every job installed packages declare under ``group``."""
-        registry = cls()
-        for entry in entry_points(group=group):
-            registry.register(entry.name, entry.load())
+        """The built-in jobs plus every job installed packages declare under ``group``. Raises ConfigError
+        naming each entry point that does not load, is not callable, or whose name another one took."""
+        registry, issues = cls.loading_plugins(group)
+        if issues:
+            raise ConfigError(issues)
         return registry
+
+    @classmethod
+    def loading_plugins(cls, group: str = ENTRY_POINT_GROUP) -> tuple[JobRegistry, list[ConfigIssue]]:
+        """The jobs of every plugin that loads, and an issue for each one that does not."""
+        registry = cls()
+        loaded, issues = plugins.load_all(entry_points(group=group))
+        for entry, job in loaded:
+            if not callable(job):
+                issues.append(plugins.issue(entry, f"declares {job!r}, not a job (an async callable)"))
+            elif entry.name in registry:
+                issues.append(
+                    plugins.issue(entry, f"declares the job {entry.name!r}, which another plugin declares")
+                )
+            else:
+                registry.register(entry.name, job)
+        return registry, issues
 
     def register(self, name: str, job: Job) -> None:
         """Add ``job`` as ``name``; ValueError when the name is taken."""
