@@ -102,6 +102,8 @@ def _never(condition: Condition, facts: RouteFacts) -> str | None:
                 return reason
         return _contradiction([c for c in condition.all if c.path is not None])
     if condition.any is not None:
+        if not condition.any:
+            return "any: [] (none of no conditions holds)"
         reasons = [_never(child, facts) for child in condition.any]
         if reasons and all(reasons):
             return "; ".join(r for r in reasons if r)
@@ -116,6 +118,8 @@ def _leaf_never(leaf: Condition, facts: RouteFacts) -> str | None:
     if test == "in_" and not leaf.in_:
         return f"{path} in [] (an empty list)"
     steps = _key(leaf)
+    if None in steps and _tests_one_value(leaf, test):
+        return f"{path} reads a list (its [*]): test it with contains, or name one item ([0])"
     if len(steps) != 1 or steps[0] not in SCALARS:
         return None
     key = str(steps[0])
@@ -132,6 +136,17 @@ def _leaf_never(leaf: Condition, facts: RouteFacts) -> str | None:
         if wanted and wanted <= facts.except_units:
             return f"{path}: {', '.join(sorted(map(str, wanted)))} left out by except_units"
     return None
+
+
+def _tests_one_value(leaf: Condition, test: str) -> bool:
+    """Whether the test can only hold for a single value, never for the list a ``[*]`` path reads."""
+    if test == "matches":
+        return True
+    if test == "equals":
+        return not isinstance(leaf.equals, list)
+    if test == "in_":
+        return not any(isinstance(option, list) for option in leaf.in_ or [])
+    return False
 
 
 def _always(condition: Condition, facts: RouteFacts) -> str | None:

@@ -46,10 +46,10 @@ def _test(cond: Condition, get: Getter) -> Predicate:
     fields = cond.model_fields_set
     if "equals" in fields:
         expected = cond.equals
-        return lambda cur, scope: bool(get(cur, scope) == expected)
+        return lambda cur, scope: json_equal(get(cur, scope), expected)
     if "in_" in fields:
         options = list(cond.in_ or [])
-        return lambda cur, scope: get(cur, scope) in options
+        return lambda cur, scope: _one_of(get(cur, scope), options)
     if "exists" in fields:
         wanted = bool(cond.exists)
         return lambda cur, scope: (get(cur, scope) is not None) is wanted
@@ -68,5 +68,23 @@ def is_empty(value: Any) -> bool:
     return value is None or (isinstance(value, str | list | dict) and not value)
 
 
+def _one_of(value: Any, options: list[Any]) -> bool:
+    return any(json_equal(value, option) for option in options)
+
+
 def _contains(value: Any, member: Any) -> bool:
-    return isinstance(value, list) and member in value
+    return isinstance(value, list) and any(json_equal(item, member) for item in value)
+
+
+def json_equal(actual: Any, expected: Any) -> bool:
+    """JSON equality, as the values read from JSON mean: true is not 1, "1" is not 1 (Python's ``==`` says
+    both are)."""
+    if isinstance(actual, bool) or isinstance(expected, bool):
+        return type(actual) is type(expected) and actual == expected
+    if isinstance(actual, dict) and isinstance(expected, dict):
+        return actual.keys() == expected.keys() and all(json_equal(actual[k], v) for k, v in expected.items())
+    if isinstance(actual, list) and isinstance(expected, list):
+        return len(actual) == len(expected) and all(map(json_equal, actual, expected))
+    if isinstance(actual, dict | list) or isinstance(expected, dict | list):
+        return False
+    return bool(actual == expected)

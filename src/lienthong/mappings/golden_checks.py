@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from lienthong._yaml import LocatedDocument, format_path, load_located
 from lienthong.errors import ConfigError, ConfigIssue
+from lienthong.mappings.conditions import json_equal
 from lienthong.mappings.failure import MappingFailure
 from lienthong.mappings.paths import Getter, Scope, compile_getter, parse_path
 
@@ -124,7 +125,7 @@ class AssertFile:
         except MappingFailure as exc:
             return f"{where}: cannot read {what}: {exc.message}"
         if "equals" in check.model_fields_set:
-            ok, wanted = _same(actual, check.equals), f"equal {_show(check.equals)}"
+            ok, wanted = json_equal(actual, check.equals), f"equal {_show(check.equals)}"
         elif "contains" in check.model_fields_set:
             ok, wanted = _contains(actual, check.contains), f"contain {_show(check.contains)}"
         elif "matches" in check.model_fields_set:
@@ -191,24 +192,11 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
-def _same(actual: Any, expected: Any) -> bool:
-    """JSON equality: True is not 1, "1" is not 1."""
-    if isinstance(actual, bool) or isinstance(expected, bool):
-        return type(actual) is type(expected) and actual == expected
-    if isinstance(actual, dict) and isinstance(expected, dict):
-        return actual.keys() == expected.keys() and all(_same(actual[k], v) for k, v in expected.items())
-    if isinstance(actual, list) and isinstance(expected, list):
-        return len(actual) == len(expected) and all(map(_same, actual, expected))
-    if isinstance(actual, dict | list) or isinstance(expected, dict | list):
-        return False
-    return bool(actual == expected)
-
-
 def _holds(actual: Any, expected: Any) -> bool:
     """``actual`` is ``expected``, or an object with at least its keys, each holding its value."""
     if isinstance(actual, dict) and isinstance(expected, dict):
         return all(k in actual and _holds(actual[k], v) for k, v in expected.items())
-    return _same(actual, expected)
+    return json_equal(actual, expected)
 
 
 def _contains(actual: Any, expected: Any) -> bool:
