@@ -916,6 +916,10 @@ def parse_config(text: str, *, file: str, env: Mapping[str, str]) -> Config:
     issues: list[ConfigIssue] = []
     data = substitute_env(doc, env, issues)
     overridden = apply_env_overrides(data, env, issues)
+    # The environment wins over the file: a reference in a value an override replaced does not matter.
+    issues[:] = [
+        i for i in issues if (i.file is not None and i.file.startswith("$")) or not _under(i.path, overridden)
+    ]
     unresolved = {issue.path for issue in issues}
     try:
         config = Config.model_validate(data)
@@ -987,44 +991,58 @@ def apply_env_overrides(data: Any, env: Mapping[str, str], issues: list[ConfigIs
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
         parts = name.removeprefix(ENV_PREFIX).lower().split("__")
-        path: PathKey = tuple(int(p) if p.isdigit() else p for p in parts)
+        # ASCII digits only: str.isdigit also takes "²", which int() refuses.
+        path: PathKey = tuple(int(p) if p.isascii() and p.isdigit() else p for p in parts)
         value: Any = env[name]
         if value[:1] in ("[", "{"):
             try:
                 value = json.loads(value)
-            except ValueError as exc:
-                issues.append(ConfigIssue(format_path(path), f"not JSON: {exc}", file=f"${name}"))
+            except (ValueError, RecursionError) as exc:
+                why = "nested too deep" if isinstance(exc, RecursionError) else str(exc)
+                issues.append(ConfigIssue(format_path(path), f"not JSON: {why}", file=f"${name}"))
                 continue
-        if not all(parts) or not _set_at(data, path, value):
+        made = _set_at(data, path, value) if all(parts) else None
+        if made is None:
             issues.append(ConfigIssue(format_path(path), "no such place in the config", file=f"${name}"))
             continue
-        overridden[format_path(path)] = name
+        # Problems at the key, under it, or at an object the override made on its way, are the variable's.
+        overridden[format_path(path)] = overridden[format_path(made)] = name
     return overridden
 
 
-def _set_at(data: Any, path: PathKey, value: Any) -> bool:
-    """Set ``path`` in ``data``, making the objects on the way; False where a step cannot be taken."""
+def _set_at(data: Any, path: PathKey, value: Any) -> PathKey | None:
+    """Set ``path`` in ``data``, making the objects on the way; the shallowest path it made (``path``
+    itself when nothing on the way was missing), or None where a step cannot be taken."""
     *steps, last = path
-    for step in steps:
+    made: PathKey | None = None
+    for depth, step in enumerate(steps):
         if isinstance(data, list) and isinstance(step, int) and step < len(data):
             data = data[step]
         elif isinstance(data, dict) and isinstance(step, str):
+            if step not in data and made is None:
+                made = path[: depth + 1]
             data = data.setdefault(step, {})
         else:
-            return False
+            return None
     settable = isinstance(data, list) and isinstance(last, int) and last < len(data)
     if not (settable or (isinstance(data, dict) and isinstance(last, str))):
-        return False
+        return None
     data[last] = value
-    return True
+    return made or path
+
+
+def _under(path: str, overridden: Mapping[str, str]) -> str | None:
+    """The variable that overrode ``path`` or a key above it, if any."""
+    for key, name in overridden.items():
+        if path == key or path.startswith((f"{key}.", f"{key}[")):
+            return name
+    return None
 
 
 def _from_environment(issue: ConfigIssue, overridden: Mapping[str, str]) -> ConfigIssue:
     """An issue at (or under) an overridden key names the variable, not the file's line."""
-    for path, name in overridden.items():
-        if issue.path == path or issue.path.startswith((f"{path}.", f"{path}[")):
-            return ConfigIssue(issue.path, issue.message, file=f"${name}")
-    return issue
+    name = _under(issue.path, overridden)
+    return issue if name is None else ConfigIssue(issue.path, issue.message, file=f"${name}")
 
 
 def _unknown_destinations(data: Any, doc: LocatedDocument) -> list[ConfigIssue]:
