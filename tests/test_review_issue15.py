@@ -128,7 +128,6 @@ def test_a_route_condition_does_not_take_true_for_1() -> None:
 # -- §1 config and secrets ---------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="a missing variable hides route conditions, jobs and TLS files")
 def test_a_missing_variable_does_not_hide_route_conditions_jobs_or_tls_files(tmp_path: Path) -> None:
     """``check_everything`` runs ``build_routes``, ``check_jobs`` and ``tls_context`` only when the file loads;
     an unset ``${TOKEN_SHA}`` makes it not load, so a ``when:`` naming ``dosier.code``, an unknown job and a
@@ -347,7 +346,6 @@ def test_a_plugin_cannot_silently_replace_a_builtin_function(monkeypatch: pytest
 # -- §4 the API contract -----------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="413 on GET, and 431/408 anywhere, are sent but not declared")
 async def test_every_refusal_the_node_sends_is_declared(run_node: RunNode) -> None:
     """``BodySizeLimit`` wraps every route: ``GET /v1/messages/x`` or ``GET /healthz`` with a large body gets
     413 ``body_too_large``, which their operations do not declare. The head limits answer 431
@@ -367,7 +365,6 @@ async def test_every_refusal_the_node_sends_is_declared(run_node: RunNode) -> No
                 assert {"413", "431", "408"} <= declared, (method, path, sorted(declared))
 
 
-@pytest.mark.xfail(strict=True, reason="a malformed request gets uvicorn's text/plain 400")
 async def test_a_malformed_request_gets_the_documented_error_body(run_node: RunNode) -> None:
     """``limited_protocol.send_400_response`` falls back to uvicorn's answer for any parser error: ``POST
     /v1/events`` with ``Content-Length: abc`` (or a header name with a space) answers ``400 text/plain

@@ -16,13 +16,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
 
 from lienthong import __version__
-from lienthong._yaml import PathKey, load_located, substitute_env
+from lienthong._yaml import LocatedDocument, PathKey, load_located, substitute_env
 from lienthong.adapters.auth import AuthenticatedTransport, BasicAuth, OAuth2ClientCredentials, StaticBearer
 from lienthong.adapters.base import Adapter
 from lienthong.adapters.einvoice.viettel import ViettelAccount, ViettelInvoiceAdapter
@@ -84,6 +86,7 @@ from lienthong.console import console_router
 from lienthong.console.session import Sessions
 from lienthong.errors import ConfigError, ConfigIssue
 from lienthong.mappings import BUNDLED_PREFIX, CompiledMapping, FunctionRegistry, SpecLoader
+from lienthong.mappings.spec import Condition
 from lienthong.observability.http import RequestMetrics
 from lienthong.observability.logs import RequestId
 from lienthong.observability.metrics import Metrics
@@ -508,7 +511,7 @@ def check_everything(path: Path, env: Mapping[str, str], loader: SpecLoader) -> 
         config = load_config(path, env=env)
     except ConfigError as exc:
         # No config to build routes from: the mapping files the document names are still checked.
-        raise ConfigError([*exc.issues, *_named_mapping_issues(path, env, loader)]) from exc
+        raise ConfigError([*exc.issues, *_document_issues(path, env, loader)]) from exc
     issues: list[ConfigIssue] = []
     mappings: list[CompiledMapping] = []
     forms: dict[str, CompiledMapping] = {}
@@ -530,34 +533,94 @@ def check_everything(path: Path, env: Mapping[str, str], loader: SpecLoader) -> 
     return Checked(config, mappings, forms)
 
 
-def _named_mapping_issues(path: Path, env: Mapping[str, str], loader: SpecLoader) -> list[ConfigIssue]:
-    """The problems of the mapping files a config document's routes name, read from the document."""
+def _document_issues(path: Path, env: Mapping[str, str], loader: SpecLoader) -> list[ConfigIssue]:
+    """What the later phases would say of a config document that does not load (a variable not set, a
+    typo): its routes' mapping files and conditions, its jobs and its TLS files, read from the document."""
     try:
         doc = load_located(path.read_text(encoding="utf-8"), str(path))
     except (OSError, ConfigError):
         return []  # already said by the file's own check
     data = substitute_env(doc, env, [])
-    routes = data.get("routes") if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return []
+    return [
+        *_route_issues(doc, data.get("routes"), path.parent, loader),
+        *_job_issues(doc, data.get("scheduler")),
+        *_tls_issues(doc, data, path.parent),
+    ]
+
+
+def _route_issues(doc: LocatedDocument, routes: Any, base: Path, loader: SpecLoader) -> list[ConfigIssue]:
     issues: list[ConfigIssue] = []
     loaded: dict[str, str | None] = {}
     for r, route in enumerate(routes if isinstance(routes, list) else []):
         rules = route.get("deliver") if isinstance(route, dict) else None
         for d, rule in enumerate(rules if isinstance(rules, list) else []):
-            ref = rule.get("mapping") if isinstance(rule, dict) else None
+            if not isinstance(rule, dict):
+                continue
+            where: PathKey = ("routes", r, "deliver", d)
+            when = rule.get("when")
+            if when is not None:
+                units = rule.get("units")
+                facts = RouteFacts(
+                    str(route.get("on", "")),
+                    frozenset(map(str, units)) if isinstance(units, list) else None,
+                    frozenset(map(str, rule.get("except_units") or [])),
+                )
+                try:
+                    compile_route_condition(Condition.model_validate(when), facts)
+                except (ValueError, ValidationError) as exc:
+                    issues.append(doc.issue((*where, "when"), str(exc).split("\n")[-1].strip() or str(exc)))
+            ref = rule.get("mapping")
             if not isinstance(ref, str) or not ref:
                 continue
-            where: PathKey = ("routes", r, "deliver", d, "mapping")
             if ref not in loaded:
                 try:
-                    loader.load(ref if ref.startswith(BUNDLED_PREFIX) else str(path.parent / ref))
+                    loader.load(ref if ref.startswith(BUNDLED_PREFIX) else str(base / ref))
                     loaded[ref] = None
                 except ConfigError as exc:
                     issues.extend(exc.issues)
                     loaded[ref] = _does_not_load(ref)
             problem = loaded[ref]
             if problem is not None:
-                issues.append(doc.issue(where, problem))
+                issues.append(doc.issue((*where, "mapping"), problem))
     return issues
+
+
+def _job_issues(doc: LocatedDocument, scheduler: Any) -> list[ConfigIssue]:
+    jobs = scheduler.get("jobs") if isinstance(scheduler, dict) else None
+    if not isinstance(jobs, dict):
+        return []
+    known = JobRegistry.with_plugins()
+    names = sorted({*known.names(), *BUILTIN_JOBS})
+    return [
+        doc.issue(("scheduler", "jobs", str(name)), f"unknown job {name!r} (known: {', '.join(names)})")
+        for name in jobs
+        if name not in names
+    ]
+
+
+def _tls_issues(doc: LocatedDocument, data: dict[str, Any], base: Path) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    for section in ("destinations", "sources"):
+        peers = data.get(section)
+        for name, peer in peers.items() if isinstance(peers, dict) else ():
+            tls = peer.get("tls") if isinstance(peer, dict) else None
+            if not isinstance(tls, dict):
+                continue
+            files = {k: str(base / v) for k, v in tls.items() if k in TLS_FILES and isinstance(v, str)}
+            try:
+                client_context(
+                    ca_file=files.get("ca_file"),
+                    cert_file=files.get("client_cert"),
+                    key_file=files.get("client_key"),
+                )
+            except ConfigError as exc:
+                issues.extend(doc.issue((section, str(name), "tls"), str(issue)) for issue in exc.issues)
+    return issues
+
+
+TLS_FILES = ("ca_file", "client_cert", "client_key")
 
 
 def _does_not_load(ref: str) -> str:
