@@ -90,5 +90,7 @@ async def test_each_certificate_file_s_expiry_is_a_gauge_by_name_and_purpose(
     async with node_at(config, time.time) as (_, url), httpx.AsyncClient(base_url=url, timeout=5) as client:
         text = (await client.get("/metrics")).text
     for purpose in ("client", "ca"):
-        line = f'lienthong_certificate_expiry_timestamp_seconds{{name="emc",purpose="{purpose}"}} 3.250368e+10'
+        line = (
+            f'lienthong_certificate_expiry_timestamp_seconds{{name="emc",purpose="{purpose}"}} 3.250368e+10'
+        )
         assert line in text, purpose
