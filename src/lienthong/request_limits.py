@@ -11,6 +11,11 @@ four requests with one 100 MB header each were answered after about 60 s and gre
 - A head must arrive within ``header_timeout_s`` of the connection's opening or of its first byte: 408.
 - A body must arrive within ``body_timeout_s`` of the end of its head: the connection is closed, and the app,
   if it is reading, sees ``http.disconnect``.
+- A request httptools cannot parse (``Content-Length: abc``, a space in a header's name) gets 400
+  ``malformed_request``, where uvicorn would answer ``text/plain``.
+
+Every one of these answers carries the API's error body, ``{"error": {"code", "message"}}``, and the OpenAPI
+document declares them on every operation (``api.openapi``).
 """
 
 from __future__ import annotations
@@ -88,11 +93,12 @@ class _LimitedHttpTools(HttpToolsProtocol):
             self._refuse(*self._head_too_large())
 
     def send_400_response(self, msg: str) -> None:
-        # uvicorn's answer to any parser error, including the one our callbacks raise to stop parsing.
+        # uvicorn's answer to any parser error, including the one our callbacks raise to stop parsing: ours,
+        # with the API's error body rather than uvicorn's text/plain.
         if self._refusal is not None:
             self._refuse(*self._refusal)
         else:
-            super().send_400_response(msg)
+            self._refuse(400, "malformed_request", _malformed(msg))
 
     # -- parser callbacks ------------------------------------------------------------------------------------
 
@@ -182,6 +188,13 @@ class _LimitedHttpTools(HttpToolsProtocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+def _malformed(msg: str) -> str:
+    """uvicorn's reason for a 400, as the API words its messages."""
+    if msg.startswith("Invalid HTTP request"):  # httptools' parser error, whatever it was
+        return "the request is not valid HTTP/1.1"
+    return msg.rstrip(".").lower()
 
 
 def _error_answer(status: int, code: str, message: str) -> bytes:

@@ -16,15 +16,39 @@ from lienthong.api.schemas import Error
 from lienthong.errors import StoreError
 
 # The headers some refusals carry, for the document.
+RETRY_AFTER: dict[str, Any] = {
+    "Retry-After": {"description": "Seconds to wait before sending again", "schema": {"type": "string"}}
+}
 _HEADERS: dict[int, dict[str, Any]] = {
     401: {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}},
-    503: {
-        "Retry-After": {"description": "Seconds to wait before sending again", "schema": {"type": "string"}}
-    },
+    503: RETRY_AFTER,
 }
 UNAUTHORIZED = "No bearer token, or not a valid one (`unauthorized`)"
 STORE_UNAVAILABLE = "The store did not answer in time (`store_unavailable`); send the same request again"
 TOO_LARGE = "The body is larger than `server.max_body_bytes` (`body_too_large`)"
+MALFORMED_REQUEST = "The request is not valid HTTP/1.1 (`malformed_request`); the connection is closed"
+HEADERS_TOO_LARGE = (
+    "The request line and headers are larger than `server.max_header_bytes`, or have more lines than"
+    " `server.max_headers` (`headers_too_large`); the connection is closed"
+)
+REQUEST_TIMEOUT = (
+    "The request line and headers did not arrive within `server.header_timeout_s` (`request_timeout`); the"
+    " connection is closed"
+)
+SERVER_BUSY = (
+    "The node is reading as many bodies as it may at once (`server_busy`); send the same request again after"
+    " `Retry-After`"
+)
+BEFORE_ANY_ROUTE: dict[int, tuple[str, str]] = {
+    400: ("malformed_request", MALFORMED_REQUEST),
+    408: ("request_timeout", REQUEST_TIMEOUT),
+    413: ("body_too_large", TOO_LARGE),
+    431: ("headers_too_large", HEADERS_TOO_LARGE),
+    503: ("server_busy", SERVER_BUSY),
+}
+"""The refusals any request may get, whatever its operation, before its route sees it: from the HTTP
+protocol's limits (``request_limits``: 400, 408, 431) and the body limits (``api.limits``: 413, 503). The
+OpenAPI document declares them on every operation (``api.openapi``)."""
 BUSY = (
     "The store did not answer in time (`store_unavailable`), or the node is reading as many bodies as it may"
     " at once (`server_busy`); send the same request again after `Retry-After`"

@@ -7,17 +7,23 @@
   online validator badge, which would call a public host, is turned off;
 - a document whose validation refusals are the ones the node sends: FastAPI adds a 422 of its own shape
   (``HTTPValidationError``) to every operation with parameters, but ``errors.install_error_handlers``
-  answers such a refusal as every other, ``{"error": {...}}``.
+  answers such a refusal as every other, ``{"error": {...}}``;
+- the refusals any request may get before its route sees it (``errors.BEFORE_ANY_ROUTE``: a request that is
+  not HTTP, a head too large or too slow, a body too large or too many at once) declared on every
+  operation, since the node sends them whatever the operation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
+
+from lienthong.api.errors import BEFORE_ANY_ROUTE, RETRY_AFTER
 
 DOCS_ASSETS = "/docs/assets"
 """Where the pages' scripts, styles and icon are served."""
@@ -27,6 +33,7 @@ systems, in order per dossier. Send events to `POST /v1/events` with a bearer to
 at `GET /v1/messages/{message_id}`. Every refusal answers `{"error": {"code", "message", "path"?}}`.
 """
 _FASTAPI_422 = "#/components/schemas/HTTPValidationError"
+_ERROR = "#/components/schemas/Error"
 
 
 def api(
@@ -55,10 +62,11 @@ def api(
 
 
 def _as_answered(doc: dict[str, Any]) -> None:
-    """FastAPI's own 422s replaced by ours; its validation-error schemas gone with them."""
+    """FastAPI's own 422s replaced by ours, its validation-error schemas gone with them; the refusals sent
+    before any route declared on every operation."""
     ours = {
         "description": "A parameter failed validation (`invalid_request`); `path` names it",
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        "content": {"application/json": {"schema": {"$ref": _ERROR}}},
     }
     for item in doc.get("paths", {}).values():
         for operation in item.values():
@@ -68,6 +76,29 @@ def _as_answered(doc: dict[str, Any]) -> None:
                 == _FASTAPI_422
             ):
                 operation["responses"]["422"] = ours
+            _before_any_route(operation.setdefault("responses", {}))
     schemas = doc.get("components", {}).get("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
+
+
+def _before_any_route(responses: dict[str, Any]) -> None:
+    """Add ``errors.BEFORE_ANY_ROUTE`` to an operation's ``responses``. A status it declares already keeps
+    its entry, its description saying the other cause, its schema admitting ``Error`` too."""
+    for status, (code, text) in BEFORE_ANY_ROUTE.items():
+        declared = responses.get(str(status))
+        if declared is None:
+            responses[str(status)] = {
+                "description": text,
+                "content": {"application/json": {"schema": {"$ref": _ERROR}}},
+                **({"headers": RETRY_AFTER} if status == HTTPStatus.SERVICE_UNAVAILABLE else {}),
+            }
+            continue
+        if f"`{code}`" not in declared.get("description", ""):
+            declared["description"] = f"{declared.get('description', '')}; or: {text[0].lower()}{text[1:]}"
+        media = declared.setdefault("content", {}).setdefault("application/json", {})
+        schema = media.get("schema")
+        if schema is None:
+            media["schema"] = {"$ref": _ERROR}
+        elif schema.get("$ref") != _ERROR and {"$ref": _ERROR} not in schema.get("anyOf", []):
+            media["schema"] = {"anyOf": [schema, {"$ref": _ERROR}]}
