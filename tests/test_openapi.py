@@ -137,8 +137,12 @@ async def test_every_answer_has_a_schema_and_every_success_an_example(document: 
 async def test_the_bearer_scheme_is_declared_and_required_where_a_token_is(document: dict[str, Any]) -> None:
     schemes = document["components"]["securitySchemes"]
     assert schemes == {
-        "bearer": {"type": "http", "scheme": "bearer", "description": schemes["bearer"]["description"]}
+        name: {"type": "http", "scheme": "bearer", "description": schemes[name]["description"]}
+        for name in ("bearer", "admin")  # the province's callers, and the operators' (admin.tokens)
     }
+    admin = {f"{m} {p}" for m, p, op in operations(document) if op.get("security") == [{"admin": []}]}
+    assert admin  # every admin route, and only those
+    assert all(operation.split(" ", 1)[1].startswith("/admin/v1/") for operation in admin)
     secured = {f"{m} {p}" for m, p, op in operations(document) if op.get("security") == [{"bearer": []}]}
     assert secured == {
         "POST /v1/events",
@@ -147,7 +151,7 @@ async def test_the_bearer_scheme_is_declared_and_required_where_a_token_is(docum
         "GET /v1/payments/{reference}",
     }
     for method, path, operation in operations(document):
-        if f"{method} {path}" in secured:
+        if f"{method} {path}" in secured | admin:
             assert "401" in operation["responses"], f"{method} {path}"
 
 
