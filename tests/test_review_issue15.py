@@ -412,3 +412,17 @@ def test_the_reference_verifiers_refuse_hostile_headers_instead_of_raising() -> 
             assert case() is False, i
         except (TypeError, ValueError) as exc:
             pytest.fail(f"case {i}: {type(exc).__name__}: {exc}")
+
+
+def test_check_reports_a_broken_function_plugin_among_the_configs_other_problems(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """One pass: a plugin that does not load is said beside the config's own problems, not alone."""
+    import lienthong.mappings.functions as functions  # noqa: PLC0415
+
+    monkeypatch.setattr(functions, "entry_points", lambda group: [_BrokenEntryPoint()])
+    (tmp_path / "lienthong.yaml").write_text(config_text(when="{path: dosier.code, exists: true}"))
+    assert main(["check", str(tmp_path / "lienthong.yaml")]) == 1
+    said = capsys.readouterr().err
+    assert "broken" in said
+    assert "unknown path 'dosier.code'" in said

@@ -217,8 +217,15 @@ def _check_config(args: argparse.Namespace) -> int:
     from lienthong.app import check_everything  # noqa: PLC0415
     from lienthong.mappings import FunctionRegistry, SpecLoader  # noqa: PLC0415
 
-    # Every phase (the file, the routes' mappings, e-forms, jobs, TLS files), whatever the others found.
-    checked = check_everything(args.config, os.environ, SpecLoader(FunctionRegistry.with_plugins()))
+    # Every phase (the file, the routes' mappings, e-forms, jobs, TLS files), whatever the others found; a
+    # function plugin that does not load is one more problem among them, the config checked without it.
+    functions, broken = FunctionRegistry.loading_plugins()
+    try:
+        checked = check_everything(args.config, os.environ, SpecLoader(functions))
+    except ConfigError as exc:
+        raise ConfigError([*broken, *exc.issues]) from exc
+    if broken:
+        raise ConfigError(broken)
     config, mappings, forms = checked.config, checked.mappings, checked.forms
     routes = sum(len(r.deliver) for r in config.routes)
     counts = (
