@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -79,23 +80,26 @@ class ServerConfig(_Model):
         return self
 
 
+def _token_hash(value: str) -> str:
+    if not _SHA256_HEX.match(value):
+        raise ValueError("must be 64 lowercase hex characters: the SHA-256 of the token, not the token")
+    return value
+
+
+TokenHash = Annotated[str, AfterValidator(_token_hash)]
+"""A token as the config keeps it: its SHA-256 in lowercase hex, never the token."""
+
+
 class TokenConfig(_Model):
     """A bearer token the provincial system may present, stored as the SHA-256 hex of the token."""
 
     name: str = Field(min_length=1, description="Who holds the token; shown in logs, never the token.")
-    sha256: str = Field(description="lowercase hex SHA-256 of the token (`lienthong token hash`)")
+    sha256: TokenHash = Field(description="lowercase hex SHA-256 of the token (`lienthong token hash`)")
     read_all: bool = Field(
         default=False,
         description="May read every caller's messages (an operator's token); otherwise a caller sees only"
         " the messages of events it sent.",
     )
-
-    @field_validator("sha256")
-    @classmethod
-    def _hex(cls, value: str) -> str:
-        if not _SHA256_HEX.match(value):
-            raise ValueError("must be 64 lowercase hex characters: the SHA-256 of the token, not the token")
-        return value
 
 
 class AuthConfig(_Model):
@@ -110,14 +114,7 @@ class AdminTokenConfig(_Model):
     """An operator's token for the admin API and console (`lienthong token new`), stored as its SHA-256."""
 
     name: str = Field(min_length=1, description="Who holds it: recorded with each replay, discard, reveal.")
-    sha256: str = Field(description="lowercase hex SHA-256 of the token (`lienthong token hash`)")
-
-    @field_validator("sha256")
-    @classmethod
-    def _hex(cls, value: str) -> str:
-        if not _SHA256_HEX.match(value):
-            raise ValueError("must be 64 lowercase hex characters: the SHA-256 of the token, not the token")
-        return value
+    sha256: TokenHash = Field(description="lowercase hex SHA-256 of the token (`lienthong token hash`)")
 
 
 class AdminConfig(_Model):
