@@ -59,3 +59,26 @@ def test_the_example_env_file_names_every_variable_the_example_config_uses() -> 
     listed = set(read_env_file(EXAMPLES / "lienthong.env.example"))
     assert used
     assert used == listed
+
+
+def test_inline_comments_quotes_and_a_byte_order_mark_read_as_docker_compose_reads_them(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "lienthong.env"
+    path.write_bytes(
+        "\ufeffFIRST=one\n"  # a byte-order mark an editor put there
+        "PW=abc # the portal's\n"
+        'QUOTED="a b" # with a comment\n'
+        "HASH=a#b\n"
+        "SINGLE='x # not a comment'\n".encode()
+    )
+    assert read_env_file(path) == {
+        "FIRST": "one",
+        "PW": "abc",
+        "QUOTED": "a b",
+        "HASH": "a#b",
+        "SINGLE": "x # not a comment",
+    }
+    path.write_text('PW="abc"def\n')
+    with pytest.raises(ConfigError, match="PW: has text after its closing quote"):
+        read_env_file(path)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from conftest import EXAMPLE_ENV
-from lienthong.config import load_config
+from lienthong.config import load_config, parse_config
 from lienthong.errors import ConfigError
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "lienthong.yaml"
@@ -57,3 +57,12 @@ def test_a_bad_override_names_its_variable_among_the_files_other_problems() -> N
     for text in expected:
         assert any(problem.startswith(text) for problem in found), (text, found)
     assert len(found) == len(expected), found
+
+
+def test_a_key_the_integrator_wrote_with_capitals_can_be_overridden() -> None:
+    text = EXAMPLE.read_text(encoding="utf-8").replace("\n  portal:\n", "\n  Portal_HCM:\n", 1)
+    text = text.replace("to: portal,", "to: Portal_HCM,").replace("to: portal\n", "to: Portal_HCM\n")
+    config = parse_config(
+        text, file="lienthong.yaml", env={**EXAMPLE_ENV, "LIENTHONG_DESTINATIONS__PORTAL_HCM__TIMEOUT_S": "3"}
+    )
+    assert config.destinations["Portal_HCM"].timeout_s == 3

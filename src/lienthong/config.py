@@ -1016,16 +1016,25 @@ def _set_at(data: Any, path: PathKey, value: Any) -> PathKey | None:
         if isinstance(data, list) and isinstance(step, int) and step < len(data):
             data = data[step]
         elif isinstance(data, dict) and isinstance(step, str):
-            if step not in data and made is None:
+            key = _key_named(data, step)
+            if key not in data and made is None:
                 made = path[: depth + 1]
-            data = data.setdefault(step, {})
+            data = data.setdefault(key, {})
         else:
             return None
     settable = isinstance(data, list) and isinstance(last, int) and last < len(data)
     if not (settable or (isinstance(data, dict) and isinstance(last, str))):
         return None
-    data[last] = value
+    data[_key_named(data, last) if isinstance(data, dict) and isinstance(last, str) else last] = value
     return made or path
+
+
+def _key_named(data: dict[Any, Any], lowered: str) -> str:
+    """The key of ``data`` a lower-cased variable part names: itself, or a key written with capitals (a
+    destination or job the integrator named ``Portal_HCM``); environment names carry no case."""
+    if lowered in data:
+        return lowered
+    return next((k for k in data if isinstance(k, str) and k.lower() == lowered), lowered)
 
 
 def _under(path: str, overridden: Mapping[str, str]) -> str | None:
