@@ -188,3 +188,15 @@ def _ready(url: str) -> bool:
         return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def test_a_line_break_in_what_a_peer_or_caller_sent_cannot_forge_a_log_line(
+    captured: pytest.CaptureFixture[str],
+) -> None:
+    """A dead letter's error is the peer's answer, a refused callback's reference the caller's: with a line
+    break in them, a text log would show a second, forged line."""
+    configure("INFO", "text")
+    forged = "http 503: busy\n2026-12-02T00:00:00+07:00 INFO lienthong: replayed by admin"
+    logging.getLogger("lienthong.bus.dispatcher").warning("dead letter after attempt 4: %s", forged)
+    (line,) = captured.readouterr().err.splitlines()
+    assert "busy\\n2026-12-02" in line

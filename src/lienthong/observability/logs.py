@@ -59,6 +59,9 @@ def redact(text: str) -> str:
     return _ID_NUMBER.sub(MASK, text)
 
 
+_ONE_LINE = str.maketrans({"\n": "\\n", "\r": "\\r"})
+
+
 class Redact(logging.Filter):
     """On the handler, so that it sees every logger's records: the message formatted and masked once."""
 
@@ -67,7 +70,9 @@ class Redact(logging.Filter):
             message = record.getMessage()
         except Exception:  # a third party's bad format string: keep what it tried to say
             message = f"{record.msg!r} {record.args!r}"
-        record.msg, record.args = redact(message), None
+        # One record, one line: a line break in what a peer answered or a caller sent (a dead letter's
+        # error, a callback's reference) would otherwise print a forged line in a text log.
+        record.msg, record.args = redact(message).translate(_ONE_LINE), None
         if record.exc_info and not record.exc_text:
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
