@@ -118,6 +118,8 @@ class Lienthong:
     clock: Clock
     prefill: Prefill | None = None
     payments: PaymentCallbacks | None = None
+    certificates: list[Certificate] = field(default_factory=list)
+    """The certificate files the node uses, read once at build: gauges, and readiness."""
     population: PopulationAdapter | None = None
     scheduler: Scheduler | None = None
     feeds: list[ProvincialFeed] = field(default_factory=list)
@@ -192,7 +194,8 @@ def build(
     loader = loader or SpecLoader(FunctionRegistry.with_plugins())
     routes = build_routes(config, loader)
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
-    for certificate in certificates(config):
+    used = certificates(config)
+    for certificate in used:
         metrics.certificate_expiry.labels(certificate.name, certificate.purpose).set(certificate.not_after)
     store = build_store(config.store, init=init_store, as_node=as_node)
     events = EventSink(config.events.dossier_code_field)
@@ -222,6 +225,7 @@ def build(
     events.attach(ingestor)
     dead_letters = DeadLetters(store, routes, mapper, clock=clock)
     node = Lienthong(config, metrics, store, routes, dead_letters, ingestor, dispatcher, adapters, clock)
+    node.certificates = used
     if config.citizens.source is not None:
         node.population = build_population(config, config.citizens.source)
         node.prefill = build_prefill(config, node.population, store, metrics, loader, clock=clock)
@@ -402,7 +406,7 @@ def build_api(node: Lienthong) -> FastAPI:
             dispatcher_running=lambda: node.dispatcher.running or not config.dispatcher.enabled,
             clock=node.clock,
             scheduler_running=lambda: node.scheduler is None or node.scheduler.running,
-            certificates=client_certificates(config),
+            certificates=client_certificates(node.certificates),
         )
     )
     if node.prefill is not None:
@@ -798,14 +802,10 @@ def certificates(config: Config) -> list[Certificate]:
     return found
 
 
-def client_certificates(config: Config) -> list[tuple[str, float]]:
-    """(what, when it expires) of each client certificate the node presents (mutual TLS): an expired one
-    makes it not ready."""
-    return [
-        (f"{c.name}'s client certificate {c.file}", c.not_after)
-        for c in certificates(config)
-        if c.purpose == "client"
-    ]
+def client_certificates(found: list[Certificate]) -> list[tuple[str, float]]:
+    """(what, when it expires) of each client certificate among ``found`` (presented: mutual TLS); an
+    expired one makes the node not ready."""
+    return [(f"{c.name}'s client certificate {c.file}", c.not_after) for c in found if c.purpose == "client"]
 
 
 def tls_context(dest: HttpPeerConfig, base_dir: Path) -> ssl.SSLContext | None:
