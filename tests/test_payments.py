@@ -6,6 +6,7 @@ import asyncio
 import copy
 import hashlib
 import hmac
+import logging
 import math
 import time
 from collections.abc import Iterator
@@ -623,8 +624,9 @@ def test_the_callbacks_command_lists_every_callback_with_its_verdict(
 
 
 async def test_hostile_callbacks_cannot_fill_the_disk_nor_lock_the_platform_out(
-    node: Running, tmp_path: Path, paygov: tuple[PayGovSandbox, str]
+    node: Running, tmp_path: Path, paygov: tuple[PayGovSandbox, str], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="lienthong.payments.callbacks")
     reference = await requested(node)
     before = sum(p.stat().st_size for p in tmp_path.glob("lienthong.db*"))
     huge = {"MaThamChieu": "X" * 4_000_000, "MaXacThuc": "0" * 64}
@@ -650,6 +652,8 @@ async def test_hostile_callbacks_cannot_fill_the_disk_nor_lock_the_platform_out(
     assert max(len(r.reference) for r in records) <= 64
     unrecorded = node.sample("lienthong_payment_callbacks_total", channel="vcb", verdict="unrecorded")
     assert unrecorded == 61 - len(records)
+    logged = [r for r in caplog.records if r.name == "lienthong.payments.callbacks"]
+    assert len(logged) == len(records)  # nor does the log: a refusal past the budget is only counted
     after = sum(p.stat().st_size for p in tmp_path.glob("lienthong.db*"))
     # 4.6 MB were sent; the store (with its write-ahead log, a few pages per commit) grows by far less
     assert after - before < 1_000_000, f"the store grew by {after - before} bytes"

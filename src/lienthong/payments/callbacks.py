@@ -191,8 +191,7 @@ class PaymentCallbacks:
             self._metrics.payment_callbacks.labels(record.channel, "unrecorded").inc()
             return  # nor logged: a stranger's flood must not fill the disk through the log either
         self._limiter.spend(record.source)
-        _log_refusal(record)
-        await self._verified(record)
+        await self._verified(record)  # recorded and logged, once
 
     def _confirmed(self, payment: PaymentRecord, c: Claim) -> IngestItem | None:
         """The ``payment.confirmed`` event this claim raises if it pays the payment."""
