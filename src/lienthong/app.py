@@ -16,12 +16,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from lienthong import __version__
 from lienthong._yaml import LocatedDocument, PathKey, load_located, substitute_env
@@ -734,11 +734,7 @@ def circuit_breakers(config: Config, metrics: Metrics, clock: Clock) -> list[Cir
         never = 2**31 if not own.enabled else own.failures
         return CircuitSettings(never, own.open_s, own.max_open_s, own.probe_wait_s)
 
-    by_destination = {
-        name: settings(base.model_copy(update=own.model_dump(exclude_unset=True)))
-        for name, dest in config.destinations.items()
-        if (own := getattr(dest, "circuit", None)) is not None
-    }
+    by_destination = {name: settings(own) for name, own in destinations_own(config, "circuit", base).items()}
     if not base.enabled and not by_destination:
         return []
     breakers = CircuitBreakers(
@@ -753,11 +749,20 @@ def circuit_breakers(config: Config, metrics: Metrics, clock: Clock) -> list[Cir
 
 def retry_policies(config: Config) -> dict[str, RetryPolicy]:
     """The destinations whose deliveries are retried their own way: their keys over dispatcher.retry's."""
-    base = config.dispatcher.retry
+    own = destinations_own(config, "retry", config.dispatcher.retry)
+    return {name: retry_policy(settings) for name, settings in own.items()}
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def destinations_own(config: Config, section: str, base: M) -> dict[str, M]:
+    """The destinations that set their own ``section`` (retry, circuit): the keys they give over
+    ``base``'s (the dispatcher's), the others kept."""
     return {
-        name: retry_policy(base.model_copy(update=own.model_dump(exclude_unset=True)))
+        name: base.model_copy(update=own.model_dump(exclude_unset=True))
         for name, dest in config.destinations.items()
-        if (own := getattr(dest, "retry", None)) is not None
+        if (own := getattr(dest, section, None)) is not None
     }
 
 
