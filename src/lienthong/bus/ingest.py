@@ -75,7 +75,7 @@ class Ingestor:
         new_id = self._new_id
         event = parsed.event
         routes = self._routes.for_type(event.type)
-        if any(r.when is not None for r in routes):
+        if self._routes.read_content(event.type):
             seen = as_condition_input(parsed)
             taken = [r for r in routes if r.takes(seen)]
         else:  # no condition to read: the unit alone decides, with no dict built

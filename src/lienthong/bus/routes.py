@@ -46,10 +46,15 @@ class DeliveryRoute:
 class Routes:
     def __init__(self, routes: Mapping[str, Sequence[DeliveryRoute]]) -> None:
         self._by_type = {event_type: tuple(rs) for event_type, rs in routes.items()}
+        self._reading = frozenset(t for t, rs in routes.items() if any(r.when is not None for r in rs))
         self._by_key = {(t, r.destination, r.operation): r for t, rs in routes.items() for r in rs}
 
     def for_type(self, event_type: str) -> tuple[DeliveryRoute, ...]:
         return self._by_type.get(event_type, ())
+
+    def read_content(self, event_type: str) -> bool:
+        """Whether a route of ``event_type`` has a condition on the event's content (decided once)."""
+        return event_type in self._reading
 
     def route(self, event_type: str, destination: str, operation: str) -> DeliveryRoute | None:
         return self._by_key.get((event_type, destination, operation))
