@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -200,3 +201,15 @@ def test_a_line_break_in_what_a_peer_or_caller_sent_cannot_forge_a_log_line(
     logging.getLogger("lienthong.bus.dispatcher").warning("dead letter after attempt 4: %s", forged)
     (line,) = captured.readouterr().err.splitlines()
     assert "busy\\n2026-12-02" in line
+
+
+def test_masking_takes_time_linear_in_a_hostile_value() -> None:
+    """The quoted-value pattern let a backslash be read two ways: 34 backslashes after an open quote took
+    1.7 s, each more doubling it, in the log filter every line passes (a peer's answer is logged)."""
+    hostile = '"full_name": "' + "\\" * 5_000 + "x"
+    started = time.perf_counter()
+    redact(hostile)
+    assert time.perf_counter() - started < 1.0
+    assert redact('{"full_name": "Lê \\"Văn\\" A", "ok": 1}') == '{"full_name": "***", "ok": 1}'
+    assert redact("{'id_number': 'x\\'y'}") == "{'id_number': '***'}"
+    assert redact("GET /v1/citizens?full_name=Nguyen+Van&unit=H56") == "GET /v1/citizens?full_name=***&unit=H56"
