@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lienthong import __version__
-from lienthong.cli import about, db, dlq, mapping, payments, runs, statement
+from lienthong.cli import about, certs, db, dlq, mapping, payments, runs, statement, xmlsig
 from lienthong.cli.envfile import apply_env_file
 from lienthong.cli.exits import (
     EXIT_BROKEN_PIPE,
@@ -189,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_commands(sub)
     runs.add_commands(sub)
     statement.add_commands(sub)
+    certs.add_commands(sub)
+    xmlsig.add_commands(sub)
     return parser
 
 
