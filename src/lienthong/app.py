@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -54,8 +55,9 @@ from lienthong.bus.ingest import Ingestor
 from lienthong.bus.middleware import DeadLetterNotice, DeliveryMetrics, Retries
 from lienthong.bus.retry import ExponentialBackoff, RetryPolicy, StopAfterAge, StopAfterAttempts
 from lienthong.bus.routes import DeliveryRoute, Mapper, Routes
-from lienthong.certs import client_context
-from lienthong.certs.tls import not_after
+from lienthong.certs import CertificateFile, Passphrase, Reloader, ReloadingContext, TlsFiles
+from lienthong.certs.inventory import describe
+from lienthong.certs.tls import build_client, build_server, reloading_client, reloading_server
 from lienthong.checks.completeness import EmcCompleteness
 from lienthong.checks.integrity import IntegrityRules
 from lienthong.checks.jobs import IntegrityJob, KpiJob, KpiSettings
@@ -78,6 +80,8 @@ from lienthong.config import (
     ProvincialDestination,
     ProvincialFeedSource,
     RetryConfig,
+    ServerTlsConfig,
+    TlsConfig,
     ViettelDestination,
     VnptDestination,
     load_config,
@@ -123,9 +127,12 @@ class Lienthong:
     population: PopulationAdapter | None = None
     scheduler: Scheduler | None = None
     feeds: list[ProvincialFeed] = field(default_factory=list)
+    reloader: Reloader = field(default_factory=Reloader)
+    """The TLS contexts that follow their certificate files (polled while the node runs; SIGHUP: reload)."""
     api: FastAPI = field(init=False)
     _dispatch_task: asyncio.Task[None] | None = field(default=None, init=False)
     _feed_tasks: list[asyncio.Task[None]] = field(default_factory=list, init=False)
+    _certs_task: asyncio.Task[None] | None = field(default=None, init=False)
 
     async def start(self) -> None:
         """Open the store, return rows a crash left in flight to pending, and start dispatching."""
@@ -144,8 +151,13 @@ class Lienthong:
             asyncio.create_task(feed.run(), name=f"lienthong-feed-{feed.settings.name}")
             for feed in self.feeds
         ]
+        if len(self.reloader):
+            self._certs_task = asyncio.create_task(self.reloader.poll(), name="lienthong-certificates")
 
     async def stop(self) -> None:
+        if self._certs_task is not None:
+            self._certs_task.cancel()
+            await asyncio.gather(self._certs_task, return_exceptions=True)
         for feed in self.feeds:
             feed.stop()  # a page being stored is stored: its transaction holds the events and the cursor
         if self._feed_tasks:
@@ -197,10 +209,11 @@ def build(
     used = certificates(config)
     for certificate in used:
         metrics.certificate_expiry.labels(certificate.name, certificate.purpose).set(certificate.not_after)
+    reloader = Reloader(on_reload=lambda _: expiry_gauges(config, metrics))
     store = build_store(config.store, init=init_store, as_node=as_node)
     events = EventSink(config.events.dossier_code_field)
     adapters = {
-        name: build_adapter(name, dest, store, events, config.base_dir, clock=clock)
+        name: build_adapter(name, dest, store, events, config.base_dir, clock=clock, reloader=reloader)
         for name, dest in config.destinations.items()
         if not isinstance(dest, PopulationDestination)
     }
@@ -226,8 +239,9 @@ def build(
     dead_letters = DeadLetters(store, routes, mapper, clock=clock)
     node = Lienthong(config, metrics, store, routes, dead_letters, ingestor, dispatcher, adapters, clock)
     node.certificates = used
+    node.reloader = reloader
     if config.citizens.source is not None:
-        node.population = build_population(config, config.citizens.source)
+        node.population = build_population(config, config.citizens.source, reloader=reloader)
         node.prefill = build_prefill(config, node.population, store, metrics, loader, clock=clock)
     schemes = payment_schemes(config)
     if schemes:
@@ -249,7 +263,16 @@ def build(
             job_registry.register(name, job)
     node.scheduler = build_scheduler(config, store, metrics, job_registry, clock=clock)
     node.feeds = [
-        build_feed(name, source, config, store=store, ingestor=ingestor, metrics=metrics, clock=clock)
+        build_feed(
+            name,
+            source,
+            config,
+            store=store,
+            ingestor=ingestor,
+            metrics=metrics,
+            clock=clock,
+            reloader=reloader,
+        )
         for name, source in config.sources.items()
     ]
     node.api = build_api(node)
@@ -269,11 +292,11 @@ def build_feed(
     ingestor: Ingestor,
     metrics: Metrics,
     clock: Clock,
+    reloader: Reloader | None = None,
 ) -> ProvincialFeed:
     """The poller of ``sources.<name>``, on the source's own transport (TLS, authentication)."""
-    peer = HttpPeer(
-        source.base_url, destination_transport(source, config.base_dir), timeout_s=source.timeout_s
-    )
+    transport = destination_transport(source, config.base_dir, name=f"sources.{name}", reloader=reloader)
+    peer = HttpPeer(source.base_url, transport, timeout_s=source.timeout_s)
     settings = FeedSettings(
         name=name,
         page_size=source.page_size,
@@ -386,7 +409,9 @@ def build_api(node: Lienthong) -> FastAPI:
     install_error_handlers(api)
     auth = BearerAuth(
         {t.sha256: t.name for t in config.auth.tokens},
-        read_all=frozenset(t.name for t in config.auth.tokens if t.read_all),
+        read_all=frozenset(t.name for t in config.auth.tokens if t.read_all)
+        | frozenset(c.name for c in config.auth.certificates if c.read_all),
+        certificates={c.subject: c.name for c in config.auth.certificates},
     )
     api.include_router(
         events_router(
@@ -527,6 +552,9 @@ def check_everything(path: Path, env: Mapping[str, str], loader: SpecLoader) -> 
     if config.citizens.source:
         phases.append(lambda: forms.update(compile_forms(config, loader)))
     phases.extend(partial(tls_context, d, config.base_dir) for d in config.destinations.values())
+    if config.server.tls is not None:
+        server = server_tls_files(config.server.tls, config.base_dir)
+        phases.append(lambda: build_server(server, environ=os.environ))
     for phase in phases:
         try:
             phase()
@@ -612,19 +640,15 @@ def _tls_issues(doc: LocatedDocument, data: dict[str, Any], base: Path) -> list[
             tls = peer.get("tls") if isinstance(peer, dict) else None
             if not isinstance(tls, dict):
                 continue
-            files = {k: str(base / v) for k, v in tls.items() if k in TLS_FILES and isinstance(v, str)}
             try:
-                client_context(
-                    ca_file=files.get("ca_file"),
-                    cert_file=files.get("client_cert"),
-                    key_file=files.get("client_key"),
-                )
+                settings = TlsConfig.model_validate(tls)
+            except ValidationError:
+                continue  # said by the document's own check
+            try:
+                build_client(tls_files(settings, base), environ=os.environ)
             except ConfigError as exc:
                 issues.extend(doc.issue((section, str(name), "tls"), str(issue)) for issue in exc.issues)
     return issues
-
-
-TLS_FILES = ("ca_file", "client_cert", "client_key")
 
 
 def _does_not_load(ref: str) -> str:
@@ -674,11 +698,12 @@ def build_routes(config: Config, loader: SpecLoader) -> Routes:
     return Routes(table)
 
 
-def build_population(config: Config, name: str) -> PopulationAdapter:
+def build_population(config: Config, name: str, *, reloader: Reloader | None = None) -> PopulationAdapter:
     dest = config.destinations[name]
     base_dir = config.base_dir
     assert isinstance(dest, PopulationDestination)  # checked when the config loaded
-    client = httpx.AsyncClient(transport=destination_transport(dest, base_dir))
+    where = f"destinations.{name}"
+    client = httpx.AsyncClient(transport=destination_transport(dest, base_dir, name=where, reloader=reloader))
     return PopulationAdapter(
         name,
         make_soap_transport(client),
@@ -794,16 +819,49 @@ class Certificate:
 
 
 def certificates(config: Config) -> list[Certificate]:
-    """Every certificate file the destinations and sources name, with its expiry."""
+    """Every certificate file the destinations, sources and the server name, with its expiry."""
+    found = []
+    for entry in certificate_files(config):
+        expires = min(info.not_after for info in describe(entry, os.environ)).timestamp()
+        found.append(Certificate(entry.name, entry.purpose, str(entry.file), expires))
+    return found
+
+
+def expiry_gauges(config: Config, metrics: Metrics) -> None:
+    """Set the expiry gauge of every certificate file again (after a reload); a file that does not load
+    now keeps its value (the reload kept the certificate in use)."""
+    for entry in certificate_files(config):
+        try:
+            expires = min(info.not_after for info in describe(entry, os.environ)).timestamp()
+        except ConfigError:
+            continue
+        metrics.certificate_expiry.labels(entry.name, entry.purpose).set(expires)
+
+
+def certificate_files(config: Config) -> list[CertificateFile]:
+    """Every certificate file the config names (``lienthong certs``, gauges), relative paths resolved."""
+    base = config.base_dir
     found = []
     for name, peer in {**config.destinations, **config.sources}.items():
         tls = getattr(peer, "tls", None)
         if tls is None:
             continue
-        for purpose, file in (("client", tls.client_cert), ("ca", tls.ca_file)):
-            if file is not None:
-                expires = not_after(str(config.base_dir / file)).timestamp()
-                found.append(Certificate(name, purpose, file, expires))
+        files = tls_files(tls, base)
+        if files.cert_file is not None:
+            found.append(
+                CertificateFile(
+                    name, "client", files.cert_file, files.passphrase, files.ca_file, files.system_trust
+                )
+            )
+        if files.ca_file is not None:
+            found.append(CertificateFile(name, "ca", files.ca_file))
+    server = config.server.tls
+    if server is not None:
+        files = server_tls_files(server, base)
+        assert files.cert_file is not None
+        found.append(CertificateFile("server", "server", files.cert_file, files.passphrase))
+        if files.ca_file is not None:
+            found.append(CertificateFile("server", "client_ca", files.ca_file))
     return found
 
 
@@ -813,23 +871,67 @@ def client_certificates(found: list[Certificate]) -> list[tuple[str, float]]:
     return [(f"{c.name}'s client certificate {c.file}", c.not_after) for c in found if c.purpose == "client"]
 
 
-def tls_context(dest: HttpPeerConfig, base_dir: Path) -> ssl.SSLContext | None:
-    """The destination's TLS context, files relative to the config. Raises ConfigError naming the file."""
-    if dest.tls is None:
-        return None
-    tls = dest.tls
+def _passphrase(env: str | None, file: str | None, base: Path) -> Passphrase:
+    return Passphrase(env=env, file=base / file if file is not None else None)
 
-    def where(name: str | None) -> str | None:
-        return str(base_dir / name) if name is not None else None
 
-    return client_context(
-        ca_file=where(tls.ca_file), cert_file=where(tls.client_cert), key_file=where(tls.client_key)
+def tls_files(tls: TlsConfig, base: Path) -> TlsFiles:
+    """What a destination's TLS context is made of, files relative to the config's directory."""
+
+    def where(name: str | None) -> Path | None:
+        return base / name if name is not None else None
+
+    return TlsFiles(
+        ca_file=where(tls.ca_file),
+        cert_file=where(tls.client_cert),
+        key_file=where(tls.client_key),
+        passphrase=_passphrase(tls.passphrase_env, tls.passphrase_file, base),
+        system_trust=tls.system_trust,
+        min_version=tls.min_version,
     )
 
 
-def destination_transport(dest: HttpPeerConfig, base_dir: Path) -> httpx.AsyncBaseTransport:
+def server_tls_files(tls: ServerTlsConfig, base: Path) -> TlsFiles:
+    """What the API's server context is made of (``server.tls``)."""
+    return TlsFiles(
+        ca_file=base / tls.client_ca if tls.client_ca is not None else None,
+        cert_file=base / tls.cert,
+        key_file=base / tls.key if tls.key is not None else None,
+        passphrase=_passphrase(tls.passphrase_env, tls.passphrase_file, base),
+        min_version=tls.min_version,
+        require_client_cert=tls.require_client_cert,
+    )
+
+
+def server_tls(node: Lienthong) -> ReloadingContext | None:
+    """The API's TLS context (``server.tls``), following its files with the node's other contexts."""
+    tls = node.config.server.tls
+    if tls is None:
+        return None
+    files = server_tls_files(tls, node.config.base_dir)
+    found = node.reloader.get("server.tls")
+    return found or node.reloader.add(reloading_server("server.tls", files, environ=os.environ))
+
+
+def tls_context(
+    dest: HttpPeerConfig, base_dir: Path, *, name: str = "", reloader: Reloader | None = None
+) -> ssl.SSLContext | None:
+    """The destination's TLS context, files relative to the config. Raises ConfigError naming the file.
+    With ``reloader``, a context that follows its files, kept there under ``name`` (one per peer)."""
+    if dest.tls is None:
+        return None
+    files = tls_files(dest.tls, base_dir)
+    if reloader is None:
+        return build_client(files, environ=os.environ)
+    found = reloader.get(name)
+    return found or reloader.add(reloading_client(name, files, environ=os.environ))
+
+
+def destination_transport(
+    dest: HttpPeerConfig, base_dir: Path, *, name: str = "", reloader: Reloader | None = None
+) -> httpx.AsyncBaseTransport:
     """The destination's HTTP transport: TLS as configured, wrapped by its authentication strategy."""
-    context = tls_context(dest, base_dir)
+    context = tls_context(dest, base_dir, name=name, reloader=reloader)
     transport = make_transport(max_connections=dest.max_connections, ssl_context=context)
     auth = dest.auth
     if auth is None:
@@ -855,7 +957,9 @@ def oauth2(
     )
 
 
-def build_vnpt(name: str, dest: VnptDestination, events: EventSink, base_dir: Path) -> VnptInvoiceAdapter:
+def build_vnpt(
+    name: str, dest: VnptDestination, events: EventSink, base_dir: Path, *, reloader: Reloader | None = None
+) -> VnptInvoiceAdapter:
     account = VnptAccount(
         dest.account,
         dest.ac_password.get_secret_value(),
@@ -878,8 +982,9 @@ def build_vnpt(name: str, dest: VnptDestination, events: EventSink, base_dir: Pa
         business=where(dest.business_wsdl),
         portal=where(dest.portal_wsdl),
     )
-    client = httpx.AsyncClient(transport=destination_transport(dest, base_dir))
-    context = tls_context(dest, base_dir)
+    peer = f"destinations.{name}"
+    client = httpx.AsyncClient(transport=destination_transport(dest, base_dir, name=peer, reloader=reloader))
+    context = tls_context(dest, base_dir, name=peer, reloader=reloader)
     # Tenants host their own WSDLs: fetched (verified TLS) once, when first needed.
     fetcher = httpx.Client(verify=context or True, timeout=dest.timeout_s, trust_env=False)
     transport = make_soap_transport(client, wsdl_client=fetcher)
@@ -896,8 +1001,10 @@ def build_adapter(
     base_dir: Path = Path(),
     *,
     clock: Clock = time.time,
+    reloader: Reloader | None = None,
 ) -> Adapter:
-    peer = HttpPeer(dest.base_url, destination_transport(dest, base_dir), timeout_s=dest.timeout_s)
+    transport = destination_transport(dest, base_dir, name=f"destinations.{name}", reloader=reloader)
+    peer = HttpPeer(dest.base_url, transport, timeout_s=dest.timeout_s)
     if isinstance(dest, PortalDestination):
         credentials = PortalCredentials(
             dstcode=dest.dstcode,
@@ -912,7 +1019,7 @@ def build_adapter(
         token = dest.bearer_token.get_secret_value() if dest.bearer_token else None
         return EmcAdapter(name, peer, tracking_path=dest.tracking_path, bearer_token=token)
     if isinstance(dest, VnptDestination):
-        return build_vnpt(name, dest, events, base_dir)
+        return build_vnpt(name, dest, events, base_dir, reloader=reloader)
     if isinstance(dest, ViettelDestination):
         viettel = ViettelAccount(
             dest.username,

@@ -42,6 +42,40 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ServerTlsConfig(_Model):
+    """HTTPS for the inbound API, and mutual TLS: client certificates from client_ca, each subject mapped to
+    a caller by auth.certificates. Files are reloaded when they change, without a restart."""
+
+    cert: str = Field(description="The server's certificate: PEM (with its chain) or PKCS#12 (.p12/.pfx).")
+    key: str | None = Field(default=None, description="Its PEM private key, unless in cert.")
+    passphrase_env: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Name of the environment variable holding the key's passphrase (never the passphrase).",
+    )
+    passphrase_file: str | None = Field(
+        default=None, min_length=1, description="A file holding the key's passphrase."
+    )
+    client_ca: str | None = Field(
+        default=None,
+        description="PEM file of the CA (or CAs) whose client certificates are accepted; none: no mutual"
+        " TLS.",
+    )
+    require_client_cert: bool = Field(
+        default=True,
+        description="With client_ca: refuse connections without a client certificate (false: callers may"
+        " still use a bearer token; a certificate presented is checked all the same).",
+    )
+    min_version: Literal["1.2", "1.3"] = Field(
+        default="1.2", description="The lowest TLS version accepted: 1.2 (default) or 1.3."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ServerTlsConfig:
+        _one_passphrase_source(self.passphrase_env, self.passphrase_file)
+        return self
+
+
 class ServerConfig(_Model):
     """The inbound HTTP API."""
 
@@ -68,6 +102,11 @@ class ServerConfig(_Model):
         default=60.0,
         gt=0,
         description="A body must arrive within this time (s) of its head, else the connection is closed.",
+    )
+
+    tls: ServerTlsConfig | None = Field(
+        default=None,
+        description="Serve HTTPS; with client_ca, accept callers by client certificate (auth.certificates).",
     )
 
     @model_validator(mode="after")
@@ -102,11 +141,39 @@ class TokenConfig(_Model):
     )
 
 
+class CertificateCallerConfig(_Model):
+    """A caller known by the subject of its client certificate (mutual TLS, server.tls.client_ca)."""
+
+    name: str = Field(min_length=1, description="The caller's name, as a token's holder is named.")
+    subject: str = Field(
+        min_length=1,
+        description="The certificate's subject as RFC 4514 writes it, e.g. 'CN=hcc.example.gov.vn,O=So TTTT'"
+        " (`lienthong certs show` prints it).",
+    )
+    read_all: bool = Field(default=False, description="May read every caller's messages.")
+
+    @field_validator("subject")
+    @classmethod
+    def _rfc4514(cls, value: str) -> str:
+        from cryptography import x509  # noqa: PLC0415 (only configs naming certificate callers need it)
+
+        try:
+            x509.Name.from_rfc4514_string(value)
+        except ValueError as exc:
+            raise ValueError(f"not an RFC 4514 subject such as 'CN=name,O=org': {exc}") from exc
+        return value
+
+
 class AuthConfig(_Model):
     """Who may call the API: bearer tokens, stored as their SHA-256."""
 
     tokens: list[TokenConfig] = Field(
         default_factory=list, description="The callers' tokens: {name, sha256, read_all}."
+    )
+    certificates: list[CertificateCallerConfig] = Field(
+        default_factory=list,
+        description="Callers known by their client certificate (server.tls.client_ca): {name, subject,"
+        " read_all}.",
     )
 
 
@@ -351,12 +418,55 @@ class OAuth2Config(_Model):
     scope: str | None = Field(default=None, description="The scope asked for, if the gateway wants one.")
 
 
+TlsVersion = Literal["1.2", "1.3"]
+
+
+def _one_passphrase_source(env: str | None, file: str | None) -> None:
+    if env is not None and file is not None:
+        raise ValueError("give passphrase_env or passphrase_file, not both")
+
+
 class TlsConfig(_Model):
     """TLS beyond the system's trust store: a private CA, and a client certificate for mutual TLS."""
 
-    ca_file: str | None = Field(default=None, description="PEM file of the CA that signed the server.")
-    client_cert: str | None = Field(default=None, description="PEM client certificate (mutual TLS).")
-    client_key: str | None = Field(default=None, description="Its PEM private key, unless in client_cert.")
+    ca_file: str | None = Field(
+        default=None,
+        description="PEM file of the CA that signed the server (a bundle may hold an old and a new CA at"
+        " once, while a CA is rotated). Reloaded when it changes.",
+    )
+    client_cert: str | None = Field(
+        default=None,
+        description="Client certificate (mutual TLS): PEM (with its chain), or PKCS#12 (.p12/.pfx, key"
+        " included). Reloaded when it changes, without a restart.",
+    )
+    client_key: str | None = Field(
+        default=None, description="Its PEM private key (possibly encrypted), unless in client_cert."
+    )
+    passphrase_env: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Name of the environment variable holding the passphrase of the key or PKCS#12 file"
+        " (never the passphrase itself).",
+    )
+    passphrase_file: str | None = Field(
+        default=None,
+        min_length=1,
+        description="A file holding the passphrase of the key or PKCS#12 file (its final newline ignored).",
+    )
+    system_trust: bool = Field(
+        default=True,
+        description="Trust the system's CAs as well as ca_file (false: only ca_file's, for a private PKI).",
+    )
+    min_version: TlsVersion = Field(
+        default="1.2", description="The lowest TLS version offered: 1.2 (default) or 1.3."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TlsConfig:
+        _one_passphrase_source(self.passphrase_env, self.passphrase_file)
+        if not self.system_trust and self.ca_file is None:
+            raise ValueError("system_trust: false needs a ca_file, or nothing would be trusted")
+        return self
 
 
 class _HttpDestination(_Model):
