@@ -26,13 +26,14 @@ from zeep.proxy import AsyncServiceProxy
 from zeep.transports import AsyncTransport
 
 from lienthong.adapters.http import read_capped
-from lienthong.adapters.soap import SAFE, UnsafeXml, map_soap_errors, safe_xml
+from lienthong.adapters.soap import SAFE, UnsafeXml, check_answer, map_soap_errors, safe_xml
 from lienthong.errors import (
     CitizenMismatch,
     CitizenNotFound,
     PopulationRefused,
     PopulationUnavailable,
 )
+from lienthong.xmlsafe import XmlMalformed
 
 NAMESPACE = "http://csdl.dancu.gov.vn/congdan"
 BINDING = f"{{{NAMESPACE}}}CongDanBinding"
@@ -156,16 +157,23 @@ class _CappedSoapTransport(AsyncTransport):
             raise zeep.exceptions.TransportError(
                 f"http {status} without a SOAP envelope", status_code=status, content=response.content
             )
+        check_answer(response.content)
         return response
+
+    def load(self, url: str) -> bytes:
+        """A WSDL or schema (a file or a tenant's URL), refused as an answer would be, before zeep parses."""
+        content: bytes = super().load(url)
+        check_answer(content, source=url)
+        return content
 
 
 def _envelope(content: bytes) -> bool:
     """Whether ``content`` is a SOAP envelope as zeep reads one (one with a DTD counts: zeep refuses it)."""
     try:
-        root = safe_xml(content, max_chars=len(content))
+        root = safe_xml(content, max_bytes=len(content))
     except UnsafeXml:
         return True
-    except etree.XMLSyntaxError:
+    except XmlMalformed:
         return False
     return etree.QName(root).localname == "Envelope"
 

@@ -8,10 +8,11 @@ What differs between the versions, as public readers of bank files show it (docs
 - a transaction's own amount: ``<TxDtls><AmtDtls><TxAmt><Amt>`` in 001.02, ``<TxDtls><Amt>`` with its
   own ``<CdtDbtInd>`` from 001.03 (both are read in every version).
 
-The parse is lxml's ``iterparse`` over the statement, balance and entry elements only, with the hardened
-settings of DESIGN §6: no DTD (a file that carries one is refused), no entities, no network, lxml's
-limits on depth and text size. Each entry is read once, child by child against tag names made once per
-file, then dropped, so memory stays flat however long the file.
+The parse is lxml's ``iterparse`` over the statement, balance and entry elements only, with ``xmlsafe``'s
+one configuration (DESIGN §6): no DTD (a file that carries one is refused), no entities, no network, each
+entry and statement header refused when it nests deeper than ``xmlsafe``'s limit. Each entry is read once,
+child by child against tag names made once per file, then dropped, so memory stays flat however long the
+file.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from lxml import etree
 
+from lienthong import xmlsafe
 from lienthong.bank.records import (
     Item,
     Kind,
@@ -33,6 +35,7 @@ from lienthong.bank.records import (
     Transaction,
     plain_amount,
 )
+from lienthong.xmlsafe import XmlMalformed, XmlRefused
 
 NAMESPACE = "urn:iso:std:iso:20022:tech:xsd:"
 VERSIONS = ("02", "03", "04", "05", "06", "07", "08")
@@ -112,18 +115,13 @@ def read(path: Path, *, name: str) -> Iterator[Item]:
         handle.seek(0)
         t = reader.tags
         # End events of these elements only: one Python step per entry, not one per element.
-        context = etree.iterparse(
+        context = xmlsafe.iterparse(
             handle,
             events=("end",),
             # Any namespace (lxml matches local names in C): an entry or a statement in another namespace
             # than the file's is refused, never skipped, so no credit vanishes unread.
             tag=("{*}Ntry", "{*}Bal", "{*}Stmt", "{*}Ntfctn", "{*}Document"),
-            resolve_entities=False,
-            load_dtd=False,
-            no_network=True,
-            huge_tree=False,
-            remove_comments=True,
-            remove_pis=True,
+            source=name,
         )
         ntry, bal, statements = t.Ntry, t.Bal, (t.Stmt, t.Ntfctn)
         try:
@@ -133,16 +131,16 @@ def read(path: Path, *, name: str) -> Iterator[Item]:
                     parent = element.getparent()
                     if parent is None or parent.tag not in statements:
                         raise reader.stray(element, "Ntry", "is an entry outside any statement")
+                    reader.check_depth(element)
                     yield from reader.entry(element)
                     _drop(element, ntry)
                 elif tag == bal:
-                    reader.check_document(element)
                     reader.balance(element)
                 elif tag == t.Document:
-                    reader.check_document(element)
+                    reader.check_depth(element)
                     reader.documents += 1
                 elif tag in statements:
-                    reader.check_document(element)
+                    reader.check_depth(element)  # its header: the entries were read and dropped
                     yield reader.summary(element)
                     _drop(element, tag)
                 else:
@@ -150,17 +148,18 @@ def read(path: Path, *, name: str) -> Iterator[Item]:
                     namespace = qname.namespace or "(none)"
                     problem = f"is in namespace {namespace!r}, not the file's {reader.namespace!r}"
                     raise reader.stray(element, qname.localname, problem)
-        except etree.XMLSyntaxError as exc:
+        except XmlRefused as exc:
+            raise StatementError(name, exc.problem, line=exc.line, element=reader.last) from exc
+        except XmlMalformed as exc:
             raise StatementError(
-                name,
-                f"is not well-formed XML: {exc.msg}",
-                line=exc.lineno or 0,
-                element=_element_named(exc.msg) or reader.last,
+                name, exc.problem, line=exc.line, element=_element_named(exc.problem) or reader.last
             ) from exc
     if not reader.documents:
         raise StatementError(name, f"holds no Document in namespace {reader.namespace}", line=1)
 
 
+_LIMITS = xmlsafe.DEFAULT_LIMITS
+"""Only the depth applies: the file's size is capped by ``read_statements`` (``max_bytes``)."""
 _HEAD = 65_536
 """How much of a file is read to find its namespace: the Document's start tag is in it."""
 _SNIFF = re.compile(rb"urn:iso:std:iso:20022:tech:xsd:(camt\.\d{3})\.001\.(\d\d)")
@@ -215,7 +214,6 @@ class _Reader:
         self.last = ""  # the last element read whole, for errors the parser cannot place
         self.index = 0
         self.documents = 0
-        self._checked = False
         self._balances: dict[str, Decimal] = {}
         self._entries = 0
         self._sum = Decimal(0)
@@ -227,12 +225,11 @@ class _Reader:
         """An element the reader cannot place: refused, naming it and its line."""
         return self._error(element, where, problem)
 
-    def check_document(self, element: etree._Element) -> None:
-        """Once, at the first element read: no DTD (lxml read the prolog by then)."""
-        if not self._checked:
-            if getattr(element.getroottree().docinfo, "doctype", ""):  # lxml-stubs lack DocInfo.doctype
-                raise StatementError(self.name, "carries a DTD, which is refused", line=1)
-            self._checked = True
+    def check_depth(self, element: etree._Element) -> None:
+        """Refuse an element read whole whose subtree nests deeper than ``xmlsafe``'s limit (its ancestors
+        counted): streamed, the file is never held whole, so the depth is checked piece by piece."""
+        above = sum(1 for _ in element.iterancestors())
+        xmlsafe.check_depth(element, _LIMITS.max_depth, source=self.name, above=above)
 
     def summary(self, element: etree._Element) -> StatementSummary:
         """The statement that just ended; the running sums start again for the next."""
@@ -287,8 +284,6 @@ class _Reader:
     def entry(self, element: etree._Element) -> list[Transaction]:  # noqa: PLR0912 (a branch per child)
         """The entry's transactions: one, or one per transaction detail when each has its own amount."""
         t = self.tags
-        if not self._checked:
-            self.check_document(element)
         self.last = "Ntry"
         line = _line(element)
         amount_element = indicator = None

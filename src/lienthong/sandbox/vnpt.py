@@ -24,10 +24,14 @@ from typing import Literal
 
 from lxml import etree
 
+from lienthong import xmlsafe
 from lienthong.sandbox import soap
 from lienthong.sandbox.base import Answer, FaultPlan, Peer, Received, Request
+from lienthong.xmlsafe import XmlError, XmlLimits
 
 NAMESPACE = "http://tempuri.org/"
+_INVOICES = XmlLimits(max_bytes=soap.MAX_REQUEST)
+"""How much invoice XML one ImportAndPublishInv reads (VNPT's batches: up to 5000 invoices)."""
 _REQUIRED = (
     "DLHDon/TTChung/DVTTe",
     "DLHDon/NDHDon/NBan/Ten",
@@ -130,10 +134,10 @@ class VnptSandbox(Peer):
         if (args.get("pattern"), args.get("serial")) != (self.pattern, self.serial):
             return "ERR:20"
         try:
-            batch = etree.fromstring(args.get("xmlInvData", "").encode(), soap.PARSER)
-        except etree.XMLSyntaxError:
+            batch = xmlsafe.parse(args.get("xmlInvData", ""), source="xmlInvData", limits=_INVOICES)
+        except XmlError:
             return "ERR:3"
-        if batch.tag != "DSHDon" or getattr(batch.getroottree().docinfo, "doctype", ""):
+        if batch.tag != "DSHDon":
             return "ERR:3"
         invoices = batch.findall("HDon")
         if not invoices:
@@ -217,11 +221,12 @@ class VnptSandbox(Peer):
 
 def _without_operation(wsdl: bytes, operation: str) -> bytes:
     """An older tenant's WSDL: ``wsdl`` without ``operation`` (its elements, messages and bindings)."""
-    root = etree.fromstring(wsdl, soap.PARSER)
+    root = xmlsafe.parse(wsdl, source="the bundled WSDL")
     doomed = {operation, f"{operation}Response", f"{operation}SoapIn", f"{operation}SoapOut"}
     for node in list(root.iter()):
-        if isinstance(node.tag, str) and node.get("name") in doomed and node.getparent() is not None:
-            node.getparent().remove(node)
+        parent = node.getparent()
+        if isinstance(node.tag, str) and node.get("name") in doomed and parent is not None:
+            parent.remove(node)
     return bytes(etree.tostring(root, xml_declaration=True, encoding="UTF-8"))
 
 

@@ -38,11 +38,12 @@ from zeep.wsdl.bindings.soap import Soap11Binding
 from lienthong.adapters.base import Receipt
 from lienthong.adapters.einvoice import announce
 from lienthong.adapters.failures import Failure
-from lienthong.adapters.soap import SAFE, UnsafeXml, map_soap_errors, safe_xml
+from lienthong.adapters.soap import SAFE, map_soap_errors, safe_xml
 from lienthong.bus.emit import EventSink
 from lienthong.errors import DeliveryError, PermanentError, RetryableError
 from lienthong.mappings.xmlout import to_xml
 from lienthong.model import Message
+from lienthong.xmlsafe import XmlError
 
 _PLAIN_KEY = re.compile(r"^[A-Za-z0-9_.-]+$")
 _PLAIN_KEY_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
@@ -397,7 +398,7 @@ def _read(text: str | None) -> etree._Element:
         raise Unconfirmed(f"the answer is not XML: {(text or '')[:80]!r}")
     try:
         return safe_xml(text or "")
-    except (UnsafeXml, etree.XMLSyntaxError) as exc:
+    except XmlError as exc:
         raise Unconfirmed(f"the answer cannot be read: {exc}") from exc
 
 
