@@ -36,7 +36,14 @@ class Pki:
         return path
 
     def issue(self, identity: str, **dates: Any) -> trustme.LeafCert:
-        return self.ca.issue_cert(identity, **dates)
+        """A certificate for ``identity``, whose subject is ``CN=<identity>,OU=certs,O=Lienthong tests``."""
+        return self.ca.issue_cert(
+            identity,
+            common_name=identity,
+            organization_name="Lienthong tests",
+            organization_unit_name="certs",
+            **dates,
+        )
 
     def pem(self, name: str, cert: trustme.LeafCert, *, password: str | None = None) -> tuple[Path, Path]:
         """``name``.pem (the certificate) and ``name``.key (the key, encrypted with ``password``)."""

@@ -21,7 +21,10 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import uvicorn
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from lienthong.request_limits import RequestLimits, limited_protocol
 
@@ -61,6 +64,48 @@ class ServerTls:
     client_ca: str | None = None
 
 
+def tls_scope(protocol: type[HttpToolsProtocol]) -> type[HttpToolsProtocol]:
+    """``protocol`` putting the ASGI TLS extension (``scope["extensions"]["tls"]``) on each request of a TLS
+    connection: the client certificate's subject (``client_cert_name``, RFC 4514) and PEM
+    (``client_cert_chain``: the certificate itself), read once per connection. uvicorn does not yet."""
+    return type(f"Tls{protocol.__name__}", (_TlsScope, protocol), {})
+
+
+class _TlsScope(HttpToolsProtocol):
+    _tls: dict[str, Any] | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        tls = transport.get_extra_info("ssl_object")
+        if isinstance(tls, ssl.SSLObject):
+            self._tls = _tls_extension(tls)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._tls is not None:
+            self.scope["extensions"] = {"tls": self._tls}  # type: ignore[dict-item]
+
+
+_TLS_VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
+
+
+def _tls_extension(tls: ssl.SSLObject) -> dict[str, Any]:
+    der = tls.getpeercert(binary_form=True)
+    name = pem = None
+    if der:
+        certificate = x509.load_der_x509_certificate(der)
+        name = certificate.subject.rfc4514_string()
+        pem = certificate.public_bytes(serialization.Encoding.PEM).decode()
+    return {
+        "server_cert": None,
+        "client_cert_chain": [pem] if pem else [],
+        "client_cert_name": name,
+        "client_cert_error": None,
+        "tls_version": _TLS_VERSIONS.get(tls.version() or ""),
+        "cipher_suite": None,
+    }
+
+
 class HttpServer:
     """One ASGI app on one socket, served in the running event loop.
 
@@ -75,19 +120,24 @@ class HttpServer:
         host: str = "127.0.0.1",
         port: int = 0,
         lifespan: Lifespan = "auto",
-        tls: ServerTls | None = None,
+        tls: ServerTls | ssl.SSLContext | None = None,
         limits: RequestLimits | None = None,
     ) -> None:
+        """``tls``: PEM files, or a context made by ``certs`` (which may follow its files: a
+        ``certs.ReloadingContext``)."""
         self._sock = bind(host, port)
         self._scheme = "https" if tls is not None else "http"
         extra: dict[str, Any] = {}
-        if tls is not None:
+        if isinstance(tls, ssl.SSLContext):
+            context = tls
+            extra = {"ssl_context_factory": lambda _config, _default: context}
+        elif tls is not None:
             extra = {"ssl_certfile": tls.cert_file, "ssl_keyfile": tls.key_file}
             if tls.client_ca is not None:
                 extra |= {"ssl_ca_certs": tls.client_ca, "ssl_cert_reqs": ssl.CERT_REQUIRED}
         config = uvicorn.Config(
             app,
-            http=limited_protocol(limits or RequestLimits()),
+            http=tls_scope(limited_protocol(limits or RequestLimits())),
             lifespan=lifespan,
             log_level="warning",
             access_log=False,
@@ -151,7 +201,7 @@ class ThreadedServer:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        tls: ServerTls | None = None,
+        tls: ServerTls | ssl.SSLContext | None = None,
     ) -> None:
         self._factory = app_factory
         self._host, self._port = host, port
@@ -228,6 +278,23 @@ def on_stop_signals(stop: asyncio.Event) -> Iterator[None]:
     finally:
         for sig in STOP_SIGNALS:
             loop.remove_signal_handler(sig)
+
+
+@contextlib.contextmanager
+def on_reload_signal(reload: Callable[[], object]) -> Iterator[None]:
+    """Within the running loop, SIGHUP calls ``reload`` (off the loop: it reads files): certificates are
+    read again without a restart. For the command line's edge only, as ``on_stop_signals``."""
+    loop = asyncio.get_running_loop()
+
+    def handle() -> None:
+        log.info("SIGHUP: reloading certificates")
+        loop.run_in_executor(None, reload)
+
+    loop.add_signal_handler(signal.SIGHUP, handle)
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
 
 
 def tune_runtime() -> None:
