@@ -8,6 +8,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from lienthong.bus.routes import Mapper
 from lienthong.config import Config
 from lienthong.errors import PermanentError, RetryableError
 from lienthong.mappings import FunctionRegistry, SpecLoader
+from lienthong.mappings.dates import VIETNAM
 from lienthong.model import Message, StoredEvent
 from lienthong.observability.metrics import Metrics
 from lienthong.sandbox.dossiers import generate
@@ -59,8 +61,9 @@ class Node:
     peer: DownPeer
     breakers: CircuitBreakers | None
 
-    async def send(self, count: int) -> list[str]:
-        events = [s.events[0] for s in generate(count)]
+    async def send(self, count: int, day: int = 23) -> list[str]:
+        """``count`` new dossiers received on November ``day`` (another day: other dossiers)."""
+        events = [s.events[0] for s in generate(count, start=datetime(2026, 11, day, 8, tzinfo=VIETNAM))]
         parsed, _ = parse_body(orjson.dumps({"events": events}), dossier_code_field="code", max_events=99)
         return [m for r in await self.ingestor.accept(parsed, "desk") for m in r.message_ids]
 
@@ -74,17 +77,26 @@ class Node:
         return self.metrics.registry.get_sample_value(name, {"destination": "province"}) or 0.0
 
 
-def build(tmp_path: Path, circuit: dict[str, object] | None) -> Node:
+def build(
+    tmp_path: Path,
+    circuit: dict[str, object] | None,
+    store: Store | None = None,
+    peer: DownPeer | None = None,
+    max_attempts: int = 3,
+) -> Node:
+    """A node on ``store`` (a memory store of its own by default) delivering to ``peer``."""
     (tmp_path / CODE).write_text(CODE_SPEC, encoding="utf-8")
-    dispatcher_config = {**CONFIG["dispatcher"], "circuit": circuit or {"enabled": False}}
+    retry = {**CONFIG["dispatcher"]["retry"], "max_attempts": max_attempts}
+    dispatcher_config = {**CONFIG["dispatcher"], "retry": retry, "circuit": circuit or {"enabled": False}}
     config = Config.model_validate({**CONFIG, "dispatcher": dispatcher_config, "store": {"kind": "memory"}})
     config._base_dir = tmp_path
-    store = Store(InlineRunner(MemoryBackend))
+    if store is None:
+        store = Store(InlineRunner(MemoryBackend))
     store.open()
     loader = SpecLoader(FunctionRegistry.with_plugins())
     routes = build_routes(config, loader)
     metrics = Metrics(CollectorRegistry())
-    peer = DownPeer()
+    peer = peer or DownPeer()
     breakers = circuit_breakers(config, metrics, time.time)
     middleware: list[Middleware] = [
         *breakers,
@@ -168,8 +180,10 @@ def attempt(message: Message, clock: Clock, error: Exception | None) -> Attempt:
     return Attempt(message, message.attempts + 1, clock.now, clock.now, error)  # type: ignore[arg-type]
 
 
-def test_a_failed_probe_opens_the_circuit_again_for_twice_as_long_up_to_the_most() -> None:
+async def test_a_failed_probe_opens_the_circuit_again_for_twice_as_long_up_to_the_most() -> None:
     clock, metrics = Clock(), Metrics(CollectorRegistry())
+    store = Store(InlineRunner(MemoryBackend))
+    store.open()
     breakers = CircuitBreakers(
         CircuitSettings(failures=2, open_s=30, max_open_s=100, probe_wait_s=1),
         clock=clock,
@@ -183,9 +197,17 @@ def test_a_failed_probe_opens_the_circuit_again_for_twice_as_long_up_to_the_most
         assert breakers.before_attempt(m) is None
         breakers.after_attempt(attempt(m, clock, down), attempt(m, clock, down).outcome())
 
+    async def cycle() -> None:  # what the dispatcher's cycle does with the breakers' changes
+        done = await store.run(
+            units.settle_and_claim, [], int(clock.now * 1000), 0, 0, circuits=breakers.take_changes()
+        )
+        breakers.adopt(done.circuits)
+
     fail(one)
     assert breakers.state("province") is State.CLOSED
     fail(two)
+    assert breakers.state("province") is State.OPEN
+    await cycle()
     assert breakers.state("province") is State.OPEN
     held = breakers.before_attempt(one)
     assert held is not None
@@ -194,18 +216,27 @@ def test_a_failed_probe_opens_the_circuit_again_for_twice_as_long_up_to_the_most
         clock.now += waited - 0.001
         assert breakers.before_attempt(one) is not None  # still open
         clock.now += 0.001
-        assert breakers.before_attempt(one) is None  # the probe
+        asking = breakers.before_attempt(one)  # held, due at once: the store is asked for it to probe
+        assert asking is not None
+        assert asking.next_attempt_ms == int(clock.now * 1000)
+        await cycle()
         assert breakers.state("province") is State.HALF_OPEN
+        assert breakers.before_attempt(one) is None  # the probe
         held = breakers.before_attempt(two)  # others wait for the probe
         assert held is not None
         assert held.next_attempt_ms == int((clock.now + 1) * 1000)
         breakers.after_attempt(attempt(one, clock, down), attempt(one, clock, down).outcome())
         assert breakers.state("province") is State.OPEN
+        await cycle()
         assert breakers.before_attempt(two) is not None
         assert breakers.before_attempt(two).next_attempt_ms == int((clock.now + open_s) * 1000)  # type: ignore[union-attr]
     clock.now += 100
+    assert breakers.before_attempt(two) is not None  # asks
+    await cycle()
     assert breakers.before_attempt(two) is None
     breakers.after_attempt(attempt(two, clock, None), attempt(two, clock, None).outcome())
+    assert breakers.state("province") is State.CLOSED
+    await cycle()
     assert breakers.state("province") is State.CLOSED
     assert breakers.before_attempt(one) is None
     assert (

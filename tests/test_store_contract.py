@@ -308,10 +308,10 @@ async def test_an_outcome_sent_again_after_a_replay_does_not_undo_it(store: Stor
 async def test_dropping_a_cycle_s_lease_frees_only_what_that_cycle_claimed(store: Store) -> None:
     a, b = generate(2)
     await one_request(store, [item(a.events[0], "portal")])
-    (lost,) = await store.run(units.settle_and_claim, [], NOW, 10, NOW + 111)  # its answer never came
+    (lost,), _ = await store.run(units.settle_and_claim, [], NOW, 10, NOW + 111)  # its answer never came
     await one_request(store, [item(b.events[0], "portal")])
-    (kept,) = await store.run(units.settle_and_claim, [], NOW, 10, NOW + 222)
-    freed = await store.run(units.settle_and_claim, [], NOW, 10, NOW + 333, orphaned=[NOW + 111])
+    (kept,), _ = await store.run(units.settle_and_claim, [], NOW, 10, NOW + 222)
+    freed, _ = await store.run(units.settle_and_claim, [], NOW, 10, NOW + 333, orphaned=[NOW + 111])
     assert [m.message_id for m in freed] == [lost.message_id]  # claimed again, under the new lease
     assert freed[0].lease_until_ms == NOW + 333
     view = await store.run(units.message, kept.message_id)

@@ -188,3 +188,30 @@ class LedgerEntry(NamedTuple):
     result_sha256: tuple[str, ...] = ()
     results: int | None = None
     """How many results the dossier's last event listed, with a document hash or not (None: not said)."""
+
+
+CircuitChangeKind = Literal["trip", "want_probe", "probe_failed", "probe_passed"]
+
+
+class CircuitRow(NamedTuple):
+    """A destination's circuit as the store shares it between nodes (``bus.circuits``): ``state`` 0
+    closed, 1 half-open (``probe`` is the one message let through), 2 open until ``reopen_at_ms``."""
+
+    destination: str
+    state: int
+    open_for_ms: int
+    reopen_at_ms: int
+    probe: str | None
+    updated_ms: int
+
+
+class CircuitChange(NamedTuple):
+    """What a node saw happen to a destination's circuit, for the store to apply if it still holds
+    (``store.units.apply_circuit_change``): ``trip`` (failures in a row, open for ``open_for_ms``),
+    ``want_probe`` (the open time is over: let ``message_id`` through), ``probe_failed`` (open again for
+    ``open_for_ms``) or ``probe_passed`` (closed)."""
+
+    destination: str
+    kind: CircuitChangeKind
+    message_id: str | None = None
+    open_for_ms: int = 0

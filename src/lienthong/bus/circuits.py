@@ -1,4 +1,4 @@
-"""Circuit breakers, one per destination, as dispatcher middleware.
+"""Circuit breakers, one per destination, as dispatcher middleware, shared by the nodes of one store.
 
 A destination that fails ``failures`` attempts in a row (retryable failures: it is down or overloaded,
 not refusing a message) opens its circuit: for ``open_s`` its messages are held, pending in the outbox,
@@ -7,8 +7,14 @@ down. Then one message goes through as a probe (half-open): if it is delivered, 
 content, the circuit closes; if it fails again, the circuit opens again for twice as long, up to
 ``max_open_s``. Messages held while the probe is out come back ``probe_wait_s`` later.
 
-The state lives in this node (several nodes on PostgreSQL each keep their own: issue 14 asks for it to
-be shared through the store, which is not built yet).
+The state is shared through the store (the ``circuits`` table), so that on PostgreSQL with several nodes
+one node's trip holds every node's messages and one probe serves them all. Each node keeps a view of
+it, read back by every dispatcher cycle (``store.units.settle_and_claim``), and sends what it sees happen
+as changes (``model.CircuitChange``) with the next cycle; the store applies a change only if it still
+holds (``store.units.apply_circuit_change``). Failures in a row are counted by each node. The probe is
+granted by the store: a node whose view says the open time is over asks for it with the message it
+holds, and whichever node next claims that message lets it through. A node's view is at most a cycle
+old: in between, it may deliver a message or two to a destination another node has just found down.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from prometheus_client import Counter, Gauge
 
 from lienthong.bus.middleware import Attempt, Middleware
 from lienthong.errors import RetryableError
-from lienthong.model import Message, Outcome
+from lienthong.model import CircuitChange, CircuitRow, Message, Outcome
 from lienthong.observability.logs import delivery_fields, fields
 
 log = logging.getLogger("lienthong.bus.circuits")
@@ -55,6 +61,8 @@ class _Circuit:
     open_for_s: float = 0.0
     reopen_at: float = 0.0
     probe: str | None = None
+    asked: str | None = None
+    """The message this node asked the store to make the probe (it is held meanwhile)."""
 
 
 class CircuitBreakers(Middleware):
@@ -76,9 +84,45 @@ class CircuitBreakers(Middleware):
         self._gauge = state_gauge
         self._opened = opened
         self._circuits: dict[str, _Circuit] = {}
+        self._changes: list[CircuitChange] = []
 
     def state(self, destination: str) -> State:
         return self._circuit(destination).state
+
+    def take_changes(self) -> list[CircuitChange]:
+        """What this node saw happen since the last cycle, for the store; ``restore`` them if the cycle
+        fails."""
+        changes, self._changes = self._changes, []
+        return changes
+
+    def restore(self, changes: list[CircuitChange]) -> None:
+        self._changes[:0] = changes
+
+    def adopt(self, rows: list[CircuitRow]) -> None:
+        """Take the circuits as the store shares them (read at the end of a cycle). A destination with a
+        change not yet sent keeps this node's view until its change has been applied or refused."""
+        waiting = {change.destination for change in self._changes}
+        for row in rows:
+            if row.destination in waiting:
+                continue
+            circuit = self._circuit(row.destination)
+            state = State(row.state)
+            circuit.open_for_s = row.open_for_ms / 1000
+            circuit.reopen_at = row.reopen_at_ms / 1000
+            circuit.probe = row.probe
+            if state is circuit.state:
+                continue
+            if state is State.CLOSED:
+                circuit.failures = 0
+            if state is not State.OPEN:
+                circuit.asked = None
+            log.info(
+                "%s: circuit %s (as the store says: another node's probe or trip)",
+                row.destination,
+                state.name.lower().replace("_", "-"),
+                extra=fields(destination=row.destination),
+            )
+            self._set(row.destination, circuit, state)
 
     def _circuit(self, destination: str) -> _Circuit:
         circuit = self._circuits.get(destination)
@@ -96,8 +140,20 @@ class CircuitBreakers(Middleware):
         if circuit.state is State.OPEN:
             if now < circuit.reopen_at:
                 return _held(message, now, circuit.reopen_at)
-            self._set(message.destination, circuit, State.HALF_OPEN)
-            circuit.probe = message.message_id
+            if circuit.asked is None:
+                # The store decides which message probes, once for every node: this one, held, is due
+                # again at once, and the cycle that writes it asks for it to be the probe.
+                circuit.asked = message.message_id
+                self._changes.append(CircuitChange(message.destination, "want_probe", message.message_id))
+                log.info(
+                    "%s: open time over, asking to probe with %s",
+                    message.destination,
+                    message.message_id,
+                    extra=delivery_fields(message),
+                )
+                return _held(message, now, now)
+            return _held(message, now, now + circuit.settings.probe_wait_s)
+        if circuit.probe == message.message_id:  # granted to this message (by this node or another)
             log.info(
                 "%s: circuit half-open, probing with %s",
                 message.destination,
@@ -105,21 +161,24 @@ class CircuitBreakers(Middleware):
                 extra=delivery_fields(message),
             )
             return None
-        if circuit.probe == message.message_id:  # the probe itself, claimed again (its lease ran out)
-            return None
         return _held(message, now, now + circuit.settings.probe_wait_s)
 
     def after_attempt(self, attempt: Attempt, outcome: Outcome) -> Outcome:
         destination = attempt.message.destination
         circuit = self._circuit(destination)
         failed = isinstance(attempt.error, RetryableError)
-        if circuit.state is State.HALF_OPEN and attempt.message.message_id == circuit.probe:
-            circuit.probe = None
+        message_id = attempt.message.message_id
+        if circuit.state is State.HALF_OPEN and message_id == circuit.probe:
+            circuit.probe = circuit.asked = None
             if failed:
                 circuit.open_for_s = min(circuit.open_for_s * 2, circuit.settings.max_open_s)
+                self._changes.append(
+                    CircuitChange(destination, "probe_failed", message_id, int(circuit.open_for_s * 1000))
+                )
                 self._open(destination, circuit, f"the probe failed: {outcome.error}")
             else:
                 circuit.failures = 0
+                self._changes.append(CircuitChange(destination, "probe_passed", message_id))
                 self._set(destination, circuit, State.CLOSED)
                 log.warning(
                     "%s: circuit closed, the probe went through",
@@ -135,6 +194,7 @@ class CircuitBreakers(Middleware):
         circuit.failures += 1
         if circuit.failures >= circuit.settings.failures:
             circuit.open_for_s = circuit.settings.open_s
+            self._changes.append(CircuitChange(destination, "trip", None, int(circuit.open_for_s * 1000)))
             self._open(
                 destination, circuit, f"{circuit.failures} failures in a row, the last: {outcome.error}"
             )
@@ -142,6 +202,7 @@ class CircuitBreakers(Middleware):
 
     def _open(self, destination: str, circuit: _Circuit, why: str) -> None:
         circuit.reopen_at = self._clock() + circuit.open_for_s
+        circuit.asked = None
         self._set(destination, circuit, State.OPEN)
         self._opened.labels(destination).inc()
         log.warning(

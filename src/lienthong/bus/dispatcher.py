@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 
 from lienthong.adapters.base import Adapter
+from lienthong.bus.circuits import CircuitBreakers
 from lienthong.bus.middleware import Attempt, Middleware
 from lienthong.bus.routes import Mapper
 from lienthong.clock import Clock, now_ms
@@ -66,6 +67,8 @@ class Dispatcher:
         self._mapper = mapper
         self._adapters = adapters
         self._middleware = tuple(middleware)
+        # The breakers' state is shared through the store: each cycle sends their changes and reads back.
+        self._circuits = next((m for m in self._middleware if isinstance(m, CircuitBreakers)), None)
         self._clock = clock
         self._max_in_flight = max_in_flight
         self._poll_interval_s = poll_interval_s
@@ -139,7 +142,8 @@ class Dispatcher:
         if not self._stopping and len(self._ready) < self._low_water:
             room = _BUFFER * self._max_in_flight - len(self._tasks) - len(self._ready)
         outcomes, self._outcomes = self._outcomes, []
-        if not outcomes and room <= 0 and not self._orphaned:
+        changes = self._circuits.take_changes() if self._circuits is not None else []
+        if not outcomes and room <= 0 and not self._orphaned and not changes:
             return
         now = now_ms(self._clock)
         # Each cycle's lease is its own (one millisecond apart at least), so that the claims of a cycle
@@ -147,10 +151,12 @@ class Dispatcher:
         lease = self._last_lease = max(now + self._lease_ms, self._last_lease + 1)
         orphaned = list(self._orphaned)
         try:
-            claimed = await self._store.run(
-                units.settle_and_claim, outcomes, now, room, lease, orphaned=orphaned
+            cycle = await self._store.run(
+                units.settle_and_claim, outcomes, now, room, lease, orphaned=orphaned, circuits=changes
             )
         except StoreError as exc:
+            if self._circuits is not None:
+                self._circuits.restore(changes)
             # Kept for the next cycle; a message whose lease runs out meanwhile is due again, and its late
             # outcome is then dropped by the store. The claims may still be made (a store past its
             # deadline runs the cycle later): the next cycle that answers frees them.
@@ -162,10 +168,12 @@ class Dispatcher:
             return
         del self._orphaned[: len(orphaned)]
         self._store_state(None)
+        if self._circuits is not None:
+            self._circuits.adopt(cycle.circuits)
         if not self._stopping:
             # Once ``stop`` began, what this cycle claimed stays in flight in the store until its lease
             # runs out or the next start.
-            self._ready.extend(claimed)
+            self._ready.extend(cycle.messages)
 
     def _start_ready(self) -> None:
         # A buffered message starts only with at least half its lease left, so that its delivery ends

@@ -182,15 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sandbox.set_defaults(handler=_sandbox)
 
-    about.add_commands(sub)
-    mapping.add_commands(sub)
-    dlq.add_commands(sub)
-    payments.add_commands(sub)
-    db.add_commands(sub)
-    runs.add_commands(sub)
-    statement.add_commands(sub)
-    certs.add_commands(sub)
-    xmlsig.add_commands(sub)
+    for commands in (about, mapping, dlq, payments, db, runs, statement, certs, xmlsig):
+        commands.add_commands(sub)
     return parser
 
 
@@ -365,8 +358,14 @@ def _summary(config: Any) -> str:
 def _serve(args: argparse.Namespace) -> int:
     """Serve until stopped. A node that cannot start says why in one line: the port taken (2), the store
     held by another node or unusable (3); the config's own problems are said by ``main`` (2)."""
-    from lienthong.app import build, request_limits  # noqa: PLC0415
-    from lienthong.serving import HttpServer, on_stop_signals, run, tune_runtime  # noqa: PLC0415
+    from lienthong.app import build, request_limits, server_tls  # noqa: PLC0415
+    from lienthong.serving import (  # noqa: PLC0415
+        HttpServer,
+        on_reload_signal,
+        on_stop_signals,
+        run,
+        tune_runtime,
+    )
 
     config = _load(args.config)
     node = build(config)
@@ -378,7 +377,7 @@ def _serve(args: argparse.Namespace) -> int:
         try:
             server = HttpServer(
                 node.api, host=config.server.host, port=config.server.port, lifespan="off",
-                limits=request_limits(config),
+                limits=request_limits(config), tls=server_tls(node),
             )  # fmt: skip
         except OSError as exc:
             print(f"cannot listen on {where}: {exc.strerror or exc} (server.port)", file=sys.stderr)
@@ -393,7 +392,7 @@ def _serve(args: argparse.Namespace) -> int:
         log.info("serving on %s: %s", server.url, _summary(config))
         stop = asyncio.Event()
         try:
-            with on_stop_signals(stop):
+            with on_stop_signals(stop), on_reload_signal(node.reloader.reload):
                 await server.serve_until(stop)
         finally:
             await node.stop()  # after the server: requests under way are answered first

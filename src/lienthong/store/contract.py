@@ -15,6 +15,7 @@ from typing import NamedTuple, Protocol
 
 from lienthong.citizens.records import LookupRecord
 from lienthong.model import (
+    CircuitRow,
     DestinationStats,
     IngestItem,
     LedgerEntry,
@@ -249,6 +250,22 @@ class Runs(Protocol):
         ...
 
 
+class Circuits(Protocol):
+    """Circuit breakers' state shared by the nodes on one store, a row per destination."""
+
+    def all(self) -> list[CircuitRow]: ...
+
+    def hold(self, destinations: Sequence[str]) -> list[CircuitRow]:
+        """One row per destination of ``destinations`` (sorted; a closed one, ``updated_ms`` 0, for a
+        destination never seen), locked against other nodes' changes until the transaction ends
+        (PostgreSQL: row locks)."""
+        ...
+
+    def put(self, rows: Sequence[CircuitRow]) -> None:
+        """Insert or replace these rows."""
+        ...
+
+
 class Tx(Protocol):
     """The repositories of one open transaction."""
 
@@ -270,6 +287,8 @@ class Tx(Protocol):
     def cursors(self) -> Cursors: ...
     @property
     def actions(self) -> Actions: ...
+    @property
+    def circuits(self) -> Circuits: ...
 
 
 class Backend(Tx, Protocol):

@@ -19,6 +19,7 @@ from lienthong.citizens.records import LookupRecord
 from lienthong.errors import StoreError
 from lienthong.model import (
     AttemptView,
+    CircuitRow,
     DestinationStats,
     IngestItem,
     LedgerEntry,
@@ -33,7 +34,7 @@ from lienthong.model import (
 from lienthong.payments.records import CallbackRecord, Claim, PaymentFinding, PaymentRecord
 from lienthong.scheduler.runs import RunRecord
 from lienthong.store.contract import KnownEvent, OperatorAction
-from lienthong.store.rows import split_held
+from lienthong.store.rows import closed_circuit, split_held
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class _Tables:
     runs: dict[tuple[str, int], RunRecord] = field(default_factory=dict)
     cursors: dict[str, str] = field(default_factory=dict)
     actions: list[OperatorAction] = field(default_factory=list)
+    circuits: dict[str, CircuitRow] = field(default_factory=dict)
 
 
 class MemoryBackend:
@@ -91,6 +93,7 @@ class MemoryBackend:
         self.runs = MemoryRuns(self)
         self.cursors = MemoryCursors(self)
         self.actions = MemoryActions(self)
+        self.circuits = MemoryCircuits(self)
 
     @property
     def tables(self) -> _Tables:
@@ -442,6 +445,17 @@ class MemoryCursors(_Repo):
 
     def set(self, source: str, cursor: str, now_ms: int) -> None:
         self._t.cursors[source] = cursor
+
+
+class MemoryCircuits(_Repo):
+    def all(self) -> list[CircuitRow]:
+        return sorted(self._t.circuits.values())
+
+    def hold(self, destinations: Sequence[str]) -> list[CircuitRow]:
+        return [self._t.circuits.get(d) or closed_circuit(d) for d in sorted(set(destinations))]
+
+    def put(self, rows: Sequence[CircuitRow]) -> None:
+        self._t.circuits.update((row.destination, row) for row in rows)
 
 
 class MemoryRuns(_Repo):

@@ -36,6 +36,7 @@ from lienthong.citizens.records import LookupRecord
 from lienthong.errors import StoreError, StoreUnavailable
 from lienthong.model import (
     AttemptView,
+    CircuitRow,
     DestinationStats,
     IngestItem,
     LedgerEntry,
@@ -52,12 +53,14 @@ from lienthong.store.contract import KnownEvent, OperatorAction, Tx
 from lienthong.store.rows import (
     ACTION_COLUMNS,
     CALLBACK_COLUMNS,
+    CIRCUIT_COLUMNS,
     FINDING_COLUMNS,
     LEDGER_COLUMNS,
     LOOKUP_COLUMNS,
     MESSAGE_FIELDS,
     PAYMENT_COLUMNS,
     RUN_COLUMNS,
+    circuit_row,
     claimed,
     event_row,
     fold_stats,
@@ -72,7 +75,7 @@ from lienthong.store.runner import STOP, Op, answer, execute, next_batch
 T = TypeVar("T")
 Connection = psycopg.Connection[Any]
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 """The same number as SQLite's schema: the two describe the same tables."""
 
 _SCHEMA = """
@@ -238,7 +241,15 @@ CREATE TABLE IF NOT EXISTS operator_actions (
     reason      TEXT NOT NULL,
     detail      TEXT NOT NULL DEFAULT ''
 );
-CREATE INDEX IF NOT EXISTS operator_actions_message ON operator_actions (message_id)
+CREATE INDEX IF NOT EXISTS operator_actions_message ON operator_actions (message_id);
+CREATE TABLE IF NOT EXISTS circuits (
+    destination   TEXT PRIMARY KEY,
+    state         INTEGER NOT NULL,
+    open_for_ms   BIGINT NOT NULL,
+    reopen_at_ms  BIGINT NOT NULL,
+    probe         TEXT,
+    updated_ms    BIGINT NOT NULL
+);
 """
 
 # Steps from each older schema version to the next; the CREATE ... IF NOT EXISTS script adds new tables.
@@ -247,6 +258,7 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     4: (),  # the runs table (scheduler history): added by the script
     5: ("ALTER TABLE dossiers ADD COLUMN IF NOT EXISTS results INTEGER",),  # how many results a dossier has
     6: (),  # the operator_actions table (replays, discards, reveals): added by the script
+    7: (),  # the circuits table (circuit breakers shared by the nodes): added by the script
 }
 
 # Advisory lock keys (64-bit, one space per database). The order lock is keyed by the outbox table's oid,
@@ -748,6 +760,41 @@ class PostgresCursors:
         )
 
 
+class PostgresCircuits:
+    def __init__(self, db: _Db) -> None:
+        self._db = db
+
+    def all(self) -> list[CircuitRow]:
+        rows = self._db.execute(f"SELECT {CIRCUIT_COLUMNS} FROM circuits ORDER BY destination").fetchall()
+        return [circuit_row(row) for row in rows]
+
+    def hold(self, destinations: Sequence[str]) -> list[CircuitRow]:
+        # Rows to lock must exist: a destination never seen gets its closed row first (two nodes racing
+        # to make it: the second does nothing). Locked in one order, so two nodes never deadlock.
+        wanted = sorted(set(destinations))
+        self._db.execute(
+            "INSERT INTO circuits (destination, state, open_for_ms, reopen_at_ms, updated_ms)"
+            " SELECT d, 0, 0, 0, 0 FROM unnest(%s::text[]) AS d ON CONFLICT (destination) DO NOTHING",
+            (wanted,),
+        )
+        rows = self._db.execute(
+            f"SELECT {CIRCUIT_COLUMNS} FROM circuits WHERE destination = ANY(%s)"
+            " ORDER BY destination FOR UPDATE",
+            (wanted,),
+        ).fetchall()
+        return [circuit_row(row) for row in rows]
+
+    def put(self, rows: Sequence[CircuitRow]) -> None:
+        self._db.columns(
+            f"INSERT INTO circuits ({CIRCUIT_COLUMNS})"
+            " SELECT * FROM unnest(%s::text[], %s::int[], %s::bigint[], %s::bigint[], %s::text[],"
+            " %s::bigint[]) ON CONFLICT (destination) DO UPDATE SET state = excluded.state,"
+            " open_for_ms = excluded.open_for_ms, reopen_at_ms = excluded.reopen_at_ms,"
+            " probe = excluded.probe, updated_ms = excluded.updated_ms",
+            rows,
+        )
+
+
 class PostgresRuns:
     def __init__(self, db: _Db) -> None:
         self._db = db
@@ -832,6 +879,7 @@ class PostgresBackend:
         self.runs = PostgresRuns(self._db)
         self.cursors = PostgresCursors(self._db)
         self.actions = PostgresActions(self._db)
+        self.circuits = PostgresCircuits(self._db)
 
     @property
     def broken(self) -> bool:

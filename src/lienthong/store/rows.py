@@ -12,7 +12,15 @@ from typing import Any
 
 import orjson
 
-from lienthong.model import DestinationStats, IngestItem, LedgerEntry, Message, Outcome, StoredEvent
+from lienthong.model import (
+    CircuitRow,
+    DestinationStats,
+    IngestItem,
+    LedgerEntry,
+    Message,
+    Outcome,
+    StoredEvent,
+)
 from lienthong.payments.records import CallbackRecord, PaymentRecord
 from lienthong.scheduler.runs import RunRecord
 
@@ -122,3 +130,18 @@ def split_held(outcomes: Sequence[Outcome]) -> tuple[list[Outcome], Sequence[Out
     if not any(o.kind == "held" for o in outcomes):
         return [], outcomes
     return [o for o in outcomes if o.kind == "held"], [o for o in outcomes if o.kind != "held"]
+
+
+CIRCUIT_COLUMNS = "destination, state, open_for_ms, reopen_at_ms, probe, updated_ms"
+
+
+def closed_circuit(destination: str) -> CircuitRow:
+    """The row of a destination whose circuit was never opened."""
+    return CircuitRow(destination, 0, 0, 0, None, 0)
+
+
+def circuit_row(row: Sequence[Any]) -> CircuitRow:
+    destination, state, open_for_ms, reopen_at_ms, probe, updated_ms = row
+    return CircuitRow(
+        str(destination), int(state), int(open_for_ms), int(reopen_at_ms), probe, int(updated_ms)
+    )

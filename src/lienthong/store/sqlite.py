@@ -31,6 +31,7 @@ from lienthong.citizens.records import LookupRecord
 from lienthong.errors import StoreError, StoreMissing, StoreUnavailable
 from lienthong.model import (
     AttemptView,
+    CircuitRow,
     DestinationStats,
     IngestItem,
     LedgerEntry,
@@ -47,13 +48,16 @@ from lienthong.store.contract import KnownEvent, OperatorAction
 from lienthong.store.rows import (
     ACTION_COLUMNS,
     CALLBACK_COLUMNS,
+    CIRCUIT_COLUMNS,
     FINDING_COLUMNS,
     LEDGER_COLUMNS,
     LOOKUP_COLUMNS,
     MESSAGE_FIELDS,
     PAYMENT_COLUMNS,
     RUN_COLUMNS,
+    circuit_row,
     claimed,
+    closed_circuit,
     event_row,
     fold_stats,
     ledger_entry,
@@ -63,7 +67,7 @@ from lienthong.store.rows import (
     split_held,
 )
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -229,6 +233,14 @@ CREATE TABLE IF NOT EXISTS operator_actions (
     detail      TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS operator_actions_message ON operator_actions (message_id);
+CREATE TABLE IF NOT EXISTS circuits (
+    destination   TEXT PRIMARY KEY,
+    state         INTEGER NOT NULL,
+    open_for_ms   BIGINT NOT NULL,
+    reopen_at_ms  BIGINT NOT NULL,
+    probe         TEXT,
+    updated_ms    BIGINT NOT NULL
+);
 """
 
 # Later events win; an event older than what the ledger reflects changes nothing. Fields an event does not
@@ -308,6 +320,7 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     4: (),  # the runs table (scheduler history): added by the script
     5: ("ALTER TABLE dossiers ADD COLUMN results INTEGER",),  # how many results a dossier has
     6: (),  # the operator_actions table (replays, discards, reveals): added by the script
+    7: (),  # the circuits table (circuit breakers shared by the nodes): added by the script
 }
 _MAX_PARAMS = 30_000  # SQLite's default limit is 32,766 parameters in one statement
 
@@ -723,6 +736,34 @@ class SqliteCursors:
         )
 
 
+class SqliteCircuits:
+    def __init__(self, db: _Db) -> None:
+        self._db = db
+
+    def all(self) -> list[CircuitRow]:
+        rows = self._db.execute(f"SELECT {CIRCUIT_COLUMNS} FROM circuits ORDER BY destination").fetchall()
+        return [circuit_row(row) for row in rows]
+
+    def hold(self, destinations: Sequence[str]) -> list[CircuitRow]:
+        # One writer at a time (BEGIN IMMEDIATE): what is read stays so until this transaction ends.
+        wanted = sorted(set(destinations))
+        found = {
+            row.destination: row
+            for row in map(
+                circuit_row,
+                self._db.execute(
+                    f"SELECT {CIRCUIT_COLUMNS} FROM circuits"
+                    " WHERE destination IN (SELECT value FROM json_each(?))",
+                    (orjson.dumps(wanted).decode(),),
+                ).fetchall(),
+            )
+        }
+        return [found.get(d) or closed_circuit(d) for d in wanted]
+
+    def put(self, rows: Sequence[CircuitRow]) -> None:
+        self._db.rows((f"INSERT OR REPLACE INTO circuits ({CIRCUIT_COLUMNS})", ""), [tuple(r) for r in rows])
+
+
 class SqliteRuns:
     def __init__(self, db: _Db) -> None:
         self._db = db
@@ -838,6 +879,7 @@ class SqliteBackend:
         self.runs = SqliteRuns(db)
         self.cursors = SqliteCursors(db)
         self.actions = SqliteActions(db)
+        self.circuits = SqliteCircuits(db)
 
     def begin(self) -> None:
         # One stat per transaction (about a microsecond) guards against writing to a file nobody will see.

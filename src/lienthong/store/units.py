@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import NamedTuple
 
 from lienthong.citizens.records import LookupRecord
 from lienthong.errors import IdempotencyConflict
 from lienthong.model import (
+    CircuitChange,
+    CircuitRow,
     DestinationStats,
     EventRecord,
     IngestItem,
@@ -100,7 +103,15 @@ def ingest_from_feed(
 
 def claim(tx: Tx, now_ms: int, limit: int, lease_ms: int) -> list[Message]:
     """Take up to ``limit`` due messages, leased for ``lease_ms``; lapsed leases are due again."""
-    return settle_and_claim(tx, (), now_ms, limit, now_ms + lease_ms)
+    return settle_and_claim(tx, (), now_ms, limit, now_ms + lease_ms).messages
+
+
+class Cycle(NamedTuple):
+    """What a dispatcher's cycle gets back: the messages it claimed, and every destination's circuit as
+    the nodes share it."""
+
+    messages: list[Message]
+    circuits: list[CircuitRow]
 
 
 def settle_and_claim(
@@ -111,17 +122,72 @@ def settle_and_claim(
     lease_until_ms: int,
     *,
     orphaned: Sequence[int] = (),
-) -> list[Message]:
+    circuits: Sequence[CircuitChange] = (),
+) -> Cycle:
     """The dispatcher's one transaction per cycle: write the outcomes gathered since the last one (with
     the events they raise), free what earlier cycles claimed under the ``orphaned`` leases (their answers
-    never arrived), then take up to ``limit`` due messages, leased until ``lease_until_ms``."""
+    never arrived), apply this node's circuit changes that still hold, then take up to ``limit`` due
+    messages, leased until ``lease_until_ms``, and read the circuits back."""
     if outcomes:
         complete(tx, outcomes)
     tx.outbox.drop_leases(orphaned)
-    if limit <= 0:
-        return []
-    tx.outbox.release(now_ms=now_ms)
-    return tx.outbox.claim(now_ms, limit, lease_until_ms)
+    if circuits:
+        change_circuits(tx, circuits, now_ms)
+    messages: list[Message] = []
+    if limit > 0:
+        tx.outbox.release(now_ms=now_ms)
+        messages = tx.outbox.claim(now_ms, limit, lease_until_ms)
+    return Cycle(messages, tx.circuits.all())
+
+
+CLOSED, HALF_OPEN, OPEN = 0, 1, 2
+PROBE_STALE_MS = 900_000
+"""A half-open circuit whose probe has not ended in this long (its message gone: discarded, say) lets
+another probe through."""
+
+
+def change_circuits(tx: Tx, changes: Sequence[CircuitChange], now_ms: int) -> list[CircuitRow]:
+    """Apply the changes that still hold against the rows as other nodes left them, in order; the rows
+    written. A node's view is a cycle old, so its change is a wish: a trip opens a circuit only if it is
+    still closed; only one node's probe is let through; only that probe's end closes or reopens it."""
+    rows = {row.destination: row for row in tx.circuits.hold([c.destination for c in changes])}
+    changed: dict[str, CircuitRow] = {}
+    for change in changes:
+        row = rows[change.destination]
+        new = apply_circuit_change(row, change, now_ms)
+        if new is not None:
+            rows[change.destination] = changed[change.destination] = new
+    tx.circuits.put(list(changed.values()))
+    return list(changed.values())
+
+
+def apply_circuit_change(row: CircuitRow, change: CircuitChange, now_ms: int) -> CircuitRow | None:
+    """The row after ``change``, or None when the change no longer holds."""
+    if change.kind == "trip" and row.state == CLOSED:
+        return row._replace(
+            state=OPEN,
+            open_for_ms=change.open_for_ms,
+            reopen_at_ms=now_ms + change.open_for_ms,
+            probe=None,
+            updated_ms=now_ms,
+        )
+    if change.kind == "want_probe" and (
+        (row.state == OPEN and row.reopen_at_ms <= now_ms)
+        or (row.state == HALF_OPEN and row.updated_ms + PROBE_STALE_MS <= now_ms)
+    ):
+        return row._replace(state=HALF_OPEN, probe=change.message_id, updated_ms=now_ms)
+    if row.state == HALF_OPEN and row.probe is not None and row.probe == change.message_id:
+        if change.kind == "probe_failed":
+            return row._replace(
+                state=OPEN,
+                open_for_ms=change.open_for_ms,
+                reopen_at_ms=now_ms + change.open_for_ms,
+                probe=None,
+                updated_ms=now_ms,
+            )
+        if change.kind == "probe_passed":
+            return row._replace(state=CLOSED, open_for_ms=0, reopen_at_ms=0, probe=None, updated_ms=now_ms)
+    return None
 
 
 def complete(tx: Tx, outcomes: Sequence[Outcome]) -> None:
