@@ -31,8 +31,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -182,9 +181,7 @@ class Verification:
         return bool(self.signatures) and not self.problems and all(s.valid for s in self.signatures)
 
 
-def sign(
-    document: bytes, key: SigningKey, *, references: Sequence[str] = (), signer: str = "NBan"
-) -> bytes:
+def sign(document: bytes, key: SigningKey, *, references: Sequence[str] = (), signer: str = "NBan") -> bytes:
     """``document`` signed by ``key``: an enveloped signature at ``DSCKS/<signer>`` over the elements whose
     ``Id`` are ``references``, by default the root's ``DLHDon`` (given ``Id="DLHDon"`` if it has none).
     Raises XmlError for a document xmlsafe refuses, ValueError for one that cannot be signed so."""
@@ -327,8 +324,8 @@ class _Check:
             else:
                 raise ValueError(f"transform {algorithm!r} is not supported")
         inside = enveloped and any(a is element for a in self.signature.iterancestors())
-        with _detached(self.signature, inside):
-            return _c14n(element, exclusive=exclusive, with_comments=False, prefixes=prefixes)
+        without = self.signature if inside else None
+        return _c14n(element, exclusive=exclusive, with_comments=False, prefixes=prefixes, without=without)
 
     def _certificates(self) -> list[x509.Certificate]:
         texts = [
@@ -426,18 +423,27 @@ def _certificate(certificates: list[x509.Certificate], trust: TrustStore, now: d
 
 
 def _c14n(
-    element: etree._Element, *, exclusive: bool, with_comments: bool, prefixes: list[str] | None
+    element: etree._Element,
+    *,
+    exclusive: bool,
+    with_comments: bool,
+    prefixes: list[str] | None,
+    without: etree._Element | None = None,
 ) -> bytes:
-    """C14N 1.0 of ``element`` and its subtree, the namespaces in scope from its ancestors included.
+    """C14N 1.0 of ``element`` and its subtree, the namespaces in scope from its ancestors included, less
+    the descendant ``without`` (the enveloped-signature transform), its tail text kept.
 
     lxml's C14N of an element inside a document is not used: with a default namespace declared above the
     element (``<Signature xmlns="…#">``) and the same namespace bound to a prefix on the root (the tax
     authority's ``xmlns:ds`` on ``HDon``), it writes ``xmlns=""`` on the element's children (seen against
     xmlsec1). The element is serialized on its own instead (lxml then declares every namespace in scope on
-    it) and read back as a document of its own, whose C14N is libxml2's whole-document one."""
-    alone = xmlsafe.parse(
-        etree.tostring(element, with_tail=False), source="a signed element", limits=SIGNED_LIMITS
-    )
+    it) and read back as a document of its own, whose C14N is libxml2's whole-document one. The signature
+    is taken out of that copy, never out of the document: lxml rewrites the prefixes of an element it
+    moves, which would change what the signature's own SignedInfo canonicalizes to."""
+    text = etree.tostring(element, with_tail=False)
+    alone = xmlsafe.parse(text, source="a signed element", limits=SIGNED_LIMITS)
+    if without is not None:
+        _remove_keeping_tail(_same_place(alone, element, without))
     return bytes(
         etree.tostring(
             alone,
@@ -447,6 +453,33 @@ def _c14n(
             inclusive_ns_prefixes=prefixes,
         )
     )
+
+
+def _same_place(copy: etree._Element, original: etree._Element, descendant: etree._Element) -> etree._Element:
+    """In ``copy`` (a copy of ``original``'s subtree), the element at ``descendant``'s place."""
+    steps: list[int] = []
+    node = descendant
+    while node is not original:
+        parent = node.getparent()
+        if parent is None:
+            raise ValueError("the signature is not inside the element it is removed from")
+        steps.append(parent.index(node))
+        node = parent
+    for step in reversed(steps):
+        copy = copy[step]
+    return copy
+
+
+def _remove_keeping_tail(element: etree._Element) -> None:
+    parent, previous = element.getparent(), element.getprevious()
+    if parent is None:
+        return
+    if element.tail:
+        if previous is not None:
+            previous.tail = (previous.tail or "") + element.tail
+        else:
+            parent.text = (parent.text or "") + element.tail
+    parent.remove(element)
 
 
 def _digest(reference: etree._Element, algorithm: str) -> Any:
@@ -488,32 +521,6 @@ def _path(element: etree._Element) -> str:
         parts.append(name if len(same) == 1 else f"{name}[{same.index(node) + 1}]")
         node = parent
     return "/" + "/".join(reversed(parts))
-
-
-@contextmanager
-def _detached(signature: etree._Element, detach: bool) -> Iterator[None]:
-    """The enveloped-signature transform: ``signature`` out of the tree while the block runs, its tail
-    text left in place, then put back exactly where it was."""
-    parent = signature.getparent()
-    if not detach or parent is None:
-        yield
-        return
-    index, tail, previous = parent.index(signature), signature.tail, signature.getprevious()
-    before = previous.tail if previous is not None else parent.text
-    if previous is not None:
-        previous.tail = (before or "") + (tail or "") or None
-    else:
-        parent.text = (before or "") + (tail or "") or None
-    parent.remove(signature)
-    try:
-        yield
-    finally:
-        if previous is not None:
-            previous.tail = before
-        else:
-            parent.text = before
-        parent.insert(index, signature)
-        signature.tail = tail
 
 
 def _data_id(root: etree._Element) -> str:
