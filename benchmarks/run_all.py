@@ -13,6 +13,7 @@ BENCHMARKS = [
     "bench_hostile.py",
     "bench_reconcile.py",
     "bench_msglog.py",
+    "bench_xmldsig.py",
 ]
 
 
