@@ -8,12 +8,14 @@ Purposes: ``client`` (presented to a destination or source: mutual TLS), ``ca`` 
 from __future__ import annotations
 
 import ssl
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509 import verification
 
 from lienthong.certs.keys import NO_PASSPHRASE, Passphrase, load_certificates
@@ -102,7 +104,12 @@ def chain_problem(entry: CertificateFile, environ: Mapping[str, str], now: datet
     policy = verification.PolicyBuilder().store(verification.Store(anchors)).time(now)
     try:
         if entry.purpose == "client":
-            policy.build_client_verifier().verify(leaf, intermediates)
+            # A client certificate need not name a host: the web PKI's end-entity rules (a subjectAltName
+            # required) do not apply; the CAs' rules do.
+            policy.extension_policies(
+                ca_policy=verification.ExtensionPolicy.webpki_defaults_ca(),
+                ee_policy=verification.ExtensionPolicy.permit_all(),
+            ).build_client_verifier().verify(leaf, intermediates)
         else:
             policy.build_server_verifier(_server_name(leaf)).verify(leaf, intermediates)
     except (verification.VerificationError, ValueError) as exc:
@@ -129,6 +136,8 @@ def system_anchors() -> list[x509.Certificate]:
     if where is None:
         return []
     try:
-        return x509.load_pem_x509_certificates(Path(where).read_bytes())
+        with warnings.catch_warnings():  # a system CA or two break RFC 5280 (a negative serial): not ours
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            return x509.load_pem_x509_certificates(Path(where).read_bytes())
     except (OSError, ValueError):
         return []
