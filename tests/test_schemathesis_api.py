@@ -124,6 +124,7 @@ async def test_generated_requests_get_only_documented_answers_and_store_only_wha
     assert sorted(seen.unsatisfiable) == [
         "GET /admin/v1/backlog",
         "GET /admin/v1/circuits",
+        "GET /admin/v1/kpis",
         "GET /healthz",
         "GET /metrics",
         "GET /readyz",

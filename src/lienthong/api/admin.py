@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -29,10 +29,11 @@ from typing_extensions import TypedDict
 from lienthong.api.errors import STORE_UNAVAILABLE, answer, error_response, refusals
 from lienthong.bus.circuits import CircuitBreakers
 from lienthong.bus.deadletters import ERROR_CLASSES, DeadLetters, Filter, ReplayPlan, error_class
+from lienthong.checks.jobs import KpiRow, read_kpi_rows
 from lienthong.model import MessageView
 from lienthong.scheduler.runs import RunRecord
 from lienthong.store import Store, units
-from lienthong.timefmt import DISPLAY_ZONE, with_moments
+from lienthong.timefmt import DISPLAY_ZONE, moment, with_moments
 
 log = logging.getLogger("lienthong.api.admin")
 
@@ -114,6 +115,14 @@ class ReplayLimit:
         return max(count - self._tokens, 0.0) / self.per_s
 
 
+class Kpis(NamedTuple):
+    """Every unit's rates and targets from ``run`` (None: no run yet), or why they cannot be shown."""
+
+    run: RunRecord | None
+    rows: list[KpiRow]
+    missing: str
+
+
 @dataclasses.dataclass
 class Operations:
     """What the admin API and the console do, on one node: dead letters, backlog, circuits, runs."""
@@ -123,6 +132,16 @@ class Operations:
     destinations: Sequence[str]
     circuits: Callable[[], Sequence[CircuitBreakers]]
     limit: ReplayLimit
+
+    async def kpis(self) -> Kpis:
+        """The latest successful ``kpis`` run's rows, or why there are none to show."""
+        run = await self.store.run(units.last_success, "kpis")
+        if run is None:
+            return Kpis(None, [], "no KPI run has succeeded yet (the kpis job: README, Scheduled jobs)")
+        try:
+            return Kpis(run, read_kpi_rows(run), "")
+        except LookupError as exc:
+            return Kpis(run, [], str(exc))
 
     def circuit_states(self) -> list[dict[str, str]]:
         breakers = self.circuits()
@@ -239,6 +258,21 @@ class Circuit(TypedDict):
 
 class Circuits(TypedDict):
     circuits: list[Circuit]
+
+
+class KpiTable(TypedDict):
+    run_id: str | None
+    as_of: str | None
+    rows: list[dict[str, Any]]
+    missing: str | None
+
+
+_KPIS: dict[str, Any] = {
+    "run_id": "kpis:2026-12-02T00:00+07:00",
+    "as_of": "2026-12-02T00:00:00+07:00",
+    "rows": [{"unit": "000.00.20.H56", "kpi": "online", "rate": 0.58, "target": 0.6, "below": True}],
+    "missing": None,
+}
 
 
 class Backlog(TypedDict):
@@ -377,8 +411,23 @@ def admin_router(*, ops: Operations, auth: AdminAuth) -> APIRouter:
         "/circuits", responses={200: answer(Circuits, _CIRCUITS, "Each destination's"), **refusals(_COMMON)}
     )
     async def circuits(operator: Operator) -> Response:
-        """Each destination's circuit on this node (several nodes each keep their own)."""
+        """Each destination's circuit, as the nodes share it through the store (this node's view, at most
+        one dispatcher cycle old)."""
         return _json({"circuits": ops.circuit_states()})
+
+    @router.get("/kpis", responses={200: answer(KpiTable, _KPIS, "Every unit's rates"), **refusals(_COMMON)})
+    async def kpis(operator: Operator) -> Response:
+        """Every unit's KPI rates against the directives' targets, from the latest successful ``kpis`` run;
+        ``missing`` says why there are none (no run yet, or its report is on another node's disk)."""
+        found = await ops.kpis()
+        return _json(
+            {
+                "run_id": found.run.run_id if found.run else None,
+                "as_of": moment(found.run.window_end_ms) if found.run else None,
+                "rows": [row._asdict() for row in found.rows],
+                "missing": found.missing or None,
+            }
+        )
 
     @router.get("/runs", responses={200: answer(Runs, {"runs": []}, "Newest first"), **refusals(_COMMON)})
     async def runs(operator: Operator, limit: Annotated[int, Query(ge=1, le=500)] = 20) -> Response:

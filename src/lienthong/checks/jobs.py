@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import NamedTuple
 
 from lienthong.bus.emit import EventSink, build_event, internal_event_id
 from lienthong.checks.integrity import ADVICE, Integrity, IntegrityFinding, IntegrityRules
@@ -18,6 +19,7 @@ from lienthong.observability.metrics import Metrics
 from lienthong.reports import Discrepancy, RunPage, UnitBelowTarget, write_csv
 from lienthong.reports import write as write_page
 from lienthong.scheduler.jobs import RunContext, RunResult
+from lienthong.scheduler.runs import RunRecord
 from lienthong.store import Store, units
 
 PAGE = 5_000
@@ -98,6 +100,55 @@ class KpiSettings:
     reports_dir: Path
 
 
+class KpiRow(NamedTuple):
+    """One unit's rate of one KPI against its target, as the ``kpis`` job's report lists them."""
+
+    unit: str
+    kpi: str
+    rate: float | None
+    target: float
+    below: bool
+
+
+KPI_REPORT = "kpis.json"
+MAX_REPORT_BYTES = 20_000_000
+
+
+def read_kpi_rows(run: RunRecord) -> list[KpiRow]:
+    """The rows of a ``kpis`` run's report. LookupError saying why when they cannot be read here: the
+    run wrote none, or wrote it on another node's disk, or the file is not one this version wrote."""
+    path = next((Path(p) for p in run.reports if Path(p).name == KPI_REPORT), None)
+    if path is None:
+        raise LookupError(f"the run {run.run_id} wrote no {KPI_REPORT}")
+    try:
+        with path.open("rb") as report:
+            data = report.read(MAX_REPORT_BYTES + 1)
+    except OSError as exc:
+        raise LookupError(
+            f"{path} cannot be read here ({exc.strerror}): the run {run.run_id} ran on node"
+            f" {run.node or '?'}, which keeps its reports"
+        ) from exc
+    if len(data) > MAX_REPORT_BYTES:
+        raise LookupError(f"{path} is larger than {MAX_REPORT_BYTES:,} bytes")
+    try:
+        return [_kpi_row(row) for row in json.loads(data)["rows"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise LookupError(f"{path} is not a KPI report of this version: {exc}") from exc
+
+
+def _kpi_row(row: dict[str, object]) -> KpiRow:
+    unit, kpi, rate, target, below = (row[f] for f in KpiRow._fields)
+    if not (
+        isinstance(unit, str)
+        and isinstance(kpi, str)
+        and (rate is None or isinstance(rate, int | float))
+        and isinstance(target, int | float)
+        and isinstance(below, bool)
+    ):
+        raise TypeError(f"a row of unexpected types: {row!r:.200}")
+    return KpiRow(unit, kpi, None if rate is None else float(rate), float(target), below)
+
+
 class KpiJob:
     """``kpis``: every unit's rates over the period ending at the window's end, exported as gauges; each
     unit under a target raises ``unit.below_target``, once per unit, KPI and day (the event's id is made of
@@ -169,19 +220,29 @@ class KpiJob:
         directory.mkdir(parents=True, exist_ok=True)
         as_json, as_csv = directory / "kpis.json", directory / "kpis.csv"
         below = {(s.unit, s.kpi) for s in shortfalls}
+        rows = [
+            KpiRow(
+                unit, kpi, by_kpi[kpi], self._settings.targets.of(kpi, centre=centre), (unit, kpi) in below
+            )
+            for unit, by_kpi in rates.items()
+            for centre in [unit in self._settings.provincial_centres]
+            for kpi in KPIS
+        ]
         with as_json.open("w", encoding="utf-8") as out:
             json.dump(
-                {"rates": rates, "below_target": [asdict(s) for s in shortfalls]}, out, ensure_ascii=False
+                {
+                    "rates": rates,
+                    "below_target": [asdict(s) for s in shortfalls],
+                    "rows": [row._asdict() for row in rows],
+                },
+                out,
+                ensure_ascii=False,
             )
-        rows = []
-        for unit, by_kpi in rates.items():
-            centre = unit in self._settings.provincial_centres
-            for kpi in KPIS:
-                rate = by_kpi[kpi]
-                target = self._settings.targets.of(kpi, centre=centre)
-                shown = "" if rate is None else f"{rate:.4f}"
-                rows.append([unit, kpi, shown, target, (unit, kpi) in below])
-        write_csv(as_csv, ["unit", "kpi", "rate", "target", "below_target"], rows)
+        write_csv(
+            as_csv,
+            ["unit", "kpi", "rate", "target", "below_target"],
+            [[r.unit, r.kpi, "" if r.rate is None else f"{r.rate:.4f}", r.target, r.below] for r in rows],
+        )
         return [as_json, as_csv]
 
     def _page(self, context: RunContext, dossiers: int, shortfalls: list[Shortfall], directory: Path) -> Path:

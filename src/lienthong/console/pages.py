@@ -8,7 +8,9 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
+from lienthong.api.admin import Kpis
 from lienthong.bus.deadletters import ERROR_CLASSES, ReplayPlan, error_class
+from lienthong.checks.jobs import KpiRow
 from lienthong.model import DestinationStats, MessageView
 from lienthong.scheduler.runs import RunRecord
 from lienthong.store.contract import OperatorAction
@@ -76,6 +78,7 @@ def overview(
     actions: Sequence[OperatorAction],
     filters: Mapping[str, str],
     destinations: Sequence[str],
+    kpis: Kpis,
 ) -> str:
     parts = [
         "<h2>Backlog</h2>",
@@ -135,10 +138,42 @@ def overview(
             ),
             "No runs yet.",
         ),
+        *_kpis(kpis),
         "<h2>Operators' actions</h2>",
         _actions(actions),
     ]
     return "".join(parts)
+
+
+KPI_NAMES = {"online": "online", "fully_online": "fully online", "on_time": "on time", "ecopy": "e-copies"}
+
+
+def _kpis(kpis: Kpis) -> list[str]:
+    """Every unit's rates against their targets, a unit below any target first; from the latest run."""
+    heading = "<h2>KPIs by unit</h2>"
+    if kpis.run is None or not kpis.rows:
+        return [heading, f"<p>{esc(kpis.missing or 'The latest KPI run found no dossiers.')}</p>"]
+    by_unit: dict[str, dict[str, KpiRow]] = {}
+    for row in kpis.rows:
+        by_unit.setdefault(row.unit, {})[row.kpi] = row
+    units = sorted(by_unit, key=lambda u: (not any(r.below for r in by_unit[u].values()), u))
+
+    def cell(row: KpiRow | None) -> str:
+        if row is None:
+            return ""
+        rate = "–" if row.rate is None else f"{row.rate:.1%}"
+        shown = f"{esc(rate)} <small>/ {row.target:.0%}</small>"
+        return f'<span class="below">{shown} below</span>' if row.below else shown
+
+    return [
+        heading,
+        f"<p>From the run {esc(kpis.run.run_id)}, as of {when(kpis.run.window_end_ms)}.</p>",
+        table(
+            ("unit", *KPI_NAMES.values()),
+            ((esc(u), *(cell(by_unit[u].get(k)) for k in KPI_NAMES)) for u in units),
+            "No units.",
+        ),
+    ]
 
 
 def message_page(

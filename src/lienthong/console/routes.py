@@ -112,6 +112,7 @@ class _Console:
             actions=await self.ops.store.run(units.operator_actions, 20, None),
             filters={"destination": destination or "", "error_class": kind or ""},
             destinations=self.ops.destinations,
+            kpis=await self.ops.kpis(),
         )
         csrf = self.sessions.csrf(cookie)
         return _html(pages.layout("Overview", body, operator=operator, csrf=csrf))
