@@ -180,16 +180,22 @@ def attempt(message: Message, clock: Clock, error: Exception | None) -> Attempt:
     return Attempt(message, message.attempts + 1, clock.now, clock.now, error)  # type: ignore[arg-type]
 
 
-async def test_a_failed_probe_opens_the_circuit_again_for_twice_as_long_up_to_the_most() -> None:
-    clock, metrics = Clock(), Metrics(CollectorRegistry())
-    store = Store(InlineRunner(MemoryBackend))
-    store.open()
-    breakers = CircuitBreakers(
+def breakers_on(clock: Clock, metrics: Metrics | None = None) -> CircuitBreakers:
+    """Breakers opening after two failures for 30 s, up to 100 s; held messages back a second later."""
+    metrics = metrics or Metrics(CollectorRegistry())
+    return CircuitBreakers(
         CircuitSettings(failures=2, open_s=30, max_open_s=100, probe_wait_s=1),
         clock=clock,
         state_gauge=metrics.circuit_state,
         opened=metrics.circuit_opened,
     )
+
+
+async def test_a_failed_probe_opens_the_circuit_again_for_twice_as_long_up_to_the_most() -> None:
+    clock, metrics = Clock(), Metrics(CollectorRegistry())
+    store = Store(InlineRunner(MemoryBackend))
+    store.open()
+    breakers = breakers_on(clock, metrics)
     one, two = (message(f"m-{i}") for i in (1, 2))
     down = RetryableError("http 503", destination="province", operation="notify")
 

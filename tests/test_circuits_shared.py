@@ -161,3 +161,47 @@ async def test_an_outage_seen_by_two_nodes_is_probed_once_per_open_time(tmp_path
         peer.down = False
         await delivered(a, ids)
         assert len(peer.received) == 8
+
+
+async def test_a_node_whose_wish_to_probe_was_refused_asks_again_when_the_circuit_is_due() -> None:
+    """Node b asks to probe just as node a's probe failed (a's clock was ahead): refused; b holds its
+    messages until the new reopening, then asks again."""
+    from lienthong.store.memory import MemoryBackend  # noqa: PLC0415
+    from lienthong.store.runner import InlineRunner  # noqa: PLC0415
+    from test_circuits import Clock, breakers_on, message  # noqa: PLC0415
+
+    store = Store(InlineRunner(MemoryBackend))
+    store.open()
+    clock = Clock()
+    b = breakers_on(clock)
+    start = int(clock.now * 1000)
+    await change(store, start, trip(30_000))
+    await change(store, start + 30_000, CircuitChange(DOWN, "want_probe", "a-probe"))
+
+    async def cycle() -> None:
+        done = await store.run(
+            units.settle_and_claim, [], int(clock.now * 1000), 0, 0, circuits=b.take_changes()
+        )
+        b.adopt(done.circuits)
+
+    await cycle()
+    assert b.state(DOWN) is State.HALF_OPEN
+    await change(store, start + 30_001, CircuitChange(DOWN, "probe_failed", "a-probe", 60_000))
+    clock.now += 30.002
+    b.adopt((await store.run(units.settle_and_claim, [], 0, 0, 0)).circuits)
+    assert b.state(DOWN) is State.OPEN
+    held = b.before_attempt(message("b-1"))
+    assert held is not None
+    assert held.next_attempt_ms == start + 90_001  # a's reopening, as the store has it
+    # b's view goes stale: it believes the open time over and asks, but the store says not yet.
+    b.adopt([CircuitRow(DOWN, State.OPEN, 60_000, start, None, start)])
+    asked = b.before_attempt(message("b-1"))
+    assert asked is not None
+    assert asked.next_attempt_ms == int(clock.now * 1000)
+    await cycle()  # refused: still open until a's reopening
+    assert b.state(DOWN) is State.OPEN
+    clock.now = (start + 90_001) / 1000
+    assert b.before_attempt(message("b-1")) is not None  # asks again
+    await cycle()
+    assert b.state(DOWN) is State.HALF_OPEN
+    assert b.before_attempt(message("b-1")) is None  # the probe

@@ -110,12 +110,11 @@ class CircuitBreakers(Middleware):
             circuit.open_for_s = row.open_for_ms / 1000
             circuit.reopen_at = row.reopen_at_ms / 1000
             circuit.probe = row.probe
+            circuit.asked = None  # answered: granted (half-open now), or refused (it asks again when due)
             if state is circuit.state:
                 continue
             if state is State.CLOSED:
                 circuit.failures = 0
-            if state is not State.OPEN:
-                circuit.asked = None
             log.info(
                 "%s: circuit %s (as the store says: another node's probe or trip)",
                 row.destination,
