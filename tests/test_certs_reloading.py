@@ -18,11 +18,14 @@ import httpx
 import pytest
 import trustme
 from cryptography import x509
+from prometheus_client import CollectorRegistry
 
-from conftest import Peers, Running, RunNode
+from conftest import Peers, Running, RunNode, config_dict
+from lienthong.app import build
 from lienthong.certs import Reloader, ReloadingContext, TlsFiles
 from lienthong.certs.tls import reloading_client, reloading_server
-from lienthong.serving import ThreadedServer, on_reload_signal
+from lienthong.config import Config
+from lienthong.serving import HttpServer, ThreadedServer, on_reload_signal
 from test_certs_loading import Pki
 from test_certs_tls import server_context, whoami
 from test_outbound_auth import notify_config
@@ -208,3 +211,24 @@ async def test_a_node_follows_its_destinations_certificate_files_and_its_expiry_
     assert running.node.reloader.check() == ["destinations.province"]
     after = running.registry.get_sample_value(gauge, labels) or 0.0
     assert after - before == pytest.approx(370 * 86400, abs=5)
+
+
+async def test_readiness_follows_a_renewed_client_certificate(tmp_path: Path, peers: Peers, pki: Pki) -> None:
+    now = datetime.now(UTC)
+    cert, key = pki.pem("client", pki.issue("client-one", not_after=now + timedelta(days=1)))
+    tls = {"ca_file": str(pki.ca_file()), "client_cert": str(cert), "client_key": str(key)}
+    data = config_dict(tmp_path, peers, **notify_config(tmp_path, peers, "https://127.0.0.1:9", tls=tls))
+    in_two_days = (now + timedelta(days=2)).timestamp()
+    node = build(Config.model_validate(data), registry=CollectorRegistry(), clock=lambda: in_two_days)
+    server = HttpServer(node.api, lifespan="on")
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            refused = await http.get("/readyz")
+            assert refused.status_code == 503
+            assert "client.pem" in refused.text
+            rotate(pki, "client-two", not_after=now + timedelta(days=400))
+            assert node.reloader.check() == ["destinations.province"]
+            assert (await http.get("/readyz")).status_code == 200
+    finally:
+        await server.stop()

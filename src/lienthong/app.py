@@ -12,9 +12,9 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -209,7 +209,7 @@ def build(
     used = certificates(config)
     for certificate in used:
         metrics.certificate_expiry.labels(certificate.name, certificate.purpose).set(certificate.not_after)
-    reloader = Reloader(on_reload=lambda _: expiry_gauges(config, metrics))
+    reloader = Reloader(on_reload=lambda context: refresh_certificates(config, metrics, used, context.name))
     store = build_store(config.store, init=init_store, as_node=as_node)
     events = EventSink(config.events.dossier_code_field)
     adapters = {
@@ -431,7 +431,7 @@ def build_api(node: Lienthong) -> FastAPI:
             dispatcher_running=lambda: node.dispatcher.running or not config.dispatcher.enabled,
             clock=node.clock,
             scheduler_running=lambda: node.scheduler is None or node.scheduler.running,
-            certificates=client_certificates(node.certificates),
+            certificates=PresentedCertificates(node.certificates),
         )
     )
     if node.prefill is not None:
@@ -827,15 +827,21 @@ def certificates(config: Config) -> list[Certificate]:
     return found
 
 
-def expiry_gauges(config: Config, metrics: Metrics) -> None:
-    """Set the expiry gauge of every certificate file again (after a reload); a file that does not load
-    now keeps its value (the reload kept the certificate in use)."""
-    for entry in certificate_files(config):
+def refresh_certificates(config: Config, metrics: Metrics, used: list[Certificate], reloaded: str) -> None:
+    """After the context ``reloaded`` (``destinations.<name>``, ``sources.<name>``, ``server.tls``) was
+    built again: its certificate files' expiry, in ``used`` (in place: readiness reads it) and the gauge."""
+    name = "server" if reloaded == "server.tls" else reloaded.partition(".")[2]
+    files = {(e.name, e.purpose): e for e in certificate_files(config)}
+    for index, known in enumerate(used):
+        if known.name != name:
+            continue
+        entry = files[known.name, known.purpose]
         try:
             expires = min(info.not_after for info in describe(entry, os.environ)).timestamp()
         except ConfigError:
             continue
-        metrics.certificate_expiry.labels(entry.name, entry.purpose).set(expires)
+        used[index] = replace(known, not_after=expires)
+        metrics.certificate_expiry.labels(known.name, known.purpose).set(expires)
 
 
 def certificate_files(config: Config) -> list[CertificateFile]:
@@ -863,6 +869,19 @@ def certificate_files(config: Config) -> list[CertificateFile]:
         if files.ca_file is not None:
             found.append(CertificateFile("server", "client_ca", files.ca_file))
     return found
+
+
+class PresentedCertificates(Sequence[tuple[str, float]]):
+    """``client_certificates`` of a list that reloads change, read anew each time (readiness)."""
+
+    def __init__(self, found: list[Certificate]) -> None:
+        self._found = found
+
+    def __getitem__(self, index: Any) -> Any:
+        return client_certificates(self._found)[index]
+
+    def __len__(self) -> int:
+        return len(client_certificates(self._found))
 
 
 def client_certificates(found: list[Certificate]) -> list[tuple[str, float]]:

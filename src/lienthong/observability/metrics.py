@@ -76,8 +76,10 @@ class Metrics:
         )
         self.certificate_expiry = Gauge(
             "lienthong_certificate_expiry_timestamp_seconds",
-            "When each certificate file the node uses expires (the earliest of a bundle), by destination or"
-            " source name and purpose: client (presented to it, mutual TLS) or ca (trusted for it).",
+            "When each certificate file the node uses expires (the earliest of a bundle), by name (a"
+            " destination or source, or server) and purpose: client (presented to it, mutual TLS), ca"
+            " (trusted for it), server (the API's own) or client_ca (trusted for the API's callers). Set"
+            " again on each reload.",
             ["name", "purpose"],
             registry=registry,
         )
