@@ -112,13 +112,13 @@ def check_document(element: etree._Element, *, source: str = "the XML") -> None:
 
 def check_depth(element: etree._Element, max_depth: int, *, source: str = "the XML", above: int = 0) -> None:
     """Refuse ``element``'s subtree when it nests more than ``max_depth`` elements, counting ``above``
-    ancestors (for a subtree read from a stream). An XPath evaluated in C: some 50 µs for 4000 elements."""
+    ancestors (for a subtree read from a stream). XPath evaluated in C: some 50 µs for 4000 elements."""
     allowed = max_depth - above
     if allowed < 1:
         raise _too_deep(element, max_depth, source)
-    found = _deeper_than(allowed)(element)
-    if isinstance(found, list) and found:
-        first = found[0]
+    if _deeper_than(allowed)(element) is True:
+        found = _first_deeper_than(allowed)(element)
+        first = found[0] if isinstance(found, list) and found else element
         raise _too_deep(first if isinstance(first, etree._Element) else element, max_depth, source)
 
 
@@ -141,7 +141,14 @@ def iterparse(
 
 @lru_cache(maxsize=16)
 def _deeper_than(levels: int) -> etree.XPath:
-    """The first element more than ``levels`` below and including the context node."""
+    """Whether an element is more than ``levels`` below and including the context node (2.5 µs on a bank
+    statement's entry: the cheapest form found)."""
+    return etree.XPath("boolean(self::*" + "/*" * levels + ")")
+
+
+@lru_cache(maxsize=16)
+def _first_deeper_than(levels: int) -> etree.XPath:
+    """The first such element, to name its line."""
     return etree.XPath("(self::*" + "/*" * levels + ")[1]")
 
 

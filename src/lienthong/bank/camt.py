@@ -214,6 +214,8 @@ class _Reader:
         self.last = ""  # the last element read whole, for errors the parser cannot place
         self.index = 0
         self.documents = 0
+        self._parent: etree._Element | None = None
+        self._above = 0
         self._balances: dict[str, Decimal] = {}
         self._entries = 0
         self._sum = Decimal(0)
@@ -228,8 +230,10 @@ class _Reader:
     def check_depth(self, element: etree._Element) -> None:
         """Refuse an element read whole whose subtree nests deeper than ``xmlsafe``'s limit (its ancestors
         counted): streamed, the file is never held whole, so the depth is checked piece by piece."""
-        above = sum(1 for _ in element.iterancestors())
-        xmlsafe.check_depth(element, _LIMITS.max_depth, source=self.name, above=above)
+        parent = element.getparent()
+        if parent is not self._parent:  # an entry's ancestors are its statement's: counted once per statement
+            self._parent, self._above = parent, sum(1 for _ in element.iterancestors())
+        xmlsafe.check_depth(element, _LIMITS.max_depth, source=self.name, above=self._above)
 
     def summary(self, element: etree._Element) -> StatementSummary:
         """The statement that just ended; the running sums start again for the next."""
