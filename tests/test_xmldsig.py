@@ -311,3 +311,18 @@ def test_xml_sign_signs_an_invoice_that_xml_verify_accepts(ca: trustme.CA, tmp_p
     signing = ["xml", "sign", str(paths["invoice.xml"]), "--key", str(paths["key.pem"])]
     assert main([*signing, "--cert", str(paths["cert.pem"]), "--out", str(paths["signed.xml"])]) == 0
     assert main(["xml", "verify", str(paths["signed.xml"]), "--trust", str(paths["ca.pem"])]) == 0
+
+
+def test_an_invoice_in_a_default_namespace_without_an_id_is_signed_and_verified(
+    seller: SigningKey, trust: TrustStore
+) -> None:
+    # Some providers' invoices put HDon in a namespace and leave DLHDon's Id to the signer.
+    document = (
+        b'<HDon xmlns="http://hoadondientu.gdt.gov.vn/2021/MLT"><DLHDon><SHDon>7</SHDon></DLHDon></HDon>'
+    )
+
+    result = verify(sign(document, seller), trust)
+
+    assert result.valid, result
+    assert result.signatures[0].references[0].uri == "#DLHDon"
+    assert result.signatures[0].location == "/HDon/DSCKS/NBan/Signature"

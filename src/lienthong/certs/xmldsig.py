@@ -32,7 +32,7 @@ import base64
 import binascii
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -174,7 +174,7 @@ class Verification:
     """Every signature of a document, and ``problems`` of the document itself (not XML, no signature)."""
 
     signatures: tuple[SignatureResult, ...] = ()
-    problems: tuple[str, ...] = field(default=())
+    problems: tuple[str, ...] = ()
 
     @property
     def valid(self) -> bool:
@@ -288,7 +288,7 @@ class _Check:
         where = _path(element)
         try:
             expected = base64.b64decode(self._one("DigestValue", reference).text or "", validate=True)
-            digest = _digest(reference, self._one("DigestMethod", reference).get("Algorithm", ""))
+            digest = _digest(self._one("DigestMethod", reference).get("Algorithm", ""))
             actual = digest(self._transformed(element, reference))
         except (ValueError, binascii.Error) as exc:
             return ReferenceResult(uri, False, where, str(exc))
@@ -482,7 +482,7 @@ def _remove_keeping_tail(element: etree._Element) -> None:
     parent.remove(element)
 
 
-def _digest(reference: etree._Element, algorithm: str) -> Any:
+def _digest(algorithm: str) -> Any:
     if algorithm not in _DIGESTS:
         raise ValueError(f"digest method {algorithm!r} is not accepted (SHA-256, SHA-384 or SHA-512)")
     name = _DIGESTS[algorithm]
@@ -524,18 +524,20 @@ def _path(element: etree._Element) -> str:
 
 
 def _data_id(root: etree._Element) -> str:
-    data = root.find("DLHDon")
+    data = root.find("{*}DLHDon")
     if data is None:
-        raise ValueError("the document has no DLHDon under its root: name the element to sign (reference_id)")
+        raise ValueError("the document has no DLHDon under its root: name the element to sign (references)")
     if data.get("Id") is None:
         data.set("Id", "DLHDon")
     return str(data.get("Id"))
 
 
 def _signer_slot(root: etree._Element, signer: str) -> etree._Element:
-    """``DSCKS/<signer>`` under the root, made when missing."""
-    dscks = root.find("DSCKS")
+    """``DSCKS/<signer>`` under the root (in the root's namespace, if any), made when missing."""
+    namespace = etree.QName(root).namespace
+    qualified = (lambda name: f"{{{namespace}}}{name}") if namespace else (lambda name: name)
+    dscks = root.find(qualified("DSCKS"))
     if dscks is None:
-        dscks = etree.SubElement(root, "DSCKS")
-    slot = dscks.find(signer)
-    return slot if slot is not None else etree.SubElement(dscks, signer)
+        dscks = etree.SubElement(root, qualified("DSCKS"))
+    slot = dscks.find(qualified(signer))
+    return slot if slot is not None else etree.SubElement(dscks, qualified(signer))
