@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -60,7 +61,7 @@ def _zeep_answer(payload: bytes, _: Path) -> None:
 
     async def post() -> None:
         async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
-            transport = make_soap_transport(client)
+            transport: Any = make_soap_transport(client)  # zeep's transports are untyped
             await transport.post("http://peer.invalid/service", b"<x/>", {})
 
     try:
@@ -72,7 +73,7 @@ def _zeep_answer(payload: bytes, _: Path) -> None:
 def _zeep_wsdl(payload: bytes, tmp: Path) -> None:
     path = tmp / "tenant.wsdl"
     path.write_bytes(payload)
-    transport = make_soap_transport(httpx.AsyncClient())
+    transport: Any = make_soap_transport(httpx.AsyncClient())
     try:
         transport.load(str(path))
     except zeep.exceptions.Error as exc:
