@@ -109,7 +109,7 @@ class ReloadingContext(ssl.SSLContext):
         self._stamp = now  # a file that fails is tried again once it changes again (or on SIGHUP)
         try:
             built = self._build()
-        except ConfigError as exc:
+        except (ConfigError, ssl.SSLError, OSError) as exc:
             log.warning("%s: certificates not reloaded, the ones in use are kept: %s", self.name, exc)
             return False
         self._current = built
@@ -157,4 +157,7 @@ class Reloader:
         """Check the files every ``interval_s`` seconds, until cancelled."""
         while True:
             await asyncio.sleep(interval_s)
-            await asyncio.to_thread(self.check)  # file reads and key parsing: off the event loop
+            try:
+                await asyncio.to_thread(self.check)  # file reads and key parsing: off the event loop
+            except Exception:  # the poller outlives any one surprise: the contexts in use are kept
+                log.exception("checking the certificate files failed; checking again in %.0f s", interval_s)
