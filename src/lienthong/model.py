@@ -126,6 +126,11 @@ class Outcome:
     lease_until_ms: int | None = None
     """The lease of the claim this attempt was made under: if the message was claimed again since (the
     lease ran out), the outcome is dropped. None writes it whatever the lease (tools, tests)."""
+    actor: str = ""
+    """The destination and operation tried (``portal.push``), for the message log."""
+    request_sha256: str = ""
+    """SHA-256 of the last request's bytes on the wire, and of its answer's (``adapters.exchanges``)."""
+    response_sha256: str = ""
 
     @property
     def detail(self) -> tuple[str | None, int | None]:

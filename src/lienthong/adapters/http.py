@@ -32,6 +32,8 @@ import httpx
 import yarl
 from httpx_aiohttp import AiohttpTransport as _HttpxOverAiohttp
 
+from lienthong.adapters.exchanges import note
+
 DEFAULT_MAX_ANSWER_BYTES = 8 * 1024 * 1024
 """The default cap on one answer from a peer, in bytes (8 MiB): far above any answer a peer owes us."""
 
@@ -292,6 +294,11 @@ class Endpoint:
         return await self._send("GET", self._url.update_query(query), b"", headers)
 
     async def _send(self, method: str, url: yarl.URL, body: bytes, headers: Mapping[str, str]) -> Answer:
+        answer = await self._exchange(method, url, body, headers)
+        note(body, answer.content)  # the message log's hashes of this attempt's exchange
+        return answer
+
+    async def _exchange(self, method: str, url: yarl.URL, body: bytes, headers: Mapping[str, str]) -> Answer:
         if self._sender is not None:  # it bounds the whole exchange itself
             return await self._sender.send(
                 method, url, body, headers, max_bytes=self._max_answer_bytes, timeout_s=self._timeout_s

@@ -25,6 +25,7 @@ from zeep.helpers import serialize_object
 from zeep.proxy import AsyncServiceProxy
 from zeep.transports import AsyncTransport
 
+from lienthong.adapters.exchanges import note
 from lienthong.adapters.http import read_capped
 from lienthong.adapters.soap import SAFE, UnsafeXml, check_answer, map_soap_errors, safe_xml
 from lienthong.errors import (
@@ -158,6 +159,7 @@ class _CappedSoapTransport(AsyncTransport):
                 f"http {status} without a SOAP envelope", status_code=status, content=response.content
             )
         check_answer(response.content)
+        note(message, response.content)  # the message log's hashes of this attempt's exchange
         return response
 
     def load(self, url: str) -> bytes:

@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 
 from lienthong.adapters.base import Adapter
+from lienthong.adapters.exchanges import Exchange, recording
 from lienthong.bus.circuits import CircuitBreakers
 from lienthong.bus.middleware import Attempt, Middleware
 from lienthong.bus.routes import Mapper
@@ -223,6 +224,7 @@ class Dispatcher:
         started = self._clock()
         error: DeliveryError | None = None
         status: int | None = None
+        exchange: Exchange | None = None
         adapter = self._adapters.get(message.destination)
         if adapter is None:
             error = PermanentError(f"no destination named {message.destination!r} is configured")
@@ -231,9 +233,10 @@ class Dispatcher:
             # again, and a copy still on its way could reach the destination after the next message.
             cut_off = message.lease_until_ms / 1000 - self._lease_ms / 10_000 - self._clock()
             try:
-                async with asyncio.timeout(max(0.0, cut_off)):
-                    body = await self._mapper.body(message)
-                    status = (await adapter.deliver(message, body)).http_status
+                with recording() as exchange:
+                    async with asyncio.timeout(max(0.0, cut_off)):
+                        body = await self._mapper.body(message)
+                        status = (await adapter.deliver(message, body)).http_status
             except TimeoutError:
                 error = RetryableError(
                     f"the attempt was cut off before its lease ran out ({self._lease_ms / 1000:g} s);"
@@ -248,7 +251,7 @@ class Dispatcher:
                 # not fix it. Dead-letter it with its type so a person sees it, and replays once fixed.
                 log.exception("unexpected error delivering %s", message.message_id)
                 error = PermanentError(f"internal error: {type(exc).__name__}: {exc}")
-        return Attempt(message, number, started, self._clock(), error, status)
+        return Attempt(message, number, started, self._clock(), error, status, exchange)
 
 
 def _log_outcome(message: Message, outcome: Outcome) -> None:

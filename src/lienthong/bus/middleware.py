@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 from prometheus_client import Counter, Histogram
 
+from lienthong.adapters.exchanges import Exchange
 from lienthong.bus.retry import RetryPolicy
 from lienthong.errors import DeliveryError, RetryableError
 from lienthong.model import IngestItem, Message, Outcome, OutcomeKind
@@ -31,6 +32,8 @@ class Attempt:
     finished: float
     error: DeliveryError | None
     http_status: int | None = None
+    exchange: Exchange | None = None
+    """The hashes of the attempt's last exchange with the peer (none: it never reached the wire)."""
 
     def outcome(self) -> Outcome:
         """The outcome as the attempt alone says it, before any middleware."""
@@ -50,6 +53,9 @@ class Attempt:
             message,
             status,
             lease_until_ms=self.message.lease_until_ms,
+            actor=f"{self.message.destination}.{self.message.operation}",
+            request_sha256=self.exchange.request_sha256 if self.exchange else "",
+            response_sha256=self.exchange.response_sha256 if self.exchange else "",
         )
 
 

@@ -26,6 +26,7 @@ from lienthong.model import (
     Replay,
     StoredEvent,
 )
+from lienthong.msglog.records import LogRecord, StoredCheckpoint
 from lienthong.payments.records import CallbackRecord, Claim, PaymentFinding, PaymentRecord
 from lienthong.scheduler.runs import RunRecord
 
@@ -266,6 +267,36 @@ class Circuits(Protocol):
         ...
 
 
+class MessageLog(Protocol):
+    """The message log's records (their bytes, indexed from 0 in the order appended) and checkpoints."""
+
+    def append(self, records: Sequence[LogRecord]) -> None:
+        """Add records after the last, in order (one node at a time: PostgreSQL takes a lock)."""
+        ...
+
+    def size(self) -> int: ...
+
+    def read(self, start: int, limit: int) -> list[tuple[int, bytes]]:
+        """Up to ``limit`` records from index ``start``, as (index, bytes)."""
+        ...
+
+    def about(self, subject: str, limit: int) -> list[tuple[int, bytes]]:
+        """The records about ``subject`` (a message id, a reference), oldest first."""
+        ...
+
+    def between(self, start_ms: int, end_ms: int, after: int, limit: int) -> list[tuple[int, bytes]]:
+        """Records stamped in [start_ms, end_ms) with an index above ``after``, by index."""
+        ...
+
+    def add_checkpoint(self, checkpoint: StoredCheckpoint) -> bool:
+        """Keep a checkpoint; False when one of that size is kept already (another node made it)."""
+        ...
+
+    def checkpoints(self, limit: int, before_size: int | None = None) -> list[StoredCheckpoint]:
+        """The latest checkpoints (below ``before_size`` if given), largest first."""
+        ...
+
+
 class Tx(Protocol):
     """The repositories of one open transaction."""
 
@@ -289,6 +320,8 @@ class Tx(Protocol):
     def actions(self) -> Actions: ...
     @property
     def circuits(self) -> Circuits: ...
+    @property
+    def log(self) -> MessageLog: ...
 
 
 class Backend(Tx, Protocol):

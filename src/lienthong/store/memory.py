@@ -31,10 +31,11 @@ from lienthong.model import (
     Replay,
     StoredEvent,
 )
+from lienthong.msglog.records import LogRecord, StoredCheckpoint
 from lienthong.payments.records import CallbackRecord, Claim, PaymentFinding, PaymentRecord
 from lienthong.scheduler.runs import RunRecord
 from lienthong.store.contract import KnownEvent, OperatorAction
-from lienthong.store.rows import closed_circuit, split_held
+from lienthong.store.rows import NoLog, closed_circuit, split_held
 
 
 @dataclass(frozen=True)
@@ -75,12 +76,14 @@ class _Tables:
     cursors: dict[str, str] = field(default_factory=dict)
     actions: list[OperatorAction] = field(default_factory=list)
     circuits: dict[str, CircuitRow] = field(default_factory=dict)
+    log: list[tuple[int, str, bytes]] = field(default_factory=list)
+    checkpoints: dict[int, StoredCheckpoint] = field(default_factory=dict)
 
 
 class MemoryBackend:
     """A ``store.contract.Backend`` in this process's memory."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, message_log: bool = True) -> None:
         self._committed = _Tables()
         self._open: _Tables | None = None
         self._seq = itertools.count(1)
@@ -94,6 +97,7 @@ class MemoryBackend:
         self.cursors = MemoryCursors(self)
         self.actions = MemoryActions(self)
         self.circuits = MemoryCircuits(self)
+        self.log: MemoryLog | NoLog = MemoryLog(self) if message_log else NoLog()
 
     @property
     def tables(self) -> _Tables:
@@ -456,6 +460,37 @@ class MemoryCircuits(_Repo):
 
     def put(self, rows: Sequence[CircuitRow]) -> None:
         self._t.circuits.update((row.destination, row) for row in rows)
+
+
+class MemoryLog(_Repo):
+    def append(self, records: Sequence[LogRecord]) -> None:
+        self._t.log.extend((r.at_ms, r.subject, r.data()) for r in records)
+
+    def size(self) -> int:
+        return len(self._t.log)
+
+    def read(self, start: int, limit: int) -> list[tuple[int, bytes]]:
+        return [(start + i, data) for i, (_, _, data) in enumerate(self._t.log[start : start + limit])]
+
+    def about(self, subject: str, limit: int) -> list[tuple[int, bytes]]:
+        found = [(i, data) for i, (_, s, data) in enumerate(self._t.log) if s == subject]
+        return found[:limit]
+
+    def between(self, start_ms: int, end_ms: int, after: int, limit: int) -> list[tuple[int, bytes]]:
+        found = [(i, d) for i, (at, _, d) in enumerate(self._t.log) if i > after and start_ms <= at < end_ms]
+        return found[:limit]
+
+    def add_checkpoint(self, checkpoint: StoredCheckpoint) -> bool:
+        if checkpoint.size in self._t.checkpoints:
+            return False
+        self._t.checkpoints[checkpoint.size] = checkpoint
+        return True
+
+    def checkpoints(self, limit: int, before_size: int | None = None) -> list[StoredCheckpoint]:
+        sizes = sorted(
+            (s for s in self._t.checkpoints if before_size is None or s < before_size), reverse=True
+        )
+        return [self._t.checkpoints[s] for s in sizes[:limit]]
 
 
 class MemoryRuns(_Repo):

@@ -47,12 +47,14 @@ from lienthong.model import (
     Replay,
     StoredEvent,
 )
+from lienthong.msglog.records import LogRecord, StoredCheckpoint
 from lienthong.payments.records import CallbackRecord, Claim, PaymentFinding, PaymentRecord
 from lienthong.scheduler.runs import RunRecord
 from lienthong.store.contract import KnownEvent, OperatorAction, Tx
 from lienthong.store.rows import (
     ACTION_COLUMNS,
     CALLBACK_COLUMNS,
+    CHECKPOINT_COLUMNS,
     CIRCUIT_COLUMNS,
     FINDING_COLUMNS,
     LEDGER_COLUMNS,
@@ -60,6 +62,8 @@ from lienthong.store.rows import (
     MESSAGE_FIELDS,
     PAYMENT_COLUMNS,
     RUN_COLUMNS,
+    NoLog,
+    checkpoint_row,
     circuit_row,
     claimed,
     event_row,
@@ -69,13 +73,14 @@ from lienthong.store.rows import (
     run_record,
     run_row,
     split_held,
+    stored_checkpoint,
 )
 from lienthong.store.runner import STOP, Op, answer, execute, next_batch
 
 T = TypeVar("T")
 Connection = psycopg.Connection[Any]
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 """The same number as SQLite's schema: the two describe the same tables."""
 
 _SCHEMA = """
@@ -250,6 +255,22 @@ CREATE TABLE IF NOT EXISTS circuits (
     probe         TEXT,
     updated_ms    BIGINT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS log_records (
+    seq      BIGINT PRIMARY KEY,
+    at_ms    BIGINT NOT NULL,
+    kind     TEXT NOT NULL,
+    subject  TEXT NOT NULL,
+    data     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS log_records_subject ON log_records (subject);
+CREATE INDEX IF NOT EXISTS log_records_at ON log_records (at_ms);
+CREATE TABLE IF NOT EXISTS log_checkpoints (
+    size      BIGINT PRIMARY KEY,
+    root      TEXT NOT NULL,
+    at_ms     BIGINT NOT NULL,
+    note      TEXT NOT NULL,
+    frontier  TEXT NOT NULL
+);
 """
 
 # Steps from each older schema version to the next; the CREATE ... IF NOT EXISTS script adds new tables.
@@ -259,11 +280,13 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     5: ("ALTER TABLE dossiers ADD COLUMN IF NOT EXISTS results INTEGER",),  # how many results a dossier has
     6: (),  # the operator_actions table (replays, discards, reveals): added by the script
     7: (),  # the circuits table (circuit breakers shared by the nodes): added by the script
+    8: (),  # the message log's tables (log_records, log_checkpoints): added by the script
 }
 
 # Advisory lock keys (64-bit, one space per database). The order lock is keyed by the outbox table's oid,
 # so stores in other schemas of one database do not wait for each other; migrations by the schema's name.
 _ORDER_LOCK_SPACE = 0x4C54_0001 << 32
+_LOG_LOCK = 0x4C54_0002 << 32  # the message log's appends (one space per database, as the order lock)
 _MIGRATION_LOCK = (
     "SELECT pg_advisory_xact_lock(hashtextextended('lienthong migrations ' || current_schema(), 0))"
 )
@@ -795,6 +818,65 @@ class PostgresCircuits:
         )
 
 
+class PostgresLog:
+    def __init__(self, db: _Db) -> None:
+        self._db = db
+
+    def append(self, records: Sequence[LogRecord]) -> None:
+        if not records:
+            return
+        # One appender at a time across nodes, until this transaction ends: indexes are dense and in
+        # commit order (a sequence would hand them out before commit, and a reader could see a gap).
+        self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_LOG_LOCK,))
+        start = self.size()
+        rows = [(start + i, r.at_ms, r.kind, r.subject, r.data().decode()) for i, r in enumerate(records)]
+        self._db.columns(
+            "INSERT INTO log_records (seq, at_ms, kind, subject, data)"
+            " SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[])",
+            rows,
+        )
+
+    def size(self) -> int:
+        row = self._db.execute("SELECT max(seq) FROM log_records").fetchone()
+        return 0 if row is None or row[0] is None else int(row[0]) + 1
+
+    def read(self, start: int, limit: int) -> list[tuple[int, bytes]]:
+        rows = self._db.execute(
+            "SELECT seq, data FROM log_records WHERE seq >= %s ORDER BY seq LIMIT %s", (start, limit)
+        ).fetchall()
+        return [(int(seq), data.encode()) for seq, data in rows]
+
+    def about(self, subject: str, limit: int) -> list[tuple[int, bytes]]:
+        rows = self._db.execute(
+            "SELECT seq, data FROM log_records WHERE subject = %s ORDER BY seq LIMIT %s", (subject, limit)
+        ).fetchall()
+        return [(int(seq), data.encode()) for seq, data in rows]
+
+    def between(self, start_ms: int, end_ms: int, after: int, limit: int) -> list[tuple[int, bytes]]:
+        rows = self._db.execute(
+            "SELECT seq, data FROM log_records WHERE at_ms >= %s AND at_ms < %s AND seq > %s"
+            " ORDER BY seq LIMIT %s",
+            (start_ms, end_ms, after, limit),
+        ).fetchall()
+        return [(int(seq), data.encode()) for seq, data in rows]
+
+    def add_checkpoint(self, checkpoint: StoredCheckpoint) -> bool:
+        cursor = self._db.execute(
+            f"INSERT INTO log_checkpoints ({CHECKPOINT_COLUMNS}) VALUES (%s, %s, %s, %s, %s)"
+            " ON CONFLICT (size) DO NOTHING",
+            checkpoint_row(checkpoint),
+        )
+        return bool(cursor.rowcount)
+
+    def checkpoints(self, limit: int, before_size: int | None = None) -> list[StoredCheckpoint]:
+        below = 2**62 if before_size is None else before_size
+        rows = self._db.execute(
+            f"SELECT {CHECKPOINT_COLUMNS} FROM log_checkpoints WHERE size < %s ORDER BY size DESC LIMIT %s",
+            (below, limit),
+        ).fetchall()
+        return [stored_checkpoint(row) for row in rows]
+
+
 class PostgresRuns:
     def __init__(self, db: _Db) -> None:
         self._db = db
@@ -861,7 +943,7 @@ class PostgresBackend:
     """A ``store.contract.Backend`` on one psycopg connection (not in autocommit), whose schema is up to
     date (``migrate``). Use it from one thread: its worker's. ``close`` closes the connection."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(self, connection: Connection, *, message_log: bool = True) -> None:
         if connection.autocommit:
             raise StoreError("the PostgreSQL backend needs a connection with autocommit off")
         self.connection = connection
@@ -880,6 +962,7 @@ class PostgresBackend:
         self.cursors = PostgresCursors(self._db)
         self.actions = PostgresActions(self._db)
         self.circuits = PostgresCircuits(self._db)
+        self.log: PostgresLog | NoLog = PostgresLog(self._db) if message_log else NoLog()
 
     @property
     def broken(self) -> bool:

@@ -21,6 +21,7 @@ from lienthong.model import (
     Outcome,
     StoredEvent,
 )
+from lienthong.msglog.records import LogRecord, StoredCheckpoint
 from lienthong.payments.records import CallbackRecord, PaymentRecord
 from lienthong.scheduler.runs import RunRecord
 
@@ -145,3 +146,40 @@ def circuit_row(row: Sequence[Any]) -> CircuitRow:
     return CircuitRow(
         str(destination), int(state), int(open_for_ms), int(reopen_at_ms), probe, int(updated_ms)
     )
+
+
+CHECKPOINT_COLUMNS = "size, root, at_ms, note, frontier"
+
+
+def checkpoint_row(checkpoint: StoredCheckpoint) -> tuple[Any, ...]:
+    return (*checkpoint[:4], orjson.dumps(list(checkpoint.frontier)).decode())
+
+
+def stored_checkpoint(row: Sequence[Any]) -> StoredCheckpoint:
+    size, root, at_ms, note, frontier = row
+    return StoredCheckpoint(int(size), str(root), int(at_ms), str(note), tuple(orjson.loads(frontier)))
+
+
+class NoLog:
+    """The message log switched off (``message_log.enabled: false``): nothing is kept."""
+
+    def append(self, records: Sequence[LogRecord]) -> None:
+        pass
+
+    def size(self) -> int:
+        return 0
+
+    def read(self, start: int, limit: int) -> list[tuple[int, bytes]]:
+        return []
+
+    def about(self, subject: str, limit: int) -> list[tuple[int, bytes]]:
+        return []
+
+    def between(self, start_ms: int, end_ms: int, after: int, limit: int) -> list[tuple[int, bytes]]:
+        return []
+
+    def add_checkpoint(self, checkpoint: StoredCheckpoint) -> bool:
+        return False
+
+    def checkpoints(self, limit: int, before_size: int | None = None) -> list[StoredCheckpoint]:
+        return []

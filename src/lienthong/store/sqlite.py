@@ -42,12 +42,14 @@ from lienthong.model import (
     Replay,
     StoredEvent,
 )
+from lienthong.msglog.records import LogRecord, StoredCheckpoint
 from lienthong.payments.records import CallbackRecord, Claim, PaymentFinding, PaymentRecord
 from lienthong.scheduler.runs import RunRecord
 from lienthong.store.contract import KnownEvent, OperatorAction
 from lienthong.store.rows import (
     ACTION_COLUMNS,
     CALLBACK_COLUMNS,
+    CHECKPOINT_COLUMNS,
     CIRCUIT_COLUMNS,
     FINDING_COLUMNS,
     LEDGER_COLUMNS,
@@ -55,6 +57,8 @@ from lienthong.store.rows import (
     MESSAGE_FIELDS,
     PAYMENT_COLUMNS,
     RUN_COLUMNS,
+    NoLog,
+    checkpoint_row,
     circuit_row,
     claimed,
     closed_circuit,
@@ -65,9 +69,10 @@ from lienthong.store.rows import (
     run_record,
     run_row,
     split_held,
+    stored_checkpoint,
 )
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -241,6 +246,22 @@ CREATE TABLE IF NOT EXISTS circuits (
     probe         TEXT,
     updated_ms    BIGINT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS log_records (
+    seq      BIGINT PRIMARY KEY,
+    at_ms    BIGINT NOT NULL,
+    kind     TEXT NOT NULL,
+    subject  TEXT NOT NULL,
+    data     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS log_records_subject ON log_records (subject);
+CREATE INDEX IF NOT EXISTS log_records_at ON log_records (at_ms);
+CREATE TABLE IF NOT EXISTS log_checkpoints (
+    size      BIGINT PRIMARY KEY,
+    root      TEXT NOT NULL,
+    at_ms     BIGINT NOT NULL,
+    note      TEXT NOT NULL,
+    frontier  TEXT NOT NULL
+);
 """
 
 # Later events win; an event older than what the ledger reflects changes nothing. Fields an event does not
@@ -321,6 +342,7 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     5: ("ALTER TABLE dossiers ADD COLUMN results INTEGER",),  # how many results a dossier has
     6: (),  # the operator_actions table (replays, discards, reveals): added by the script
     7: (),  # the circuits table (circuit breakers shared by the nodes): added by the script
+    8: (),  # the message log's tables (log_records, log_checkpoints): added by the script
 }
 _MAX_PARAMS = 30_000  # SQLite's default limit is 32,766 parameters in one statement
 
@@ -764,6 +786,60 @@ class SqliteCircuits:
         self._db.rows((f"INSERT OR REPLACE INTO circuits ({CIRCUIT_COLUMNS})", ""), [tuple(r) for r in rows])
 
 
+class SqliteLog:
+    def __init__(self, db: _Db) -> None:
+        self._db = db
+
+    def append(self, records: Sequence[LogRecord]) -> None:
+        if not records:
+            return
+        start = self.size()
+        self._db.rows(
+            ("INSERT INTO log_records (seq, at_ms, kind, subject, data)", ""),
+            [(start + i, r.at_ms, r.kind, r.subject, r.data().decode()) for i, r in enumerate(records)],
+        )
+
+    def size(self) -> int:
+        row = self._db.execute("SELECT max(seq) FROM log_records").fetchone()
+        return 0 if row is None or row[0] is None else int(row[0]) + 1
+
+    def read(self, start: int, limit: int) -> list[tuple[int, bytes]]:
+        rows = self._db.execute(
+            "SELECT seq, data FROM log_records WHERE seq >= ? ORDER BY seq LIMIT ?", (start, limit)
+        ).fetchall()
+        return [(int(seq), data.encode()) for seq, data in rows]
+
+    def about(self, subject: str, limit: int) -> list[tuple[int, bytes]]:
+        rows = self._db.execute(
+            "SELECT seq, data FROM log_records WHERE subject = ? ORDER BY seq LIMIT ?", (subject, limit)
+        ).fetchall()
+        return [(int(seq), data.encode()) for seq, data in rows]
+
+    def between(self, start_ms: int, end_ms: int, after: int, limit: int) -> list[tuple[int, bytes]]:
+        rows = self._db.execute(
+            "SELECT seq, data FROM log_records WHERE at_ms >= ? AND at_ms < ? AND seq > ?"
+            " ORDER BY seq LIMIT ?",
+            (start_ms, end_ms, after, limit),
+        ).fetchall()
+        return [(int(seq), data.encode()) for seq, data in rows]
+
+    def add_checkpoint(self, checkpoint: StoredCheckpoint) -> bool:
+        cursor = self._db.execute(
+            f"INSERT INTO log_checkpoints ({CHECKPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (size) DO NOTHING",
+            checkpoint_row(checkpoint),
+        )
+        return bool(cursor.rowcount)
+
+    def checkpoints(self, limit: int, before_size: int | None = None) -> list[StoredCheckpoint]:
+        below = 2**62 if before_size is None else before_size
+        rows = self._db.execute(
+            f"SELECT {CHECKPOINT_COLUMNS} FROM log_checkpoints WHERE size < ? ORDER BY size DESC LIMIT ?",
+            (below, limit),
+        ).fetchall()
+        return [stored_checkpoint(row) for row in rows]
+
+
 class SqliteRuns:
     def __init__(self, db: _Db) -> None:
         self._db = db
@@ -836,7 +912,13 @@ class SqliteBackend:
     """
 
     def __init__(
-        self, path: str | Path, *, synchronous: str = "full", init: bool = False, node: str | None = ""
+        self,
+        path: str | Path,
+        *,
+        synchronous: str = "full",
+        init: bool = False,
+        node: str | None = "",
+        message_log: bool = True,
     ) -> None:
         # The real file: a symlinked path must find the same lock file as the file's own path does.
         self.path = Path(path).resolve()
@@ -880,6 +962,7 @@ class SqliteBackend:
         self.cursors = SqliteCursors(db)
         self.actions = SqliteActions(db)
         self.circuits = SqliteCircuits(db)
+        self.log: SqliteLog | NoLog = SqliteLog(db) if message_log else NoLog()
 
     def begin(self) -> None:
         # One stat per transaction (about a microsecond) guards against writing to a file nobody will see.

@@ -7,6 +7,7 @@ functions pickle by name: the same unit runs on a thread or in the store's own p
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import NamedTuple
@@ -29,6 +30,7 @@ from lienthong.model import (
     Replay,
     StoredEvent,
 )
+from lienthong.msglog.records import LogRecord, StoredCheckpoint
 from lienthong.payments.records import CallbackRecord, PaymentFinding, PaymentRecord, Settlement, Verdict
 from lienthong.payments.state import judge
 from lienthong.scheduler.runs import RunRecord
@@ -191,8 +193,25 @@ def apply_circuit_change(row: CircuitRow, change: CircuitChange, now_ms: int) ->
 
 
 def complete(tx: Tx, outcomes: Sequence[Outcome]) -> None:
-    """Write outcomes and the events they raise (``delivery.failed``), in this one transaction."""
+    """Write outcomes, the events they raise (``delivery.failed``) and the message log's record of each
+    attempt, in this one transaction."""
     tx.outbox.finish(outcomes)
+    tx.log.append(
+        [
+            LogRecord(
+                o.finished_ms,
+                "delivery",
+                o.message_id,
+                o.actor,
+                o.kind,
+                o.request_sha256,
+                o.response_sha256,
+                f"attempt {o.attempt}" + (f", http {o.http_status}" if o.http_status is not None else ""),
+            )
+            for o in outcomes
+            if o.kind != "held"  # not an attempt
+        ]
+    )
     raised = [[item] for o in outcomes for item in o.raises]
     if raised:
         # Ids of raised events derive from the outcome (``failed:<message>:<attempt>``): a repeat is a
@@ -231,19 +250,30 @@ def dead_letters_between(
 def replay_by_operator(tx: Tx, replays: Sequence[Replay], by: str, reason: str, now_ms: int) -> list[str]:
     """Replay dead letters and record each one replayed as an operator's action, in one transaction."""
     done = tx.outbox.replay(replays, by=by, reason=reason, now_ms=now_ms)
-    tx.actions.record([OperatorAction(now_ms, by, "replay", i, reason) for i in done])
+    _record_actions(tx, [OperatorAction(now_ms, by, "replay", i, reason) for i in done])
     return done
 
 
 def discard(tx: Tx, message_ids: Sequence[str], by: str, reason: str, now_ms: int) -> list[str]:
     """Discard dead letters for good, recording who and why for each one discarded."""
     done = tx.outbox.discard(message_ids, now_ms=now_ms)
-    tx.actions.record([OperatorAction(now_ms, by, "discard", i, reason) for i in done])
+    _record_actions(tx, [OperatorAction(now_ms, by, "discard", i, reason) for i in done])
     return done
 
 
 def record_action(tx: Tx, action: OperatorAction) -> None:
-    tx.actions.record([action])
+    _record_actions(tx, [action])
+
+
+def _record_actions(tx: Tx, actions: Sequence[OperatorAction]) -> None:
+    """Operators' actions, and the message log's record of each (the reason as a hash: it is free text)."""
+    tx.actions.record(actions)
+    tx.log.append(
+        [
+            LogRecord(a.at_ms, "operator", a.message_id, a.actor, a.action, _sha256(a.reason), "", a.detail)
+            for a in actions
+        ]
+    )
 
 
 def operator_actions(tx: Tx, limit: int, message_id: str | None) -> list[OperatorAction]:
@@ -273,7 +303,16 @@ def mapping_version(tx: Tx, mapping_hash: str) -> MappingVersion | None:
 
 
 def record_lookup(tx: Tx, record: LookupRecord) -> None:
+    """A prefill look-up's audit record, and the message log's (no personal data: the request id, the
+    caller, the form and the outcome)."""
     tx.audit.record_lookups([record])
+    tx.log.append(
+        [
+            LogRecord(
+                record.at_ms, "lookup", record.request_id, record.caller, record.outcome, detail=record.form
+            )
+        ]
+    )
 
 
 def lookups(tx: Tx, limit: int) -> list[LookupRecord]:
@@ -290,7 +329,26 @@ def payment(tx: Tx, reference: str) -> PaymentRecord | None:
 
 
 def record_callback(tx: Tx, record: CallbackRecord) -> None:
+    _record_callback(tx, record)
+
+
+def _record_callback(tx: Tx, record: CallbackRecord) -> None:
+    """A payment callback's record, and the message log's: its body as a hash, and the verdict."""
     tx.payments.record_callback(record)
+    tx.log.append(
+        [
+            LogRecord(
+                record.received_ms,
+                "callback",
+                record.reference,
+                record.source or record.channel,
+                record.verdict,
+                record.body_sha256,
+                "",
+                f"{record.channel} {record.status}",
+            )
+        ]
+    )
 
 
 def callbacks(tx: Tx, limit: int, reference: str | None) -> list[CallbackRecord]:
@@ -345,7 +403,7 @@ def settle_payment(tx: Tx, settlement: Settlement, now_ms: int) -> Verdict:
                 detail,
             )
         )
-    tx.payments.record_callback(replace(record, verdict=verdict))
+    _record_callback(tx, replace(record, verdict=verdict))
     return verdict
 
 
@@ -401,8 +459,19 @@ def _latest_per_dossier(items: Sequence[IngestItem]) -> list[LedgerEntry]:
 # -- scheduler run history ---------------------------------------------------------------------------------
 def claim_run(tx: Tx, run: RunRecord) -> bool:
     """Record the attempt ``run`` unless its run id has that attempt already: True when this caller runs
-    it (attempt 1 is the claim on the window)."""
-    return tx.runs.claim(run)
+    it (attempt 1 is the claim on the window). A forced run is an operator's action in the message log."""
+    claimed = tx.runs.claim(run)
+    if claimed and run.forced_by:
+        record = LogRecord(
+            run.started_ms,
+            "operator",
+            run.run_id,
+            run.forced_by,
+            "forced run",
+            _sha256(run.forced_reason or ""),
+        )
+        tx.log.append([record])
+    return claimed
 
 
 def skip_runs(tx: Tx, runs: Sequence[RunRecord]) -> int:
@@ -432,3 +501,34 @@ def last_success(tx: Tx, job: str) -> RunRecord | None:
 
 def abandon_runs(tx: Tx, job: str, started_before_ms: int, now_ms: int, detail: str) -> int:
     return tx.runs.abandon(job, started_before_ms, now_ms, detail)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# -- the message log -----------------------------------------------------------------------------------------
+def log_size(tx: Tx) -> int:
+    return tx.log.size()
+
+
+def log_records(tx: Tx, start: int, limit: int) -> list[tuple[int, bytes]]:
+    """Up to ``limit`` records' (index, bytes) from ``start``."""
+    return tx.log.read(start, limit)
+
+
+def log_about(tx: Tx, subject: str, limit: int) -> list[tuple[int, bytes]]:
+    return tx.log.about(subject, limit)
+
+
+def log_between(tx: Tx, start_ms: int, end_ms: int, after: int, limit: int) -> list[tuple[int, bytes]]:
+    return tx.log.between(start_ms, end_ms, after, limit)
+
+
+def log_checkpoints(tx: Tx, limit: int, before_size: int | None = None) -> list[StoredCheckpoint]:
+    return tx.log.checkpoints(limit, before_size)
+
+
+def add_log_checkpoint(tx: Tx, checkpoint: StoredCheckpoint) -> bool:
+    """Keep a checkpoint unless one of its size is kept already (another node made it first)."""
+    return tx.log.add_checkpoint(checkpoint)

@@ -1,0 +1,72 @@
+"""What the message log holds: one record per thing lienthong did or was told, hashes in place of content.
+
+Every delivery attempt, inbound payment callback, prefill look-up and operator action (replay, discard,
+reveal, forced run) appends a ``LogRecord`` in the same transaction as what it records (``store.units``).
+A record's bytes, the leaf of the Merkle tree (``msglog.merkle``), are its fields as one JSON array,
+compact, UTF-8, in this order::
+
+    [at_ms, kind, subject, actor, outcome, request_sha256, response_sha256, detail]
+
+The store keeps those bytes as they were written; a third party recomputes ``SHA-256(0x00 || bytes)``
+and needs no lienthong code to do so. Personal data never enters a record: a request and its answer are
+there as SHA-256 hashes of the bytes on the wire (``adapters.exchanges``), a payment by its reference, a
+look-up by its request id.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import orjson
+
+LogKind = Literal["delivery", "callback", "lookup", "operator"]
+
+
+class LogRecord(NamedTuple):
+    at_ms: int
+    kind: LogKind
+    subject: str
+    """What it is about: a message id (deliveries, operator actions), a payment reference (callbacks), a
+    look-up's request id."""
+    actor: str
+    """Who: the destination and operation of a delivery, a callback's source, a look-up's caller, the
+    operator."""
+    outcome: str
+    request_sha256: str = ""
+    response_sha256: str = ""
+    detail: str = ""
+
+    def data(self) -> bytes:
+        """The record's bytes: the leaf the tree hashes."""
+        return orjson.dumps(list(self))
+
+    @classmethod
+    def parse(cls, data: bytes) -> LogRecord:
+        """The record of ``data``; ValueError when it is not one this version writes."""
+        try:
+            fields = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"a log record is JSON: {exc}") from exc
+        if not isinstance(fields, list) or len(fields) != len(cls._fields):
+            raise ValueError(f"a log record is a JSON array of {len(cls._fields)} fields")
+        at_ms, *texts = fields
+        if not isinstance(at_ms, int) or not all(isinstance(t, str) for t in texts):
+            raise ValueError("a log record's first field is a number, the others text")
+        if texts[0] not in ("delivery", "callback", "lookup", "operator"):
+            raise ValueError(f"not a kind of log record: {texts[0]!r}")
+        record = cls(at_ms, *texts)
+        if record.data() != data:
+            raise ValueError("the log record's bytes are not as lienthong writes them")
+        return record
+
+
+class StoredCheckpoint(NamedTuple):
+    """A signed tree head as the store keeps it: the tree's ``size`` and ``root`` (hex), when, the signed
+    note (C2SP), and the frontier (hex hashes of the perfect subtrees, largest first) that lets the next
+    checkpoint extend the tree without reading it all again."""
+
+    size: int
+    root: str
+    at_ms: int
+    note: str
+    frontier: tuple[str, ...]
