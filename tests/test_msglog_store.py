@@ -15,6 +15,7 @@ import stores
 from lienthong.citizens.records import LookupRecord
 from lienthong.errors import StoreError
 from lienthong.model import Outcome
+from lienthong.msglog.merkle import leaf_hash
 from lienthong.msglog.records import LogRecord
 from lienthong.payments.records import CallbackRecord
 from lienthong.sandbox.dossiers import generate
@@ -26,8 +27,9 @@ from test_store_contract import NOW, Crash, claim, item, one_request
 
 async def records(store: Store) -> list[LogRecord]:
     found = await store.run(units.log_records, 0, 1000)
-    assert [i for i, _ in found] == list(range(len(found)))  # dense, from 0
-    return [LogRecord.parse(data) for _, data in found]
+    assert [i for i, _, _ in found] == list(range(len(found)))  # dense, from 0
+    assert all(leaf == leaf_hash(data).hex() for _, data, leaf in found)
+    return [LogRecord.parse(data) for _, data, _ in found]
 
 
 def attempt(message_id: str, kind: str = "delivered", number: int = 1) -> Outcome:
@@ -97,7 +99,7 @@ async def test_a_record_holds_no_content_of_the_event(store: Store) -> None:
     await one_request(store, [item(a.events[0], "portal")])
     (first,) = await claim(store)
     await store.run(units.complete, [attempt(first.message_id)])
-    (data,) = [d for _, d in await store.run(units.log_records, 0, 10)]
+    (data,) = [d for _, d, _ in await store.run(units.log_records, 0, 10)]
     dossier = a.events[0]["dossier"]
     for value in (a.code, *(str(v) for v in dossier.values() if isinstance(v, str) and len(v) > 3)):
         if value != first.message_id:

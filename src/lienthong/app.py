@@ -88,9 +88,11 @@ from lienthong.config import (
 )
 from lienthong.console import console_router
 from lienthong.console.session import Sessions
-from lienthong.errors import ConfigError, ConfigIssue
+from lienthong.errors import ConfigError, ConfigIssue, StoreError
 from lienthong.mappings import BUNDLED_PREFIX, CompiledMapping, FunctionRegistry, SpecLoader
 from lienthong.mappings.spec import Condition
+from lienthong.msglog.checkpointer import Checkpointer, CheckpointSettings
+from lienthong.msglog.checkpoints import SigningKey
 from lienthong.observability.http import RequestMetrics
 from lienthong.observability.logs import RequestId
 from lienthong.observability.metrics import Metrics
@@ -129,10 +131,13 @@ class Lienthong:
     feeds: list[ProvincialFeed] = field(default_factory=list)
     reloader: Reloader = field(default_factory=Reloader)
     """The TLS contexts that follow their certificate files (polled while the node runs; SIGHUP: reload)."""
+    checkpointer: Checkpointer | None = None
+    """Signs the message log's checkpoints (with ``message_log.key_file``)."""
     api: FastAPI = field(init=False)
     _dispatch_task: asyncio.Task[None] | None = field(default=None, init=False)
     _feed_tasks: list[asyncio.Task[None]] = field(default_factory=list, init=False)
     _certs_task: asyncio.Task[None] | None = field(default=None, init=False)
+    _checkpoint_task: asyncio.Task[None] | None = field(default=None, init=False)
 
     async def start(self) -> None:
         """Open the store, return rows a crash left in flight to pending, and start dispatching."""
@@ -153,6 +158,8 @@ class Lienthong:
         ]
         if len(self.reloader):
             self._certs_task = asyncio.create_task(self.reloader.poll(), name="lienthong-certificates")
+        if self.checkpointer is not None:
+            self._checkpoint_task = asyncio.create_task(self.checkpointer.run(), name="lienthong-checkpoints")
 
     async def stop(self) -> None:
         if self._certs_task is not None:
@@ -178,6 +185,13 @@ class Lienthong:
             await adapter.aclose()
         if self.population is not None:
             await self.population.aclose()
+        if self.checkpointer is not None and self._checkpoint_task is not None:
+            self.checkpointer.stop()
+            await asyncio.gather(self._checkpoint_task, return_exceptions=True)
+            try:  # the records of the last moments under a checkpoint too
+                await self.checkpointer.checkpoint()
+            except StoreError as exc:
+                log.warning("no last message log checkpoint at the stop: %s", exc)
         self.store.close()
 
     @asynccontextmanager
@@ -210,7 +224,9 @@ def build(
     for certificate in used:
         metrics.certificate_expiry.labels(certificate.name, certificate.purpose).set(certificate.not_after)
     reloader = Reloader(on_reload=lambda context: refresh_certificates(config, metrics, used, context.name))
-    store = build_store(config.store, init=init_store, as_node=as_node)
+    store = build_store(
+        config.store, init=init_store, as_node=as_node, message_log=config.message_log.enabled
+    )
     events = EventSink(config.events.dossier_code_field)
     adapters = {
         name: build_adapter(name, dest, store, events, config.base_dir, clock=clock, reloader=reloader)
@@ -262,6 +278,7 @@ def build(
         if name not in job_registry:  # an installed job of the same name wins
             job_registry.register(name, job)
     node.scheduler = build_scheduler(config, store, metrics, job_registry, clock=clock)
+    node.checkpointer = build_checkpointer(config, store, clock)
     node.feeds = [
         build_feed(
             name,
@@ -748,6 +765,29 @@ def compile_forms(config: Config, loader: SpecLoader) -> dict[str, CompiledMappi
 def retry_policy(config: RetryConfig) -> RetryPolicy:
     backoff = ExponentialBackoff(config.initial_delay_s, config.multiplier, config.max_delay_s, config.jitter)
     return RetryPolicy(backoff, StopAfterAttempts(config.max_attempts) | StopAfterAge(config.max_age_s))
+
+
+def build_checkpointer(config: Config, store: Store, clock: Clock) -> Checkpointer | None:
+    """The message log's checkpointer, when the log is on and has a key; ConfigError naming a key file
+    that cannot be read or is not a signing key."""
+    settings = config.message_log
+    if not settings.enabled or settings.key_file is None:
+        return None
+    path = config.base_dir / settings.key_file
+    try:
+        key = SigningKey.parse(path.read_text(encoding="ascii").strip())
+    except OSError as exc:
+        raise ConfigError.single(str(path), f"cannot read the message log's key: {exc.strerror}") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError.single(
+            str(path), f"not a signing key (make one with `lienthong log keygen`): {exc}"
+        ) from exc
+    return Checkpointer(
+        store,
+        key,
+        CheckpointSettings(settings.origin, settings.checkpoint_every, settings.checkpoint_interval_s),
+        clock=clock,
+    )
 
 
 def circuit_breakers(config: Config, metrics: Metrics, clock: Clock) -> list[CircuitBreakers]:

@@ -849,6 +849,33 @@ class PaymentsConfig(_Model):
     )
 
 
+class MessageLogConfig(_Model):
+    """The verifiable message log (msglog/): a record of every delivery attempt, payment callback, prefill
+    look-up and operator action, in a Merkle tree signed by checkpoints."""
+
+    enabled: bool = Field(
+        default=True, description="false: nothing is recorded (a benchmark's baseline; not for production)."
+    )
+    origin: str = Field(
+        default="lienthong",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^\s+]+$",
+        description="The log's name, the first line of every checkpoint (e.g. lienthong.ha-noi).",
+    )
+    key_file: str | None = Field(
+        default=None,
+        description="File holding the node's checkpoint signing key (`lienthong log keygen`); none: records"
+        " are kept but no checkpoints are signed.",
+    )
+    checkpoint_every: int = Field(
+        default=1000, ge=1, description="A checkpoint once this many records were appended since the last."
+    )
+    checkpoint_interval_s: float = Field(
+        default=60.0, gt=0, description="A checkpoint at least this often (seconds) while records arrive."
+    )
+
+
 class EventsConfig(_Model):
     """How events from the provincial system are read."""
 
@@ -981,6 +1008,7 @@ class Config(_Model):
         description="Systems lienthong polls for events (kind: provincial_feed), by name.",
     )
     kpis: KpiConfig = KpiConfig()
+    message_log: MessageLogConfig = MessageLogConfig()
 
     _source: LocatedDocument | None = PrivateAttr(default=None)
     _base_dir: Path | None = PrivateAttr(default=None)

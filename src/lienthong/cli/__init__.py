@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from lienthong import __version__
-from lienthong.cli import about, certs, db, dlq, mapping, payments, runs, statement, xmlsig
+from lienthong.cli import about, certs, db, dlq, mapping, msglog, payments, runs, statement, xmlsig
 from lienthong.cli.envfile import apply_env_file
 from lienthong.cli.exits import (
     EXIT_BROKEN_PIPE,
@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sandbox.set_defaults(handler=_sandbox)
 
-    for commands in (about, mapping, dlq, payments, db, runs, statement, certs, xmlsig):
+    for commands in (about, mapping, dlq, payments, db, runs, statement, certs, xmlsig, msglog):
         commands.add_commands(sub)
     return parser
 

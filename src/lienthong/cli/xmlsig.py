@@ -15,13 +15,13 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lienthong.certs.xmldsig import SignatureResult, SigningKey, TrustStore, Verification, sign, verify
 from lienthong.cli.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from lienthong.errors import ConfigError
-from lienthong.timefmt import DISPLAY_ZONE
-from lienthong.xmlsafe import XmlError
+
+if TYPE_CHECKING:
+    from lienthong.certs.xmldsig import SignatureResult, Verification
 
 
 def add_commands(sub: Any) -> None:
@@ -50,6 +50,10 @@ def add_commands(sub: Any) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: every command pays for what the cli module imports (`lienthong run`
+    # among them, before its stop signals are handled).
+    from lienthong.certs.xmldsig import TrustStore, verify  # noqa: PLC0415
+
     try:
         data = args.file.read_bytes()
         trust = TrustStore.from_pem_files(args.trust)
@@ -70,6 +74,8 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _as_json(signature: SignatureResult) -> dict[str, Any]:
+    from lienthong.timefmt import DISPLAY_ZONE  # noqa: PLC0415
+
     certificate = signature.certificate
     not_after = certificate.not_after.astimezone(DISPLAY_ZONE).isoformat() if certificate.not_after else None
     return {
@@ -106,6 +112,9 @@ def _describe(name: str, result: Verification) -> str:
 
 
 def _sign(args: argparse.Namespace) -> int:
+    from lienthong.certs.xmldsig import SigningKey, sign  # noqa: PLC0415
+    from lienthong.xmlsafe import XmlError  # noqa: PLC0415
+
     passphrase = None
     if args.passphrase_env:
         if args.passphrase_env not in os.environ:

@@ -150,6 +150,25 @@ class Tree:
         for leaf in leaves:
             self.append(leaf)
 
+    @classmethod
+    def resume(cls, size: int, frontier: Sequence[bytes]) -> Tree:
+        """The tree of ``size`` leaves whose perfect subtrees' roots are ``frontier`` (largest first), as
+        ``frontier`` gave them; ValueError when there are not as many as ``size`` has bits set."""
+        if size < 0 or len(frontier) != size.bit_count() or any(len(h) != 32 for h in frontier):
+            raise ValueError(f"a tree of {size} leaves has {size.bit_count()} subtree roots of 32 bytes")
+        tree = cls()
+        tree.size, tree._frontier = size, list(frontier)
+        return tree
+
+    @property
+    def frontier(self) -> tuple[bytes, ...]:
+        """The roots of the perfect subtrees, largest first: enough to go on appending (``resume``)."""
+        return tuple(self._frontier)
+
+    def add_leaves(self, leaves: Iterable[bytes]) -> None:
+        for leaf in leaves:
+            self.append(leaf)
+
     def append(self, leaf: bytes) -> None:
         node, size = leaf, self.size
         while size & 1:  # merge with each perfect subtree of the same height

@@ -31,21 +31,24 @@ def build_store(
     *,
     init: bool = False,
     as_node: bool = True,
+    message_log: bool = True,
 ) -> Store:
     """The store ``config`` describes. ``init`` creates a store where one ran before and was removed
     (``lienthong db init``); without it, that is StoreMissing at open. ``as_node=False`` opens a SQLite
-    store beside the node that holds it (operators' tools), without taking its lock."""
+    store beside the node that holds it (operators' tools), without taking its lock. ``message_log=False``
+    keeps no message log records (``message_log.enabled``)."""
     runner: Runner
     if isinstance(config, MemoryStoreConfig):
-        return Store(InlineRunner(MemoryBackend))
+        return Store(InlineRunner(functools.partial(MemoryBackend, message_log=message_log)))
     if isinstance(config, PostgresStoreConfig):
         from lienthong.store import postgres  # noqa: PLC0415 (psycopg loads only when used)
 
         dsn = config.dsn.get_secret_value()
         if config.process:
-            runner = ProcessRunner(functools.partial(postgres.open_backend, dsn))
+            runner = ProcessRunner(functools.partial(postgres.open_backend, dsn, message_log=message_log))
         else:
-            runner = postgres.PostgresPool(dsn, size=config.pool_size, init=init).runner()
+            pool = postgres.PostgresPool(dsn, size=config.pool_size, init=init, message_log=message_log)
+            runner = pool.runner()
         return Store(runner, deadline_s=config.deadline_s, shared=True)
     open_backend = functools.partial(
         SqliteBackend,
@@ -53,6 +56,7 @@ def build_store(
         synchronous=config.synchronous,
         init=init,
         node=node_name() if as_node else None,
+        message_log=message_log,
     )
     runner = ProcessRunner(open_backend) if config.process else ThreadRunner(open_backend)
     return Store(runner, deadline_s=config.deadline_s)

@@ -276,8 +276,9 @@ class MessageLog(Protocol):
 
     def size(self) -> int: ...
 
-    def read(self, start: int, limit: int) -> list[tuple[int, bytes]]:
-        """Up to ``limit`` records from index ``start``, as (index, bytes)."""
+    def read(self, start: int, limit: int) -> list[tuple[int, bytes, str]]:
+        """Up to ``limit`` records from index ``start``, as (index, bytes, leaf hash in hex: kept beside
+        the bytes when written, so that a record edited alone is named by ``log verify``)."""
         ...
 
     def about(self, subject: str, limit: int) -> list[tuple[int, bytes]]:

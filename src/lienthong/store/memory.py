@@ -31,6 +31,7 @@ from lienthong.model import (
     Replay,
     StoredEvent,
 )
+from lienthong.msglog.merkle import leaf_hash
 from lienthong.msglog.records import LogRecord, StoredCheckpoint
 from lienthong.payments.records import CallbackRecord, Claim, PaymentFinding, PaymentRecord
 from lienthong.scheduler.runs import RunRecord
@@ -76,7 +77,7 @@ class _Tables:
     cursors: dict[str, str] = field(default_factory=dict)
     actions: list[OperatorAction] = field(default_factory=list)
     circuits: dict[str, CircuitRow] = field(default_factory=dict)
-    log: list[tuple[int, str, bytes]] = field(default_factory=list)
+    log: list[tuple[int, str, bytes, str]] = field(default_factory=list)
     checkpoints: dict[int, StoredCheckpoint] = field(default_factory=dict)
 
 
@@ -464,20 +465,24 @@ class MemoryCircuits(_Repo):
 
 class MemoryLog(_Repo):
     def append(self, records: Sequence[LogRecord]) -> None:
-        self._t.log.extend((r.at_ms, r.subject, r.data()) for r in records)
+        for record in records:
+            data = record.data()
+            self._t.log.append((record.at_ms, record.subject, data, leaf_hash(data).hex()))
 
     def size(self) -> int:
         return len(self._t.log)
 
-    def read(self, start: int, limit: int) -> list[tuple[int, bytes]]:
-        return [(start + i, data) for i, (_, _, data) in enumerate(self._t.log[start : start + limit])]
+    def read(self, start: int, limit: int) -> list[tuple[int, bytes, str]]:
+        return [(start + i, d, leaf) for i, (_, _, d, leaf) in enumerate(self._t.log[start : start + limit])]
 
     def about(self, subject: str, limit: int) -> list[tuple[int, bytes]]:
-        found = [(i, data) for i, (_, s, data) in enumerate(self._t.log) if s == subject]
+        found = [(i, data) for i, (_, s, data, _) in enumerate(self._t.log) if s == subject]
         return found[:limit]
 
     def between(self, start_ms: int, end_ms: int, after: int, limit: int) -> list[tuple[int, bytes]]:
-        found = [(i, d) for i, (at, _, d) in enumerate(self._t.log) if i > after and start_ms <= at < end_ms]
+        found = [
+            (i, d) for i, (at, _, d, _) in enumerate(self._t.log) if i > after and start_ms <= at < end_ms
+        ]
         return found[:limit]
 
     def add_checkpoint(self, checkpoint: StoredCheckpoint) -> bool:

@@ -66,6 +66,7 @@ from lienthong.store.rows import (
     checkpoint_row,
     circuit_row,
     claimed,
+    data_and_leaf,
     event_row,
     fold_stats,
     ledger_entry,
@@ -260,7 +261,8 @@ CREATE TABLE IF NOT EXISTS log_records (
     at_ms    BIGINT NOT NULL,
     kind     TEXT NOT NULL,
     subject  TEXT NOT NULL,
-    data     TEXT NOT NULL
+    data     TEXT NOT NULL,
+    leaf     TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS log_records_subject ON log_records (subject);
 CREATE INDEX IF NOT EXISTS log_records_at ON log_records (at_ms);
@@ -829,10 +831,11 @@ class PostgresLog:
         # commit order (a sequence would hand them out before commit, and a reader could see a gap).
         self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_LOG_LOCK,))
         start = self.size()
-        rows = [(start + i, r.at_ms, r.kind, r.subject, r.data().decode()) for i, r in enumerate(records)]
+        rows = [(start + i, r.at_ms, r.kind, r.subject, *data_and_leaf(r)) for i, r in enumerate(records)]
         self._db.columns(
-            "INSERT INTO log_records (seq, at_ms, kind, subject, data)"
-            " SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[])",
+            "INSERT INTO log_records (seq, at_ms, kind, subject, data, leaf)"
+            " SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[],"
+            " %s::text[])",
             rows,
         )
 
@@ -840,11 +843,11 @@ class PostgresLog:
         row = self._db.execute("SELECT max(seq) FROM log_records").fetchone()
         return 0 if row is None or row[0] is None else int(row[0]) + 1
 
-    def read(self, start: int, limit: int) -> list[tuple[int, bytes]]:
+    def read(self, start: int, limit: int) -> list[tuple[int, bytes, str]]:
         rows = self._db.execute(
-            "SELECT seq, data FROM log_records WHERE seq >= %s ORDER BY seq LIMIT %s", (start, limit)
+            "SELECT seq, data, leaf FROM log_records WHERE seq >= %s ORDER BY seq LIMIT %s", (start, limit)
         ).fetchall()
-        return [(int(seq), data.encode()) for seq, data in rows]
+        return [(int(seq), data.encode(), leaf) for seq, data, leaf in rows]
 
     def about(self, subject: str, limit: int) -> list[tuple[int, bytes]]:
         rows = self._db.execute(
@@ -1073,14 +1076,14 @@ def _plan_each_time(connection: Connection) -> None:
     connection.commit()
 
 
-def open_backend(dsn: str, timeout_s: float = 10.0) -> PostgresBackend:
+def open_backend(dsn: str, timeout_s: float = 10.0, *, message_log: bool = True) -> PostgresBackend:
     """One connection, its schema brought up to date: the store process's backend (``store.process``).
 
     Module-level, so that ``functools.partial(open_backend, dsn)`` pickles for the store's process."""
     connection = _connect(dsn, timeout_s)
     try:
         migrate(connection)
-        return PostgresBackend(connection)
+        return PostgresBackend(connection, message_log=message_log)
     except BaseException:
         connection.close()
         raise
@@ -1094,8 +1097,17 @@ class PostgresPool:
     first start whatever it says (decision 0010).
     """
 
-    def __init__(self, dsn: str, *, size: int = 4, init: bool = False, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        size: int = 4,
+        init: bool = False,
+        timeout_s: float = 10.0,
+        message_log: bool = True,
+    ) -> None:
         self.dsn = dsn
+        self.message_log = message_log
         self.size = size
         self.init = init
         self.timeout_s = timeout_s
@@ -1136,7 +1148,7 @@ class PostgresPool:
             raise StoreError("the PostgreSQL pool is not open")
         connection = self._pool.getconn()
         try:
-            return PostgresBackend(connection)
+            return PostgresBackend(connection, message_log=self.message_log)
         except BaseException:
             self._pool.putconn(connection)
             raise

@@ -21,6 +21,7 @@ from lienthong.model import (
     Outcome,
     StoredEvent,
 )
+from lienthong.msglog.merkle import leaf_hash
 from lienthong.msglog.records import LogRecord, StoredCheckpoint
 from lienthong.payments.records import CallbackRecord, PaymentRecord
 from lienthong.scheduler.runs import RunRecord
@@ -160,6 +161,12 @@ def stored_checkpoint(row: Sequence[Any]) -> StoredCheckpoint:
     return StoredCheckpoint(int(size), str(root), int(at_ms), str(note), tuple(orjson.loads(frontier)))
 
 
+def data_and_leaf(record: LogRecord) -> tuple[str, str]:
+    """A record's bytes as text, and its leaf hash (hex), as the SQL stores keep them."""
+    data = record.data()
+    return data.decode(), leaf_hash(data).hex()
+
+
 class NoLog:
     """The message log switched off (``message_log.enabled: false``): nothing is kept."""
 
@@ -169,7 +176,7 @@ class NoLog:
     def size(self) -> int:
         return 0
 
-    def read(self, start: int, limit: int) -> list[tuple[int, bytes]]:
+    def read(self, start: int, limit: int) -> list[tuple[int, bytes, str]]:
         return []
 
     def about(self, subject: str, limit: int) -> list[tuple[int, bytes]]:

@@ -62,6 +62,7 @@ from lienthong.store.rows import (
     circuit_row,
     claimed,
     closed_circuit,
+    data_and_leaf,
     event_row,
     fold_stats,
     ledger_entry,
@@ -251,7 +252,8 @@ CREATE TABLE IF NOT EXISTS log_records (
     at_ms    BIGINT NOT NULL,
     kind     TEXT NOT NULL,
     subject  TEXT NOT NULL,
-    data     TEXT NOT NULL
+    data     TEXT NOT NULL,
+    leaf     TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS log_records_subject ON log_records (subject);
 CREATE INDEX IF NOT EXISTS log_records_at ON log_records (at_ms);
@@ -795,19 +797,19 @@ class SqliteLog:
             return
         start = self.size()
         self._db.rows(
-            ("INSERT INTO log_records (seq, at_ms, kind, subject, data)", ""),
-            [(start + i, r.at_ms, r.kind, r.subject, r.data().decode()) for i, r in enumerate(records)],
+            ("INSERT INTO log_records (seq, at_ms, kind, subject, data, leaf)", ""),
+            [(start + i, r.at_ms, r.kind, r.subject, *data_and_leaf(r)) for i, r in enumerate(records)],
         )
 
     def size(self) -> int:
         row = self._db.execute("SELECT max(seq) FROM log_records").fetchone()
         return 0 if row is None or row[0] is None else int(row[0]) + 1
 
-    def read(self, start: int, limit: int) -> list[tuple[int, bytes]]:
+    def read(self, start: int, limit: int) -> list[tuple[int, bytes, str]]:
         rows = self._db.execute(
-            "SELECT seq, data FROM log_records WHERE seq >= ? ORDER BY seq LIMIT ?", (start, limit)
+            "SELECT seq, data, leaf FROM log_records WHERE seq >= ? ORDER BY seq LIMIT ?", (start, limit)
         ).fetchall()
-        return [(int(seq), data.encode()) for seq, data in rows]
+        return [(int(seq), data.encode(), leaf) for seq, data, leaf in rows]
 
     def about(self, subject: str, limit: int) -> list[tuple[int, bytes]]:
         rows = self._db.execute(

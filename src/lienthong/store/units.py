@@ -512,8 +512,8 @@ def log_size(tx: Tx) -> int:
     return tx.log.size()
 
 
-def log_records(tx: Tx, start: int, limit: int) -> list[tuple[int, bytes]]:
-    """Up to ``limit`` records' (index, bytes) from ``start``."""
+def log_records(tx: Tx, start: int, limit: int) -> list[tuple[int, bytes, str]]:
+    """Up to ``limit`` records' (index, bytes, leaf hash) from ``start``."""
     return tx.log.read(start, limit)
 
 

@@ -1,0 +1,90 @@
+"""Signed tree heads of the message log, made by the node every N records or T seconds.
+
+A checkpoint is the tree's size and root in a C2SP signed note (``checkpoints``), kept in the store with
+the tree's frontier, so that the next one reads only the records appended since. Several nodes may make
+one at once: the store keeps the first of each size (``units.add_log_checkpoint``), and they agree on
+its root, since the records are the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from lienthong.clock import Clock, now_ms
+from lienthong.errors import StoreError
+from lienthong.msglog.checkpoints import Checkpoint, SigningKey, sign_checkpoint
+from lienthong.msglog.merkle import Tree
+from lienthong.msglog.records import StoredCheckpoint
+from lienthong.store import Store, units
+
+log = logging.getLogger("lienthong.msglog")
+PAGE = 10_000
+
+
+@dataclass(frozen=True)
+class CheckpointSettings:
+    origin: str
+    """The log's name, the first line of every checkpoint (``lienthong.<province>``, say)."""
+    every: int = 1000
+    """A checkpoint once this many records were appended since the last one..."""
+    interval_s: float = 60.0
+    """...or this many seconds after the last one, if any record was appended since."""
+
+
+class Checkpointer:
+    def __init__(self, store: Store, key: SigningKey, settings: CheckpointSettings, *, clock: Clock) -> None:
+        self._store = store
+        self._key = key
+        self._settings = settings
+        self._clock = clock
+        self._stopping = asyncio.Event()
+
+    async def checkpoint(self) -> StoredCheckpoint | None:
+        """Sign the log as it stands, unless the latest checkpoint already covers it; the one kept."""
+        latest = await self._store.run(units.log_checkpoints, 1)
+        size = await self._store.run(units.log_size)
+        tree = (
+            Tree.resume(latest[0].size, [bytes.fromhex(h) for h in latest[0].frontier]) if latest else Tree()
+        )
+        if latest and size <= tree.size:
+            return None
+        while tree.size < size:
+            page = await self._store.run(units.log_records, tree.size, min(PAGE, size - tree.size))
+            if not page:
+                break
+            tree.add_leaves(bytes.fromhex(leaf) for _, _, leaf in page)
+        root = tree.root()
+        note = sign_checkpoint(Checkpoint(self._settings.origin, tree.size, root), self._key)
+        made = StoredCheckpoint(
+            tree.size, root.hex(), now_ms(self._clock), note, tuple(h.hex() for h in tree.frontier)
+        )
+        if await self._store.run(units.add_log_checkpoint, made):
+            log.info("message log checkpoint: %d records, root %s", made.size, made.root[:16])
+            return made
+        return None  # another node signed this size first
+
+    async def run(self) -> None:
+        """Checkpoint every ``interval_s``, or sooner once ``every`` records are waiting, until ``stop``."""
+        settings = self._settings
+        last = self._clock()
+        poll_s = min(settings.interval_s, 1.0)
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), poll_s)
+            try:
+                due = self._clock() - last >= settings.interval_s
+                if not due:
+                    latest = await self._store.run(units.log_checkpoints, 1)
+                    waiting = await self._store.run(units.log_size) - (latest[0].size if latest else 0)
+                    due = waiting >= settings.every
+                if due:
+                    await self.checkpoint()
+                    last = self._clock()
+            except StoreError as exc:
+                log.warning("no message log checkpoint this time (the store): %s", exc)
+
+    def stop(self) -> None:
+        self._stopping.set()

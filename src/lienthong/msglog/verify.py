@@ -1,0 +1,174 @@
+"""``log verify`` and ``log prove`` over a store: the whole log against its checkpoints, and one record's
+inclusion proof.
+
+Verification reads every record once, in index order, in pages: each record's bytes must parse, hash to
+the leaf kept beside them, and follow the one before (no gap); at each checkpoint's size the tree built
+from the records' own bytes must have the checkpoint's root, and the checkpoint's note must be signed by
+the log's key (given its verifier key). It names the first bad record where one record alone is bad, and
+otherwise the range a checkpoint's root covers. A checkpoint larger than the log means the log was cut
+short; a checkpoint from elsewhere (an auditor's copy) whose root differs means the log forked.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from lienthong.msglog.checkpoints import Checkpoint, NoteError, open_checkpoint
+from lienthong.msglog.merkle import Tree, inclusion_proof, leaf_hash
+from lienthong.msglog.records import LogRecord, StoredCheckpoint
+from lienthong.store import Store, units
+
+PAGE = 10_000
+
+
+@dataclass
+class Verdict:
+    records: int = 0
+    checkpoints: int = 0
+    problems: list[str] = field(default_factory=list)
+    first_bad: int | None = None
+    """The index of the first record found bad (None: none, or only a range is known)."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+async def _pages(store: Store) -> AsyncIterator[list[tuple[int, bytes, str]]]:
+    start = 0
+    while page := await store.run(units.log_records, start, PAGE):
+        yield page
+        start = page[-1][0] + 1
+
+
+async def _all_checkpoints(store: Store) -> list[StoredCheckpoint]:
+    found: list[StoredCheckpoint] = []
+    before: int | None = None
+    while page := await store.run(units.log_checkpoints, 1000, before):
+        found.extend(page)
+        before = page[-1].size
+    return found[::-1]  # smallest first
+
+
+async def verify(store: Store, *, verifier: str | None = None, outside: Sequence[Checkpoint] = ()) -> Verdict:
+    """Check the whole log; ``verifier`` checks the checkpoints' signatures, ``outside`` are checkpoints
+    kept elsewhere that the log must still agree with."""
+    stored = await _all_checkpoints(store)
+    walk = _Walk(verifier)
+    walk.verdict.checkpoints = len(stored)
+    for c in stored:
+        walk.due.setdefault(c.size, []).append(("checkpoint", bytes.fromhex(c.root), c.note))
+    for o in outside:
+        walk.due.setdefault(o.size, []).append(("outside", o.root, ""))
+    walk.check_roots()  # a checkpoint of the empty log
+    async for page in _pages(store):
+        for index, data, leaf in page:
+            walk.record(index, data, leaf)
+    return walk.finish()
+
+
+class _Walk:
+    """The tree rebuilt from the records' own bytes, checked at every size a checkpoint names."""
+
+    def __init__(self, verifier: str | None) -> None:
+        self.verifier = verifier
+        self.verdict = Verdict()
+        self.due: dict[int, list[tuple[str, bytes, str]]] = {}
+        self.tree = Tree()
+        self.previous = 0
+
+    def bad(self, index: int | None, what: str) -> None:
+        if index is not None and self.verdict.first_bad is None:
+            self.verdict.first_bad = index
+        self.verdict.problems.append(what)
+
+    def record(self, index: int, data: bytes, leaf: str) -> None:
+        tree = self.tree
+        if index != tree.size:
+            self.bad(tree.size, f"records {tree.size} to {index - 1} are missing")
+            while tree.size < index:  # go on from where the log goes on
+                tree.append(b"\x00" * 32)
+        computed = leaf_hash(data)
+        if computed.hex() != leaf:
+            self.bad(index, f"record {index}: its bytes do not hash to its leaf (the record was edited)")
+        else:
+            try:
+                LogRecord.parse(data)
+            except ValueError as exc:
+                self.bad(index, f"record {index}: {exc}")
+        tree.append(computed)
+        if tree.size in self.due:
+            self.check_roots()
+
+    def check_roots(self) -> None:
+        size, root = self.tree.size, self.tree.root()
+        for source, expected, note in self.due.get(size, ()):
+            if source == "outside" and root != expected:
+                self.bad(None, f"forked: a checkpoint kept elsewhere gives size {size} the root"
+                               f" {expected.hex()[:16]}, the log gives {root.hex()[:16]}")  # fmt: skip
+            elif source == "checkpoint" and root != expected:
+                self.bad(None, f"the checkpoint of size {size} does not match the records: one of records"
+                               f" {self.previous} to {size - 1} was changed, with its leaf hash")  # fmt: skip
+            elif source == "checkpoint" and self.verifier is not None:
+                self._signed(note, size, root)
+        if size in self.due:
+            self.previous = size
+
+    def _signed(self, note: str, size: int, root: bytes) -> None:
+        assert self.verifier is not None
+        try:
+            signed = open_checkpoint(note, self.verifier)
+        except NoteError as exc:
+            self.bad(None, f"the checkpoint of size {size} is not signed by the log's key: {exc}")
+            return
+        if (signed.size, signed.root) != (size, root):
+            self.bad(None, f"the checkpoint of size {size}: its signed note says otherwise")
+
+    def finish(self) -> Verdict:
+        size = self.verdict.records = self.tree.size
+        for wanted in sorted(self.due):
+            if wanted > size:
+                whose = (
+                    "a checkpoint kept elsewhere"
+                    if all(source == "outside" for source, _, _ in self.due[wanted])
+                    else "the log's own checkpoint"
+                )
+                self.bad(size, f"the log was cut short: {whose} covers {wanted} records, the log has {size}")
+                break
+        return self.verdict
+
+
+async def prove(store: Store, subject: str) -> list[dict[str, Any]]:
+    """An inclusion proof for each record about ``subject`` (a message id, a reference) under the latest
+    checkpoint: what ``msglog.proofcheck`` checks with the verifier key alone. LookupError: no such record,
+    or none yet under a checkpoint."""
+    records = await store.run(units.log_about, subject, 100)
+    if not records:
+        raise LookupError(f"no record about {subject!r} in the message log")
+    latest = await store.run(units.log_checkpoints, 1)
+    if not latest or records[0][0] >= latest[0].size:
+        raise LookupError(
+            f"the records about {subject!r} are not under a checkpoint yet: wait for the next one"
+            " (message_log.checkpoint_interval_s)"
+        )
+    checkpoint = latest[0]
+    leaves: list[bytes] = []
+    async for page in _pages(store):
+        leaves.extend(bytes.fromhex(leaf) for _, _, leaf in page if len(leaves) < checkpoint.size)
+        if len(leaves) >= checkpoint.size:
+            break
+    del leaves[checkpoint.size :]
+    return [
+        {
+            "index": index,
+            "record": data.decode(),
+            "size": checkpoint.size,
+            "proof": [base64.b64encode(h).decode() for h in inclusion_proof(index, leaves)],
+            "checkpoint": checkpoint.note,
+        }
+        for index, data in records
+        if index < checkpoint.size
+    ]
