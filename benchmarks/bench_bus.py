@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import secrets
@@ -234,10 +235,14 @@ def portal_requests(stream: DossierStream, session: str) -> Iterator[bytes]:
         yield orjson.dumps({**base, "service": "DongBoHoSoMC", "isUpdating": updating, "data": [item]})
 
 
-async def bus_deliveries(portal_url: str, streams: list[DossierStream], workdir: Path) -> float:
+async def bus_deliveries(
+    portal_url: str, streams: list[DossierStream], workdir: Path, *, message_log: bool = True
+) -> float:
+    """The bus's deliveries; ``message_log=False``: the same with the message log off (its baseline)."""
     config = Config.model_validate(
         {
             "store": store_config(workdir, "deliver"),
+            "message_log": {"enabled": message_log},
             "dispatcher": {"max_in_flight": IN_FLIGHT, "poll_interval_s": 0.05},
             "destinations": {
                 "portal": {
@@ -275,7 +280,8 @@ async def bus_deliveries(portal_url: str, streams: list[DossierStream], workdir:
     while sum(s.pending + s.inflight for s in await node.store.run(units.stats)) > 0:  # noqa: ASYNC110
         await asyncio.sleep(0.002)
     elapsed = time.perf_counter() - started
-    COMMITS.append((node.store.commits - commits) / expected)
+    if message_log:
+        COMMITS.append((node.store.commits - commits) / expected)
     dead = sum(s.dead for s in await node.store.run(units.stats))
     await node.stop()
     if dead:
@@ -386,10 +392,11 @@ def bench_delivery(sizes: Sizes, workdir: Path) -> dict[str, float]:
                 ("bus", bus_deliveries),
                 ("httpx", httpx_loop),
                 ("adapter_client", adapter_client_loop),
+                ("bus_without_log", functools.partial(bus_deliveries, message_log=False)),
                 ("aiohttp", aiohttp_loop),
             ):
                 streams = unique_streams(n, day=next(days) * 10)
-                args = (url, streams, workdir) if name == "bus" else (url, streams)
+                args = (url, streams, workdir) if name.startswith("bus") else (url, streams)
                 elapsed = loop.run_until_complete(run(*args))
                 rate = n * per_dossier / elapsed
                 results[name] = max(results.get(name, 0.0), rate)
@@ -418,7 +425,7 @@ def main() -> int:
 def _run(args: argparse.Namespace, sizes: Sizes) -> int:
     with tempfile.TemporaryDirectory(prefix="lienthong-bench-") as tmp:
         ingest = bench_ingest(sizes, Path(tmp)) if args.only != "delivery" else {"single": 0.0, "batch": 0.0}
-        skipped = dict.fromkeys(("bus", "httpx", "adapter_client", "aiohttp"), 1.0)
+        skipped = dict.fromkeys(("bus", "httpx", "adapter_client", "aiohttp", "bus_without_log"), 1.0)
         delivery = bench_delivery(sizes, Path(tmp)) if args.only != "ingest" else skipped
     report = {
         "ingest_events_per_s_single": round(ingest["single"]),
@@ -430,6 +437,8 @@ def _run(args: argparse.Namespace, sizes: Sizes) -> int:
         "deliveries_per_s_bare_adapter_client": round(delivery["adapter_client"]),
         "ratio_bus_to_aiohttp": round(delivery["bus"] / delivery["aiohttp"], 2),
         "ratio_bus_to_adapter_client": round(delivery["bus"] / delivery["adapter_client"], 2),
+        "deliveries_per_s_bus_without_log": round(delivery["bus_without_log"]),
+        "ratio_log_on_to_off": round(delivery["bus"] / delivery["bus_without_log"], 2),
         "store": args.store,
         "commits_per_delivered_message": round(min(COMMITS), 3) if COMMITS else 0.0,
     }
@@ -461,6 +470,12 @@ def _run(args: argparse.Namespace, sizes: Sizes) -> int:
             report["deliveries_per_s_bare_adapter_client"],
             "/s",
             f"bus/that {report['ratio_bus_to_adapter_client']} (the adapters' HTTP path, no bus)",
+        ),
+        (
+            "deliveries, message log off",
+            report["deliveries_per_s_bus_without_log"],
+            "/s",
+            f"log on/off {report['ratio_log_on_to_off']} (issue 13: >= 0.9)",
         ),
         (
             "store commits per message",
