@@ -9,6 +9,8 @@ import asyncio
 import hashlib
 import json
 import sqlite3
+import tarfile
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,8 @@ from conftest import RunNode, config_dict
 from lienthong.adapters.exchanges import recording
 from lienthong.adapters.http import HttpPeer, make_transport
 from lienthong.cli import main
+from lienthong.mappings.dates import VIETNAM
+from lienthong.msglog.checkpoints import open_note
 from lienthong.msglog.records import LogRecord
 from lienthong.sandbox.dossiers import generate
 from lienthong.store import units
@@ -190,3 +194,32 @@ async def test_verify_names_an_edited_record_a_rewritten_one_a_cut_and_a_fork(
     code, verdict = await verify(config, verifier, capsys, "--checkpoint", str(kept_elsewhere))
     assert code == 1
     assert any("cut short: a checkpoint kept elsewhere" in p for p in verdict["problems"])
+
+
+async def test_a_day_is_exported_in_an_archive_signed_with_the_log_s_key(
+    run_node: RunNode, tmp_path: Path, peers: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key, verifier = keygen(tmp_path, capsys)
+    running, ids = await node_with_log(run_node, tmp_path, key)
+    config = write_config(tmp_path, peers, key)
+    found = [LogRecord.parse(d) for _, d, _ in await running.node.store.run(units.log_records, 0, 1000)]
+    today = datetime.fromtimestamp(found[0].at_ms / 1000, VIETNAM).date()  # the records' day, not the clock's
+    size = sum(datetime.fromtimestamp(r.at_ms / 1000, VIETNAM).date() == today for r in found)
+    archive = tmp_path / "today.tar"
+    assert await cli("log", "export", str(config), "--day", today.isoformat(), "--out", str(archive)) == 0
+    assert f"{size:,} records of {today.isoformat()}, signed" in capsys.readouterr().out
+    with tarfile.open(archive) as opened:
+        lines = opened.extractfile("records.jsonl").read()  # type: ignore[union-attr]
+        note = opened.extractfile("manifest.note").read().decode()  # type: ignore[union-attr]
+    manifest = open_note(note, verifier)  # signed with the log's key
+    assert f"records {size} " in manifest
+    assert f"sha256 {hashlib.sha256(lines).hexdigest()}" in manifest
+    exported = [LogRecord.parse(json.loads(line)["record"].encode()) for line in lines.splitlines()]
+    assert exported == [r for r in found if datetime.fromtimestamp(r.at_ms / 1000, VIETNAM).date() == today]
+    assert {r.subject for r in found} >= set(ids)
+    assert await cli("log", "export", str(config), "--day", today.isoformat(), "--out", str(archive)) == 2
+    assert "never overwritten" in capsys.readouterr().err
+    yesterday = tmp_path / "yesterday.tar"
+    day = (today - timedelta(days=1)).isoformat()
+    assert await cli("log", "export", str(config), "--day", day, "--out", str(yesterday)) == 0
+    assert "0 records" in capsys.readouterr().out

@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,12 @@ def add_commands(sub: Any) -> None:
     prove.add_argument("config", type=Path, help=CONFIG_HELP)
     prove.add_argument("subject", help="a message id, a payment reference or a look-up's request id")
     prove.set_defaults(handler=_prove)
+
+    export = commands.add_parser("export", help="one day's records in a signed archive (a tar file)")
+    export.add_argument("config", type=Path, help=CONFIG_HELP + " (and the checkpoint key that signs)")
+    export.add_argument("--day", type=date.fromisoformat, required=True, help="the day, YYYY-MM-DD (+07:00)")
+    export.add_argument("--out", type=Path, required=True, help="the archive to write (a new file)")
+    export.set_defaults(handler=_export)
 
     check = commands.add_parser("check", help="check a proof from `log prove` with the verifier key alone")
     check.add_argument("proof", type=Path, help="the JSON that `log prove` printed")
@@ -135,6 +142,28 @@ def _prove(args: argparse.Namespace) -> int:
             print(str(exc).strip("'\""), file=sys.stderr)
             return EXIT_FAILED
         print(json.dumps(proofs, ensure_ascii=False, indent=2))
+        return EXIT_OK
+
+    return run_on_store(args.config, work)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from lienthong.cli.dlq import run_on_store  # noqa: PLC0415
+    from lienthong.msglog.export import export_day  # noqa: PLC0415
+
+    async def work(node: Any) -> int:
+        checkpointer = node.checkpointer
+        if checkpointer is None:
+            print(
+                "the archive is signed with message_log.key_file, and the config names none", file=sys.stderr
+            )
+            return EXIT_USAGE
+        try:
+            count, _ = await export_day(node.store, args.day, checkpointer.key, checkpointer.origin, args.out)
+        except FileExistsError:
+            print(f"{args.out} exists: an archive is never overwritten", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"{args.out}: {count:,} records of {args.day.isoformat()}, signed")
         return EXIT_OK
 
     return run_on_store(args.config, work)

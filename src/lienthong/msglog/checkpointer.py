@@ -37,7 +37,8 @@ class CheckpointSettings:
 class Checkpointer:
     def __init__(self, store: Store, key: SigningKey, settings: CheckpointSettings, *, clock: Clock) -> None:
         self._store = store
-        self._key = key
+        self.key = key
+        self.origin = settings.origin
         self._settings = settings
         self._clock = clock
         self._stopping = asyncio.Event()
@@ -57,7 +58,7 @@ class Checkpointer:
                 break
             tree.add_leaves(bytes.fromhex(leaf) for _, _, leaf in page)
         root = tree.root()
-        note = sign_checkpoint(Checkpoint(self._settings.origin, tree.size, root), self._key)
+        note = sign_checkpoint(Checkpoint(self._settings.origin, tree.size, root), self.key)
         made = StoredCheckpoint(
             tree.size, root.hex(), now_ms(self._clock), note, tuple(h.hex() for h in tree.frontier)
         )
