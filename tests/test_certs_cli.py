@@ -161,3 +161,21 @@ def test_check_names_a_file_that_does_not_load_and_a_config_that_does_not_load_i
     broken.write_text("server: {tls: {key: k.pem}}\n")
     assert main(["certs", "check", str(broken)]) == EXIT_USAGE
     assert main(["certs", "show", str(tmp_path / "nowhere.yaml")]) == EXIT_USAGE
+
+
+def test_lienthong_check_names_a_server_or_destination_certificate_that_does_not_load(
+    tmp_path: Path, dev: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = config(tmp_path, dev)
+    assert main(["check", str(path)]) == EXIT_OK
+    wrong = tmp_path / "wrong.pass"
+    wrong.write_text("not the passphrase\n")
+    text = json.loads(path.read_text())
+    text["server"]["tls"]["key"] = str(dev / "client.key")  # another certificate's key
+    text["destinations"]["province"]["tls"]["passphrase_file"] = str(wrong)
+    path.write_text(json.dumps(text))
+    capsys.readouterr()
+    assert main(["check", str(path)]) == EXIT_FAILED
+    err = capsys.readouterr().err
+    assert "server.pem the certificate and key do not load together" in err
+    assert "client.p12 wrong passphrase" in err
