@@ -74,6 +74,11 @@ def test_demo_json_prints_one_summary_object_with_nothing_pending(capsys: pytest
     assert sum(summary["prefill"].values()) == 30  # one look-up per dossier
     assert summary["prefill"]["found"] > 0
     assert set(summary["prefill"]) <= {"found", "not_found", "unavailable"}  # faults may hit look-ups too
+    log = summary["message_log"]  # every attempt, look-up and callback, signed and verified
+    attempts = sum(d["delivered"] + d["retried"] + d["dead"] for d in summary["deliveries"].values())
+    assert log["verified"], log["problems"]
+    assert log["records"] >= attempts + 30
+    assert log["checkpoints"] >= 1
 
 
 @pytest.mark.slow

@@ -469,7 +469,8 @@ def _demo(args: argparse.Namespace) -> int:
     if summary is None:
         print("demo: stopped before the summary", file=sys.stderr)
         return EXIT_OK
-    return EXIT_OK if summary.pending == 0 else EXIT_FAILED
+    verified = summary.message_log.get("verified", False)
+    return EXIT_OK if summary.pending == 0 and verified else EXIT_FAILED
 
 
 def _sandbox(args: argparse.Namespace) -> int:
