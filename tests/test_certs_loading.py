@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import trustme
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from lienthong.certs import Passphrase, TlsFiles, build_client, load_credential
@@ -202,3 +203,29 @@ def test_the_config_takes_passphrases_by_reference_only_and_one_source_at_a_time
     tls = config.destinations["province"].tls
     assert tls is not None
     assert (tls.min_version, tls.system_trust) == ("1.2", True)  # the old keys alone: as before
+
+
+def test_a_certificate_tls_refuses_is_named_with_openssls_reason(tmp_path: Path) -> None:
+    # OpenSSL's default security level refuses a 1024-bit RSA key: loadable by cryptography, unusable by ssl.
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    name = x509.Name.from_rfc4514_string("CN=weak.example")
+    now = datetime.now(UTC)
+    weak = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    cert = tmp_path / "weak.pem"
+    cert.write_bytes(
+        weak.public_bytes(serialization.Encoding.PEM)
+        + key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    with pytest.raises(ConfigError, match=r"weak.pem TLS refuses the certificate: EE_KEY_TOO_SMALL"):
+        build_client(TlsFiles(cert_file=cert), environ={})

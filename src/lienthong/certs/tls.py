@@ -78,8 +78,7 @@ def build_client(
             context.load_verify_locations(cadata=cadata)
     context.minimum_version = _version(files.min_version)
     if files.cert_file is not None:
-        credential = _credential(files, environ, now)
-        load_into(context, credential)
+        load_into(context, _credential(files, environ, now), files.cert_file)
     return context
 
 
@@ -92,7 +91,7 @@ def build_server(
         raise ConfigError.single("", "a TLS server needs its certificate (server.tls.cert)")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = _version(files.min_version)
-    load_into(context, _credential(files, environ, now))
+    load_into(context, _credential(files, environ, now), files.cert_file)
     if files.ca_file is not None:
         context.load_verify_locations(cadata=_trusted(files.ca_file))
         context.verify_mode = ssl.CERT_REQUIRED if files.require_client_cert else ssl.CERT_OPTIONAL
@@ -115,8 +114,8 @@ def client_context(
     return build_client(files, environ={}, now=now)
 
 
-def load_into(context: ssl.SSLContext, credential: Credential) -> None:
-    """Make ``context`` present ``credential`` (certificate, intermediates, key)."""
+def load_into(context: ssl.SSLContext, credential: Credential, source: Path) -> None:
+    """Make ``context`` present ``credential`` (certificate, intermediates, key) read from ``source``."""
     password = secrets.token_hex(16)
     pem = b"".join(certificate_pem(c) for c in (credential.certificate, *credential.chain))
     pem += private_pem(credential.key, password.encode())
@@ -126,8 +125,7 @@ def load_into(context: ssl.SSLContext, credential: Credential) -> None:
             out.write(pem)
         context.load_cert_chain(name, password=password)
     except ssl.SSLError as exc:
-        subject = credential.certificate.subject.rfc4514_string()
-        raise ConfigError.single("", f"TLS refuses the certificate {subject}: {exc.reason or exc}") from exc
+        raise ConfigError.single(str(source), f"TLS refuses the certificate: {exc.reason or exc}") from exc
     finally:
         os.unlink(name)
 
@@ -159,12 +157,6 @@ def _version(name: str) -> ssl.TLSVersion:
         return VERSIONS[name]
     except KeyError:
         raise ConfigError.single("", f"unknown TLS version {name!r} (known: 1.2, 1.3)") from None
-
-
-def not_after(path: str) -> datetime:
-    """When the certificate at ``path`` (PEM or PKCS#12 without passphrase) expires (UTC), the earliest of
-    a bundle (a CA file may hold several); ConfigError naming the file."""
-    return min(c.not_valid_after_utc for c in load_certificates(Path(path)))
 
 
 def certificates_in(path: Path, passphrase: bytes | None = None) -> list[x509.Certificate]:
