@@ -249,6 +249,17 @@ def test_a_well_formed_ordinary_document_is_not_refused_for_its_shape(
     assert not re.search("DTD|deeper than|bytes, more than", answered), answered
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16"])
+def test_an_entity_bomb_libxml2_gives_up_on_is_still_named_a_dtd(encoding: str) -> None:
+    entities = "".join(f'<!ENTITY l{i} "{f"&l{i - 1};" * 10}">' for i in range(1, 10))
+    bomb = (
+        f'<?xml version="1.0" encoding="{encoding}"?><!DOCTYPE r [<!ENTITY l0 "lol">{entities}]><r>&l9;</r>'
+    )
+    with pytest.raises(xmlsafe.XmlRefused) as caught:
+        xmlsafe.parse(bomb.encode(encoding))
+    assert caught.value.what == "dtd"
+
+
 def test_the_refusal_names_what_and_where() -> None:
     with pytest.raises(xmlsafe.XmlRefused) as caught:
         xmlsafe.parse(b"<a>\n" + b"<d>" * 70 + b"</d>" * 70 + b"</a>", source="peer answer")

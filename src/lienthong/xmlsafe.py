@@ -44,6 +44,7 @@ OPTIONS: dict[str, bool] = {
 """lxml's parser options, the same for a whole-document parse and for ``iterparse``."""
 
 _PARSER = etree.XMLParser(**cast(Any, OPTIONS))
+_DOCTYPES = tuple("<!DOCTYPE".encode(encoding) for encoding in ("utf-8", "utf-16-le", "utf-16-be"))
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ def parse(
     try:
         root = etree.fromstring(raw, _PARSER)
     except etree.XMLSyntaxError as exc:
-        if b"<!DOCTYPE" in raw:  # a DTD libxml2 gave up on (an entity bomb): refused as a DTD
+        if any(mark in raw for mark in _DOCTYPES):  # a DTD libxml2 gave up on (an entity bomb)
             raise _dtd(source) from exc
         raise XmlMalformed(f"is not well-formed XML: {exc.msg}", source=source, line=exc.lineno or 0) from exc
     check_document(root, source=source)
