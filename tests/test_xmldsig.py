@@ -16,7 +16,17 @@ import trustme
 from cryptography import x509
 from lxml import etree
 
-from lienthong.certs.xmldsig import DS, SignatureResult, SigningKey, TrustStore, Verification, sign, verify
+from lienthong.certs.xmldsig import (
+    DS,
+    MAX_REFERENCES,
+    MAX_SIGNATURES,
+    SignatureResult,
+    SigningKey,
+    TrustStore,
+    Verification,
+    sign,
+    verify,
+)
 from lienthong.cli import main
 
 INVOICE = """<?xml version="1.0" encoding="UTF-8"?>
@@ -326,3 +336,25 @@ def test_an_invoice_in_a_default_namespace_without_an_id_is_signed_and_verified(
     assert result.valid, result
     assert result.signatures[0].references[0].uri == "#DLHDon"
     assert result.signatures[0].location == "/HDon/DSCKS/NBan/Signature"
+
+
+def test_a_document_of_many_signatures_or_references_is_refused_before_any_canonicalization(
+    seller: SigningKey, trust: TrustStore
+) -> None:
+    # Each reference costs a C14N of what it names: thousands over a large root would be a denial of service.
+    signed = sign(INVOICE, seller)
+    root = etree.fromstring(signed)
+    signature = root.find(f"DSCKS/NBan/{{{DS}}}Signature")
+    assert signature is not None
+    reference = signature.find(f"{{{DS}}}SignedInfo/{{{DS}}}Reference")
+    assert reference is not None
+    for _ in range(MAX_REFERENCES):
+        reference.addnext(etree.fromstring(etree.tostring(reference)))
+    (many_references,) = verify(etree.tostring(root), trust).signatures
+    assert f"more than {MAX_REFERENCES} references" in many_references.problems[0]
+
+    copies = b"".join([signed.split(b"<DSCKS>")[1].split(b"</DSCKS>")[0]] * (MAX_SIGNATURES + 1))
+    crowded = signed.replace(b"</DSCKS>", copies + b"</DSCKS>")
+    result = verify(crowded, trust)
+    assert result.signatures == ()
+    assert f"more than {MAX_SIGNATURES}" in result.problems[0]

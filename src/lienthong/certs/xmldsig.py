@@ -75,6 +75,13 @@ _ID_ATTRIBUTES = ("Id", "ID", "id")
 _COVERS: dict[str, tuple[str, ...]] = {"NBan": ("DLHDon",), "NMua": ("DLHDon",), "CQT": ("DLHDon", "MCCQT")}
 """In an invoice (``HDon``), what each signer's signature must cover: the elements the application reads."""
 
+MAX_SIGNATURES = 16
+"""Signatures read in one document (an invoice has three): each reference costs a C14N of what it names,
+so a document of thousands of signatures over its root is refused rather than canonicalized thousands of
+times."""
+MAX_REFERENCES = 16
+"""References read in one signature (the tax authority's has three)."""
+
 SIGNED_LIMITS = xmlsafe.XmlLimits(max_bytes=10 * 1_048_576)
 """A signed document read by ``verify``: 10 MiB (an invoice with its signatures is 10 to 50 KB)."""
 
@@ -224,6 +231,10 @@ def verify(
     signatures = list(root.iter(f"{{{DS}}}Signature"))
     if not signatures:
         return Verification(problems=(f"{source}: carries no XML signature (ds:Signature)",))
+    if len(signatures) > MAX_SIGNATURES:
+        return Verification(
+            problems=(f"{source}: carries {len(signatures)} signatures, more than {MAX_SIGNATURES}",)
+        )
     ids = _ids(root)
     at = now or datetime.now(UTC)
     return Verification(tuple(_checked(sig, root, ids, trust, at) for sig in signatures))
@@ -260,6 +271,8 @@ class _Check:
     def result(self, trust: TrustStore, now: datetime) -> SignatureResult:
         signed_info = self._one("SignedInfo")
         covered: list[etree._Element] = []
+        if len(signed_info.findall(f"{{{DS}}}Reference")) > MAX_REFERENCES:
+            raise ValueError(f"the signature has more than {MAX_REFERENCES} references")
         references = tuple(
             self._reference(ref, covered) for ref in signed_info.iterfind(f"{{{DS}}}Reference")
         )
