@@ -93,6 +93,7 @@ from lienthong.mappings import BUNDLED_PREFIX, CompiledMapping, FunctionRegistry
 from lienthong.mappings.spec import Condition
 from lienthong.msglog.checkpointer import Checkpointer, CheckpointSettings
 from lienthong.msglog.checkpoints import SigningKey
+from lienthong.msglog.timestamps import Timestamper, load_roots
 from lienthong.observability.http import RequestMetrics
 from lienthong.observability.logs import RequestId
 from lienthong.observability.metrics import Metrics
@@ -192,6 +193,7 @@ class Lienthong:
                 await self.checkpointer.checkpoint()
             except StoreError as exc:
                 log.warning("no last message log checkpoint at the stop: %s", exc)
+            await self.checkpointer.aclose()
         self.store.close()
 
     @asynccontextmanager
@@ -438,6 +440,7 @@ def build_api(node: Lienthong) -> FastAPI:
             auth=auth,
             dossier_code_field=config.events.dossier_code_field,
             max_batch_events=config.server.max_batch_events,
+            refusal=node.checkpointer.refusal if node.checkpointer is not None else None,
         )
     )
     api.include_router(
@@ -782,11 +785,26 @@ def build_checkpointer(config: Config, store: Store, clock: Clock) -> Checkpoint
         raise ConfigError.single(
             str(path), f"not a signing key (make one with `lienthong log keygen`): {exc}"
         ) from exc
+    timestamper, max_unstamped_s = None, 0.0
+    if settings.timestamp is not None:
+        tsa = settings.timestamp
+        ca_file = config.base_dir / tsa.ca_file
+        try:
+            roots = load_roots(ca_file)
+        except OSError as exc:
+            raise ConfigError.single(str(ca_file), f"cannot read the TSA's CA: {exc.strerror}") from exc
+        except ValueError as exc:
+            raise ConfigError.single(str(ca_file), f"not a PEM CA certificate: {exc}") from exc
+        peer = HttpPeer(tsa.url, make_transport(max_connections=2), timeout_s=tsa.timeout_s)
+        timestamper, max_unstamped_s = Timestamper(peer, "", roots), tsa.max_age_s
     return Checkpointer(
         store,
         key,
-        CheckpointSettings(settings.origin, settings.checkpoint_every, settings.checkpoint_interval_s),
+        CheckpointSettings(
+            settings.origin, settings.checkpoint_every, settings.checkpoint_interval_s, max_unstamped_s
+        ),
         clock=clock,
+        timestamper=timestamper,
     )
 
 

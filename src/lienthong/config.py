@@ -849,6 +849,24 @@ class PaymentsConfig(_Model):
     )
 
 
+class TimestampConfig(_Model):
+    """An RFC 3161 timestamp authority for the message log's checkpoints."""
+
+    url: str = Field(
+        pattern=r"^https?://", description="The TSA's URL (POST application/timestamp-query, RFC 3161 §3.4)."
+    )
+    ca_file: str = Field(
+        description="PEM file of the CA(s) the TSA's certificate chains to (relative to the config)."
+    )
+    max_age_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="Records may wait this long (seconds) for a timestamp; past it new events are refused"
+        " (503) until the TSA answers again. 0: never refuse.",
+    )
+    timeout_s: float = Field(default=10.0, gt=0, description="How long one request to the TSA may take.")
+
+
 class MessageLogConfig(_Model):
     """The verifiable message log (msglog/): a record of every delivery attempt, payment callback, prefill
     look-up and operator action, in a Merkle tree signed by checkpoints."""
@@ -873,6 +891,10 @@ class MessageLogConfig(_Model):
     )
     checkpoint_interval_s: float = Field(
         default=60.0, gt=0, description="A checkpoint at least this often (seconds) while records arrive."
+    )
+    timestamp: TimestampConfig | None = Field(
+        default=None,
+        description="Timestamp each checkpoint at an RFC 3161 TSA (needs key_file); none: not timestamped.",
     )
 
 

@@ -3,6 +3,7 @@
 # No ``from __future__ import annotations`` here: FastAPI reads the dependency annotations at run time, and
 # ``Authenticated`` is local to the router factory.
 import dataclasses
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import orjson
@@ -37,7 +38,10 @@ def events_router(
     auth: BearerAuth,
     dossier_code_field: str,
     max_batch_events: int,
+    refusal: Callable[[], str | None] | None = None,
 ) -> APIRouter:
+    """``refusal``: why events must be refused now (503), e.g. the message log has gone too long without
+    a timestamp; None accepts."""
     router = APIRouter()
     Authenticated = Annotated[Caller, Depends(auth)]
 
@@ -54,6 +58,9 @@ def events_router(
 
         A repeat of an event already taken (same ``event_id``, same content) answers the ids it got then,
         with ``duplicate: true``."""
+        refused_now = refusal() if refusal is not None else None
+        if refused_now is not None:
+            return error_response(503, "log_not_timestamped", refused_now, headers={"retry-after": "60"})
         body = await request.body()
         try:
             parsed, is_batch = parse_body(
@@ -112,7 +119,7 @@ _EVENTS_ANSWERS = {
             409: "This `event_id` was taken before with other content (`event_id_reused`)",
             413: TOO_LARGE,
             422: "An event is not valid, or the batch is too large (`invalid_event`); `path` names the field",
-            503: BUSY,
+            503: BUSY + "; or the message log has gone too long without a timestamp (`log_not_timestamped`)",
         }
     ),
 }

@@ -18,6 +18,7 @@ from lienthong.errors import StoreError
 from lienthong.msglog.checkpoints import Checkpoint, SigningKey, sign_checkpoint
 from lienthong.msglog.merkle import Tree
 from lienthong.msglog.records import StoredCheckpoint
+from lienthong.msglog.timestamps import Stamp, Timestamper, TimestampError
 from lienthong.store import Store, units
 
 log = logging.getLogger("lienthong.msglog")
@@ -32,16 +33,54 @@ class CheckpointSettings:
     """A checkpoint once this many records were appended since the last one..."""
     interval_s: float = 60.0
     """...or this many seconds after the last one, if any record was appended since."""
+    max_unstamped_s: float = 0.0
+    """How long records may wait for a timestamp before the node refuses new events (0: never)."""
 
 
 class Checkpointer:
-    def __init__(self, store: Store, key: SigningKey, settings: CheckpointSettings, *, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: Store,
+        key: SigningKey,
+        settings: CheckpointSettings,
+        *,
+        clock: Clock,
+        timestamper: Timestamper | None = None,
+    ) -> None:
         self._store = store
         self.key = key
         self.origin = settings.origin
         self._settings = settings
         self._clock = clock
+        self._timestamper = timestamper
         self._stopping = asyncio.Event()
+        self._unstamped_since: float | None = None
+        """When a checkpoint first went without a timestamp, since the last one that had one."""
+
+    def refusal(self) -> str | None:
+        """Why new events must be refused now (the log has waited too long for a timestamp), or None."""
+        limit = self._settings.max_unstamped_s
+        since = self._unstamped_since
+        if not limit or since is None or self._clock() - since <= limit:
+            return None
+        return (
+            f"the message log has had no timestamp from the TSA for {self._clock() - since:.0f} s"
+            f" (message_log.timestamp.max_age_s {limit:g}): new events are refused until it has one"
+        )
+
+    async def _stamp(self, note: str) -> Stamp | None:
+        """A timestamp of ``note``, or None (logged) when the TSA gives none; tracks how long since one."""
+        if self._timestamper is None:
+            return None
+        try:
+            stamp = await self._timestamper.stamp(note.encode())
+        except TimestampError as exc:
+            if self._unstamped_since is None:
+                self._unstamped_since = self._clock()
+            log.warning("message log checkpoint without a timestamp (retried at the next): %s", exc)
+            return None
+        self._unstamped_since = None
+        return stamp
 
     async def checkpoint(self) -> StoredCheckpoint | None:
         """Sign the log as it stands, unless the latest checkpoint already covers it; the one kept."""
@@ -51,6 +90,10 @@ class Checkpointer:
             Tree.resume(latest[0].size, [bytes.fromhex(h) for h in latest[0].frontier]) if latest else Tree()
         )
         if latest and size <= tree.size:
+            if self._timestamper is not None and not latest[0].timestamp:  # the TSA failed it: again
+                stamp = await self._stamp(latest[0].note)
+                if stamp is not None:
+                    await self._store.run(units.stamp_log_checkpoint, latest[0].size, stamp.token, _ms(stamp))
             return None
         while tree.size < size:
             page = await self._store.run(units.log_records, tree.size, min(PAGE, size - tree.size))
@@ -59,8 +102,15 @@ class Checkpointer:
             tree.add_leaves(bytes.fromhex(leaf) for _, _, leaf in page)
         root = tree.root()
         note = sign_checkpoint(Checkpoint(self._settings.origin, tree.size, root), self.key)
+        stamp = await self._stamp(note)
         made = StoredCheckpoint(
-            tree.size, root.hex(), now_ms(self._clock), note, tuple(h.hex() for h in tree.frontier)
+            tree.size,
+            root.hex(),
+            now_ms(self._clock),
+            note,
+            tuple(h.hex() for h in tree.frontier),
+            stamp.token if stamp else "",
+            _ms(stamp) if stamp else 0,
         )
         if await self._store.run(units.add_log_checkpoint, made):
             log.info("message log checkpoint: %d records, root %s", made.size, made.root[:16])
@@ -81,6 +131,7 @@ class Checkpointer:
                     latest = await self._store.run(units.log_checkpoints, 1)
                     waiting = await self._store.run(units.log_size) - (latest[0].size if latest else 0)
                     due = waiting >= settings.every
+                due = due or (self._unstamped_since is not None and self._clock() - last >= poll_s * 10)
                 if due:
                     await self.checkpoint()
                     last = self._clock()
@@ -89,3 +140,11 @@ class Checkpointer:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    async def aclose(self) -> None:
+        if self._timestamper is not None:
+            await self._timestamper.aclose()
+
+
+def _ms(stamp: Stamp) -> int:
+    return int(stamp.at.timestamp() * 1000)

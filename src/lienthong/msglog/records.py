@@ -70,3 +70,7 @@ class StoredCheckpoint(NamedTuple):
     at_ms: int
     note: str
     frontier: tuple[str, ...]
+    timestamp: str = ""
+    """The RFC 3161 timestamp of the note (the TSA's answer, base64), when one was had."""
+    timestamped_ms: int = 0
+    """The time in that timestamp (0: none)."""

@@ -297,6 +297,10 @@ class MessageLog(Protocol):
         """The latest checkpoints (below ``before_size`` if given), largest first."""
         ...
 
+    def stamp(self, size: int, timestamp: str, timestamped_ms: int) -> None:
+        """Keep the RFC 3161 timestamp of the checkpoint of ``size`` (had after it was kept)."""
+        ...
+
 
 class Tx(Protocol):
     """The repositories of one open transaction."""

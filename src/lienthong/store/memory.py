@@ -497,6 +497,11 @@ class MemoryLog(_Repo):
         )
         return [self._t.checkpoints[s] for s in sizes[:limit]]
 
+    def stamp(self, size: int, timestamp: str, timestamped_ms: int) -> None:
+        kept = self._t.checkpoints.get(size)
+        if kept is not None:
+            self._t.checkpoints[size] = kept._replace(timestamp=timestamp, timestamped_ms=timestamped_ms)
+
 
 class MemoryRuns(_Repo):
     def claim(self, run: RunRecord) -> bool:

@@ -271,7 +271,9 @@ CREATE TABLE IF NOT EXISTS log_checkpoints (
     root      TEXT NOT NULL,
     at_ms     BIGINT NOT NULL,
     note      TEXT NOT NULL,
-    frontier  TEXT NOT NULL
+    frontier  TEXT NOT NULL,
+    timestamp TEXT NOT NULL DEFAULT '',
+    timestamped_ms BIGINT NOT NULL DEFAULT 0
 );
 """
 
@@ -865,7 +867,7 @@ class PostgresLog:
 
     def add_checkpoint(self, checkpoint: StoredCheckpoint) -> bool:
         cursor = self._db.execute(
-            f"INSERT INTO log_checkpoints ({CHECKPOINT_COLUMNS}) VALUES (%s, %s, %s, %s, %s)"
+            f"INSERT INTO log_checkpoints ({CHECKPOINT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT (size) DO NOTHING",
             checkpoint_row(checkpoint),
         )
@@ -878,6 +880,12 @@ class PostgresLog:
             (below, limit),
         ).fetchall()
         return [stored_checkpoint(row) for row in rows]
+
+    def stamp(self, size: int, timestamp: str, timestamped_ms: int) -> None:
+        self._db.execute(
+            "UPDATE log_checkpoints SET timestamp = %s, timestamped_ms = %s WHERE size = %s",
+            (timestamp, timestamped_ms, size),
+        )
 
 
 class PostgresRuns:

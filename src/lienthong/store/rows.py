@@ -149,16 +149,25 @@ def circuit_row(row: Sequence[Any]) -> CircuitRow:
     )
 
 
-CHECKPOINT_COLUMNS = "size, root, at_ms, note, frontier"
+CHECKPOINT_COLUMNS = "size, root, at_ms, note, frontier, timestamp, timestamped_ms"
 
 
 def checkpoint_row(checkpoint: StoredCheckpoint) -> tuple[Any, ...]:
-    return (*checkpoint[:4], orjson.dumps(list(checkpoint.frontier)).decode())
+    frontier = orjson.dumps(list(checkpoint.frontier)).decode()
+    return (*checkpoint[:4], frontier, checkpoint.timestamp, checkpoint.timestamped_ms)
 
 
 def stored_checkpoint(row: Sequence[Any]) -> StoredCheckpoint:
-    size, root, at_ms, note, frontier = row
-    return StoredCheckpoint(int(size), str(root), int(at_ms), str(note), tuple(orjson.loads(frontier)))
+    size, root, at_ms, note, frontier, timestamp, timestamped_ms = row
+    return StoredCheckpoint(
+        int(size),
+        str(root),
+        int(at_ms),
+        str(note),
+        tuple(orjson.loads(frontier)),
+        timestamp,
+        int(timestamped_ms),
+    )
 
 
 def data_and_leaf(record: LogRecord) -> tuple[str, str]:
@@ -190,3 +199,6 @@ class NoLog:
 
     def checkpoints(self, limit: int, before_size: int | None = None) -> list[StoredCheckpoint]:
         return []
+
+    def stamp(self, size: int, timestamp: str, timestamped_ms: int) -> None:
+        pass

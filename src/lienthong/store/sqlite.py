@@ -262,7 +262,9 @@ CREATE TABLE IF NOT EXISTS log_checkpoints (
     root      TEXT NOT NULL,
     at_ms     BIGINT NOT NULL,
     note      TEXT NOT NULL,
-    frontier  TEXT NOT NULL
+    frontier  TEXT NOT NULL,
+    timestamp TEXT NOT NULL DEFAULT '',
+    timestamped_ms BIGINT NOT NULL DEFAULT 0
 );
 """
 
@@ -827,7 +829,7 @@ class SqliteLog:
 
     def add_checkpoint(self, checkpoint: StoredCheckpoint) -> bool:
         cursor = self._db.execute(
-            f"INSERT INTO log_checkpoints ({CHECKPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
+            f"INSERT INTO log_checkpoints ({CHECKPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (size) DO NOTHING",
             checkpoint_row(checkpoint),
         )
@@ -840,6 +842,12 @@ class SqliteLog:
             (below, limit),
         ).fetchall()
         return [stored_checkpoint(row) for row in rows]
+
+    def stamp(self, size: int, timestamp: str, timestamped_ms: int) -> None:
+        self._db.execute(
+            "UPDATE log_checkpoints SET timestamp = ?, timestamped_ms = ? WHERE size = ?",
+            (timestamp, timestamped_ms, size),
+        )
 
 
 class SqliteRuns:

@@ -532,3 +532,7 @@ def log_checkpoints(tx: Tx, limit: int, before_size: int | None = None) -> list[
 def add_log_checkpoint(tx: Tx, checkpoint: StoredCheckpoint) -> bool:
     """Keep a checkpoint unless one of its size is kept already (another node made it first)."""
     return tx.log.add_checkpoint(checkpoint)
+
+
+def stamp_log_checkpoint(tx: Tx, size: int, timestamp: str, timestamped_ms: int) -> None:
+    tx.log.stamp(size, timestamp, timestamped_ms)
