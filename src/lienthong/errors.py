@@ -22,8 +22,11 @@ message::
     │   ├── CitizenMismatch        the citizen exists, but the name or birth date given differs (fields)
     │   ├── PopulationUnavailable  the service is down, slow, or answered garbage: try again later
     │   └── PopulationRefused      the service refused our request (remote_code): a contract or config fault
-    └── RunRefused             a run by hand cannot start (job, run_id): unknown job, a window not over,
-                               or one run already (without --force)
+    ├── RunRefused             a run by hand cannot start (job, run_id): unknown job, a window not over,
+    │                          or one run already (without --force)
+    └── XmlError               XML lienthong will not read (defined in ``xmlsafe``; also a ValueError)
+        ├── XmlRefused         a DTD, too many bytes, too deep (what, source, line)
+        └── XmlMalformed       not well-formed XML
 
 Third-party exceptions (httpx, sqlite3, pydantic, yaml) are translated into this tree at one boundary
 each, with ``raise ... from exc``; see ``adapters.base.map_transport_errors``.
