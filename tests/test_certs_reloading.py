@@ -232,3 +232,33 @@ async def test_readiness_follows_a_renewed_client_certificate(tmp_path: Path, pe
             assert (await http.get("/readyz")).status_code == 200
     finally:
         await server.stop()
+
+
+async def test_the_poller_outlives_a_surprise_and_keeps_the_context_in_use(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    watched = tmp_path / "watched.pem"
+    watched.write_text("one")
+    first = ssl.create_default_context()
+    calls: list[int] = []
+
+    def build() -> ssl.SSLContext:
+        calls.append(1)
+        if len(calls) > 1:
+            raise RuntimeError("a bug, not a bad file")
+        return first
+
+    reloader = Reloader()
+    context = reloader.add(ReloadingContext("destinations.odd", build, [watched]))
+    poll = asyncio.create_task(reloader.poll(interval_s=0.01))
+    try:
+        with caplog.at_level(logging.ERROR, logger="lienthong.certs"):
+            watched.write_text("two")
+            async with asyncio.timeout(5):
+                while "checking the certificate files failed" not in caplog.text:
+                    await asyncio.sleep(0.01)
+        assert not poll.done()
+        assert context.current is first
+    finally:
+        poll.cancel()
+        await asyncio.gather(poll, return_exceptions=True)

@@ -126,7 +126,7 @@ class Lienthong:
     prefill: Prefill | None = None
     payments: PaymentCallbacks | None = None
     certificates: list[Certificate] = field(default_factory=list)
-    """The certificate files the node uses, read once at build: gauges, and readiness."""
+    """The certificate files the node uses, read at build and again after each reload: gauges, readiness."""
     population: PopulationAdapter | None = None
     scheduler: Scheduler | None = None
     feeds: list[ProvincialFeed] = field(default_factory=list)
