@@ -164,3 +164,26 @@ def test_a_stop_signal_arriving_while_a_class_is_made_still_stops_quietly() -> N
         type("Made", (), {"field": Signals()})
         reached = True
     assert not reached
+
+
+EARLY = """
+import os, signal, sys
+sys.argv = ["-m", *sys.argv[1:]]  # as `python -m lienthong.cli` has it while the package imports
+import lienthong.cli
+os.kill(os.getpid(), signal.SIGTERM)  # as if it landed while the command's modules were imported
+sys.exit(lienthong.cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize(("command", "code"), [("run", 0), ("about", 128 + signal.SIGTERM)])
+def test_a_stop_signal_during_the_imports_is_kept_for_the_command(bus: Bus, command: str, code: int) -> None:
+    """A SIGTERM before any handler of ours was in place killed `run` on a loaded machine (the imports take
+    a second or more); it is noted, and `run` stops quietly before starting, other commands as killed."""
+    args = [command, str(bus.config)] if command == "run" else [command]
+    done = subprocess.run(
+        [sys.executable, "-c", EARLY, *args], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == code, done.stderr[-3000:]
+    for word in UNCLEAN:
+        assert word not in done.stderr
+    assert "serving" not in done.stderr

@@ -15,10 +15,25 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from lienthong import __version__
-from lienthong.cli import about, certs, db, dlq, mapping, msglog, payments, runs, statement, xmlsig
-from lienthong.cli.envfile import apply_env_file
-from lienthong.cli.exits import (
+# A stop signal while this package's imports run (a second or more on a loaded machine, before any handler
+# of ours is in place) is noted rather than acted on: ``main`` then stops quietly before doing anything. Only
+# when this process is the command (``lienthong …`` or ``python -m lienthong.cli``), never when imported.
+_NOTED_STOPS: list[int] = []
+
+
+def _note_stop(signum: int, _frame: object) -> None:
+    _NOTED_STOPS.append(signum)
+
+
+_STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+if sys.argv[:1] == ["-m"] or Path(sys.argv[0]).name == "lienthong":
+    for _signal in _STOPPING_SIGNALS:
+        signal.signal(_signal, _note_stop)
+
+from lienthong import __version__  # noqa: E402 (after the early handlers, on purpose)
+from lienthong.cli import about, certs, db, dlq, mapping, msglog, payments, runs, statement, xmlsig  # noqa: E402
+from lienthong.cli.envfile import apply_env_file  # noqa: E402
+from lienthong.cli.exits import (  # noqa: E402
     EXIT_BROKEN_PIPE,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -26,13 +41,20 @@ from lienthong.cli.exits import (
     EXIT_STORE,
     EXIT_USAGE,
 )
-from lienthong.errors import ConfigError, StoreError
+from lienthong.errors import ConfigError, StoreError  # noqa: E402
 
 SANDBOX_KINDS = ("portal", "emc", "population", "paygov", "vnpt", "viettel", "province")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; its exit code (``cli/exits.py``, the README's table)."""
+    command = list(argv if argv is not None else sys.argv[1:])[:1]
+    if command != ["run"] and signal.getsignal(signal.SIGTERM) is _note_stop:
+        # Only ``run`` goes on with the noted stops (``_stopped_early``); others get the usual handlers.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if _NOTED_STOPS:
+            return 128 + _NOTED_STOPS[0]
     try:
         code = _main(argv)
         # Flushed here, not by Python at exit: a reader gone (`lienthong dlq list … | head`) is noticed
@@ -336,6 +358,7 @@ def _token_hash(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     with _stopped_early():  # from the first moment: a service manager may stop us while we start
+        _stop_if_noted()
         return _serve(args)
     return EXIT_OK  # stopped while starting
 
@@ -404,6 +427,12 @@ def _serve(args: argparse.Namespace) -> int:
 
 class _StopRequested(Exception):
     """A stop signal before the server's own handlers were in place."""
+
+
+def _stop_if_noted() -> None:
+    """Stop now if a stop signal came while the command's modules were imported (``_note_stop``)."""
+    if _NOTED_STOPS:
+        raise _StopRequested(_NOTED_STOPS[0])
 
 
 def _requested_stop(exc: BaseException | None) -> bool:
