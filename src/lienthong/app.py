@@ -36,6 +36,7 @@ from lienthong.adapters.paygov import PayGovAdapter, PayGovSettings
 from lienthong.adapters.population import PopulationAdapter, make_soap_transport
 from lienthong.adapters.portal import PortalAdapter, PortalCredentials
 from lienthong.adapters.provincial import ProvincialAdapter
+from lienthong.adapters.results import ResultCheckAdapter, ResultCheckSettings
 from lienthong.api import openapi
 from lienthong.api.admin import AdminAuth, Operations, ReplayLimit, admin_router
 from lienthong.api.auth import BearerAuth
@@ -58,6 +59,7 @@ from lienthong.bus.routes import DeliveryRoute, Mapper, Routes
 from lienthong.certs import CertificateFile, Passphrase, Reloader, ReloadingContext, TlsFiles
 from lienthong.certs.inventory import describe
 from lienthong.certs.tls import build_client, build_server, reloading_client, reloading_server
+from lienthong.certs.xmldsig import TrustStore
 from lienthong.checks.completeness import EmcCompleteness
 from lienthong.checks.integrity import IntegrityRules
 from lienthong.checks.jobs import IntegrityJob, KpiJob, KpiSettings
@@ -79,6 +81,7 @@ from lienthong.config import (
     PortalDestination,
     ProvincialDestination,
     ProvincialFeedSource,
+    ResultCheckDestination,
     RetryConfig,
     ServerTlsConfig,
     TlsConfig,
@@ -227,7 +230,11 @@ def build(
         metrics.certificate_expiry.labels(certificate.name, certificate.purpose).set(certificate.not_after)
     reloader = Reloader(on_reload=lambda context: refresh_certificates(config, metrics, used, context.name))
     store = build_store(
-        config.store, init=init_store, as_node=as_node, message_log=config.message_log.enabled
+        config.store,
+        init=init_store,
+        as_node=as_node,
+        message_log=config.message_log.enabled,
+        sealer=config.encryption.sealer() if config.encryption is not None else None,
     )
     events = EventSink(config.events.dossier_code_field)
     adapters = {
@@ -1070,6 +1077,18 @@ def build_vnpt(
     )
 
 
+def result_check_settings(dest: ResultCheckDestination, base_dir: Path) -> ResultCheckSettings:
+    """The trust roots read (relative to the config; ConfigError naming a file that is not PEM) and the
+    limits of a ``result_check`` destination."""
+    return ResultCheckSettings(
+        TrustStore.from_pem_files([base_dir / path for path in dest.trust_roots]),
+        allowed_hosts=frozenset(dest.allowed_hosts),
+        max_bytes=dest.max_document_bytes,
+        verify_timeout_s=dest.verify_timeout_s,
+        workers=dest.workers,
+    )
+
+
 def build_adapter(
     name: str,
     dest: Destination,
@@ -1116,4 +1135,6 @@ def build_adapter(
     if isinstance(dest, PayGovDestination):
         settings = PayGovSettings(dest.partner_code, dest.secret.get_secret_value(), dest.service_path)
         return PayGovAdapter(name, peer, settings, store, clock=clock)
+    if isinstance(dest, ResultCheckDestination):
+        return ResultCheckAdapter(name, peer, result_check_settings(dest, base_dir), store, clock=clock)
     raise AssertionError(f"unhandled destination kind {dest!r}")

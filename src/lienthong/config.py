@@ -7,6 +7,7 @@ Secrets are written as ``${ENV_NAME}`` and resolved from the environment the cal
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from collections.abc import Mapping
@@ -34,6 +35,7 @@ from lienthong.bank.records import DEFAULT_MAX_BYTES as DEFAULT_MAX_STATEMENT_BY
 from lienthong.bus.envelope import EventType
 from lienthong.errors import ConfigError, ConfigIssue
 from lienthong.mappings.spec import Condition
+from lienthong.sealing import Sealer
 
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
@@ -703,6 +705,50 @@ class ViettelDestination(_HttpDestination, _Seller):
         return self.receipt_params(template_code=self.template_code, series=self.series)
 
 
+class ResultCheckDestination(_HttpDestination):
+    """Not a system lienthong delivers to: the check of result documents' PDF signatures (decision 0022).
+    Route `dossier.result_issued` here (operation `verify`): each result document the event carries,
+    inline (`content_base64`) or by URL on an allowed host, is verified against the trust roots, and the
+    verdict is written to the dossier's ledger entry. Retries, circuit breaker and dead letters apply
+    to fetching the documents as to any delivery."""
+
+    operations: ClassVar[tuple[str, ...]] = ("verify",)
+    default_mappings: ClassVar[dict[str, str]] = {"verify": "bundled:result_check"}
+
+    kind: Literal["result_check"]
+    base_url: str = Field(
+        pattern=r"^https?://",
+        description="The province's document store: result URLs that are relative resolve against it, and"
+        " its host is allowed.",
+    )
+    trust_roots: list[str] = Field(
+        min_length=1,
+        description="PEM files of the CAs that issue officials' signing certificates (e.g. the government"
+        " CA's root); a signature must chain to one of them to be `signed_valid`.",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts besides base_url's that result documents may be fetched from (exact names,"
+        " no port). A URL on any other host is refused, never fetched: its verdict is `unreadable`.",
+    )
+    max_document_bytes: int = Field(
+        default=20 * 1024 * 1024,
+        ge=1024,
+        le=512 * 1024 * 1024,
+        description="The largest result document read, in bytes (default 20 MiB); a larger one is"
+        " `unreadable`, dropped unread.",
+    )
+    verify_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds the verification of one document may take (on a worker thread); past it the"
+        " verdict is `unreadable`.",
+    )
+    workers: int = Field(
+        default=2, ge=1, le=32, description="Documents verified at once, each on a thread of its own."
+    )
+
+
 Destination = Annotated[
     PortalDestination
     | EmcDestination
@@ -710,10 +756,11 @@ Destination = Annotated[
     | PayGovDestination
     | ProvincialDestination
     | VnptDestination
-    | ViettelDestination,
+    | ViettelDestination
+    | ResultCheckDestination,
     Field(discriminator="kind"),
 ]
-DESTINATION_KINDS = ("emc", "paygov", "population", "portal", "provincial", "viettel", "vnpt")
+DESTINATION_KINDS = ("emc", "paygov", "population", "portal", "provincial", "result_check", "viettel", "vnpt")
 HttpPeerConfig = _HttpDestination
 """What every system reached over HTTP has: its URL, timeout, connections, authentication and TLS."""
 
@@ -849,6 +896,38 @@ class PaymentsConfig(_Model):
     )
 
 
+class EncryptionConfig(_Model):
+    """Personal data at rest: events' payloads sealed with AES-256-GCM, a key id in each (store/sealing.py)."""
+
+    keys: dict[str, SecretStr] = Field(
+        min_length=1,
+        description="Key id -> 32 random bytes, base64 (use ${ENV} or ${file:PATH}; `lienthong keys new`"
+        " makes one). Keep an old key until `lienthong keys rotate` has sealed everything anew.",
+    )
+    current: str = Field(description="The key id new payloads are sealed with.")
+
+    @model_validator(mode="after")
+    def _keys_are_keys(self) -> EncryptionConfig:
+        if self.current not in self.keys:
+            raise ValueError(
+                f"current: {self.current!r} is not among the keys ({', '.join(sorted(self.keys))})"
+            )
+        for kid, value in self.keys.items():
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,32}", kid):
+                raise ValueError(f"keys: the key id {kid!r} is not 1-32 letters, digits, '_', '.' or '-'")
+            try:
+                raw = base64.b64decode(value.get_secret_value(), validate=True)
+            except ValueError as exc:
+                raise ValueError(f"keys.{kid}: not base64") from exc
+            if len(raw) != 32:
+                raise ValueError(f"keys.{kid}: {len(raw)} bytes; AES-256 needs 32 (`lienthong keys new`)")
+        return self
+
+    def sealer(self) -> Sealer:
+        keys = {kid: base64.b64decode(v.get_secret_value()) for kid, v in self.keys.items()}
+        return Sealer(keys, self.current)
+
+
 class TimestampConfig(_Model):
     """An RFC 3161 timestamp authority for the message log's checkpoints."""
 
@@ -982,6 +1061,13 @@ class KpiTargetsConfig(_Model):
     fully_online: float = Field(default=0.2, ge=0, le=1, description="Dossiers fully online (level 4).")
     on_time: float = Field(default=1.0, ge=0, le=1, description="Results returned on time or early.")
     ecopy: float = Field(default=1.0, ge=0, le=1, description="Results returned as electronic copies.")
+    signed: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="Results returned whose documents were checked and are validly signed (a `result_check`"
+        " destination checks them).",
+    )
 
 
 class KpiConfig(_Model):
@@ -1031,6 +1117,9 @@ class Config(_Model):
     )
     kpis: KpiConfig = KpiConfig()
     message_log: MessageLogConfig = MessageLogConfig()
+    encryption: EncryptionConfig | None = Field(
+        default=None, description="Seal events' payloads at rest with AES-256-GCM; none: kept as sent."
+    )
 
     _source: LocatedDocument | None = PrivateAttr(default=None)
     _base_dir: Path | None = PrivateAttr(default=None)

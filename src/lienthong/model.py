@@ -193,6 +193,11 @@ class LedgerEntry(NamedTuple):
     result_sha256: tuple[str, ...] = ()
     results: int | None = None
     """How many results the dossier's last event listed, with a document hash or not (None: not said)."""
+    result_signature: str | None = None
+    """The verdict on the PDF signatures of the dossier's result documents (``certs.pdf.VERDICTS``:
+    signed_valid, signed_untrusted, modified_after_signing, unsigned, unreadable); None: not checked."""
+    result_signature_note: str | None = None
+    """Why: who signed each document, or what is wrong with it."""
 
 
 CircuitChangeKind = Literal["trip", "want_probe", "probe_failed", "probe_passed"]

@@ -31,7 +31,19 @@ if sys.argv[:1] == ["-m"] or Path(sys.argv[0]).name == "lienthong":
         signal.signal(_signal, _note_stop)
 
 from lienthong import __version__  # noqa: E402 (after the early handlers, on purpose)
-from lienthong.cli import about, certs, db, dlq, mapping, msglog, payments, runs, statement, xmlsig  # noqa: E402
+from lienthong.cli import (  # noqa: E402
+    about,
+    certs,
+    db,
+    dlq,
+    keys,
+    mapping,
+    msglog,
+    payments,
+    runs,
+    statement,
+    xmlsig,
+)
 from lienthong.cli.envfile import apply_env_file  # noqa: E402
 from lienthong.cli.exits import (  # noqa: E402
     EXIT_BROKEN_PIPE,
@@ -204,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sandbox.set_defaults(handler=_sandbox)
 
-    for commands in (about, mapping, dlq, payments, db, runs, statement, certs, xmlsig, msglog):
+    for commands in (about, mapping, dlq, payments, db, runs, statement, certs, xmlsig, msglog, keys):
         commands.add_commands(sub)
     return parser
 

@@ -12,6 +12,7 @@ import os
 import socket
 
 from lienthong.config import MemoryStoreConfig, PostgresStoreConfig, SqliteStoreConfig
+from lienthong.sealing import Sealer
 from lienthong.store.contract import Backend, Tx
 from lienthong.store.memory import MemoryBackend
 from lienthong.store.process import ProcessRunner
@@ -32,11 +33,13 @@ def build_store(
     init: bool = False,
     as_node: bool = True,
     message_log: bool = True,
+    sealer: Sealer | None = None,
 ) -> Store:
     """The store ``config`` describes. ``init`` creates a store where one ran before and was removed
     (``lienthong db init``); without it, that is StoreMissing at open. ``as_node=False`` opens a SQLite
     store beside the node that holds it (operators' tools), without taking its lock. ``message_log=False``
-    keeps no message log records (``message_log.enabled``)."""
+    keeps no message log records (``message_log.enabled``); ``sealer`` seals events' payloads at rest
+    (``encryption``; the memory store keeps nothing at rest)."""
     runner: Runner
     if isinstance(config, MemoryStoreConfig):
         return Store(InlineRunner(functools.partial(MemoryBackend, message_log=message_log)))
@@ -45,9 +48,13 @@ def build_store(
 
         dsn = config.dsn.get_secret_value()
         if config.process:
-            runner = ProcessRunner(functools.partial(postgres.open_backend, dsn, message_log=message_log))
+            runner = ProcessRunner(
+                functools.partial(postgres.open_backend, dsn, message_log=message_log, sealer=sealer)
+            )
         else:
-            pool = postgres.PostgresPool(dsn, size=config.pool_size, init=init, message_log=message_log)
+            pool = postgres.PostgresPool(
+                dsn, size=config.pool_size, init=init, message_log=message_log, sealer=sealer
+            )
             runner = pool.runner()
         return Store(runner, deadline_s=config.deadline_s, shared=True)
     open_backend = functools.partial(
@@ -57,6 +64,7 @@ def build_store(
         init=init,
         node=node_name() if as_node else None,
         message_log=message_log,
+        sealer=sealer,
     )
     runner = ProcessRunner(open_backend) if config.process else ThreadRunner(open_backend)
     return Store(runner, deadline_s=config.deadline_s)

@@ -64,6 +64,12 @@ class Events(Protocol):
 
     def get(self, event_id: str) -> StoredEvent | None: ...
 
+    def reseal(self, after: str, limit: int) -> tuple[str | None, int]:
+        """Seal the payloads of up to ``limit`` events after ``after`` (by id) with the current key, those
+        sealed with another or none; the last id read (None: no more) and how many were sealed anew. A
+        store without encryption keys (or the memory store) seals nothing."""
+        ...
+
 
 class Outbox(Protocol):
     """Messages: one event's delivery to one destination operation, with its attempts and replays."""
@@ -134,6 +140,13 @@ class Ledger(Protocol):
 
     def apply(self, entries: Sequence[LedgerEntry], now_ms: int) -> None:
         """Upsert one entry per dossier; an entry older than the stored one changes nothing."""
+        ...
+
+    def record_signature(
+        self, dossier_code: str, verdict: str, note: str, event_ms: int, now_ms: int
+    ) -> None:
+        """The verdict on the PDF signatures of the dossier's results (``certs.pdf``), as checked for its
+        event of ``event_ms``: ignored when a verdict for a later event is stored, or the dossier is not."""
         ...
 
     def get(self, dossier_code: str) -> LedgerEntry | None: ...

@@ -68,6 +68,7 @@ class _Tables:
     attempts: dict[tuple[str, int], AttemptView] = field(default_factory=dict)
     replays: list[tuple[str, int, str, str, str | None]] = field(default_factory=list)
     ledger: dict[str, LedgerEntry] = field(default_factory=dict)
+    signature_ms: dict[str, int] = field(default_factory=dict)
     mappings: dict[str, MappingVersion] = field(default_factory=dict)
     payments: dict[str, PaymentRecord] = field(default_factory=dict)
     callbacks: list[CallbackRecord] = field(default_factory=list)
@@ -154,6 +155,9 @@ class MemoryEvents(_Repo):
     def get(self, event_id: str) -> StoredEvent | None:
         stored = self._t.events.get(event_id)
         return _stored(stored[0]) if stored is not None else None
+
+    def reseal(self, after: str, limit: int) -> tuple[str | None, int]:
+        return None, 0  # nothing at rest
 
 
 class MemoryOutbox(_Repo):
@@ -365,6 +369,15 @@ class MemoryLedger(_Repo):
                     for name, value in entry._asdict().items()
                 }
                 self._t.ledger[entry.dossier_code] = LedgerEntry(**merged)
+
+    def record_signature(
+        self, dossier_code: str, verdict: str, note: str, event_ms: int, now_ms: int
+    ) -> None:
+        entry = self._t.ledger.get(dossier_code)
+        if entry is None or self._t.signature_ms.get(dossier_code, event_ms) > event_ms:
+            return
+        self._t.signature_ms[dossier_code] = event_ms
+        self._t.ledger[dossier_code] = entry._replace(result_signature=verdict, result_signature_note=note)
 
     def get(self, dossier_code: str) -> LedgerEntry | None:
         return self._t.ledger.get(dossier_code)

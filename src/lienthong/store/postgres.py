@@ -50,6 +50,7 @@ from lienthong.model import (
 from lienthong.msglog.records import LogRecord, StoredCheckpoint
 from lienthong.payments.records import CallbackRecord, Claim, PaymentFinding, PaymentRecord
 from lienthong.scheduler.runs import RunRecord
+from lienthong.sealing import Sealer
 from lienthong.store.contract import KnownEvent, OperatorAction, Tx
 from lienthong.store.rows import (
     ACTION_COLUMNS,
@@ -58,6 +59,7 @@ from lienthong.store.rows import (
     CIRCUIT_COLUMNS,
     FINDING_COLUMNS,
     LEDGER_COLUMNS,
+    LEDGER_READ,
     LOOKUP_COLUMNS,
     MESSAGE_FIELDS,
     PAYMENT_COLUMNS,
@@ -71,6 +73,7 @@ from lienthong.store.rows import (
     fold_stats,
     ledger_entry,
     ledger_row,
+    opener,
     run_record,
     run_row,
     split_held,
@@ -81,7 +84,7 @@ from lienthong.store.runner import STOP, Op, answer, execute, next_batch
 T = TypeVar("T")
 Connection = psycopg.Connection[Any]
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 """The same number as SQLite's schema: the two describe the same tables."""
 
 _SCHEMA = """
@@ -212,7 +215,10 @@ CREATE TABLE IF NOT EXISTS dossiers (
     fees_paid        BIGINT,
     result_sha256    TEXT,
     results          INTEGER,
-    updated_ms       BIGINT NOT NULL
+    updated_ms       BIGINT NOT NULL,
+    result_signature TEXT,
+    result_signature_note TEXT,
+    result_signature_ms BIGINT
 );
 CREATE TABLE IF NOT EXISTS cursors (
     source      TEXT PRIMARY KEY,
@@ -285,6 +291,11 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     6: (),  # the operator_actions table (replays, discards, reveals): added by the script
     7: (),  # the circuits table (circuit breakers shared by the nodes): added by the script
     8: (),  # the message log's tables (log_records, log_checkpoints): added by the script
+    9: (  # the verdict on the PDF signatures of a dossier's results (adapters.results)
+        "ALTER TABLE dossiers ADD COLUMN IF NOT EXISTS result_signature TEXT",
+        "ALTER TABLE dossiers ADD COLUMN IF NOT EXISTS result_signature_note TEXT",
+        "ALTER TABLE dossiers ADD COLUMN IF NOT EXISTS result_signature_ms BIGINT",
+    ),
 }
 
 # Advisory lock keys (64-bit, one space per database). The order lock is keyed by the outbox table's oid,
@@ -337,6 +348,11 @@ ON CONFLICT (dossier_code) DO UPDATE SET
     updated_ms = excluded.updated_ms
 WHERE excluded.occurred_ms >= dossiers.occurred_ms
 """
+# A verdict on an earlier event's results never replaces one on a later event's.
+_SIGNATURE_UPDATE = (
+    "UPDATE dossiers SET result_signature = %s, result_signature_note = %s, result_signature_ms = %s,"
+    " updated_ms = %s WHERE dossier_code = %s AND (result_signature_ms IS NULL OR result_signature_ms <= %s)"
+)
 _EVENT_INSERT = (
     "INSERT INTO events (event_id, type, unit_code, dossier_code, occurred_at, payload_sha256, payload,"
     f" caller, message_ids, received_ms) SELECT * FROM {_unnest(*('text',) * 9, 'bigint')}"
@@ -424,8 +440,10 @@ class _Db:
 
 
 class PostgresEvents:
-    def __init__(self, db: _Db) -> None:
+    def __init__(self, db: _Db, sealer: Sealer | None = None) -> None:
         self._db = db
+        self._sealer = sealer
+        self._open = opener(sealer)
 
     def known(self, event_ids: Sequence[str]) -> dict[str, KnownEvent]:
         if not event_ids:
@@ -444,7 +462,7 @@ class PostgresEvents:
 
     def add(self, items: Sequence[IngestItem], now_ms: int) -> None:
         self._db.order_lock()  # taken by ``known`` already, in a unit of work
-        self._db.columns(_EVENT_INSERT, [event_row(item, now_ms) for item in items])
+        self._db.columns(_EVENT_INSERT, [event_row(item, now_ms, self._sealer) for item in items])
 
     def get(self, event_id: str) -> StoredEvent | None:
         row = self._db.execute(
@@ -453,12 +471,31 @@ class PostgresEvents:
         ).fetchone()
         if row is None:
             return None
-        return StoredEvent(row[0], row[1], row[2], row[3], orjson.loads(row[4])["dossier"], row[5])
+        payload = orjson.loads(self._open(row[0], row[4]))
+        return StoredEvent(row[0], row[1], row[2], row[3], payload["dossier"], row[5])
+
+    def reseal(self, after: str, limit: int) -> tuple[str | None, int]:
+        rows = self._db.execute(
+            "SELECT event_id, payload FROM events WHERE event_id > %s ORDER BY event_id LIMIT %s",
+            (after, limit),
+        ).fetchall()
+        sealer = self._sealer
+        if sealer is None or not rows:
+            return (rows[-1][0] if rows else None), 0
+        changed = [
+            (sealer.seal(event_id, sealer.open(event_id, stored)), event_id)
+            for event_id, stored in rows
+            if sealer.sealed_with(stored) != sealer.current
+        ]
+        for payload, event_id in changed:
+            self._db.execute("UPDATE events SET payload = %s WHERE event_id = %s", (payload, event_id))
+        return rows[-1][0], len(changed)
 
 
 class PostgresOutbox:
-    def __init__(self, db: _Db) -> None:
+    def __init__(self, db: _Db, sealer: Sealer | None = None) -> None:
         self._db = db
+        self._open = opener(sealer)
 
     def add(self, items: Sequence[IngestItem], now_ms: int) -> None:
         rows = [(*d, item.event.event_id, item.event.dossier_code) for item in items for d in item.deliveries]
@@ -472,7 +509,7 @@ class PostgresOutbox:
         self._db.order_lock()
         rows = self._db.execute(_CLAIM, {"now": now_ms, "limit": limit, "lease": lease_until_ms}).fetchall()
         rows.sort(key=lambda row: row[0])
-        return [claimed(row, lease_until_ms, orjson.loads(row[11])) for row in rows]
+        return [claimed(row, lease_until_ms, orjson.loads(self._open(row[7], row[11]))) for row in rows]
 
     def release(self, *, now_ms: int | None) -> int:
         if now_ms is None:
@@ -637,9 +674,14 @@ class PostgresLedger:
     def apply(self, entries: Sequence[LedgerEntry], now_ms: int) -> None:
         self._db.columns(_LEDGER_UPSERT, [ledger_row(entry, now_ms) for entry in entries])
 
+    def record_signature(
+        self, dossier_code: str, verdict: str, note: str, event_ms: int, now_ms: int
+    ) -> None:
+        self._db.execute(_SIGNATURE_UPDATE, (verdict, note, event_ms, now_ms, dossier_code, event_ms))
+
     def get(self, dossier_code: str) -> LedgerEntry | None:
         row = self._db.execute(
-            f"SELECT {LEDGER_COLUMNS} FROM dossiers WHERE dossier_code = %s", (dossier_code,)
+            f"SELECT {LEDGER_READ} FROM dossiers WHERE dossier_code = %s", (dossier_code,)
         ).fetchone()
         return ledger_entry(row) if row is not None else None
 
@@ -647,7 +689,7 @@ class PostgresLedger:
         # The comparison and the order in the same (the database's) collation, so the primary key's index
         # serves both; pages are in the store's own order, which may differ from another backend's.
         rows = self._db.execute(
-            f"SELECT {LEDGER_COLUMNS} FROM dossiers WHERE dossier_code > %s ORDER BY dossier_code LIMIT %s",
+            f"SELECT {LEDGER_READ} FROM dossiers WHERE dossier_code > %s ORDER BY dossier_code LIMIT %s",
             (after, limit),
         ).fetchall()
         return [ledger_entry(row) for row in rows]
@@ -954,7 +996,9 @@ class PostgresBackend:
     """A ``store.contract.Backend`` on one psycopg connection (not in autocommit), whose schema is up to
     date (``migrate``). Use it from one thread: its worker's. ``close`` closes the connection."""
 
-    def __init__(self, connection: Connection, *, message_log: bool = True) -> None:
+    def __init__(
+        self, connection: Connection, *, message_log: bool = True, sealer: Sealer | None = None
+    ) -> None:
         if connection.autocommit:
             raise StoreError("the PostgreSQL backend needs a connection with autocommit off")
         self.connection = connection
@@ -963,8 +1007,8 @@ class PostgresBackend:
         if found is None or found[0] is None:
             raise StoreError("no lienthong schema in this PostgreSQL database: run `lienthong db upgrade`")
         self._db = _Db(connection, _ORDER_LOCK_SPACE | found[0])
-        self.events = PostgresEvents(self._db)
-        self.outbox = PostgresOutbox(self._db)
+        self.events = PostgresEvents(self._db, sealer)
+        self.outbox = PostgresOutbox(self._db, sealer)
         self.ledger = PostgresLedger(self._db)
         self.mappings = PostgresMappings(self._db)
         self.payments = PostgresPayments(self._db)
@@ -1084,14 +1128,16 @@ def _plan_each_time(connection: Connection) -> None:
     connection.commit()
 
 
-def open_backend(dsn: str, timeout_s: float = 10.0, *, message_log: bool = True) -> PostgresBackend:
+def open_backend(
+    dsn: str, timeout_s: float = 10.0, *, message_log: bool = True, sealer: Sealer | None = None
+) -> PostgresBackend:
     """One connection, its schema brought up to date: the store process's backend (``store.process``).
 
     Module-level, so that ``functools.partial(open_backend, dsn)`` pickles for the store's process."""
     connection = _connect(dsn, timeout_s)
     try:
         migrate(connection)
-        return PostgresBackend(connection, message_log=message_log)
+        return PostgresBackend(connection, message_log=message_log, sealer=sealer)
     except BaseException:
         connection.close()
         raise
@@ -1113,9 +1159,11 @@ class PostgresPool:
         init: bool = False,
         timeout_s: float = 10.0,
         message_log: bool = True,
+        sealer: Sealer | None = None,
     ) -> None:
         self.dsn = dsn
         self.message_log = message_log
+        self.sealer = sealer
         self.size = size
         self.init = init
         self.timeout_s = timeout_s
@@ -1156,7 +1204,7 @@ class PostgresPool:
             raise StoreError("the PostgreSQL pool is not open")
         connection = self._pool.getconn()
         try:
-            return PostgresBackend(connection, message_log=self.message_log)
+            return PostgresBackend(connection, message_log=self.message_log, sealer=self.sealer)
         except BaseException:
             self._pool.putconn(connection)
             raise

@@ -6,7 +6,7 @@ only their statements differ, in placeholders and in how many rows one statement
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import fields
 from typing import Any
 
@@ -25,11 +25,15 @@ from lienthong.msglog.merkle import leaf_hash
 from lienthong.msglog.records import LogRecord, StoredCheckpoint
 from lienthong.payments.records import CallbackRecord, PaymentRecord
 from lienthong.scheduler.runs import RunRecord
+from lienthong.sealing import Sealer, open_plain
 
 LEDGER_COLUMNS = (
     "dossier_code, unit_code, last_event_id, last_event_type, occurred_ms, status, procedure_code, channel, "
     "level, received_at, due_at, returned_at, fees_total, fees_paid, result_sha256, results, updated_ms"
 )
+LEDGER_READ = f"{LEDGER_COLUMNS}, result_signature, result_signature_note"
+"""The ``dossiers`` columns a ``LedgerEntry`` is read from: the verdict on the results' signatures is
+written on its own (``Ledger.record_signature``), never by an event's upsert."""
 LOOKUP_COLUMNS = "request_id, at_ms, caller, official_id, purpose, subject_ref, form, outcome"
 PAYMENT_COLUMNS = ", ".join(f.name for f in fields(PaymentRecord))
 CALLBACK_COLUMNS = ", ".join(f.name for f in fields(CallbackRecord))
@@ -56,10 +60,19 @@ RUN_COLUMNS = ", ".join(f.name for f in fields(RunRecord))
 """The ``runs`` table's columns, in ``RunRecord``'s fields' order."""
 
 
-def event_row(item: IngestItem, now_ms: int) -> tuple[Any, ...]:
-    """An ``events`` row: the event's fields, its messages' ids (JSON) and when it was received."""
+def event_row(item: IngestItem, now_ms: int, sealer: Sealer | None = None) -> tuple[Any, ...]:
+    """An ``events`` row: the event's fields (its payload sealed when ``sealer`` is given), its messages'
+    ids (JSON) and when it was received."""
     message_ids = orjson.dumps([d.message_id for d in item.deliveries]).decode()
-    return (*item.event, message_ids, now_ms)
+    event = item.event
+    if sealer is not None:
+        event = event._replace(payload=sealer.seal(event.event_id, event.payload))
+    return (*event, message_ids, now_ms)
+
+
+def opener(sealer: Sealer | None) -> Callable[[str, str], str]:
+    """How a backend reads a stored payload: opened with ``sealer``, or plaintext only."""
+    return sealer.open if sealer is not None else open_plain
 
 
 def ledger_row(entry: LedgerEntry, now_ms: int) -> tuple[Any, ...]:
@@ -69,8 +82,8 @@ def ledger_row(entry: LedgerEntry, now_ms: int) -> tuple[Any, ...]:
 
 
 def ledger_entry(row: Sequence[Any]) -> LedgerEntry:
-    """A ``dossiers`` row read in ``LEDGER_COLUMNS`` order (``updated_ms`` is the store's own)."""
-    values = list(row[:-1])
+    """A ``dossiers`` row read in ``LEDGER_READ`` order (``updated_ms``, the store's own, left out)."""
+    values = [*row[:16], *row[17:]]
     values[14] = tuple(orjson.loads(values[14])) if values[14] else ()
     return LedgerEntry(*values)
 

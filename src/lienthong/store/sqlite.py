@@ -45,6 +45,7 @@ from lienthong.model import (
 from lienthong.msglog.records import LogRecord, StoredCheckpoint
 from lienthong.payments.records import CallbackRecord, Claim, PaymentFinding, PaymentRecord
 from lienthong.scheduler.runs import RunRecord
+from lienthong.sealing import Sealer
 from lienthong.store.contract import KnownEvent, OperatorAction
 from lienthong.store.rows import (
     ACTION_COLUMNS,
@@ -53,6 +54,7 @@ from lienthong.store.rows import (
     CIRCUIT_COLUMNS,
     FINDING_COLUMNS,
     LEDGER_COLUMNS,
+    LEDGER_READ,
     LOOKUP_COLUMNS,
     MESSAGE_FIELDS,
     PAYMENT_COLUMNS,
@@ -67,13 +69,14 @@ from lienthong.store.rows import (
     fold_stats,
     ledger_entry,
     ledger_row,
+    opener,
     run_record,
     run_row,
     split_held,
     stored_checkpoint,
 )
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -203,7 +206,10 @@ CREATE TABLE IF NOT EXISTS dossiers (
     fees_paid        BIGINT,
     result_sha256    TEXT,
     results          INTEGER,
-    updated_ms       BIGINT NOT NULL
+    updated_ms       BIGINT NOT NULL,
+    result_signature TEXT,
+    result_signature_note TEXT,
+    result_signature_ms BIGINT
 );
 CREATE TABLE IF NOT EXISTS cursors (
     source      TEXT PRIMARY KEY,
@@ -294,6 +300,12 @@ WHERE excluded.occurred_ms >= dossiers.occurred_ms
 """,
 )
 
+# A verdict on an earlier event's results never replaces one on a later event's.
+_SIGNATURE_UPDATE = (
+    "UPDATE dossiers SET result_signature = ?, result_signature_note = ?, result_signature_ms = ?,"
+    " updated_ms = ? WHERE dossier_code = ? AND (result_signature_ms IS NULL OR result_signature_ms <= ?)"
+)
+
 _EVENT_INSERT = (
     "INSERT INTO events (event_id, type, unit_code, dossier_code, occurred_at, payload_sha256, payload,"
     " caller, message_ids, received_ms)",
@@ -347,6 +359,11 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     6: (),  # the operator_actions table (replays, discards, reveals): added by the script
     7: (),  # the circuits table (circuit breakers shared by the nodes): added by the script
     8: (),  # the message log's tables (log_records, log_checkpoints): added by the script
+    9: (  # the verdict on the PDF signatures of a dossier's results (adapters.results)
+        "ALTER TABLE dossiers ADD COLUMN result_signature TEXT",
+        "ALTER TABLE dossiers ADD COLUMN result_signature_note TEXT",
+        "ALTER TABLE dossiers ADD COLUMN result_signature_ms BIGINT",
+    ),
 }
 _MAX_PARAMS = 30_000  # SQLite's default limit is 32,766 parameters in one statement
 
@@ -381,6 +398,9 @@ FROM (
 """
 
 
+_CLAIM_SEALED = _CLAIM.replace("json(payload)", "payload")
+
+
 class _Db:
     """The connection, and multi-row statements within SQLite's parameter limit."""
 
@@ -402,8 +422,10 @@ class _Db:
 
 
 class SqliteEvents:
-    def __init__(self, db: _Db) -> None:
+    def __init__(self, db: _Db, sealer: Sealer | None = None) -> None:
         self._db = db
+        self._sealer = sealer
+        self._open = opener(sealer)
 
     def known(self, event_ids: Sequence[str]) -> dict[str, KnownEvent]:
         known: dict[str, KnownEvent] = {}
@@ -421,7 +443,7 @@ class SqliteEvents:
         return known
 
     def add(self, items: Sequence[IngestItem], now_ms: int) -> None:
-        self._db.rows(_EVENT_INSERT, [event_row(item, now_ms) for item in items])
+        self._db.rows(_EVENT_INSERT, [event_row(item, now_ms, self._sealer) for item in items])
 
     def get(self, event_id: str) -> StoredEvent | None:
         row = self._db.execute(
@@ -430,12 +452,33 @@ class SqliteEvents:
         ).fetchone()
         if row is None:
             return None
-        return StoredEvent(row[0], row[1], row[2], row[3], orjson.loads(row[4])["dossier"], row[5])
+        payload = orjson.loads(self._open(row[0], row[4]))
+        return StoredEvent(row[0], row[1], row[2], row[3], payload["dossier"], row[5])
+
+    def reseal(self, after: str, limit: int) -> tuple[str | None, int]:
+        rows = self._db.execute(
+            "SELECT event_id, payload FROM events WHERE event_id > ? ORDER BY event_id LIMIT ?",
+            (after, limit),
+        ).fetchall()
+        sealer = self._sealer
+        if sealer is None or not rows:
+            return (rows[-1][0] if rows else None), 0
+        changed = [
+            (sealer.seal(event_id, sealer.open(event_id, stored)), event_id)
+            for event_id, stored in rows
+            if sealer.sealed_with(stored) != sealer.current
+        ]
+        for payload, event_id in changed:
+            self._db.execute("UPDATE events SET payload = ? WHERE event_id = ?", (payload, event_id))
+        return rows[-1][0], len(changed)
 
 
 class SqliteOutbox:
-    def __init__(self, db: _Db) -> None:
+    def __init__(self, db: _Db, sealer: Sealer | None = None) -> None:
         self._db = db
+        self._open = opener(sealer)
+        # Sealed payloads are text, not JSON SQLite can embed: the claim returns them as strings to open.
+        self._claim = _CLAIM if sealer is None else _CLAIM_SEALED
 
     def add(self, items: Sequence[IngestItem], now_ms: int) -> None:
         stamps = ("pending", now_ms, now_ms, now_ms)  # status, created, updated, next attempt
@@ -449,7 +492,7 @@ class SqliteOutbox:
         )
 
     def claim(self, now_ms: int, limit: int, lease_until_ms: int) -> list[Message]:
-        (found,) = self._db.execute(_CLAIM, (now_ms, limit)).fetchone()
+        (found,) = self._db.execute(self._claim, (now_ms, limit)).fetchone()
         rows = orjson.loads(found)
         if not rows:
             return []
@@ -459,7 +502,9 @@ class SqliteOutbox:
             f" WHERE seq IN ({', '.join('?' * len(seqs))})",
             [now_ms, lease_until_ms, *seqs],
         )
-        return [claimed(row, lease_until_ms, row[11]) for row in rows]
+        if self._claim is _CLAIM:
+            return [claimed(row, lease_until_ms, row[11]) for row in rows]
+        return [claimed(row, lease_until_ms, orjson.loads(self._open(row[7], row[11]))) for row in rows]
 
     def release(self, *, now_ms: int | None) -> int:
         if now_ms is None:
@@ -620,15 +665,20 @@ class SqliteLedger:
     def apply(self, entries: Sequence[LedgerEntry], now_ms: int) -> None:
         self._db.rows(_LEDGER_UPSERT, [ledger_row(entry, now_ms) for entry in entries])
 
+    def record_signature(
+        self, dossier_code: str, verdict: str, note: str, event_ms: int, now_ms: int
+    ) -> None:
+        self._db.execute(_SIGNATURE_UPDATE, (verdict, note, event_ms, now_ms, dossier_code, event_ms))
+
     def get(self, dossier_code: str) -> LedgerEntry | None:
         row = self._db.execute(
-            f"SELECT {LEDGER_COLUMNS} FROM dossiers WHERE dossier_code = ?", (dossier_code,)
+            f"SELECT {LEDGER_READ} FROM dossiers WHERE dossier_code = ?", (dossier_code,)
         ).fetchone()
         return ledger_entry(row) if row is not None else None
 
     def page(self, after: str, limit: int) -> list[LedgerEntry]:
         rows = self._db.execute(
-            f"SELECT {LEDGER_COLUMNS} FROM dossiers WHERE dossier_code > ? ORDER BY dossier_code LIMIT ?",
+            f"SELECT {LEDGER_READ} FROM dossiers WHERE dossier_code > ? ORDER BY dossier_code LIMIT ?",
             (after, limit),
         ).fetchall()
         return [ledger_entry(row) for row in rows]
@@ -929,6 +979,7 @@ class SqliteBackend:
         init: bool = False,
         node: str | None = "",
         message_log: bool = True,
+        sealer: Sealer | None = None,
     ) -> None:
         # The real file: a symlinked path must find the same lock file as the file's own path does.
         self.path = Path(path).resolve()
@@ -962,8 +1013,8 @@ class SqliteBackend:
             raise
         self._connection = connection
         db = _Db(connection)
-        self.events = SqliteEvents(db)
-        self.outbox = SqliteOutbox(db)
+        self.events = SqliteEvents(db, sealer)
+        self.outbox = SqliteOutbox(db, sealer)
         self.ledger = SqliteLedger(db)
         self.mappings = SqliteMappings(db)
         self.payments = SqlitePayments(db)

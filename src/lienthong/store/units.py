@@ -288,6 +288,14 @@ def ledger_entry(tx: Tx, dossier_code: str) -> LedgerEntry | None:
     return tx.ledger.get(dossier_code)
 
 
+def record_result_signature(
+    tx: Tx, dossier_code: str, verdict: str, note: str, event_ms: int, now_ms: int
+) -> None:
+    """The verdict on the PDF signatures of a dossier's results, checked for its event of ``event_ms``
+    (``adapters.results``); a verdict already stored for a later event stays."""
+    tx.ledger.record_signature(dossier_code, verdict, note, event_ms, now_ms)
+
+
 def ledger_page(tx: Tx, after: str, limit: int) -> list[LedgerEntry]:
     """The next ``limit`` dossiers after the code ``after``, in code order: the ledger read in pages."""
     return tx.ledger.page(after, limit)
@@ -536,3 +544,8 @@ def add_log_checkpoint(tx: Tx, checkpoint: StoredCheckpoint) -> bool:
 
 def stamp_log_checkpoint(tx: Tx, size: int, timestamp: str, timestamped_ms: int) -> None:
     tx.log.stamp(size, timestamp, timestamped_ms)
+
+
+def reseal_payloads(tx: Tx, after: str, limit: int) -> tuple[str | None, int]:
+    """One page of ``keys rotate``: payloads sealed anew with the current key."""
+    return tx.events.reseal(after, limit)

@@ -1,0 +1,80 @@
+"""Personal data at rest: events' payloads sealed with AES-256-GCM, a key id in each sealed payload.
+
+A sealed payload is the text ``enc:v1:<key id>:<base64(nonce || ciphertext || tag)>``, its additional
+data the event's id: a payload copied onto another event's row does not open. A payload without the
+prefix is plaintext (written before sealing was configured) and is read as it is; ``lienthong keys
+rotate`` seals every payload with the current key, old ones included. Keys come from the config
+(``encryption.keys``: key id → 32 bytes, base64, from the environment or a file), never from the store.
+The memory store keeps nothing at rest and seals nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from dataclasses import dataclass, field
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from lienthong.errors import StoreError
+
+PREFIX = "enc:v1:"
+NONCE_BYTES = 12
+
+
+@dataclass(frozen=True)
+class Sealer:
+    """Seals with ``keys[current]``; opens with whichever key a payload names. Picklable (the store's
+    own process gets it)."""
+
+    keys: dict[str, bytes]
+    current: str
+    _aead: dict[str, AESGCM] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.current not in self.keys:
+            raise ValueError(f"the current key {self.current!r} is not among the keys")
+        for kid, key in self.keys.items():
+            if len(key) != 32:
+                raise ValueError(f"key {kid!r} is {len(key)} bytes; AES-256 needs 32")
+            if ":" in kid:
+                raise ValueError(f"key id {kid!r} holds ':'")
+            self._aead[kid] = AESGCM(key)
+
+    def __reduce__(self) -> tuple[type[Sealer], tuple[dict[str, bytes], str]]:
+        return (Sealer, (self.keys, self.current))
+
+    def seal(self, event_id: str, text: str) -> str:
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = self._aead[self.current].encrypt(nonce, text.encode(), event_id.encode())
+        return f"{PREFIX}{self.current}:{base64.b64encode(nonce + sealed).decode()}"
+
+    def open(self, event_id: str, stored: str) -> str:
+        """The payload's text; StoreError naming the event when its key is unknown or it was altered."""
+        if not stored.startswith(PREFIX):
+            return stored
+        kid, _, body = stored[len(PREFIX) :].partition(":")
+        aead = self._aead.get(kid)
+        if aead is None:
+            raise StoreError(
+                f"event {event_id}'s payload is sealed with key {kid!r}, which encryption.keys does not hold"
+            )
+        raw = base64.b64decode(body)
+        try:
+            return aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], event_id.encode()).decode()
+        except InvalidTag as exc:
+            raise StoreError(
+                f"event {event_id}'s sealed payload does not open: altered, or not its row"
+            ) from exc
+
+    def sealed_with(self, stored: str) -> str | None:
+        """The key id a stored payload is sealed with (None: plaintext)."""
+        return stored[len(PREFIX) :].partition(":")[0] if stored.startswith(PREFIX) else None
+
+
+def open_plain(event_id: str, stored: str) -> str:
+    """Reading without a sealer: plaintext as it is; a sealed payload is an error naming the event."""
+    if stored.startswith(PREFIX):
+        raise StoreError(f"event {event_id}'s payload is sealed, and no encryption keys are configured")
+    return stored
