@@ -476,7 +476,10 @@ def _stopped_early() -> Iterator[None]:
             raise
         logging.getLogger("lienthong").info("stopped while starting")
     finally:
-        usual = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+        usual: dict[int, signal._HANDLER] = {
+            signal.SIGINT: signal.default_int_handler,
+            signal.SIGTERM: signal.SIG_DFL,
+        }
         for sig, handler in previous.items():
             # Noting is for the imports only: from now on, the usual handlers (or the server's).
             signal.signal(sig, usual[sig] if handler is _note_stop else handler)
