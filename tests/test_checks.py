@@ -115,7 +115,13 @@ def test_each_rate_has_its_numerator_and_denominator() -> None:
         dossier("T3", returned_at=at(1)),  # no due date: not in on_time's denominator
     ]:
         kpis.add(entry)
-    assert kpis.rates()["U1"] == {"online": 0.5, "fully_online": 0.25, "on_time": 0.5, "ecopy": 1 / 3}
+    assert kpis.rates()["U1"] == {
+        "online": 0.5,
+        "fully_online": 0.25,
+        "on_time": 0.5,
+        "ecopy": 1 / 3,
+        "signed": None,
+    }
 
 
 def test_units_below_target_and_a_provincial_centres_higher_online_target() -> None:
@@ -137,7 +143,7 @@ def test_units_below_target_and_a_provincial_centres_higher_online_target() -> N
 def test_a_unit_with_nothing_to_measure_has_no_rate_and_is_never_below() -> None:
     kpis = period()
     kpis.add(dossier("X", channel="online", received_at=at(100)))
-    assert kpis.rates()["U1"] == dict.fromkeys(("online", "fully_online", "on_time", "ecopy"))
+    assert kpis.rates()["U1"] == dict.fromkeys(("online", "fully_online", "on_time", "ecopy", "signed"))
     assert kpis.shortfalls(Targets()) == []
 
 
@@ -246,4 +252,4 @@ def test_the_jobs_check_knows_are_the_jobs_a_node_builds(tmp_path: Path) -> None
     node = build(Config.model_validate({"store": {"kind": "memory"}}), registry=CollectorRegistry())
     assert node.scheduler is not None
     assert set(BUILTIN_JOBS) <= set(node.scheduler.jobs.names())
-    assert len(BUILTIN_JOBS) == 5
+    assert len(BUILTIN_JOBS) == 6

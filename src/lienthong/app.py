@@ -103,6 +103,7 @@ from lienthong.observability.metrics import Metrics
 from lienthong.payments import CallbackScheme, HmacFieldsScheme, PayGovScheme
 from lienthong.payments.callbacks import PaymentCallbacks, RefusalLimiter
 from lienthong.request_limits import RequestLimits
+from lienthong.retention import PayloadRetention
 from lienthong.scheduler import JobRegistry
 from lienthong.scheduler.jobs import Job, RunContext, RunResult
 from lienthong.scheduler.schedule import zone
@@ -382,6 +383,7 @@ def builtin_jobs(
         IntegrityJob.name: IntegrityJob(store, rules, reports_dir, metrics),
         KpiJob.name: KpiJob(store, kpi_settings, metrics, events),
         EmcCompleteness.name: EmcCompleteness(store, emc, reports_dir, metrics, clock=clock),
+        PayloadRetention.name: PayloadRetention(store, config.retention.payloads_days),
         PortalReconcile.name: PortalReconcile(
             store,
             routes,
@@ -410,7 +412,8 @@ def build_scheduler(
 
 
 BUILTIN_JOBS = tuple(
-    job.name for job in (BankReconciliation, IntegrityJob, KpiJob, EmcCompleteness, PortalReconcile)
+    job.name
+    for job in (BankReconciliation, IntegrityJob, KpiJob, EmcCompleteness, PortalReconcile, PayloadRetention)
 )
 """The jobs ``builtin_jobs`` builds, by name (what ``lienthong check`` knows without a store)."""
 

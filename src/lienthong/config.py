@@ -896,8 +896,19 @@ class PaymentsConfig(_Model):
     )
 
 
+class RetentionConfig(_Model):
+    """How long personal data is kept (the ``payload-retention`` job applies it)."""
+
+    payloads_days: float | None = Field(
+        default=None,
+        gt=0,
+        description="Purge an event's payload this many days after it was received, once its deliveries are"
+        " settled (delivered or discarded); its hash and message log records stay. None: keep.",
+    )
+
+
 class EncryptionConfig(_Model):
-    """Personal data at rest: events' payloads sealed with AES-256-GCM, a key id in each (store/sealing.py)."""
+    """Personal data at rest: events' payloads sealed with AES-256-GCM, a key id in each (sealing.py)."""
 
     keys: dict[str, SecretStr] = Field(
         min_length=1,
@@ -1117,6 +1128,7 @@ class Config(_Model):
     )
     kpis: KpiConfig = KpiConfig()
     message_log: MessageLogConfig = MessageLogConfig()
+    retention: RetentionConfig = RetentionConfig()
     encryption: EncryptionConfig | None = Field(
         default=None, description="Seal events' payloads at rest with AES-256-GCM; none: kept as sent."
     )

@@ -24,11 +24,16 @@ from lienthong.model import (
     MessageView,
     Outcome,
     Replay,
+    ResultSignature,
     StoredEvent,
 )
 from lienthong.msglog.records import LogRecord, StoredCheckpoint
 from lienthong.payments.records import CallbackRecord, Claim, PaymentFinding, PaymentRecord
 from lienthong.scheduler.runs import RunRecord
+
+PURGED = '{"dossier":{},"purged":true}'
+"""What a purged event's payload becomes (``retention.payloads_days``): its hash and message log records
+stay, its content goes."""
 
 
 class KnownEvent(NamedTuple):
@@ -63,6 +68,12 @@ class Events(Protocol):
         ...
 
     def get(self, event_id: str) -> StoredEvent | None: ...
+
+    def purge(self, after: str, limit: int, received_before_ms: int) -> tuple[str | None, int]:
+        """Of up to ``limit`` events after ``after`` (by id), replace the payload of those received before
+        ``received_before_ms`` whose messages are all delivered or discarded with ``PURGED``; the last id
+        read (None: no more) and how many were purged. Their hashes stay."""
+        ...
 
     def reseal(self, after: str, limit: int) -> tuple[str | None, int]:
         """Seal the payloads of up to ``limit`` events after ``after`` (by id) with the current key, those
@@ -142,11 +153,9 @@ class Ledger(Protocol):
         """Upsert one entry per dossier; an entry older than the stored one changes nothing."""
         ...
 
-    def record_signature(
-        self, dossier_code: str, verdict: str, note: str, event_ms: int, now_ms: int
-    ) -> None:
-        """The verdict on the PDF signatures of the dossier's results (``certs.pdf``), as checked for its
-        event of ``event_ms``: ignored when a verdict for a later event is stored, or the dossier is not."""
+    def record_signature(self, signature: ResultSignature, now_ms: int) -> None:
+        """The verdict on the PDF signatures of a dossier's results (``certs.pdf``), as checked for one of
+        its events: ignored when a verdict for a later event is stored, or the dossier is not."""
         ...
 
     def get(self, dossier_code: str) -> LedgerEntry | None: ...

@@ -29,13 +29,14 @@ from lienthong.model import (
     MessageView,
     Outcome,
     Replay,
+    ResultSignature,
     StoredEvent,
 )
 from lienthong.msglog.merkle import leaf_hash
 from lienthong.msglog.records import LogRecord, StoredCheckpoint
 from lienthong.payments.records import CallbackRecord, Claim, PaymentFinding, PaymentRecord
 from lienthong.scheduler.runs import RunRecord
-from lienthong.store.contract import KnownEvent, OperatorAction
+from lienthong.store.contract import PURGED, KnownEvent, OperatorAction
 from lienthong.store.rows import NoLog, closed_circuit, split_held
 
 
@@ -158,6 +159,18 @@ class MemoryEvents(_Repo):
 
     def reseal(self, after: str, limit: int) -> tuple[str | None, int]:
         return None, 0  # nothing at rest
+
+    def purge(self, after: str, limit: int, received_before_ms: int) -> tuple[str | None, int]:
+        ids = sorted(i for i in self._t.events if i > after)[:limit]
+        still = {r.event_id for r in self._t.outbox.values() if r.status in ("pending", "inflight", "dead")}
+        purged = 0
+        for event_id in ids:
+            stored, received_ms = self._t.events[event_id]
+            if received_ms < received_before_ms and event_id not in still and stored.event.payload != PURGED:
+                emptied = stored._replace(event=stored.event._replace(payload=PURGED))
+                self._t.events[event_id] = (emptied, received_ms)
+                purged += 1
+        return (ids[-1] if ids else None), purged
 
 
 class MemoryOutbox(_Repo):
@@ -370,14 +383,13 @@ class MemoryLedger(_Repo):
                 }
                 self._t.ledger[entry.dossier_code] = LedgerEntry(**merged)
 
-    def record_signature(
-        self, dossier_code: str, verdict: str, note: str, event_ms: int, now_ms: int
-    ) -> None:
-        entry = self._t.ledger.get(dossier_code)
-        if entry is None or self._t.signature_ms.get(dossier_code, event_ms) > event_ms:
+    def record_signature(self, signature: ResultSignature, now_ms: int) -> None:
+        code, verdict, note, event_ms = signature
+        entry = self._t.ledger.get(code)
+        if entry is None or self._t.signature_ms.get(code, event_ms) > event_ms:
             return
-        self._t.signature_ms[dossier_code] = event_ms
-        self._t.ledger[dossier_code] = entry._replace(result_signature=verdict, result_signature_note=note)
+        self._t.signature_ms[code] = event_ms
+        self._t.ledger[code] = entry._replace(result_signature=verdict, result_signature_note=note)
 
     def get(self, dossier_code: str) -> LedgerEntry | None:
         return self._t.ledger.get(dossier_code)

@@ -45,13 +45,14 @@ from lienthong.model import (
     MessageView,
     Outcome,
     Replay,
+    ResultSignature,
     StoredEvent,
 )
 from lienthong.msglog.records import LogRecord, StoredCheckpoint
 from lienthong.payments.records import CallbackRecord, Claim, PaymentFinding, PaymentRecord
 from lienthong.scheduler.runs import RunRecord
 from lienthong.sealing import Sealer
-from lienthong.store.contract import KnownEvent, OperatorAction, Tx
+from lienthong.store.contract import PURGED, KnownEvent, OperatorAction, Tx
 from lienthong.store.rows import (
     ACTION_COLUMNS,
     CALLBACK_COLUMNS,
@@ -474,6 +475,29 @@ class PostgresEvents:
         payload = orjson.loads(self._open(row[0], row[4]))
         return StoredEvent(row[0], row[1], row[2], row[3], payload["dossier"], row[5])
 
+    def purge(self, after: str, limit: int, received_before_ms: int) -> tuple[str | None, int]:
+        rows = self._db.execute(
+            "SELECT event_id, received_ms, payload = %s FROM events WHERE event_id > %s"
+            " ORDER BY event_id LIMIT %s",
+            (PURGED, after, limit),
+        ).fetchall()
+        if not rows:
+            return None, 0
+        old = [
+            event_id
+            for event_id, received_ms, purged in rows
+            if received_ms < received_before_ms and not purged
+        ]
+        done = 0
+        for event_id in old:
+            cursor = self._db.execute(
+                "UPDATE events SET payload = %s WHERE event_id = %s AND NOT EXISTS (SELECT 1 FROM outbox o"
+                " WHERE o.event_id = events.event_id AND o.status IN ('pending', 'inflight', 'dead'))",
+                (PURGED, event_id),
+            )
+            done += cursor.rowcount
+        return rows[-1][0], done
+
     def reseal(self, after: str, limit: int) -> tuple[str | None, int]:
         rows = self._db.execute(
             "SELECT event_id, payload FROM events WHERE event_id > %s ORDER BY event_id LIMIT %s",
@@ -674,10 +698,9 @@ class PostgresLedger:
     def apply(self, entries: Sequence[LedgerEntry], now_ms: int) -> None:
         self._db.columns(_LEDGER_UPSERT, [ledger_row(entry, now_ms) for entry in entries])
 
-    def record_signature(
-        self, dossier_code: str, verdict: str, note: str, event_ms: int, now_ms: int
-    ) -> None:
-        self._db.execute(_SIGNATURE_UPDATE, (verdict, note, event_ms, now_ms, dossier_code, event_ms))
+    def record_signature(self, signature: ResultSignature, now_ms: int) -> None:
+        code, verdict, note, event_ms = signature
+        self._db.execute(_SIGNATURE_UPDATE, (verdict, note, event_ms, now_ms, code, event_ms))
 
     def get(self, dossier_code: str) -> LedgerEntry | None:
         row = self._db.execute(

@@ -28,6 +28,7 @@ from lienthong.model import (
     Outcome,
     PlannedMessage,
     Replay,
+    ResultSignature,
     StoredEvent,
 )
 from lienthong.msglog.records import LogRecord, StoredCheckpoint
@@ -288,12 +289,10 @@ def ledger_entry(tx: Tx, dossier_code: str) -> LedgerEntry | None:
     return tx.ledger.get(dossier_code)
 
 
-def record_result_signature(
-    tx: Tx, dossier_code: str, verdict: str, note: str, event_ms: int, now_ms: int
-) -> None:
-    """The verdict on the PDF signatures of a dossier's results, checked for its event of ``event_ms``
-    (``adapters.results``); a verdict already stored for a later event stays."""
-    tx.ledger.record_signature(dossier_code, verdict, note, event_ms, now_ms)
+def record_result_signature(tx: Tx, signature: ResultSignature, now_ms: int) -> None:
+    """The verdict on the PDF signatures of a dossier's results (``adapters.results``); a verdict already
+    stored for a later event of the dossier stays."""
+    tx.ledger.record_signature(signature, now_ms)
 
 
 def ledger_page(tx: Tx, after: str, limit: int) -> list[LedgerEntry]:
@@ -549,3 +548,8 @@ def stamp_log_checkpoint(tx: Tx, size: int, timestamp: str, timestamped_ms: int)
 def reseal_payloads(tx: Tx, after: str, limit: int) -> tuple[str | None, int]:
     """One page of ``keys rotate``: payloads sealed anew with the current key."""
     return tx.events.reseal(after, limit)
+
+
+def purge_payloads(tx: Tx, after: str, limit: int, received_before_ms: int) -> tuple[str | None, int]:
+    """One page of the retention job: payloads of settled events received before the cut purged."""
+    return tx.events.purge(after, limit, received_before_ms)
