@@ -93,7 +93,7 @@ def test_an_unknown_destination_kind_lists_the_known_kinds() -> None:
     (error,) = errors_of("destinations:\n  x:\n    kind: ftp\n")
     assert (
         error
-        == "lienthong.yaml:3 destinations.x.kind: unknown kind 'ftp' (known: emc, paygov, population, portal, provincial, viettel, vnpt)"
+        == "lienthong.yaml:3 destinations.x.kind: unknown kind 'ftp' (known: emc, paygov, population, portal, provincial, result_check, viettel, vnpt)"
     )
 
 
@@ -225,5 +225,5 @@ def test_a_destination_without_a_kind_says_which_kinds_exist() -> None:
     (error,) = errors_of("destinations:\n  x:\n    base_url: http://a\n")
     assert (
         error
-        == "lienthong.yaml:2 destinations.x.kind: missing (one of: emc, paygov, population, portal, provincial, viettel, vnpt)"
+        == "lienthong.yaml:2 destinations.x.kind: missing (one of: emc, paygov, population, portal, provincial, result_check, viettel, vnpt)"
     )

@@ -200,6 +200,16 @@ class LedgerEntry(NamedTuple):
     """Why: who signed each document, or what is wrong with it."""
 
 
+class ResultSignature(NamedTuple):
+    """The verdict on the PDF signatures of a dossier's result documents, checked for its event that
+    occurred at ``event_ms`` (``adapters.results``), and ``note``: why."""
+
+    dossier_code: str
+    verdict: str
+    note: str
+    event_ms: int
+
+
 CircuitChangeKind = Literal["trip", "want_probe", "probe_failed", "probe_passed"]
 
 

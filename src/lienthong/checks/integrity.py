@@ -9,7 +9,10 @@ dossiers. The statuses are config (``integrity``): the reference format says ``p
 - **completed without a result**: a completed status, and no result at all;
 - **result shared**: one result document (by its SHA-256) attached to several dossiers;
 - **overdue, not returned**: past its due date, not returned, not closed otherwise (refused, withdrawn…);
-- **returned without an e-copy**: returned, but none of its results is an electronic document (a hash).
+- **returned without an e-copy**: returned, but none of its results is an electronic document (a hash);
+- **returned with an unsigned result**: returned, and the check of its results' PDF signatures
+  (``adapters.results``) found them not validly signed: unsigned, changed after signing, signed by a
+  certificate not trusted or expired, or unreadable.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from lienthong.checks.kpis import SIGNED_VALID
 from lienthong.model import LedgerEntry
 
 CheckKind = str
@@ -31,6 +35,9 @@ ADVICE: dict[str, str] = {
     " citizen (apology letter) as the directives require.",
     "returned_without_ecopy": "Issue the result as an electronic copy (signed), and attach it to the"
     " dossier.",
+    "returned_unsigned_result": "Have the competent official sign the result digitally with a certificate"
+    " of a trusted CA (the directives ask 100% of results signed), attach the signed PDF again, and find"
+    " out how an unsigned or altered one was returned.",
 }
 """Each check, in the report's order, with what a person should do about it."""
 MAX_FINDINGS = 100_000
@@ -85,6 +92,12 @@ class Integrity:
                 "returned_without_ecopy",
                 entry,
                 f"returned {entry.returned_at or ''}".rstrip() + ", no result with a document",
+            )
+        if returned and entry.result_signature not in (None, SIGNED_VALID):
+            self._found(
+                "returned_unsigned_result",
+                entry,
+                f"result {entry.result_signature}: {entry.result_signature_note or ''}".rstrip(": ")[:300],
             )
         if not returned and status not in rules.closed and entry.due_at:
             due = _moment(entry.due_at)

@@ -9,7 +9,10 @@ For a period ending at the run's window end (``kpis.period_days``, 30 by default
 - ``on_time``: returned in the period at or before their ``due_at`` ÷ returned in the period with a
   ``due_at``; target 100%;
 - ``ecopy``: returned in the period with a result that is an electronic document (a hash) ÷ returned in
-  the period; target 100%.
+  the period; target 100%;
+- ``signed``: returned in the period with results whose PDF signatures are valid (``signed_valid``) ÷
+  returned in the period with a verdict on their results' signatures (a ``result_check`` destination
+  gives one; a dossier whose results were never checked is left out); target 100%.
 
 "Received" is ``received_at`` and "returned" ``returned_at`` (ISO 8601 with an offset; a time without
 one, or none, leaves the dossier out of that KPI). A unit with an empty denominator has no rate for that
@@ -24,8 +27,10 @@ from datetime import datetime
 
 from lienthong.model import LedgerEntry
 
-KPIS = ("online", "fully_online", "on_time", "ecopy")
+KPIS = ("online", "fully_online", "on_time", "ecopy", "signed")
 FULLY_ONLINE_LEVEL = 4
+SIGNED_VALID = "signed_valid"
+"""The verdict (``certs.pdf``) that counts as signed."""
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,7 @@ class Targets:
     fully_online: float = 0.2
     on_time: float = 1.0
     ecopy: float = 1.0
+    signed: float = 1.0
 
     def of(self, kpi: str, *, centre: bool) -> float:
         if kpi == "online" and centre:
@@ -55,6 +61,8 @@ class Tally:
     returned_with_due: int = 0
     on_time: int = 0
     ecopy: int = 0
+    checked: int = 0
+    signed: int = 0
 
     def rates(self) -> dict[str, float | None]:
         def share(part: int, whole: int) -> float | None:
@@ -65,6 +73,7 @@ class Tally:
             "fully_online": share(self.fully_online, self.received),
             "on_time": share(self.on_time, self.returned_with_due),
             "ecopy": share(self.ecopy, self.returned),
+            "signed": share(self.signed, self.checked),
         }
 
 
@@ -104,6 +113,9 @@ class Kpis:
             tally.returned += 1
             if entry.result_sha256:
                 tally.ecopy += 1
+            if entry.result_signature is not None:
+                tally.checked += 1
+                tally.signed += entry.result_signature == SIGNED_VALID
             due = _moment(entry.due_at)
             if due is not None:
                 tally.returned_with_due += 1
@@ -134,6 +146,7 @@ def _parts(tally: Tally) -> Mapping[str, tuple[int, int]]:
         "fully_online": (tally.fully_online, tally.received),
         "on_time": (tally.on_time, tally.returned_with_due),
         "ecopy": (tally.ecopy, tally.returned),
+        "signed": (tally.signed, tally.checked),
     }
 
 
