@@ -6,6 +6,7 @@ through later events, on every store backend."""
 from __future__ import annotations
 
 import base64
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,11 +17,13 @@ from aiohttp import web
 
 from conftest import Peers, RunNode, config_dict
 from lienthong.checks.jobs import read_kpi_rows
+from lienthong.cli import main as cli_main
 from lienthong.config import Config
 from lienthong.errors import ConfigError
 from lienthong.model import LedgerEntry, ResultSignature
 from lienthong.store import Store, units
 from lienthong.store.contract import Tx
+from stores import make_store
 from test_result_signatures import Pki, blank_pdf, sign
 from test_result_signatures_adapter import seed
 
@@ -193,3 +196,25 @@ async def test_the_ledger_keeps_the_verdict_through_later_events_and_orders_verd
 
 def apply_entry(tx: Tx, entry: LedgerEntry) -> None:
     tx.ledger.apply([entry], 0)
+
+
+async def test_a_schema_9_store_gains_the_verdict_columns_on_upgrade(tmp_path: Path) -> None:
+    path = tmp_path / "lienthong.db"
+    config = tmp_path / "lienthong.yaml"
+    config.write_text(f"store: {{path: {str(path)!r}}}\n", encoding="utf-8")
+    assert cli_main(["db", "upgrade", str(config)]) == 0
+    with sqlite3.connect(path) as db:  # the store as schema 9 left it
+        for column in ("result_signature", "result_signature_note", "result_signature_ms"):
+            db.execute(f"ALTER TABLE dossiers DROP COLUMN {column}")
+        db.execute("UPDATE schema_version SET version = 9")
+    assert cli_main(["db", "upgrade", str(config)]) == 0
+    store = make_store("sqlite", tmp_path)
+    store.open()
+    try:
+        await store.run(seed, "HS-1", 1_000)
+        await store.run(units.record_result_signature, ResultSignature("HS-1", "unsigned", "KQ01", 1_000), 2)
+        entry = await store.run(units.ledger_entry, "HS-1")
+    finally:
+        store.close()
+    assert entry is not None
+    assert (entry.result_signature, entry.result_signature_note) == ("unsigned", "KQ01")
