@@ -22,7 +22,7 @@ from lienthong.serving import ThreadedServer
 
 CITIZEN_ID = "046090000123"
 BANK_SECRET = "bank-secret-for-the-contract-tests"
-REFUSALS = {"400", "401", "403", "404", "408", "409", "413", "422", "431", "502", "503"}
+REFUSALS = {"400", "401", "403", "404", "408", "409", "413", "422", "429", "431", "502", "503"}
 ANYWHERE = {"400", "408", "413", "431", "503"}
 """Refused before any route sees the request (a request that is not HTTP, a head too large or too slow, a
 body too large or too many at once): every operation declares them (``errors.BEFORE_ANY_ROUTE``)."""
@@ -177,11 +177,19 @@ async def test_each_endpoint_documents_the_refusals_it_can_send(document: dict[s
 
     for method, path, operation in operations(document):
         assert set(operation["responses"]) >= ANYWHERE, f"{method} {path}"
-    assert statuses("post", "/v1/events") == ANYWHERE | {"401", "409", "422"}
+    # A caller known by its token may be over its rate (429, ``auth.rate_limit``).
+    assert statuses("post", "/v1/events") == ANYWHERE | {"401", "409", "422", "429"}
     # An operation with parameters answers 422 when one fails validation (``errors.install_error_handlers``).
-    assert statuses("get", "/v1/messages/{message_id}") == ANYWHERE | {"401", "404", "422"}
-    assert statuses("get", "/v1/citizens/{id_number}") == ANYWHERE | {"401", "404", "409", "422", "502"}
-    assert statuses("get", "/v1/payments/{reference}") == ANYWHERE | {"401", "404", "422"}
+    assert statuses("get", "/v1/messages/{message_id}") == ANYWHERE | {"401", "404", "422", "429"}
+    assert statuses("get", "/v1/citizens/{id_number}") == ANYWHERE | {
+        "401",
+        "404",
+        "409",
+        "422",
+        "429",
+        "502",
+    }
+    assert statuses("get", "/v1/payments/{reference}") == ANYWHERE | {"401", "404", "422", "429"}
     assert statuses("post", "/v1/payments/banks/{bank}/notify") == ANYWHERE | {"403", "404", "409", "422"}
     assert statuses("post", "/v1/payments/paygov/confirm") == ANYWHERE | {"403", "404", "409"}
     assert statuses("get", "/healthz") == ANYWHERE

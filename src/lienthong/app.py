@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import ssl
@@ -39,7 +40,7 @@ from lienthong.adapters.provincial import ProvincialAdapter
 from lienthong.adapters.results import ResultCheckAdapter, ResultCheckSettings
 from lienthong.api import openapi
 from lienthong.api.admin import AdminAuth, Operations, ReplayLimit, admin_router
-from lienthong.api.auth import BearerAuth
+from lienthong.api.auth import BearerAuth, CallerLimits
 from lienthong.api.citizens import citizens_router
 from lienthong.api.errors import install_error_handlers
 from lienthong.api.events import events_router
@@ -441,6 +442,9 @@ def build_api(node: Lienthong) -> FastAPI:
         read_all=frozenset(t.name for t in config.auth.tokens if t.read_all)
         | frozenset(c.name for c in config.auth.certificates if c.read_all),
         certificates={c.subject: c.name for c in config.auth.certificates},
+        limits=CallerLimits(config.auth.rate_limit.per_second, config.auth.rate_limit.burst)
+        if config.auth.rate_limit.per_second > 0
+        else None,
     )
     api.include_router(
         events_router(
@@ -462,6 +466,7 @@ def build_api(node: Lienthong) -> FastAPI:
             clock=node.clock,
             scheduler_running=lambda: node.scheduler is None or node.scheduler.running,
             certificates=PresentedCertificates(node.certificates),
+            metrics_from=tuple(ipaddress.ip_network(n, strict=False) for n in config.server.metrics_from),
         )
     )
     if node.prefill is not None:

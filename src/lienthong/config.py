@@ -8,6 +8,7 @@ Secrets are written as ``${ENV_NAME}`` and resolved from the environment the cal
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import re
 from collections.abc import Mapping
@@ -85,6 +86,11 @@ class ServerConfig(_Model):
     port: int = Field(default=8080, ge=0, le=65535, description="The port to listen on (0: any free one).")
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="Larger bodies get 413.")
     max_batch_events: int = Field(default=1000, ge=1, description="Most events in one POST /v1/events.")
+    metrics_from: list[str] = Field(
+        default_factory=list,
+        description="Networks (CIDR, e.g. 10.0.0.0/8, 127.0.0.1/32) that may read /metrics; others get 403."
+        " Empty: any.",
+    )
     max_bodies_bytes: int = Field(
         default=8 * 1024 * 1024,
         ge=1024,
@@ -118,6 +124,11 @@ class ServerConfig(_Model):
                 f"max_bodies_bytes ({self.max_bodies_bytes}) must be at least max_body_bytes"
                 f" ({self.max_body_bytes}), or the largest body allowed could never be read"
             )
+        for network in self.metrics_from:
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"metrics_from: {network!r} is not a network (CIDR): {exc}") from exc
         return self
 
 
@@ -166,6 +177,15 @@ class CertificateCallerConfig(_Model):
         return value
 
 
+class RateLimitConfig(_Model):
+    """How often one caller may call the API (a token bucket per caller; past it, 429 with Retry-After)."""
+
+    per_second: float = Field(
+        default=200.0, ge=0, description="Requests a second each caller may make on average; 0: no limit."
+    )
+    burst: int = Field(default=400, ge=1, description="Requests a caller may make at once above the average.")
+
+
 class AuthConfig(_Model):
     """Who may call the API: bearer tokens, stored as their SHA-256."""
 
@@ -177,6 +197,7 @@ class AuthConfig(_Model):
         description="Callers known by their client certificate (server.tls.client_ca): {name, subject,"
         " read_all}.",
     )
+    rate_limit: RateLimitConfig = RateLimitConfig()
 
 
 class AdminTokenConfig(_Model):

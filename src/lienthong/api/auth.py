@@ -15,8 +15,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 import secrets
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -60,6 +62,7 @@ class BearerAuth(SecurityBase):
         *,
         read_all: frozenset[str] = frozenset(),
         certificates: Mapping[str, str] | None = None,
+        limits: CallerLimits | None = None,
     ) -> None:
         """``tokens`` maps each token's SHA-256 hex to the name of its holder; ``certificates`` each client
         certificate subject (RFC 4514) to its holder's name; holders named in ``read_all`` may read every
@@ -71,6 +74,7 @@ class BearerAuth(SecurityBase):
         self._tokens = [(bytes.fromhex(digest), name) for digest, name in tokens.items()]
         self._read_all = read_all
         self._subjects = {canonical_subject(s): name for s, name in (certificates or {}).items()}
+        self._limits = limits
 
     async def __call__(self, request: Request) -> Caller:
         # async so that FastAPI calls it on the event loop, not through a thread pool (measured: a thread
@@ -79,7 +83,7 @@ class BearerAuth(SecurityBase):
         if subject is not None:
             holder = self._subjects.get(canonical_subject(subject))
             if holder is not None:
-                return Caller(holder, holder in self._read_all)
+                return self._admit(request, holder)
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -97,7 +101,49 @@ class BearerAuth(SecurityBase):
                 name = holder
         if name is None:
             raise _unauthorized(request, "invalid bearer token")
+        return self._admit(request, name)
+
+    def _admit(self, request: Request, name: str) -> Caller:
+        """The caller ``name``, unless it is over its rate: 429 with Retry-After."""
+        if self._limits is not None:
+            wait_s = self._limits.take(name)
+            if wait_s > 0:
+                raise self._limits.refusal(request, name, wait_s)
         return Caller(name, name in self._read_all)
+
+
+class CallerLimits:
+    """A token bucket per caller (``auth.rate_limit``): ``per_second`` on average, ``burst`` at once. The
+    callers are the config's, so the buckets are bounded in number."""
+
+    def __init__(self, per_second: float, burst: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_second = per_second
+        self.burst = burst
+        self._clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # name -> (tokens, at)
+
+    def take(self, name: str) -> float:
+        """0 when ``name`` may go now (a token taken); otherwise the seconds until it may."""
+        now = self._clock()
+        tokens, at = self._buckets.get(name, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - at) * self.per_second)
+        if tokens >= 1:
+            self._buckets[name] = (tokens - 1, now)
+            return 0.0
+        self._buckets[name] = (tokens, now)
+        return (1 - tokens) / self.per_second
+
+    def refusal(self, request: Request, name: str, wait_s: float) -> HTTPException:
+        message = (
+            f"caller {name!r} is over its rate (auth.rate_limit: {self.per_second:g}/s, burst {self.burst}):"
+            f" send again in {math.ceil(wait_s)} s"
+        )
+        log.info("refused %s %s: %s", request.method, request.url.path, message)
+        return HTTPException(
+            429,
+            detail={"code": "rate_limited", "message": message},
+            headers={"Retry-After": str(math.ceil(wait_s))},
+        )
 
 
 def client_subject(request: Request) -> str | None:

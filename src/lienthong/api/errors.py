@@ -21,8 +21,12 @@ RETRY_AFTER: dict[str, Any] = {
 }
 _HEADERS: dict[int, dict[str, Any]] = {
     401: {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}},
+    429: RETRY_AFTER,
     503: RETRY_AFTER,
 }
+RATE_LIMITED = (
+    "This caller is over its rate (`rate_limited`, `auth.rate_limit`); send again after `Retry-After`"
+)
 UNAUTHORIZED = "No bearer token, or not a valid one (`unauthorized`)"
 STORE_UNAVAILABLE = "The store did not answer in time (`store_unavailable`); send the same request again"
 TOO_LARGE = "The body is larger than `server.max_body_bytes` (`body_too_large`)"

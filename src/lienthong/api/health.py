@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from ipaddress import IPv4Network, IPv6Network, ip_address
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import PlainTextResponse, Response
 
@@ -46,7 +47,11 @@ _METRICS: dict[int | str, dict[str, object]] = {
                 "example": 'lienthong_outbox_pending{destination="portal"} 0.0\n',
             }
         },
-    }
+    },
+    403: {
+        "description": "The caller's address is not in `server.metrics_from` (`forbidden`)",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    },
 }
 
 
@@ -59,9 +64,11 @@ def health_router(
     clock: Clock,
     scheduler_running: Callable[[], bool] = lambda: True,
     certificates: Sequence[tuple[str, float]] = (),
+    metrics_from: Sequence[IPv4Network | IPv6Network] = (),
 ) -> APIRouter:
     """``certificates``: (what, when it expires in seconds since the epoch) of each certificate the node
-    presents; an expired one makes the node not ready (its peer would refuse every handshake)."""
+    presents; an expired one makes the node not ready (its peer would refuse every handshake).
+    ``metrics_from``: the networks that may read ``/metrics`` (none given: any)."""
     router = APIRouter()
 
     @router.get("/healthz", responses=_HEALTHZ)
@@ -91,9 +98,12 @@ def health_router(
         return Response(b'{"status":"ready"}', media_type="application/json")
 
     @router.get("/metrics", responses=_METRICS, response_class=PlainTextResponse)
-    async def prometheus() -> Response:
+    async def prometheus(request: Request) -> Response:
         """Prometheus exposition; outbox gauges are read fresh from the store. When it does not answer
         within SCRAPE_STORE_WAIT_S, ``lienthong_store_up`` is 0 and those gauges are left out, not stale."""
+        if metrics_from and not _from(request, metrics_from):
+            client = request.client.host if request.client else "an unknown address"
+            return error_response(403, "forbidden", f"{client} may not read /metrics (server.metrics_from)")
         try:
             stats = await asyncio.wait_for(store.run(units.stats), SCRAPE_STORE_WAIT_S)
         except (StoreError, TimeoutError):
@@ -103,3 +113,12 @@ def health_router(
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+def _from(request: Request, networks: Sequence[IPv4Network | IPv6Network]) -> bool:
+    """Whether the request's peer address is in one of ``networks``."""
+    try:
+        address = ip_address(request.client.host if request.client else "")
+    except ValueError:
+        return False
+    return any(address in network for network in networks)

@@ -23,7 +23,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from lienthong.api.errors import BEFORE_ANY_ROUTE, RETRY_AFTER
+from lienthong.api.errors import BEFORE_ANY_ROUTE, RATE_LIMITED, RETRY_AFTER
 
 DOCS_ASSETS = "/docs/assets"
 """Where the pages' scripts, styles and icon are served."""
@@ -77,6 +77,15 @@ def _as_answered(doc: dict[str, Any]) -> None:
             ):
                 operation["responses"]["422"] = ours
             _before_any_route(operation.setdefault("responses", {}))
+            if any("bearer" in scheme for scheme in operation.get("security", [])):
+                operation["responses"].setdefault(
+                    "429",
+                    {
+                        "description": RATE_LIMITED,
+                        "content": {"application/json": {"schema": {"$ref": _ERROR}}},
+                        "headers": RETRY_AFTER,
+                    },
+                )
     schemas = doc.get("components", {}).get("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
