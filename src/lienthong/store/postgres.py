@@ -48,7 +48,7 @@ from lienthong.model import (
     ResultSignature,
     StoredEvent,
 )
-from lienthong.msglog.records import LogRecord, StoredCheckpoint
+from lienthong.msglog.records import LogRecord
 from lienthong.payments.records import CallbackRecord, Claim, PaymentFinding, PaymentRecord
 from lienthong.scheduler.runs import RunRecord
 from lienthong.sealing import Sealer
@@ -56,7 +56,6 @@ from lienthong.store.contract import PURGED, KnownEvent, OperatorAction, Tx
 from lienthong.store.rows import (
     ACTION_COLUMNS,
     CALLBACK_COLUMNS,
-    CHECKPOINT_COLUMNS,
     CIRCUIT_COLUMNS,
     FINDING_COLUMNS,
     LEDGER_COLUMNS,
@@ -66,7 +65,6 @@ from lienthong.store.rows import (
     PAYMENT_COLUMNS,
     RUN_COLUMNS,
     NoLog,
-    checkpoint_row,
     circuit_row,
     claimed,
     data_and_leaf,
@@ -78,9 +76,9 @@ from lienthong.store.rows import (
     run_record,
     run_row,
     split_held,
-    stored_checkpoint,
 )
 from lienthong.store.runner import STOP, Op, answer, execute, next_batch
+from lienthong.store.sqllog import SqlLogReads
 
 T = TypeVar("T")
 Connection = psycopg.Connection[Any]
@@ -887,8 +885,9 @@ class PostgresCircuits:
         )
 
 
-class PostgresLog:
+class PostgresLog(SqlLogReads):
     def __init__(self, db: _Db) -> None:
+        super().__init__(db.execute, "%s")
         self._db = db
 
     def append(self, records: Sequence[LogRecord]) -> None:
@@ -904,52 +903,6 @@ class PostgresLog:
             " SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::text[], %s::text[], %s::text[],"
             " %s::text[])",
             rows,
-        )
-
-    def size(self) -> int:
-        row = self._db.execute("SELECT max(seq) FROM log_records").fetchone()
-        return 0 if row is None or row[0] is None else int(row[0]) + 1
-
-    def read(self, start: int, limit: int) -> list[tuple[int, bytes, str]]:
-        rows = self._db.execute(
-            "SELECT seq, data, leaf FROM log_records WHERE seq >= %s ORDER BY seq LIMIT %s", (start, limit)
-        ).fetchall()
-        return [(int(seq), data.encode(), leaf) for seq, data, leaf in rows]
-
-    def about(self, subject: str, limit: int) -> list[tuple[int, bytes]]:
-        rows = self._db.execute(
-            "SELECT seq, data FROM log_records WHERE subject = %s ORDER BY seq LIMIT %s", (subject, limit)
-        ).fetchall()
-        return [(int(seq), data.encode()) for seq, data in rows]
-
-    def between(self, start_ms: int, end_ms: int, after: int, limit: int) -> list[tuple[int, bytes]]:
-        rows = self._db.execute(
-            "SELECT seq, data FROM log_records WHERE at_ms >= %s AND at_ms < %s AND seq > %s"
-            " ORDER BY seq LIMIT %s",
-            (start_ms, end_ms, after, limit),
-        ).fetchall()
-        return [(int(seq), data.encode()) for seq, data in rows]
-
-    def add_checkpoint(self, checkpoint: StoredCheckpoint) -> bool:
-        cursor = self._db.execute(
-            f"INSERT INTO log_checkpoints ({CHECKPOINT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (size) DO NOTHING",
-            checkpoint_row(checkpoint),
-        )
-        return bool(cursor.rowcount)
-
-    def checkpoints(self, limit: int, before_size: int | None = None) -> list[StoredCheckpoint]:
-        below = 2**62 if before_size is None else before_size
-        rows = self._db.execute(
-            f"SELECT {CHECKPOINT_COLUMNS} FROM log_checkpoints WHERE size < %s ORDER BY size DESC LIMIT %s",
-            (below, limit),
-        ).fetchall()
-        return [stored_checkpoint(row) for row in rows]
-
-    def stamp(self, size: int, timestamp: str, timestamped_ms: int) -> None:
-        self._db.execute(
-            "UPDATE log_checkpoints SET timestamp = %s, timestamped_ms = %s WHERE size = %s",
-            (timestamp, timestamped_ms, size),
         )
 
 

@@ -43,7 +43,7 @@ from lienthong.model import (
     ResultSignature,
     StoredEvent,
 )
-from lienthong.msglog.records import LogRecord, StoredCheckpoint
+from lienthong.msglog.records import LogRecord
 from lienthong.payments.records import CallbackRecord, Claim, PaymentFinding, PaymentRecord
 from lienthong.scheduler.runs import RunRecord
 from lienthong.sealing import Sealer
@@ -51,7 +51,6 @@ from lienthong.store.contract import PURGED, KnownEvent, OperatorAction
 from lienthong.store.rows import (
     ACTION_COLUMNS,
     CALLBACK_COLUMNS,
-    CHECKPOINT_COLUMNS,
     CIRCUIT_COLUMNS,
     FINDING_COLUMNS,
     LEDGER_COLUMNS,
@@ -61,7 +60,6 @@ from lienthong.store.rows import (
     PAYMENT_COLUMNS,
     RUN_COLUMNS,
     NoLog,
-    checkpoint_row,
     circuit_row,
     claimed,
     closed_circuit,
@@ -74,8 +72,8 @@ from lienthong.store.rows import (
     run_record,
     run_row,
     split_held,
-    stored_checkpoint,
 )
+from lienthong.store.sqllog import SqlLogReads
 
 SCHEMA_VERSION = 10
 
@@ -863,8 +861,9 @@ class SqliteCircuits:
         self._db.rows((f"INSERT OR REPLACE INTO circuits ({CIRCUIT_COLUMNS})", ""), [tuple(r) for r in rows])
 
 
-class SqliteLog:
+class SqliteLog(SqlLogReads):
     def __init__(self, db: _Db) -> None:
+        super().__init__(db.execute, "?")
         self._db = db
 
     def append(self, records: Sequence[LogRecord]) -> None:
@@ -874,52 +873,6 @@ class SqliteLog:
         self._db.rows(
             ("INSERT INTO log_records (seq, at_ms, kind, subject, data, leaf)", ""),
             [(start + i, r.at_ms, r.kind, r.subject, *data_and_leaf(r)) for i, r in enumerate(records)],
-        )
-
-    def size(self) -> int:
-        row = self._db.execute("SELECT max(seq) FROM log_records").fetchone()
-        return 0 if row is None or row[0] is None else int(row[0]) + 1
-
-    def read(self, start: int, limit: int) -> list[tuple[int, bytes, str]]:
-        rows = self._db.execute(
-            "SELECT seq, data, leaf FROM log_records WHERE seq >= ? ORDER BY seq LIMIT ?", (start, limit)
-        ).fetchall()
-        return [(int(seq), data.encode(), leaf) for seq, data, leaf in rows]
-
-    def about(self, subject: str, limit: int) -> list[tuple[int, bytes]]:
-        rows = self._db.execute(
-            "SELECT seq, data FROM log_records WHERE subject = ? ORDER BY seq LIMIT ?", (subject, limit)
-        ).fetchall()
-        return [(int(seq), data.encode()) for seq, data in rows]
-
-    def between(self, start_ms: int, end_ms: int, after: int, limit: int) -> list[tuple[int, bytes]]:
-        rows = self._db.execute(
-            "SELECT seq, data FROM log_records WHERE at_ms >= ? AND at_ms < ? AND seq > ?"
-            " ORDER BY seq LIMIT ?",
-            (start_ms, end_ms, after, limit),
-        ).fetchall()
-        return [(int(seq), data.encode()) for seq, data in rows]
-
-    def add_checkpoint(self, checkpoint: StoredCheckpoint) -> bool:
-        cursor = self._db.execute(
-            f"INSERT INTO log_checkpoints ({CHECKPOINT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (size) DO NOTHING",
-            checkpoint_row(checkpoint),
-        )
-        return bool(cursor.rowcount)
-
-    def checkpoints(self, limit: int, before_size: int | None = None) -> list[StoredCheckpoint]:
-        below = 2**62 if before_size is None else before_size
-        rows = self._db.execute(
-            f"SELECT {CHECKPOINT_COLUMNS} FROM log_checkpoints WHERE size < ? ORDER BY size DESC LIMIT ?",
-            (below, limit),
-        ).fetchall()
-        return [stored_checkpoint(row) for row in rows]
-
-    def stamp(self, size: int, timestamp: str, timestamped_ms: int) -> None:
-        self._db.execute(
-            "UPDATE log_checkpoints SET timestamp = ?, timestamped_ms = ? WHERE size = ?",
-            (timestamp, timestamped_ms, size),
         )
 
 
