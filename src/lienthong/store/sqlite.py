@@ -47,7 +47,7 @@ from lienthong.msglog.records import LogRecord
 from lienthong.payments.records import CallbackRecord, Claim, PaymentFinding, PaymentRecord
 from lienthong.scheduler.runs import RunRecord
 from lienthong.sealing import Sealer
-from lienthong.store.contract import PURGED, KnownEvent, OperatorAction
+from lienthong.store.contract import KnownEvent, OperatorAction
 from lienthong.store.rows import (
     ACTION_COLUMNS,
     CALLBACK_COLUMNS,
@@ -73,7 +73,7 @@ from lienthong.store.rows import (
     run_row,
     split_held,
 )
-from lienthong.store.sqllog import SqlLogReads
+from lienthong.store.sqllog import SqlLogReads, purge_payloads, reseal_payloads
 
 SCHEMA_VERSION = 10
 
@@ -455,44 +455,10 @@ class SqliteEvents:
         return StoredEvent(row[0], row[1], row[2], row[3], payload["dossier"], row[5])
 
     def purge(self, after: str, limit: int, received_before_ms: int) -> tuple[str | None, int]:
-        rows = self._db.execute(
-            "SELECT event_id, received_ms, payload = ? FROM events WHERE event_id > ?"
-            " ORDER BY event_id LIMIT ?",
-            (PURGED, after, limit),
-        ).fetchall()
-        if not rows:
-            return None, 0
-        old = [
-            event_id
-            for event_id, received_ms, purged in rows
-            if received_ms < received_before_ms and not purged
-        ]
-        done = 0
-        for event_id in old:
-            cursor = self._db.execute(
-                "UPDATE events SET payload = ? WHERE event_id = ? AND NOT EXISTS (SELECT 1 FROM outbox o"
-                " WHERE o.event_id = events.event_id AND o.status IN ('pending', 'inflight', 'dead'))",
-                (PURGED, event_id),
-            )
-            done += cursor.rowcount
-        return rows[-1][0], done
+        return purge_payloads(self._db.execute, "?", after, limit, received_before_ms)
 
     def reseal(self, after: str, limit: int) -> tuple[str | None, int]:
-        rows = self._db.execute(
-            "SELECT event_id, payload FROM events WHERE event_id > ? ORDER BY event_id LIMIT ?",
-            (after, limit),
-        ).fetchall()
-        sealer = self._sealer
-        if sealer is None or not rows:
-            return (rows[-1][0] if rows else None), 0
-        changed = [
-            (sealer.seal(event_id, sealer.open(event_id, stored)), event_id)
-            for event_id, stored in rows
-            if sealer.sealed_with(stored) != sealer.current
-        ]
-        for payload, event_id in changed:
-            self._db.execute("UPDATE events SET payload = ? WHERE event_id = ?", (payload, event_id))
-        return rows[-1][0], len(changed)
+        return reseal_payloads(self._db.execute, "?", self._sealer, after, limit)
 
 
 class SqliteOutbox:

@@ -1,5 +1,6 @@
-"""The message log's reads and checkpoints in SQL, the same on SQLite and PostgreSQL but for the
-placeholder; each backend adds ``append`` (a multi-row insert its own way, PostgreSQL under a lock)."""
+"""What the SQL stores do alike but for the placeholder: the message log's reads and checkpoints (each
+backend adds ``append``, a multi-row insert its own way, PostgreSQL under a lock), and the payloads'
+purge and resealing."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from lienthong.msglog.records import StoredCheckpoint
+from lienthong.sealing import Sealer
+from lienthong.store.contract import PURGED
 from lienthong.store.rows import CHECKPOINT_COLUMNS, checkpoint_row, stored_checkpoint
 
 Execute = Callable[..., Any]
@@ -70,3 +73,47 @@ class SqlLogReads:
             ),
             (timestamp, timestamped_ms, size),
         )
+
+
+def purge_payloads(
+    execute: Execute, ph: str, after: str, limit: int, received_before_ms: int
+) -> tuple[str | None, int]:
+    """``Events.purge`` in SQL (placeholder ``ph``)."""
+    rows = execute(
+        f"SELECT event_id, received_ms, payload = {ph} FROM events WHERE event_id > {ph}"
+        f" ORDER BY event_id LIMIT {ph}",
+        (PURGED, after, limit),
+    ).fetchall()
+    if not rows:
+        return None, 0
+    done = 0
+    for event_id, received_ms, purged in rows:
+        if received_ms < received_before_ms and not purged:
+            cursor = execute(
+                f"UPDATE events SET payload = {ph} WHERE event_id = {ph} AND NOT EXISTS"
+                " (SELECT 1 FROM outbox o WHERE o.event_id = events.event_id"
+                " AND o.status IN ('pending', 'inflight', 'dead'))",
+                (PURGED, event_id),
+            )
+            done += cursor.rowcount
+    return rows[-1][0], done
+
+
+def reseal_payloads(
+    execute: Execute, ph: str, sealer: Sealer | None, after: str, limit: int
+) -> tuple[str | None, int]:
+    """``Events.reseal`` in SQL (placeholder ``ph``)."""
+    rows = execute(
+        f"SELECT event_id, payload FROM events WHERE event_id > {ph} ORDER BY event_id LIMIT {ph}",
+        (after, limit),
+    ).fetchall()
+    if sealer is None or not rows:
+        return (rows[-1][0] if rows else None), 0
+    changed = [
+        (sealer.seal(event_id, sealer.open(event_id, stored)), event_id)
+        for event_id, stored in rows
+        if sealer.sealed_with(stored) != sealer.current
+    ]
+    for payload, event_id in changed:
+        execute(f"UPDATE events SET payload = {ph} WHERE event_id = {ph}", (payload, event_id))
+    return rows[-1][0], len(changed)
