@@ -6,6 +6,7 @@ through later events, on every store backend."""
 from __future__ import annotations
 
 import base64
+import json
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -16,10 +17,12 @@ import pytest
 from aiohttp import web
 
 from conftest import Peers, RunNode, config_dict
+from lienthong.app import check_everything
 from lienthong.checks.jobs import read_kpi_rows
 from lienthong.cli import main as cli_main
 from lienthong.config import Config
 from lienthong.errors import ConfigError
+from lienthong.mappings import SpecLoader
 from lienthong.model import LedgerEntry, ResultSignature
 from lienthong.store import Store, units
 from lienthong.store.contract import Tx
@@ -218,3 +221,16 @@ async def test_a_schema_9_store_gains_the_verdict_columns_on_upgrade(tmp_path: P
         store.close()
     assert entry is not None
     assert (entry.result_signature, entry.result_signature_note) == ("unsigned", "KQ01")
+
+
+def test_lienthong_check_names_a_trust_root_that_cannot_be_read(tmp_path: Path) -> None:
+    config = tmp_path / "lienthong.yaml"
+    destination = {
+        "kind": "result_check",
+        "base_url": "https://files.example.vn",
+        "trust_roots": ["gone.pem"],
+    }
+    config.write_text(json.dumps({"destinations": {"results": destination}}), encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        check_everything(config, {}, SpecLoader())
+    assert any("gone.pem" in str(issue) for issue in raised.value.issues), raised.value.issues

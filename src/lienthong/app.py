@@ -587,6 +587,11 @@ def check_everything(path: Path, env: Mapping[str, str], loader: SpecLoader) -> 
     if config.citizens.source:
         phases.append(lambda: forms.update(compile_forms(config, loader)))
     phases.extend(partial(tls_context, d, config.base_dir) for d in config.destinations.values())
+    phases.extend(
+        partial(result_check_settings, d, config.base_dir)
+        for d in config.destinations.values()
+        if isinstance(d, ResultCheckDestination)
+    )
     if config.server.tls is not None:
         server = server_tls_files(config.server.tls, config.base_dir)
         phases.append(lambda: build_server(server, environ=os.environ))
