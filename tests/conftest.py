@@ -53,6 +53,9 @@ EXAMPLE_ENV = {
     "LGSP_CLIENT_SECRET": "c",
 }
 AUTH = {"authorization": f"Bearer {TOKEN}"}
+OPERATOR_TOKEN = "test-token-of-an-operator-for-the-docs"
+OPERATOR = {"authorization": f"Bearer {OPERATOR_TOKEN}"}
+"""An operator's credential (``admin.tokens`` of ``config_dict``): ``/openapi.json`` asks for one."""
 QUICK_CIRCUIT = {"open_s": 0.1, "max_open_s": 0.4, "probe_wait_s": 0.05}
 """Circuit breakers as in production, on a test's time scale: a peer made to fail holds its messages for a
 tenth of a second, not half a minute. Tests that give their own ``dispatcher`` section add it."""
@@ -104,6 +107,7 @@ def config_dict(tmp_path: Path, peers: Peers, **overrides: Any) -> dict[str, Any
     """A full config as a dict, pointing at ``peers``; ``overrides`` replace whole top-level sections."""
     data: dict[str, Any] = {
         "auth": {"tokens": [{"name": "tests", "sha256": hash_token(TOKEN)}]},
+        "admin": {"tokens": [{"name": "ops", "sha256": hash_token(OPERATOR_TOKEN)}]},
         "store": {"path": str(tmp_path / "lienthong.db"), "synchronous": "normal"},
         "dispatcher": {
             "max_in_flight": 16,

@@ -185,7 +185,7 @@ async def test_the_openapi_document_declares_the_admin_operations_with_the_error
     run_node: RunNode,
 ) -> None:
     running = await still_node(run_node)
-    doc = (await running.client.get("/openapi.json")).json()
+    doc = (await running.client.get("/openapi.json", headers=ADMIN)).json()
     paths = doc["paths"]
     for path in (
         "/admin/v1/dead-letters",

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from browser import headless
-from conftest import AUTH, ROUTES, Peers, Running, RunNode, config_dict
+from conftest import AUTH, OPERATOR, ROUTES, Peers, Running, RunNode, config_dict
 from lienthong.sandbox.dossiers import generate
 from lienthong.sandbox.paygov import PayGovSandbox
 from lienthong.sandbox.population import PopulationSandbox, synthetic_citizen
@@ -80,7 +80,7 @@ async def node(run_node: RunNode, tmp_path: Path, peers: Peers, population: str,
 
 @pytest.fixture
 async def document(node: Running) -> dict[str, Any]:
-    answer = await node.client.get("/openapi.json")
+    answer = await node.client.get("/openapi.json", headers=OPERATOR)
     assert answer.status_code == 200
     doc: dict[str, Any] = answer.json()
     return doc
@@ -242,8 +242,22 @@ def referenced(html: str) -> list[str]:
     return [next(g for g in m.groups() if g) for m in ASSET.finditer(html)]
 
 
+@pytest.fixture
+async def public_docs(
+    run_node: RunNode, tmp_path: Path, peers: Peers, population: str, paygov: str
+) -> Running:
+    """A node whose docs anyone may read (``server.docs: public``), as a browser without a session sees it."""
+    running: Running = await run_node(
+        **every_router(tmp_path, peers, population, paygov), server={"docs": "public"}
+    )
+    return running
+
+
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])
-async def test_the_docs_pages_reference_only_assets_the_node_serves_itself(node: Running, page: str) -> None:
+async def test_the_docs_pages_reference_only_assets_the_node_serves_itself(
+    public_docs: Running, page: str
+) -> None:
+    node = public_docs
     html = await node.client.get(page)
     assert html.status_code == 200
     urls = referenced(html.text)
@@ -258,9 +272,9 @@ async def test_the_docs_pages_reference_only_assets_the_node_serves_itself(node:
 
 
 async def test_swagger_ui_renders_the_operations_in_a_browser_with_no_network(
-    node: Running, tmp_path: Path
+    public_docs: Running, tmp_path: Path
 ) -> None:
-    url = f"{node.client.base_url}/docs"
+    url = f"{public_docs.client.base_url}/docs"
     command = [*headless(tmp_path, loopback=True, budget_ms=5000), "--dump-dom", url]
     done = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=120)
     dom = done.stdout
@@ -274,3 +288,34 @@ def test_the_asset_finder_catches_a_cdn_url() -> None:
     html = '<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>'
     assert referenced(html) == ["https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"]
     assert httpx.URL(referenced(html)[0]).host == "cdn.jsdelivr.net"
+
+
+# -- the docs are the operators' -------------------------------------------------------------------------
+
+
+async def test_the_docs_ask_for_an_operator_s_credential(run_node: RunNode) -> None:
+    running = await run_node()
+    client = running.client
+    refused = await client.get("/openapi.json")
+    assert refused.status_code == 401
+    assert refused.json()["error"]["code"] == "unauthorized"
+    assert (await client.get("/openapi.json", headers=AUTH)).status_code == 401  # a caller is not an operator
+    assert (await client.get("/openapi.json", headers=OPERATOR)).status_code == 200
+    for page in ("/docs", "/redoc"):
+        sent = await client.get(page)
+        assert (sent.status_code, sent.headers["location"]) == (303, "/admin/login")
+        assert (await client.get(page, headers=OPERATOR)).status_code == 200
+    origin = str(client.base_url).rstrip("/")
+    async with httpx.AsyncClient(base_url=origin, headers={"origin": origin}) as browser:
+        login = await browser.post("/admin/login", data={"token": OPERATOR["authorization"].split()[1]})
+        assert login.status_code == 303
+        assert (await browser.get("/docs")).status_code == 200  # the console's session will do
+    assert (await client.get("/healthz")).status_code == 200  # the rest is as before
+
+
+async def test_docs_off_are_off_for_everyone(run_node: RunNode) -> None:
+    running = await run_node(server={"docs": "off"})
+    for path in ("/docs", "/redoc", "/openapi.json"):
+        answer = await running.client.get(path, headers=OPERATOR)
+        assert answer.status_code == 404
+        assert "documentation is off here" in answer.json()["error"]["message"]

@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from conftest import AUTH, TOKEN, RunNode
+from conftest import AUTH, OPERATOR, TOKEN, RunNode
 from lienthong.api.auth import CallerLimits, hash_token
 from lienthong.config import Config
 from lienthong.sandbox.dossiers import generate
@@ -42,7 +42,7 @@ async def test_a_caller_over_its_rate_gets_429_and_others_go_on(run_node: RunNod
     assert other.status_code == 202
     await asyncio.sleep(1.05)
     assert (await running.post(next(streams).events[0], headers=AUTH)).status_code == 202
-    document = (await running.client.get("/openapi.json")).json()
+    document = (await running.client.get("/openapi.json", headers=OPERATOR)).json()
     assert "429" in document["paths"]["/v1/events"]["post"]["responses"]
     assert "429" not in document["paths"]["/healthz"]["get"]["responses"]
 

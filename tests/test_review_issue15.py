@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import RunNode
+from conftest import OPERATOR, RunNode
 from lienthong.adapters.provincial import verify, verify_standard
 from lienthong.app import build_routes, check_everything
 from lienthong.bus.conditions import RouteFacts, compile_route_condition
@@ -353,7 +353,7 @@ async def test_every_refusal_the_node_sends_is_declared(run_node: RunNode) -> No
     error shape for every refusal status"; decision 0014: "including those the body-limit middleware ...
     sends"."""
     running = await run_node()
-    document = (await running.client.get("/openapi.json")).json()
+    document = (await running.client.get("/openapi.json", headers=OPERATOR)).json()
     answer = await running.client.request(
         "GET", "/v1/messages/x", content=b"x" * (4 * 1024 * 1024 + 1), headers={"authorization": "Bearer x"}
     )

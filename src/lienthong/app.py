@@ -42,6 +42,7 @@ from lienthong.api import openapi
 from lienthong.api.admin import AdminAuth, Operations, ReplayLimit, admin_router
 from lienthong.api.auth import BearerAuth, CallerLimits
 from lienthong.api.citizens import citizens_router
+from lienthong.api.docs_guard import DocsGuard
 from lienthong.api.errors import install_error_handlers
 from lienthong.api.events import events_router
 from lienthong.api.health import health_router
@@ -91,7 +92,7 @@ from lienthong.config import (
     load_config,
 )
 from lienthong.console import console_router
-from lienthong.console.session import Sessions
+from lienthong.console.session import COOKIE, Sessions
 from lienthong.errors import ConfigError, ConfigIssue, StoreError
 from lienthong.mappings import BUNDLED_PREFIX, CompiledMapping, FunctionRegistry, SpecLoader
 from lienthong.mappings.spec import Condition
@@ -482,9 +483,13 @@ def build_api(node: Lienthong) -> FastAPI:
         )
     admin_ops, admin_auth = admin_operations(node)
     api.include_router(admin_router(ops=admin_ops, auth=admin_auth))
-    api.include_router(
-        console_router(ops=admin_ops, auth=admin_auth, sessions=Sessions(config.admin.session_ttl_s))
-    )
+    sessions = Sessions(config.admin.session_ttl_s)
+    api.include_router(console_router(ops=admin_ops, auth=admin_auth, sessions=sessions))
+
+    def operator(token: str | None, cookie: str | None) -> str | None:
+        return (admin_auth.identify(token) if token else None) or sessions.operator(cookie)
+
+    api.add_middleware(DocsGuard, mode=config.server.docs, operator=operator, cookie=COOKIE)
     api.add_middleware(
         BodySizeLimit, max_bytes=config.server.max_body_bytes, max_total_bytes=config.server.max_bodies_bytes
     )

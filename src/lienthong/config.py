@@ -86,6 +86,11 @@ class ServerConfig(_Model):
     port: int = Field(default=8080, ge=0, le=65535, description="The port to listen on (0: any free one).")
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, description="Larger bodies get 413.")
     max_batch_events: int = Field(default=1000, ge=1, description="Most events in one POST /v1/events.")
+    docs: Literal["admin", "public", "off"] = Field(
+        default="admin",
+        description="/docs, /redoc and /openapi.json: for operators (an admin token or the console's"
+        " session), for anyone, or for no one.",
+    )
     metrics_from: list[str] = Field(
         default_factory=list,
         description="Networks (CIDR, e.g. 10.0.0.0/8, 127.0.0.1/32) that may read /metrics; others get 403."

@@ -80,7 +80,7 @@ class _Console:
             COOKIE,
             self.sessions.issue(operator),
             max_age=int(self.sessions.ttl_s),
-            path="/admin",
+            path="/",  # the console and the API's docs (server.docs: admin)
             httponly=True,
             samesite="strict",
             secure=request.url.scheme == "https",
@@ -93,7 +93,7 @@ class _Console:
         if not _same_origin(request) or not self.sessions.csrf_ok(cookie, form.get("csrf")):
             return _refused()
         answer = RedirectResponse("/admin/login", 303)
-        answer.delete_cookie(COOKIE, path="/admin")
+        answer.delete_cookie(COOKIE, path="/")
         return answer
 
     async def overview(self, request: Request) -> Response:
