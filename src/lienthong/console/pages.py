@@ -145,7 +145,13 @@ def overview(
     return "".join(parts)
 
 
-KPI_NAMES = {"online": "online", "fully_online": "fully online", "on_time": "on time", "ecopy": "e-copies"}
+KPI_NAMES = {
+    "online": "online",
+    "fully_online": "fully online",
+    "on_time": "on time",
+    "ecopy": "e-copies",
+    "signed": "results signed",
+}
 
 
 def _kpis(kpis: Kpis) -> list[str]:
