@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -71,3 +73,23 @@ def test_a_wrong_argument_exits_2_with_argparse_s_message(capsys: pytest.Capture
     assert "the following arguments are required: config" in capsys.readouterr().err
     assert main(["dlq", "list", "c.yaml", "--limit", "many"]) == 2
     assert "invalid int value: 'many'" in capsys.readouterr().err
+
+
+def test_the_command_imports_none_of_the_heavy_modules_before_it_runs() -> None:
+    """`import lienthong.cli` took 1.1 s (dlq imported the dead letters, and through them the bus, the store
+    and pydantic): `lienthong --help` waited for it, and a stop signal during it found no handler yet. The
+    commands import what they need when they run."""
+    heavy = (
+        "lienthong.bus",
+        "lienthong.store",
+        "lienthong.bank",
+        "lienthong.config",
+        "pydantic",
+        "zeep",
+        "lxml",
+    )
+    probe = f"import sys, lienthong.cli; print([m for m in sys.modules if m.startswith({heavy!r})])"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"

@@ -235,3 +235,9 @@ class CircuitChange(NamedTuple):
     kind: CircuitChangeKind
     message_id: str | None = None
     open_for_ms: int = 0
+
+
+ERROR_CLASSES = ("http_4xx", "http_5xx", "timeout", "unreachable", "refused", "mapping", "protocol", "other")
+"""What a dead letter's last error was, in a few words a filter and a label can use: an HTTP status
+class, no answer in time, no connection, the peer refusing the request (a SOAP fault or a remote code),
+a mapping or translation refusing the record, an answer that is not the protocol's, or something else."""

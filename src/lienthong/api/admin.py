@@ -28,9 +28,9 @@ from typing_extensions import TypedDict
 
 from lienthong.api.errors import STORE_UNAVAILABLE, answer, error_response, refusals
 from lienthong.bus.circuits import CircuitBreakers
-from lienthong.bus.deadletters import ERROR_CLASSES, DeadLetters, Filter, ReplayPlan, error_class
+from lienthong.bus.deadletters import DeadLetters, Filter, ReplayPlan, error_class
 from lienthong.checks.jobs import KpiRow, read_kpi_rows
-from lienthong.model import MessageView
+from lienthong.model import ERROR_CLASSES, MessageView
 from lienthong.scheduler.runs import RunRecord
 from lienthong.store import Store, units
 from lienthong.timefmt import DISPLAY_ZONE, moment, with_moments

@@ -25,7 +25,7 @@ from typing import Literal
 from lienthong.bus.routes import Mapper, Routes
 from lienthong.clock import Clock, now_ms
 from lienthong.errors import DeliveryError
-from lienthong.model import Message, MessageView, Replay
+from lienthong.model import ERROR_CLASSES, Message, MessageView, Replay
 from lienthong.observability.logs import fields, redact
 from lienthong.store import Store, units
 from lienthong.store.contract import OperatorAction
@@ -48,10 +48,6 @@ class ReplayPlan:
 
 log = logging.getLogger("lienthong.bus.deadletters")
 
-ERROR_CLASSES = ("http_4xx", "http_5xx", "timeout", "unreachable", "refused", "mapping", "protocol", "other")
-"""What a dead letter's last error was, in a few words a filter and a label can use: an HTTP status
-class, no answer in time, no connection, the peer refusing the request (a SOAP fault or a remote code),
-a mapping or translation refusing the record, an answer that is not the protocol's, or something else."""
 
 _CLASSES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("mapping", re.compile(r"\[mapping [^\]]*\]|could not be translated")),

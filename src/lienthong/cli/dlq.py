@@ -16,13 +16,16 @@ import re
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from lienthong.bus.deadletters import ERROR_CLASSES, Filter, RateLimit, error_class
 from lienthong.cli.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from lienthong.model import ERROR_CLASSES
 from lienthong.timefmt import DISPLAY_ZONE, moment, with_moments
+
+if TYPE_CHECKING:
+    from lienthong.bus.deadletters import Filter
 
 CONFIG_HELP = "the node's YAML config file (its store is opened beside the running node)"
 
@@ -140,6 +143,8 @@ def _by(args: argparse.Namespace) -> str:
 
 
 def _where(args: argparse.Namespace) -> Filter:
+    from lienthong.bus.deadletters import Filter  # noqa: PLC0415 (keep `lienthong --help` fast)
+
     return Filter(args.destination, args.error_class, args.since, args.until)
 
 
@@ -178,6 +183,8 @@ def unknown_destination(node: Any, destination: str | None) -> bool:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from lienthong.bus.deadletters import error_class  # noqa: PLC0415 (keep `lienthong --help` fast)
+
     async def work(node: Any) -> int:
         letters = await node.dead_letters.listing(args.destination, args.limit, where=_where(args))
         if not letters and unknown_destination(node, args.destination):
@@ -220,6 +227,8 @@ def _replay(args: argparse.Namespace) -> int:
     if bool(args.message_ids) == args.all:
         print("name the messages to replay, or give --all", file=sys.stderr)
         return EXIT_USAGE
+    from lienthong.bus.deadletters import Filter, RateLimit  # noqa: PLC0415 (keep `lienthong --help` fast)
+
     if _where(args) != Filter() and not args.all:
         print("--destination, --error-class, --since and --until go with --all", file=sys.stderr)
         return EXIT_USAGE

@@ -12,7 +12,6 @@ import orjson
 
 from lienthong.cli.dlq import CONFIG_HELP, run_on_store
 from lienthong.cli.exits import EXIT_OK
-from lienthong.store import units
 from lienthong.timefmt import moment, with_moments
 
 JSON_HELP = "one JSON object per line; each *_ms moment also as ISO 8601 text (received_ms → received)"
@@ -38,6 +37,8 @@ def add_commands(sub: Any) -> None:
 
 def _callbacks(args: argparse.Namespace) -> int:
     async def work(node: Any) -> int:
+        from lienthong.store import units  # noqa: PLC0415 (keep `lienthong --help` fast)
+
         records = await node.store.run(units.callbacks, args.limit, args.reference)
         for r in records:
             if args.json:
@@ -59,6 +60,8 @@ def _callbacks(args: argparse.Namespace) -> int:
 
 def _findings(args: argparse.Namespace) -> int:
     async def work(node: Any) -> int:
+        from lienthong.store import units  # noqa: PLC0415 (keep `lienthong --help` fast)
+
         findings = await node.store.run(units.payment_findings, args.limit)
         for f in findings:
             if args.json:

@@ -14,17 +14,17 @@ import threading
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 
 from lienthong.cli.dlq import CONFIG_HELP, run_on_store
 from lienthong.cli.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from lienthong.errors import RunRefused
-from lienthong.scheduler.runs import RunRecord
-from lienthong.scheduler.schedule import zone
-from lienthong.store import units
 from lienthong.timefmt import moment, with_moments
+
+if TYPE_CHECKING:
+    from lienthong.scheduler.runs import RunRecord
 
 
 def add_commands(sub: Any) -> None:
@@ -57,6 +57,8 @@ def add_commands(sub: Any) -> None:
 
 
 def _runs(args: argparse.Namespace) -> int:
+    from lienthong.store import units  # noqa: PLC0415 (keep `lienthong --help` fast)
+
     async def work(node: Any) -> int:
         records = await node.store.run(units.recent_runs, args.limit, args.job)
         for record in records:
@@ -154,6 +156,8 @@ class Progress:
 
 def _moment(text: str, tz: str) -> datetime:
     """``--window``'s START; without an offset, in the scheduler's zone."""
+    from lienthong.scheduler.schedule import zone  # noqa: PLC0415 (keep `lienthong --help` fast)
+
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:

@@ -8,13 +8,14 @@ import os
 import sys
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lienthong.bank.csvfile import CsvLayout
-from lienthong.bank.records import DEFAULT_MAX_BYTES, StatementError, StatementSummary
-from lienthong.bank.statements import read_statements
 from lienthong.cli.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from lienthong.errors import ConfigError
+
+if TYPE_CHECKING:
+    from lienthong.bank.csvfile import CsvLayout
+    from lienthong.bank.records import StatementSummary
 
 
 def add_commands(sub: Any) -> None:
@@ -34,6 +35,10 @@ def add_commands(sub: Any) -> None:
 
 def _show(args: argparse.Namespace) -> int:
     """Exit 1 when the file is there but cannot be read as statements; 2 when there is no such file."""
+    # The bank's modules load when a statement is read, not for `lienthong --help`.
+    from lienthong.bank.records import StatementError, StatementSummary  # noqa: PLC0415
+    from lienthong.bank.statements import read_statements  # noqa: PLC0415
+
     if args.layout is not None and args.config is None:
         print("--layout needs --config, where the layouts are", file=sys.stderr)
         return EXIT_USAGE
@@ -58,6 +63,8 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _layout(args: argparse.Namespace) -> tuple[CsvLayout | None, int]:
+    from lienthong.bank.records import DEFAULT_MAX_BYTES  # noqa: PLC0415
+
     if args.config is None:
         return None, DEFAULT_MAX_BYTES
     from lienthong.config import load_config  # noqa: PLC0415 (only when asked for)

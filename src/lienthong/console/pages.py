@@ -9,9 +9,9 @@ from typing import Any
 from urllib.parse import quote
 
 from lienthong.api.admin import Kpis
-from lienthong.bus.deadletters import ERROR_CLASSES, ReplayPlan, error_class
+from lienthong.bus.deadletters import ReplayPlan, error_class
 from lienthong.checks.jobs import KpiRow
-from lienthong.model import DestinationStats, MessageView
+from lienthong.model import ERROR_CLASSES, DestinationStats, MessageView
 from lienthong.scheduler.runs import RunRecord
 from lienthong.store.contract import OperatorAction
 from lienthong.timefmt import moment

@@ -18,9 +18,10 @@ from fastapi import APIRouter, Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from lienthong.api.admin import AdminAuth, Operations, RateLimited
-from lienthong.bus.deadletters import ERROR_CLASSES, Filter, ReplayPlan
+from lienthong.bus.deadletters import Filter, ReplayPlan
 from lienthong.console import pages
 from lienthong.console.session import COOKIE, Sessions
+from lienthong.model import ERROR_CLASSES
 from lienthong.store import units
 
 MAX_FORM_BYTES = 16_384
