@@ -19,12 +19,15 @@ pytestmark = pytest.mark.slow
 def test_the_printed_destinations_reach_every_peer_and_ctrl_c_stops_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    here = tmp_path / "cwd"
+    here.mkdir()
     proc = subprocess.Popen(
         [sys.executable, "-m", "lienthong.cli", "sandbox", "all", "--citizens", "3"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        cwd=here,
     )
     try:
         assert proc.stdout is not None
@@ -55,3 +58,4 @@ def test_the_printed_destinations_reach_every_peer_and_ctrl_c_stops_it(
         _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+    assert list(here.iterdir()) == []  # it wrote nothing where it was started (it once left the demo's key)

@@ -147,9 +147,17 @@ class DemoSummary:
 
 
 def demo_config(
-    workdir: Path, token: str, urls: dict[str, str], peers: DemoPeers, port: int = 0
+    workdir: Path,
+    token: str,
+    urls: dict[str, str],
+    peers: DemoPeers,
+    port: int = 0,
+    *,
+    log_key: Path | None = None,
 ) -> dict[str, Any]:
-    """The demo's config, as the document ``lienthong run`` would read (JSON is YAML)."""
+    """The demo's config, as the document ``lienthong run`` would read (JSON is YAML); with ``log_key``, its
+    message log is signed with the key in that file. It writes nothing (``lienthong sandbox`` reads its
+    destinations from it)."""
     portal, population = peers.portal, peers.population
     seller = {"seller_name": "Trung tâm Phục vụ hành chính công tỉnh (demo)", "seller_tax_code": "3300000000"}
     return {
@@ -214,7 +222,7 @@ def demo_config(
         "routes": [*DEMO_ROUTES, *FEE_ROUTES],
         "citizens": {"source": "population", "audit_key": secrets.token_hex(16)},
         "payments": {"paygov": "paygov"},
-        "message_log": {"origin": "lienthong.demo", "key_file": str(_log_key(workdir))},
+        **({"message_log": {"origin": "lienthong.demo", "key_file": str(log_key)}} if log_key else {}),
     }
 
 
@@ -303,7 +311,9 @@ class Demo:
         return summary
 
     async def _start_bus(self, urls: dict[str, str], port: int) -> HttpServer:
-        document = demo_config(self.workdir, self.token, urls, self.peers, port)
+        document = demo_config(
+            self.workdir, self.token, urls, self.peers, port, log_key=_log_key(self.workdir)
+        )
         self.node = build(Config.model_validate(document))
         server = HttpServer(self.node.api, port=port, lifespan="on")
         document["server"]["port"] = server.port
