@@ -1,4 +1,5 @@
-"""Fail unless a `lienthong demo --json` summary shows nothing pending and every destination delivered."""
+"""Fail unless a `lienthong demo --json` summary shows nothing pending, every destination delivered, and the
+message log verified against its signed checkpoint."""
 
 import json
 import sys
@@ -17,12 +18,15 @@ def main(path: str) -> int:
         delivered = deliveries.get(kind, {}).get("delivered", 0)
         if delivered <= 0:
             problems.append(f"destination {kind!r} delivered nothing")
+    log = summary.get("message_log", {})
+    if not log.get("verified") or not log.get("records"):
+        problems.append(f"the message log did not verify: {log!r}")
     if problems:
         print("fresh install demo FAILED: " + "; ".join(problems), file=sys.stderr)
         print(json.dumps(summary, ensure_ascii=False), file=sys.stderr)
         return 1
     counts = ", ".join(f"{k} {deliveries[k]['delivered']}" for k in sorted(EXPECTED))
-    print(f"fresh install demo ok: pending 0; delivered {counts}")
+    print(f"fresh install demo ok: pending 0; delivered {counts}; message log {log['records']} records, verified")
     return 0
 
 
