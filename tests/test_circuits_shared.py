@@ -36,6 +36,8 @@ async def test_a_trip_opens_a_closed_circuit_once(store: Store) -> None:
     rows = await change(store, NOW + 5, trip(60_000))  # another node, a cycle behind, trips it too
     assert rows[DOWN].reopen_at_ms == NOW + 30_000  # already open: unchanged
     assert set(await change(store, NOW, trip(destination="emc"))) == {DOWN, "emc"}
+    # A dispatcher without breakers sends no changes (None) and the cycle reads no circuits.
+    assert (await store.run(units.settle_and_claim, [], NOW, 0, 0)).circuits == []
 
 
 async def test_one_probe_is_granted_for_every_node_and_only_once_the_open_time_is_over(store: Store) -> None:
@@ -188,7 +190,7 @@ async def test_a_node_whose_wish_to_probe_was_refused_asks_again_when_the_circui
     assert b.state(DOWN) is State.HALF_OPEN
     await change(store, start + 30_001, CircuitChange(DOWN, "probe_failed", "a-probe", 60_000))
     clock.now += 30.002
-    b.adopt((await store.run(units.settle_and_claim, [], 0, 0, 0)).circuits)
+    b.adopt((await store.run(units.settle_and_claim, [], 0, 0, 0, circuits=[])).circuits)
     assert b.state(DOWN) is State.OPEN
     held = b.before_attempt(message("b-1"))
     assert held is not None

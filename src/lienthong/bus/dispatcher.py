@@ -143,7 +143,7 @@ class Dispatcher:
         if not self._stopping and len(self._ready) < self._low_water:
             room = _BUFFER * self._max_in_flight - len(self._tasks) - len(self._ready)
         outcomes, self._outcomes = self._outcomes, []
-        changes = self._circuits.take_changes() if self._circuits is not None else []
+        changes = self._circuits.take_changes() if self._circuits is not None else None
         if not outcomes and room <= 0 and not self._orphaned and not changes:
             return
         now = now_ms(self._clock)
@@ -156,7 +156,7 @@ class Dispatcher:
                 units.settle_and_claim, outcomes, now, room, lease, orphaned=orphaned, circuits=changes
             )
         except StoreError as exc:
-            if self._circuits is not None:
+            if self._circuits is not None and changes is not None:
                 self._circuits.restore(changes)
             # Kept for the next cycle; a message whose lease runs out meanwhile is due again, and its late
             # outcome is then dropped by the store. The claims may still be made (a store past its

@@ -125,7 +125,7 @@ def settle_and_claim(
     lease_until_ms: int,
     *,
     orphaned: Sequence[int] = (),
-    circuits: Sequence[CircuitChange] = (),
+    circuits: Sequence[CircuitChange] | None = None,
 ) -> Cycle:
     """The dispatcher's one transaction per cycle: write the outcomes gathered since the last one (with
     the events they raise), free what earlier cycles claimed under the ``orphaned`` leases (their answers
@@ -140,7 +140,7 @@ def settle_and_claim(
     if limit > 0:
         tx.outbox.release(now_ms=now_ms)
         messages = tx.outbox.claim(now_ms, limit, lease_until_ms)
-    return Cycle(messages, tx.circuits.all())
+    return Cycle(messages, tx.circuits.all() if circuits is not None else [])
 
 
 CLOSED, HALF_OPEN, OPEN = 0, 1, 2
