@@ -28,7 +28,9 @@ def test_a_bucket_refills_at_its_rate_up_to_its_burst() -> None:
     assert [limits.take("a") for _ in range(4)][-1] > 0  # refilled to the burst, not beyond
 
 
-async def test_a_caller_over_its_rate_gets_429_and_others_go_on(run_node: RunNode) -> None:
+async def test_a_caller_over_its_rate_gets_429_and_others_go_on(
+    run_node: RunNode, caplog: pytest.LogCaptureFixture
+) -> None:
     tokens = [{"name": "desk", "sha256": hash_token(TOKEN)}, {"name": "other", "sha256": hash_token(OTHER)}]
     running = await run_node(auth={"tokens": tokens, "rate_limit": {"per_second": 1, "burst": 2}})
     streams = iter(generate(10))
@@ -38,6 +40,9 @@ async def test_a_caller_over_its_rate_gets_429_and_others_go_on(run_node: RunNod
     assert refused.json()["error"]["code"] == "rate_limited"
     assert "'desk' is over its rate" in refused.json()["error"]["message"]
     assert refused.headers["retry-after"] == "1"
+    flood = [await running.client.get("/v1/messages/x", headers=AUTH) for _ in range(50)]
+    assert [a.status_code for a in flood].count(429) >= 45  # one a second gets through
+    assert sum("over its rate" in r.getMessage() for r in caplog.records) <= 2  # not a line per refusal
     other = await running.post(next(streams).events[0], headers={"authorization": f"Bearer {OTHER}"})
     assert other.status_code == 202
     await asyncio.sleep(1.05)

@@ -121,6 +121,7 @@ class CallerLimits:
         self.burst = burst
         self._clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}  # name -> (tokens, at)
+        self._told: dict[str, float] = {}  # name -> when its last refusal was logged
 
     def take(self, name: str) -> float:
         """0 when ``name`` may go now (a token taken); otherwise the seconds until it may."""
@@ -138,7 +139,10 @@ class CallerLimits:
             f"caller {name!r} is over its rate (auth.rate_limit: {self.per_second:g}/s, burst {self.burst}):"
             f" send again in {math.ceil(wait_s)} s"
         )
-        log.info("refused %s %s: %s", request.method, request.url.path, message)
+        now = self._clock()
+        if now - self._told.get(name, -1.0) >= 1.0:  # a line a second per caller: a flood is not logged whole
+            self._told[name] = now
+            log.info("refused %s %s: %s", request.method, request.url.path, message)
         return HTTPException(
             429,
             detail={"code": "rate_limited", "message": message},
