@@ -48,6 +48,13 @@ def test_a_sealed_payload_opens_only_for_its_event_with_its_key() -> None:
     tampered = "enc:v1:k1:" + base64.b64encode(body[:-1] + bytes([body[-1] ^ 1])).decode()
     with pytest.raises(StoreError, match="does not open"):
         sealer.open("evt-1", tampered)
+    for garbled in (
+        "enc:v1:k1:not base64!",
+        "enc:v1:k1:",
+        "enc:v1:k1:" + base64.b64encode(b"short").decode(),
+    ):
+        with pytest.raises(StoreError, match="does not open"):
+            sealer.open("evt-1", garbled)
     with pytest.raises(StoreError, match="sealed with key 'k1', which encryption.keys does not hold"):
         Sealer({"k2": K2}, "k2").open("evt-1", sealed)
     with pytest.raises(StoreError, match="no encryption keys are configured"):

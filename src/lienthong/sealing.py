@@ -60,10 +60,10 @@ class Sealer:
             raise StoreError(
                 f"event {event_id}'s payload is sealed with key {kid!r}, which encryption.keys does not hold"
             )
-        raw = base64.b64decode(body)
         try:
+            raw = base64.b64decode(body, validate=True)
             return aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], event_id.encode()).decode()
-        except InvalidTag as exc:
+        except (InvalidTag, ValueError) as exc:
             raise StoreError(
                 f"event {event_id}'s sealed payload does not open: altered, or not its row"
             ) from exc
