@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import orjson
+
 from lienthong.msglog.records import StoredCheckpoint
 from lienthong.sealing import Sealer
 from lienthong.store.contract import PURGED
@@ -78,25 +80,38 @@ class SqlLogReads:
 def purge_payloads(
     execute: Execute, ph: str, after: str, limit: int, received_before_ms: int
 ) -> tuple[str | None, int]:
-    """``Events.purge`` in SQL (placeholder ``ph``)."""
+    """``Events.purge`` in SQL (placeholder ``ph``). An event's messages are found by their ids, which it
+    lists, through the outbox's unique index: the outbox has no index by event, and a scan of it per page
+    would grow with the whole outbox."""
     rows = execute(
-        f"SELECT event_id, received_ms, payload = {ph} FROM events WHERE event_id > {ph}"
+        f"SELECT event_id, received_ms, payload = {ph}, message_ids FROM events WHERE event_id > {ph}"
         f" ORDER BY event_id LIMIT {ph}",
         (PURGED, after, limit),
     ).fetchall()
     if not rows:
         return None, 0
-    done = 0
-    for event_id, received_ms, purged in rows:
-        if received_ms < received_before_ms and not purged:
-            cursor = execute(
-                f"UPDATE events SET payload = {ph} WHERE event_id = {ph} AND NOT EXISTS"
-                " (SELECT 1 FROM outbox o WHERE o.event_id = events.event_id"
-                " AND o.status IN ('pending', 'inflight', 'dead'))",
-                (PURGED, event_id),
-            )
-            done += cursor.rowcount
-    return rows[-1][0], done
+    old = {
+        event_id: orjson.loads(ids)
+        for event_id, received_ms, purged, ids in rows
+        if received_ms < received_before_ms and not purged
+    }
+    ids = [message_id for listed in old.values() for message_id in listed]
+    open_ids: set[str] = set()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        found = execute(
+            f"SELECT message_id FROM outbox WHERE message_id IN ({', '.join([ph] * len(chunk))})"
+            " AND status IN ('pending', 'inflight', 'dead')",
+            chunk,
+        ).fetchall()
+        open_ids.update(row[0] for row in found)
+    settled = [event_id for event_id, listed in old.items() if not open_ids.intersection(listed)]
+    if settled:
+        execute(
+            f"UPDATE events SET payload = {ph} WHERE event_id IN ({', '.join([ph] * len(settled))})",
+            (PURGED, *settled),
+        )
+    return rows[-1][0], len(settled)
 
 
 def reseal_payloads(
