@@ -75,6 +75,7 @@ from lienthong.store.rows import (
     opener,
     run_record,
     run_row,
+    shared_tables,
     split_held,
 )
 from lienthong.store.runner import STOP, Op, answer, execute, next_batch
@@ -253,34 +254,7 @@ CREATE TABLE IF NOT EXISTS operator_actions (
     detail      TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS operator_actions_message ON operator_actions (message_id);
-CREATE TABLE IF NOT EXISTS circuits (
-    destination   TEXT PRIMARY KEY,
-    state         INTEGER NOT NULL,
-    open_for_ms   BIGINT NOT NULL,
-    reopen_at_ms  BIGINT NOT NULL,
-    probe         TEXT,
-    updated_ms    BIGINT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS log_records (
-    seq      BIGINT PRIMARY KEY,
-    at_ms    BIGINT NOT NULL,
-    kind     TEXT NOT NULL,
-    subject  TEXT NOT NULL,
-    data     TEXT NOT NULL,
-    leaf     TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS log_records_subject ON log_records (subject);
-CREATE INDEX IF NOT EXISTS log_records_at ON log_records (at_ms);
-CREATE TABLE IF NOT EXISTS log_checkpoints (
-    size      BIGINT PRIMARY KEY,
-    root      TEXT NOT NULL,
-    at_ms     BIGINT NOT NULL,
-    note      TEXT NOT NULL,
-    frontier  TEXT NOT NULL,
-    timestamp TEXT NOT NULL DEFAULT '',
-    timestamped_ms BIGINT NOT NULL DEFAULT 0
-);
-"""
+""" + shared_tables("BIGINT PRIMARY KEY")
 
 # Steps from each older schema version to the next; the CREATE ... IF NOT EXISTS script adds new tables.
 # PostgreSQL stores start at version 4 (SQLite's versions 1 to 3 never existed here).

@@ -215,3 +215,38 @@ class NoLog:
 
     def stamp(self, size: int, timestamp: str, timestamped_ms: int) -> None:
         pass
+
+
+def shared_tables(seq: str) -> str:
+    """The DDL both SQL stores share (circuits, the message log), with ``seq``, the log's index column:
+    ``INTEGER PRIMARY KEY`` on SQLite (the rowid itself: no second index to write), ``BIGINT PRIMARY KEY``
+    on PostgreSQL."""
+    return f"""
+CREATE TABLE IF NOT EXISTS circuits (
+    destination   TEXT PRIMARY KEY,
+    state         INTEGER NOT NULL,
+    open_for_ms   BIGINT NOT NULL,
+    reopen_at_ms  BIGINT NOT NULL,
+    probe         TEXT,
+    updated_ms    BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS log_records (
+    seq      {seq},
+    at_ms    BIGINT NOT NULL,
+    kind     TEXT NOT NULL,
+    subject  TEXT NOT NULL,
+    data     TEXT NOT NULL,
+    leaf     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS log_records_subject ON log_records (subject);
+CREATE INDEX IF NOT EXISTS log_records_at ON log_records (at_ms);
+CREATE TABLE IF NOT EXISTS log_checkpoints (
+    size      BIGINT PRIMARY KEY,
+    root      TEXT NOT NULL,
+    at_ms     BIGINT NOT NULL,
+    note      TEXT NOT NULL,
+    frontier  TEXT NOT NULL,
+    timestamp TEXT NOT NULL DEFAULT '',
+    timestamped_ms BIGINT NOT NULL DEFAULT 0
+);
+"""
