@@ -18,7 +18,7 @@ import json
 import random
 import time
 
-from lienthong.msglog.merkle import Tree, leaf_hash
+from lienthong.msglog.merkle import Tree, leaf_hash, leaf_hashes
 
 
 def records(n: int) -> list[bytes]:
@@ -51,7 +51,7 @@ def bare(data: list[bytes]) -> bytes:
 
 def verify(data: list[bytes], expected: bytes) -> bool:
     tree = Tree()
-    tree.add_records(data)
+    tree.add_leaves(leaf_hashes(data))
     return tree.root() == expected
 
 

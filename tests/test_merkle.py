@@ -14,6 +14,7 @@ from lienthong.msglog.merkle import (
     consistency_proof,
     inclusion_proof,
     leaf_hash,
+    leaf_hashes,
     root,
     verify_consistency,
     verify_inclusion,
@@ -99,10 +100,23 @@ def test_proofs_hold_for_larger_trees(n: int, data: st.DataObject) -> None:
     assert verify_consistency(m, n, root(hashes[:m]), tree.root(), consistency_proof(m, hashes))
 
 
-def test_adding_records_in_one_loop_is_appending_their_leaf_hashes() -> None:
-    for n in range(40):
+def mth(leaves: list[bytes]) -> bytes:
+    """MTH as RFC 9162 §2.1.1 defines it, recursively: the reference for the tree's one-loop appends."""
+    if len(leaves) == 1:
+        return leaves[0]
+    k = 1 << ((len(leaves) - 1).bit_length() - 1)
+    return hashlib.sha256(b"\x01" + mth(leaves[:k]) + mth(leaves[k:])).digest()
+
+
+def test_leaves_added_in_one_loop_give_the_rfc_trees_root() -> None:
+    for n in range(1, 40):
         records = [f"record {i}".encode() for i in range(n)]
-        one_loop, one_by_one = Tree(), Tree([leaf_hash(r) for r in records])
-        one_loop.add_records(records[: n // 2])
-        one_loop.add_records(records[n // 2 :])
-        assert (one_loop.size, one_loop.root()) == (one_by_one.size, one_by_one.root())
+        leaves = leaf_hashes(records)
+        assert leaves == [leaf_hash(r) for r in records]
+        in_parts = Tree()
+        in_parts.add_leaves(leaves[: n // 3])
+        for leaf in leaves[n // 3 : n // 2]:
+            in_parts.append(leaf)
+        in_parts.add_leaves(leaves[n // 2 :])
+        assert in_parts.size == n
+        assert in_parts.root() == mth(leaves)

@@ -15,11 +15,16 @@ look-up by its request id.
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from collections.abc import Sequence
+from itertools import chain
+from operator import itemgetter
+from typing import Literal, NamedTuple, get_args
 
 import orjson
 
 LogKind = Literal["delivery", "callback", "lookup", "operator"]
+_KINDS = frozenset(get_args(LogKind))
+_first, _kind, _rest = itemgetter(0), itemgetter(1), itemgetter(slice(1, None))
 
 
 class LogRecord(NamedTuple):
@@ -41,8 +46,9 @@ class LogRecord(NamedTuple):
         return orjson.dumps(list(self))
 
     @classmethod
-    def parse(cls, data: bytes) -> LogRecord:
-        """The record of ``data``; ValueError when it is not one this version writes."""
+    def parse(cls, data: bytes, *, exact: bool = True) -> LogRecord:
+        """The record of ``data``; ValueError when it is not one this version writes (``exact``: nor
+        byte for byte as it writes them; ``log verify`` leaves that to the leaf hash and the tree)."""
         try:
             fields = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
@@ -52,12 +58,29 @@ class LogRecord(NamedTuple):
         at_ms, *texts = fields
         if not isinstance(at_ms, int) or not all(isinstance(t, str) for t in texts):
             raise ValueError("a log record's first field is a number, the others text")
-        if texts[0] not in ("delivery", "callback", "lookup", "operator"):
+        if texts[0] not in _KINDS:
             raise ValueError(f"not a kind of log record: {texts[0]!r}")
         record = cls(at_ms, *texts)
-        if record.data() != data:
+        if exact and record.data() != data:
             raise ValueError("the log record's bytes are not as lienthong writes them")
         return record
+
+    @classmethod
+    def all_well_formed(cls, datas: Sequence[bytes]) -> bool:
+        """Whether ``parse(data, exact=False)`` takes every one of ``datas``, checked in bulk: each check
+        is one pass in C over the page (``map``), where ``parse`` costs Python steps a record and was most
+        of ``log verify``'s time. False says only that some record may be bad: ``parse`` each to name it."""
+        try:
+            fields = list(map(orjson.loads, datas))
+        except orjson.JSONDecodeError:
+            return False
+        return not (
+            set(map(type, fields)) - {list}
+            or set(map(len, fields)) - {len(cls._fields)}
+            or set(map(type, map(_first, fields))) - {int}
+            or set(map(type, chain.from_iterable(map(_rest, fields)))) - {str}
+            or set(map(_kind, fields)) - _KINDS
+        )
 
 
 class StoredCheckpoint(NamedTuple):
