@@ -386,8 +386,9 @@ def bench_delivery(sizes: Sizes, workdir: Path) -> dict[str, float]:
         n = sizes.delivery_dossiers
         results: dict[str, float] = {}
         days = itertools.count(100)
-        # Interleave the runs (bus, httpx, aiohttp, bus, ...) so drift in the machine's speed hits all alike.
-        for _ in range(2):
+        # Interleave the runs (bus, httpx, aiohttp, bus, ...) so drift in the machine's speed hits all alike;
+        # the best of three each (of two, the log on/off ratio swung from 0.69 to 1.53 between runs).
+        for _ in range(3):
             for name, run in (
                 ("bus", bus_deliveries),
                 ("httpx", httpx_loop),

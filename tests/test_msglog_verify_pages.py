@@ -53,20 +53,25 @@ def page(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int
 async def test_a_good_log_verifies_with_checkpoints_inside_and_at_the_ends_of_pages(
     tmp_path: Path, page: int
 ) -> None:
-    store = await log_of(tmp_path, 40, [3, 7, 14, 15, 40])
-    verdict = await verifying.verify(store)
-    assert (verdict.ok, verdict.records, verdict.checkpoints) == (True, 40, 5), verdict.problems
+    store = await log_of(tmp_path, 40, [3, 7, 8, 14, 15, 16, 40])
+    for forms in (False, True):
+        verdict = await verifying.verify(store, forms=forms)
+        assert (verdict.ok, verdict.records, verdict.checkpoints) == (True, 40, 7), verdict.problems
     store.close()
 
 
-async def test_a_record_that_hashes_to_its_leaf_but_is_no_record_is_named(tmp_path: Path, page: int) -> None:
+async def test_with_forms_a_record_that_hashes_to_its_leaf_but_is_no_record_is_named(
+    tmp_path: Path, page: int
+) -> None:
     store = await log_of(tmp_path, 30, [])
-    for index, data in ((17, b'{"not": "a record"}'), (17, b'[1,"delivery",["nested"],"a","b","c","d","e"]')):
-        edit(tmp_path, "UPDATE log_records SET data = ?, leaf = ? WHERE seq = ?", data.decode(),
-             leaf_hash(data).hex(), index)  # fmt: skip
-        verdict = await verifying.verify(store)
+    for data in (b'{"not": "a record"}', b'[1,"delivery",["nested"],"a","b","c","d","e"]'):
+        edit(tmp_path, "UPDATE log_records SET data = ?, leaf = ? WHERE seq = 17", data.decode(),
+             leaf_hash(data).hex())  # fmt: skip
+        verdict = await verifying.verify(store, forms=True)
         assert verdict.first_bad == 17
         assert verdict.problems[0].startswith("record 17: a log record")
+        # Integrity alone: the bytes are the leaf's; no checkpoint covers them to say otherwise.
+        assert (await verifying.verify(store)).ok
     store.close()
 
 
@@ -83,3 +88,19 @@ async def test_an_edited_record_and_a_gap_are_named_where_they_are(tmp_path: Pat
     assert verdict.problems[0] == "records 5 to 6 are missing"
     assert any("the checkpoint of size 20 does not match" in p for p in verdict.problems)
     store.close()
+
+
+async def test_a_checkpoint_whose_root_is_wrong_is_named_whether_inside_a_page_or_at_its_end(
+    tmp_path: Path, page: int
+) -> None:
+    for size in (13, 16):
+        (tmp_path / str(size)).mkdir()
+        store = await log_of(tmp_path / str(size), 30, [size])
+        with sqlite3.connect(tmp_path / str(size) / "lienthong.db") as db:
+            db.execute("UPDATE log_checkpoints SET root = ?", ("00" * 32,))
+        verdict = await verifying.verify(store)
+        assert verdict.problems == [
+            f"the checkpoint of size {size} does not match the records: one of records 0 to {size - 1} was"
+            " changed, with its leaf hash"
+        ]
+        store.close()

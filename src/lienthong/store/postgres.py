@@ -827,7 +827,7 @@ class PostgresCircuits:
 
 class PostgresLog(SqlLogReads):
     def __init__(self, db: _Db) -> None:
-        super().__init__(db.execute, "%s")
+        super().__init__(db.execute, "%s", "convert_to(data, 'UTF8')")
         self._db = db
 
     def append(self, records: Sequence[LogRecord]) -> None:

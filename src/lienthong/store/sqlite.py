@@ -803,7 +803,7 @@ class SqliteCircuits:
 
 class SqliteLog(SqlLogReads):
     def __init__(self, db: _Db) -> None:
-        super().__init__(db.execute, "?")
+        super().__init__(db.execute, "?", "CAST(data AS BLOB)")
         self._db = db
 
     def append(self, records: Sequence[LogRecord]) -> None:
