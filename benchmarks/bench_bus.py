@@ -172,7 +172,7 @@ def bench_ingest(sizes: Sizes, workdir: Path) -> dict[str, float]:
     sock.close()
     config = {
         "server": {"port": port, "max_batch_events": 1000},
-        "auth": {"tokens": [{"name": "bench", "sha256": hash_token(TOKEN)}]},
+        "auth": {"tokens": [{"name": "bench", "sha256": hash_token(TOKEN)}], "rate_limit": {"per_second": 0}},
         "store": store_config(workdir, "ingest"),
         "dispatcher": {"enabled": False},
         "destinations": {
@@ -450,9 +450,22 @@ def _run(args: argparse.Namespace, sizes: Sizes) -> int:
         f"bus benchmark ({'smoke' if args.smoke else 'full'} sizes; {IN_FLIGHT} requests in flight;"
         f" store {args.store})"
     )
+    # Issue 11's targets: on SQLite 3,500 and 25,000 events/s and 0.5x the bare loop; on PostgreSQL (one
+    # node) 10,000 events/s in batches and 0.35x.
+    single, batch, ratio = ("3,500", "25,000", "0.5") if args.store == "sqlite" else ("-", "10,000", "0.35")
     for label, value, unit, note in (
-        ("ingest, 1 event/request", report["ingest_events_per_s_single"], "events/s", "target >= 1,000"),
-        ("ingest, batches of 100", report["ingest_events_per_s_batch100"], "events/s", "target >= 20,000"),
+        (
+            "ingest, 1 event/request",
+            report["ingest_events_per_s_single"],
+            "events/s",
+            f"issue 11: >= {single}",
+        ),
+        (
+            "ingest, batches of 100",
+            report["ingest_events_per_s_batch100"],
+            "events/s",
+            f"issue 11: >= {batch}",
+        ),
         ("deliveries, bus (durable)", report["deliveries_per_s_bus"], "/s", "target >= 1,000"),
         (
             "deliveries, bare httpx",
@@ -464,7 +477,7 @@ def _run(args: argparse.Namespace, sizes: Sizes) -> int:
             "deliveries, bare aiohttp",
             report["deliveries_per_s_bare_aiohttp"],
             "/s",
-            f"bus/aiohttp {report['ratio_bus_to_aiohttp']} (target >= 0.30)",
+            f"bus/aiohttp {report['ratio_bus_to_aiohttp']} (issue 11: >= {ratio})",
         ),
         (
             "deliveries, bare adapter client",

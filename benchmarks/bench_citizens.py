@@ -98,7 +98,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="lienthong-bench-") as tmp:
         config = {
             "server": {"port": port},
-            "auth": {"tokens": [{"name": "bench", "sha256": hash_token(TOKEN)}]},
+            "auth": {
+                "tokens": [{"name": "bench", "sha256": hash_token(TOKEN)}],
+                "rate_limit": {"per_second": 0},
+            },
             "store": {"path": str(Path(tmp) / "citizens.db")},
             "dispatcher": {"enabled": False},
             "destinations": {
