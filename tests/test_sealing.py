@@ -10,10 +10,12 @@ import os
 import sqlite3
 from pathlib import Path
 
+import orjson
 import pytest
 
 from lienthong.config import Config
 from lienthong.errors import StoreError
+from lienthong.payments.records import PaymentRecord
 from lienthong.sealing import Sealer, open_plain
 from lienthong.store import Store, units
 from lienthong.store.process import ProcessRunner
@@ -176,9 +178,94 @@ async def test_keys_rotate_on_the_command_line(tmp_path: Path, capsys: pytest.Ca
     document["encryption"] = {"keys": {"k0": base64.b64encode(K1).decode(), "k1": key}, "current": "k1"}
     config.write_text(json.dumps(document), encoding="utf-8")
     assert await asyncio.to_thread(main, ["keys", "rotate", str(config)]) == 0
-    assert "1 payloads sealed anew with key 'k1'" in capsys.readouterr().out
+    assert "sealed anew with key 'k1': 1 events' payloads, 0 payments' dossiers" in capsys.readouterr().out
     assert raw_payloads("sqlite", tmp_path, None)[0].startswith("enc:v1:k1:")
     del document["encryption"]
     config.write_text(json.dumps(document), encoding="utf-8")
     assert await asyncio.to_thread(main, ["keys", "rotate", str(config)]) == 2
     assert "no encryption section" in capsys.readouterr().err
+
+
+def payment(reference: str, status: str = "initiated") -> PaymentRecord:
+    dossier = orjson.dumps(
+        {"code": f"HS-{reference}", "applicant": {"name": NAME, "id_number": "046000000123"}}
+    )
+    return PaymentRecord(
+        reference, f"HS-{reference}", "U1", 50_000, dossier.decode(), "https://pay", status, "", NOW
+    )
+
+
+def raw_dossiers(kind: str, tmp_path: Path, pg_dsn: str | None) -> dict[str, str]:
+    query = "SELECT reference, dossier FROM payments"
+    if kind == "postgres":
+        import psycopg  # noqa: PLC0415
+
+        assert pg_dsn is not None
+        with psycopg.connect(pg_dsn) as connection:
+            return dict(connection.execute(query).fetchall())
+    with sqlite3.connect(tmp_path / "lienthong.db") as connection:
+        return dict(connection.execute(query).fetchall())
+
+
+def write_dossier(kind: str, tmp_path: Path, pg_dsn: str | None, reference: str, dossier: str) -> None:
+    if kind == "postgres":
+        import psycopg  # noqa: PLC0415
+
+        assert pg_dsn is not None
+        with psycopg.connect(pg_dsn) as connection:
+            connection.execute("UPDATE payments SET dossier = %s WHERE reference = %s", (dossier, reference))
+        return
+    with sqlite3.connect(tmp_path / "lienthong.db") as connection:
+        connection.execute("UPDATE payments SET dossier = ? WHERE reference = ?", (dossier, reference))
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "sqlite-process", "postgres"])
+async def test_the_dossier_a_payment_carries_is_sealed_at_rest_opened_on_read_and_rotated(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The applicant's data a payment keeps for its receipt is personal data at rest like an event's."""
+    pg_dsn = request.getfixturevalue("pg_dsn") if kind == "postgres" else None
+    store = sealed_store(kind, tmp_path, Sealer({"k1": K1}, "k1"), pg_dsn)
+    store.open()
+    try:
+        for reference in ("P-1", "P-2"):
+            await store.run(units.save_payment, payment(reference))
+        at_rest = raw_dossiers(kind, tmp_path, pg_dsn)
+        assert all(d.startswith("enc:v1:k1:") for d in at_rest.values())
+        assert not any(NAME in d or "046000000123" in d for d in at_rest.values())
+        read = await store.run(units.payment, "P-1")
+        assert read is not None
+        assert orjson.loads(read.dossier)["applicant"]["name"] == NAME
+        await store.run(units.save_payment, payment("P-3", "paid"))
+        (paid,) = await store.run(units.paid_between, NOW, NOW + 1)
+        assert orjson.loads(paid.dossier)["code"] == "HS-P-3"
+
+        write_dossier(kind, tmp_path, pg_dsn, "P-2", at_rest["P-1"])  # one payment's dossier on another's row
+        with pytest.raises(StoreError, match="payment P-2's sealed payload does not open"):
+            await store.run(units.payment, "P-2")
+        write_dossier(kind, tmp_path, pg_dsn, "P-2", at_rest["P-2"])
+    finally:
+        store.close()
+
+    store = sealed_store(kind, tmp_path, Sealer({"k1": K1, "k2": K2}, "k2"), pg_dsn)  # a new current key
+    store.open()
+    try:
+        after, sealed = "", 0
+        while True:
+            last, count = await store.run(units.reseal_payment_dossiers, after, 2)
+            if last is None:
+                break
+            after, sealed = last, sealed + count
+        assert sealed == 3
+        assert all(d.startswith("enc:v1:k2:") for d in raw_dossiers(kind, tmp_path, pg_dsn).values())
+    finally:
+        store.close()
+
+    store = sealed_store(kind, tmp_path, Sealer({"k2": K2}, "k2"), pg_dsn)  # the old key dropped
+    store.open()
+    try:
+        read = await store.run(units.payment, "P-2")
+        assert read is not None
+        assert orjson.loads(read.dossier)["code"] == "HS-P-2"
+    finally:
+        store.close()

@@ -50,31 +50,33 @@ class Sealer:
         sealed = self._aead[self.current].encrypt(nonce, text.encode(), event_id.encode())
         return f"{PREFIX}{self.current}:{base64.b64encode(nonce + sealed).decode()}"
 
-    def open(self, event_id: str, stored: str) -> str:
-        """The payload's text; StoreError naming the event when its key is unknown or it was altered."""
+    def open(self, event_id: str, stored: str, *, what: str | None = None) -> str:
+        """The payload's text; StoreError naming it (``what``, default ``event <event_id>``) when its key
+        is unknown or it was altered. ``event_id`` is the additional data it was sealed with."""
         if not stored.startswith(PREFIX):
             return stored
+        label = what or f"event {event_id}"
         kid, _, body = stored[len(PREFIX) :].partition(":")
         aead = self._aead.get(kid)
         if aead is None:
             raise StoreError(
-                f"event {event_id}'s payload is sealed with key {kid!r}, which encryption.keys does not hold"
+                f"{label}'s payload is sealed with key {kid!r}, which encryption.keys does not hold"
             )
         try:
             raw = base64.b64decode(body, validate=True)
             return aead.decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], event_id.encode()).decode()
         except (InvalidTag, ValueError) as exc:
-            raise StoreError(
-                f"event {event_id}'s sealed payload does not open: altered, or not its row"
-            ) from exc
+            raise StoreError(f"{label}'s sealed payload does not open: altered, or not its row") from exc
 
     def sealed_with(self, stored: str) -> str | None:
         """The key id a stored payload is sealed with (None: plaintext)."""
         return stored[len(PREFIX) :].partition(":")[0] if stored.startswith(PREFIX) else None
 
 
-def open_plain(event_id: str, stored: str) -> str:
-    """Reading without a sealer: plaintext as it is; a sealed payload is an error naming the event."""
+def open_plain(event_id: str, stored: str, *, what: str | None = None) -> str:
+    """Reading without a sealer: plaintext as it is; a sealed payload is an error naming it."""
     if stored.startswith(PREFIX):
-        raise StoreError(f"event {event_id}'s payload is sealed, and no encryption keys are configured")
+        raise StoreError(
+            f"{what or f'event {event_id}'}'s payload is sealed, and no encryption keys are configured"
+        )
     return stored

@@ -44,13 +44,16 @@ def _rotate(args: argparse.Namespace) -> int:
         if encryption is None:
             print("the config has no encryption section: nothing to seal with", file=sys.stderr)
             return EXIT_USAGE
-        after, sealed = "", 0
-        while True:
-            last, count = await node.store.run(units.reseal_payloads, after, PAGE)
-            if last is None:
-                break
-            after, sealed = last, sealed + count
-        print(f"{sealed:,} payloads sealed anew with key {encryption.current!r}")
+        sealed = {"events' payloads": 0, "payments' dossiers": 0}
+        for what, unit in zip(sealed, (units.reseal_payloads, units.reseal_payment_dossiers), strict=True):
+            after = ""
+            while True:
+                last, count = await node.store.run(unit, after, PAGE)
+                if last is None:
+                    break
+                after, sealed[what] = last, sealed[what] + count
+        done = ", ".join(f"{count:,} {what}" for what, count in sealed.items())
+        print(f"sealed anew with key {encryption.current!r}: {done}")
         return EXIT_OK
 
     return run_on_store(args.config, work)

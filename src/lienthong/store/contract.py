@@ -216,6 +216,12 @@ class Payments(Protocol):
         """Payments still initiated or pending, last moved before ``before_ms``, oldest first."""
         ...
 
+    def reseal(self, after: str, limit: int) -> tuple[str | None, int]:
+        """The dossiers of up to ``limit`` payments after reference ``after`` sealed anew with the current
+        key where sealed with another or none; the last reference read (None: no more) and how many were
+        sealed anew. A store without encryption keys (or the memory store) seals nothing."""
+        ...
+
 
 class Audit(Protocol):
     """Population-database look-ups: who asked, why, when, and what came of it."""

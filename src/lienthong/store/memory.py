@@ -409,6 +409,9 @@ class MemoryMappings(_Repo):
 
 
 class MemoryPayments(_Repo):
+    def reseal(self, after: str, limit: int) -> tuple[str | None, int]:
+        return None, 0  # nothing at rest
+
     def save(self, payment: PaymentRecord) -> None:
         seen = self._t.payments.get(payment.reference)
         if seen is None:

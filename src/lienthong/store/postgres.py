@@ -73,13 +73,15 @@ from lienthong.store.rows import (
     ledger_entry,
     ledger_row,
     opener,
+    payment_record,
+    payment_row,
     run_record,
     run_row,
     shared_tables,
     split_held,
 )
 from lienthong.store.runner import STOP, Op, answer, execute, next_batch
-from lienthong.store.sqllog import SqlLogReads, purge_payloads, reseal_payloads
+from lienthong.store.sqllog import SqlLogReads, purge_payloads, reseal_payloads, reseal_payment_dossiers
 
 T = TypeVar("T")
 Connection = psycopg.Connection[Any]
@@ -675,8 +677,9 @@ class PostgresMappings:
 
 
 class PostgresPayments:
-    def __init__(self, db: _Db) -> None:
+    def __init__(self, db: _Db, sealer: Sealer | None = None) -> None:
         self._db = db
+        self._sealer = sealer
 
     def save(self, payment: PaymentRecord) -> None:
         # A payment asked for again (an INIT retried or replayed) refreshes its pay URL and nothing else:
@@ -686,14 +689,14 @@ class PostgresPayments:
             f"INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES ({', '.join(['%s'] * len(columns))})"
             " ON CONFLICT (reference) DO UPDATE SET pay_url = excluded.pay_url"
             " WHERE payments.status = 'initiated'",
-            [getattr(payment, c) for c in columns],
+            payment_row(payment, self._sealer),
         )
 
     def get(self, reference: str) -> PaymentRecord | None:
         row = self._db.execute(
             f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE reference = %s", (reference,)
         ).fetchone()
-        return PaymentRecord(*row) if row is not None else None
+        return payment_record(row, self._sealer) if row is not None else None
 
     def hold(self, reference: str) -> PaymentRecord | None:
         # A row lock: a second transaction settling this payment (another worker, another node) waits,
@@ -701,7 +704,7 @@ class PostgresPayments:
         row = self._db.execute(
             f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE reference = %s FOR UPDATE", (reference,)
         ).fetchone()
-        return PaymentRecord(*row) if row is not None else None
+        return payment_record(row, self._sealer) if row is not None else None
 
     def move(self, claim: Claim, now_ms: int) -> None:
         self._db.execute(
@@ -744,7 +747,7 @@ class PostgresPayments:
             " WHERE status = 'paid' AND updated_ms >= %s AND updated_ms < %s",
             (start_ms, end_ms),
         ).fetchall()
-        return [PaymentRecord(*row) for row in rows]
+        return [payment_record(row, self._sealer) for row in rows]
 
     def unsettled(self, before_ms: int, limit: int) -> list[PaymentRecord]:
         rows = self._db.execute(
@@ -752,7 +755,10 @@ class PostgresPayments:
             " AND updated_ms < %s ORDER BY updated_ms, reference LIMIT %s",
             (before_ms, limit),
         ).fetchall()
-        return [PaymentRecord(*row) for row in rows]
+        return [payment_record(row, self._sealer) for row in rows]
+
+    def reseal(self, after: str, limit: int) -> tuple[str | None, int]:
+        return reseal_payment_dossiers(self._db.execute, "%s", self._sealer, after, limit)
 
 
 class PostgresAudit:
@@ -927,7 +933,7 @@ class PostgresBackend:
         self.outbox = PostgresOutbox(self._db, sealer)
         self.ledger = PostgresLedger(self._db)
         self.mappings = PostgresMappings(self._db)
-        self.payments = PostgresPayments(self._db)
+        self.payments = PostgresPayments(self._db, sealer)
         self.audit = PostgresAudit(self._db)
         self.runs = PostgresRuns(self._db)
         self.cursors = PostgresCursors(self._db)

@@ -7,7 +7,7 @@ only their statements differ, in placeholders and in how many rows one statement
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Any
 
 import orjson
@@ -68,6 +68,23 @@ def event_row(item: IngestItem, now_ms: int, sealer: Sealer | None = None) -> tu
     if sealer is not None:
         event = event._replace(payload=sealer.seal(event.event_id, event.payload))
     return (*event, message_ids, now_ms)
+
+
+def payment_row(payment: PaymentRecord, sealer: Sealer | None) -> list[Any]:
+    """A ``payments`` row in ``PAYMENT_COLUMNS`` order, the dossier it carries (the applicant, for the
+    receipt) sealed when ``sealer`` is given, with ``payment:<reference>`` as additional data."""
+    if sealer is not None:
+        payment = replace(payment, dossier=sealer.seal(f"payment:{payment.reference}", payment.dossier))
+    return [getattr(payment, c) for c in PAYMENT_COLUMNS.split(", ")]
+
+
+def payment_record(row: Sequence[Any], sealer: Sealer | None) -> PaymentRecord:
+    """A ``payments`` row read in ``PAYMENT_COLUMNS`` order, its dossier opened."""
+    payment = PaymentRecord(*row)
+    opened = (sealer.open if sealer is not None else open_plain)(
+        f"payment:{payment.reference}", payment.dossier, what=f"payment {payment.reference}"
+    )
+    return replace(payment, dossier=opened)
 
 
 def opener(sealer: Sealer | None) -> Callable[[str, str], str]:

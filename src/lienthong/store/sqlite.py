@@ -69,12 +69,14 @@ from lienthong.store.rows import (
     ledger_entry,
     ledger_row,
     opener,
+    payment_record,
+    payment_row,
     run_record,
     run_row,
     shared_tables,
     split_held,
 )
-from lienthong.store.sqllog import SqlLogReads, purge_payloads, reseal_payloads
+from lienthong.store.sqllog import SqlLogReads, purge_payloads, reseal_payloads, reseal_payment_dossiers
 
 SCHEMA_VERSION = 10
 
@@ -663,8 +665,9 @@ class SqliteMappings:
 
 
 class SqlitePayments:
-    def __init__(self, db: _Db) -> None:
+    def __init__(self, db: _Db, sealer: Sealer | None = None) -> None:
         self._db = db
+        self._sealer = sealer
 
     def save(self, payment: PaymentRecord) -> None:
         # A payment asked for again (an INIT retried or replayed) refreshes its pay URL and nothing else:
@@ -674,14 +677,14 @@ class SqlitePayments:
             f"INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES ({', '.join('?' * len(columns))})"
             " ON CONFLICT (reference) DO UPDATE SET pay_url = excluded.pay_url"
             " WHERE payments.status = 'initiated'",
-            [getattr(payment, c) for c in columns],
+            payment_row(payment, self._sealer),
         )
 
     def get(self, reference: str) -> PaymentRecord | None:
         row = self._db.execute(
             f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE reference = ?", (reference,)
         ).fetchone()
-        return PaymentRecord(*row) if row is not None else None
+        return payment_record(row, self._sealer) if row is not None else None
 
     def hold(self, reference: str) -> PaymentRecord | None:
         # Every transaction here is BEGIN IMMEDIATE: it holds the database's write lock from its start,
@@ -729,7 +732,7 @@ class SqlitePayments:
             " WHERE status = 'paid' AND updated_ms >= ? AND updated_ms < ?",
             (start_ms, end_ms),
         ).fetchall()
-        return [PaymentRecord(*row) for row in rows]
+        return [payment_record(row, self._sealer) for row in rows]
 
     def unsettled(self, before_ms: int, limit: int) -> list[PaymentRecord]:
         rows = self._db.execute(
@@ -737,7 +740,10 @@ class SqlitePayments:
             " AND updated_ms < ? ORDER BY updated_ms, reference LIMIT ?",
             (before_ms, limit),
         ).fetchall()
-        return [PaymentRecord(*row) for row in rows]
+        return [payment_record(row, self._sealer) for row in rows]
+
+    def reseal(self, after: str, limit: int) -> tuple[str | None, int]:
+        return reseal_payment_dossiers(self._db.execute, "?", self._sealer, after, limit)
 
 
 class SqliteAudit:
@@ -933,7 +939,7 @@ class SqliteBackend:
         self.outbox = SqliteOutbox(db, sealer)
         self.ledger = SqliteLedger(db)
         self.mappings = SqliteMappings(db)
-        self.payments = SqlitePayments(db)
+        self.payments = SqlitePayments(db, sealer)
         self.audit = SqliteAudit(db)
         self.runs = SqliteRuns(db)
         self.cursors = SqliteCursors(db)

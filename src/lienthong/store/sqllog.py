@@ -135,3 +135,23 @@ def reseal_payloads(
     for payload, event_id in changed:
         execute(f"UPDATE events SET payload = {ph} WHERE event_id = {ph}", (payload, event_id))
     return rows[-1][0], len(changed)
+
+
+def reseal_payment_dossiers(
+    execute: Execute, ph: str, sealer: Sealer | None, after: str, limit: int
+) -> tuple[str | None, int]:
+    """``Payments.reseal`` in SQL (placeholder ``ph``): the dossiers payments carry, sealed anew."""
+    rows = execute(
+        f"SELECT reference, dossier FROM payments WHERE reference > {ph} ORDER BY reference LIMIT {ph}",
+        (after, limit),
+    ).fetchall()
+    if sealer is None or not rows:
+        return (rows[-1][0] if rows else None), 0
+    changed = [
+        (sealer.seal(f"payment:{reference}", sealer.open(f"payment:{reference}", stored)), reference)
+        for reference, stored in rows
+        if sealer.sealed_with(stored) != sealer.current
+    ]
+    for dossier, reference in changed:
+        execute(f"UPDATE payments SET dossier = {ph} WHERE reference = {ph}", (dossier, reference))
+    return rows[-1][0], len(changed)

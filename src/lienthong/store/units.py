@@ -546,8 +546,13 @@ def stamp_log_checkpoint(tx: Tx, size: int, timestamp: str, timestamped_ms: int)
 
 
 def reseal_payloads(tx: Tx, after: str, limit: int) -> tuple[str | None, int]:
-    """One page of ``keys rotate``: payloads sealed anew with the current key."""
+    """One page of ``keys rotate``: events' payloads sealed anew with the current key."""
     return tx.events.reseal(after, limit)
+
+
+def reseal_payment_dossiers(tx: Tx, after: str, limit: int) -> tuple[str | None, int]:
+    """One page of ``keys rotate``: the dossiers payments carry, sealed anew with the current key."""
+    return tx.payments.reseal(after, limit)
 
 
 def purge_payloads(tx: Tx, after: str, limit: int, received_before_ms: int) -> tuple[str | None, int]:
