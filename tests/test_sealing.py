@@ -89,15 +89,20 @@ def sealed_store(kind: str, tmp_path: Path, sealer: Sealer, pg_dsn: str | None) 
     return Store(ProcessRunner(backend) if kind == "sqlite-process" else ThreadRunner(backend))
 
 
-def raw_payloads(kind: str, tmp_path: Path, pg_dsn: str | None) -> list[str]:
+def raw(kind: str, tmp_path: Path, pg_dsn: str | None, query: str, *args: str) -> list[tuple[str, ...]]:
+    """What ``query`` reads straight from the database, past the store."""
     if kind == "postgres":
         import psycopg  # noqa: PLC0415
 
         assert pg_dsn is not None
         with psycopg.connect(pg_dsn) as connection:
-            return [row[0] for row in connection.execute("SELECT payload FROM events ORDER BY event_id")]
+            return [tuple(row) for row in connection.execute(query.replace("?", "%s"), args).fetchall()]
     with sqlite3.connect(tmp_path / "lienthong.db") as connection:
-        return [row[0] for row in connection.execute("SELECT payload FROM events ORDER BY event_id")]
+        return [tuple(row) for row in connection.execute(query, args).fetchall()]
+
+
+def raw_payloads(kind: str, tmp_path: Path, pg_dsn: str | None) -> list[str]:
+    return [row[0] for row in raw(kind, tmp_path, pg_dsn, "SELECT payload FROM events ORDER BY event_id")]
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "sqlite-process", "postgres"])
@@ -196,27 +201,18 @@ def payment(reference: str, status: str = "initiated") -> PaymentRecord:
 
 
 def raw_dossiers(kind: str, tmp_path: Path, pg_dsn: str | None) -> dict[str, str]:
-    query = "SELECT reference, dossier FROM payments"
-    if kind == "postgres":
-        import psycopg  # noqa: PLC0415
-
-        assert pg_dsn is not None
-        with psycopg.connect(pg_dsn) as connection:
-            return dict(connection.execute(query).fetchall())
-    with sqlite3.connect(tmp_path / "lienthong.db") as connection:
-        return dict(connection.execute(query).fetchall())
+    return {row[0]: row[1] for row in raw(kind, tmp_path, pg_dsn, "SELECT reference, dossier FROM payments")}
 
 
 def write_dossier(kind: str, tmp_path: Path, pg_dsn: str | None, reference: str, dossier: str) -> None:
-    if kind == "postgres":
-        import psycopg  # noqa: PLC0415
-
-        assert pg_dsn is not None
-        with psycopg.connect(pg_dsn) as connection:
-            connection.execute("UPDATE payments SET dossier = %s WHERE reference = %s", (dossier, reference))
-        return
-    with sqlite3.connect(tmp_path / "lienthong.db") as connection:
-        connection.execute("UPDATE payments SET dossier = ? WHERE reference = ?", (dossier, reference))
+    raw(
+        kind,
+        tmp_path,
+        pg_dsn,
+        "UPDATE payments SET dossier = ? WHERE reference = ? RETURNING 1",
+        dossier,
+        reference,
+    )
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "sqlite-process", "postgres"])

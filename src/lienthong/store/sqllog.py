@@ -121,37 +121,40 @@ def reseal_payloads(
     execute: Execute, ph: str, sealer: Sealer | None, after: str, limit: int
 ) -> tuple[str | None, int]:
     """``Events.reseal`` in SQL (placeholder ``ph``)."""
-    rows = execute(
-        f"SELECT event_id, payload FROM events WHERE event_id > {ph} ORDER BY event_id LIMIT {ph}",
-        (after, limit),
-    ).fetchall()
-    if sealer is None or not rows:
-        return (rows[-1][0] if rows else None), 0
-    changed = [
-        (sealer.seal(event_id, sealer.open(event_id, stored)), event_id)
-        for event_id, stored in rows
-        if sealer.sealed_with(stored) != sealer.current
-    ]
-    for payload, event_id in changed:
-        execute(f"UPDATE events SET payload = {ph} WHERE event_id = {ph}", (payload, event_id))
-    return rows[-1][0], len(changed)
+    return _reseal(execute, ph, sealer, ("events", "event_id", "payload", ""), after=after, limit=limit)
 
 
 def reseal_payment_dossiers(
     execute: Execute, ph: str, sealer: Sealer | None, after: str, limit: int
 ) -> tuple[str | None, int]:
     """``Payments.reseal`` in SQL (placeholder ``ph``): the dossiers payments carry, sealed anew."""
+    return _reseal(
+        execute, ph, sealer, ("payments", "reference", "dossier", "payment:"), after=after, limit=limit
+    )
+
+
+def _reseal(
+    execute: Execute,
+    ph: str,
+    sealer: Sealer | None,
+    where: tuple[str, str, str, str],
+    *,
+    after: str,
+    limit: int,
+) -> tuple[str | None, int]:
+    """A page of ``where`` (table, key column, sealed column, the additional data's prefix before the key)
+    after key ``after``, sealed anew with the current key where sealed with another or none."""
+    table, key, column, prefix = where
     rows = execute(
-        f"SELECT reference, dossier FROM payments WHERE reference > {ph} ORDER BY reference LIMIT {ph}",
-        (after, limit),
+        f"SELECT {key}, {column} FROM {table} WHERE {key} > {ph} ORDER BY {key} LIMIT {ph}", (after, limit)
     ).fetchall()
     if sealer is None or not rows:
         return (rows[-1][0] if rows else None), 0
     changed = [
-        (sealer.seal(f"payment:{reference}", sealer.open(f"payment:{reference}", stored)), reference)
-        for reference, stored in rows
+        (sealer.seal(prefix + k, sealer.open(prefix + k, stored)), k)
+        for k, stored in rows
         if sealer.sealed_with(stored) != sealer.current
     ]
-    for dossier, reference in changed:
-        execute(f"UPDATE payments SET dossier = {ph} WHERE reference = {ph}", (dossier, reference))
+    for sealed, k in changed:
+        execute(f"UPDATE {table} SET {column} = {ph} WHERE {key} = {ph}", (sealed, k))
     return rows[-1][0], len(changed)
