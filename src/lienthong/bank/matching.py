@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from datetime import date
 from decimal import Decimal
 from itertools import compress
+from operator import attrgetter
 from pathlib import Path
 from typing import Literal
 
@@ -77,6 +78,7 @@ _ZERO = re.compile(b"\\x00")
 _KEEP = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _DROP = bytes(c for c in range(256) if c not in _KEEP)
 _DROP_KEEPING_LINES = _DROP.replace(b"\n", b"")
+_REFERENCE, _AMOUNT = attrgetter("reference"), attrgetter("amount")
 
 
 def normalised(reference: str) -> str:
@@ -164,7 +166,7 @@ def _unmatched(matched: bytearray) -> Iterator[int]:
 
 
 class Matcher:
-    """Matches transactions as they come (``add``), then what is left (``finish``)."""
+    """Matches transactions as they come (``add``, ``add_all``), then what is left (``finish``)."""
 
     def __init__(
         self,
@@ -177,8 +179,9 @@ class Matcher:
     ) -> None:
         self._payments = payments
         self._payer_threshold = payer_threshold
-        # The account each payment was paid from, by the payment's index; grouped once at the end (a
-        # dict of accounts built as transactions came cost 1.7 s and 160 MB for a million of them).
+        # The account each payment was paid from, by the payment's index ("" or None: none said); grouped
+        # once at the end (a dict of accounts built as transactions came cost 1.7 s and 160 MB for a
+        # million of them).
         self._payer_of: list[str | None] = [None] * len(payments) if payer_threshold else []
         self._days = date_tolerance_days
         self._tolerance = amount_tolerance
@@ -194,12 +197,23 @@ class Matcher:
         # Two indexes, built by C loops (dict, zip, a bytes translation): a Python loop over a million
         # payments took half the match's time. References are unique in the store; keys that collide
         # once case and punctuation are dropped ("H56-2612-0001", "H56-26120-001") name no payment: a
-        # payer's text meant for one must not pay the other. The second index is built when a reference
-        # is first not found as written.
-        self._index = dict(zip([p.reference for p in payments], range(len(payments)), strict=True))
-        self._loose: dict[str, int] | None = None
-        self._shortest = min(map(len, self._index), default=0)
+        # payer's text meant for one must not pay the other. The second index is built when a key of
+        # one of its keys' lengths is first looked for (``_loose_index``).
+        references: list[str] = list(map(_REFERENCE, payments))
+        self._index = dict(zip(references, range(len(payments)), strict=True))
+        # A string of a length no key has cannot be one: a look-up in a dict of a million keys misses
+        # the CPU's caches, and most words of a payer's text ("nop le phi") are short.
+        self._lengths = frozenset(map(len, self._index))
+        self._loose_keys: list[str] = []
+        self._loose_lengths: frozenset[int] | None = None  # None: not yet normalised
         self._loose_shortest = 0
+        self._loose: dict[str, int] | None = None
+        # By payment, the amount a credit must carry to be matched in ``add_all``'s loop (a list: no
+        # attribute of a ``Payment`` read per transaction); None for a payment of no amount.
+        amounts: list[int | None] = list(map(_AMOUNT, payments))
+        if min(map(_AMOUNT, payments), default=1) <= 0:
+            amounts = [amount if amount is not None and amount > 0 else None for amount in amounts]
+        self._amounts = amounts
         self._left: list[tuple[Transaction, str]] = []
         self.counts: Counter[str] = Counter()
         self.matched = 0  # counted apart from ``counts``: it is the common case
@@ -207,11 +221,11 @@ class Matcher:
 
     def add_all(self, transactions: Iterable[Transaction], source: str = "") -> None:
         """``add`` for each transaction of the file ``source``, as one loop: the common case (a booked
-        credit naming an unmatched VND payment of its amount by its first reference) is matched here,
-        with the matcher's state in locals; any other goes through ``add``. Twice as fast as calling
-        ``add`` a million times (``benchmarks/bench_reconcile.py``)."""
-        add, find = self.add, self._index.get
-        matched, payments, payer_of = self._matched, self._payments, self._payer_of
+        credit in VND naming an unmatched payment of its amount by its first reference, as written) is
+        matched here, with the matcher's state in locals; any other goes through ``add``. Twice as fast
+        as calling ``add`` a million times (``benchmarks/bench_reconcile.py``)."""
+        add, find = self._add, self._index.get
+        matched, amounts, payer_of = self._matched, self._amounts, self._payer_of
         first_hash, first_source = self._first_hash, self._first_source
         source_id = self._sources.setdefault(source, len(self._sources))
         count = 0
@@ -221,51 +235,61 @@ class Matcher:
             if (
                 found is None
                 or matched[found]
+                or transaction.amount != amounts[found]  # None for a payment of no amount
                 or transaction.status != "BOOK"
                 or transaction.reversal
                 or transaction.currency not in _PLAIN_CURRENCY
             ):
-                add(transaction, source)
-                continue
-            expected = payments[found].amount
-            if expected <= 0 or transaction.amount != expected:
-                add(transaction, source)
+                add(transaction, source, self._payment_named(transaction) if found is None else found)
                 continue
             first_hash[found] = hash(references)
             first_source[found] = source_id
             if payer_of:
-                payer_of[found] = transaction.debtor_account or None
+                payer_of[found] = transaction.debtor_account  # "" for none, as None
             matched[found] = MATCHED
             count += 1
         self.matched += count
 
-    def add(self, transaction: Transaction, source: str = "") -> None:  # noqa: PLR0912 (a branch per outcome)
+    def add(self, transaction: Transaction, source: str = "") -> None:
         """Pass 1 for one transaction (from the file ``source``): by reference, or kept for pass 2."""
+        self._add(transaction, source, self._payment_named(transaction))
+
+    def _payment_named(self, transaction: Transaction) -> int | None:
+        """The payment ``add`` weighs the transaction against (named by its references or its payer's
+        text), or None: none named, or a transaction ``add`` leaves out. From the indexes alone."""
+        if transaction.status != "BOOK":
+            return None
+        if transaction.reversal:
+            return self._find(transaction) if transaction.amount < 0 else None
+        if transaction.amount <= 0:
+            return None
+        references = transaction.references
+        # The common case first, inline: the first reference, as written (a call less per transaction).
+        found = self._index.get(references[0]) if references else None
+        return self._find(transaction) if found is None else found
+
+    def _add(self, transaction: Transaction, source: str, found: int | None) -> None:
+        """``add``, given the payment the transaction names (``_payment_named``)."""
         amount = transaction.amount
         if transaction.status != "BOOK":
             self.counts["ignored"] += 1
             return
         if transaction.reversal:
             if amount < 0:
-                self._reversed(transaction, source)
+                self._reversed(transaction, source, found)
             else:
                 self.counts["ignored"] += 1  # a debit's reversal gives back what no payment asked for
             return
         if amount <= 0:
             self.counts["ignored"] += 1
             return
-        references = transaction.references
-        # The common case first, inline: the first reference, as written (a call less per transaction).
-        found = self._index.get(references[0]) if references else None
-        if found is None:
-            found = self._find(transaction)
         if found is None:
             self._left.append((transaction, source))
             return
         payment = self._payments[found]
         # The bank's references name one booking (its own reference is among them): the same ones from
         # another file are the same credit. A tuple of strings hashes from their cached hashes, fast.
-        said = hash(references)
+        said = hash(transaction.references)
         if source != self._last_source:
             self._last_source, self._last_source_id = (
                 source,
@@ -308,10 +332,9 @@ class Matcher:
         self._matched[found] = MATCHED
         self.matched += 1
 
-    def _reversed(self, transaction: Transaction, source: str) -> None:
+    def _reversed(self, transaction: Transaction, source: str, found: int | None) -> None:
         """The bank took back a credit (a debit flagged as a reversal): the payment it matched is no
         longer paid by the bank's account of it."""
-        found = self._find(transaction)
         self.counts["reversals"] += 1
         if found is None or not self._matched[found]:
             return
@@ -372,7 +395,12 @@ class Matcher:
         (a business paying its own) do not count as unrelated."""
         counted = Counter(self._payer_of)  # a C loop over the accounts
         counted.pop(None, None)
-        # The accounts seen often enough, by C loops: a set comprehension over a million took 0.15 s.
+        counted.pop("", None)
+        # The accounts seen often enough, by C loops: a set comprehension over a million took 0.15 s;
+        # none, the common case, is seen by one (``max``) in half the time of the two.
+        if max(counted.values(), default=0) < self._payer_threshold:
+            self._payer_of = []
+            return
         busy = set(compress(counted.keys(), map(self._payer_threshold.__le__, counted.values())))
         if not busy:
             self._payer_of = []
@@ -398,35 +426,45 @@ class Matcher:
                 )  # fmt: skip
         self._payer_of = []
 
-    def _normalised_index(self) -> dict[str, int]:
-        keys = _all_normalised([payment.reference for payment in self._payments])
+    def _normalise_references(self) -> None:
+        """The payments' references normalised, and their lengths, for ``_find``; the index of them
+        is built once a key of one of those lengths is looked for (``_loose_index``)."""
+        self._loose_keys = _all_normalised(list(map(_REFERENCE, self._payments)))
+        self._loose_lengths = frozenset(map(len, self._loose_keys))
+        self._loose_shortest = min(self._loose_lengths, default=0)
+
+    def _loose_index(self) -> dict[str, int]:
+        if self._loose is not None:
+            return self._loose
+        keys, self._loose_keys = self._loose_keys, []
         loose = dict(zip(keys, range(len(keys)), strict=True))
         if len(loose) < len(keys):
             for key, times in Counter(keys).items():
                 if times > 1:
                     del loose[key]
-        self._loose, self._loose_shortest = loose, min(map(len, loose), default=0)
+        self._loose = loose
         return loose
 
     def _find(self, transaction: Transaction) -> int | None:
-        # A string shorter than every key cannot be one: a look-up in a dict of a million keys misses
-        # the CPU's caches, and most words of a payer's text ("nop le phi") are short.
-        index, shortest = self._index, self._shortest
-        loose = self._normalised_index() if self._loose is None else self._loose
-        loose_shortest = self._loose_shortest
+        # A string of a length no key has cannot be one: most words of a payer's text are short.
+        index, lengths = self._index, self._lengths
+        if self._loose_lengths is None:
+            self._normalise_references()
+        loose_lengths, loose_shortest = self._loose_lengths or frozenset(), self._loose_shortest
         for reference in transaction.references:
-            found = index.get(reference) if len(reference) >= shortest else None
+            found = index.get(reference) if len(reference) in lengths else None
             if found is None and len(reference) >= loose_shortest:  # normalised is never longer
-                found = loose.get(normalised(reference))
+                key = normalised(reference)
+                found = self._loose_index().get(key) if len(key) in loose_lengths else None
             if found is not None:
                 return found
         if transaction.remittance:
             fewest = max(MIN_WORD, loose_shortest)
             for word in _WORDS.findall(transaction.remittance):
-                found = index.get(word) if len(word) >= shortest else None
+                found = index.get(word) if len(word) in lengths else None
                 if found is None and len(word) >= fewest:
                     key = normalised(word)
-                    found = loose.get(key) if len(key) >= fewest else None
+                    found = self._loose_index().get(key) if len(key) in loose_lengths else None
                 if found is not None:
                     return found
         return None
