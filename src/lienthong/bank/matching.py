@@ -73,7 +73,8 @@ million strangers' credits cannot hold a million findings in memory."""
 MIN_WORD = 6
 """The fewest letters and digits a word of the payer's text must have to be taken for a reference."""
 
-_WORDS = re.compile(r"[^\s,;:/|()\[\]{}\"'+]+")
+_WORD = r"[^\s,;:/|()\[\]{}\"'+]"
+"""A character of a word of the payer's text (anything but spaces and punctuation between words)."""
 _ZERO = re.compile(b"\\x00")
 _KEEP = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _DROP = bytes(c for c in range(256) if c not in _KEEP)
@@ -208,6 +209,7 @@ class Matcher:
         self._loose_lengths: frozenset[int] | None = None  # None: not yet normalised
         self._loose_shortest = 0
         self._loose: dict[str, int] | None = None
+        self._words = re.compile(f"{_WORD}+")  # words too short to be a key left out once normalised
         # By payment, the amount a credit must carry to be matched in ``add_all``'s loop (a list: no
         # attribute of a ``Payment`` read per transaction); None for a payment of no amount.
         amounts: list[int | None] = list(map(_AMOUNT, payments))
@@ -221,10 +223,11 @@ class Matcher:
 
     def add_all(self, transactions: Iterable[Transaction], source: str = "") -> None:
         """``add`` for each transaction of the file ``source``, as one loop: the common case (a booked
-        credit in VND naming an unmatched payment of its amount by its first reference, as written) is
-        matched here, with the matcher's state in locals; any other goes through ``add``. Twice as fast
-        as calling ``add`` a million times (``benchmarks/bench_reconcile.py``)."""
-        add, find = self._add, self._index.get
+        credit in VND naming an unmatched payment of its amount, by its first reference as written, else
+        by another or its payer's text) is matched here, with the matcher's state in locals; any other
+        goes through ``add``. Twice as fast as calling ``add`` a million times
+        (``benchmarks/bench_reconcile.py``)."""
+        add, find, named = self._add, self._index.get, self._payment_named
         matched, amounts, payer_of = self._matched, self._amounts, self._payer_of
         first_hash, first_source = self._first_hash, self._first_source
         source_id = self._sources.setdefault(source, len(self._sources))
@@ -232,6 +235,8 @@ class Matcher:
         for transaction in transactions:
             references = transaction.references
             found = find(references[0]) if references else None
+            if found is None:  # by another reference, or the payer's text: the same, if it finds one
+                found = named(transaction)
             if (
                 found is None
                 or matched[found]
@@ -240,7 +245,7 @@ class Matcher:
                 or transaction.reversal
                 or transaction.currency not in _PLAIN_CURRENCY
             ):
-                add(transaction, source, self._payment_named(transaction) if found is None else found)
+                add(transaction, source, found)
                 continue
             first_hash[found] = hash(references)
             first_source[found] = source_id
@@ -432,6 +437,10 @@ class Matcher:
         self._loose_keys = _all_normalised(list(map(_REFERENCE, self._payments)))
         self._loose_lengths = frozenset(map(len, self._loose_keys))
         self._loose_shortest = min(self._loose_lengths, default=0)
+        # Words too short for either index are not even listed: the pattern takes only words as long
+        # as the shortest that could be a key (as written, or normalised and of ``MIN_WORD``).
+        fewest = min(min(self._lengths, default=1), max(MIN_WORD, self._loose_shortest))
+        self._words = re.compile(f"{_WORD}{{{max(fewest, 1)},}}")
 
     def _loose_index(self) -> dict[str, int]:
         if self._loose is not None:
@@ -451,16 +460,20 @@ class Matcher:
         if self._loose_lengths is None:
             self._normalise_references()
         loose_lengths, loose_shortest = self._loose_lengths or frozenset(), self._loose_shortest
-        for reference in transaction.references:
-            found = index.get(reference) if len(reference) in lengths else None
-            if found is None and len(reference) >= loose_shortest:  # normalised is never longer
-                key = normalised(reference)
-                found = self._loose_index().get(key) if len(key) in loose_lengths else None
-            if found is not None:
-                return found
+        references = transaction.references
+        # A reference shorter than every key normalised is no key as written either: the loop is for
+        # references at least that long (a bank's own, "FT24...", often is not).
+        if references and max(map(len, references)) >= loose_shortest:
+            for reference in references:
+                found = index.get(reference) if len(reference) in lengths else None
+                if found is None and len(reference) >= loose_shortest:  # normalised is never longer
+                    key = normalised(reference)
+                    found = self._loose_index().get(key) if len(key) in loose_lengths else None
+                if found is not None:
+                    return found
         if transaction.remittance:
             fewest = max(MIN_WORD, loose_shortest)
-            for word in _WORDS.findall(transaction.remittance):
+            for word in self._words.findall(transaction.remittance):
                 found = index.get(word) if len(word) in lengths else None
                 if found is None and len(word) >= fewest:
                     key = normalised(word)
