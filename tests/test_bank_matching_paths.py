@@ -1,15 +1,25 @@
 """The matcher's fast paths agree with its plain ones: ``add_all`` with ``add``, the day-by-day search
-of pass 2 with a scan of every candidate, the bulk normalisation with the one-by-one."""
+of pass 2 with a scan of every candidate, the bulk normalisation with the one-by-one, the look-ups that
+skip what is too short to be a key with looking up everything."""
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 from decimal import Decimal
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lienthong.bank.matching import Finding, Matcher, Payment, Report, _all_normalised, normalised
+from lienthong.bank.matching import (
+    MIN_WORD,
+    Finding,
+    Matcher,
+    Payment,
+    Report,
+    _all_normalised,
+    normalised,
+)
 from lienthong.bank.records import Transaction
 
 DAY = date(2026, 12, 1)
@@ -124,3 +134,49 @@ def test_references_are_normalised_to_ascii_letters_and_digits() -> None:
 @given(st.lists(st.text(max_size=12), max_size=20))
 def test_normalising_all_references_at_once_is_normalising_each(references: list[str]) -> None:
     assert _all_normalised(references) == [normalised(reference) for reference in references]
+
+
+_WORD = re.compile(r"[^\s,;:/|()\[\]{}\"'+]+")
+
+
+def _named_as_first_written(paid: list[Payment], transaction: Transaction) -> int | None:
+    """The payment a transaction names, as first written: every reference as written, then normalised
+    (keys that collide once normalised name none), then every word of the payer's text the same way,
+    a normalised word counting from ``MIN_WORD`` letters and digits; no length taken as a shortcut."""
+    index = {p.reference: i for i, p in enumerate(paid)}
+    keys = [normalised(p.reference) for p in paid]
+    loose = {key: i for i, key in enumerate(keys) if keys.count(key) == 1}
+    for reference in transaction.references:
+        if reference in index:
+            return index[reference]
+        if normalised(reference) in loose:
+            return loose[normalised(reference)]
+    for word in _WORD.findall(transaction.remittance):
+        if word in index:
+            return index[word]
+        key = normalised(word)
+        if len(key) >= MIN_WORD and key in loose:
+            return loose[key]
+    return None
+
+
+pieces = st.text(alphabet="AbC12-. ", min_size=0, max_size=9)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(pieces.filter(bool), max_size=6, unique=True),
+    st.lists(st.lists(pieces, max_size=3), min_size=1, max_size=4),
+    st.lists(st.lists(pieces, max_size=4), min_size=1, max_size=4),
+)
+def test_the_length_shortcuts_of_the_look_ups_find_what_looking_everywhere_finds(
+    references: list[str], said: list[list[str]], texts: list[list[str]]
+) -> None:
+    paid = [Payment(reference, 10_000, DAY) for reference in references]
+    matcher = Matcher(paid, date_tolerance_days=0, amount_tolerance=0)
+    for refs in said:
+        for words in texts:
+            credit = Transaction(
+                Decimal(10_000), "VND", DAY, None, "BOOK", tuple(refs), "/".join(words), "", "", False, 0, 1
+            )
+            assert matcher._find(credit) == _named_as_first_written(paid, credit), credit

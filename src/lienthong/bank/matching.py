@@ -477,7 +477,8 @@ class Matcher:
                 found = index.get(word) if len(word) in lengths else None
                 if found is None and len(word) >= fewest:
                     key = normalised(word)
-                    found = self._loose_index().get(key) if len(key) in loose_lengths else None
+                    if len(key) >= fewest and len(key) in loose_lengths:
+                        found = self._loose_index().get(key)
                 if found is not None:
                     return found
         return None
