@@ -16,7 +16,7 @@ import pytest
 from lienthong.config import Config
 from lienthong.errors import StoreError
 from lienthong.payments.records import PaymentRecord
-from lienthong.sealing import Sealer, open_plain
+from lienthong.sealing import PURGED, Sealer, open_plain
 from lienthong.store import Store, units
 from lienthong.store.process import ProcessRunner
 from lienthong.store.runner import ThreadRunner
@@ -265,3 +265,71 @@ async def test_the_dossier_a_payment_carries_is_sealed_at_rest_opened_on_read_an
         assert orjson.loads(read.dossier)["code"] == "HS-P-2"
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_a_sealed_payload_and_a_sealed_dossier_cannot_stand_in_for_each_other(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """An event's id is the caller's to choose (``payment:P-3`` is one); a payment's additional data holds a
+    space, which no event id can, so neither opens on the other's row. Found by a hostile review."""
+    pg_dsn = request.getfixturevalue("pg_dsn") if kind == "postgres" else None
+    store = sealed_store(kind, tmp_path, Sealer({"k1": K1}, "k1"), pg_dsn)
+    store.open()
+    try:
+        await store.run(units.save_payment, payment("P-3"))
+        forged = {**event("HS-X"), "event_id": "payment:P-3"}
+        await one_request(store, [item(forged, "portal")])
+        (payload,) = raw_payloads(kind, tmp_path, pg_dsn)
+        write_dossier(kind, tmp_path, pg_dsn, "P-3", payload)
+        with pytest.raises(StoreError, match="payment P-3's sealed payload does not open"):
+            await store.run(units.payment, "P-3")
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_with_refuse_plaintext_what_was_written_past_the_store_is_refused(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    pg_dsn = request.getfixturevalue("pg_dsn") if kind == "postgres" else None
+    store = sealed_store(kind, tmp_path, Sealer({"k1": K1}, "k1", refuse_plaintext=True), pg_dsn)
+    store.open()
+    try:
+        await store.run(units.save_payment, payment("P-1"))
+        await one_request(store, [item(event("HS-1"), "portal")])
+        forged = orjson.dumps({"code": "HS-P-1", "applicant": {"name": "Kẻ Giả Mạo"}}).decode()
+        write_dossier(kind, tmp_path, pg_dsn, "P-1", forged)
+        with pytest.raises(
+            StoreError, match="payment P-1's payload is not sealed, and encryption.refuse_plaintext"
+        ):
+            await store.run(units.payment, "P-1")
+        raw(
+            kind,
+            tmp_path,
+            pg_dsn,
+            "UPDATE events SET payload = ? RETURNING 1",
+            '{"dossier": {"code": "HS-1"}}',
+        )
+        with pytest.raises(StoreError, match="event evt-HS-1's payload is not sealed"):
+            await store.run(units.stored_event, "evt-HS-1")
+    finally:
+        store.close()
+    assert Sealer({"k1": K1}, "k1").open("evt-1", '{"plain":true}') == '{"plain":true}'  # off: read as it is
+    assert Sealer({"k1": K1}, "k1", refuse_plaintext=True).open("evt-1", PURGED) == PURGED  # retention's mark
+
+
+def test_refuse_plaintext_comes_from_the_config_and_crosses_to_the_store_process() -> None:
+    import pickle  # noqa: PLC0415
+
+    config = Config.model_validate(
+        {
+            "encryption": {
+                "keys": {"k1": base64.b64encode(K1).decode()},
+                "current": "k1",
+                "refuse_plaintext": True,
+            }
+        }
+    )
+    assert config.encryption is not None
+    assert pickle.loads(pickle.dumps(config.encryption.sealer())).refuse_plaintext

@@ -96,7 +96,7 @@ from lienthong.console.session import COOKIE, Sessions
 from lienthong.errors import ConfigError, ConfigIssue, StoreError
 from lienthong.mappings import BUNDLED_PREFIX, CompiledMapping, FunctionRegistry, SpecLoader
 from lienthong.mappings.spec import Condition
-from lienthong.msglog.checkpointer import Checkpointer, CheckpointSettings
+from lienthong.msglog.checkpointer import Checkpointer, CheckpointSettings, LogDamaged
 from lienthong.msglog.checkpoints import SigningKey
 from lienthong.msglog.timestamps import Timestamper, load_roots
 from lienthong.observability.http import RequestMetrics
@@ -197,7 +197,7 @@ class Lienthong:
             await asyncio.gather(self._checkpoint_task, return_exceptions=True)
             try:  # the records of the last moments under a checkpoint too
                 await self.checkpointer.checkpoint()
-            except StoreError as exc:
+            except (StoreError, LogDamaged) as exc:
                 log.warning("no last message log checkpoint at the stop: %s", exc)
             await self.checkpointer.aclose()
         self.store.close()

@@ -942,6 +942,11 @@ class EncryptionConfig(_Model):
         " makes one). Keep an old key until `lienthong keys rotate` has sealed everything anew.",
     )
     current: str = Field(description="The key id new payloads are sealed with.")
+    refuse_plaintext: bool = Field(
+        default=False,
+        description="true once `lienthong keys rotate` has sealed everything: a payload or payment dossier"
+        " found in plain text was written past the store, and reading it is refused.",
+    )
 
     @model_validator(mode="after")
     def _keys_are_keys(self) -> EncryptionConfig:
@@ -962,7 +967,7 @@ class EncryptionConfig(_Model):
 
     def sealer(self) -> Sealer:
         keys = {kid: base64.b64decode(v.get_secret_value()) for kid, v in self.keys.items()}
-        return Sealer(keys, self.current)
+        return Sealer(keys, self.current, self.refuse_plaintext)
 
 
 class TimestampConfig(_Model):

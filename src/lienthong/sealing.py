@@ -2,8 +2,9 @@
 
 A sealed payload is the text ``enc:v1:<key id>:<base64(nonce || ciphertext || tag)>``, its additional
 data the event's id: a payload copied onto another event's row does not open. A payload without the
-prefix is plaintext (written before sealing was configured) and is read as it is; ``lienthong keys
-rotate`` seals every payload with the current key, old ones included. Keys come from the config
+prefix is plaintext (written before sealing was configured) and is read as it is, unless
+``refuse_plaintext``; ``lienthong keys rotate`` seals every payload with the current key, old ones
+included. Keys come from the config
 (``encryption.keys``: key id → 32 bytes, base64, from the environment or a file), never from the store.
 The memory store keeps nothing at rest and seals nothing.
 """
@@ -20,6 +21,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from lienthong.errors import StoreError
 
 PREFIX = "enc:v1:"
+PURGED = '{"dossier":{},"purged":true}'
+"""What retention leaves of a payload (``store.contract.PURGED``): plaintext by design."""
 NONCE_BYTES = 12
 
 
@@ -30,6 +33,9 @@ class Sealer:
 
     keys: dict[str, bytes]
     current: str
+    refuse_plaintext: bool = False
+    """Refuse a payload without the prefix (``encryption.refuse_plaintext``: once ``keys rotate`` has
+    sealed everything, plaintext can only have been written past the store)."""
     _aead: dict[str, AESGCM] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -42,8 +48,8 @@ class Sealer:
                 raise ValueError(f"key id {kid!r} holds ':'")
             self._aead[kid] = AESGCM(key)
 
-    def __reduce__(self) -> tuple[type[Sealer], tuple[dict[str, bytes], str]]:
-        return (Sealer, (self.keys, self.current))
+    def __reduce__(self) -> tuple[type[Sealer], tuple[dict[str, bytes], str, bool]]:
+        return (Sealer, (self.keys, self.current, self.refuse_plaintext))
 
     def seal(self, event_id: str, text: str) -> str:
         nonce = os.urandom(NONCE_BYTES)
@@ -53,9 +59,14 @@ class Sealer:
     def open(self, event_id: str, stored: str, *, what: str | None = None) -> str:
         """The payload's text; StoreError naming it (``what``, default ``event <event_id>``) when its key
         is unknown or it was altered. ``event_id`` is the additional data it was sealed with."""
-        if not stored.startswith(PREFIX):
-            return stored
         label = what or f"event {event_id}"
+        if not stored.startswith(PREFIX):
+            if self.refuse_plaintext and stored != PURGED:
+                raise StoreError(
+                    f"{label}'s payload is not sealed, and encryption.refuse_plaintext is on: it was written"
+                    " past the store"
+                )
+            return stored
         kid, _, body = stored[len(PREFIX) :].partition(":")
         aead = self._aead.get(kid)
         if aead is None:

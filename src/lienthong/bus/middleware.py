@@ -18,6 +18,7 @@ from lienthong.adapters.exchanges import Exchange
 from lienthong.bus.retry import RetryPolicy
 from lienthong.errors import DeliveryError, RetryableError
 from lienthong.model import IngestItem, Message, Outcome, OutcomeKind
+from lienthong.observability.logs import redact
 from lienthong.observability.metrics import Metrics
 
 
@@ -38,7 +39,11 @@ class Attempt:
     def outcome(self) -> Outcome:
         """The outcome as the attempt alone says it, before any middleware."""
         error = self.error
-        message, status = (None, self.http_status) if error is None else (error.describe(), error.status)
+        # What a peer answered may echo the request (an ID number refused): masked before it is kept in the
+        # outbox and attempts, where it outlives the payload's retention and is never sealed.
+        message, status = (
+            (None, self.http_status) if error is None else (redact(error.describe()), error.status)
+        )
         kind: OutcomeKind = (
             "delivered" if error is None else "retry" if isinstance(error, RetryableError) else "dead"
         )

@@ -168,6 +168,9 @@ def _export(args: argparse.Namespace) -> int:
         except FileExistsError:
             print(f"{args.out} exists: an archive is never overwritten", file=sys.stderr)
             return EXIT_USAGE
+        except LookupError as exc:
+            print(f"no archive: {exc}", file=sys.stderr)
+            return EXIT_FAILED
         print(f"{args.out}: {count:,} records of {args.day.isoformat()}, signed")
         return EXIT_OK
 

@@ -16,13 +16,35 @@ from dataclasses import dataclass
 from lienthong.clock import Clock, now_ms
 from lienthong.errors import StoreError
 from lienthong.msglog.checkpoints import Checkpoint, SigningKey, sign_checkpoint
-from lienthong.msglog.merkle import Tree
+from lienthong.msglog.merkle import Tree, leaf_hashes
 from lienthong.msglog.records import StoredCheckpoint
 from lienthong.msglog.timestamps import Stamp, Timestamper, TimestampError
 from lienthong.store import Store, units
 
 log = logging.getLogger("lienthong.msglog")
 PAGE = 10_000
+
+
+class LogDamaged(Exception):
+    """A record about to be signed is not as the node wrote it (written past the store): nothing is
+    signed until a person has looked (``log verify``)."""
+
+
+def _checked(page: list[tuple[int, bytes, str]], start: int) -> list[bytes]:
+    """The page's leaves, once each record is seen to follow the one before, to hash to its stored leaf
+    and to be UTF-8 text; LogDamaged naming the first that is not. A checkpoint signs these leaves: a
+    record edited past the store is refused here, not signed."""
+    computed = leaf_hashes(data for _, data, _ in page)
+    for offset, ((index, data, leaf), hashed) in enumerate(zip(page, computed, strict=True)):
+        if index != start + offset:
+            raise LogDamaged(f"record {start + offset} is missing (the next is {index})")
+        if not isinstance(leaf, str) or hashed.hex() != leaf:
+            raise LogDamaged(f"record {index} does not hash to its stored leaf")
+        try:
+            data.decode()
+        except UnicodeDecodeError:
+            raise LogDamaged(f"record {index} is not UTF-8 text") from None
+    return computed
 
 
 @dataclass(frozen=True)
@@ -56,6 +78,8 @@ class Checkpointer:
         self._stopping = asyncio.Event()
         self._unstamped_since: float | None = None
         """When a checkpoint first went without a timestamp, since the last one that had one."""
+        self._damage = ""
+        """What the last checkpoint found damaged in the log ("": nothing), said once."""
 
     def refusal(self) -> str | None:
         """Why new events must be refused now (the log has waited too long for a timestamp), or None."""
@@ -99,7 +123,7 @@ class Checkpointer:
             page = await self._store.run(units.log_records, tree.size, min(PAGE, size - tree.size))
             if not page:
                 break
-            tree.add_leaves(bytes.fromhex(leaf) for _, _, leaf in page)
+            tree.add_leaves(_checked(page, tree.size))
         root = tree.root()
         note = sign_checkpoint(Checkpoint(self._settings.origin, tree.size, root), self.key)
         stamp = await self._stamp(note)
@@ -137,6 +161,15 @@ class Checkpointer:
                     last = self._clock()
             except StoreError as exc:
                 log.warning("no message log checkpoint this time (the store): %s", exc)
+            except LogDamaged as exc:
+                if str(exc) != self._damage:  # once per damage found, not once per poll
+                    log.error(  # noqa: TRY400 (the damage is the message; a traceback says nothing more)
+                        "the message log is damaged, no checkpoint is signed: %s (run log verify)", exc
+                    )
+                self._damage = str(exc)
+                last = self._clock()
+            else:
+                self._damage = ""
 
     def stop(self) -> None:
         self._stopping.set()

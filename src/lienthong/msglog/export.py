@@ -37,7 +37,8 @@ PAGE = 10_000
 
 
 async def export_day(store: Store, day: date, key: SigningKey, origin: str, out: Path) -> tuple[int, str]:
-    """Write the archive of ``day`` to ``out`` (a new file); how many records, and the manifest's text."""
+    """Write the archive of ``day`` to ``out`` (a new file); how many records, and the manifest's text.
+    LookupError when a record of the day is damaged (not text), before anything is written."""
     start = datetime.combine(day, time(0), VIETNAM)
     start_ms = int(start.timestamp() * 1000)
     end_ms = int((start + timedelta(days=1)).timestamp() * 1000)
@@ -46,7 +47,11 @@ async def export_day(store: Store, day: date, key: SigningKey, origin: str, out:
         after = -1
         while page := await store.run(units.log_between, start_ms, end_ms, after, PAGE):
             for index, data in page:
-                line = orjson.dumps({"index": index, "record": data.decode()}) + b"\n"
+                try:
+                    text = data.decode()
+                except UnicodeDecodeError:
+                    raise LookupError(f"record {index} is not UTF-8 text: run log verify") from None
+                line = orjson.dumps({"index": index, "record": text}) + b"\n"
                 records.write(line)
                 digest.update(line)
                 first = index if first < 0 else first

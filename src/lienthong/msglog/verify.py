@@ -34,7 +34,8 @@ class Verdict:
     checkpoints: int = 0
     problems: list[str] = field(default_factory=list)
     first_bad: int | None = None
-    """The index of the first record found bad (None: none, or only a range is known)."""
+    """The index of the first record found bad (None: none, or a range a checkpoint covers was found bad
+    before any one record was)."""
 
     @property
     def ok(self) -> bool:
@@ -42,8 +43,9 @@ class Verdict:
 
 
 async def pages(store: Store) -> AsyncIterator[list[tuple[int, bytes, str]]]:
-    """The log's records a page at a time, the next page read while the caller works on this one."""
-    start = 0
+    """The log's records a page at a time, the next page read while the caller works on this one; from
+    the lowest index the store holds (a row below 0 is damage to be named, not skipped)."""
+    start = -(2**63)
     page = await store.run(units.log_records, start, PAGE)
     while page:
         following = asyncio.ensure_future(store.run(units.log_records, page[-1][0] + 1, PAGE))
@@ -77,7 +79,12 @@ async def verify(
     walk = _Walk(verifier, forms)
     walk.verdict.checkpoints = len(stored)
     for c in stored:
-        walk.due.setdefault(c.size, []).append(("checkpoint", bytes.fromhex(c.root), c.note))
+        try:
+            root = bytes.fromhex(c.root)
+        except ValueError:
+            walk.bad(None, f"the checkpoint of size {c.size}: its root {c.root[:16]!r} is not a hash")
+            continue
+        walk.due.setdefault(c.size, []).append(("checkpoint", root, c.note))
     for o in outside:
         walk.due.setdefault(o.size, []).append(("outside", o.root, ""))
     walk.sizes = sorted(walk.due)
@@ -85,6 +92,14 @@ async def verify(
     async for page in pages(store):
         walk.page(page)
     return walk.finish()
+
+
+def _utf8(data: bytes) -> bool:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 class _Walk:
@@ -105,7 +120,8 @@ class _Walk:
         return [size - start for size in found]
 
     def bad(self, index: int | None, what: str) -> None:
-        if index is not None and self.verdict.first_bad is None:
+        # Problems are found in index order: a range found before (a checkpoint's) may hold an earlier one.
+        if index is not None and not self.verdict.problems:
             self.verdict.first_bad = index
         self.verdict.problems.append(what)
 
@@ -128,11 +144,16 @@ class _Walk:
         size = self.tree.size
         if records[0][0] != size or records[-1][0] != size + len(records) - 1:
             return False  # the store gives indexes strictly increasing: first and last show them dense
-        datas = list(map(_data, records))
+        datas, leaves = list(map(_data, records)), list(map(_leaf, records))
+        if set(map(type, leaves)) != {str} or set(map(len, leaves)) != {64}:
+            return False  # joined, leaves of 64 characters each compare one to one
         computed = leaf_hashes(datas)
-        if b"".join(computed).hex() != "".join(map(_leaf, records)):
+        if b"".join(computed).hex() != "".join(leaves):
             return False
-        if self.forms and not LogRecord.all_well_formed(datas):
+        if self.forms:
+            if not LogRecord.all_well_formed(datas):
+                return False
+        elif not _utf8(b"\n".join(datas)):  # "\n" ends any sequence cut short: each record is checked
             return False
         self.tree.add_leaves(computed)
         if self.tree.size in self.due:
@@ -141,6 +162,9 @@ class _Walk:
 
     def record(self, index: int, data: bytes, leaf: str) -> None:
         tree = self.tree
+        if index < tree.size:
+            self.bad(index, f"record {index}: out of place (the log's indexes run from 0, each once)")
+            return
         if index != tree.size:
             self.bad(tree.size, f"records {tree.size} to {index - 1} are missing")
             while tree.size < index:  # go on from where the log goes on
@@ -153,6 +177,8 @@ class _Walk:
                 LogRecord.parse(data, exact=False)
             except ValueError as exc:
                 self.bad(index, f"record {index}: {exc}")
+        elif not _utf8(data):
+            self.bad(index, f"record {index}: not UTF-8 text (no command can show it)")
         tree.append(computed)
         if tree.size in self.due:
             self.check_roots()
@@ -211,19 +237,29 @@ async def prove(store: Store, subject: str) -> list[dict[str, Any]]:
         )
     checkpoint = latest[0]
     leaves: list[bytes] = []
-    async for page in pages(store):
-        leaves.extend(bytes.fromhex(leaf) for _, _, leaf in page if len(leaves) < checkpoint.size)
-        if len(leaves) >= checkpoint.size:
-            break
+    try:
+        async for page in pages(store):
+            leaves.extend(bytes.fromhex(leaf) for index, _, leaf in page if index >= 0)
+            if len(leaves) >= checkpoint.size:
+                break
+    except (ValueError, TypeError):
+        raise LookupError("a leaf in the log is not a hash: run log verify") from None
     del leaves[checkpoint.size :]
-    return [
-        {
-            "index": index,
-            "record": data.decode(),
-            "size": checkpoint.size,
-            "proof": [base64.b64encode(h).decode() for h in inclusion_proof(index, leaves)],
-            "checkpoint": checkpoint.note,
-        }
-        for index, data in records
-        if index < checkpoint.size
-    ]
+    if len(leaves) < checkpoint.size:
+        raise LookupError(
+            f"the log holds fewer records than its checkpoint of {checkpoint.size}: run log verify"
+        )
+    proofs = []
+    for index, data in records:
+        if not 0 <= index < checkpoint.size:
+            continue
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            raise LookupError(f"record {index} about {subject!r} is not UTF-8 text: run log verify") from None
+        proof = [base64.b64encode(h).decode() for h in inclusion_proof(index, leaves)]
+        proofs.append({"index": index, "record": text, "size": checkpoint.size, "proof": proof,
+                       "checkpoint": checkpoint.note})  # fmt: skip
+    if not proofs:
+        raise LookupError(f"no record about {subject!r} under the latest checkpoint: run log verify")
+    return proofs

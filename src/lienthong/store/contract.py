@@ -30,8 +30,9 @@ from lienthong.model import (
 from lienthong.msglog.records import LogRecord, StoredCheckpoint
 from lienthong.payments.records import CallbackRecord, Claim, PaymentFinding, PaymentRecord
 from lienthong.scheduler.runs import RunRecord
+from lienthong.sealing import PURGED as _PURGED
 
-PURGED = '{"dossier":{},"purged":true}'
+PURGED = _PURGED
 """What a purged event's payload becomes (``retention.payloads_days``): its hash and message log records
 stay, its content goes."""
 

@@ -72,9 +72,10 @@ def event_row(item: IngestItem, now_ms: int, sealer: Sealer | None = None) -> tu
 
 def payment_row(payment: PaymentRecord, sealer: Sealer | None) -> list[Any]:
     """A ``payments`` row in ``PAYMENT_COLUMNS`` order, the dossier it carries (the applicant, for the
-    receipt) sealed when ``sealer`` is given, with ``payment:<reference>`` as additional data."""
+    receipt) sealed when ``sealer`` is given, with ``payment <reference>`` as additional data (with its
+    space, no event id can be it: a payload and a dossier cannot stand in for each other)."""
     if sealer is not None:
-        payment = replace(payment, dossier=sealer.seal(f"payment:{payment.reference}", payment.dossier))
+        payment = replace(payment, dossier=sealer.seal(f"payment {payment.reference}", payment.dossier))
     return [getattr(payment, c) for c in PAYMENT_COLUMNS.split(", ")]
 
 
@@ -82,7 +83,7 @@ def payment_record(row: Sequence[Any], sealer: Sealer | None) -> PaymentRecord:
     """A ``payments`` row read in ``PAYMENT_COLUMNS`` order, its dossier opened."""
     payment = PaymentRecord(*row)
     opened = (sealer.open if sealer is not None else open_plain)(
-        f"payment:{payment.reference}", payment.dossier, what=f"payment {payment.reference}"
+        f"payment {payment.reference}", payment.dossier, what=f"payment {payment.reference}"
     )
     return replace(payment, dossier=opened)
 

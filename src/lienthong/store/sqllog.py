@@ -42,18 +42,17 @@ class SqlLogReads:
         )
 
     def about(self, subject: str, limit: int) -> list[tuple[int, bytes]]:
-        rows = self._rows(
-            "SELECT seq, data FROM log_records WHERE subject = ? ORDER BY seq LIMIT ?", (subject, limit)
+        return self._rows(
+            f"SELECT seq, {self._data_bytes} FROM log_records WHERE subject = ? ORDER BY seq LIMIT ?",
+            (subject, limit),
         )
-        return [(int(seq), data.encode()) for seq, data in rows]
 
     def between(self, start_ms: int, end_ms: int, after: int, limit: int) -> list[tuple[int, bytes]]:
-        rows = self._rows(
-            "SELECT seq, data FROM log_records WHERE at_ms >= ? AND at_ms < ? AND seq > ?"
+        return self._rows(
+            f"SELECT seq, {self._data_bytes} FROM log_records WHERE at_ms >= ? AND at_ms < ? AND seq > ?"
             " ORDER BY seq LIMIT ?",
             (start_ms, end_ms, after, limit),
         )
-        return [(int(seq), data.encode()) for seq, data in rows]
 
     def add_checkpoint(self, checkpoint: StoredCheckpoint) -> bool:
         cursor = self._execute(
@@ -129,7 +128,7 @@ def reseal_payment_dossiers(
 ) -> tuple[str | None, int]:
     """``Payments.reseal`` in SQL (placeholder ``ph``): the dossiers payments carry, sealed anew."""
     return _reseal(
-        execute, ph, sealer, ("payments", "reference", "dossier", "payment:"), after=after, limit=limit
+        execute, ph, sealer, ("payments", "reference", "dossier", "payment "), after=after, limit=limit
     )
 
 
