@@ -10,7 +10,8 @@ Every figure is measured in the same run, next to its baseline:
 - end to end: parse, match, classify and write the report, under 60 s, with the peak memory of this
   process (issue 12: under 1 GB).
 
-Run ``python benchmarks/bench_reconcile.py`` (``--entries N``, default 1,000,000; ``--smoke`` for 20,000).
+Run ``python benchmarks/bench_reconcile.py`` (``--entries N``, default 1,000,000; ``--smoke`` for 20,000;
+``--profile`` to print where one more match, untimed, spends its time).
 """
 
 from __future__ import annotations
@@ -211,6 +212,9 @@ def main() -> int:
     parser.add_argument(
         "--repeat", type=int, default=3, help="runs of the match and of DuckDB, the best of each kept"
     )
+    parser.add_argument(
+        "--profile", action="store_true", help="then one more match under cProfile, its top functions"
+    )
     args = parser.parse_args()
     n = 20_000 if args.smoke else args.entries
     with tempfile.TemporaryDirectory(prefix="lienthong-reconcile-") as tmp:
@@ -284,7 +288,20 @@ def main() -> int:
         f"  end to end       {end_to_end_s:7.2f} s (< 60 s), its own process: peak memory {peak_mb:,.0f} MB (< 1,024)"
     )
     print(f"  results          {counts}")
+    if args.profile:
+        profile_match(transactions, paid)
     return 0
+
+
+def profile_match(transactions: list[Transaction], paid: list[Payment]) -> None:
+    """One more match, on a fresh copy, under cProfile (which slows it): where the time goes."""
+    import cProfile  # noqa: PLC0415 (only with --profile)
+    import pstats  # noqa: PLC0415
+
+    fresh = pickle.loads(pickle.dumps(transactions, pickle.HIGHEST_PROTOCOL))
+    profiler = cProfile.Profile()
+    profiler.runcall(match, fresh, paid)
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
 
 
 if __name__ == "__main__":
