@@ -23,7 +23,7 @@ import json
 import re
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
 from decimal import Decimal
@@ -212,10 +212,10 @@ class Matcher:
         self._words = re.compile(f"{_WORD}+")  # words too short to be a key left out once normalised
         # By payment, the amount a credit must carry to be matched in ``add_all``'s loop (a list: no
         # attribute of a ``Payment`` read per transaction); None for a payment of no amount.
-        amounts: list[int | None] = list(map(_AMOUNT, payments))
-        if min(map(_AMOUNT, payments), default=1) <= 0:
-            amounts = [amount if amount is not None and amount > 0 else None for amount in amounts]
-        self._amounts = amounts
+        amounts: list[int] = list(map(_AMOUNT, payments))
+        self._amounts: Sequence[int | None] = amounts
+        if min(amounts, default=1) <= 0:
+            self._amounts = [amount if amount > 0 else None for amount in amounts]
         self._left: list[tuple[Transaction, str]] = []
         self.counts: Counter[str] = Counter()
         self.matched = 0  # counted apart from ``counts``: it is the common case
@@ -266,12 +266,7 @@ class Matcher:
             return None
         if transaction.reversal:
             return self._find(transaction) if transaction.amount < 0 else None
-        if transaction.amount <= 0:
-            return None
-        references = transaction.references
-        # The common case first, inline: the first reference, as written (a call less per transaction).
-        found = self._index.get(references[0]) if references else None
-        return self._find(transaction) if found is None else found
+        return self._find(transaction) if transaction.amount > 0 else None
 
     def _add(self, transaction: Transaction, source: str, found: int | None) -> None:
         """``add``, given the payment the transaction names (``_payment_named``)."""
