@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Any
+
+from starlette.types import Receive, Scope, Send
 
 from conftest import Peers, RunNode, config_dict
 from lienthong.sandbox.dossiers import generate
@@ -16,7 +17,7 @@ from lienthong.serving import ThreadedServer
 ID_NUMBER = "015736819303"  # synthetic
 
 
-async def refuses_echoing(scope: dict[str, Any], receive: Any, send: Any) -> None:
+async def refuses_echoing(scope: Scope, receive: Receive, send: Send) -> None:
     """A destination answering 400 with the applicant's ID number in its error, as validation errors do."""
     if scope["type"] != "http":
         return
