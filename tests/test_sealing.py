@@ -333,3 +333,48 @@ def test_refuse_plaintext_comes_from_the_config_and_crosses_to_the_store_process
     )
     assert config.encryption is not None
     assert pickle.loads(pickle.dumps(config.encryption.sealer())).refuse_plaintext
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_rotating_seals_plaintext_even_with_refuse_plaintext_on_and_leaves_purged_marks_alone(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """``keys rotate`` is what seals plaintext: turning ``refuse_plaintext`` on first must not stop it. A
+    purged payload stays the purge's plaintext mark, or retention would no longer know it purged."""
+    pg_dsn = request.getfixturevalue("pg_dsn") if kind == "postgres" else None
+    store = sealed_store(kind, tmp_path, Sealer({"k1": K1}, "k1"), pg_dsn)
+    store.open()
+    try:
+        await store.run(units.save_payment, payment("P-1"))
+        await one_request(store, [item(event("HS-1"), "portal"), item(event("HS-2"), "portal")])
+        plain = orjson.dumps({"code": "HS-P-1"}).decode()
+        write_dossier(kind, tmp_path, pg_dsn, "P-1", plain)  # as stores from before encryption hold them
+        raw(
+            kind,
+            tmp_path,
+            pg_dsn,
+            "UPDATE events SET payload = ? WHERE event_id = ? RETURNING 1",
+            '{"x":1}',
+            "evt-HS-1",
+        )
+        raw(
+            kind,
+            tmp_path,
+            pg_dsn,
+            "UPDATE events SET payload = ? WHERE event_id = ? RETURNING 1",
+            PURGED,
+            "evt-HS-2",
+        )
+    finally:
+        store.close()
+    store = sealed_store(kind, tmp_path, Sealer({"k1": K1}, "k1", refuse_plaintext=True), pg_dsn)
+    store.open()
+    try:
+        assert await store.run(units.reseal_payment_dossiers, "", 10) == ("P-1", 1)
+        assert (await store.run(units.reseal_payloads, "", 10))[1] == 1  # evt-HS-1; the purged one left
+        assert raw_payloads(kind, tmp_path, pg_dsn)[1] == PURGED
+        read = await store.run(units.payment, "P-1")
+        assert read is not None
+        assert read.dossier == plain
+    finally:
+        store.close()

@@ -149,10 +149,12 @@ def _reseal(
     ).fetchall()
     if sealer is None or not rows:
         return (rows[-1][0] if rows else None), 0
+    # Plaintext is what this seals: read as it is, even when ``refuse_plaintext`` refuses it to readers.
+    # Retention's mark stays plaintext: the purge knows a purged row by it.
     changed = [
-        (sealer.seal(prefix + k, sealer.open(prefix + k, stored)), k)
+        (sealer.seal(prefix + k, stored if kid is None else sealer.open(prefix + k, stored)), k)
         for k, stored in rows
-        if sealer.sealed_with(stored) != sealer.current
+        if (kid := sealer.sealed_with(stored)) != sealer.current and stored != PURGED
     ]
     for sealed, k in changed:
         execute(f"UPDATE {table} SET {column} = {ph} WHERE {key} = {ph}", (sealed, k))
