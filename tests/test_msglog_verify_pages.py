@@ -142,6 +142,7 @@ async def test_odd_values_in_the_store_are_named_not_crashed_on(tmp_path: Path, 
     verdict = await verifying.verify(store)
     assert "the checkpoint of size 20: its root 'not a hash' is not a hash" in verdict.problems
     assert "record 4: its bytes do not hash to its leaf (the record was edited)" in verdict.problems
+    assert verdict.first_bad == 4  # the unreadable root is no range of records before it
     store.close()
 
 

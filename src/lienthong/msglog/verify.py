@@ -73,8 +73,9 @@ async def verify(
     kept elsewhere that the log must still agree with; ``forms`` also parses every record (``--forms``).
 
     Without ``forms`` this is the log's integrity: every record's bytes against its leaf, and the tree they
-    make against every checkpoint. Parsing each record finds what only lienthong's own writer could have
-    done (a record under a signed checkpoint was written by the key's holder) and doubles the time."""
+    make against every checkpoint, each record's bytes checked to be UTF-8 text. Parsing each record finds
+    what only lienthong's own writer could have done (a record under a signed checkpoint was written by
+    the key's holder) and takes about a third as long again (``benchmarks/bench_msglog.py``)."""
     stored = await _all_checkpoints(store)
     walk = _Walk(verifier, forms)
     walk.verdict.checkpoints = len(stored)
@@ -113,16 +114,20 @@ class _Walk:
         self.sizes: list[int] = []  # of ``due``, ascending
         self.tree = Tree()
         self.previous = 0
+        self.bad_range = False
+        """A range of records (a checkpoint's) was found bad: a record named after it may not be the first."""
 
     def inside(self, start: int, end: int) -> list[int]:
         """The sizes a checkpoint names strictly between ``start`` and ``end``, less ``start``."""
         found = self.sizes[bisect.bisect_right(self.sizes, start) : bisect.bisect_left(self.sizes, end)]
         return [size - start for size in found]
 
-    def bad(self, index: int | None, what: str) -> None:
-        # Problems are found in index order: a range found before (a checkpoint's) may hold an earlier one.
-        if index is not None and not self.verdict.problems:
+    def bad(self, index: int | None, what: str, *, records: bool = False) -> None:
+        """A problem; ``index``: the record it names; ``records``: it is about a range of records."""
+        # Records are walked in index order, but a range found bad before may hold an earlier record.
+        if index is not None and self.verdict.first_bad is None and not self.bad_range:
             self.verdict.first_bad = index
+        self.bad_range = self.bad_range or records
         self.verdict.problems.append(what)
 
     def page(self, page: Sequence[tuple[int, bytes, str]]) -> None:
@@ -189,10 +194,12 @@ class _Walk:
         for source, expected, note in self.due.get(size, ()):
             if source == "outside" and root != expected:
                 self.bad(None, f"forked: a checkpoint kept elsewhere gives size {size} the root"
-                               f" {expected.hex()[:16]}, the log gives {root.hex()[:16]}")  # fmt: skip
+                               f" {expected.hex()[:16]}, the log gives {root.hex()[:16]}",
+                         records=True)  # fmt: skip
             elif source == "checkpoint" and root != expected:
                 self.bad(None, f"the checkpoint of size {size} does not match the records: one of records"
-                               f" {self.previous} to {size - 1} was changed, with its leaf hash")  # fmt: skip
+                               f" {self.previous} to {size - 1} was changed, with its leaf hash",
+                         records=True)  # fmt: skip
             elif source == "checkpoint" and self.verifier is not None:
                 self._signed(note, size, root)
         if size in self.due:
