@@ -75,7 +75,7 @@ async def verify(
     Without ``forms`` this is the log's integrity: every record's bytes against its leaf, and the tree they
     make against every checkpoint, each record's bytes checked to be UTF-8 text. Parsing each record finds
     what only lienthong's own writer could have done (a record under a signed checkpoint was written by
-    the key's holder) and takes about a third as long again (``benchmarks/bench_msglog.py``)."""
+    the key's holder) and took 14-26% longer (``benchmarks/bench_msglog.py``)."""
     stored = await _all_checkpoints(store)
     walk = _Walk(verifier, forms)
     walk.verdict.checkpoints = len(stored)
