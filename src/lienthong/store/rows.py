@@ -235,6 +235,183 @@ class NoLog:
         pass
 
 
+_TABLES = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    event_id        TEXT PRIMARY KEY,
+    type            TEXT NOT NULL,
+    unit_code       TEXT NOT NULL,
+    dossier_code    TEXT NOT NULL,
+    occurred_at     TEXT NOT NULL,
+    payload_sha256  TEXT NOT NULL,
+    payload         TEXT NOT NULL,
+    message_ids     TEXT NOT NULL,
+    received_ms     BIGINT NOT NULL,
+    caller          TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq              {serial},
+    message_id       TEXT NOT NULL UNIQUE,
+    event_id         TEXT NOT NULL REFERENCES events(event_id),
+    destination      TEXT NOT NULL,
+    operation        TEXT NOT NULL,
+    dossier_code     TEXT NOT NULL,
+    status           TEXT NOT NULL,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    created_ms       BIGINT NOT NULL,
+    updated_ms       BIGINT NOT NULL,
+    next_attempt_ms  BIGINT NOT NULL,
+    last_error       TEXT,
+    last_http_status INTEGER,
+    mapping          TEXT,
+    mapping_hash     TEXT,
+    replayed_ms      BIGINT,
+    replay_base      INTEGER NOT NULL DEFAULT 0,
+    lease_until_ms   BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (seq) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS outbox_key ON outbox (destination, dossier_code, seq)
+    WHERE status IN ('pending', 'inflight');
+CREATE INDEX IF NOT EXISTS outbox_dead ON outbox (destination) WHERE status = 'dead';
+CREATE INDEX IF NOT EXISTS outbox_leased ON outbox (lease_until_ms) WHERE status = 'inflight';
+CREATE TABLE IF NOT EXISTS attempts (
+    message_id   TEXT NOT NULL,
+    attempt      INTEGER NOT NULL,
+    started_ms   BIGINT NOT NULL,
+    duration_ms  BIGINT NOT NULL,
+    outcome      TEXT NOT NULL,
+    error        TEXT,
+    http_status  INTEGER,
+    PRIMARY KEY (message_id, attempt)
+);
+CREATE TABLE IF NOT EXISTS mapping_versions (
+    hash           TEXT PRIMARY KEY,
+    name           TEXT NOT NULL,
+    document       TEXT NOT NULL,
+    first_seen_ms  BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS replays (
+    message_id     TEXT NOT NULL,
+    replayed_ms    BIGINT NOT NULL,
+    by_whom        TEXT NOT NULL,
+    reason         TEXT NOT NULL,
+    mapping_hash   TEXT,
+    PRIMARY KEY (message_id, replayed_ms)
+);
+CREATE TABLE IF NOT EXISTS lookups (
+    request_id     TEXT PRIMARY KEY,
+    at_ms          BIGINT NOT NULL,
+    caller         TEXT NOT NULL,
+    official_id    TEXT NOT NULL,
+    purpose        TEXT NOT NULL,
+    subject_ref    TEXT NOT NULL,
+    form           TEXT NOT NULL,
+    outcome        TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS payments (
+    reference       TEXT PRIMARY KEY,
+    dossier_code    TEXT NOT NULL,
+    unit_code       TEXT NOT NULL,
+    amount          BIGINT NOT NULL,
+    dossier         TEXT NOT NULL,
+    pay_url         TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    transaction_id  TEXT NOT NULL,
+    updated_ms      BIGINT NOT NULL,
+    channel         TEXT NOT NULL DEFAULT '',
+    caller          TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS payment_callbacks (
+    id              {serial},
+    received_ms     BIGINT NOT NULL,
+    channel         TEXT NOT NULL,
+    reference       TEXT NOT NULL,
+    transaction_id  TEXT NOT NULL,
+    verdict         TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    source          TEXT NOT NULL DEFAULT '',
+    body_sha256     TEXT NOT NULL DEFAULT '',
+    body_bytes      INTEGER NOT NULL DEFAULT 0,
+    detail          TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS payment_callbacks_reference ON payment_callbacks (reference);
+CREATE TABLE IF NOT EXISTS payment_findings (
+    id              {serial},
+    at_ms           BIGINT NOT NULL,
+    kind            TEXT NOT NULL,
+    reference       TEXT NOT NULL,
+    channel         TEXT NOT NULL,
+    transaction_id  TEXT NOT NULL,
+    amount          BIGINT NOT NULL,
+    detail          TEXT NOT NULL,
+    UNIQUE (kind, channel, transaction_id)
+);
+CREATE TABLE IF NOT EXISTS dossiers (
+    dossier_code     TEXT PRIMARY KEY,
+    unit_code        TEXT NOT NULL,
+    last_event_id    TEXT NOT NULL,
+    last_event_type  TEXT NOT NULL,
+    occurred_ms      BIGINT NOT NULL,
+    status           TEXT,
+    procedure_code   TEXT,
+    channel          TEXT,
+    level            INTEGER,
+    received_at      TEXT,
+    due_at           TEXT,
+    returned_at      TEXT,
+    fees_total       BIGINT,
+    fees_paid        BIGINT,
+    result_sha256    TEXT,
+    results          INTEGER,
+    updated_ms       BIGINT NOT NULL,
+    result_signature TEXT,
+    result_signature_note TEXT,
+    result_signature_ms BIGINT
+);
+CREATE TABLE IF NOT EXISTS cursors (
+    source      TEXT PRIMARY KEY,
+    cursor      TEXT NOT NULL,
+    updated_ms  BIGINT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    job              TEXT NOT NULL,
+    run_id           TEXT NOT NULL,
+    attempt          INTEGER NOT NULL,
+    window_start_ms  BIGINT NOT NULL,
+    window_end_ms    BIGINT NOT NULL,
+    started_ms       BIGINT NOT NULL,
+    outcome          TEXT NOT NULL,
+    ended_ms         BIGINT,
+    counts           TEXT NOT NULL DEFAULT '{}',
+    reports          TEXT NOT NULL DEFAULT '[]',
+    node             TEXT NOT NULL DEFAULT '',
+    forced_by        TEXT,
+    forced_reason    TEXT,
+    detail           TEXT,
+    PRIMARY KEY (run_id, attempt)
+);
+CREATE INDEX IF NOT EXISTS runs_job ON runs (job, window_end_ms);
+CREATE INDEX IF NOT EXISTS runs_started ON runs (started_ms);
+CREATE TABLE IF NOT EXISTS operator_actions (
+    id          {serial},
+    at_ms       BIGINT NOT NULL,
+    actor       TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    message_id  TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    detail      TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS operator_actions_message ON operator_actions (message_id);
+"""
+
+
+def schema(*, serial: str, log_seq: str) -> str:
+    """The DDL of every table, the same on both SQL stores but for two column types: ``serial``, an
+    identity filled in by the store (``INTEGER PRIMARY KEY AUTOINCREMENT`` on SQLite, ``BIGSERIAL PRIMARY
+    KEY`` on PostgreSQL), and ``log_seq``, the message log's index (``shared_tables``)."""
+    return _TABLES.replace("{serial}", serial) + shared_tables(log_seq)
+
+
 def shared_tables(seq: str) -> str:
     """The DDL both SQL stores share (circuits, the message log), with ``seq``, the log's index column:
     ``INTEGER PRIMARY KEY`` on SQLite (the rowid itself: no second index to write), ``BIGINT PRIMARY KEY``
