@@ -49,15 +49,13 @@ from lienthong.model import (
     StoredEvent,
 )
 from lienthong.msglog.records import LogRecord
-from lienthong.payments.records import CallbackRecord, Claim, PaymentFinding, PaymentRecord
+from lienthong.payments.records import PaymentRecord
 from lienthong.scheduler.runs import RunRecord
 from lienthong.sealing import Sealer
 from lienthong.store.contract import KnownEvent, OperatorAction, Tx
 from lienthong.store.rows import (
     ACTION_COLUMNS,
-    CALLBACK_COLUMNS,
     CIRCUIT_COLUMNS,
-    FINDING_COLUMNS,
     LEDGER_COLUMNS,
     LEDGER_READ,
     LOOKUP_COLUMNS,
@@ -74,14 +72,13 @@ from lienthong.store.rows import (
     ledger_row,
     opener,
     payment_record,
-    payment_row,
     run_record,
     run_row,
     schema,
     split_held,
 )
 from lienthong.store.runner import STOP, Op, answer, execute, next_batch
-from lienthong.store.sqllog import SqlLogReads, purge_payloads, reseal_payloads, reseal_payment_dossiers
+from lienthong.store.sqllog import SqlLogReads, SqlPayments, purge_payloads, reseal_payloads
 
 T = TypeVar("T")
 Connection = psycopg.Connection[Any]
@@ -509,89 +506,17 @@ class PostgresMappings:
         return MappingVersion(row[0], row[1], orjson.loads(row[2])) if row is not None else None
 
 
-class PostgresPayments:
+class PostgresPayments(SqlPayments):
     def __init__(self, db: _Db, sealer: Sealer | None = None) -> None:
-        self._db = db
-        self._sealer = sealer
-
-    def save(self, payment: PaymentRecord) -> None:
-        # A payment asked for again (an INIT retried or replayed) refreshes its pay URL and nothing else:
-        # its state belongs to the callbacks, and must never go back to "initiated".
-        columns = PAYMENT_COLUMNS.split(", ")
-        self._db.execute(
-            f"INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES ({', '.join(['%s'] * len(columns))})"
-            " ON CONFLICT (reference) DO UPDATE SET pay_url = excluded.pay_url"
-            " WHERE payments.status = 'initiated'",
-            payment_row(payment, self._sealer),
-        )
-
-    def get(self, reference: str) -> PaymentRecord | None:
-        row = self._db.execute(
-            f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE reference = %s", (reference,)
-        ).fetchone()
-        return payment_record(row, self._sealer) if row is not None else None
+        super().__init__(db.execute, "%s", sealer)
 
     def hold(self, reference: str) -> PaymentRecord | None:
         # A row lock: a second transaction settling this payment (another worker, another node) waits,
         # then reads the row as the first one left it (READ COMMITTED re-reads a locked row).
-        row = self._db.execute(
-            f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE reference = %s FOR UPDATE", (reference,)
-        ).fetchone()
-        return payment_record(row, self._sealer) if row is not None else None
-
-    def move(self, claim: Claim, now_ms: int) -> None:
-        self._db.execute(
-            "UPDATE payments SET status = %s, transaction_id = %s, channel = %s, updated_ms = %s"
-            " WHERE reference = %s",
-            (claim.status, claim.transaction_id, claim.channel, now_ms, claim.reference),
+        row = self._rows(
+            f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE reference = ? FOR UPDATE", (reference,)
         )
-
-    def add_finding(self, finding: PaymentFinding) -> None:
-        self._db.execute(
-            f"INSERT INTO payment_findings ({FINDING_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (kind, channel, transaction_id) DO NOTHING",
-            [getattr(finding, c) for c in FINDING_COLUMNS.split(", ")],
-        )
-
-    def record_callback(self, record: CallbackRecord) -> None:
-        columns = CALLBACK_COLUMNS.split(", ")
-        self._db.execute(
-            f"INSERT INTO payment_callbacks ({CALLBACK_COLUMNS}) VALUES ({', '.join(['%s'] * len(columns))})",
-            [getattr(record, c) for c in columns],
-        )
-
-    def callbacks(self, limit: int, reference: str | None) -> list[CallbackRecord]:
-        where, args = ("WHERE reference = %s", [reference]) if reference is not None else ("", [])
-        rows = self._db.execute(
-            f"SELECT {CALLBACK_COLUMNS} FROM payment_callbacks {where} ORDER BY id DESC LIMIT %s",
-            [*args, limit],
-        ).fetchall()
-        return [CallbackRecord(*row) for row in rows]
-
-    def findings(self, limit: int) -> list[PaymentFinding]:
-        rows = self._db.execute(
-            f"SELECT {FINDING_COLUMNS} FROM payment_findings ORDER BY id DESC LIMIT %s", (limit,)
-        ).fetchall()
-        return [PaymentFinding(*row) for row in rows]
-
-    def paid_between(self, start_ms: int, end_ms: int) -> list[PaymentRecord]:
-        rows = self._db.execute(
-            f"SELECT {PAYMENT_COLUMNS} FROM payments"
-            " WHERE status = 'paid' AND updated_ms >= %s AND updated_ms < %s",
-            (start_ms, end_ms),
-        ).fetchall()
-        return [payment_record(row, self._sealer) for row in rows]
-
-    def unsettled(self, before_ms: int, limit: int) -> list[PaymentRecord]:
-        rows = self._db.execute(
-            f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE status IN ('initiated', 'pending')"
-            " AND updated_ms < %s ORDER BY updated_ms, reference LIMIT %s",
-            (before_ms, limit),
-        ).fetchall()
-        return [payment_record(row, self._sealer) for row in rows]
-
-    def reseal(self, after: str, limit: int) -> tuple[str | None, int]:
-        return reseal_payment_dossiers(self._db.execute, "%s", self._sealer, after, limit)
+        return payment_record(row[0], self._sealer) if row else None
 
 
 class PostgresAudit:

@@ -1,6 +1,6 @@
 """What the SQL stores do alike but for the placeholder: the message log's reads and checkpoints (each
-backend adds ``append``, a multi-row insert its own way, PostgreSQL under a lock), and the payloads'
-purge and resealing."""
+backend adds ``append``, a multi-row insert its own way, PostgreSQL under a lock), the payloads' purge
+and resealing, and payments (each backend adds ``hold``, a row lock its own way)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,19 @@ from typing import Any
 import orjson
 
 from lienthong.msglog.records import StoredCheckpoint
+from lienthong.payments.records import CallbackRecord, Claim, PaymentFinding, PaymentRecord
 from lienthong.sealing import Sealer
 from lienthong.store.contract import PURGED
-from lienthong.store.rows import CHECKPOINT_COLUMNS, checkpoint_row, stored_checkpoint
+from lienthong.store.rows import (
+    CALLBACK_COLUMNS,
+    CHECKPOINT_COLUMNS,
+    FINDING_COLUMNS,
+    PAYMENT_COLUMNS,
+    checkpoint_row,
+    payment_record,
+    payment_row,
+    stored_checkpoint,
+)
 
 Execute = Callable[..., Any]
 
@@ -159,3 +169,89 @@ def _reseal(
     for sealed, k in changed:
         execute(f"UPDATE {table} SET {column} = {ph} WHERE {key} = {ph}", (sealed, k))
     return rows[-1][0], len(changed)
+
+
+class SqlPayments:
+    """``store.contract.Payments`` but ``hold`` (each backend locks the row its own way): over
+    ``execute(query, params)``, placeholder ``ph``; dossiers sealed with ``sealer``."""
+
+    def __init__(self, execute: Execute, ph: str, sealer: Sealer | None) -> None:
+        self._execute = execute
+        self._ph = ph
+        self._sealer = sealer
+
+    def _run(self, query: str, params: Sequence[Any]) -> Any:
+        return self._execute(query.replace("?", self._ph), params)
+
+    def _rows(self, query: str, params: Sequence[Any]) -> list[Any]:
+        rows: list[Any] = self._run(query, params).fetchall()
+        return rows
+
+    def save(self, payment: PaymentRecord) -> None:
+        # A payment asked for again (an INIT retried or replayed) refreshes its pay URL and nothing else:
+        # its state belongs to the callbacks, and must never go back to "initiated".
+        columns = PAYMENT_COLUMNS.split(", ")
+        self._run(
+            f"INSERT INTO payments ({PAYMENT_COLUMNS}) VALUES ({', '.join('?' * len(columns))})"
+            " ON CONFLICT (reference) DO UPDATE SET pay_url = excluded.pay_url"
+            " WHERE payments.status = 'initiated'",
+            payment_row(payment, self._sealer),
+        )
+
+    def get(self, reference: str) -> PaymentRecord | None:
+        rows = self._rows(f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE reference = ?", (reference,))
+        return payment_record(rows[0], self._sealer) if rows else None
+
+    def move(self, claim: Claim, now_ms: int) -> None:
+        self._run(
+            "UPDATE payments SET status = ?, transaction_id = ?, channel = ?, updated_ms = ?"
+            " WHERE reference = ?",
+            (claim.status, claim.transaction_id, claim.channel, now_ms, claim.reference),
+        )
+
+    def add_finding(self, finding: PaymentFinding) -> None:
+        self._run(
+            f"INSERT INTO payment_findings ({FINDING_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (kind, channel, transaction_id) DO NOTHING",
+            [getattr(finding, c) for c in FINDING_COLUMNS.split(", ")],
+        )
+
+    def record_callback(self, record: CallbackRecord) -> None:
+        columns = CALLBACK_COLUMNS.split(", ")
+        self._run(
+            f"INSERT INTO payment_callbacks ({CALLBACK_COLUMNS}) VALUES ({', '.join('?' * len(columns))})",
+            [getattr(record, c) for c in columns],
+        )
+
+    def callbacks(self, limit: int, reference: str | None) -> list[CallbackRecord]:
+        where, args = ("WHERE reference = ?", [reference]) if reference is not None else ("", [])
+        rows = self._rows(
+            f"SELECT {CALLBACK_COLUMNS} FROM payment_callbacks {where} ORDER BY id DESC LIMIT ?",
+            [*args, limit],
+        )
+        return [CallbackRecord(*row) for row in rows]
+
+    def findings(self, limit: int) -> list[PaymentFinding]:
+        rows = self._rows(
+            f"SELECT {FINDING_COLUMNS} FROM payment_findings ORDER BY id DESC LIMIT ?", (limit,)
+        )
+        return [PaymentFinding(*row) for row in rows]
+
+    def paid_between(self, start_ms: int, end_ms: int) -> list[PaymentRecord]:
+        rows = self._rows(
+            f"SELECT {PAYMENT_COLUMNS} FROM payments"
+            " WHERE status = 'paid' AND updated_ms >= ? AND updated_ms < ?",
+            (start_ms, end_ms),
+        )
+        return [payment_record(row, self._sealer) for row in rows]
+
+    def unsettled(self, before_ms: int, limit: int) -> list[PaymentRecord]:
+        rows = self._rows(
+            f"SELECT {PAYMENT_COLUMNS} FROM payments WHERE status IN ('initiated', 'pending')"
+            " AND updated_ms < ? ORDER BY updated_ms, reference LIMIT ?",
+            (before_ms, limit),
+        )
+        return [payment_record(row, self._sealer) for row in rows]
+
+    def reseal(self, after: str, limit: int) -> tuple[str | None, int]:
+        return reseal_payment_dossiers(self._execute, self._ph, self._sealer, after, limit)
