@@ -11,7 +11,9 @@ from lienthong.bank.records import Transaction
 DAY = date(2026, 12, 1)
 
 
-def tx(amount: int | str, *refs: str, currency: str = "VND", reversal: bool = False, text: str = "") -> Transaction:
+def tx(
+    amount: int | str, *refs: str, currency: str = "VND", reversal: bool = False, text: str = ""
+) -> Transaction:
     return Transaction(Decimal(amount), currency, DAY, DAY, "BOOK", refs, text, "", "", reversal, 0, 10)
 
 
@@ -68,3 +70,26 @@ def test_a_reversal_listed_before_the_credit_it_reverses_still_unpays_the_paymen
     )
     # Then the order does not matter: the money is gone, LT-1 is a finding
     assert any(f.reference == "LT-1" for f in report.findings), report.counts
+
+
+def test_two_credits_naming_one_payment_on_different_days_in_two_files_are_a_duplicate_payment() -> None:
+    # Given a bank that passes on only the payer's end-to-end id (its own AcctSvcrRef is optional), and a
+    # citizen who paid LT-1 on 1 December (morning notification) and again on 2 December (next file)
+    first = tx(150_000, "LT-1")
+    again = Transaction(
+        Decimal(150_000),
+        "VND",
+        date(2026, 12, 2),
+        date(2026, 12, 2),
+        "BOOK",
+        ("LT-1",),
+        "",
+        "",
+        "",
+        False,
+        0,
+        7,
+    )
+    report = match([Payment("LT-1", 150_000, DAY)], (first, "n-1.xml"), (again, "n-2.xml"))
+    # Then the second payment is a duplicate to refund, not "the same credit reported twice"
+    assert report.counts["duplicate_payment"] == 1, report.counts

@@ -217,6 +217,10 @@ class Matcher:
         if min(amounts, default=1) <= 0:
             self._amounts = [amount if amount > 0 else None for amount in amounts]
         self._left: list[tuple[Transaction, str]] = []
+        # Credits beyond the first, by payment (duplicate payments), and reversals read before any credit
+        # of their payment: a reversal takes back a duplicate before the payment's first credit.
+        self._paid_again: Counter[int] = Counter()
+        self._early_reversals: list[tuple[Transaction, str, int]] = []
         self.counts: Counter[str] = Counter()
         self.matched = 0  # counted apart from ``counts``: it is the common case
         self.findings: list[Finding] = []
@@ -247,7 +251,7 @@ class Matcher:
             ):
                 add(transaction, source, found)
                 continue
-            first_hash[found] = hash(references)
+            first_hash[found] = hash((references, transaction.amount, transaction.booked))
             first_source[found] = source_id
             if payer_of:
                 payer_of[found] = transaction.debtor_account  # "" for none, as None
@@ -287,9 +291,10 @@ class Matcher:
             self._left.append((transaction, source))
             return
         payment = self._payments[found]
-        # The bank's references name one booking (its own reference is among them): the same ones from
-        # another file are the same credit. A tuple of strings hashes from their cached hashes, fast.
-        said = hash(transaction.references)
+        # A booking is its references, amount and day: the same from another file is the same credit. The
+        # references alone are not enough: a bank may pass on only the payer's end-to-end id, the same in
+        # a second payment of another day.
+        said = hash((transaction.references, amount, transaction.booked))
         if source != self._last_source:
             self._last_source, self._last_source_id = (
                 source,
@@ -300,6 +305,7 @@ class Matcher:
             if self._first_hash[found] == said and self._first_source[found] != source_id:
                 self.counts["seen_in_two_files"] += 1  # one credit, reported twice by the bank
                 return
+            self._paid_again[found] += 1  # a reversal of the payment takes this credit back first
             self._finding(
                 "duplicate_payment",
                 transaction,
@@ -336,7 +342,15 @@ class Matcher:
         """The bank took back a credit (a debit flagged as a reversal): the payment it matched is no
         longer paid by the bank's account of it."""
         self.counts["reversals"] += 1
-        if found is None or not self._matched[found]:
+        if found is None:
+            return
+        if not self._matched[found]:
+            # Read before the credit it takes back (another file, or entries in another order): weighed
+            # again once every credit is in (``finish``).
+            self._early_reversals.append((transaction, source, found))
+            return
+        if self._paid_again[found]:
+            self._paid_again[found] -= 1  # the bank took back a second payment: the first still pays it
             return
         if self._matched[found] == MATCHED:
             self.matched -= 1
@@ -348,6 +362,11 @@ class Matcher:
 
     def finish(self) -> Report:
         """Pass 2 (by amount and date), then the payments nobody paid; the report."""
+        early, self._early_reversals = self._early_reversals, []
+        for transaction, source, found in early:
+            if self._matched[found]:  # its credit came after it
+                self.counts["reversals"] -= 1  # counted once, when it was read
+                self._reversed(transaction, source, found)
         # The payments still unpaid, by amount and day; each list lowest index last, popped first. The
         # zero bytes of ``_matched`` are found by a C scan: a Python loop over a million payments took
         # 0.2 s for the few thousand left.
@@ -358,7 +377,14 @@ class Matcher:
             waiting.setdefault((payment.amount, payment.paid_on.toordinal()), []).append(i)
         for indices in waiting.values():
             indices.reverse()
+        # The credits left, each booking once: the same one in a second file (the camt.054, then the
+        # camt.053 of the day) is the same credit, as in pass 1.
+        first_from: dict[int, str] = {}
         for transaction, source in self._left:
+            said = hash((transaction.references, transaction.amount, transaction.booked))
+            if first_from.setdefault(said, source) != source:
+                self.counts["seen_in_two_files"] += 1
+                continue
             found = self._nearest(transaction, waiting)
             if found is None:
                 self._finding(
@@ -482,8 +508,8 @@ class Matcher:
         """The unpaid payment of the transaction's amount paid closest to its booking day (within
         ``date_tolerance_days``; on a tie, the first payment), looked up day by day outwards."""
         amount = transaction.amount
-        if transaction.booked is None or amount != int(amount):
-            return None
+        if transaction.booked is None or amount != int(amount) or transaction.currency not in _PLAIN_CURRENCY:
+            return None  # a credit in another currency pays no fee in VND by its amount
         amount_key, day, matched = int(amount), transaction.booked.toordinal(), self._matched
         for gap in range(self._days + 1):
             best = None
