@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from pathlib import Path
 
+from lienthong.bank.csvfile import CsvColumns, CsvLayout
 from lienthong.bank.records import StatementError, StatementSummary, Transaction
 from lienthong.bank.statements import read_statements
 from test_bank_statements import balance, document, entry, statement, tx_amount
@@ -51,3 +52,41 @@ def test_split_entry_credits_cannot_exceed_the_credit_the_bank_booked(tmp_path: 
     # by a 100 VND credit
     credited = sum(t.amount for t in transactions if t.amount > 0)
     assert credited <= summary.booked_sum, [t.amount for t in transactions]
+
+
+LAYOUT = CsvLayout(columns=CsvColumns(booked="Ngay", amount="SoTien", reference="Ref", remittance="NoiDung"))
+
+
+def read_csv(path: Path, text: str, layout: CsvLayout = LAYOUT) -> list[Transaction]:
+    path.write_text(text, encoding="utf-8")
+    return [i for i in read_statements(path, csv_layout=layout) if isinstance(i, Transaction)]
+
+
+def test_a_payers_text_opening_a_quote_does_not_swallow_the_credits_after_it(tmp_path: Path) -> None:
+    # Given a bank export that writes the payer's text as it came: one payer's text starts with a quote
+    # it never closes
+    text = (
+        "Ngay,SoTien,Ref,NoiDung\n"
+        '01/12/2026,150000,FT1,"LT-1 nop phi\n'
+        "01/12/2026,200000,FT2,LT-2 nop phi\n"
+        "01/12/2026,300000,FT3,LT-3 nop phi\n"
+    )
+    try:
+        transactions = read_csv(tmp_path / "s.csv", text)
+    except StatementError:
+        return  # refusing the file is a fine answer
+    # Then the two credits after it are read, not hidden in the first one's text
+    assert [t.amount for t in transactions] == [150000, 200000, 300000], [
+        (t.amount, t.remittance) for t in transactions
+    ]
+
+
+def test_a_header_naming_the_layouts_amount_column_twice_is_refused_not_guessed(tmp_path: Path) -> None:
+    # Given an export with two columns headed "SoTien" (a bank's "Ghi nợ"/"Ghi có" under one heading)
+    text = "Ngay,SoTien,Ref,NoiDung,SoTien\n01/12/2026,150000,FT1,LT-1,0\n"
+    try:
+        transactions = read_csv(tmp_path / "s.csv", text)
+    except StatementError:
+        return
+    # Then the reader does not silently pick the last one
+    assert transactions[0].amount == 150000, "the amount came from the second 'SoTien' column, silently"

@@ -363,10 +363,10 @@ class Matcher:
     def finish(self) -> Report:
         """Pass 2 (by amount and date), then the payments nobody paid; the report."""
         early, self._early_reversals = self._early_reversals, []
-        for transaction, source, found in early:
-            if self._matched[found]:  # its credit came after it
+        for transaction, source, reversed_index in early:
+            if self._matched[reversed_index]:  # its credit came after it
                 self.counts["reversals"] -= 1  # counted once, when it was read
-                self._reversed(transaction, source, found)
+                self._reversed(transaction, source, reversed_index)
         # The payments still unpaid, by amount and day; each list lowest index last, popped first. The
         # zero bytes of ``_matched`` are found by a C scan: a Python loop over a million payments took
         # 0.2 s for the few thousand left.
