@@ -135,6 +135,9 @@ def read(path: Path, *, name: str) -> Iterator[Item]:
                     yield from reader.entry(element)
                     _drop(element, ntry)
                 elif tag == bal:
+                    parent = element.getparent()
+                    if parent is None or parent.tag not in statements:  # one in an entry would pass for CLBD
+                        raise reader.stray(element, "Bal", "is a balance outside any statement's header")
                     reader.balance(element)
                 elif tag == t.Document:
                     reader.check_depth(element)
@@ -334,9 +337,15 @@ class _Reader:
             None if d.amount is None or (d.currency or currency) != currency else d.amount * (d.sign or sign)
             for d in details
         ]
-        # Split an entry into its transactions only when theirs add up to what the bank booked: a detail
-        # claiming more than the entry would credit payments with money that never arrived.
-        if len(details) > 1 and None not in amounts and sum(a for a in amounts if a is not None) == signed:
+        # Split an entry into its transactions only when theirs add up to what the bank booked, each the
+        # entry's way (credits of a credit): a detail claiming more than the entry, offset by a debit in
+        # the same entry, would credit payments with money that never arrived.
+        if (
+            len(details) > 1
+            and None not in amounts
+            and sum(a for a in amounts if a is not None) == signed
+            and all(a is not None and (a < 0) == (signed < 0) for a in amounts)
+        ):
             return [
                 Transaction(
                     amount, currency, booked, value_date, status,

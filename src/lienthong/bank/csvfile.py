@@ -120,7 +120,9 @@ class _Rows:
             with self.path.open(encoding=layout.encoding, newline="") as handle:
                 for _ in range(layout.skip_rows):
                     handle.readline()
-                rows = csv.reader(handle, delimiter=layout.delimiter)
+                # Strict: a quote opened and never closed is an error, not a text cell running on to the
+                # end of the file with every later credit inside it.
+                rows = csv.reader(handle, delimiter=layout.delimiter, strict=True)
                 header = next(rows, None)
                 if header is None:
                     raise StatementError(self.name, "has no header row", line=layout.skip_rows + 1)
@@ -166,6 +168,13 @@ class _Rows:
                     self.name,
                     f"has no column {column!r} (columns.{key}) in its header row of {len(names)} columns;"
                     " check the layout's columns and skip_rows",
+                    line=self.layout.skip_rows + 1,
+                )
+            if sum(cell.strip() == column for cell in header) > 1:
+                raise StatementError(
+                    self.name,
+                    f"names column {column!r} (columns.{key}) more than once in its header row: which one"
+                    " holds it cannot be told",
                     line=self.layout.skip_rows + 1,
                 )
             index[key] = names[column]
