@@ -110,7 +110,7 @@ def _reconcile(args: argparse.Namespace) -> int:
             print(f"refused: {exc}", file=sys.stderr)
             # Without a run id the job itself is unknown: a wrong name, not a refused window.
             return EXIT_FAILED if exc.run_id is not None else EXIT_USAGE
-        except ValueError as exc:  # --window that is not a moment
+        except (ValueError, OverflowError) as exc:  # --window that is not a moment, or none a window has
             print(f"refused: {exc}", file=sys.stderr)
             return EXIT_USAGE
         print(line(record))

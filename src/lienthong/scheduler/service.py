@@ -277,7 +277,17 @@ class Scheduler:
                 run_id=window.run_id,
             )
         if attempts:
-            first = replace(first, attempt=attempts[-1].attempt + 1)
+            last = attempts[-1]
+            running_s = (now_ms(self._clock) - last.started_ms) / 1000
+            if last.outcome == "running" and running_s < plan.time_limit_s + ABANDON_GRACE_S:
+                # Two attempts of one window at once would read (and move) the same inputs.
+                raise RunRefused(
+                    f"{window.run_id} attempt {last.attempt} is still running (started {running_s:.0f} s"
+                    f" ago, time limit {plan.time_limit_s:g} s); force it again once it has ended",
+                    job=window.job,
+                    run_id=window.run_id,
+                )
+            first = replace(first, attempt=last.attempt + 1)
         if not await self.store.run(units.claim_run, first):
             raise RunRefused(
                 f"another run of {window.run_id} started at the same moment; see `lienthong runs`",
@@ -327,6 +337,9 @@ class Scheduler:
                 result = await job(context)
             if not isinstance(result, RunResult):
                 raise TypeError(f"the job answered {type(result).__name__}, not a RunResult")  # noqa: TRY301
+            # A plugin's counts that are not whole numbers fail the attempt here, recorded as ended.
+            counts = {str(k): int(v) for k, v in result.counts.items()}
+            reports = tuple(str(report) for report in result.reports)
         except asyncio.CancelledError:
             detail = "interrupted: the node stopped during the run"
             await self._finish(record.ended("failed", now_ms(self._clock), detail=detail))
@@ -337,8 +350,7 @@ class Scheduler:
                 return await self._finish(record.ended("timed_out", now_ms(self._clock), detail=detail))
             detail = f"{type(exc).__name__}: {exc}"[:2000]
             return await self._finish(record.ended("failed", now_ms(self._clock), detail=detail))
-        counts = {str(k): int(v) for k, v in result.counts.items()}
-        ended = record.ended("succeeded", now_ms(self._clock), counts=counts, reports=tuple(result.reports))
+        ended = record.ended("succeeded", now_ms(self._clock), counts=counts, reports=reports)
         return await self._finish(ended)
 
     async def _finish(self, record: RunRecord) -> RunRecord:
@@ -358,7 +370,7 @@ class Scheduler:
 
     async def _claim_quietly(self, record: RunRecord) -> bool:
         try:
-            return await self.store.run(units.claim_run, record)
+            return await self.store.run(units.claim_retry, record)
         except StoreError as exc:
             log.error("%s: retry not recorded, so not run: %s", record.run_id, exc)  # noqa: TRY400
             return False

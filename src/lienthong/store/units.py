@@ -481,6 +481,12 @@ def claim_run(tx: Tx, run: RunRecord) -> bool:
     return claimed
 
 
+def claim_retry(tx: Tx, run: RunRecord) -> bool:
+    """``claim_run`` for a retry the scheduler makes: the operator who forced the run acted once, when
+    its first attempt was claimed, so nothing more is logged."""
+    return tx.runs.claim(run)
+
+
 def skip_runs(tx: Tx, runs: Sequence[RunRecord]) -> int:
     """Record missed windows as skipped, each unless its run id has an attempt already; how many."""
     return sum(tx.runs.claim(run) for run in runs)
