@@ -26,7 +26,8 @@ def main(path: str) -> int:
         print(json.dumps(summary, ensure_ascii=False), file=sys.stderr)
         return 1
     counts = ", ".join(f"{k} {deliveries[k]['delivered']}" for k in sorted(EXPECTED))
-    print(f"fresh install demo ok: pending 0; delivered {counts}; message log {log['records']} records, verified")
+    records = log["records"]
+    print(f"fresh install demo ok: pending 0; delivered {counts}; message log {records} records, verified")
     return 0
 
 

@@ -301,6 +301,7 @@ def build(
             metrics=metrics,
             clock=clock,
             reloader=reloader,
+            refusal=node.checkpointer.refusal if node.checkpointer is not None else None,
         )
         for name, source in config.sources.items()
     ]
@@ -322,8 +323,10 @@ def build_feed(
     metrics: Metrics,
     clock: Clock,
     reloader: Reloader | None = None,
+    refusal: Callable[[], str | None] | None = None,
 ) -> ProvincialFeed:
-    """The poller of ``sources.<name>``, on the source's own transport (TLS, authentication)."""
+    """The poller of ``sources.<name>``, on the source's own transport (TLS, authentication); while
+    ``refusal`` gives a reason (the message log's, as ``POST /v1/events`` answers 503), it takes nothing."""
     transport = destination_transport(source, config.base_dir, name=f"sources.{name}", reloader=reloader)
     peer = HttpPeer(source.base_url, transport, timeout_s=source.timeout_s)
     settings = FeedSettings(
@@ -338,7 +341,14 @@ def build_feed(
         next_cursor_field=source.next_cursor_field,
     )
     return ProvincialFeed(
-        settings, peer, source.path, store=store, ingestor=ingestor, metrics=metrics, clock=clock
+        settings,
+        peer,
+        source.path,
+        store=store,
+        ingestor=ingestor,
+        metrics=metrics,
+        clock=clock,
+        refusal=refusal,
     )
 
 

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
@@ -84,8 +86,10 @@ class ProvincialFeed:
         ingestor: Ingestor,
         metrics: Metrics,
         clock: Clock,
+        refusal: Callable[[], str | None] | None = None,
     ) -> None:
         self.settings = settings
+        self._refusal = refusal
         self._peer = peer
         self._endpoint = peer.endpoint(path)
         self._store = store
@@ -130,6 +134,9 @@ class ProvincialFeed:
         """Read the page after the stored cursor and store its events with the next cursor, in one
         transaction. True when the feed may have more at once."""
         settings = self.settings
+        refused = self._refusal() if self._refusal is not None else None
+        if refused is not None:  # the events wait at the province, as a POST of them would be refused
+            raise FeedError(f"not polling: {refused}")
         cursor = await self._store.run(units.feed_cursor, settings.name)
         query = {settings.limit_param: str(settings.page_size)}
         if cursor is not None:
@@ -167,7 +174,13 @@ class ProvincialFeed:
         try:
             data = orjson.loads(content)
         except orjson.JSONDecodeError as exc:
-            raise FeedError(f"the provincial feed's page is not JSON: {exc}") from exc
+            # The stdlib's parser takes what orjson refuses of RFC 8259's grammar: a lone surrogate escape
+            # ("\ud83d", from a summary cut in the middle of an emoji). That change is refused alone below
+            # (it cannot be stored as UTF-8), not the whole page, which would stop the feed for good.
+            try:
+                data = json.loads(content)
+            except (ValueError, RecursionError) as again:
+                raise FeedError(f"the provincial feed's page is not JSON: {exc}") from again
         if not isinstance(data, dict):
             raise FeedError("the provincial feed's page is not a JSON object")
         changes = data.get(settings.items_field)
@@ -181,7 +194,7 @@ class ProvincialFeed:
         if next_cursor is not None and not isinstance(next_cursor, str | int):
             raise FeedError(f"the provincial feed's {settings.next_cursor_field!r} is not a string")
         items: list[IngestItem] = []
-        seen: set[str] = set()
+        seen: dict[str, str] = {}  # event id: payload hash
         refused = 0
         for n, change in enumerate(changes):
             try:
@@ -197,9 +210,19 @@ class ProvincialFeed:
                 refused += 1
                 log.warning("%s: change %d of the page refused: %s", settings.name, n, refused_here[1])
                 continue
-            if parsed.event.event_id in seen:
+            first_sha = seen.get(parsed.event.event_id)
+            if first_sha == parsed.payload_sha256:
                 continue  # the same event twice in a page: once is enough
-            seen.add(parsed.event.event_id)
+            if first_sha is not None:  # refused as a reused id is across pages: counted and logged
+                refused += 1
+                log.warning(
+                    "%s: change %d of the page refused: event_id %r is used by another change of the page",
+                    settings.name,
+                    n,
+                    parsed.event.event_id,
+                )
+                continue
+            seen[parsed.event.event_id] = parsed.payload_sha256
             items.append(self._ingestor.plan(parsed, settings.caller))
         return Page(items, None if next_cursor is None else str(next_cursor), refused, len(changes))
 
