@@ -251,7 +251,8 @@ class Matcher:
             ):
                 add(transaction, source, found)
                 continue
-            first_hash[found] = hash((references, transaction.amount, transaction.booked))
+            # The payment's amount, equal to the credit's (so hashed alike, as numbers are) and an int: faster
+            first_hash[found] = hash((references, amounts[found], transaction.booked))
             first_source[found] = source_id
             if payer_of:
                 payer_of[found] = transaction.debtor_account  # "" for none, as None
