@@ -121,6 +121,28 @@ async def test_a_page_that_reuses_an_id_with_other_content_is_refused_and_counte
     assert rejected == 1, "an event id reused with other content in one page vanished silently"
 
 
+async def test_a_next_cursor_that_is_true_or_false_is_refused_not_stored_as_text(
+    tmp_path: Path, province: tuple[ProvincialSandbox, str]
+) -> None:
+    # Given a feed answering "next_cursor": true (a flag "has more" mistaken for the cursor)
+    peer, url = province
+    body = b'{"changes":[],"next_cursor":true}'
+
+    async def page(_: Any) -> Answer:
+        return Answer(200, body)
+
+    peer.routes[("GET", "/api/flag")] = page
+    bus = node(tmp_path, url, path="/api/flag")
+    bus.store.open()
+    try:
+        # Then the page is refused, naming the field, and no cursor "True" is stored
+        with pytest.raises(FeedError, match="'next_cursor' is not a string"):
+            await bus.feeds[0].poll_once()
+        assert await bus.store.run(units.feed_cursor, "province") is None
+    finally:
+        bus.store.close()
+
+
 @pytest.fixture
 def tsa() -> Iterator[tuple[TsaSandbox, str]]:
     peer = TsaSandbox()

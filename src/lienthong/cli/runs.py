@@ -72,17 +72,26 @@ def _runs(args: argparse.Namespace) -> int:
     return run_on_store(args.config, work)
 
 
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+"""Control characters as escapes: a bank file's name, a job's detail or a reason is shown, never obeyed by
+the terminal (an escape sequence in a file's name could rewrite what an operator reads)."""
+
+
+def shown(text: str) -> str:
+    return text.translate(_CONTROLS)
+
+
 def line(r: RunRecord) -> str:
-    """One attempt as one line (and a second for its detail or reason)."""
+    """One attempt as one line (and a second for its detail or reason); control characters escaped."""
     took = f"{r.duration_s:.1f} s" if r.duration_s is not None else "-"
-    counts = " ".join(f"{k}={v}" for k, v in sorted(r.counts.items()))
+    counts = " ".join(f"{shown(k)}={v}" for k, v in sorted(r.counts.items()))
     text = f"{moment(r.started_ms)}  {r.run_id}  #{r.attempt}  {r.outcome:<9} {took:>9}  {counts}".rstrip()
     for report in r.reports:
-        text += f"\n    report: {report}"
+        text += f"\n    report: {shown(report)}"
     if r.forced_by is not None:
-        text += f"\n    forced by {r.forced_by}: {r.forced_reason}"
+        text += f"\n    forced by {shown(r.forced_by)}: {shown(r.forced_reason or '')}"
     if r.detail:
-        text += f"\n    {r.detail}"
+        text += f"\n    {shown(r.detail)}"
     return text
 
 

@@ -191,7 +191,9 @@ class ProvincialFeed:
                 f"the provincial feed answered {len(changes)} changes for a page of {settings.page_size}"
             )
         next_cursor = data.get(settings.next_cursor_field)
-        if next_cursor is not None and not isinstance(next_cursor, str | int):
+        if next_cursor is not None and (
+            isinstance(next_cursor, bool) or not isinstance(next_cursor, str | int)
+        ):
             raise FeedError(f"the provincial feed's {settings.next_cursor_field!r} is not a string")
         items: list[IngestItem] = []
         seen: dict[str, str] = {}  # event id: payload hash
