@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from lienthong.cli.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from lienthong.cli.terminal import shown
 from lienthong.model import ERROR_CLASSES
 from lienthong.timefmt import DISPLAY_ZONE, moment, with_moments
 
@@ -194,10 +195,10 @@ def _list(args: argparse.Namespace) -> int:
                 print(orjson.dumps({**_as_json(m), "error_class": error_class(m.last_error)}).decode())
             else:
                 print(
-                    f"{m.message_id}  {m.destination}.{m.operation}  {m.dossier_code}  {moment(m.updated_ms)}"
-                    f"  {error_class(m.last_error)}"
+                    f"{m.message_id}  {m.destination}.{m.operation}  {shown(m.dossier_code)}"
+                    f"  {moment(m.updated_ms)}  {error_class(m.last_error)}"
                 )
-                print(f"    {m.last_error}")
+                print(f"    {shown(m.last_error or '')}")  # a peer's words: shown, not obeyed
         if not args.json:
             print(f"{len(letters)} dead letters", file=sys.stderr)
         return EXIT_OK

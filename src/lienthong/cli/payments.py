@@ -12,6 +12,7 @@ import orjson
 
 from lienthong.cli.dlq import CONFIG_HELP, run_on_store
 from lienthong.cli.exits import EXIT_OK
+from lienthong.cli.terminal import shown
 from lienthong.timefmt import moment, with_moments
 
 JSON_HELP = "one JSON object per line; each *_ms moment also as ISO 8601 text (received_ms → received)"
@@ -44,13 +45,14 @@ def _callbacks(args: argparse.Namespace) -> int:
             if args.json:
                 print(orjson.dumps(with_moments(dataclasses.asdict(r))).decode())
                 continue
+            # What a callback said is a stranger's text (it is recorded before it is verified): shown.
             print(
-                f"{moment(r.received_ms)}  {r.channel:<8} {r.verdict:<18} {r.status or '-':<8}"
-                f" ref={r.reference or '-'}  txn={r.transaction_id or '-'}  from={r.source or '-'}"
-                f"  {r.body_bytes} B sha256={r.body_sha256[:12]}"
+                f"{moment(r.received_ms)}  {r.channel:<8} {r.verdict:<18} {shown(r.status) or '-':<8}"
+                f" ref={shown(r.reference) or '-'}  txn={shown(r.transaction_id) or '-'}"
+                f"  from={shown(r.source) or '-'}  {r.body_bytes} B sha256={r.body_sha256[:12]}"
             )
             if r.detail:
-                print(f"    {r.detail}")
+                print(f"    {shown(r.detail)}")
         if not args.json:
             print(f"{len(records)} callbacks", file=sys.stderr)
         return EXIT_OK
@@ -67,7 +69,9 @@ def _findings(args: argparse.Namespace) -> int:
             if args.json:
                 print(orjson.dumps(with_moments(dataclasses.asdict(f))).decode())
             else:
-                print(f"{moment(f.at_ms)}  {f.kind}  ref={f.reference}  {f.amount} đ  {f.detail}")
+                print(
+                    f"{moment(f.at_ms)}  {f.kind}  ref={shown(f.reference)}  {f.amount} đ  {shown(f.detail)}"
+                )
         if not args.json:
             print(f"{len(findings)} findings", file=sys.stderr)
         return EXIT_OK

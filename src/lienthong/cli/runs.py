@@ -20,6 +20,7 @@ import orjson
 
 from lienthong.cli.dlq import CONFIG_HELP, run_on_store
 from lienthong.cli.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from lienthong.cli.terminal import shown
 from lienthong.errors import RunRefused
 from lienthong.timefmt import moment, with_moments
 
@@ -70,15 +71,6 @@ def _runs(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     return run_on_store(args.config, work)
-
-
-_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
-"""Control characters as escapes: a bank file's name, a job's detail or a reason is shown, never obeyed by
-the terminal (an escape sequence in a file's name could rewrite what an operator reads)."""
-
-
-def shown(text: str) -> str:
-    return text.translate(_CONTROLS)
 
 
 def line(r: RunRecord) -> str:
