@@ -69,6 +69,8 @@ def redact(text: str) -> str:
 
 
 _ONE_LINE = str.maketrans({"\n": "\\n", "\r": "\\r"})
+_STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+"""A LogRecord's own attributes; any other is an extra field a caller added (``extra={...}``)."""
 
 
 class Redact(logging.Filter):
@@ -82,6 +84,11 @@ class Redact(logging.Filter):
         # One record, one line: a line break in what a peer answered or a caller sent (a dead letter's
         # error, a callback's reference) would otherwise print a forged line in a text log.
         record.msg, record.args = redact(message).translate(_ONE_LINE), None
+        # Extra fields are printed too (the JSON log's keys, the text log's context): masked alike. An
+        # unknown callback's reference may be a citizen's ID number.
+        for key, value in list(vars(record).items()):
+            if key not in _STANDARD and isinstance(value, str):
+                setattr(record, key, redact(value).translate(_ONE_LINE))
         if record.exc_info and not record.exc_text:
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
