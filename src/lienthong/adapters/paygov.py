@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
@@ -27,6 +28,14 @@ from lienthong.model import Message
 from lienthong.payments import INIT_FIELDS, PHIEN_BAN, QUERY_FIELDS, field_text, paygov_code
 from lienthong.payments.records import PaymentRecord
 from lienthong.store import Store, units
+
+
+def _same_amount(one: str, other: str) -> bool:
+    """Two amounts as the platform and the mapping write them ("125000", "125000.00"): equal as numbers."""
+    try:
+        return Decimal(one) == Decimal(other)
+    except InvalidOperation:
+        return one == other
 
 
 class PayGovReply(BaseModel):
@@ -121,6 +130,22 @@ class PayGovAdapter:
         if existing is None:
             raise PermanentError(
                 "INIT says the reference exists but QUERY cannot find it",
+                destination=self.name,
+                operation="INIT",
+            )
+        asked, held = field_text(body.get("SoTien")), existing.SoTien
+        if held and asked and not _same_amount(held, asked):
+            # The platform keeps the amount first asked for: the citizen would pay that, not this.
+            raise PermanentError(
+                f"payment {reference} exists at the platform for {held} đ, not the {asked} đ asked now:"
+                " a new amount needs a new reference",
+                destination=self.name,
+                operation="INIT",
+            )
+        if not existing.UrlThanhToan:
+            # A success with nowhere for the citizen to pay is no payment yet; the next attempt asks QUERY.
+            raise RetryableError(
+                f"the platform answered INIT of {reference} without UrlThanhToan",
                 destination=self.name,
                 operation="INIT",
             )

@@ -106,6 +106,10 @@ class PayGovScheme:
                 raise ValueError(f"TrangThaiGD must be 1, 3 or 4, got {state!r:.40}")
             if status != "paid" and PAYGOV_STATUS[field_text(state)] == "pending":
                 status = "pending"
+        # Signed (CONFIRM_FIELDS) and asked for as VND at INIT: an amount in another currency pays no fee.
+        currency = field_text(body.get("MaTienTe"))
+        if currency not in ("", "VND"):
+            raise ValueError(f"MaTienTe must be VND, got {currency!r:.40}")
         return Claim(
             self.channel,
             _required(body, "MaGiaoDich"),
