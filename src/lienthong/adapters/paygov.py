@@ -30,6 +30,28 @@ from lienthong.payments.records import PaymentRecord
 from lienthong.store import Store, units
 
 
+def _check_fee_lines(body: dict[str, Any], reference: str, destination: str) -> None:
+    """Refuse (a dead letter, before any money moves) an INIT whose amount is not the sum of its fee lines
+    (``ThongTinBienLai.PhiLePhi``): the e-receipt lists those lines, so a citizen charged another amount
+    would get a receipt that does not say what they paid."""
+    receipt = body.get("ThongTinBienLai")
+    lines = receipt.get("PhiLePhi") if isinstance(receipt, dict) else None
+    if not isinstance(lines, list) or not lines:
+        return
+    try:
+        total = sum(Decimal(field_text(line.get("SoTien"))) for line in lines if isinstance(line, dict))
+        asked = Decimal(field_text(body.get("SoTien")))
+    except InvalidOperation:
+        return  # the platform judges amounts it cannot read; nothing here to compare
+    if total != asked:
+        raise PermanentError(
+            f"payment {reference} asks {asked} đ but its fee lines add up to {total} đ: the e-receipt lists"
+            " the fee lines, so the amount charged must be their sum",
+            destination=destination,
+            operation="INIT",
+        )
+
+
 def _same_amount(one: str, other: str) -> bool:
     """Two amounts as the platform and the mapping write them ("125000", "125000.00"): equal as numbers."""
     try:
@@ -114,6 +136,7 @@ class PayGovAdapter:
             raise PermanentError(
                 "the mapped payment has no MaThamChieu", destination=self.name, operation="INIT"
             )
+        _check_fee_lines(body, reference, self.name)
         with map_transport_errors(self.name, "INIT"):
             existing = await self._query(reference) if message.attempts > 0 else None
             if existing is None:
