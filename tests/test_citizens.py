@@ -111,6 +111,8 @@ async def test_a_request_without_official_or_purpose_is_refused_and_still_audite
         ("/v1/citizens/04609000012", {}, 422, "invalid_id", "id"),
         (f"/v1/citizens/{ID}", {"form": "giay-phep"}, 404, "unknown_form", "form"),
         (f"/v1/citizens/{ID}", {"birth_date": "1990-01-15"}, 422, "invalid_birth_date", "birth_date"),
+        (f"/v1/citizens/{ID}", {"birth_date": "31/02/1990"}, 422, "invalid_birth_date", "birth_date"),
+        (f"/v1/citizens/{ID}", {"birth_date": "19909999"}, 422, "invalid_birth_date", "birth_date"),
         ("/v1/citizens/046090000999", {}, 404, "citizen_not_found", "id"),
         (f"/v1/citizens/{ID}", {"name": "Nguyễn Thị Hà"}, 409, "citizen_mismatch", "name"),
     ],

@@ -15,6 +15,7 @@ import unicodedata
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from lienthong.adapters.population import CitizenQuery, PopulationAdapter
@@ -179,7 +180,17 @@ def _birth_date(text: str | None) -> str | None:
         match = pattern.fullmatch(text.strip())
         if match:
             parts = match.groups()
-            return "".join(reversed(parts)) if pattern is _BIRTH[0] else "".join(parts)
+            day = "".join(reversed(parts)) if pattern is _BIRTH[0] else "".join(parts)
+            try:  # 31/02/1990 has the shape, not a day: the population database would say "mismatch"
+                date(int(day[:4]), int(day[4:6]), int(day[6:]))
+            except ValueError:
+                raise PrefillRefused(
+                    422,
+                    "invalid_birth_date",
+                    f"birth_date {text.strip()} is no day of the calendar",
+                    path="birth_date",
+                ) from None
+            return day
     raise PrefillRefused(
         422, "invalid_birth_date", "birth_date must be dd/MM/yyyy or yyyyMMdd", path="birth_date"
     )
