@@ -12,7 +12,7 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from lienthong.app import build
+from lienthong.app import Lienthong, build
 from lienthong.config import Config
 from lienthong.sandbox.base import Answer
 from lienthong.sandbox.dossiers import generate, interleave
@@ -42,20 +42,25 @@ def poisoned_page(poison: str) -> tuple[bytes, dict[str, Any]]:
     return body.encode(), good
 
 
+def serving(province: tuple[ProvincialSandbox, str], tmp_path: Path, name: str, body: bytes) -> Lienthong:
+    """A node whose feed reads ``body`` at ``/api/<name>``, whatever it asks."""
+    peer, url = province
+
+    async def page(_: Any) -> Answer:
+        return Answer(200, body)
+
+    peer.routes[("GET", f"/api/{name}")] = page
+    return node(tmp_path, url, path=f"/api/{name}")
+
+
 async def test_one_change_json_cannot_parse_does_not_block_the_feed_forever(
     tmp_path: Path, province: tuple[ProvincialSandbox, str]
 ) -> None:
     # Given a province whose system truncated one dossier's summary in the middle of an emoji (JavaScript's
     # substring does): its JSON carries "\ud83d", an escape RFC 8259's grammar allows, followed by a valid
     # change; the next cursor moves past both
-    peer, url = province
     body, good = poisoned_page(LONE_SURROGATE)
-
-    async def page(_: Any) -> Answer:
-        return Answer(200, body)
-
-    peer.routes[("GET", "/api/surrogate")] = page
-    bus = node(tmp_path, url, path="/api/surrogate")
+    bus = serving(province, tmp_path, "surrogate", body)
     bus.store.open()
     try:
         for _ in range(3):  # the feed is polled again and again
@@ -77,14 +82,8 @@ async def test_a_page_nested_past_any_parsers_depth_is_refused_naming_the_proble
     # (Python's recursion limit). Decided: the page is refused whole, and the feed reports it (its state,
     # logged once, and the poll backs off) until the province fixes it; splitting a page no parser can
     # read into its changes would need a parser of our own for what no careless peer sends.
-    peer, url = province
     body, _ = poisoned_page(DEEP)
-
-    async def page(_: Any) -> Answer:
-        return Answer(200, body)
-
-    peer.routes[("GET", "/api/deep")] = page
-    bus = node(tmp_path, url, path="/api/deep")
+    bus = serving(province, tmp_path, "deep", body)
     bus.store.open()
     try:
         with pytest.raises(FeedError, match="not JSON"):
@@ -125,14 +124,8 @@ async def test_a_next_cursor_that_is_true_or_false_is_refused_not_stored_as_text
     tmp_path: Path, province: tuple[ProvincialSandbox, str]
 ) -> None:
     # Given a feed answering "next_cursor": true (a flag "has more" mistaken for the cursor)
-    peer, url = province
     body = b'{"changes":[],"next_cursor":true}'
-
-    async def page(_: Any) -> Answer:
-        return Answer(200, body)
-
-    peer.routes[("GET", "/api/flag")] = page
-    bus = node(tmp_path, url, path="/api/flag")
+    bus = serving(province, tmp_path, "flag", body)
     bus.store.open()
     try:
         # Then the page is refused, naming the field, and no cursor "True" is stored
