@@ -12,6 +12,7 @@ from __future__ import annotations
 import codecs
 import csv
 import re
+from collections import Counter
 from collections.abc import Iterator
 from datetime import date, datetime
 from decimal import Decimal
@@ -157,6 +158,7 @@ class _Rows:
 
     def _columns(self, header: list[str]) -> dict[str, int]:
         names = {cell.strip(): i for i, cell in enumerate(header)}
+        named = Counter(cell.strip() for cell in header)
         index: dict[str, int] = {}
         for key, column in self.layout.columns.model_dump().items():
             if column is None:
@@ -170,7 +172,7 @@ class _Rows:
                     " check the layout's columns and skip_rows",
                     line=self.layout.skip_rows + 1,
                 )
-            if sum(cell.strip() == column for cell in header) > 1:
+            if named[column] > 1:
                 raise StatementError(
                     self.name,
                     f"names column {column!r} (columns.{key}) more than once in its header row: which one"

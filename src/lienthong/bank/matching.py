@@ -161,6 +161,13 @@ def _row(finding: Finding) -> dict[str, object]:
     return row
 
 
+def _booking(transaction: Transaction) -> int:
+    """What identifies one booking of the bank's: its references, amount and day. The same from another
+    file (the camt.054, then the camt.053) is the same credit; the references alone are not enough, as a
+    bank may pass on only the payer's end-to-end id, the same in a second payment of another day."""
+    return hash((transaction.references, transaction.amount, transaction.booked))
+
+
 def _unmatched(matched: bytearray) -> Iterator[int]:
     """The indexes of the payments not matched, in order."""
     return (found.start() for found in _ZERO.finditer(matched))
@@ -251,7 +258,8 @@ class Matcher:
             ):
                 add(transaction, source, found)
                 continue
-            # The payment's amount, equal to the credit's (so hashed alike, as numbers are) and an int: faster
+            # ``_booking`` inline, with the payment's amount: equal to the credit's (so hashed alike, as
+            # numbers are) and an int, faster to hash than a Decimal.
             first_hash[found] = hash((references, amounts[found], transaction.booked))
             first_source[found] = source_id
             if payer_of:
@@ -292,10 +300,7 @@ class Matcher:
             self._left.append((transaction, source))
             return
         payment = self._payments[found]
-        # A booking is its references, amount and day: the same from another file is the same credit. The
-        # references alone are not enough: a bank may pass on only the payer's end-to-end id, the same in
-        # a second payment of another day.
-        said = hash((transaction.references, amount, transaction.booked))
+        said = _booking(transaction)
         if source != self._last_source:
             self._last_source, self._last_source_id = (
                 source,
@@ -382,8 +387,7 @@ class Matcher:
         # camt.053 of the day) is the same credit, as in pass 1.
         first_from: dict[int, str] = {}
         for transaction, source in self._left:
-            said = hash((transaction.references, transaction.amount, transaction.booked))
-            if first_from.setdefault(said, source) != source:
+            if first_from.setdefault(_booking(transaction), source) != source:
                 self.counts["seen_in_two_files"] += 1
                 continue
             found = self._nearest(transaction, waiting)
