@@ -93,6 +93,29 @@ async def test_a_page_nested_past_any_parsers_depth_is_refused_naming_the_proble
         bus.store.close()
 
 
+@pytest.mark.parametrize(
+    ("name", "body", "problem"),
+    [
+        ("nan", b'{"changes":[],"next_cursor":NaN}', "not JSON"),  # not JSON: orjson and the stdlib agree
+        ("cursor", b'{"changes":[],"next_cursor":"\\ud83d"}', "'next_cursor' is not valid text"),
+    ],
+)
+async def test_what_the_stdlibs_parser_takes_beyond_json_is_refused_naming_it(
+    tmp_path: Path, province: tuple[ProvincialSandbox, str], name: str, body: bytes, problem: str
+) -> None:
+    # Given a page orjson refuses that Python's parser would read: NaN (stored as null), or a cursor with
+    # a lone surrogate (which no store can write as UTF-8)
+    bus = serving(province, tmp_path, name, body)
+    bus.store.open()
+    try:
+        # Then the page is refused, naming the problem, and the cursor stays where it was
+        with pytest.raises(FeedError, match=problem):
+            await bus.feeds[0].poll_once()
+        assert await bus.store.run(units.feed_cursor, "province") is None
+    finally:
+        bus.store.close()
+
+
 async def test_a_page_that_reuses_an_id_with_other_content_is_refused_and_counted(
     tmp_path: Path, province: tuple[ProvincialSandbox, str]
 ) -> None:

@@ -73,6 +73,18 @@ class Page:
     size: int
 
 
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class ProvincialFeed:
     """Polls one feed until ``stop``; ``poll_once`` reads and stores one page."""
 
@@ -177,8 +189,8 @@ class ProvincialFeed:
             # The stdlib's parser takes what orjson refuses of RFC 8259's grammar: a lone surrogate escape
             # ("\ud83d", from a summary cut in the middle of an emoji). That change is refused alone below
             # (it cannot be stored as UTF-8), not the whole page, which would stop the feed for good.
-            try:
-                data = json.loads(content)
+            try:  # NaN and Infinity are no JSON (orjson would store them as null): refused as before
+                data = json.loads(content, parse_constant=_no_constant)
             except (ValueError, RecursionError) as again:
                 raise FeedError(f"the provincial feed's page is not JSON: {exc}") from again
         if not isinstance(data, dict):
@@ -195,6 +207,8 @@ class ProvincialFeed:
             isinstance(next_cursor, bool) or not isinstance(next_cursor, str | int)
         ):
             raise FeedError(f"the provincial feed's {settings.next_cursor_field!r} is not a string")
+        if isinstance(next_cursor, str) and not _is_text(next_cursor):  # a lone surrogate: no UTF-8
+            raise FeedError(f"the provincial feed's {settings.next_cursor_field!r} is not valid text")
         items: list[IngestItem] = []
         seen: dict[str, str] = {}  # event id: payload hash
         refused = 0
