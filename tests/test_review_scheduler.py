@@ -7,6 +7,7 @@ import contextlib
 
 from lienthong.errors import RunRefused
 from lienthong.scheduler import RunContext, RunResult
+from lienthong.scheduler.runs import RunRecord
 from lienthong.store import Store, units
 from test_scheduler import Clock, Job, at, scheduler, store  # noqa: F401 (the store fixture)
 
@@ -80,3 +81,29 @@ async def test_an_attempt_whose_job_answers_counts_that_are_not_numbers_is_recor
     # Then its end is recorded ("one attempt ... its end recorded, whatever happens"), not left running
     (attempt,) = await store.run(units.run_attempts, window.run_id)
     assert attempt.outcome != "running", "the attempt is left 'running' until some node restarts"
+
+
+async def test_forcing_a_window_over_an_attempt_its_dead_node_left_running_records_that_attempt_failed(
+    store: Store,  # noqa: F811
+) -> None:
+    # Given a window's attempt left running two hours ago by a node that died (time limit one hour)
+    job = Job({"rows": 1})
+    clock = Clock(at(2026, 12, 1, 4, 30))
+    node = scheduler(store, job, clock)
+    window = node.window_for("bank")
+    stale = RunRecord(
+        "bank",
+        window.run_id,
+        1,
+        int(window.start.timestamp() * 1000),
+        int(window.end.timestamp() * 1000),
+        int((clock.now - 7200) * 1000),
+    )
+    assert await store.run(units.claim_run, stale)
+    # When an operator forces the window
+    record = await node.run_by_hand(window, forced_by="ops", forced_reason="the node died")
+    # Then it runs as attempt 2, and attempt 1 is recorded as abandoned, not left running
+    assert (record.attempt, record.outcome) == (2, "succeeded")
+    first, _ = await store.run(units.run_attempts, window.run_id)
+    assert first.outcome == "failed"
+    assert "abandoned" in (first.detail or "")

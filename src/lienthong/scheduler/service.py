@@ -132,9 +132,7 @@ class Scheduler:
             return
         now = self._now()
         for name, plan in self._scheduled().items():
-            cutoff = now_ms(self._clock) - round((plan.time_limit_s + ABANDON_GRACE_S) * 1000)
-            detail = "abandoned: still running past its time limit; the node running it stopped or died"
-            abandoned = await self.store.run(units.abandon_runs, name, cutoff, now_ms(self._clock), detail)
+            abandoned = await self._abandon(name, plan)
             if abandoned:
                 log.warning("%s: %d attempts left running by a node that stopped: failed", name, abandoned)
             success = await self.store.run(units.last_success, name)
@@ -278,15 +276,17 @@ class Scheduler:
             )
         if attempts:
             last = attempts[-1]
-            running_s = (now_ms(self._clock) - last.started_ms) / 1000
-            if last.outcome == "running" and running_s < plan.time_limit_s + ABANDON_GRACE_S:
-                # Two attempts of one window at once would read (and move) the same inputs.
-                raise RunRefused(
-                    f"{window.run_id} attempt {last.attempt} is still running (started {running_s:.0f} s"
-                    f" ago, time limit {plan.time_limit_s:g} s); force it again once it has ended",
-                    job=window.job,
-                    run_id=window.run_id,
-                )
+            if last.outcome == "running":
+                if last.started_ms >= self._abandoned_before_ms(plan):
+                    # Two attempts of one window at once would read (and move) the same inputs.
+                    running_s = (now_ms(self._clock) - last.started_ms) / 1000
+                    raise RunRefused(
+                        f"{window.run_id} attempt {last.attempt} is still running (started {running_s:.0f}"
+                        f" s ago, time limit {plan.time_limit_s:g} s); force it again once it has ended",
+                        job=window.job,
+                        run_id=window.run_id,
+                    )
+                await self._abandon(window.job, plan)  # its node died: recorded so, not left running
             first = replace(first, attempt=last.attempt + 1)
         if not await self.store.run(units.claim_run, first):
             raise RunRefused(
@@ -412,6 +412,16 @@ class Scheduler:
             forced_by=forced_by,
             forced_reason=forced_reason,
         )
+
+    def _abandoned_before_ms(self, plan: JobPlan) -> int:
+        """An attempt of ``plan``'s job still running that started before this is its node's, dead."""
+        return now_ms(self._clock) - round((plan.time_limit_s + ABANDON_GRACE_S) * 1000)
+
+    async def _abandon(self, job: str, plan: JobPlan) -> int:
+        """Mark the job's attempts left running by a node that died as failed; how many."""
+        detail = "abandoned: still running past its time limit; the node running it stopped or died"
+        cutoff = self._abandoned_before_ms(plan)
+        return await self.store.run(units.abandon_runs, job, cutoff, now_ms(self._clock), detail)
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
