@@ -319,3 +319,17 @@ async def test_docs_off_are_off_for_everyone(run_node: RunNode) -> None:
         answer = await running.client.get(path, headers=OPERATOR)
         assert answer.status_code == 404
         assert "documentation is off here" in answer.json()["error"]["message"]
+
+
+async def test_posted_events_are_served_by_the_plain_route_the_documented_operation_describes(
+    run_node: RunNode,
+) -> None:
+    """POST /v1/events is served ahead of FastAPI's routing (decision 0024): the route that answers is the
+    plain one, first of all, and the operation OpenAPI documents is the same endpoint, token required."""
+    running: Running = await run_node()
+    served = running.node.api.router.routes[0]
+    assert (getattr(served, "path", None), getattr(served, "methods", None)) == ("/v1/events", {"POST"})
+    document = running.node.api.openapi()
+    assert document["paths"]["/v1/events"]["post"]["security"] == [{"bearer": []}]
+    refused = await running.client.post("/v1/events", json={}, headers={"authorization": "Bearer wrong"})
+    assert refused.status_code == 401

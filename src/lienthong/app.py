@@ -457,17 +457,17 @@ def build_api(node: Lienthong) -> FastAPI:
         if config.auth.rate_limit.per_second > 0
         else None,
     )
-    api.include_router(
-        events_router(
-            ingestor=node.ingestor,
-            store=node.store,
-            metrics=node.metrics,
-            auth=auth,
-            dossier_code_field=config.events.dossier_code_field,
-            max_batch_events=config.server.max_batch_events,
-            refusal=node.checkpointer.refusal if node.checkpointer is not None else None,
-        )
+    events, post_events = events_router(
+        ingestor=node.ingestor,
+        store=node.store,
+        metrics=node.metrics,
+        auth=auth,
+        dossier_code_field=config.events.dossier_code_field,
+        max_batch_events=config.server.max_batch_events,
+        refusal=node.checkpointer.refusal if node.checkpointer is not None else None,
     )
+    api.include_router(events)
+    api.router.routes.insert(0, post_events)  # the hot path, served first and plain (decision 0024)
     api.include_router(
         health_router(
             store=node.store,
