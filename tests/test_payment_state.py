@@ -27,14 +27,19 @@ def claim(
         (stored("initiated"), claim("pending"), "accepted"),
         (stored("pending", "T1", "paygov"), claim("paid"), "accepted"),
         (stored("failed", "T1", "paygov"), claim("paid", "T2"), "accepted"),  # paid on a second try
-        (stored("failed", "T1", "paygov"), claim("pending", "T2"), "contradiction"),
+        # Another attempt's older news, heard late: taken, the payment unchanged (the platform must not
+        # be told to send it again), while the same transaction going backwards is refused.
+        (stored("failed", "T1", "paygov"), claim("pending", "T2"), "stale"),
+        (stored("failed", "T1", "paygov"), claim("pending", "T1"), "contradiction"),
         (stored("pending", "T1", "paygov"), claim("pending"), "repeat"),
         (stored("paid", "T1", "paygov"), claim("paid"), "repeat"),
         (stored("paid", "T1", "paygov"), claim("paid", "T2"), "duplicate_payment"),
         (stored("paid", "T1", "paygov"), claim("paid", "T1", "vcb"), "duplicate_payment"),
         (stored("paid", "T1", "paygov"), claim("paid", "T9", amount=1), "duplicate_payment"),
         (stored("paid", "T1", "paygov"), claim("pending"), "contradiction"),
-        (stored("paid", "T1", "paygov"), claim("failed", "T2"), "contradiction"),
+        (stored("paid", "T1", "paygov"), claim("failed", "T2"), "stale"),
+        (stored("paid", "T1", "paygov"), claim("pending", "T2", "vcb"), "stale"),
+        (stored("paid", "T1", "paygov"), claim("failed", "T1"), "contradiction"),
         (stored("paid", "T1", "paygov"), claim("paid", amount=9000), "transaction_reused"),
     ],
 )

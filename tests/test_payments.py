@@ -535,11 +535,33 @@ async def test_a_paid_payment_never_goes_back_to_pending_or_failed(
     bank = await node.client.post("/v1/payments/banks/vcb/notify", json=notice, headers=signed_bank(notice))
 
     assert [(r.status_code, r.json()["MaLoi"]) for r in (pending, failed)] == [(409, "10"), (409, "10")]
-    assert (bank.status_code, bank.json()["error"]["code"]) == (409, "contradiction")
-    assert "already paid" in bank.json()["error"]["message"]
+    assert "already paid" in failed.json()["MoTaLoi"]
+    # The bank's own transaction of the same id is another transaction (channel and id): old news, taken.
+    assert (bank.status_code, bank.json()) == (200, {"status": "stale"})
     assert (await node.client.get(f"/v1/payments/{reference}", headers=AUTH)).json()["status"] == "paid"
     verdicts = [(c.verdict, c.status) for c in await node.node.store.run(units.callbacks, 100, None)]
-    assert verdicts[:3] == [("contradiction", "failed")] * 2 + [("contradiction", "pending")]
+    assert verdicts[:3] == [("stale", "failed"), ("contradiction", "failed"), ("contradiction", "pending")]
+
+
+async def test_another_attempts_failure_heard_after_the_payment_is_taken_and_changes_nothing(
+    node: Running, paygov: tuple[PayGovSandbox, str]
+) -> None:
+    """Out of order: the citizen's first try failed, the second paid, and the platform delivers the failure
+    last. It is news of another transaction, not the paying one going backwards: answered as taken (the
+    platform must not resend it forever), recorded as ``stale``, and the payment stays paid, once."""
+    reference = await requested(node)
+    paying = paygov[0]
+    assert (await pay(node, paying, reference)).json()["MaLoi"] == "00"
+    paid_by = paying.payments[reference].transaction_id
+    paying.payments[reference].transaction_id = ""  # the sandbox names the late callback's attempt anew
+    late = await pay(node, paying, reference, "4")
+    assert paying.payments[reference].transaction_id != paid_by
+
+    assert (late.status_code, late.json()["MaLoi"]) == (200, "00")
+    state = (await node.client.get(f"/v1/payments/{reference}", headers=AUTH)).json()
+    assert (state["status"], state["transaction_id"]) == ("paid", paid_by)
+    verdicts = [(c.verdict, c.status) for c in await node.node.store.run(units.callbacks, 100, reference)]
+    assert verdicts == [("stale", "failed"), ("accepted", "paid")]
 
 
 async def test_a_failed_attempt_may_be_followed_by_a_payment_but_pending_never_follows_failed(

@@ -52,6 +52,7 @@ _VERDICT_TEXT = {
     "accepted": "Thành công",
     "repeat": "Đã nhận trước đó",
     "duplicate_payment": "Đã ghi nhận: tham chiếu đã được thanh toán trước đó (thanh toán trùng)",
+    "stale": "Đã ghi nhận: giao dịch khác, trạng thái thanh toán không đổi",
 }
 
 
@@ -80,7 +81,7 @@ _PAYGOV_ANSWERS: dict[int | str, dict[str, Any]] = {
     403: _paygov_refusal("`MaXacThuc` does not verify (`MaLoi` 07)"),
     404: _paygov_refusal("Unknown reference (`MaLoi` 06), or no payment platform is configured"),
     409: _paygov_refusal(
-        "Amount differs (08), transaction reused (09), or the state would move backwards (10)"
+        "Amount differs (08), transaction reused (09), or the paying transaction would move backwards (10)"
     ),
     413: _paygov_refusal("Larger than `payments.max_callback_bytes` (`MaLoi` 11) or `server.max_body_bytes`"),
     **refusals({503: STORE_UNAVAILABLE}),
@@ -108,7 +109,7 @@ _BANK_ANSWERS = {
             400: "Unreadable (`invalid`)",
             403: "The signature does not verify (`bad_signature`)",
             404: "No such bank configured (`unknown_bank`), or unknown reference (`unknown_reference`)",
-            409: "`amount_mismatch`, `transaction_reused` or `contradiction` (a state backwards)",
+            409: "`amount_mismatch`, `transaction_reused` or `contradiction` (the paying one backwards)",
             413: "Larger than `payments.max_callback_bytes` (`too_large`) or `server.max_body_bytes`",
             503: STORE_UNAVAILABLE,
         }

@@ -87,10 +87,10 @@ class PayGovReply(TypedDict):
 
 @with_config(ConfigDict(extra="forbid"))
 class BankAnswer(TypedDict):
-    """A bank notification taken: ``accepted``, a ``repeat`` of one taken before, or a ``duplicate_payment``
-    (recorded for a person to look at)."""
+    """A bank notification taken: ``accepted``, a ``repeat`` of one taken before, a ``duplicate_payment``
+    (recorded for a person to look at), or ``stale`` news of another transaction (recorded, nothing moved)."""
 
-    status: Literal["accepted", "repeat", "duplicate_payment"]
+    status: Literal["accepted", "repeat", "duplicate_payment", "stale"]
 
 
 @with_config(ConfigDict(extra="forbid"))

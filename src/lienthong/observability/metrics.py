@@ -111,7 +111,7 @@ class Metrics:
         )
         self.payment_callbacks = Counter(
             "lienthong_payment_callbacks",
-            "Payment callbacks received, by channel and verdict (accepted, repeat, duplicate_payment,"
+            "Payment callbacks received, by channel and verdict (accepted, repeat, duplicate_payment, stale,"
             " contradiction, unknown_reference, amount_mismatch, transaction_reused, bad_signature, invalid,"
             " too_large; unrecorded: refused past the sender's recording budget).",
             ["channel", "verdict"],

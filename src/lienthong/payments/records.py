@@ -15,7 +15,9 @@ Verdict = Literal[
     "accepted",  # the payment moved forward (to paid: payment.confirmed is raised)
     "repeat",  # the same news again: taken, nothing changes
     "duplicate_payment",  # another payment for a reference already paid: a finding, never a receipt
-    "contradiction",  # news that would move the payment backwards: refused, payment unchanged
+    "contradiction",  # the same transaction going backwards: refused, payment unchanged
+    "stale",  # another transaction's older news heard late (a failed try after the paying one): taken,
+    # payment unchanged
     "unknown_reference",
     "amount_mismatch",
     "transaction_reused",  # a transaction id already confirmed with other content

@@ -16,7 +16,7 @@ RANK: dict[str, int] = {"initiated": 0, "pending": 1, "failed": 2, "paid": 3}
 """Forward only: a callback may move a payment to a higher rank, never lower. A failed attempt may be
 followed by a successful one (the citizen pays again on the same bill); nothing follows "paid"."""
 
-TAKEN: frozenset[str] = frozenset({"accepted", "repeat", "duplicate_payment"})
+TAKEN: frozenset[str] = frozenset({"accepted", "repeat", "duplicate_payment", "stale"})
 """Verdicts answered as received (the peer need not send again); the others are refusals."""
 
 
@@ -29,12 +29,20 @@ def judge(current: PaymentRecord | None, claim: Claim) -> Verdict:
         return "transaction_reused"
     if current.status == "paid":
         if claim.status != "paid":
-            return "contradiction"
+            return _backwards(same_transaction)
         return "repeat" if same_transaction else "duplicate_payment"
     if current.amount != claim.amount:
         return "amount_mismatch"
     if claim.status == current.status and same_transaction:
         return "repeat"
     if RANK[claim.status] < RANK[current.status]:
-        return "contradiction"
+        return _backwards(same_transaction)
     return "accepted"
+
+
+def _backwards(same_transaction: bool) -> Verdict:
+    """News of a lower rank than the payment's. From the transaction that moved the payment, it contradicts
+    it: refused, for a person to look at. From another one (the citizen's failed first try, delivered after
+    the paying second), it is old news of an attempt that did not pay: taken, so that the platform stops
+    sending it, and recorded; the payment does not move either way."""
+    return "contradiction" if same_transaction else "stale"
