@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from functools import partial
 from pathlib import Path
@@ -121,6 +122,35 @@ async def test_a_call_past_its_deadline_is_store_unavailable() -> None:
     store = Store(Hung(), deadline_s=0.05)
     with pytest.raises(StoreUnavailable, match="did not answer within 0.05 s"):
         await store.run(units.stats)
+
+
+class AnswersFromAThread(Hung):
+    """A runner that answers from another thread after ``after_s``, as the thread and process runners
+    answer (``call_soon_threadsafe``)."""
+
+    def __init__(self, after_s: float) -> None:
+        self.after_s = after_s
+
+    async def call(self, fn: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[str] = loop.create_future()
+
+        def answer() -> None:
+            time.sleep(self.after_s)
+            loop.call_soon_threadsafe(future.set_result, "committed")
+
+        threading.Thread(target=answer, daemon=True).start()
+        return await future
+
+
+async def test_an_answer_in_before_the_deadline_is_handled_is_returned_not_a_timeout() -> None:
+    """A busy loop handles the store's answer (in at 0.15 s) and the deadline (0.2 s) in the same pass: the
+    unit committed, so its result is the answer, not a 503 that sends the caller back (found in review:
+    ``asyncio.timeout`` cancelled the call after its result was in)."""
+    store = Store(AnswersFromAThread(after_s=0.15), deadline_s=0.2)
+    asyncio.get_running_loop().call_later(0.1, time.sleep, 0.2)  # the loop is busy from 0.1 s to 0.3 s
+    answer: object = await store.run(units.stats)
+    assert answer == "committed"
 
 
 def test_a_store_written_by_a_newer_schema_is_refused(tmp_path: Path) -> None:

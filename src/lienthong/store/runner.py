@@ -129,10 +129,10 @@ class Store:
 
     async def _call(self, fn: Callable[[Tx], T]) -> T:
         try:
-            # Not wait_for: on Python 3.11 it wraps the call in a task of its own, a sizeable part of a
-            # one-event request's cost.
-            async with asyncio.timeout(self._deadline_s):
-                return await self._runner.call(fn)
+            # wait_for, not asyncio.timeout, though it makes a task per call: when a busy loop handles the
+            # answer and the deadline in one pass, wait_for returns the answer, while timeout cancels the
+            # call after its result is in, and a committed unit would be answered 503.
+            return await asyncio.wait_for(self._runner.call(fn), self._deadline_s)
         except TimeoutError:
             raise StoreUnavailable(f"the store did not answer within {self._deadline_s:g} s") from None
 
