@@ -10,6 +10,7 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -273,3 +274,38 @@ async def test_a_frozen_store_answers_503_within_its_deadline_and_recovers(
     assert elapsed < 5
     again = await running.post({**one_event(), "event_id": "sent-while-frozen"})  # sent again: taken once
     assert again.status_code == 202
+
+
+def partial_follow_up(event: dict[str, object]) -> dict[str, object]:
+    """A later event of the same dossier carrying only its code and new status, as a provincial system
+    may send one: the fields it leaves out keep the values the ledger already has."""
+    dossier = event["dossier"]
+    return {
+        "event_id": f"{event['event_id']}-status",
+        "type": "dossier.status_changed",
+        "occurred_at": "2026-11-23T10:00:00+07:00",
+        "unit_code": event["unit_code"],
+        "dossier": {"code": dossier["code"], "status": "5"},  # type: ignore[index]
+    }
+
+
+async def test_a_batch_keeps_what_its_earlier_events_said_of_a_dossier_as_separate_requests_do(
+    run_node: RunNode,
+) -> None:
+    """The ledger keeps a field an event leaves out (``dossiers`` upsert, COALESCE). A batch holding a
+    dossier's full event then a partial one wrote the partial one alone: the dossier lost its channel and
+    due date (the online and on-time KPIs read them)."""
+    running: Running = await run_node()
+    one, other = (stream.events[0] for stream in generate(2))
+    await running.post(one)
+    await running.post(partial_follow_up(one))
+    await running.post({"events": [other, partial_follow_up(other)]})
+
+    for event in (one, other):  # sent apart, and in one batch
+        dossier: dict[str, Any] = event["dossier"]
+        entry = await running.node.store.run(units.ledger_entry, dossier["code"])
+        assert entry is not None
+        assert entry.status == "5"
+        said = (dossier["channel"], dossier["due_at"], dossier["received_at"], dossier["procedure"]["code"])
+        assert (entry.channel, entry.due_at, entry.received_at, entry.procedure_code) == said
+        assert None not in said

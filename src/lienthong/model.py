@@ -199,6 +199,12 @@ class LedgerEntry(NamedTuple):
     result_signature_note: str | None = None
     """Why: who signed each document, or what is wrong with it."""
 
+    def over(self, earlier: LedgerEntry) -> LedgerEntry:
+        """This entry, of a later event, applied over ``earlier`` as the ledger's upsert applies it: a field
+        it leaves out (None, or no result hashes) keeps the earlier value."""
+        kept = zip(self, earlier, strict=True)
+        return LedgerEntry._make(mine if mine is not None and mine != () else theirs for mine, theirs in kept)
+
 
 class ResultSignature(NamedTuple):
     """The verdict on the PDF signatures of a dossier's result documents, checked for its event that

@@ -376,12 +376,7 @@ class MemoryLedger(_Repo):
             if seen is None:
                 self._t.ledger[entry.dossier_code] = entry
             elif entry.occurred_ms >= seen.occurred_ms:
-                # Fields the event does not carry keep their previous value.
-                merged = {
-                    name: value if value is not None and value != () else getattr(seen, name)
-                    for name, value in entry._asdict().items()
-                }
-                self._t.ledger[entry.dossier_code] = LedgerEntry(**merged)
+                self._t.ledger[entry.dossier_code] = entry.over(seen)
 
     def record_signature(self, signature: ResultSignature, now_ms: int) -> None:
         code, verdict, note, event_ms = signature

@@ -453,13 +453,17 @@ def _resolve(
 
 
 def _latest_per_dossier(items: Sequence[IngestItem]) -> list[LedgerEntry]:
-    """One ledger entry per dossier, the latest event's: one statement may not upsert the same row twice."""
+    """One ledger entry per dossier, as the events' upserts one after another would leave it (one statement
+    may not upsert the same row twice): a later event's entry over the earlier (``LedgerEntry.over``: what
+    it leaves out keeps the earlier value); an older event's changes nothing."""
     latest: dict[str, LedgerEntry] = {}
     for item in items:
         entry = item.ledger
         seen = latest.get(entry.dossier_code)
-        if seen is None or entry.occurred_ms >= seen.occurred_ms:
+        if seen is None:
             latest[entry.dossier_code] = entry
+        elif entry.occurred_ms >= seen.occurred_ms:
+            latest[entry.dossier_code] = entry.over(seen)
     return list(latest.values())
 
 
