@@ -12,7 +12,7 @@ import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 
-from lienthong.app import Lienthong, build
+from lienthong.app import Lienthong, build, build_feed
 from lienthong.config import Config
 from lienthong.sandbox.base import Answer
 from lienthong.sandbox.dossiers import generate, interleave
@@ -217,3 +217,40 @@ async def test_the_feed_takes_no_new_events_while_the_message_log_refuses_them(
         bus.store.close()
     # Then the new event waits at the province, as one POSTed would be refused
     assert stored is None, "the feed took a new event the node refuses on POST /v1/events"
+
+
+async def test_the_feed_resumes_within_its_interval_once_the_node_takes_events_again(
+    tmp_path: Path, province: tuple[ProvincialSandbox, str]
+) -> None:
+    """A refusal is the node's own state, not the province failing: the feed keeps looking every
+    ``poll_interval_s`` (it sends nothing meanwhile) instead of backing off towards five minutes, which
+    left events waiting at the province for minutes after the message log was timestamped again."""
+    peer, url = province
+    bus = node(tmp_path, url, poll_interval_s=0.05)
+    refused = ["the message log has gone too long without a timestamp"]
+    config = bus.config
+    feed = build_feed(
+        "province",
+        config.sources["province"],
+        config,
+        store=bus.store,
+        ingestor=bus.ingestor,
+        metrics=bus.metrics,
+        clock=bus.clock,
+        refusal=lambda: refused[0] if refused else None,
+    )
+    bus.store.open()
+    polling = asyncio.create_task(feed.run())
+    try:
+        await asyncio.sleep(2.0)  # refused all along: backing off would now wait 1.6 s, then 3.2 s
+        (change,) = changes(1)[:1]
+        peer.publish(change)
+        refused.clear()
+        await asyncio.sleep(0.8)
+        stored = await bus.store.run(units.stored_event, change["event_id"])
+    finally:
+        feed.stop()
+        await polling
+        await feed.aclose()
+        bus.store.close()
+    assert stored is not None, "the feed kept backing off after the refusal ended"

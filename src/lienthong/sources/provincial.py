@@ -65,6 +65,11 @@ class FeedError(Exception):
     """A page that cannot be read (not JSON, not the feed's shape): the poll is tried again later."""
 
 
+class NodeRefuses(FeedError):
+    """The node takes no events now (``refusal``): nothing is asked of the province; looked at again
+    every ``poll_interval_s``, not backed off, since the province is not failing."""
+
+
 @dataclass(frozen=True)
 class Page:
     events: list[IngestItem]
@@ -114,11 +119,15 @@ class ProvincialFeed:
 
     async def run(self) -> None:
         """Poll: page after page while the feed has more, then every ``poll_interval_s``; a failure backs
-        off (doubling, up to ``max_backoff_s``), logged once per change of state."""
+        off (doubling, up to ``max_backoff_s``), logged once per change of state. While the node refuses
+        events, it looks again every ``poll_interval_s``."""
         delay = self.settings.poll_interval_s
         while not self._stopping.is_set():
             try:
                 more = await self.poll_once()
+            except NodeRefuses as exc:
+                self._state(str(exc))
+                delay = self.settings.poll_interval_s
             except (FeedError, StoreError, IngestError) as exc:
                 self._state(str(exc))
                 delay = min(delay * 2, self.settings.max_backoff_s)
@@ -148,7 +157,7 @@ class ProvincialFeed:
         settings = self.settings
         refused = self._refusal() if self._refusal is not None else None
         if refused is not None:  # the events wait at the province, as a POST of them would be refused
-            raise FeedError(f"not polling: {refused}")
+            raise NodeRefuses(f"not polling: {refused}")
         cursor = await self._store.run(units.feed_cursor, settings.name)
         query = {settings.limit_param: str(settings.page_size)}
         if cursor is not None:
