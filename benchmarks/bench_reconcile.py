@@ -139,7 +139,7 @@ def end_to_end(path: Path, n: int, report_dir: Path, answer: Any) -> None:
             else:
                 summaries.append(item)
 
-    matcher.add_all(transactions())
+    matcher.add_all(transactions(), last=True)  # one file, as the job's last
     report = matcher.finish()
     report.write(report_dir)
     elapsed = time.perf_counter() - started
@@ -194,7 +194,7 @@ def pandas_merge(transactions: list[Transaction], paid: list[Payment]) -> float:
 
 def match(transactions: list[Transaction], paid: list[Payment]) -> Any:
     matcher = Matcher(paid, date_tolerance_days=3, amount_tolerance=0, payer_threshold=5)
-    matcher.add_all(transactions)
+    matcher.add_all(transactions, last=True)  # one file, as the job's last
     return matcher.finish()
 
 

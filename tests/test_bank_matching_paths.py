@@ -8,6 +8,7 @@ import re
 from datetime import date, timedelta
 from decimal import Decimal
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -76,11 +77,27 @@ def test_add_all_finds_what_add_finds_one_by_one(
 ) -> None:
     one_by_one = Matcher(paid, date_tolerance_days=days, amount_tolerance=0, payer_threshold=threshold)
     at_once = Matcher(paid, date_tolerance_days=days, amount_tolerance=0, payer_threshold=threshold)
-    for source, batch in files:
+    # The day's camt.054 read again in its camt.053: the same bookings in another file.
+    files = [*files, ("c.xml", [t for _, batch in files[:1] for t in batch])]
+    for n, (source, batch) in enumerate(files, 1):
         for transaction in batch:
             one_by_one.add(transaction, source)
-        at_once.add_all(iter(batch), source)
+        # The last file's bookings are not kept to be recognised in a later one: none follows.
+        at_once.add_all(iter(batch), source, last=n == len(files))
     assert _report(at_once.finish()) == _report(one_by_one.finish())
+
+
+def test_nothing_is_taken_after_the_file_said_to_be_the_last() -> None:
+    """After the last file, a repeat of its bookings could no longer be recognised: refused, not
+    miscounted as a duplicate payment."""
+    credit = Transaction(Decimal(10_000), "VND", DAY, None, "BOOK", ("LT-0001",), "", "", "", False, 0, 1)
+    matcher = Matcher([Payment("LT-0001", 10_000, DAY)], date_tolerance_days=0, amount_tolerance=0)
+    matcher.add_all([credit], "camt053.xml", last=True)
+    with pytest.raises(ValueError, match=r"camt053\.xml was added as the last file"):
+        matcher.add_all([credit], "camt054.xml")
+    with pytest.raises(ValueError, match="last file"):
+        matcher.add(credit, "camt054.xml")
+    assert matcher.finish().counts["matched"] == 1
 
 
 def _closest(paid: list[Payment], credits: list[Transaction], days: int) -> list[int | None]:

@@ -167,8 +167,8 @@ class BankReconciliation:
                 else:
                     summaries.append(item)
 
-        for path in files:
-            matcher.add_all(transactions_of(path), path.name)
+        for n, path in enumerate(files, 1):
+            matcher.add_all(transactions_of(path), path.name, last=n == len(files))
         return matcher.finish(), summaries, transactions
 
     async def _ask_platform(self, report: Report, before_ms: int) -> None:

@@ -224,6 +224,7 @@ class Matcher:
         if min(amounts, default=1) <= 0:
             self._amounts = [amount if amount > 0 else None for amount in amounts]
         self._left: list[tuple[Transaction, str]] = []
+        self._last_file: str | None = None  # the source given as the last (``add_all(last=True)``)
         # Credits beyond the first, by payment (duplicate payments), and reversals read before any credit
         # of their payment: a reversal takes back a duplicate before the payment's first credit.
         self._paid_again: Counter[int] = Counter()
@@ -232,12 +233,19 @@ class Matcher:
         self.matched = 0  # counted apart from ``counts``: it is the common case
         self.findings: list[Finding] = []
 
-    def add_all(self, transactions: Iterable[Transaction], source: str = "") -> None:
+    def add_all(self, transactions: Iterable[Transaction], source: str = "", *, last: bool = False) -> None:
         """``add`` for each transaction of the file ``source``, as one loop: the common case (a booked
         credit in VND naming an unmatched payment of its amount, by its first reference as written, else
         by another or its payer's text) is matched here, with the matcher's state in locals; any other
         goes through ``add``. Twice as fast as calling ``add`` a million times
-        (``benchmarks/bench_reconcile.py``)."""
+        (``benchmarks/bench_reconcile.py``).
+
+        ``last``: no file follows this one. A booking's identity (``_booking``) is kept to recognise it
+        in a later file; after the last, nothing can repeat it, so the loop does not compute it (a
+        quarter of this loop's time). Adding anything after the last file is refused."""
+        self._refuse_after_last()
+        self._last_file = source if last else None
+        remember = not last
         add, find, named = self._add, self._index.get, self._payment_named
         matched, amounts, payer_of = self._matched, self._amounts, self._payer_of
         first_hash, first_source = self._first_hash, self._first_source
@@ -258,9 +266,10 @@ class Matcher:
             ):
                 add(transaction, source, found)
                 continue
-            # ``_booking`` inline, with the payment's amount: equal to the credit's (so hashed alike, as
-            # numbers are) and an int, faster to hash than a Decimal.
-            first_hash[found] = hash((references, amounts[found], transaction.booked))
+            if remember:
+                # ``_booking`` inline, with the payment's amount: equal to the credit's (so hashed alike,
+                # as numbers are) and an int, faster to hash than a Decimal.
+                first_hash[found] = hash((references, amounts[found], transaction.booked))
             first_source[found] = source_id
             if payer_of:
                 payer_of[found] = transaction.debtor_account  # "" for none, as None
@@ -270,7 +279,15 @@ class Matcher:
 
     def add(self, transaction: Transaction, source: str = "") -> None:
         """Pass 1 for one transaction (from the file ``source``): by reference, or kept for pass 2."""
+        self._refuse_after_last()
         self._add(transaction, source, self._payment_named(transaction))
+
+    def _refuse_after_last(self) -> None:
+        if self._last_file is not None:
+            raise ValueError(
+                f"{self._last_file or 'the file'} was added as the last file: a later one could repeat its"
+                " bookings, which were not kept to be recognised"
+            )
 
     def _payment_named(self, transaction: Transaction) -> int | None:
         """The payment ``add`` weighs the transaction against (named by its references or its payer's
