@@ -62,7 +62,8 @@ def ingest(tx: Tx, requests: Sequence[Sequence[IngestItem]], now_ms: int) -> lis
     if fresh:
         tx.events.add(fresh, now_ms)
         tx.outbox.add(fresh, now_ms)
-        tx.ledger.apply(_latest_per_dossier(fresh), now_ms)
+        for entries in _rounds_per_dossier(fresh):
+            tx.ledger.apply(entries, now_ms)
     return answers
 
 
@@ -452,19 +453,22 @@ def _resolve(
     return results, fresh
 
 
-def _latest_per_dossier(items: Sequence[IngestItem]) -> list[LedgerEntry]:
-    """One ledger entry per dossier, as the events' upserts one after another would leave it (one statement
-    may not upsert the same row twice): a later event's entry over the earlier (``LedgerEntry.over``: what
-    it leaves out keeps the earlier value); an older event's changes nothing."""
-    latest: dict[str, LedgerEntry] = {}
+def _rounds_per_dossier(items: Sequence[IngestItem]) -> list[list[LedgerEntry]]:
+    """The items' ledger entries in rounds, each holding at most one entry per dossier (one statement may
+    not upsert the same row twice): round k holds each dossier's k-th event, in the items' order. Applied
+    round after round, the store's upsert sees a dossier's events one after another, as sent apart: a
+    later one keeps what it leaves out, an older one than the row changes nothing. Most batches hold one
+    event per dossier: one round."""
+    rounds: list[list[LedgerEntry]] = []
+    seen: dict[str, int] = {}
     for item in items:
         entry = item.ledger
-        seen = latest.get(entry.dossier_code)
-        if seen is None:
-            latest[entry.dossier_code] = entry
-        elif entry.occurred_ms >= seen.occurred_ms:
-            latest[entry.dossier_code] = entry.over(seen)
-    return list(latest.values())
+        k = seen.get(entry.dossier_code, 0)
+        seen[entry.dossier_code] = k + 1
+        if k == len(rounds):
+            rounds.append([])
+        rounds[k].append(entry)
+    return rounds
 
 
 # -- scheduler run history ---------------------------------------------------------------------------------
