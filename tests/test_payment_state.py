@@ -40,6 +40,9 @@ def claim(
         (stored("paid", "T1", "paygov"), claim("failed", "T2"), "stale"),
         (stored("paid", "T1", "paygov"), claim("pending", "T2", "vcb"), "stale"),
         (stored("paid", "T1", "paygov"), claim("failed", "T1"), "contradiction"),
+        # Another transaction's news with another amount is no news of this payment, paid or not.
+        (stored("paid", "T1", "paygov"), claim("failed", "T2", amount=1), "amount_mismatch"),
+        (stored("failed", "T1", "paygov"), claim("pending", "T2", amount=1), "amount_mismatch"),
         (stored("paid", "T1", "paygov"), claim("paid", amount=9000), "transaction_reused"),
     ],
 )

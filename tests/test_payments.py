@@ -560,8 +560,27 @@ async def test_another_attempts_failure_heard_after_the_payment_is_taken_and_cha
     assert (late.status_code, late.json()["MaLoi"]) == (200, "00")
     state = (await node.client.get(f"/v1/payments/{reference}", headers=AUTH)).json()
     assert (state["status"], state["transaction_id"]) == ("paid", paid_by)
-    verdicts = [(c.verdict, c.status) for c in await node.node.store.run(units.callbacks, 100, reference)]
-    assert verdicts == [("stale", "failed"), ("accepted", "paid")]
+    recorded = await node.node.store.run(units.callbacks, 100, reference)
+    assert [(c.verdict, c.status) for c in recorded] == [("stale", "failed"), ("accepted", "paid")]
+    late_id = paying.payments[reference].transaction_id
+    assert recorded[0].detail == (
+        f"failed of another transaction (paygov {late_id}): the payment stays paid through paygov ({paid_by})"
+    )
+
+
+async def test_another_transactions_failure_of_another_amount_is_refused_once_paid_too(node: Running) -> None:
+    """Found in review: the stale path skipped the amount check a payment not yet paid makes."""
+    reference = await requested(node)
+    paid = bank_notice(reference)
+    url = "/v1/payments/banks/vcb/notify"
+    assert (await node.client.post(url, json=paid, headers=signed_bank(paid))).json() == {
+        "status": "accepted"
+    }
+    other = bank_notice(reference, transaction_id="VCB-OTHER", amount=1, status="failed")
+    answer = await node.client.post(url, json=other, headers=signed_bank(other))
+    assert (answer.status_code, answer.json()["error"]["code"]) == (409, "amount_mismatch")
+    verdicts = [c.verdict for c in await node.node.store.run(units.callbacks, 5, reference)]
+    assert verdicts == ["amount_mismatch", "accepted"]
 
 
 async def test_a_failed_attempt_may_be_followed_by_a_payment_but_pending_never_follows_failed(

@@ -76,7 +76,12 @@ def _ref(model: type) -> dict[str, str]:
 
 
 _PAYGOV_ANSWERS: dict[int | str, dict[str, Any]] = {
-    200: answer(PayGovReply, _PAYGOV_REPLY, "Taken (`MaLoi` 00), or a repeat of a callback taken before"),
+    200: answer(
+        PayGovReply,
+        _PAYGOV_REPLY,
+        "Taken (`MaLoi` 00): it paid, repeats a callback taken before, is a duplicate payment (recorded for"
+        " a person), or is news of another transaction that changes nothing (recorded)",
+    ),
     400: _paygov_refusal("Unreadable (`MaLoi` 01)"),
     403: _paygov_refusal("`MaXacThuc` does not verify (`MaLoi` 07)"),
     404: _paygov_refusal("Unknown reference (`MaLoi` 06), or no payment platform is configured"),
@@ -103,7 +108,12 @@ _PAYGOV_REQUEST = {
     }
 }
 _BANK_ANSWERS = {
-    200: answer(BankAnswer, {"status": "accepted"}, "Taken, or a repeat of a notification taken before"),
+    200: answer(
+        BankAnswer,
+        {"status": "accepted"},
+        "Taken: `accepted`, a `repeat` of a notification taken before, a `duplicate_payment` (recorded for a"
+        " person), or `stale`: news of another transaction that changes nothing (recorded)",
+    ),
     **refusals(
         {
             400: "Unreadable (`invalid`)",

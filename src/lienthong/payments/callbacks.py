@@ -174,6 +174,10 @@ class PaymentCallbacks:
             log.warning("%s callback refused (%s): %s", channel, verdict, explained,
                         extra=fields(channel=channel, reference=claim.reference, source=source))  # fmt: skip
             raise CallbackRefused(verdict, explained)
+        if verdict == "stale":
+            log.info("%s callback of another transaction taken, the payment unchanged: %s %s",
+                     channel, claim.status, _clip(claim.transaction_id),
+                     extra=fields(channel=channel, reference=claim.reference, source=source))  # fmt: skip
         if verdict == "accepted" and confirmed is not None:
             self._events.stored([confirmed])
         return Received(verdict, claim)

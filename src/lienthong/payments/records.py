@@ -16,8 +16,8 @@ Verdict = Literal[
     "repeat",  # the same news again: taken, nothing changes
     "duplicate_payment",  # another payment for a reference already paid: a finding, never a receipt
     "contradiction",  # the same transaction going backwards: refused, payment unchanged
-    "stale",  # another transaction's older news heard late (a failed try after the paying one): taken,
-    # payment unchanged
+    "stale",  # news of another transaction that did not pay (a failed try heard after the paying one):
+    # taken and recorded with why, payment unchanged
     "unknown_reference",
     "amount_mismatch",
     "transaction_reused",  # a transaction id already confirmed with other content

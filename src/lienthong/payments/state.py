@@ -28,9 +28,11 @@ def judge(current: PaymentRecord | None, claim: Claim) -> Verdict:
     if same_transaction and current.amount != claim.amount:
         return "transaction_reused"
     if current.status == "paid":
-        if claim.status != "paid":
-            return _backwards(same_transaction)
-        return "repeat" if same_transaction else "duplicate_payment"
+        if claim.status == "paid":
+            return "repeat" if same_transaction else "duplicate_payment"
+        if not same_transaction and current.amount != claim.amount:
+            return "amount_mismatch"  # as for a payment not yet paid: never taken as news of it
+        return _backwards(same_transaction)
     if current.amount != claim.amount:
         return "amount_mismatch"
     if claim.status == current.status and same_transaction:
@@ -42,7 +44,9 @@ def judge(current: PaymentRecord | None, claim: Claim) -> Verdict:
 
 def _backwards(same_transaction: bool) -> Verdict:
     """News of a lower rank than the payment's. From the transaction that moved the payment, it contradicts
-    it: refused, for a person to look at. From another one (the citizen's failed first try, delivered after
-    the paying second), it is old news of an attempt that did not pay: taken, so that the platform stops
-    sending it, and recorded; the payment does not move either way."""
+    it: refused, for a person to look at. From another one, it is news of an attempt that did not pay (the
+    citizen's failed first try delivered after the paying second, or a second try after paying): taken,
+    so that the platform stops sending it, and recorded with why; the payment does not move either way.
+    Its time is not weighed: a platform's clock against ours proves nothing, and a failed attempt cannot
+    unpay the transaction that paid (money that never arrived is the bank reconciliation's to find)."""
     return "contradiction" if same_transaction else "stale"

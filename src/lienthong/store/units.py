@@ -411,6 +411,13 @@ def settle_payment(tx: Tx, settlement: Settlement, now_ms: int) -> Verdict:
                 detail,
             )
         )
+    elif verdict == "stale":
+        assert current is not None
+        detail = (
+            f"{claim_.status} of another transaction ({claim_.channel} {claim_.transaction_id[:64]}):"
+            f" the payment stays {current.status} through {current.channel} ({current.transaction_id[:64]})"
+        )
+        record = replace(record, detail=detail[:200])
     _record_callback(tx, replace(record, verdict=verdict))
     return verdict
 
