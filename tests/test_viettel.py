@@ -15,6 +15,8 @@ from lienthong.adapters.einvoice.viettel import ViettelAccount, ViettelInvoiceAd
 from lienthong.adapters.http import HttpPeer, make_transport
 from lienthong.errors import PermanentError, RetryableError
 from lienthong.mappings import SpecLoader, bundled_dir
+from lienthong.model import Message, StoredEvent
+from lienthong.sandbox.base import Answer, Request
 from lienthong.sandbox.paygov import PayGovSandbox
 from lienthong.sandbox.provincial import ProvincialSandbox
 from lienthong.sandbox.viettel import ViettelSandbox
@@ -215,3 +217,70 @@ async def test_each_unit_gets_its_receipt_from_its_own_provider(
         assert len(viettel.invoices) == 1
         providers = sorted(r.body["provider"] for r in province.received)
         assert providers == ["viettel", "vnpt"]
+
+
+class SeveralInvoices(ViettelSandbox):
+    """Lists another invoice ahead of ours in every search answer for a transactionUuid."""
+
+    async def _search(self, request: Request) -> Answer:
+        answer = await super()._search(request)
+        if answer.status != 200:
+            return answer
+        body = json.loads(answer.body)
+        other = {
+            "invoiceNo": "K26TBL0000999",
+            "transactionID": "ffff",
+            "reservationCode": "X",
+            "issueDate": 1,
+        }
+        return Answer.json({**body, "result": [other, *body["result"]]})
+
+
+class Counting(ViettelSandbox):
+    """Records the calls it answers, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    async def _search(self, request: Request) -> Answer:
+        self.calls.append("search")
+        return await super()._search(request)
+
+    async def _create(self, request: Request) -> Answer:
+        self.calls.append("create")
+        return await super()._create(request)
+
+
+async def test_a_search_listing_several_invoices_leaves_ours_unknown_never_takes_the_first() -> None:
+    """Rows name no transactionUuid: with several, which one is this payment's cannot be told. Found in
+    review: the receipt named the first listed, another payment's invoice."""
+    peer = SeveralInvoices()
+    with ThreadedServer(lambda: peer) as server:
+        adapter = adapter_for(server.url)
+        try:
+            await adapter.issue(invoice(), retrying=False)  # created; say its outcome was lost
+            with pytest.raises(RetryableError, match="lists 2 invoices"):
+                await adapter.issue(invoice(), retrying=True)
+        finally:
+            await adapter.aclose()
+
+
+async def test_a_delivery_claimed_again_after_its_outcome_was_lost_takes_the_invoice_it_created() -> None:
+    """An outcome lost (kill -9 between Viettel's answer and the commit, a lapsed lease) brings the message
+    back with no attempt counted: every delivery searches first, so the second finds the invoice instead
+    of creating again and leaning on Viettel's assumed duplicate refusal (found in review)."""
+    peer = Counting()
+    event = StoredEvent(
+        "lienthong:paid:paygov:PG0000000009", "payment.confirmed", "U", "2026-03-02T08:15:30+07:00", {}
+    )
+    message = Message("m1", "viettel", "issue", "HS-1", 0, 0, event)
+    with ThreadedServer(lambda: peer) as server:
+        adapter = adapter_for(server.url)
+        try:
+            await adapter.deliver(message, invoice())
+            await adapter.deliver(message, invoice())  # the same claim again: attempts still 0
+        finally:
+            await adapter.aclose()
+    assert peer.calls == ["search", "create", "search"]
+    assert len(peer.invoices) == 1

@@ -20,7 +20,8 @@ What the wire looks like (docs/contracts.md §3, each fact's standing there):
   ``TRANSACTION_UUID_INVALID`` (``duplicate_codes``) on a create means it was: search and take it.
 
 Never issue twice: the body's ``transactionUuid`` is derived from the payment (bundled
-``einvoice_viettel`` mapping); any attempt after the first searches before creating. An answer that names
+``einvoice_viettel`` mapping); every delivery searches before creating, and a search listing several
+invoices is "unknown". An answer that names
 no ``invoiceNo`` is "unknown", retried (the next attempt searches first), never "delivered".
 ``generalInvoiceInfo.invoiceIssuedDate`` is the moment of the attempt in epoch milliseconds, whole seconds
 (× 1000), unless the mapping gave one.
@@ -138,7 +139,11 @@ class ViettelInvoiceAdapter:
                 destination=self.name,
                 operation=message.operation,
             )
-        invoice = await self.issue(body, retrying=message.attempts > 0)
+        # Search before creating on every delivery, the first too: a delivery whose outcome was lost (a
+        # kill -9 between Viettel's answer and the commit, a lease that lapsed) comes back with no attempt
+        # counted, and Viettel's refusal of a second create under one transactionUuid is assumed
+        # (docs/contracts.md §3). One more call per receipt (found in review).
+        invoice = await self.issue(body, retrying=True)
         receipt = {
             "provider": "viettel",
             "fkey": invoice.transaction_uuid,
@@ -181,8 +186,16 @@ class ViettelInvoiceAdapter:
         results = answer.body.get("result")
         if not results:  # an empty list: nothing under this uuid (creating again is refused as duplicate)
             return None
-        if not isinstance(results, list) or not isinstance(results[0], dict):
+        if not isinstance(results, list) or not all(isinstance(row, dict) for row in results):
             raise self._unknown(operation, f"a search answer without a list of invoices: {results!r:.120}")
+        # Rows name no transactionUuid to check: several invoices under one leave ours unknown (as VNPT's
+        # look-up with several numbers), never the first taken for it (found in review).
+        numbers = {str(row.get("invoiceNo") or "").strip() for row in results}
+        if len(numbers) > 1:
+            listed = ", ".join(sorted(numbers)[:5])
+            raise self._unknown(
+                operation, f"the search lists {len(numbers)} invoices ({listed}) under one uuid"
+            )
         return self._found(results[0], operation)
 
     async def probe(self) -> str:
