@@ -227,3 +227,27 @@ def test_a_destination_without_a_kind_says_which_kinds_exist() -> None:
         error
         == "lienthong.yaml:2 destinations.x.kind: missing (one of: emc, paygov, population, portal, provincial, result_check, viettel, vnpt)"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("vcb-hn", "use letters, digits and _ only (it keys receipts)"),
+        ("vcb.hn", "use letters, digits and _ only (it keys receipts)"),
+        ("paygov", "is taken by lienthong's own payment channels"),
+    ],
+)
+def test_a_bank_name_that_could_share_a_receipt_key_is_refused(name: str, problem: str) -> None:
+    """A bank's name is its payments' channel, and a receipt's key ``<channel>-<transaction id>``: banks
+    "vcb" paying "hn-0001" and "vcb-hn" paying "0001" would get one receipt for two payments (review)."""
+    bank = f"  banks:\n    {name}: {{secret: s, fields: [reference, amount]}}\n"
+    text = example_with("payments:\n  paygov: paygov\n", f"payments:\n  paygov: paygov\n{bank}")
+    (issue,) = errors_of(text, EXAMPLE_ENV)
+    assert f"payments.banks: Value error, bank name {name!r}" in issue
+    assert problem in issue
+
+
+def test_a_bank_name_of_letters_digits_and_underscores_is_taken() -> None:
+    bank = "  banks:\n    vcb_hn: {secret: s, fields: [reference, amount]}\n"
+    text = example_with("payments:\n  paygov: paygov\n", f"payments:\n  paygov: paygov\n{bank}")
+    assert "vcb_hn" in parse_config(text, file="lienthong.yaml", env=EXAMPLE_ENV).payments.banks

@@ -887,6 +887,10 @@ class BankConfig(_Model):
     header: str = Field(default="x-signature", description="The header carrying the hex signature.")
 
 
+_BANK_NAME = re.compile(r"[A-Za-z0-9_]{1,32}")
+_CHANNELS_TAKEN = frozenset({"paygov", "event", "pay"})
+
+
 class PaymentsConfig(_Model):
     """Payment callbacks: POST /v1/payments/paygov/confirm and /v1/payments/banks/{bank}/notify."""
 
@@ -895,7 +899,8 @@ class PaymentsConfig(_Model):
     )
     banks: dict[str, BankConfig] = Field(
         default_factory=dict,
-        description="Banks notifying payments, by name: /v1/payments/banks/{name}/notify.",
+        description="Banks notifying payments, by name (letters, digits, _):"
+        " /v1/payments/banks/{name}/notify.",
     )
     max_callback_bytes: int = Field(
         default=16_384,
@@ -903,6 +908,21 @@ class PaymentsConfig(_Model):
         le=1_048_576,
         description="Largest callback body accepted (bytes); larger ones are refused (413) and recorded.",
     )
+
+    @field_validator("banks")
+    @classmethod
+    def _bank_names(cls, banks: dict[str, BankConfig]) -> dict[str, BankConfig]:
+        # A bank's name is its payments' channel, and a receipt's key is ``<channel>-<transaction id>``
+        # (VNPT's key, Viettel's transactionUuid): "vcb" paying "hn-0001" and "vcb-hn" paying "0001" would
+        # share one receipt (found in review). "paygov" is the platform's channel; "event" and "pay" key
+        # receipts of no payment.
+        for name in banks:
+            if not _BANK_NAME.fullmatch(name):
+                raise ValueError(f"bank name {name!r}: use letters, digits and _ only (it keys receipts)")
+            if name.lower() in _CHANNELS_TAKEN:
+                raise ValueError(f"bank name {name!r} is taken by lienthong's own payment channels")
+        return banks
+
     refusals_per_minute: int = Field(
         default=30,
         ge=1,
