@@ -251,3 +251,16 @@ def test_a_bank_name_of_letters_digits_and_underscores_is_taken() -> None:
     bank = "  banks:\n    vcb_hn: {secret: s, fields: [reference, amount]}\n"
     text = example_with("payments:\n  paygov: paygov\n", f"payments:\n  paygov: paygov\n{bank}")
     assert "vcb_hn" in parse_config(text, file="lienthong.yaml", env=EXAMPLE_ENV).payments.banks
+
+
+def test_an_e_receipt_bound_to_any_event_but_payment_confirmed_is_refused() -> None:
+    """Only lienthong raises payment.confirmed, for money that moved. Bound to an event a caller posts,
+    every post (any event id) published a receipt for a payment never made (found in review)."""
+    text = example_with(
+        "  - on: payment.confirmed\n    deliver:\n      - {to: vnpt, operation: issue,",
+        "  - on: payment.requested\n    deliver:\n      - {to: vnpt, operation: issue,",
+    )
+    line = line_of(text, "{to: vnpt, operation: issue")
+    issues = errors_of(text, EXAMPLE_ENV)
+    assert f"lienthong.yaml:{line} routes[" in issues[0]
+    assert issues[0].endswith("e-receipts are issued on payment.confirmed only, not on payment.requested")

@@ -1382,6 +1382,10 @@ def _unknown_destinations(data: Any, doc: LocatedDocument) -> list[ConfigIssue]:
     return issues
 
 
+RECEIPT_ON = "payment.confirmed"
+"""The one event an e-invoice destination (vnpt, viettel) may be routed from."""
+
+
 def _cross_check(config: Config, doc: LocatedDocument) -> list[ConfigIssue]:
     issues: list[ConfigIssue] = []
     known = ", ".join(sorted(config.destinations)) or "none configured"
@@ -1397,6 +1401,12 @@ def _cross_check(config: Config, doc: LocatedDocument) -> list[ConfigIssue]:
                 ops = ", ".join(destination.operations)
                 msg = f"{destination.kind} has no operation {rule.operation!r} (known: {ops})"
                 issues.append(doc.issue((*where, "operation"), msg))
+            invoicer = isinstance(destination, VnptDestination | ViettelDestination)
+            if invoicer and rule.operation == "issue" and route.on != RECEIPT_ON:
+                # A receipt is for money that moved: only lienthong raises payment.confirmed. Bound to an
+                # event a caller posts, every post (any event id) would issue one (found in review).
+                msg = f"e-receipts are issued on {RECEIPT_ON} only, not on {route.on}"
+                issues.append(doc.issue((*where, "to"), msg))
             if (route.on, rule.to, rule.operation) in seen:
                 issues.append(doc.issue(where, f"{rule.to}.{rule.operation} is listed twice for {route.on}"))
             seen.add((route.on, rule.to, rule.operation))
