@@ -1,6 +1,7 @@
 """``GET /v1/citizens/{id}``: e-form prefill from the population database (see lienthong.citizens)."""
 
 # No ``from __future__ import annotations``: FastAPI reads the dependency annotations at run time.
+import logging
 from typing import Annotated
 from urllib.parse import unquote
 
@@ -41,6 +42,8 @@ _ANSWERS = {
     ),
 }
 
+log = logging.getLogger("lienthong.api.citizens")
+
 
 def citizens_router(*, prefill: Prefill, auth: BearerAuth) -> APIRouter:
     router = APIRouter()
@@ -71,11 +74,18 @@ def citizens_router(*, prefill: Prefill, auth: BearerAuth) -> APIRouter:
             return error_response(404, "citizen_not_found", exc.message, path="id")
         except CitizenMismatch as exc:
             return error_response(409, "citizen_mismatch", exc.message, path=",".join(exc.fields))
+        # The service's own words stay out of the answer: a fault's text, or the start of an answer that is
+        # not XML, can name this citizen or another (found in review). They go to the node's log, where
+        # the redacting filter masks id numbers, for the operators to read.
         except PopulationUnavailable as exc:
+            log.warning("citizen look-up: the population service is unavailable: %s", exc.message)
             headers = {"retry-after": str(int(exc.retry_after_s))} if exc.retry_after_s else None
-            return error_response(503, "population_unavailable", exc.message, headers=headers)
+            message = "the population service is unavailable; try again later (the node's log says why)"
+            return error_response(503, "population_unavailable", message, headers=headers)
         except PopulationRefused as exc:
-            return error_response(502, "population_refused", exc.message)
+            log.warning("citizen look-up: the population service refused the request: %s", exc.message)
+            message = "the population service refused the request (the node's log says why)"
+            return error_response(502, "population_refused", message)
         except MappingError as exc:
             return error_response(502, "form_mapping_failed", str(exc))
         except StoreError:

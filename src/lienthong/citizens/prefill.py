@@ -115,6 +115,9 @@ class Prefill:
         except Exception:
             outcome = "failed"  # our fault, not the request's: never audited as "invalid"
             raise
+        except BaseException:  # cancelled: the service may have been asked; never the request's fault
+            outcome = "cancelled"
+            raise
         finally:
             self._metrics.citizen_lookups.labels(outcome).inc()
             await self._audit(request, request_id, outcome)

@@ -52,7 +52,9 @@ _QUOTED = re.compile(
     rf"""(["'](?:{_NAMES})["']\s*[:=]\s*)(?:"((?:\\.|[^"\\])*)"|'((?:\\.|[^'\\])*)')""", re.IGNORECASE
 )
 _BARE = re.compile(rf"""\b((?:{_NAMES})=)([^\s,;&)]+)""", re.IGNORECASE)
-_ID_NUMBER = re.compile(r"(?<![\w.])(?:\d{12}|\d{9})(?![\w.])")
+# Bounded by digits only: an id touching a letter, "_" or "." ("SoDinhDanh046090000123", "cd_…",
+# "/v1/citizens/046090000123.json") is still an id (found in review).
+_ID_NUMBER = re.compile(r"(?<!\d)(?:\d{12}|\d{9})(?!\d)")
 
 
 def _masked_quote(found: re.Match[str]) -> str:

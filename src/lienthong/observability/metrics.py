@@ -105,7 +105,7 @@ class Metrics:
         self.citizen_lookups = Counter(
             "lienthong_citizen_lookups",
             "Population-database look-ups for e-form prefill, by outcome (found, not_found, mismatch,"
-            " unavailable, refused, invalid).",
+            " unavailable, refused, invalid, form_failed, failed, cancelled).",
             ["outcome"],
             registry=registry,
         )
