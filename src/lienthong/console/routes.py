@@ -93,6 +93,7 @@ class _Console:
         form = await _form(request)
         if not _same_origin(request) or not self.sessions.csrf_ok(cookie, form.get("csrf")):
             return _refused()
+        self.sessions.end(cookie)
         answer = RedirectResponse("/admin/login", 303)
         answer.delete_cookie(COOKIE, path="/")
         return answer

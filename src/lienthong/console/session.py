@@ -1,10 +1,12 @@
 """Console sessions: a signed cookie naming the operator until it expires, and the CSRF token bound to it.
 
 The cookie is ``<name, base64url>.<expiry, unix seconds>.<HMAC-SHA256>`` under a key made when the node
-starts: nothing is stored, a node restarted logs everyone out, and a cookie made without the key (forged,
-or edited to another name or a later expiry) is refused. The token every form carries is an HMAC of the
-cookie under the same key: another site can make a browser send the cookie (it cannot, SameSite=Strict,
-but older browsers) but cannot read the token.
+starts: a node restarted logs everyone out, and a cookie made without the key (forged, or edited to another
+name or a later expiry) is refused. What is stored is the sessions ended by logging out, until they would
+have expired: a copy of the cookie kept from before the logout opens nothing (found in review).
+
+The token every form carries is an HMAC of the cookie under the same key: another site can make a browser
+send the cookie (it cannot, SameSite=Strict, but older browsers) but cannot read the token.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class Sessions:
         self.ttl_s = ttl_s
         self._clock = clock
         self._key = key if key is not None else secrets.token_bytes(32)
+        self._ended: dict[str, int] = {}  # signature of a logged-out cookie -> its expiry
 
     def issue(self, operator: str) -> str:
         """A session cookie's value for ``operator``, valid for ``ttl_s``."""
@@ -41,12 +44,22 @@ class Sessions:
         name, expiry, signature = cookie.split(".")
         if not hmac.compare_digest(self._sign(f"{name}.{expiry}"), signature):
             return None
-        if not expiry.isdigit() or int(expiry) < self._clock():
+        if not expiry.isdigit() or int(expiry) < self._clock() or signature in self._ended:
             return None
         try:
             return base64.urlsafe_b64decode(name + "=" * (-len(name) % 4)).decode()
         except (binascii.Error, UnicodeDecodeError):
             return None
+
+    def end(self, cookie: str | None) -> None:
+        """Log the session of ``cookie`` out for good (a valid one; anything else names no session)."""
+        if self.operator(cookie) is None:
+            return
+        assert cookie is not None
+        _, expiry, signature = cookie.split(".")
+        now = self._clock()
+        self._ended = {s: e for s, e in self._ended.items() if e >= now}  # bounded: live sessions only
+        self._ended[signature] = int(expiry)
 
     def csrf(self, cookie: str) -> str:
         """The token forms of this session carry."""
