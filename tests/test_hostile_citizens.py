@@ -27,23 +27,30 @@ def population() -> Iterator[tuple[PopulationSandbox, str]]:
         yield peer, server.url
 
 
-@pytest.fixture
-async def node(
-    run_node: RunNode, tmp_path: Path, peers: Peers, population: tuple[PopulationSandbox, str]
+async def with_population(
+    run_node: RunNode, tmp_path: Path, peers: Peers, url: str, *, timeout_s: float = 2
 ) -> Running:
+    """A node whose citizens' look-ups ask the population service at ``url``."""
     base = config_dict(tmp_path, peers)
     source = {
         "kind": "population",
-        "base_url": population[1],
+        "base_url": url,
         "ma_tich_hop": "LIENTHONG-SANDBOX",
         "ma_dvc": "DVC-H56",
-        "timeout_s": 2,
+        "timeout_s": timeout_s,
     }
     running: Running = await run_node(
         destinations={**base["destinations"], "population": source},
         citizens={"source": "population", "audit_key": "audit-key-for-tests-only-0123456789"},
     )
     return running
+
+
+@pytest.fixture
+async def node(
+    run_node: RunNode, tmp_path: Path, peers: Peers, population: tuple[PopulationSandbox, str]
+) -> Running:
+    return await with_population(run_node, tmp_path, peers, population[1])
 
 
 @pytest.mark.parametrize(

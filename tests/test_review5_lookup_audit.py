@@ -10,12 +10,13 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from conftest import AUTH, Peers, Running, RunNode, config_dict
+from conftest import AUTH, Peers, Running, RunNode
 from lienthong.citizens.prefill import PrefillRequest
 from lienthong.sandbox.base import FaultPlan
 from lienthong.sandbox.population import PopulationSandbox, synthetic_citizen
 from lienthong.serving import ThreadedServer
 from lienthong.store import units
+from test_hostile_citizens import with_population
 
 ID = "046090000123"
 WHO = {**AUTH, "x-official-id": "CB-0042", "x-purpose": quote("Hồ sơ 1.001193")}
@@ -33,19 +34,7 @@ def population() -> Iterator[tuple[PopulationSandbox, str]]:
 async def node(
     run_node: RunNode, tmp_path: Path, peers: Peers, population: tuple[PopulationSandbox, str]
 ) -> Running:
-    base = config_dict(tmp_path, peers)
-    source = {
-        "kind": "population",
-        "base_url": population[1],
-        "ma_tich_hop": "LIENTHONG-SANDBOX",
-        "ma_dvc": "DVC-H56",
-        "timeout_s": 5,
-    }
-    running: Running = await run_node(
-        destinations={**base["destinations"], "population": source},
-        citizens={"source": "population", "audit_key": "audit-key-for-tests-only-0123456789"},
-    )
-    return running
+    return await with_population(run_node, tmp_path, peers, population[1], timeout_s=5)
 
 
 async def test_a_cancelled_lookup_is_not_audited_as_the_callers_invalid_request(node: Running) -> None:

@@ -10,12 +10,13 @@ from urllib.parse import quote
 
 import pytest
 
-from conftest import AUTH, Peers, Running, RunNode, config_dict
+from conftest import AUTH, Peers, Running, RunNode
 from lienthong.observability.logs import configure, redact
 from lienthong.sandbox import soap
 from lienthong.sandbox.base import Answer, Request
 from lienthong.sandbox.population import PopulationSandbox, synthetic_citizen
 from lienthong.serving import ThreadedServer
+from test_hostile_citizens import with_population
 
 ID = "046090000123"
 OTHER = "046090000999"
@@ -52,19 +53,7 @@ def population() -> Iterator[tuple[ChattyPopulation, str]]:
 async def node(
     run_node: RunNode, tmp_path: Path, peers: Peers, population: tuple[ChattyPopulation, str]
 ) -> Running:
-    base = config_dict(tmp_path, peers)
-    source = {
-        "kind": "population",
-        "base_url": population[1],
-        "ma_tich_hop": "LIENTHONG-SANDBOX",
-        "ma_dvc": "DVC-H56",
-        "timeout_s": 2,
-    }
-    running: Running = await run_node(
-        destinations={**base["destinations"], "population": source},
-        citizens={"source": "population", "audit_key": "audit-key-for-tests-only-0123456789"},
-    )
-    return running
+    return await with_population(run_node, tmp_path, peers, population[1], timeout_s=2)
 
 
 def _carries_personal_data(text: str) -> list[str]:
