@@ -421,3 +421,20 @@ async def test_a_token_answer_that_is_no_token(body: bytes, want: type[DeliveryE
     )
     with pytest.raises(want, match=message):
         await strategy.headers()
+
+
+def test_a_2xx_answer_that_is_not_xml_is_described_without_its_content() -> None:
+    """zeep's message ends with the start of the body (``Content: b'...'``): a population service's answer
+    can begin with a citizen's id and name, and the failure's message goes to dead letters, logs and
+    answers (found in review)."""
+    body = "046090000123;Nguyễn Thị Thu Hà;12 đường Mẫu".encode()
+    exc = ZEEP.TransportError(
+        f"Server returned response (200) with invalid XML: Start tag expected.\nContent: {body!r}",
+        status_code=200,
+        content=body,
+    )
+    failure = classify(exc)
+    assert failure is not None
+    assert failure.message.startswith("the answer is not SOAP: Server returned response (200) with invalid")
+    assert "046090000123" not in failure.message
+    assert "Content" not in failure.message

@@ -152,7 +152,10 @@ def _soap(exc: zeep.exceptions.Error | zeep.exceptions.ZeepWarning, who: str) ->
     if isinstance(exc, zeep.exceptions.TransportError):
         status = getattr(exc, "status_code", 0) or 0
         if 200 <= status < 300:  # zeep's word for a 2xx whose body is not XML
-            return Failure(True, f"the answer is not SOAP: {str(message)[:160]}", status)
+            # Without zeep's "Content: b'...'": the body's start can name a citizen, and this message
+            # goes to dead letters, logs and answers (found in review).
+            said = str(message).split("Content:", 1)[0].rstrip(" .\n")
+            return Failure(True, f"the answer is not SOAP: {said[:160]}", status)
         failure = answered(status, who)
         return Failure(failure.retryable, failure.message, status or None, str(status) if status else None)
     if isinstance(exc, _UNSAFE_XML):
