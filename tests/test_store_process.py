@@ -346,3 +346,48 @@ async def test_an_error_that_cannot_cross_comes_back_as_a_store_error_naming_it(
         assert stats == []  # the other call of the batch is answered
     finally:
         runner.close()
+
+
+async def test_an_ingest_crosses_to_the_store_process_whole(tmp_path: Path) -> None:
+    """The records of an ingest cross as plain tuples (model.reduce_ingest_item) and are rebuilt in the
+    child: every field of the event, its messages and its ledger entry is stored as a thread stores it."""
+    events = [stream.events[-1] for stream in generate(3, seed=7)]
+    parsed, _ = parse_body(orjson.dumps({"events": events}), dossier_code_field="code", max_events=3)
+    batch = [
+        ingest_item(
+            p,
+            (PlannedMessage(f"m-{n}a", "portal", "op", "sync", "h1"), PlannedMessage(f"m-{n}b", "emc", "x")),
+            "caller",
+        )
+        for n, p in enumerate(parsed)
+    ]
+    batch[0] = batch[0]._replace(
+        ledger=batch[0].ledger._replace(result_sha256=("a" * 64, "b" * 64), results=2)
+    )
+    seen = []
+    for name, runner in (
+        ("process", ProcessRunner(partial(SqliteBackend, tmp_path / "p"))),
+        ("thread", ThreadRunner(partial(SqliteBackend, tmp_path / "t"))),
+    ):
+        store = Store(runner)
+        store.open()
+        try:
+            (answer,) = await store.run(units.ingest, [batch], NOW_MS)
+            assert not isinstance(answer, IdempotencyConflict), name
+            stored = []
+            for item in batch:
+                stored.append(await store.run(units.stored_event, item.event.event_id))
+                stored.append(await store.run(units.ledger_entry, item.event.dossier_code))
+                stored.extend([await store.run(units.message, d.message_id) for d in item.deliveries])
+            seen.append(stored)
+        finally:
+            store.close()
+    assert seen[0] == seen[1]
+    ledger = seen[0][1]
+    assert ledger is not None and ledger.result_sha256 == ("a" * 64, "b" * 64) and ledger.results == 2
+    message = seen[0][2]
+    assert message is not None and (message.mapping, message.mapping_hash, message.caller) == (
+        "sync",
+        "h1",
+        "caller",
+    )

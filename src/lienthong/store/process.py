@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copyreg
+import io
 import itertools
 import logging
 import pickle
@@ -40,6 +42,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from lienthong.errors import StoreError, StoreUnavailable
+from lienthong.model import IngestItem, reduce_ingest_item
 from lienthong.store.contract import Backend, Tx
 from lienthong.store.runner import Op, OpenBackend, execute
 
@@ -61,8 +64,21 @@ def _loads(data: bytes | memoryview) -> Any:
     return pickle.loads(data)  # noqa: S301
 
 
+_DISPATCH = {**copyreg.dispatch_table, IngestItem: reduce_ingest_item}
+"""How the records of every ingest pickle: as plain tuples (``model.reduce_ingest_item``)."""
+
+
+def _dumps(message: Any) -> bytes:
+    """``pickle.dumps``, with the records of every ingest as plain tuples (``_DISPATCH``)."""
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, _PROTOCOL)
+    pickler.dispatch_table = _DISPATCH
+    pickler.dump(message)
+    return buffer.getvalue()
+
+
 def _frame(message: Any) -> bytes:
-    data = pickle.dumps(message, _PROTOCOL)
+    data = _dumps(message)
     return _HEADER.pack(len(data)) + data
 
 
@@ -195,7 +211,7 @@ class ProcessRunner:
         op_id = next(self._ids)
         # First: a call that cannot be pickled raises here, leaving no trace. The unit is pickled on its own
         # so that the child can refuse one it cannot load (its module is not importable there) alone.
-        frame = _frame((op_id, pickle.dumps(fn, _PROTOCOL)))
+        frame = _frame((op_id, _dumps(fn)))
         future: asyncio.Future[T] = loop.create_future()
         self._waiting[op_id] = future
         self._transport.write(frame)
