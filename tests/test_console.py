@@ -129,3 +129,30 @@ async def test_a_dead_letters_error_text_is_shown_escaped(run_node: RunNode) -> 
             assert "<img" not in page.text
             assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
             assert "default-src 'none'" in page.headers["content-security-policy"]
+
+
+async def test_behind_a_tls_proxy_on_the_same_host_the_session_cookie_is_secure(run_node: RunNode) -> None:
+    """A proxy on the node's host that ends TLS says so (``X-Forwarded-Proto: https``), and uvicorn trusts
+    it from 127.0.0.1 only: the console's origin is then https, and its cookie is sent over TLS only. Over
+    plain HTTP the cookie cannot be Secure (the browser would never send it back)."""
+    running = await still_node(run_node)
+    plain = str(running.client.base_url).rstrip("/")
+    proxied = plain.replace("http://", "https://", 1)
+    async with httpx.AsyncClient(base_url=plain, timeout=10) as client:
+        direct = await client.post("/admin/login", data={"token": ADMIN_TOKEN}, headers={"origin": plain})
+        assert direct.status_code == 303
+        assert "secure" not in direct.headers["set-cookie"].lower()
+        behind = await client.post(
+            "/admin/login",
+            data={"token": ADMIN_TOKEN},
+            headers={"origin": proxied, "x-forwarded-proto": "https"},
+        )
+        assert behind.status_code == 303
+        assert "secure" in behind.headers["set-cookie"].lower()
+        # The http origin no longer matches what the proxy said: refused, not logged in over http.
+        mixed = await client.post(
+            "/admin/login",
+            data={"token": ADMIN_TOKEN},
+            headers={"origin": plain, "x-forwarded-proto": "https"},
+        )
+        assert mixed.status_code == 403
