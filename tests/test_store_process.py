@@ -20,7 +20,7 @@ import pytest
 from lienthong.bus.envelope import parse_body
 from lienthong.bus.ingest import MessageIds, ingest_item
 from lienthong.errors import IdempotencyConflict, MappingError, StoreError, StoreUnavailable
-from lienthong.model import IngestItem, Outcome, PlannedMessage
+from lienthong.model import IngestItem, LedgerEntry, MessageView, Outcome, PlannedMessage, StoredEvent
 from lienthong.sandbox.dossiers import generate
 from lienthong.serving import new_event_loop
 from lienthong.store import Tx, units
@@ -364,7 +364,7 @@ async def test_an_ingest_crosses_to_the_store_process_whole(tmp_path: Path) -> N
     batch[0] = batch[0]._replace(
         ledger=batch[0].ledger._replace(result_sha256=("a" * 64, "b" * 64), results=2)
     )
-    seen = []
+    seen: list[tuple[list[StoredEvent | None], list[LedgerEntry | None], list[MessageView | None]]] = []
     for name, runner in (
         ("process", ProcessRunner(partial(SqliteBackend, tmp_path / "p"))),
         ("thread", ThreadRunner(partial(SqliteBackend, tmp_path / "t"))),
@@ -374,20 +374,15 @@ async def test_an_ingest_crosses_to_the_store_process_whole(tmp_path: Path) -> N
         try:
             (answer,) = await store.run(units.ingest, [batch], NOW_MS)
             assert not isinstance(answer, IdempotencyConflict), name
-            stored = []
-            for item in batch:
-                stored.append(await store.run(units.stored_event, item.event.event_id))
-                stored.append(await store.run(units.ledger_entry, item.event.dossier_code))
-                stored.extend([await store.run(units.message, d.message_id) for d in item.deliveries])
-            seen.append(stored)
+            stored = [await store.run(units.stored_event, i.event.event_id) for i in batch]
+            ledger = [await store.run(units.ledger_entry, i.event.dossier_code) for i in batch]
+            messages = [await store.run(units.message, d.message_id) for i in batch for d in i.deliveries]
+            seen.append((stored, ledger, messages))
         finally:
             store.close()
     assert seen[0] == seen[1]
-    ledger = seen[0][1]
-    assert ledger is not None and ledger.result_sha256 == ("a" * 64, "b" * 64) and ledger.results == 2
-    message = seen[0][2]
-    assert message is not None and (message.mapping, message.mapping_hash, message.caller) == (
-        "sync",
-        "h1",
-        "caller",
-    )
+    _, (first, *_), (message, *_) = seen[0]
+    assert first is not None
+    assert (first.result_sha256, first.results) == (("a" * 64, "b" * 64), 2)
+    assert message is not None
+    assert (message.mapping, message.mapping_hash, message.caller) == ("sync", "h1", "caller")
