@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -146,7 +147,7 @@ def test_a_node_logs_json_lines_an_operator_can_follow_a_dossier_through(
         assert answer.status_code == 202
         assert answer.headers["x-request-id"] == "req-42"
         made = httpx.get(f"{url}/healthz", timeout=5).headers["x-request-id"]
-        assert len(made) == 32  # one made for a request that brought none (32 hex: left whole by the mask)
+        assert re.fullmatch(r"r-[0-9a-f]{32}", made)  # made for a request that brought none
         portal_id, emc_id = answer.json()["message_ids"]
         wait_until(lambda: log.read_text().count('"dead letter') == 3, 30, "EMC's messages to die")
     finally:

@@ -56,14 +56,11 @@ _BARE = re.compile(rf"""\b((?:{_NAMES})=)([^\s,;&)]+)""", re.IGNORECASE)
 # "/v1/citizens/046090000123.json") is still an id (found in review).
 # lienthong's own identifiers stay whole: hex has runs of decimal digits, and a message id logged as
 # "m-0661b9a3044b***b61af" cannot be followed through the log (found when two tests failed as the clock and
-# the counter lined up). A message id (m- and 26 hex), a look-up's (lk- and 32), a UUID, and any run of 32
-# hex or more (digests; the request ids this node makes). An ID number glued to a few letters, even hex
-# ones ("cccd046090000123"), is none of these, and is masked.
-_OWN_ID = (
-    r"\b(?:m-[0-9a-f]{26}|lk-[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-    r"|[0-9a-f]{32,})\b"
-)
-_ID_NUMBER = re.compile(rf"({_OWN_ID})|(?<!\d)(?:\d{{12}}|\d{{9}})(?!\d)", re.IGNORECASE)
+# the counter lined up). Only the exact shapes lienthong makes, in lower case: a message id (m- and 26 hex),
+# a look-up's (lk- and 32), a request id made here (r- and 32), a SHA-256 digest (64). A number a caller
+# glues to a UUID, a longer hex run or "CCCD" is none of these, and is masked (found in review).
+_OWN_ID = r"\b(?:m-[0-9a-f]{26}|lk-[0-9a-f]{32}|r-[0-9a-f]{32}|[0-9a-f]{64})\b"
+_ID_NUMBER = re.compile(rf"({_OWN_ID})|(?<!\d)(?:\d{{12}}|\d{{9}})(?!\d)")
 
 
 def _masked_quote(found: re.Match[str]) -> str:
@@ -84,8 +81,8 @@ def _unless_own(found: re.Match[str]) -> str:
 
 
 def new_request_id() -> str:
-    """An id for a request that came without one: 32 hex, so the log's mask leaves it whole (``_OWN_ID``)."""
-    return secrets.token_hex(16)
+    """An id for a request that came without one: r- and 32 hex, a shape the log's mask leaves whole."""
+    return f"r-{secrets.token_hex(16)}"
 
 
 _ONE_LINE = str.maketrans({"\n": "\\n", "\r": "\\r"})

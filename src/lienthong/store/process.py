@@ -64,15 +64,13 @@ def _loads(data: bytes | memoryview) -> Any:
     return pickle.loads(data)  # noqa: S301
 
 
-_DISPATCH = {**copyreg.dispatch_table, IngestItem: reduce_ingest_item}
-"""How the records of every ingest pickle: as plain tuples (``model.reduce_ingest_item``)."""
-
-
 def _dumps(message: Any) -> bytes:
-    """``pickle.dumps``, with the records of every ingest as plain tuples (``_DISPATCH``)."""
+    """``pickle.dumps``, with the records of every ingest as plain tuples (``model.reduce_ingest_item``).
+    ``copyreg``'s table is read at each call, as ``pickle.dumps`` reads it: a reducer registered later
+    counts."""
     buffer = io.BytesIO()
     pickler = pickle.Pickler(buffer, _PROTOCOL)
-    pickler.dispatch_table = _DISPATCH
+    pickler.dispatch_table = {**copyreg.dispatch_table, IngestItem: reduce_ingest_item}
     pickler.dump(message)
     return buffer.getvalue()
 
