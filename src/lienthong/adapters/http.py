@@ -114,8 +114,9 @@ def make_transport(
 
 
 _CAP = "lienthong.max_answer_bytes"
-_DROP = "lienthong.drop_unread"
 """The response extension through which a transport's cap reaches ``read_capped``."""
+_DROP = "lienthong.drop_unread"
+"""The response extension through which ``read_capped`` drops an answer it leaves unread (``_drop``)."""
 
 
 class AiohttpTransport(_HttpxOverAiohttp):
@@ -207,14 +208,15 @@ def _drop(answer: aiohttp.ClientResponse) -> None:
     connection = answer.connection
     transport = connection.transport if connection is not None else None
     if transport is not None:
-        # At once: under uvloop, a connection closed before the end of its answer goes on reading it for a
-        # while (MagicStack/uvloop#471), into the dropped answer's stream.
+        # A precaution, not measured to matter: a peer still sending is cut off now, not at its end
+        # (MagicStack/uvloop#471 reports closed connections that go on reading).
         transport.abort()
     with contextlib.suppress(Exception):  # an answer already failed or closed holds nothing to drop
         answer.content.read_nowait()
     answer.close()
-    # Closing hands the stream what aiohttp's parser still held (up to about 210 KB), and a closed stream
-    # cannot be read; its buffer is emptied directly, where aiohttp keeps one.
+    # Emptying the stream lets aiohttp resume reading, which hands it what its parser still held (up to
+    # about 210 KB), and a closed stream cannot be read: its buffer is emptied directly, where aiohttp
+    # keeps one (``_size`` is left as it was; nothing reads a closed stream).
     buffer = getattr(answer.content, "_buffer", None)
     if isinstance(buffer, collections.deque):
         buffer.clear()
