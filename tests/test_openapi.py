@@ -12,9 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import TypeAdapter
 
 from browser import headless
 from conftest import AUTH, OPERATOR, ROUTES, Peers, Running, RunNode, config_dict
+from lienthong.api.schemas import Accepted, BatchAccepted
 from lienthong.sandbox.dossiers import generate
 from lienthong.sandbox.paygov import PayGovSandbox
 from lienthong.sandbox.population import PopulationSandbox, synthetic_citizen
@@ -333,3 +335,23 @@ async def test_posted_events_are_served_by_the_plain_route_the_documented_operat
     assert document["paths"]["/v1/events"]["post"]["security"] == [{"bearer": []}]
     refused = await running.client.post("/v1/events", json={}, headers={"authorization": "Bearer wrong"})
     assert refused.status_code == 401
+
+
+async def test_every_accepted_answer_has_exactly_the_documented_shape(
+    node: Running, document: dict[str, Any]
+) -> None:
+    """The answer is written from the store's results as they are (orjson, session 12): a field added to
+    ``IngestResult`` must not reach callers undocumented. Checked against the documented models, whose
+    extra fields are forbidden, for one event, a batch, and their repeats."""
+    examples = document["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"][
+        "examples"
+    ]
+    one, batch = examples["one_event"]["value"], examples["batch"]["value"]
+    for _ in range(2):  # taken, then a repeat (duplicate: true)
+        single = await node.client.post("/v1/events", json=one, headers=AUTH)
+        many = await node.client.post("/v1/events", json=batch, headers=AUTH)
+        assert (single.status_code, many.status_code) == (202, 202)
+        TypeAdapter(Accepted).validate_json(single.content, strict=True)
+        TypeAdapter(BatchAccepted).validate_json(many.content, strict=True)
+    assert single.json()["duplicate"] is True
+    assert all(result["duplicate"] for result in many.json()["results"])
