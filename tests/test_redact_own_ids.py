@@ -22,13 +22,14 @@ ID = "046090000123"
     "own",
     [
         "m-0661b9a3044b830000004b61af",  # the message id the CI run masked
-        "m-066100000000000000004b61af",
-        "lk-0123456789ab0123456789ab01234567",  # a look-up's id (uuid4 hex)
-        "r-0123456789ab0123456789ab01234567",  # a request id made by the node
-        "9f86d081884c7d659a2feaa0" + "123456789" + "0" * 31,  # a SHA-256 digest
+        "m-0661b9a3044bf123456789abcd",  # each below holds a run of exactly 9 or 12 digits, as an id number
+        "lk-a123456789012" + "b" * 19,  # a look-up's id (uuid4 hex)
+        "r-ab123456789" + "c" * 21,  # a request id made by the node
+        "9f86d081884c7d659a2feaab" + "123456789" + "c" * 31,  # a SHA-256 digest
     ],
 )
 def test_an_identifier_of_ours_is_not_taken_for_an_id_number(own: str) -> None:
+    assert re.search(r"(?<!\d)(?:\d{12}|\d{9})(?!\d)", own)  # what the mask alone would hide
     assert redact(f"messages {own}, {own}.") == f"messages {own}, {own}."
 
 
