@@ -73,7 +73,8 @@ def reduce_ingest_item(item: IngestItem) -> tuple[Any, tuple[Any, ...]]:
     """How an IngestItem pickles to cross to the store's process (a ``copyreg`` reducer): as plain tuples,
     rebuilt by ``ingest_item_from``. Pickle reduces each NamedTuple through ``__reduce_ex__`` and a Python
     ``__getnewargs__``, five per event; flattening the item in one call took pickling from 4.0 to 1.7 µs
-    an event, about a twentieth of the HTTP process's time on a batch (``benchmarks/bench_bus.py``)."""
+    an event (a microbenchmark of 100-event batches), about a twentieth of the HTTP process's CPU per event
+    under ``benchmarks/bench_bus.py``'s batch load (measured per process from /proc, session 12)."""
     event, deliveries, ledger = item
     return ingest_item_from, (tuple(event), tuple(map(tuple, deliveries)), tuple(ledger))
 
