@@ -269,4 +269,4 @@ def test_regex_extract_runs_in_linear_time_on_a_hostile_value() -> None:
     extract = fn("regex_extract", "(a+)+$")  # exponential in Python's re on the value below
     started = time.perf_counter()
     assert extract("a" * 5_000 + "!") is None
-    assert time.perf_counter() - started < 0.5
+    assert time.perf_counter() - started < 2.0  # backtracking would take longer than the universe

@@ -90,8 +90,8 @@ def test_a_catastrophically_backtracking_route_regex_cannot_stall_ingest() -> No
     (emc,) = [r for r in routes.for_type("dossier.received") if r.destination == "emc"]
     assert emc.when is not None
     started = time.perf_counter()
-    emc.when(event({"code": "a" * 23 + "!"}))
-    assert time.perf_counter() - started < 0.1
+    emc.when(event({"code": "a" * 27 + "!"}))  # about 6 s with a backtracking engine
+    assert time.perf_counter() - started < 1.0  # a bound a busy machine keeps (0.1 s was not always kept)
 
 
 def test_a_wildcard_path_tested_like_a_single_value_is_a_load_error() -> None:
