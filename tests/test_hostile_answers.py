@@ -10,19 +10,22 @@ import tracemalloc
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
 from lienthong.adapters.emc import EmcAdapter
-from lienthong.adapters.http import HttpPeer, make_transport
+from lienthong.adapters.http import AnswerTooLarge, HttpPeer, make_transport
 from lienthong.adapters.population import (
     DEFAULT_MAX_SOAP_ANSWER_BYTES,
     CitizenQuery,
     PopulationAdapter,
     make_soap_transport,
 )
+from lienthong.app import build_population, destination_transport
+from lienthong.config import Config, parse_config
 from lienthong.errors import PopulationUnavailable, RetryableError
 from lienthong.model import Message, StoredEvent
 from lienthong.serving import ThreadedServer
@@ -245,3 +248,50 @@ async def test_answers_dropped_at_the_cap_keep_nothing_they_read_ahead(huge: tup
         gc.enable()
         await adapter.aclose()
     assert held < 1_250_000, f"{held:,} bytes held after 20 dropped answers"  # before: 2.5 MB, after: 0.53
+
+
+CAPPED_CONFIG = """
+destinations:
+  emc: {{kind: emc, base_url: "{url}", site_id: S, province_code: H56{cap}}}
+  population: {{kind: population, base_url: "{url}", ma_tich_hop: T1, ma_dvc: DVC-H56{cap}}}
+"""
+
+
+def capped_config(url: str, cap: int | None) -> Config:
+    extra = f", max_answer_bytes: {cap}" if cap is not None else ""
+    return parse_config(CAPPED_CONFIG.format(url=url, cap=extra), file="lienthong.yaml", env={})
+
+
+async def test_each_destination_s_answer_cap_is_configurable(
+    huge: tuple[HugeAnswers, str], tmp_path: Path
+) -> None:
+    """The caps are assumptions about the peers (docs/contracts.md §0): a destination can set its own."""
+    peer, url = huge
+    peer.total = 64 * 1024  # one piece: over a 16 KiB cap, under the defaults
+    peer.declare_length = True
+    for cap, refused in ((None, False), (16 * 1024, True)):
+        config = capped_config(url, cap)
+        transport = destination_transport(config.destinations["emc"], tmp_path)
+        http = HttpPeer(url, transport, timeout_s=20)
+        try:
+            if refused:
+                with pytest.raises(AnswerTooLarge, match="larger than the limit of 16,384 bytes"):
+                    await http.endpoint("/").post(b"{}", {"content-type": "application/json"})
+            else:
+                answer = await http.endpoint("/").post(b"{}", {"content-type": "application/json"})
+                assert len(answer.content) == len(CHUNK)
+        finally:
+            await http.aclose()
+    peer.total = 512 * 1024  # over the SOAP default (256 KiB), under a cap set to 1 MiB
+    for cap, limit in ((None, DEFAULT_MAX_SOAP_ANSWER_BYTES), (16 * 1024, 16 * 1024), (MiB, None)):
+        adapter = build_population(capped_config(url, cap), "population")
+        try:
+            if limit is None:  # read whole, then refused as what it is: not a SOAP answer
+                with pytest.raises(PopulationUnavailable) as caught:
+                    await adapter.lookup(CitizenQuery("046090000123", "CB-1", "lk-cap"))
+                assert "larger than the limit" not in str(caught.value)
+            else:
+                with pytest.raises(PopulationUnavailable, match=f"larger than the limit of {limit:,} bytes"):
+                    await adapter.lookup(CitizenQuery("046090000123", "CB-1", "lk-cap"))
+        finally:
+            await adapter.aclose()

@@ -511,6 +511,14 @@ class _HttpDestination(_Model):
         default=10.0, gt=0, description="Seconds one exchange may take, answer included."
     )
     max_connections: int = Field(default=64, ge=1, description="Connections open to the system at once.")
+    max_answer_bytes: int | None = Field(
+        default=None,
+        ge=1024,
+        le=1024**3,
+        description="The largest answer read from this system, in bytes, as received and as decoded; a"
+        " larger one is dropped unparsed and the exchange retried later. Default: 8 MiB, and 256 KiB for"
+        " the SOAP systems (population, VNPT), whose answers zeep parses at about 40 times their size.",
+    )
     auth: (
         Annotated[BasicAuthConfig | BearerTokenConfig | OAuth2Config, Field(discriminator="kind")] | None
     ) = Field(
