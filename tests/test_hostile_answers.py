@@ -100,7 +100,7 @@ def huge() -> Iterator[tuple[HugeAnswers, str]]:
 def population(url: str, max_answer_bytes: int | None = None) -> PopulationAdapter:
     """The adapter with a cap of ``max_answer_bytes`` on the SOAP transport only; None: the defaults."""
     client = httpx.AsyncClient(transport=make_transport(max_connections=1))
-    soap = make_soap_transport(client, max_answer_bytes=max_answer_bytes or DEFAULT_MAX_SOAP_ANSWER_BYTES)
+    soap = make_soap_transport(client, max_answer_bytes=max_answer_bytes)
     return PopulationAdapter(
         "population",
         soap,
@@ -262,9 +262,7 @@ def capped_config(url: str, cap: int | None) -> Config:
     return parse_config(CAPPED_CONFIG.format(url=url, cap=extra), file="lienthong.yaml", env={})
 
 
-async def test_each_destination_s_answer_cap_is_configurable(
-    huge: tuple[HugeAnswers, str], tmp_path: Path
-) -> None:
+async def test_a_destination_sets_its_own_answer_cap(huge: tuple[HugeAnswers, str], tmp_path: Path) -> None:
     """The caps are assumptions about the peers (docs/contracts.md §0): a destination can set its own."""
     peer, url = huge
     peer.total = 64 * 1024  # one piece: over a 16 KiB cap, under the defaults

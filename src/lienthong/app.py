@@ -32,13 +32,9 @@ from lienthong.adapters.base import Adapter
 from lienthong.adapters.einvoice.viettel import ViettelAccount, ViettelInvoiceAdapter
 from lienthong.adapters.einvoice.vnpt import VnptAccount, VnptInvoiceAdapter, VnptServices
 from lienthong.adapters.emc import EmcAdapter
-from lienthong.adapters.http import DEFAULT_MAX_ANSWER_BYTES, HttpPeer, make_transport
+from lienthong.adapters.http import HttpPeer, make_transport
 from lienthong.adapters.paygov import PayGovAdapter, PayGovSettings
-from lienthong.adapters.population import (
-    DEFAULT_MAX_SOAP_ANSWER_BYTES,
-    PopulationAdapter,
-    make_soap_transport,
-)
+from lienthong.adapters.population import PopulationAdapter, make_soap_transport
 from lienthong.adapters.portal import PortalAdapter, PortalCredentials
 from lienthong.adapters.provincial import ProvincialAdapter
 from lienthong.adapters.results import ResultCheckAdapter, ResultCheckSettings
@@ -765,7 +761,7 @@ def build_population(config: Config, name: str, *, reloader: Reloader | None = N
     client = httpx.AsyncClient(transport=destination_transport(dest, base_dir, name=where, reloader=reloader))
     return PopulationAdapter(
         name,
-        make_soap_transport(client, max_answer_bytes=dest.max_answer_bytes or DEFAULT_MAX_SOAP_ANSWER_BYTES),
+        make_soap_transport(client, max_answer_bytes=dest.max_answer_bytes),
         address=f"{dest.base_url.rstrip('/')}{dest.service_path}",
         ma_tich_hop=dest.ma_tich_hop,
         ma_dvc=dest.ma_dvc,
@@ -1051,7 +1047,7 @@ def destination_transport(
     transport = make_transport(
         max_connections=dest.max_connections,
         ssl_context=context,
-        max_answer_bytes=dest.max_answer_bytes or DEFAULT_MAX_ANSWER_BYTES,
+        max_answer_bytes=dest.max_answer_bytes,
     )
     auth = dest.auth
     if auth is None:
@@ -1107,9 +1103,7 @@ def build_vnpt(
     context = tls_context(dest, base_dir, name=peer, reloader=reloader)
     # Tenants host their own WSDLs: fetched (verified TLS) once, when first needed.
     fetcher = httpx.Client(verify=context or True, timeout=dest.timeout_s, trust_env=False)
-    transport = make_soap_transport(
-        client, wsdl_client=fetcher, max_answer_bytes=dest.max_answer_bytes or DEFAULT_MAX_SOAP_ANSWER_BYTES
-    )
+    transport = make_soap_transport(client, wsdl_client=fetcher, max_answer_bytes=dest.max_answer_bytes)
     return VnptInvoiceAdapter(
         name, transport, services=services, account=account, timeout_s=dest.timeout_s, events=events
     )

@@ -102,14 +102,16 @@ def make_transport(
     *,
     max_connections: int,
     ssl_context: ssl.SSLContext | None = None,
-    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+    max_answer_bytes: int | None = None,
 ) -> AiohttpTransport:
     """The real transport for one destination; TLS is verified (``ssl_context``: a private CA, or mTLS).
 
-    Answers larger than ``max_answer_bytes`` as received (default 8 MiB) raise ``AnswerTooLarge``.
+    Answers larger than ``max_answer_bytes`` as received (None: 8 MiB) raise ``AnswerTooLarge``.
     """
     return AiohttpTransport(
-        max_connections=max_connections, ssl_context=ssl_context, max_answer_bytes=max_answer_bytes
+        max_connections=max_connections,
+        ssl_context=ssl_context,
+        max_answer_bytes=max_answer_bytes or DEFAULT_MAX_ANSWER_BYTES,
     )
 
 

@@ -121,19 +121,19 @@ few KB, and zeep's parse takes some 40 times an answer's size: a 24 MB answer to
 def make_soap_transport(
     client: httpx.AsyncClient,
     *,
-    max_answer_bytes: int = DEFAULT_MAX_SOAP_ANSWER_BYTES,
+    max_answer_bytes: int | None = None,
     wsdl_client: httpx.Client | None = None,
 ) -> AsyncTransport:
     """zeep's async transport over ``client``. The WSDL is read from the package, never fetched, unless
     ``wsdl_client`` is given to fetch it (VNPT's tenants host their own WSDLs).
 
     An answer is read as a stream and dropped, before zeep parses it, once its decoded size passes
-    ``max_answer_bytes`` (default 256 KiB): ``AnswerTooLarge``, which the adapters treat as retry-later.
+    ``max_answer_bytes`` (None: 256 KiB): ``AnswerTooLarge``, which the adapters treat as retry-later.
     """
     return _CappedSoapTransport(
         client=client,
         wsdl_client=wsdl_client or httpx.Client(transport=_NoFetching()),
-        max_answer_bytes=max_answer_bytes,
+        max_answer_bytes=max_answer_bytes or DEFAULT_MAX_SOAP_ANSWER_BYTES,
     )
 
 
