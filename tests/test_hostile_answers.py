@@ -26,7 +26,7 @@ from lienthong.adapters.population import (
 )
 from lienthong.app import build_population, destination_transport
 from lienthong.config import Config, parse_config
-from lienthong.errors import PopulationUnavailable, RetryableError
+from lienthong.errors import ConfigError, PopulationUnavailable, RetryableError
 from lienthong.model import Message, StoredEvent
 from lienthong.serving import ThreadedServer
 
@@ -293,3 +293,13 @@ async def test_a_destination_sets_its_own_answer_cap(huge: tuple[HugeAnswers, st
                     await adapter.lookup(CitizenQuery("046090000123", "CB-1", "lk-cap"))
         finally:
             await adapter.aclose()
+
+
+@pytest.mark.parametrize("cap", ["10", "2147483648", "'lots'"])
+def test_an_answer_cap_out_of_bounds_is_refused_naming_where(cap: str) -> None:
+    with pytest.raises(ConfigError, match=r"destinations\.emc\.max_answer_bytes"):
+        parse_config(
+            CAPPED_CONFIG.format(url="http://127.0.0.1:9", cap=f", max_answer_bytes: {cap}"),
+            file="lienthong.yaml",
+            env={},
+        )
