@@ -497,6 +497,11 @@ class TlsConfig(_Model):
         return self
 
 
+SOAP_ANSWER_LIMIT = 16 * 1024 * 1024
+"""The most a SOAP system's ``max_answer_bytes`` may be: zeep parses an answer at about 40 times its size
+(``benchmarks/bench_hostile.py``), so one of 16 MiB may take some 640 MB."""
+
+
 class _HttpDestination(_Model):
     operations: ClassVar[tuple[str, ...]] = ()
     # The bundled mapping each operation uses when a route names none.
@@ -516,8 +521,7 @@ class _HttpDestination(_Model):
         ge=1024,
         le=1024**3,
         description="The largest answer read from this system, in bytes, as received and as decoded; a"
-        " larger one is dropped unparsed and the exchange retried later. Default: 8 MiB, and 256 KiB for"
-        " the SOAP systems (population, VNPT), whose answers zeep parses at about 40 times their size.",
+        " larger one is dropped unparsed and the exchange retried later. Default: 8 MiB.",
     )
     auth: (
         Annotated[BasicAuthConfig | BearerTokenConfig | OAuth2Config, Field(discriminator="kind")] | None
@@ -586,6 +590,14 @@ class PopulationDestination(_HttpDestination):
     e-form prefill (`citizens`). It takes no routes."""
 
     kind: Literal["population"]
+    max_answer_bytes: int | None = Field(
+        default=None,
+        ge=1024,
+        le=SOAP_ANSWER_LIMIT,
+        description="The largest answer read from this system, in bytes, as received and as decoded; a"
+        " larger one is dropped unparsed and the exchange retried later. Default: 256 KiB; at most 16 MiB,"
+        " as zeep parses a SOAP answer at about 40 times its size.",
+    )
     service_path: str = Field(default="/ws/congdan", description="The SOAP service's path.")
     ma_tich_hop: str = Field(
         min_length=1, description="MaTichHop: the integration code issued to the province."
@@ -668,6 +680,14 @@ class VnptDestination(_HttpDestination, _Seller):
     }
 
     kind: Literal["vnpt"]
+    max_answer_bytes: int | None = Field(
+        default=None,
+        ge=1024,
+        le=SOAP_ANSWER_LIMIT,
+        description="The largest answer read from this system, in bytes, as received and as decoded; a"
+        " larger one is dropped unparsed and the exchange retried later. Default: 256 KiB; at most 16 MiB,"
+        " as zeep parses a SOAP answer at about 40 times its size.",
+    )
     account: str = Field(min_length=1, description="Account (the admin account VNPT issued).")
     ac_password: SecretStr = Field(min_length=1, description="ACpass.")
     username: str = Field(min_length=1, description="The service user.")
