@@ -542,6 +542,19 @@ class _HttpDestination(_Model):
     )
 
 
+class _SoapDestination(_HttpDestination):
+    """A system spoken to over SOAP (zeep), whose answers cost the node more memory than their size."""
+
+    max_answer_bytes: int | None = Field(
+        default=None,
+        ge=1024,
+        le=SOAP_ANSWER_LIMIT,
+        description="The largest answer read from this system, in bytes, as received and as decoded; a"
+        " larger one is dropped unparsed and the exchange retried later. Default: 256 KiB; at most 16 MiB,"
+        " as zeep parses a SOAP answer at about 40 times its size.",
+    )
+
+
 class PortalDestination(_HttpDestination):
     """National Public Service Portal (DVCQG): session login with the dstcode header."""
 
@@ -585,19 +598,11 @@ class EmcDestination(_HttpDestination):
         return {"site_id": self.site_id, "province_code": self.province_code}
 
 
-class PopulationDestination(_HttpDestination):
+class PopulationDestination(_SoapDestination):
     """The National Population Database (SOAP, through the integration platform): citizen look-ups for
     e-form prefill (`citizens`). It takes no routes."""
 
     kind: Literal["population"]
-    max_answer_bytes: int | None = Field(
-        default=None,
-        ge=1024,
-        le=SOAP_ANSWER_LIMIT,
-        description="The largest answer read from this system, in bytes, as received and as decoded; a"
-        " larger one is dropped unparsed and the exchange retried later. Default: 256 KiB; at most 16 MiB,"
-        " as zeep parses a SOAP answer at about 40 times its size.",
-    )
     service_path: str = Field(default="/ws/congdan", description="The SOAP service's path.")
     ma_tich_hop: str = Field(
         min_length=1, description="MaTichHop: the integration code issued to the province."
@@ -670,7 +675,7 @@ class _Seller(_Model):
         }
 
 
-class VnptDestination(_HttpDestination, _Seller):
+class VnptDestination(_SoapDestination, _Seller):
     """VNPT e-invoices (SOAP): receipts published with ImportAndPublishInv under a pattern and serial."""
 
     operations: ClassVar[tuple[str, ...]] = ("issue", "cancel")
@@ -680,14 +685,6 @@ class VnptDestination(_HttpDestination, _Seller):
     }
 
     kind: Literal["vnpt"]
-    max_answer_bytes: int | None = Field(
-        default=None,
-        ge=1024,
-        le=SOAP_ANSWER_LIMIT,
-        description="The largest answer read from this system, in bytes, as received and as decoded; a"
-        " larger one is dropped unparsed and the exchange retried later. Default: 256 KiB; at most 16 MiB,"
-        " as zeep parses a SOAP answer at about 40 times its size.",
-    )
     account: str = Field(min_length=1, description="Account (the admin account VNPT issued).")
     ac_password: SecretStr = Field(min_length=1, description="ACpass.")
     username: str = Field(min_length=1, description="The service user.")
