@@ -24,6 +24,7 @@ import contextlib
 import functools
 import itertools
 import json
+import os
 import secrets
 import subprocess
 import sys
@@ -106,9 +107,12 @@ class Sizes:
 class Child:
     """A lienthong CLI command in its own process; the first stdout line (if asked) is its URL."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lienthong.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+            [sys.executable, "-m", "lienthong.cli", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
         )
 
     def read_url(self) -> str:
@@ -188,14 +192,69 @@ def wait_ready(url: str) -> None:
 # -- ingest -------------------------------------------------------------------------------------------
 
 
-def bench_ingest(sizes: Sizes, workdir: Path) -> dict[str, float]:
+def bench_ingest(sizes: Sizes, workdir: Path, against: str | None = None) -> dict[str, float]:
+    """Ingest figures, best of ``sizes.rounds`` rounds interleaved with the bare endpoint; with
+    ``against`` (a git revision), the same rounds also go to a node of that revision's code, in turn with
+    ours, on a SQLite store of its own: ``single_against`` and ``batch_against``."""
+    checkout = _checkout(against, workdir) if against is not None else None
+    nodes: dict[str, tuple[Child, str]] = {}
+    try:
+        nodes["ours"] = _ingest_node(workdir, "ingest", None)
+        if checkout is not None:
+            nodes["against"] = _ingest_node(workdir, "against", checkout)
+        headers = {"authorization": f"Bearer {TOKEN}", "content-type": "application/json"}
+        singles: dict[str, list[float]] = {name: [] for name in nodes}
+        batched: dict[str, list[float]] = {name: [] for name in nodes}
+        bares: list[float] = []
+        load_cpu_us: list[float] = []
+        # Rounds interleaved with the baseline, best of each: this machine's speed drifts by half from one
+        # few-second run to the next. Every round sends events no earlier round sent; the nodes take
+        # turns at going first.
+        for round_ in range(sizes.rounds):
+            turns = list(nodes.items()) if round_ % 2 == 0 else list(reversed(nodes.items()))
+            bodies = [orjson.dumps(e) for e in _events(sizes.single_events, day=1 + 10 * round_)]
+            for name, (_, url) in turns:
+                cpu = time.process_time()
+                singles[name].append(len(bodies) / _run_load(f"{url}/v1/events", bodies, headers))
+                if name == "ours":
+                    load_cpu_us.append((time.process_time() - cpu) / len(bodies) * 1e6)
+            bares.append(bare_endpoint(bodies))
+        for round_ in range(sizes.rounds):
+            turns = list(nodes.items()) if round_ % 2 == 0 else list(reversed(nodes.items()))
+            events = _events(sizes.batch_events, day=2 + 10 * round_)
+            bodies = [orjson.dumps({"events": events[i : i + 100]}) for i in range(0, len(events), 100)]
+            for name, (_, url) in turns:
+                batched[name].append(len(events) / _run_load(f"{url}/v1/events", bodies, headers))
+    finally:
+        for node, _ in nodes.values():
+            node.stop()
+        if checkout is not None:
+            _git("worktree", "remove", "--force", str(checkout))
+    figures = {
+        "single": max(singles["ours"]),
+        "batch": max(batched["ours"]),
+        "load_cpu_us": min(load_cpu_us),
+        "bare": max(bares),
+    }
+    if "against" in nodes:
+        figures |= {"single_against": max(singles["against"]), "batch_against": max(batched["against"])}
+    return figures
+
+
+def _ingest_node(workdir: Path, name: str, source: Path | None) -> tuple[Child, str]:
+    """``lienthong run`` with the dispatcher off, from this checkout, or from ``source`` (another
+    revision's checkout, run with this one's installed dependencies); its URL once ready."""
     sock = bind()
     port = sock.getsockname()[1]
     sock.close()
+    auth: dict[str, Any] = {"tokens": [{"name": "bench", "sha256": hash_token(TOKEN)}]}
+    config_source = (source or Path(__file__).resolve().parents[1]) / "src" / "lienthong" / "config.py"
+    if "rate_limit" in config_source.read_text(encoding="utf-8"):  # older revisions had none to turn off
+        auth["rate_limit"] = {"per_second": 0}
     config = {
         "server": {"port": port, "max_batch_events": 1000},
-        "auth": {"tokens": [{"name": "bench", "sha256": hash_token(TOKEN)}], "rate_limit": {"per_second": 0}},
-        "store": store_config(workdir, "ingest"),
+        "auth": auth,
+        "store": store_config(workdir, name),
         "dispatcher": {"enabled": False},
         "destinations": {
             "portal": {
@@ -212,38 +271,33 @@ def bench_ingest(sizes: Sizes, workdir: Path) -> dict[str, float]:
             for r in PORTAL_ROUTES
         ],
     }
-    path = workdir / "ingest.yaml"
+    path = workdir / f"{name}.yaml"
     path.write_text(json.dumps(config))
-    bus = Child("run", str(path))
+    env = None if source is None else {**os.environ, "PYTHONPATH": str(source / "src")}
+    node = Child("run", str(path), env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url)
-        headers = {"authorization": f"Bearer {TOKEN}", "content-type": "application/json"}
-        events_url = f"{url}/v1/events"
-        singles: list[float] = []
-        bares: list[float] = []
-        load_cpu_us: list[float] = []
-        batched: list[float] = []
-        # Rounds interleaved with the baseline, best of each: this machine's speed drifts by half from one
-        # few-second run to the next. Every round sends events no earlier round sent.
-        for round_ in range(sizes.rounds):
-            bodies = [orjson.dumps(e) for e in _events(sizes.single_events, day=1 + 10 * round_)]
-            cpu = time.process_time()
-            singles.append(len(bodies) / _run_load(events_url, bodies, headers))
-            load_cpu_us.append((time.process_time() - cpu) / len(bodies) * 1e6)
-            bares.append(bare_endpoint(bodies))
-        for round_ in range(sizes.rounds):
-            events = _events(sizes.batch_events, day=2 + 10 * round_)
-            bodies = [orjson.dumps({"events": events[i : i + 100]}) for i in range(0, len(events), 100)]
-            batched.append(len(events) / _run_load(events_url, bodies, headers))
-    finally:
-        bus.stop()
-    return {
-        "single": max(singles),
-        "batch": max(batched),
-        "load_cpu_us": min(load_cpu_us),
-        "bare": max(bares),
-    }
+    except BaseException:
+        node.stop()
+        raise
+    return node, url
+
+
+def _checkout(revision: str, workdir: Path) -> Path:
+    """A checkout of ``revision`` of this repository, in ``workdir`` (a git worktree)."""
+    path = workdir / "against"
+    try:
+        _git("worktree", "add", "--detach", "--quiet", str(path), revision)
+    except subprocess.CalledProcessError as exc:  # git has said why on stderr
+        raise SystemExit(
+            f"--against {revision}: no checkout of it could be made (git exit {exc.returncode})"
+        ) from None
+    return path
+
+
+def _git(*args: str) -> None:
+    subprocess.run(["git", *args], cwd=Path(__file__).resolve().parent, check=True)
 
 
 def _run_load(url: str, bodies: list[bytes], headers: dict[str, str]) -> float:
@@ -494,7 +548,17 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     parser.add_argument("--only", choices=("ingest", "delivery"), help="run one half (for profiling)")
     parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument(
+        "--against",
+        metavar="REVISION",
+        help="ingest also into a node of this git revision's code (a worktree, run with this checkout's"
+        " dependencies), in turn with ours: issue 11's 'ingest must not fall', as a ratio on this machine",
+    )
     args = parser.parse_args()
+    if args.against is not None and (args.store != "sqlite" or args.only == "delivery"):
+        parser.error(
+            "--against measures ingest on SQLite: it takes neither --store postgres nor --only delivery"
+        )
     sizes = Sizes.pick(args.smoke)
     tune_runtime()  # as `lienthong run` does; the bare loops in this process get it too
     STORE["kind"] = args.store
@@ -505,7 +569,7 @@ def main() -> int:
 def _run(args: argparse.Namespace, sizes: Sizes) -> int:
     with tempfile.TemporaryDirectory(prefix="lienthong-bench-") as tmp:
         no_ingest = {"single": 0.0, "batch": 0.0, "load_cpu_us": 0.0, "bare": 1.0}
-        ingest = bench_ingest(sizes, Path(tmp)) if args.only != "delivery" else no_ingest
+        ingest = bench_ingest(sizes, Path(tmp), args.against) if args.only != "delivery" else no_ingest
         skipped = dict.fromkeys(("bus", "httpx", "adapter_client", "aiohttp", "bus_without_log"), 1.0)
         delivery = bench_delivery(sizes, Path(tmp)) if args.only != "ingest" else skipped
     report = {
@@ -526,6 +590,14 @@ def _run(args: argparse.Namespace, sizes: Sizes) -> int:
         "store": args.store,
         "commits_per_delivered_message": round(min(COMMITS), 3) if COMMITS else 0.0,
     }
+    if "batch_against" in ingest:
+        report |= {
+            "against": args.against,
+            "ingest_events_per_s_single_against": round(ingest["single_against"]),
+            "ingest_events_per_s_batch100_against": round(ingest["batch_against"]),
+            "ratio_single_to_against": round(ingest["single"] / ingest["single_against"], 2),
+            "ratio_batch100_to_against": round(ingest["batch"] / ingest["batch_against"], 2),
+        }
     if args.json:
         print(json.dumps(report))
         return 0
@@ -536,7 +608,7 @@ def _run(args: argparse.Namespace, sizes: Sizes) -> int:
     # Issue 11's targets: on SQLite 3,500 and 25,000 events/s and 0.5x the bare loop; on PostgreSQL (one
     # node) 10,000 events/s in batches and 0.35x.
     single, batch, ratio = ("3,500", "25,000", "0.5") if args.store == "sqlite" else ("-", "10,000", "0.35")
-    lines = (
+    ingest_lines = [
         (
             "ingest, 1 event/request",
             report["ingest_events_per_s_single"],
@@ -561,6 +633,23 @@ def _run(args: argparse.Namespace, sizes: Sizes) -> int:
             "µs/req",
             "1 event/request: what the client takes of the 2 cores",
         ),
+    ]
+    if "against" in report:
+        ingest_lines += [
+            (
+                f"  1 event/request at {args.against}"[:28],
+                report["ingest_events_per_s_single_against"],
+                "events/s",
+                f"ours/that {report['ratio_single_to_against']} (issue 11: must not fall)",
+            ),
+            (
+                f"  batches of 100 at {args.against}"[:28],
+                report["ingest_events_per_s_batch100_against"],
+                "events/s",
+                f"ours/that {report['ratio_batch100_to_against']} (issue 11: must not fall)",
+            ),
+        ]
+    delivery_lines = [
         ("deliveries, bus (durable)", report["deliveries_per_s_bus"], "/s", "target >= 1,000"),
         (
             "deliveries, bare httpx",
@@ -592,9 +681,12 @@ def _run(args: argparse.Namespace, sizes: Sizes) -> int:
             "",
             "counted at the runner, best bus run (issue 11: <= 0.05)",
         ),
-    )
-    # The first four lines are ingest's, the rest deliveries': ``--only`` prints the half it ran.
-    shown = lines[:4] if args.only == "ingest" else lines[4:] if args.only == "delivery" else lines
+    ]
+    # ``--only`` prints the half it ran.
+    shown = [
+        *(ingest_lines if args.only != "delivery" else []),
+        *(delivery_lines if args.only != "ingest" else []),
+    ]
     for label, value, unit, note in shown:
         print(f"  {label:<28}{value:>8} {unit:<9} {note}")
     return 0
