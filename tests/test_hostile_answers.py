@@ -14,12 +14,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+import zeep.exceptions
 from starlette.types import Receive, Scope, Send
 
 from lienthong.adapters.emc import EmcAdapter
 from lienthong.adapters.http import AnswerTooLarge, HttpPeer, make_transport
 from lienthong.adapters.population import (
     DEFAULT_MAX_SOAP_ANSWER_BYTES,
+    MAX_WSDL_BYTES,
     CitizenQuery,
     PopulationAdapter,
     make_soap_transport,
@@ -317,3 +319,50 @@ def test_a_soap_system_answer_cap_is_bounded_where_zeep_would_take_the_node_down
     assert parse_config(template.format(cap=16 * MiB), file="lienthong.yaml", env={})
     with pytest.raises(ConfigError, match=r"destinations\.d\.max_answer_bytes.*16777216"):
         parse_config(template.format(cap=16 * MiB + 1), file="lienthong.yaml", env={})
+
+
+def test_a_rest_system_keeps_its_higher_answer_cap() -> None:
+    """Only the SOAP systems are bounded at 16 MiB: a REST one (result documents may be large) is not."""
+    config = parse_config(
+        CAPPED_CONFIG.format(url="http://127.0.0.1:9", cap=""), file="lienthong.yaml", env={}
+    )
+    text = "destinations:\n  emc: {kind: emc, base_url: 'http://127.0.0.1:9', site_id: S, province_code: H56,"
+    text += f" max_answer_bytes: {64 * MiB}}}\n"
+    assert config.destinations["emc"].max_answer_bytes is None
+    assert parse_config(text, file="lienthong.yaml", env={}).destinations["emc"].max_answer_bytes == 64 * MiB
+
+
+def test_a_tenants_wsdl_is_read_up_to_a_cap_not_whole(huge: tuple[HugeAnswers, str]) -> None:
+    """VNPT's tenants host their own WSDLs, fetched once: a host answering without end is refused at
+    MAX_WSDL_BYTES, as an answer would be, not read whole into memory and then judged."""
+    peer, url = huge  # 128 MiB
+    for declared in (False, True):
+        peer.streamed, peer.declare_length = 0, declared
+        peer.stopped.clear()
+        transport = make_soap_transport(httpx.AsyncClient(), wsdl_client=httpx.Client(timeout=20))
+        try:
+            with pytest.raises(AnswerTooLarge, match=f"larger than the limit of {MAX_WSDL_BYTES:,} bytes"):
+                transport.load(f"{url}/PublishService.asmx?wsdl")
+        finally:
+            transport.wsdl_client.close()
+        assert peer.stopped.wait(10)
+        assert peer.streamed < 2 * MAX_WSDL_BYTES + 8 * MiB  # what the sockets held when it was dropped
+
+
+def test_a_tenants_wsdl_host_answering_an_error_is_a_transport_error_with_its_status() -> None:
+    """As zeep's own fetch says it: the status, for ``failures.classify`` to judge (404: not found)."""
+
+    async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": 404, "headers": [(b"content-type", b"text/html")]}
+        )
+        await send({"type": "http.response.body", "body": b"<html>no such page</html>"})
+
+    with ThreadedServer(lambda: not_found) as server:
+        transport = make_soap_transport(httpx.AsyncClient(), wsdl_client=httpx.Client(timeout=20))
+        try:
+            with pytest.raises(zeep.exceptions.TransportError) as caught:
+                transport.load(f"{server.url}/PublishService.asmx?wsdl")
+        finally:
+            transport.wsdl_client.close()
+    assert caught.value.status_code == 404

@@ -26,7 +26,7 @@ from zeep.proxy import AsyncServiceProxy
 from zeep.transports import AsyncTransport
 
 from lienthong.adapters.exchanges import note
-from lienthong.adapters.http import read_capped
+from lienthong.adapters.http import AnswerTooLarge, check_declared_length, read_capped
 from lienthong.adapters.soap import SAFE, UnsafeXml, check_answer, map_soap_errors, safe_xml
 from lienthong.errors import (
     CitizenMismatch,
@@ -117,27 +117,31 @@ DEFAULT_MAX_SOAP_ANSWER_BYTES = 256 * 1024
 few KB, and zeep's parse takes some 40 times an answer's size: a 24 MB answer took the node from 99 MB to
 1 GB. With a 1 MiB cap, benchmarks/bench_hostile.py peaked at 395 MB; with 256 KiB, at 363 MB."""
 
+MAX_WSDL_BYTES = 4 * 1024 * 1024
+"""The cap on a WSDL or schema fetched from a tenant's host (4 MiB; assumed, docs/contracts.md §0: an ASMX
+service's WSDL, every operation in it, is well under 1 MB)."""
+
 
 def make_soap_transport(
     client: httpx.AsyncClient,
     *,
     max_answer_bytes: int | None = None,
     wsdl_client: httpx.Client | None = None,
-) -> AsyncTransport:
+) -> CappedSoapTransport:
     """zeep's async transport over ``client``. The WSDL is read from the package, never fetched, unless
-    ``wsdl_client`` is given to fetch it (VNPT's tenants host their own WSDLs).
+    ``wsdl_client`` is given to fetch it (VNPT's tenants host their own WSDLs), up to MAX_WSDL_BYTES.
 
     An answer is read as a stream and dropped, before zeep parses it, once its decoded size passes
     ``max_answer_bytes`` (None: 256 KiB): ``AnswerTooLarge``, which the adapters treat as retry-later.
     """
-    return _CappedSoapTransport(
+    return CappedSoapTransport(
         client=client,
         wsdl_client=wsdl_client or httpx.Client(transport=_NoFetching()),
         max_answer_bytes=max_answer_bytes or DEFAULT_MAX_SOAP_ANSWER_BYTES,
     )
 
 
-class _CappedSoapTransport(AsyncTransport):
+class CappedSoapTransport(AsyncTransport):
     """zeep's AsyncTransport, whose ``post`` reads the whole answer at once, with a size cap."""
 
     def __init__(self, *, max_answer_bytes: int, **kwargs: Any) -> None:
@@ -167,6 +171,23 @@ class _CappedSoapTransport(AsyncTransport):
         content: bytes = super().load(url)
         check_answer(content, source=url)
         return content
+
+    def _load_remote_data(self, url: str) -> bytes:
+        """zeep's fetch of a WSDL or schema from a tenant's host (``load``), read as a stream and dropped
+        once it passes MAX_WSDL_BYTES: zeep's own reads the whole answer, however large, into memory."""
+        with self.wsdl_client.stream("GET", url) as response:
+            check_declared_length(response, MAX_WSDL_BYTES)
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > MAX_WSDL_BYTES:
+                    chunks.clear()  # a traceback keeps this frame, and the frame its chunks
+                    raise AnswerTooLarge.over(MAX_WSDL_BYTES)
+                chunks.append(chunk)
+        if response.is_error:  # as zeep's: the status, after the body
+            raise zeep.exceptions.TransportError(status_code=response.status_code)
+        return b"".join(chunks)
 
 
 def _envelope(content: bytes) -> bool:
