@@ -6,11 +6,13 @@ import asyncio
 import gc
 import itertools
 import threading
+import time
 import tracemalloc
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -22,6 +24,7 @@ from lienthong.adapters.http import AnswerTooLarge, HttpPeer, make_transport
 from lienthong.adapters.population import (
     DEFAULT_MAX_SOAP_ANSWER_BYTES,
     MAX_WSDL_BYTES,
+    CappedSoapTransport,
     CitizenQuery,
     PopulationAdapter,
     make_soap_transport,
@@ -366,3 +369,105 @@ def test_a_tenants_wsdl_host_answering_an_error_is_a_transport_error_with_its_st
         finally:
             transport.wsdl_client.close()
     assert caught.value.status_code == 404
+
+
+def _gzipped(data: bytes) -> bytes:
+    packer = zlib.compressobj(9, wbits=31)
+    return packer.compress(data) + packer.flush()
+
+
+@pytest.fixture(scope="module")
+def stacked_bomb() -> bytes:
+    """About 1 KB that inflates to 128 MiB through two layers of gzip."""
+    return _gzipped(_gzipped(bytes(128 * MiB)))
+
+
+def answering(body: bytes, headers: list[tuple[bytes, bytes]], status: int = 200) -> Any:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+async def test_an_answer_in_stacked_codings_is_refused_before_httpx_inflates_it(stacked_bomb: bytes) -> None:
+    """httpx inflates each read through every layer of ``gzip, gzip`` at once: ~1 KB came out as one
+    128 MiB piece before the cap could count it. Such an answer is refused unread."""
+    assert len(stacked_bomb) < 4096
+    headers = [(b"content-type", b"text/xml"), (b"content-encoding", b"gzip, gzip")]
+    with ThreadedServer(lambda: answering(stacked_bomb, headers)) as server:
+        adapter = population(server.url)
+        tracemalloc.start()
+        try:
+            with pytest.raises(PopulationUnavailable, match="Content-Encoding 'gzip, gzip'"):
+                await adapter.lookup(CitizenQuery("046090000123", "CB-1", "lk-stacked"))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+            await adapter.aclose()
+    assert peak < 32 * MiB, f"{peak / MiB:.0f} MiB held at the peak"
+
+
+def soap_fetcher(deadline_s: float | None = None) -> CappedSoapTransport:
+    transport = make_soap_transport(httpx.AsyncClient(), wsdl_client=httpx.Client(timeout=5))
+    if deadline_s is not None:
+        transport.wsdl_deadline_s = deadline_s
+    return transport
+
+
+def test_a_compressed_wsdl_is_refused_as_it_was_asked_for_uncompressed(stacked_bomb: bytes) -> None:
+    headers = [(b"content-type", b"text/xml"), (b"content-encoding", b"gzip")]
+    with ThreadedServer(lambda: answering(stacked_bomb, headers)) as server:
+        transport = soap_fetcher()
+        where = f"{server.url}/PublishService.asmx"
+        url = f"{where.replace('http://', 'http://user:secret@')}?wsdl&token=t0p"
+        try:
+            with pytest.raises(AnswerTooLarge, match="Content-Encoding 'gzip'") as caught:
+                transport.load(url)
+        finally:
+            transport.wsdl_client.close()
+    said = str(caught.value)
+    assert f"the WSDL or schema at {where} came" in said  # named, without its secrets
+    assert "secret" not in said
+    assert "t0p" not in said
+
+
+@pytest.mark.parametrize("status", [301, 302, 404, 503])
+def test_a_wsdl_host_answering_other_than_2xx_is_a_transport_error_with_its_status(status: int) -> None:
+    """As zeep's own fetch said it, for ``failures.classify`` to judge; a redirect is not followed."""
+    headers = [(b"content-type", b"text/html"), (b"location", b"http://169.254.169.254/latest")]
+    body = b"<html>elsewhere</html>" * (512 * 1024)  # 11 MB: its status is judged, not its size
+    with ThreadedServer(lambda: answering(body, headers, status)) as server:
+        transport = soap_fetcher()
+        try:
+            with pytest.raises(zeep.exceptions.TransportError) as caught:
+                transport.load(f"{server.url}/PublishService.asmx?wsdl")
+        finally:
+            transport.wsdl_client.close()
+    assert caught.value.status_code == status
+
+
+def test_a_wsdl_host_dripping_its_answer_is_cut_off_at_the_fetch_deadline() -> None:
+    """Each read comes within the timeout; the whole fetch must end within ``wsdl_deadline_s``."""
+
+    async def drip(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/xml")]}
+        )
+        for _ in range(40):  # 8 s in all
+            await send({"type": "http.response.body", "body": b" ", "more_body": True})
+            await asyncio.sleep(0.2)
+        await send({"type": "http.response.body", "body": b"<x/>"})
+
+    with ThreadedServer(lambda: drip) as server:
+        transport = soap_fetcher(deadline_s=1.0)
+        started = time.monotonic()
+        try:
+            with pytest.raises(httpx.ReadTimeout, match="took more than 1 s to read"):
+                transport.load(f"{server.url}/PublishService.asmx?wsdl")
+        finally:
+            transport.wsdl_client.close()
+        assert time.monotonic() - started < 4

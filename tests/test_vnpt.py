@@ -317,3 +317,23 @@ def test_inner_xml_with_a_dtd_anywhere_or_too_large_is_refused_unparsed(text: st
 
     with pytest.raises(UnsafeXml):
         safe_xml(text)
+
+
+async def test_a_wsdl_that_fails_to_load_during_a_look_up_is_a_delivery_error_not_a_crash() -> None:
+    """An older tenant's PortalService WSDL is first fetched when ERR:13 needs the look-up: a fetch that
+    fails there is judged as a call's failure (retried or refused), not an internal error that
+    dead-letters a receipt VNPT says exists."""
+    peer = VnptSandbox(tt78=False)
+    with ThreadedServer(lambda: peer) as server:
+        adapter = adapter_for(
+            server.url,
+            publish=f"{server.url}/PublishService.asmx?wsdl",
+            portal=f"{server.url}/NoSuchService.asmx?wsdl",
+        )
+        try:
+            await adapter.issue("paygov-PG8", receipt())
+            with pytest.raises(DeliveryError, match="http 404"):
+                await adapter.issue("paygov-PG8", receipt())  # ERR:13: the look-up's WSDL is fetched now
+        finally:
+            await adapter.aclose()
+    assert len(peer.invoices) == 1  # and never a second receipt

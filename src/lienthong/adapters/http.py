@@ -14,7 +14,8 @@ endpoint over a transport that has no ``post`` of its own goes through httpx's o
 
 Every answer is capped (``max_answer_bytes``, 8 MiB by default): a declared ``Content-Length`` over the cap
 is refused before reading, and a body is dropped as soon as its decoded size passes the cap (aiohttp inflates
-a compressed body in bounded steps, so a gzip bomb stops too; over httpx, ``read_capped`` does the same).
+a compressed body in bounded steps, so a gzip bomb stops too; over httpx, ``read_capped`` does the same,
+and refuses an answer whose codings are stacked, which httpx would inflate without bound).
 A peer answering 24 MB took the node from 99 MB to 1 GB before the cap; the caller sees ``AnswerTooLarge``.
 """
 
@@ -47,11 +48,31 @@ class AnswerTooLarge(httpx.TransportError):
     max_bytes: int = 0
 
     @classmethod
-    def over(cls, max_bytes: int, *, declared: int | None = None) -> AnswerTooLarge:
+    def over(cls, max_bytes: int, *, declared: int | None = None, what: str = "the answer") -> AnswerTooLarge:
         size = f" (it declares {declared:,} bytes)" if declared is not None else ""
-        error = cls(f"the answer is larger than the limit of {max_bytes:,} bytes{size}; dropped unread")
+        error = cls(f"{what} is larger than the limit of {max_bytes:,} bytes{size}; dropped unread")
         error.max_bytes = max_bytes
         return error
+
+    @classmethod
+    def stacked(cls, max_bytes: int, codings: str, *, what: str = "the answer") -> AnswerTooLarge:
+        """``what`` came in codings httpx would inflate all at once, past any cap: refused unread."""
+        error = cls(
+            f"{what} came with Content-Encoding {codings[:80]!r}, which could inflate past the limit of"
+            f" {max_bytes:,} bytes before it is counted; dropped unread"
+        )
+        error.max_bytes = max_bytes
+        return error
+
+
+def stacked_codings(response: httpx.Response) -> str | None:
+    """The answer's Content-Encoding when it stacks codings (``gzip, gzip``), else None. httpx inflates each
+    read through every layer at once, with no bound: a 980-byte body came out as one 512 MiB piece before
+    ``read_capped`` could count it. One coding inflates a read at most some thousand times (16 KiB reads
+    over httpx-aiohttp: about 16 MiB), which the cap then stops."""
+    value = response.headers.get("content-encoding", "")
+    codings = [c for c in (part.strip().lower() for part in value.split(",")) if c and c != "identity"]
+    return value if len(codings) > 1 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +266,9 @@ async def read_capped(response: httpx.Response, max_bytes: int) -> bytes:
     max_bytes = min(max_bytes, response.extensions.get(_CAP, max_bytes))
     try:
         check_declared_length(response, max_bytes)
+        stacked = stacked_codings(response)
+        if stacked is not None:
+            raise AnswerTooLarge.stacked(max_bytes, stacked)
     except AnswerTooLarge:
         drop_unread(response)
         raise

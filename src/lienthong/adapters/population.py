@@ -10,6 +10,7 @@ PopulationUnavailable or PopulationRefused (``map_lookup_errors``).
 from __future__ import annotations
 
 import asyncio
+import time
 import unicodedata
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -117,6 +118,9 @@ DEFAULT_MAX_SOAP_ANSWER_BYTES = 256 * 1024
 few KB, and zeep's parse takes some 40 times an answer's size: a 24 MB answer took the node from 99 MB to
 1 GB. With a 1 MiB cap, benchmarks/bench_hostile.py peaked at 395 MB; with 256 KiB, at 363 MB."""
 
+WSDL_DEADLINE_S = 60.0
+"""The longest a WSDL or schema fetched from a tenant's host may take, whole: the destination's timeout
+bounds each read, and a host sending a byte a second would pass every read's."""
 MAX_WSDL_BYTES = 4 * 1024 * 1024
 """The cap on a WSDL or schema fetched from a tenant's host (4 MiB; assumed, docs/contracts.md §0: an ASMX
 service's WSDL, every operation in it, is well under 1 MB)."""
@@ -147,6 +151,7 @@ class CappedSoapTransport(AsyncTransport):
     def __init__(self, *, max_answer_bytes: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.max_answer_bytes = max_answer_bytes
+        self.wsdl_deadline_s = WSDL_DEADLINE_S
 
     async def post(self, address: str, message: bytes, headers: dict[str, str]) -> httpx.Response:
         request = self.client.build_request("POST", address, content=message, headers=headers)
@@ -173,21 +178,38 @@ class CappedSoapTransport(AsyncTransport):
         return content
 
     def _load_remote_data(self, url: str) -> bytes:
-        """zeep's fetch of a WSDL or schema from a tenant's host (``load``), read as a stream and dropped
-        once it passes MAX_WSDL_BYTES: zeep's own reads the whole answer, however large, into memory."""
-        with self.wsdl_client.stream("GET", url) as response:
+        """zeep's fetch of a WSDL or schema from a tenant's host (``load``), which read any answer whole,
+        of any status, for as long as the host took. Here: a status other than 2xx is zeep's
+        TransportError with it, unread (a redirect too: none is followed); the answer is asked for and
+        taken uncompressed (httpx inflates a read at once, before it can be counted), read as a stream and
+        dropped past MAX_WSDL_BYTES, and the whole fetch must end within ``wsdl_deadline_s``."""
+        what = f"the WSDL or schema at {_without_secrets(url)}"
+        deadline = time.monotonic() + self.wsdl_deadline_s
+        with self.wsdl_client.stream("GET", url, headers={"accept-encoding": "identity"}) as response:
+            if not response.is_success:
+                raise zeep.exceptions.TransportError(status_code=response.status_code)
             check_declared_length(response, MAX_WSDL_BYTES)
+            coding = response.headers.get("content-encoding", "identity").strip().lower()
+            if coding != "identity":
+                raise AnswerTooLarge.stacked(MAX_WSDL_BYTES, coding, what=what)
             chunks: list[bytes] = []
             size = 0
             for chunk in response.iter_bytes():
                 size += len(chunk)
                 if size > MAX_WSDL_BYTES:
                     chunks.clear()  # a traceback keeps this frame, and the frame its chunks
-                    raise AnswerTooLarge.over(MAX_WSDL_BYTES)
+                    raise AnswerTooLarge.over(MAX_WSDL_BYTES, what=what)
+                if time.monotonic() > deadline:
+                    chunks.clear()
+                    raise httpx.ReadTimeout(f"{what} took more than {self.wsdl_deadline_s:g} s to read")
                 chunks.append(chunk)
-        if response.is_error:  # as zeep's: the status, after the body
-            raise zeep.exceptions.TransportError(status_code=response.status_code)
         return b"".join(chunks)
+
+
+def _without_secrets(url: str) -> str:
+    """``url`` without user information or query, for messages and logs."""
+    parsed = httpx.URL(url)
+    return str(parsed.copy_with(userinfo=b"", query=None, fragment=None))
 
 
 def _envelope(content: bytes) -> bool:

@@ -289,9 +289,10 @@ class VnptInvoiceAdapter:
     async def find(self, fkey: str) -> Published:
         """The receipt published under ``fkey``. Raises Unconfirmed when the look-up does not confirm it
         (unreadable, another key, no number, not found: VNPT's look-ups cannot tell "not issued" reliably)."""
-        await self._publish.proxy()
-        if "GetInvoiceByFkey" not in self._publish.operations:
-            await self._portal.proxy()
+        with map_soap_errors(self._lookup_error, self._lookup_error):  # a WSDL fetched now fails as a call
+            await self._publish.proxy()
+            if "GetInvoiceByFkey" not in self._publish.operations:
+                await self._portal.proxy()
         lookup = self._lookup()  # both WSDLs it may read are loaded: no blocking here
         a = self._account
         if lookup == "GetInvoiceByFkey":
@@ -313,6 +314,9 @@ class VnptInvoiceAdapter:
             destination=self.name,
             operation="issue",
         )
+
+    def _lookup_error(self, failure: Failure) -> DeliveryError:
+        return failure.error(self.name, "issue")
 
     async def cancel(self, fkey: str) -> None:
         a = self._account
