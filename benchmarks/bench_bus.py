@@ -150,10 +150,12 @@ class Child:
     def exited(self) -> str | None:
         """None while it runs; else how it ended, with the end of its log if one is kept."""
         code = self.proc.poll()
-        if code is None:
-            return None
+        return None if code is None else f"exited with {code}{self.said()}"
+
+    def said(self) -> str:
+        """The end of its log (stderr), if one is kept and holds anything: for an error message."""
         said = self.log.read_text(encoding="utf-8", errors="replace")[-2000:] if self.log else ""
-        return f"exited with {code}" + (f":\n{said}" if said else "")
+        return f":\n{said}" if said.strip() else ""
 
 
 def unique_streams(count: int, day: int) -> list[DossierStream]:
@@ -214,7 +216,7 @@ def wait_ready(url: str, child: Child | None = None) -> None:
         except httpx.TransportError:
             pass
         time.sleep(0.05)
-    raise RuntimeError(f"{url} did not become ready")
+    raise RuntimeError(f"{url} did not become ready" + (child.said() if child is not None else ""))
 
 
 # -- ingest -------------------------------------------------------------------------------------------
@@ -277,7 +279,7 @@ def _ingest_node(stack: contextlib.ExitStack, workdir: Path, name: str, source: 
     # The code under test is ``source``'s: on the path first, and run from a directory holding no package.
     env = {**os.environ, "PYTHONPATH": str(source)}
     auth: dict[str, Any] = {"tokens": [{"name": "bench", "sha256": hash_token(TOKEN)}]}
-    if _knows_rate_limits(env, workdir):  # earlier code had none to turn off
+    if _knows_rate_limits(env, workdir, source):  # earlier code had none to turn off
         auth["rate_limit"] = {"per_second": 0}
     config = {
         "server": {"port": port, "max_batch_events": 1000},
@@ -308,35 +310,63 @@ def _ingest_node(stack: contextlib.ExitStack, workdir: Path, name: str, source: 
     return url
 
 
-def _knows_rate_limits(env: dict[str, str], workdir: Path) -> bool:
-    """Whether the code on ``env``'s path has ``auth.rate_limit`` (asked of its config model)."""
-    ask = "import sys, lienthong.config as c; sys.exit('rate_limit' not in c.AuthConfig.model_fields)"
-    return subprocess.run([sys.executable, "-c", ask], env=env, cwd=workdir, check=False).returncode == 0
+def _knows_rate_limits(env: dict[str, str], workdir: Path, source: Path) -> bool:
+    """Whether the code on ``env``'s path has ``auth.rate_limit`` (asked of its config model). Raises
+    SystemExit when that code is not ``source``'s (an installed copy would be measured instead)."""
+    ask = (
+        "import json, lienthong, lienthong.config as c\n"
+        "fields = getattr(getattr(c, 'AuthConfig', None), 'model_fields', {})\n"
+        "print(json.dumps([lienthong.__file__, 'rate_limit' in fields]))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", ask], env=env, cwd=workdir, capture_output=True, text=True, check=False
+    )
+    if found.returncode != 0:
+        raise SystemExit(f"the code at {source} cannot be imported:\n{found.stderr[-2000:]}")
+    where, knows = json.loads(found.stdout)
+    if not Path(where).resolve().is_relative_to(source.resolve()):
+        raise SystemExit(f"the code at {source} is not what runs: lienthong imports from {where}")
+    return bool(knows)
 
 
 def resolve(revision: str) -> str:
-    """The commit ``revision`` names in this repository, in full; SystemExit when it names none."""
-    found = subprocess.run(
-        ["git", "rev-parse", "--verify", "--quiet", "--end-of-options", f"{revision}^{{commit}}"],
-        cwd=HERE,
-        capture_output=True,
-        text=True,
-        check=False,
+    """The commit ``revision`` names in this repository (the one holding this file), in full; SystemExit
+    when it names none, or looks like an option to git."""
+    top = _git("rev-parse", "--show-toplevel")
+    if top is None or Path(top).resolve() != HERE.parent:
+        raise SystemExit(f"--against {revision}: {HERE.parent} is not a git checkout of its own")
+    named = (
+        None
+        if revision.startswith("-")
+        else _git("rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}")
     )
-    if found.returncode != 0:
+    if named is None:
         raise SystemExit(f"--against {revision}: names no commit of this repository")
-    return found.stdout.strip()
+    return named
+
+
+def _git(*args: str) -> str | None:
+    """What git prints for ``args`` in this checkout, or None when it fails."""
+    found = subprocess.run(["git", *args], cwd=HERE.parent, capture_output=True, text=True, check=False)
+    return found.stdout.strip() if found.returncode == 0 else None
 
 
 def _export(commit: str, workdir: Path) -> Path:
     """``commit``'s ``src`` tree, written under ``workdir`` (``git archive``: no worktree to remove, no
     hooks run, nothing left in the repository)."""
     archive = subprocess.run(
-        ["git", "archive", commit, "src"], cwd=HERE.parent, capture_output=True, check=True
+        ["git", "archive", commit, "src"], cwd=HERE.parent, capture_output=True, check=False
     )
+    if archive.returncode != 0:
+        raise SystemExit(f"--against {commit}: git archive failed: {archive.stderr.decode(errors='replace')}")
     path = workdir / f"against-{commit[:12]}"
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-        tar.extractall(path, filter="data")
+        if hasattr(tarfile, "data_filter"):  # Python 3.11.4+: no links or paths out of ``path``
+            tar.extractall(path, filter="data")
+        else:  # this repository's own archive
+            tar.extractall(path)
+    if not (path / "src" / "lienthong" / "__init__.py").is_file():
+        raise SystemExit(f"--against {commit}: that commit has no src/lienthong package")
     return path
 
 
@@ -591,7 +621,7 @@ def main() -> int:
     parser.add_argument(
         "--against",
         metavar="REVISION",
-        help="ingest also into a node of this git revision's code (a worktree, run with this checkout's"
+        help="ingest also into a node of this git revision's code (its src by git archive, run with this checkout's"
         " dependencies), in turn with ours: issue 11's 'ingest must not fall', as a ratio on this machine",
     )
     args = parser.parse_args()

@@ -39,10 +39,11 @@ def main() -> int:
 
 
 def _in_git_checkout(here: Path) -> bool:
+    """Whether this project's tree is a git checkout of its own (not an export inside another one)."""
     found = subprocess.run(
-        ["git", "rev-parse", "--verify", "--quiet", "HEAD"], cwd=here, capture_output=True, check=False
+        ["git", "rev-parse", "--show-toplevel"], cwd=here, capture_output=True, text=True, check=False
     )
-    return found.returncode == 0
+    return found.returncode == 0 and Path(found.stdout.strip()).resolve() == here.resolve().parent
 
 
 if __name__ == "__main__":
