@@ -337,3 +337,21 @@ async def test_a_wsdl_that_fails_to_load_during_a_look_up_is_a_delivery_error_no
         finally:
             await adapter.aclose()
     assert len(peer.invoices) == 1  # and never a second receipt
+
+
+@pytest.mark.parametrize("wsdl", ["file:///etc/vnpt/publish.wsdl", "ftp://h56.example/publish.wsdl"])
+def test_a_wsdl_given_by_a_scheme_lienthong_does_not_fetch_is_refused_at_load(wsdl: str) -> None:
+    """A WSDL is an http(s) URL, fetched, or a file relative to the config: ``file://`` passed the check
+    and failed at the first receipt."""
+    from lienthong.config import parse_config  # noqa: PLC0415
+    from lienthong.errors import ConfigError  # noqa: PLC0415
+
+    text = (
+        "destinations:\n  vnpt: {kind: vnpt, base_url: 'https://h56-tt78admin.example', account: a,"
+        " ac_password: b, username: c, password: d, pattern: 1/001, serial: C26TAA, seller_name: S,"
+        f" seller_tax_code: '3300000000', portal_wsdl: '{wsdl}'}}\n"
+    )
+    with pytest.raises(ConfigError, match=r"destinations\.vnpt\.portal_wsdl: .*an http\(s\) URL or a file"):
+        parse_config(text, file="lienthong.yaml", env={})
+    fine = text.replace(wsdl, "https://h56-tt78admin.example/PortalService.asmx?wsdl")
+    assert parse_config(fine, file="lienthong.yaml", env={}).destinations["vnpt"]

@@ -715,6 +715,16 @@ class VnptDestination(_SoapDestination, _Seller):
         default=30.0, gt=0, description="Seconds one exchange may take (e-invoice services are slow)."
     )
 
+    @field_validator("publish_wsdl", "business_wsdl", "portal_wsdl")
+    @classmethod
+    def _fetched_or_a_file(cls, value: str | None) -> str | None:
+        if value is not None and "://" in value and not value.lower().startswith(("http://", "https://")):
+            raise ValueError(
+                f"must be an http(s) URL or a file relative to the config, not {value[:80]!r}: lienthong"
+                " fetches WSDLs over http(s) only"
+            )
+        return value
+
     def mapping_params(self) -> dict[str, Any]:
         return self.receipt_params(template_code=self.pattern, series=self.serial)
 
