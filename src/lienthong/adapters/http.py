@@ -55,8 +55,9 @@ class AnswerTooLarge(httpx.TransportError):
         return error
 
     @classmethod
-    def stacked(cls, max_bytes: int, codings: str, *, what: str = "the answer") -> AnswerTooLarge:
-        """``what`` came in codings httpx would inflate all at once, past any cap: refused unread."""
+    def inflatable(cls, max_bytes: int, codings: str, *, what: str = "the answer") -> AnswerTooLarge:
+        """``what`` came in codings httpx would inflate a read of at once, past the cap before it is
+        counted (stacked codings; any coding, for a WSDL asked for uncompressed): refused unread."""
         error = cls(
             f"{what} came with Content-Encoding {codings[:80]!r}, which could inflate past the limit of"
             f" {max_bytes:,} bytes before it is counted; dropped unread"
@@ -268,7 +269,7 @@ async def read_capped(response: httpx.Response, max_bytes: int) -> bytes:
         check_declared_length(response, max_bytes)
         stacked = stacked_codings(response)
         if stacked is not None:
-            raise AnswerTooLarge.stacked(max_bytes, stacked)
+            raise AnswerTooLarge.inflatable(max_bytes, stacked)
     except AnswerTooLarge:
         drop_unread(response)
         raise

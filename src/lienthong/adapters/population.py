@@ -191,7 +191,7 @@ class CappedSoapTransport(AsyncTransport):
             check_declared_length(response, MAX_WSDL_BYTES)
             coding = response.headers.get("content-encoding", "identity").strip().lower()
             if coding != "identity":
-                raise AnswerTooLarge.stacked(MAX_WSDL_BYTES, coding, what=what)
+                raise AnswerTooLarge.inflatable(MAX_WSDL_BYTES, coding, what=what)
             chunks: list[bytes] = []
             size = 0
             for chunk in response.iter_bytes():
