@@ -471,3 +471,20 @@ def test_a_wsdl_host_dripping_its_answer_is_cut_off_at_the_fetch_deadline() -> N
         finally:
             transport.wsdl_client.close()
         assert time.monotonic() - started < 4
+
+
+async def test_a_rest_answer_in_stacked_codings_is_not_inflated_at_all(stacked_bomb: bytes) -> None:
+    """The REST path is aiohttp's, which inflates one known coding only: ``gzip, gzip`` arrives as the
+    ~1 KB it was sent (then fails as what it is, not JSON), never as 128 MiB."""
+    headers = [(b"content-type", b"application/json"), (b"content-encoding", b"gzip, gzip")]
+    with ThreadedServer(lambda: answering(stacked_bomb, headers)) as server:
+        http = HttpPeer(server.url, make_transport(max_connections=1), timeout_s=20)
+        tracemalloc.start()
+        try:
+            answer = await http.endpoint("/").post(b"{}", {"content-type": "application/json"})
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+            await http.aclose()
+    assert answer.content == stacked_bomb
+    assert peak < 32 * MiB, f"{peak / MiB:.0f} MiB held at the peak"
